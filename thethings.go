@@ -1,0 +1,612 @@
+// Package thethings is a client for the thethings.iO device REST API (v2).
+//
+// A thing is identified by its thing token. Create a [Client] for a token you
+// already have with [NewClient], or activate a new thing with an activation
+// code through [Activate] and persist [Client.ThingToken] afterwards.
+//
+//	c, err := thethings.NewClient(token)
+//	if err != nil { ... }
+//	err = c.Write(ctx, []thethings.Value{{Key: "temperature", Value: 21.5}})
+//
+// # Errors
+//
+// Every error message starts with "thethings:". Answers of the platform are
+// returned as [*APIError], which matches the sentinel errors with errors.Is:
+// [ErrUnauthorized], [ErrNotFound], [ErrThingNotFound], [ErrResourceNotFound],
+// [ErrActivationCodeNotFound] and [ErrRateLimited]. Bad input is refused before
+// any I/O with an error matching [ErrInvalidOption], [ErrInvalidKey],
+// [ErrInvalidValue] or [ErrNoToken].
+//
+// # Retries
+//
+// Reads are retried on network errors, 429 and 5xx answers but 501. Writes are
+// retried only when the platform certainly did not store the values: the
+// request never left this process, or it was answered 429, or 503 with
+// Retry-After. Anything ambiguous (a connection lost after the request was
+// sent, a 500, a timeout) is returned as a [*WriteError] with Unknown set,
+// unless [RetryPolicy.RetryWrites] asks for retries that may duplicate values.
+// Activation is never repeated once it may have reached the platform. Waits
+// grow exponentially with jitter; Retry-After is honoured but clamped to
+// [RetryPolicy.MaxWait], and no retry is attempted that the context's deadline
+// would cut short.
+//
+// # Security
+//
+// The thing token is a secret, and the API carries it in the URL path. The SDK
+// never puts it in an error, a log line or the String form of a value: paths
+// read "/v2/things/***". Tokens and keys are path-escaped, redirects are not
+// followed, and plain http is used only when the base URL given to
+// [WithBaseURL] says so.
+package thethings
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/thethings-go/thethings/internal/transport"
+)
+
+// DefaultBaseURL is the platform's device API.
+const DefaultBaseURL = "https://api.thethings.io/v2/"
+
+// Version is this SDK's version, sent in the User-Agent header.
+const Version = "0.1.0"
+
+const (
+	defaultMaxRetries = 3
+	defaultMinWait    = 500 * time.Millisecond
+	defaultMaxWait    = 10 * time.Second
+	defaultTimeout    = 30 * time.Second
+	maxErrorBody      = 64 << 10
+	redacted          = "***"
+)
+
+// Sentinel errors. Match them with errors.Is; an [*APIError] carries the details.
+var (
+	// ErrNoToken: an empty thing token was given.
+	ErrNoToken = errors.New("thethings: no thing token")
+	// ErrUnauthorized: the platform refused the credentials (HTTP 401, or 403 not caused by rate limiting).
+	ErrUnauthorized = errors.New("thethings: unauthorized")
+	// ErrNotFound: something named in the request does not exist (HTTP 404).
+	ErrNotFound = errors.New("thethings: not found")
+	// ErrThingNotFound: the thing token is unknown to the platform. It also matches ErrNotFound.
+	ErrThingNotFound = errors.New("thethings: thing not found")
+	// ErrResourceNotFound: the key was never written. It also matches ErrNotFound.
+	ErrResourceNotFound = errors.New("thethings: resource not found")
+	// ErrActivationCodeNotFound: the activation code is unknown, used, or not for that product.
+	ErrActivationCodeNotFound = errors.New("thethings: activation code not found")
+	// ErrRateLimited: the platform asked to slow down (HTTP 429); see APIError.RetryAfter.
+	ErrRateLimited = errors.New("thethings: rate limited")
+	// ErrInvalidKey: a resource key breaks the platform's key rules.
+	ErrInvalidKey = errors.New("thethings: invalid key")
+	// ErrInvalidValue: a value, geo position, time or argument cannot be sent.
+	ErrInvalidValue = errors.New("thethings: invalid value")
+	// ErrInvalidOption: an option is out of range or malformed.
+	ErrInvalidOption = errors.New("thethings: invalid option")
+	// ErrInvalidCursor: a read cursor was not made by this SDK, or was altered.
+	ErrInvalidCursor = errors.New("thethings: invalid cursor")
+	// ErrOutcomeUnknown: the request may or may not have been processed (the
+	// connection failed after it was sent, or the platform answered 5xx).
+	ErrOutcomeUnknown = errors.New("thethings: outcome unknown")
+	// ErrWriterClosed: a value was added to a closed [Writer].
+	ErrWriterClosed = errors.New("thethings: writer closed")
+	// ErrIdleTimeout: a subscription received nothing, not even a keep-alive, for too long.
+	ErrIdleTimeout = errors.New("thethings: subscription idle timeout")
+	// ErrPaginationStalled: the platform's answers make no progress (more
+	// values share one timestamp than a page can hold).
+	ErrPaginationStalled = errors.New("thethings: pagination stalled")
+)
+
+// APIError is an answer of the platform other than success.
+type APIError struct {
+	StatusCode int           // HTTP status code
+	Status     string        // the platform's "status" field, usually "error"
+	Code       int           // the platform's "code" field, when present
+	Message    string        // the platform's "message", thing token redacted
+	Method     string        // HTTP method of the request
+	Path       string        // request path, thing token redacted
+	RetryAfter time.Duration // from the Retry-After header of 429 and 503 answers
+}
+
+func (e *APIError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "thethings: %s %s: %d %s", e.Method, e.Path, e.StatusCode, http.StatusText(e.StatusCode))
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
+	}
+	return b.String()
+}
+
+// Is maps the error onto the sentinel errors: 401 → ErrUnauthorized; 404 →
+// ErrNotFound and, by the platform's message, ErrThingNotFound or
+// ErrResourceNotFound; "activation code not found" → ErrActivationCodeNotFound;
+// 429 (and 403 for rate limits) → ErrRateLimited.
+func (e *APIError) Is(target error) bool {
+	msg := strings.ToLower(e.Message)
+	rateLimited := e.StatusCode == http.StatusTooManyRequests ||
+		(e.StatusCode == http.StatusForbidden && strings.Contains(msg, "rate limit"))
+	switch target {
+	case ErrUnauthorized:
+		return e.StatusCode == http.StatusUnauthorized || (e.StatusCode == http.StatusForbidden && !rateLimited)
+	case ErrRateLimited:
+		return rateLimited
+	case ErrActivationCodeNotFound:
+		return strings.Contains(msg, "activation code not found")
+	case ErrNotFound:
+		return e.StatusCode == http.StatusNotFound || strings.Contains(msg, "activation code not found")
+	case ErrThingNotFound:
+		return e.StatusCode == http.StatusNotFound && isThingMessage(msg)
+	case ErrResourceNotFound:
+		return e.StatusCode == http.StatusNotFound && strings.Contains(msg, "resource not found")
+	}
+	return false
+}
+
+func isThingMessage(msg string) bool {
+	return strings.Contains(msg, "thing token") || strings.Contains(msg, "thing with")
+}
+
+// RetryPolicy bounds automatic retries. The zero value disables retries;
+// without WithRetry a client uses MaxRetries 3, MinWait 500ms, MaxWait 10s.
+type RetryPolicy struct {
+	MaxRetries  int           // retries after the first attempt, 0..100; 0 disables
+	MinWait     time.Duration // first wait before jitter; 0 means 500ms
+	MaxWait     time.Duration // cap for every wait and for Retry-After; 0 means 10s
+	RetryWrites bool          // also retry writes whose outcome is unknown (may duplicate values)
+}
+
+func defaultRetryPolicy() RetryPolicy {
+	return RetryPolicy{MaxRetries: defaultMaxRetries, MinWait: defaultMinWait, MaxWait: defaultMaxWait}
+}
+
+// Option configures a Client. An invalid option makes NewClient or Activate
+// fail with an error matching ErrInvalidOption; options never panic.
+type Option func(*config) error
+
+type config struct {
+	base      *url.URL
+	http      *http.Client
+	stream    *http.Client
+	retry     RetryPolicy
+	userAgent string
+	logger    *slog.Logger
+}
+
+func optionError(format string, args ...any) error {
+	return fmt.Errorf("thethings: %s: %w", fmt.Sprintf(format, args...), ErrInvalidOption)
+}
+
+// WithBaseURL sets the API's base URL, "https://api.thethings.io/v2/" by
+// default. A URL without a path gets "/v2/". Only http and https are
+// accepted, and http only when given here.
+func WithBaseURL(rawURL string) Option {
+	return func(c *config) error {
+		u, err := parseBaseURL(rawURL)
+		if err != nil {
+			return err
+		}
+		c.base = u
+		return nil
+	}
+}
+
+func parseBaseURL(rawURL string) (*url.URL, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, optionError("base URL: %v", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, optionError("base URL %q: scheme must be http or https", rawURL)
+	}
+	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, optionError("base URL %q: want scheme://host[:port][/path/] without user, query or fragment", rawURL)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/v2/"
+	}
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+	}
+	u.RawPath = ""
+	return u, nil
+}
+
+// WithHTTPClient sets the client for unary calls (activation, writes,
+// reads). It is copied, so many Clients may share one; its Timeout bounds one
+// attempt. Redirects are never followed: the copy answers them as errors.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *config) error {
+		if hc == nil {
+			return optionError("nil HTTP client")
+		}
+		c.http = hc
+		return nil
+	}
+}
+
+// WithStreamHTTPClient sets the client for Subscribe. It must have no
+// Timeout: a whole-request timeout would cut every healthy stream. Dead
+// streams are found by the idle watchdog instead.
+func WithStreamHTTPClient(hc *http.Client) Option {
+	return func(c *config) error {
+		if hc == nil {
+			return optionError("nil stream HTTP client")
+		}
+		if hc.Timeout != 0 {
+			return optionError("stream HTTP client has Timeout %s; it would cut healthy streams", hc.Timeout)
+		}
+		c.stream = hc
+		return nil
+	}
+}
+
+// WithRetry sets the retry policy. See RetryPolicy for the defaults.
+func WithRetry(p RetryPolicy) Option {
+	return func(c *config) error {
+		if p.MaxRetries < 0 || p.MaxRetries > 100 {
+			return optionError("MaxRetries %d out of range 0..100", p.MaxRetries)
+		}
+		if p.MinWait < 0 || p.MaxWait < 0 {
+			return optionError("negative retry wait")
+		}
+		if p.MinWait == 0 {
+			p.MinWait = defaultMinWait
+		}
+		if p.MaxWait == 0 {
+			p.MaxWait = max(defaultMaxWait, p.MinWait)
+		}
+		if p.MaxWait < p.MinWait {
+			return optionError("MaxWait %s below MinWait %s", p.MaxWait, p.MinWait)
+		}
+		c.retry = p
+		return nil
+	}
+}
+
+// WithUserAgent sets the User-Agent header; the SDK appends its own name.
+func WithUserAgent(ua string) Option {
+	return func(c *config) error {
+		ua = strings.TrimSpace(ua)
+		if ua == "" || strings.ContainsAny(ua, "\r\n") {
+			return optionError("user agent must be one non-empty line")
+		}
+		c.userAgent = ua
+		return nil
+	}
+}
+
+// WithLogger logs retries (Debug) and reconnects (Info) to l. By default the
+// SDK writes nothing anywhere. The thing token never reaches the logger.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		c.logger = l
+		return nil
+	}
+}
+
+// Client talks to the platform on behalf of one thing. It is immutable and
+// safe for concurrent use.
+type Client struct {
+	token     string
+	thingID   string
+	base      *url.URL
+	tr        *transport.Transport
+	stream    *http.Client
+	retry     RetryPolicy
+	userAgent string
+	logger    *slog.Logger
+	redactor  *strings.Replacer
+}
+
+// NewClient returns a client for the thing with the given token. It does no
+// I/O. An empty token is ErrNoToken.
+func NewClient(thingToken string, opts ...Option) (*Client, error) {
+	if thingToken == "" {
+		return nil, ErrNoToken
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	return newClient(thingToken, "", cfg), nil
+}
+
+func newConfig(opts []Option) (*config, error) {
+	cfg := &config{retry: defaultRetryPolicy()}
+	for _, o := range opts {
+		if o == nil {
+			return nil, optionError("nil option")
+		}
+		if err := o(cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.base == nil {
+		cfg.base, _ = parseBaseURL(DefaultBaseURL)
+	}
+	if cfg.http == nil {
+		cfg.http = cleanhttp.DefaultPooledClient()
+		cfg.http.Timeout = defaultTimeout
+	} else {
+		hc := *cfg.http
+		cfg.http = &hc
+	}
+	cfg.http.CheckRedirect = noRedirects
+	if cfg.stream == nil {
+		tr := cleanhttp.DefaultPooledTransport()
+		tr.ResponseHeaderTimeout = defaultTimeout
+		cfg.stream = &http.Client{Transport: tr}
+	} else {
+		hc := *cfg.stream
+		cfg.stream = &hc
+	}
+	cfg.stream.CheckRedirect = noRedirects
+	return cfg, nil
+}
+
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+func newClient(token, thingID string, cfg *config) *Client {
+	ua := "thethings-go/" + Version
+	if cfg.userAgent != "" {
+		ua = cfg.userAgent + " " + ua
+	}
+	c := &Client{
+		token:     token,
+		thingID:   thingID,
+		base:      cfg.base,
+		stream:    cfg.stream,
+		retry:     cfg.retry,
+		userAgent: ua,
+		logger:    cfg.logger,
+	}
+	if token != "" {
+		c.redactor = strings.NewReplacer(token, redacted, url.PathEscape(token), redacted, url.QueryEscape(token), redacted)
+	}
+	c.tr = &transport.Transport{
+		HTTP: cfg.http,
+		Policy: transport.Policy{
+			MaxRetries:  cfg.retry.MaxRetries,
+			MinWait:     cfg.retry.MinWait,
+			MaxWait:     cfg.retry.MaxWait,
+			RetryWrites: cfg.retry.RetryWrites,
+		},
+		Logger: cfg.logger,
+		Redact: c.redact,
+	}
+	return c
+}
+
+// redact removes the thing token from s.
+func (c *Client) redact(s string) string {
+	if c.redactor == nil {
+		return s
+	}
+	return c.redactor.Replace(s)
+}
+
+// ThingToken returns the thing's token. After Activate, persist it: the
+// activation code cannot be used again.
+func (c *Client) ThingToken() string { return c.token }
+
+// ThingID returns the thing's id as reported by Activate, or "" when the
+// client was made by NewClient.
+func (c *Client) ThingID() string { return c.thingID }
+
+// String describes the client without its token.
+func (c *Client) String() string {
+	return fmt.Sprintf("thethings.Client{base: %s, thing: %s}", c.base, redacted)
+}
+
+// GoString is String, so that %#v does not print the token either.
+func (c *Client) GoString() string { return c.String() }
+
+// LogValue keeps the token out of structured logs.
+func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// Activate activates a thing with an activation code and returns a client
+// for its new thing token. productID may be "" when the account has one
+// product. Activation is never retried once the request may have reached the
+// platform: if the answer is lost, the error matches ErrOutcomeUnknown and
+// the thing may have been activated (its token can be read in the panel).
+func Activate(ctx context.Context, activationCode, productID string, opts ...Option) (*Client, error) {
+	if strings.TrimSpace(activationCode) == "" {
+		return nil, fmt.Errorf("thethings: empty activation code: %w", ErrInvalidValue)
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	anon := newClient("", "", cfg)
+	body, err := json.Marshal(struct {
+		ActivationCode string `json:"activationCode"`
+		ProductID      string `json:"productId,omitempty"`
+	}{activationCode, productID})
+	if err != nil {
+		return nil, fmt.Errorf("thethings: encode activation: %w", err)
+	}
+	var out struct {
+		Status     string `json:"status"`
+		Message    string `json:"message"`
+		ThingToken string `json:"thingToken"`
+		ThingID    string `json:"thingId"`
+	}
+	rt := route{path: "things/", redacted: "things/"}
+	if _, err := anon.call(ctx, transport.Once, http.MethodPost, rt, body, &out); err != nil {
+		return nil, err
+	}
+	if out.ThingToken == "" {
+		return nil, fmt.Errorf("thethings: activation answered %q without a thing token: %w", out.Status, ErrOutcomeUnknown)
+	}
+	return newClient(out.ThingToken, out.ThingID, cfg), nil
+}
+
+// ServerTime returns the platform's clock (GET utils/date), so that a device
+// without a real-time clock can stamp its readings. Both answer formats of
+// the endpoint are understood.
+func (c *Client) ServerTime(ctx context.Context) (time.Time, error) {
+	q := url.Values{"thingToken": {c.token}, "format": {"UTC"}}
+	rt := route{path: "utils/date?" + q.Encode(), redacted: "utils/date?format=UTC&thingToken=" + redacted}
+	var out struct {
+		Date json.RawMessage `json:"date"`
+	}
+	if _, err := c.call(ctx, transport.Idempotent, http.MethodGet, rt, nil, &out); err != nil {
+		return time.Time{}, err
+	}
+	return parseServerDate(out.Date)
+}
+
+func parseServerDate(raw json.RawMessage) (time.Time, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) > 0 && raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return time.Time{}, fmt.Errorf("thethings: server date: %w", err)
+		}
+		return ParseTime(s)
+	}
+	if sec, err := strconv.ParseFloat(string(raw), 64); err == nil && sec > 0 {
+		whole := int64(sec)
+		return time.Unix(whole, int64((sec-float64(whole))*1e9)).UTC().Truncate(time.Millisecond), nil
+	}
+	return time.Time{}, fmt.Errorf("thethings: server date %q not understood: %w", raw, ErrInvalidValue)
+}
+
+// route is a request target relative to the base URL, with the same target
+// as it may be shown: thing token redacted.
+type route struct {
+	path     string
+	redacted string
+}
+
+// escapeSegment path-escapes one segment, so that no token or key can
+// reach another route ("/", "?", "#", and "." or ".." segments).
+func escapeSegment(s string) string {
+	e := url.PathEscape(s)
+	if e == "." || e == ".." {
+		e = strings.ReplaceAll(e, ".", "%2E")
+	}
+	return e
+}
+
+// thingRoute is things/{token}[/suffix...], each suffix segment escaped.
+func (c *Client) thingRoute(segments ...string) route {
+	p := "things/" + escapeSegment(c.token)
+	r := "things/" + redacted
+	for _, s := range segments {
+		p += "/" + escapeSegment(s)
+		r += "/" + escapeSegment(s)
+	}
+	return route{path: p, redacted: r}
+}
+
+func (c *Client) displayPath(rt route) string {
+	p := c.base.Path + rt.redacted
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	return p
+}
+
+// send performs one logical call and returns the response of a 2xx answer
+// for the caller to read and close. Other answers become *APIError; failures
+// without an answer are *transport.Error. maybe reports whether the request
+// may have been processed though the call failed.
+func (c *Client) send(ctx context.Context, kind transport.Kind, method string, rt route, body []byte) (resp *http.Response, maybe bool, err error) {
+	h := http.Header{"Accept": {"application/json"}, "User-Agent": {c.userAgent}}
+	if body != nil {
+		h.Set("Content-Type", "application/json")
+	}
+	req := &transport.Request{
+		Kind:   kind,
+		Method: method,
+		URL:    c.base.String() + rt.path,
+		Path:   c.displayPath(rt),
+		Body:   body,
+		Header: h,
+	}
+	resp, res, err := c.tr.Do(ctx, req)
+	if err != nil {
+		var te *transport.Error
+		if errors.As(err, &te) && te.MaybeSent && kind != transport.Idempotent {
+			return nil, true, fmt.Errorf("%w: %w", err, ErrOutcomeUnknown)
+		}
+		return nil, res.MaybeProcessed, err
+	}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return resp, false, nil
+	}
+	defer resp.Body.Close()
+	apiErr := c.apiError(resp, method, req.Path)
+	maybe = res.MaybeProcessed
+	if kind != transport.Idempotent && resp.StatusCode >= 500 && resp.StatusCode != http.StatusNotImplemented &&
+		(resp.StatusCode != http.StatusServiceUnavailable || apiErr.RetryAfter == 0) {
+		maybe = true
+	}
+	return nil, maybe, apiErr
+}
+
+// call is send followed by decoding a JSON answer into out (when non-nil).
+func (c *Client) call(ctx context.Context, kind transport.Kind, method string, rt route, body []byte, out any) (maybe bool, err error) {
+	resp, maybe, err := c.send(ctx, kind, method, rt, body)
+	if err != nil {
+		return maybe, err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		return false, nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return false, fmt.Errorf("thethings: %s %s: decode answer: %s", method, c.displayPath(rt), c.redact(err.Error()))
+	}
+	return false, nil
+}
+
+// apiError reads the platform's error envelope (at most 64 KiB).
+func (c *Client) apiError(resp *http.Response, method, path string) *APIError {
+	e := &APIError{StatusCode: resp.StatusCode, Method: method, Path: path}
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		if d, ok := transport.RetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+			e.RetryAfter = d
+		}
+	}
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	var env struct {
+		Status  string          `json:"status"`
+		Code    json.RawMessage `json:"code"`
+		Message json.RawMessage `json:"message"`
+	}
+	if json.Unmarshal(data, &env) == nil {
+		e.Status = env.Status
+		e.Code, _ = strconv.Atoi(strings.Trim(string(env.Code), `"`))
+		var s string
+		if json.Unmarshal(env.Message, &s) == nil {
+			e.Message = s
+		} else if len(env.Message) > 0 {
+			e.Message = string(env.Message)
+		}
+	} else {
+		e.Message = strings.TrimSpace(string(data))
+		if len(e.Message) > 200 {
+			e.Message = e.Message[:200] + "..."
+		}
+	}
+	e.Message = c.redact(e.Message)
+	return e
+}
