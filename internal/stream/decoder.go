@@ -40,12 +40,12 @@ func (e *SyntaxError) Error() string {
 // validated beyond what is needed to find their end (depth, strings and
 // escapes). A Decoder is not safe for concurrent use.
 type Decoder struct {
-	r   io.Reader
-	max int
-	buf []byte
-	off int   // start of unread data in buf
-	end int   // end of data in buf
-	pos int64 // stream offset of buf[0]
+	r     io.Reader
+	max   int
+	buf   []byte
+	off   int   // start of unread data in buf
+	end   int   // end of data in buf
+	pos   int64 // stream offset of buf[0]
 	err   error // sticky read error; frames read before it are still returned
 	fatal error // sticky framing error
 
