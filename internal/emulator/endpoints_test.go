@@ -3,7 +3,9 @@ package emulator
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strings"
 	"testing"
@@ -535,4 +537,32 @@ func TestPanicsAnswer500(t *testing.T) {
 	var eb errorBody
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&eb))
 	assert.Equal(t, errorBody{Status: "error", Code: 500, Message: "internal error"}, eb)
+}
+
+func TestServeAndHandler(t *testing.T) {
+	s := New(WithThingTokens("tok"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	waitFor(t, "URL", func() bool { return s.URL() != "" })
+	assert.Equal(t, "http://"+ln.Addr().String()+"/v2/", s.URL())
+	e := &env{t: t, srv: s, base: s.URL(), addr: ln.Addr().String(), client: &http.Client{Transport: &http.Transport{}}}
+	defer e.client.CloseIdleConnections()
+	assert.Equal(t, 401, e.get("").status)
+	assert.Error(t, s.Start(), "already serving")
+	require.NoError(t, s.Close())
+	require.NoError(t, <-done, "Serve returns nil after Close")
+	assert.Error(t, s.Start(), "closed")
+
+	// Handler mounted elsewhere: streams still end on Close.
+	s2 := New(WithThingTokens("tok"))
+	ts := httptest.NewServer(s2.Handler())
+	defer ts.Close()
+	e2 := &env{t: t, srv: s2, addr: strings.TrimPrefix(ts.URL, "http://")}
+	sub := e2.subscribe("tok", "?keepAlive=10000")
+	sub.mustChunk(5 * time.Second)
+	require.NoError(t, s2.Close())
+	_, err = sub.chunk(5 * time.Second)
+	assert.ErrorIs(t, err, errCleanEnd)
 }
