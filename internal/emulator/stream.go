@@ -12,6 +12,9 @@ import (
 // that falls further behind is disconnected so writers never block.
 const maxQueue = 256
 
+// maxKeepAlive caps the keepAlive parameter (larger values are clamped).
+const maxKeepAlive = 24 * time.Hour
+
 var (
 	frameSubscribed = []byte(`{"status":"success","message":"subscribed"}`)
 	frameKeepAlive  = []byte(`{}`)
@@ -79,7 +82,7 @@ func (s *Server) handleSubscribe(w http.ResponseWriter, r *http.Request, token s
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid keepAlive %q: milliseconds > 0 expected", v[0]))
 			return
 		}
-		keepAlive = time.Duration(ms) * time.Millisecond
+		keepAlive = time.Duration(min(ms, maxKeepAlive.Milliseconds())) * time.Millisecond
 	}
 
 	sub := &subscription{notify: make(chan struct{}, 1)}
