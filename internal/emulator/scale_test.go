@@ -193,20 +193,20 @@ func BenchmarkReadPage(b *testing.B) {
 		name string
 		n    int
 	}{{"1k", 1000}, {"1M", 1_000_000}} {
+		// Seed once per size: b.Run calls the function several times.
+		s := New(WithThingTokens("tok"))
+		base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+		recs := make([]Record, size.n)
+		for i := range recs {
+			recs[i] = Record{Value: json.RawMessage(fmt.Sprintf("%d.5", i%1000)), Datetime: base.Add(time.Duration(i) * time.Second)}
+		}
+		require.NoError(b, s.Seed("tok", "temperature", recs...))
+		recs = nil
+		end := base.Add(time.Duration(size.n/2+500) * time.Second).Format(isoMillis)
+		if size.n <= 1000 {
+			end = base.Add(time.Duration(size.n) * time.Second).Format(isoMillis)
+		}
 		b.Run(size.name, func(b *testing.B) {
-			s := New(WithThingTokens("tok"))
-			defer s.Close()
-			base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
-			recs := make([]Record, size.n)
-			for i := range recs {
-				recs[i] = Record{Value: json.RawMessage(fmt.Sprintf("%d.5", i%1000)), Datetime: base.Add(time.Duration(i) * time.Second)}
-			}
-			require.NoError(b, s.Seed("tok", "temperature", recs...))
-			recs = nil
-			end := base.Add(time.Duration(size.n/2+500) * time.Second).Format(isoMillis)
-			if size.n <= 1000 {
-				end = base.Add(time.Duration(size.n) * time.Second).Format(isoMillis)
-			}
 			req := httptest.NewRequest("GET", "/v2/things/tok/resources/temperature?limit=1000&endDate="+end, nil)
 			h := s.Handler()
 			b.ReportAllocs()
@@ -219,6 +219,7 @@ func BenchmarkReadPage(b *testing.B) {
 				}
 			}
 		})
+		s.Close()
 	}
 }
 
