@@ -453,6 +453,8 @@ func (v Value) String() (string, error) {
 		return strconv.FormatBool(x), nil
 	case float64:
 		return strconv.FormatFloat(x, 'g', -1, 64), nil
+	case float32:
+		return strconv.FormatFloat(float64(x), 'g', -1, 32), nil
 	case json.RawMessage:
 		return Value{Key: v.Key, Value: decodeAny(x)}.String()
 	}
@@ -475,9 +477,8 @@ func (v Value) Decode(dst any) error {
 }
 
 func decodeInto(key string, val, dst any) error {
-	rv := reflect.ValueOf(dst)
-	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return fmt.Errorf("thethings: decode %q into %T: need a non-nil pointer: %w", key, dst, ErrInvalidValue)
+	if err := checkPointer(key, dst); err != nil {
+		return err
 	}
 	raw, ok := val.(json.RawMessage)
 	if !ok {
@@ -496,6 +497,13 @@ func decodeInto(key string, val, dst any) error {
 	}
 	if err != nil {
 		return fmt.Errorf("thethings: decode %q into %T: %w: %w", key, dst, err, ErrInvalidValue)
+	}
+	return nil
+}
+
+func checkPointer(key string, dst any) error {
+	if rv := reflect.ValueOf(dst); rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("thethings: decode %q into %T: need a non-nil pointer: %w", key, dst, ErrInvalidValue)
 	}
 	return nil
 }

@@ -91,7 +91,7 @@ func Encode(s State) string {
 // never panics.
 func Decode(str string) (State, error) {
 	var s State
-	b, err := base64.RawURLEncoding.DecodeString(str)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(str)
 	if err != nil || len(b) < 2+3+1+1+4 {
 		return s, ErrInvalid
 	}
