@@ -484,9 +484,11 @@ func TestValuesStalls(t *testing.T) {
 		// small Limit: the next request asks for the repeated values too.
 		require.NoError(t, srv.Seed(sentinelToken, "ties", recs[:999]...))
 		seedNumbers(t, srv, "ties", 10)
-		for _, limit := range []int{0, 5} {
-			got := collect(t, c.Values(context.Background(), "ties", &thethings.ReadOptions{Limit: limit}))
-			assert.Equal(t, canonRecords(t, srv.Stored(sentinelToken, "ties"), time.Time{}, time.Time{}), canonValues(t, got))
+		require.NoError(t, srv.Seed(sentinelToken, "few", recs[:7]...))
+		seedNumbers(t, srv, "few", 3)
+		for key, limit := range map[string]int{"ties": 0, "few": 5} {
+			got := collect(t, c.Values(context.Background(), key, &thethings.ReadOptions{Limit: limit}))
+			assert.Equal(t, canonRecords(t, srv.Stored(sentinelToken, key), time.Time{}, time.Time{}), canonValues(t, got))
 		}
 	}
 }
@@ -496,6 +498,7 @@ func TestValuesContextCancelled(t *testing.T) {
 	srv, c := readsEmulator(t)
 	seedNumbers(t, srv, "temp", 3000)
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	n, errs := 0, 0
 	for _, err := range c.Values(ctx, "temp", nil) {
 		if err != nil {
