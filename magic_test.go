@@ -61,9 +61,9 @@ func TestLocationForms(t *testing.T) {
 		`[{"key":"$geo","value":{"type":"Point","coordinates":[2.154007,41.390205]}}]`: thethings.Geo{Lat: 41.390205, Long: 2.154007},
 		`[{"key":"$geo","value":[2.5,-3.5]}]`:                                          thethings.Geo{Lat: -3.5, Long: 2.5},
 		`[]`:                                                                           thethings.ErrResourceNotFound,
-		`[{"key":"$geo","value":{"type":"Polygon","coordinates":[[1,2]]}}]`:            thethings.ErrInvalidValue,
-		`[{"key":"$geo","value":{"type":"Point","coordinates":[1]}}]`:                  thethings.ErrInvalidValue,
-		`[{"key":"$geo","value":"here"}]`:                                              thethings.ErrInvalidValue,
+		`[{"key":"$geo","value":{"type":"Polygon","coordinates":[[1,2]]}}]`: thethings.ErrInvalidValue,
+		`[{"key":"$geo","value":{"type":"Point","coordinates":[1]}}]`:       thethings.ErrInvalidValue,
+		`[{"key":"$geo","value":"here"}]`:                                   thethings.ErrInvalidValue,
 	} {
 		c, mt := mockClient(t)
 		mt.RegisterResponder(http.MethodGet, "https://api.thethings.io/v2/things/"+sentinelToken+"/resources/$geo",

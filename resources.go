@@ -225,7 +225,7 @@ func (p *pager) next(ctx context.Context) ([]Value, error) {
 	rt.path += "?" + q.Encode()
 	rt.redacted += "?" + q.Encode()
 
-	items, vals, err := p.fetch(ctx, rt)
+	items, vals, err := p.fetch(ctx, rt, reqLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +279,7 @@ func (p *pager) next(ctx context.Context) ([]Value, error) {
 }
 
 // fetch reads and decodes one page, sorted newest first.
-func (p *pager) fetch(ctx context.Context, rt route) ([]rawItem, []Value, error) {
+func (p *pager) fetch(ctx context.Context, rt route, limit int) ([]rawItem, []Value, error) {
 	resp, _, err := p.c.send(ctx, transport.Idempotent, http.MethodGet, rt, nil)
 	if err != nil {
 		return nil, nil, err
@@ -290,7 +290,7 @@ func (p *pager) fetch(ctx context.Context, rt route) ([]rawItem, []Value, error)
 	if err != nil {
 		return nil, nil, fmt.Errorf("thethings: GET %s: read answer: %s", p.c.displayPath(rt), p.c.redact(err.Error()))
 	}
-	items, vals, err := p.dec.decode(p.body.Bytes())
+	items, vals, err := p.dec.decode(p.body.Bytes(), limit)
 	if err != nil {
 		return nil, nil, fmt.Errorf("thethings: GET %s: %w", p.c.displayPath(rt), err)
 	}
@@ -566,8 +566,13 @@ func syntaxErr(b []byte, i int) error {
 	return fmt.Errorf("thethings: %w at offset %d of %d", errSyntax, i, len(b))
 }
 
-// decode parses a page. The returned slices are reused by the next call.
-func (d *pageDecoder) decode(b []byte) ([]rawItem, []Value, error) {
+// decode parses a page of about hint items. The returned slices are
+// reused by the next call.
+func (d *pageDecoder) decode(b []byte, hint int) ([]rawItem, []Value, error) {
+	if hint = min(hint, maxPage); cap(d.vals) < hint {
+		d.items, d.vals, d.lits = make([]rawItem, 0, hint), make([]Value, 0, hint), make([]lit, 0, hint)
+		d.arena = make([]byte, 0, min(len(b)/4, 64<<10))
+	}
 	d.items, d.vals, d.lits, d.geos, d.arena = d.items[:0], d.vals[:0], d.lits[:0], d.geos[:0], d.arena[:0]
 	i := skipWS(b, 0)
 	if i >= len(b) || b[i] != '[' {
@@ -666,13 +671,15 @@ func (d *pageDecoder) item(b []byte, i int) (int, error) {
 				return i, syntaxErr(b, i)
 			}
 			if s := b[i+1 : end-1]; string(s) != d.key {
-				if err := json.Unmarshal(b[i:end], &v.Key); err != nil {
+				var k string
+				if err := json.Unmarshal(b[i:end], &k); err != nil {
 					return i, syntaxErr(b, i)
 				}
+				v.Key = k
 			}
 		case "value":
 			valStart, valEnd = i, end
-			if err := d.value(b, i, end, &v, &l); err != nil {
+			if v.Value, err = d.value(b, i, end, &l); err != nil {
 				return i, err
 			}
 		case "datetime":
@@ -722,18 +729,19 @@ func (d *pageDecoder) item(b []byte, i int) (int, error) {
 	return i, nil
 }
 
-// value sets v.Value, or l for literals cut from the arena later.
-func (d *pageDecoder) value(b []byte, i, end int, v *Value, l *lit) error {
+// value decodes the value at b[i:end], or records in l a literal to be
+// cut from the arena later.
+func (d *pageDecoder) value(b []byte, i, end int, l *lit) (any, error) {
+	l.kind = litNone
 	switch c := b[i]; {
 	case c == '"':
 		_, escaped, ascii, _ := scanString(b, i)
 		if escaped || !ascii {
 			var s string
 			if err := json.Unmarshal(b[i:end], &s); err != nil {
-				return syntaxErr(b, i)
+				return nil, syntaxErr(b, i)
 			}
-			v.Value = s
-			return nil
+			return s, nil
 		}
 		l.kind, l.off = litString, int32(len(d.arena))
 		d.arena = append(d.arena, b[i+1:end-1]...)
@@ -743,21 +751,21 @@ func (d *pageDecoder) value(b []byte, i, end int, v *Value, l *lit) error {
 		d.arena = append(d.arena, b[i:end]...)
 		l.end = int32(len(d.arena))
 	case c == 't':
-		v.Value = true
+		return true, nil
 	case c == 'f':
-		v.Value = false
+		return false, nil
 	case c == 'n':
-		v.Value = nil
+		return nil, nil
 	default: // object or array
 		dec := json.NewDecoder(bytes.NewReader(b[i:end]))
 		dec.UseNumber()
 		var x any
 		if err := dec.Decode(&x); err != nil {
-			return fmt.Errorf("thethings: read answer value: %w: %w", err, errSyntax)
+			return nil, fmt.Errorf("thethings: read answer value: %w: %w", err, errSyntax)
 		}
-		v.Value = x
+		return x, nil
 	}
-	return nil
+	return nil, nil
 }
 
 // fingerprint is FNV-64a over the value's compact JSON and the geo, which

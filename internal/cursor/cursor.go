@@ -134,6 +134,9 @@ func Decode(str string) (State, error) {
 			s.Seen[i] = binary.BigEndian.Uint64(r[8*i:])
 		}
 	}
+	if !slices.IsSorted(s.Seen) {
+		return State{}, ErrInvalid
+	}
 	s.HasT = flags&flagT != 0
 	s.HasStart = flags&flagStart != 0
 	s.HasEnd = flags&flagEnd != 0
