@@ -3,7 +3,9 @@ package emulator
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"sort"
 	"strings"
 	"testing"
@@ -61,6 +63,7 @@ func TestStatusAndBodies(t *testing.T) {
 		{name: "write geo lat out of range", method: "POST", path: "things/tok", ctype: ct, body: `{"values":[{"key":"a","value":1,"geo":{"lat":90.5,"long":0}}]}`, status: 400, contains: "geo"},
 		{name: "write geo long out of range", method: "POST", path: "things/tok", ctype: ct, body: `{"values":[{"key":"a","value":1,"geo":{"lat":0,"long":-180.1}}]}`, status: 400, contains: "geo"},
 		{name: "write geo missing long", method: "POST", path: "things/tok", ctype: ct, body: `{"values":[{"key":"a","value":1,"geo":{"lat":0}}]}`, status: 400, contains: "geo"},
+		{name: "write geo not numeric", method: "POST", path: "things/tok", ctype: ct, body: `{"values":[{"key":"a","value":1,"geo":{"lat":"north","long":2}}]}`, status: 400, contains: "geo"},
 		{name: "write $geo bad shape", method: "POST", path: "things/tok", ctype: ct, body: `{"values":[{"key":"$geo","value":{"type":"Line","coordinates":[1,2]}}]}`, status: 400, contains: "$geo"},
 		{name: "write $geo null without geo", method: "POST", path: "things/tok", ctype: ct, body: `{"values":[{"key":"$geo","value":null}]}`, status: 400, contains: "$geo"},
 		{name: "write $geo out of range", method: "POST", path: "things/tok", ctype: ct, body: `{"values":[{"key":"$geo","value":[200,0]}]}`, status: 400, contains: "range"},
@@ -344,6 +347,10 @@ func TestMagicResources(t *testing.T) {
 	assert.Equal(t, [2]float64{151.2, -33.9}, [2]float64{long, lat})
 	assert.Equal(t, 0, e.srv.StoredCount("tok", "$geo"), "current state, not history")
 
+	// Coordinates as numeric strings, as the Python library sends them.
+	e.mustWrite("tok", `{"values":[{"key":"g","value":1,"geo":{"lat":"41.5","long":"-2.25"}}]}`)
+	assert.Equal(t, &Geo{Lat: 41.5, Long: -2.25}, e.srv.Stored("tok", "g")[0].Geo)
+
 	e.mustWrite("tok", `{"values":[{"key":"$settings.a.b.c","value":1}]}`)
 	e.mustWrite("tok", `{"values":[{"key":"$settings.a.d","value":"x"},{"key":"$settings.n","value":12345678901234567890}]}`)
 	assert.JSONEq(t, `[{"key":"$settings","value":{"a":{"b":{"c":1},"d":"x"},"n":12345678901234567890}}]`, string(e.get("things/tok/resources/$settings").body))
@@ -361,7 +368,7 @@ func TestMagicResources(t *testing.T) {
 	// Settings returns a copy.
 	e.srv.Settings("tok")["only"] = "changed"
 	assert.Equal(t, map[string]any{"only": "this"}, e.srv.Settings("tok"))
-	assert.Empty(t, e.srv.Keys("tok"))
+	assert.Equal(t, []string{"g"}, e.srv.Keys("tok"), "magic keys are not listed")
 }
 
 func TestStoreAndBroadcastSwitches(t *testing.T) {
@@ -405,9 +412,15 @@ func TestStreamFrames(t *testing.T) {
 	})
 	t.Run("keep-alives", func(t *testing.T) {
 		e := start(t, WithThingTokens("tok"), WithDefaultKeepAlive(40*time.Millisecond))
-		for _, q := range []string{"?keepAlive=50", ""} {
+		for _, q := range []string{"?keepAlive=50", "", "?keepAlive=99999999999999999"} {
 			sub := e.subscribe("tok", q)
 			sub.mustChunk(5 * time.Second)
+			if strings.Contains(q, "999") { // clamped, not overflowed
+				_, err := sub.chunk(100 * time.Millisecond)
+				var ne net.Error
+				assert.ErrorAs(t, err, &ne)
+				continue
+			}
 			start := time.Now()
 			for i := 0; i < 3; i++ {
 				assert.Equal(t, "{}", sub.mustChunk(2*time.Second))
@@ -535,4 +548,32 @@ func TestPanicsAnswer500(t *testing.T) {
 	var eb errorBody
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&eb))
 	assert.Equal(t, errorBody{Status: "error", Code: 500, Message: "internal error"}, eb)
+}
+
+func TestServeAndHandler(t *testing.T) {
+	s := New(WithThingTokens("tok"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	waitFor(t, "URL", func() bool { return s.URL() != "" })
+	assert.Equal(t, "http://"+ln.Addr().String()+"/v2/", s.URL())
+	e := &env{t: t, srv: s, base: s.URL(), addr: ln.Addr().String(), client: &http.Client{Transport: &http.Transport{}}}
+	defer e.client.CloseIdleConnections()
+	assert.Equal(t, 401, e.get("").status)
+	assert.Error(t, s.Start(), "already serving")
+	require.NoError(t, s.Close())
+	require.NoError(t, <-done, "Serve returns nil after Close")
+	assert.Error(t, s.Start(), "closed")
+
+	// Handler mounted elsewhere: streams still end on Close.
+	s2 := New(WithThingTokens("tok"))
+	ts := httptest.NewServer(s2.Handler())
+	defer ts.Close()
+	e2 := &env{t: t, srv: s2, addr: strings.TrimPrefix(ts.URL, "http://")}
+	sub := e2.subscribe("tok", "?keepAlive=10000")
+	sub.mustChunk(5 * time.Second)
+	require.NoError(t, s2.Close())
+	_, err = sub.chunk(5 * time.Second)
+	assert.ErrorIs(t, err, errCleanEnd)
 }
