@@ -50,6 +50,13 @@ type Page struct {
 	// value outside the window or already returned by an earlier page of
 	// the same cursor chain. A page may hold fewer values than Limit while
 	// older ones remain.
+	//
+	// Each Value has Key, Datetime (UTC, millisecond precision) and Geo
+	// when the value was written with one. Value.Value holds the JSON as
+	// encoding/json decodes it with UseNumber: json.Number for numbers (no
+	// precision lost), string, bool, nil for null, map[string]any and
+	// []any for objects and arrays. The accessors Float64, Int64, String
+	// and Decode convert it, accepting numbers stored as strings.
 	Values []Value
 	// Next resumes the read after this page. It is "" when nothing older
 	// remains in the window. It is opaque and stays valid across process
