@@ -13,7 +13,9 @@ import (
 //
 //  1. The request is routed and counted in Requests.
 //  2. Every request that is not a subscription (including unknown paths and
-//     wrong methods) increments one global counter n. If Every503 > 0 and
+//     wrong methods) increments one global counter n. If DropBeforeBodyEvery
+//     > 0 and n%DropBeforeBodyEvery == 0 the connection is closed at once,
+//     before the request body is read. Otherwise, if Every503 > 0 and
 //     n%Every503 == 0 the answer is 503; otherwise, if Every429 > 0 and
 //     n%Every429 == 0, it is 429. Both carry Retry-After and a JSON error
 //     body, and nothing is stored. So with Every503=2 and Every429=3 the
@@ -39,6 +41,9 @@ type Faults struct {
 	// RetryAfter is the Retry-After value for the two above, sent in whole
 	// seconds (rounded up, at least 1). Zero means 1s.
 	RetryAfter time.Duration
+	// DropBeforeBodyEvery closes the connection of every Nth non-stream
+	// request before its body is read, with no response; nothing is stored.
+	DropBeforeBodyEvery int
 	// DropEvery closes the connection of every Nth write request after its
 	// body was read, with no response.
 	DropEvery int
