@@ -189,14 +189,15 @@ func TestFaultCoalesceFrames(t *testing.T) {
 }
 
 func TestFaultDropBeforeBody(t *testing.T) {
-	e := start(t, WithThingTokens("tok"), WithFaults(Faults{DropBeforeBodyEvery: 2}))
+	e := start(t, WithThingTokens("tok"))
 	e.mustWrite("tok", `{"values":[{"key":"k","value":1}]}`)
+	e.srv.SetFaults(Faults{DropBeforeBodyEvery: 1})
 	_, err := e.try("POST", "things/tok", `{"values":[{"key":"k","value":2}]}`, "Content-Type", "application/json")
 	require.Error(t, err, "dropped: no response")
-	e.mustWrite("tok", `{"values":[{"key":"k","value":3}]}`)
 	_, err = e.try("GET", "things/tok/resources/k", "")
 	require.Error(t, err, "reads are dropped too")
+	e.srv.SetFaults(Faults{})
+	e.mustWrite("tok", `{"values":[{"key":"k","value":3}]}`)
 	assert.Equal(t, 2, e.srv.StoredCount("tok", "k"), "the dropped write was not stored")
-	assert.Equal(t, 3, e.srv.Requests(RouteWrite))
 	assert.Equal(t, 0, e.srv.Duplicates())
 }
