@@ -1,0 +1,95 @@
+// Package emulator is a local, in-memory emulator of the thethings.iO
+// device REST API (v2), for testing the SDK and applications without the
+// real platform.
+//
+// # What it emulates
+//
+// All paths live under /v2 and every answer is JSON
+// (Content-Type: application/json):
+//
+//	GET  /v2/                                  401 {"status":"error","code":401,"message":"Invalid session token"}
+//	POST /v2/things (or /v2/things/)           activate: {"activationCode":..,"productId":..}
+//	POST /v2/things/{token}                    write: {"values":[{"key":..,"value":..,"geo":..,"datetime":..}]}
+//	GET  /v2/things/{token}                    subscribe: chunked stream of JSON frames
+//	GET  /v2/things/{token}/resources/{key}    read: ?limit=&startDate=&endDate=
+//	GET  /v2/utils/date                        ?thingToken=&format=UTC|unix_timestamp
+//
+// Status codes, bodies and messages follow the platform's device-development
+// guide; where the guide prints an error body without "code" (activation
+// code not found, unknown thing token, resource not found, unknown thing on
+// subscribe) that exact body is sent. Other errors use the platform's
+// envelope {"status":"error","code":<status>,"message":...}: 400 for invalid
+// input (the message names the offending key or parameter), 404
+// {"message":"not found"} for unknown paths, 405 with an Allow header for a
+// wrong method, 413 for a body over the limit (WithMaxBodyBytes), 415 for
+// a POST whose Content-Type is set but is not application/json.
+//
+// Writes are validated whole before anything is stored. Keys are letters,
+// digits, '.', '-' and '_', or a magic key: $geo (current position, saved
+// as a GeoJSON point; accepts GeoJSON, [long, lat], or null with a geo
+// attribute), $settings (an object that replaces all settings) and
+// $settings.<path> (sets one dotted path). Magic keys hold current state,
+// not history. Datetimes are accepted as YYYYMMDDHHmmss, YYYYMMDDTHHmmss or
+// ISO 8601 (optional fraction, optional zone; no zone means UTC) and kept
+// in UTC with millisecond precision. Query switches store=false (broadcast
+// only) and broadcast=false (store only) are honoured.
+//
+// Reads return newest first (values with the same millisecond: most
+// recently inserted first), limit defaults to 1 and is clamped to 1000,
+// startDate is inclusive. Storage keeps each key sorted, so any page costs
+// about the same at a million stored values as at a thousand.
+//
+// A subscription answers 200 with a chunked body whose first frame is
+// {"status":"success","message":"subscribed"}, then {} every keepAlive
+// milliseconds (WithDefaultKeepAlive when absent) and, for every broadcast
+// write of that thing, one JSON array with that request's items in request
+// order. Each frame is its own chunk with no separator. A subscriber that
+// falls 256 frames behind is disconnected instead of blocking writers.
+//
+// # Switches: where sources disagree
+//
+// The platform's guide is followed by default; behaviour seen in published
+// client code or other platform documents is available as a switch:
+//
+//   - WithEndDateInclusive: the guide's 2300-values pagination example
+//     shows the next page starting strictly before the previous page's last
+//     datetime, so endDate is exclusive by default. The Python library
+//     pages as if it were inclusive; switch it on to check that a client
+//     copes with a repeated boundary value.
+//   - WithLegacyWriteResponse: the guide prints a write answer of
+//     {"status":"Success","message":"Created"}, while its magic-resource
+//     pages, CoAP replies and client test suites show {"status":"created"}.
+//     The default is {"status":"created"} with 201; the switch sends the
+//     other body so clients can be tested against both.
+//   - WithStreamItemFields: no source shows stream items with more than
+//     "key" and "value"; by default the emulator adds "datetime" (and "geo")
+//     because they are useful and tolerant decoders ignore them; pass false
+//     to get the bare form.
+//
+// Things that no source settles are documented on the function that
+// implements them (for example $settings reads {} before it was ever
+// written, and an activation code bound to a product still accepts a
+// request without productId).
+//
+// # Faults
+//
+// Faults (WithFaults, Server.SetFaults) make the emulator misbehave in
+// repeatable ways: fixed latency, every Nth request answered 503 or 429 with
+// Retry-After, every Nth write dropped without answer (stored or not),
+// streams cut after a delay, keep-alives stopped, frames split into single
+// bytes or coalesced into one chunk. See Faults for the counting order.
+//
+// # Ground truth
+//
+// Requests, StoredCount, Stored, Keys, Duplicates, OpenSubscriptions,
+// Settings and Location expose what the emulator saw and stored, so tests
+// can assert on the effect of a client's retries and drops. Seed loads data
+// without HTTP.
+//
+// Typical use in a test:
+//
+//	srv := emulator.New(emulator.WithThingTokens("tok"))
+//	if err := srv.Start(); err != nil { t.Fatal(err) }
+//	defer srv.Close()
+//	resp, err := http.Get(srv.URL() + "things/tok/resources/temperature?limit=10")
+package emulator

@@ -1,0 +1,286 @@
+package emulator
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+)
+
+// wireValue is one element of a write request's "values".
+type wireValue struct {
+	Key      *string         `json:"key"`
+	Value    json.RawMessage `json:"value"`
+	Geo      json.RawMessage `json:"geo"`
+	Datetime json.RawMessage `json:"datetime"`
+}
+
+// writeItem is a validated element of a write request.
+type writeItem struct {
+	key      string
+	keyJSON  []byte
+	kind     int
+	r        rec            // ms, compact value, geo
+	point    [2]float64     // $geo: [long, lat]
+	settings map[string]any // $settings
+	path     []string       // $settings.<path>
+	pathVal  any
+}
+
+func isNull(b json.RawMessage) bool { return len(b) == 0 || string(b) == "null" }
+
+// parseWrite validates a whole write body; msg is the 400 message on error.
+func (s *Server) parseWrite(body []byte) (items []writeItem, msg string) {
+	var req struct {
+		Values json.RawMessage `json:"values"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, "invalid JSON body"
+	}
+	if isNull(req.Values) {
+		return nil, `"values" is required`
+	}
+	var raw []json.RawMessage
+	if err := json.Unmarshal(req.Values, &raw); err != nil {
+		return nil, `"values" must be an array`
+	}
+	if len(raw) == 0 {
+		return nil, `"values" must not be empty`
+	}
+	now := s.now().UnixMilli()
+	items = make([]writeItem, len(raw))
+	for i, rv := range raw {
+		var wv wireValue
+		if isNull(rv) || rv[0] != '{' || json.Unmarshal(rv, &wv) != nil {
+			return nil, fmt.Sprintf("values[%d] must be an object with key and value", i)
+		}
+		if wv.Key == nil {
+			return nil, fmt.Sprintf("values[%d]: key is required", i)
+		}
+		it := &items[i]
+		it.key = *wv.Key
+		it.kind = keyKind(it.key)
+		if it.kind == kindInvalid {
+			return nil, fmt.Sprintf("invalid key %q: only letters, digits, \".\", \"-\" and \"_\" are allowed (or a magic key such as $geo, $settings, $settings.name)", it.key)
+		}
+		it.keyJSON, _ = json.Marshal(it.key)
+		if wv.Value == nil {
+			return nil, fmt.Sprintf("values[%d] (key %q): value is required", i, it.key)
+		}
+		val, err := compactJSON(wv.Value)
+		if err != nil {
+			return nil, fmt.Sprintf("values[%d] (key %q): invalid value", i, it.key)
+		}
+		it.r.val = val
+		if !isNull(wv.Geo) {
+			var g struct {
+				Lat  *float64 `json:"lat"`
+				Long *float64 `json:"long"`
+			}
+			if json.Unmarshal(wv.Geo, &g) != nil || g.Lat == nil || g.Long == nil {
+				return nil, fmt.Sprintf("values[%d] (key %q): geo must be {\"lat\":number,\"long\":number}", i, it.key)
+			}
+			if !validGeo(*g.Lat, *g.Long) {
+				return nil, fmt.Sprintf("values[%d] (key %q): geo out of range (lat -90..90, long -180..180)", i, it.key)
+			}
+			it.r.geo = &Geo{Lat: *g.Lat, Long: *g.Long}
+		}
+		it.r.ms = now
+		if !isNull(wv.Datetime) {
+			var ds string
+			if json.Unmarshal(wv.Datetime, &ds) != nil {
+				return nil, fmt.Sprintf("values[%d] (key %q): datetime must be a string", i, it.key)
+			}
+			ms, err := parseDatetime(ds)
+			if err != nil {
+				return nil, fmt.Sprintf("values[%d] (key %q): invalid datetime %q (use YYYYMMDDHHmmss or ISO 8601)", i, it.key, ds)
+			}
+			it.r.ms = ms
+		}
+		if m := s.parseMagic(it); m != "" {
+			return nil, fmt.Sprintf("values[%d] (key %q): %s", i, it.key, m)
+		}
+	}
+	return items, ""
+}
+
+// parseMagic validates the value of a magic key.
+func (s *Server) parseMagic(it *writeItem) string {
+	switch it.kind {
+	case kindGeo:
+		switch {
+		case isNull(it.r.val):
+			if it.r.geo == nil {
+				return "a null $geo value needs a geo attribute"
+			}
+			it.point = [2]float64{it.r.geo.Long, it.r.geo.Lat}
+		case it.r.val[0] == '[':
+			var c []float64
+			if json.Unmarshal(it.r.val, &c) != nil || len(c) != 2 {
+				return "$geo must be [long, lat]"
+			}
+			it.point = [2]float64{c[0], c[1]}
+		default:
+			var p struct {
+				Type        string    `json:"type"`
+				Coordinates []float64 `json:"coordinates"`
+			}
+			if json.Unmarshal(it.r.val, &p) != nil || p.Type != "Point" || len(p.Coordinates) != 2 {
+				return `$geo must be a GeoJSON {"type":"Point","coordinates":[long,lat]}`
+			}
+			it.point = [2]float64{p.Coordinates[0], p.Coordinates[1]}
+		}
+		if !validGeo(it.point[1], it.point[0]) {
+			return "$geo out of range (lat -90..90, long -180..180)"
+		}
+	case kindSettings:
+		v, err := decodeNumbers(it.r.val)
+		m, ok := v.(map[string]any)
+		if err != nil || !ok {
+			return "$settings must be an object"
+		}
+		it.settings = m
+	case kindSettingsPath:
+		v, err := decodeNumbers(it.r.val)
+		if err != nil {
+			return "invalid value"
+		}
+		it.path, _ = settingsPath(it.key)
+		it.pathVal = v
+	}
+	return ""
+}
+
+// parseBool parses the store and broadcast switches.
+func parseBool(q map[string][]string, name string) (bool, bool) {
+	v, ok := q[name]
+	if !ok {
+		return true, true
+	}
+	switch v[0] {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	}
+	return false, false
+}
+
+// handleWrite serves POST /v2/things/{token}.
+func (s *Server) handleWrite(w http.ResponseWriter, r *http.Request, token string) {
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	f := s.Faults()
+	n := s.writes.Add(1)
+	drop := f.DropEvery > 0 && n%int64(f.DropEvery) == 0
+	if drop && !f.DropStores {
+		s.drop(w)
+		return
+	}
+	status, resp := s.write(r, token, body)
+	if drop {
+		s.drop(w)
+		return
+	}
+	writeJSON(w, status, resp)
+}
+
+var (
+	respCreated = []byte(`{"status":"created"}`)
+	respLegacy  = []byte(`{"status":"Success","message":"Created"}`)
+)
+
+func (s *Server) write(r *http.Request, token string, body []byte) (int, []byte) {
+	errResp := func(status int, msg string, code bool) (int, []byte) {
+		eb := errorBody{Status: "error", Message: msg}
+		if code {
+			eb.Code = status
+		}
+		b, _ := json.Marshal(eb)
+		return status, b
+	}
+	th := s.thing(token)
+	if th == nil {
+		return errResp(http.StatusNotFound, msgThingNotFound, false)
+	}
+	q := r.URL.Query()
+	store, ok := parseBool(q, "store")
+	if !ok {
+		return errResp(http.StatusBadRequest, `invalid "store": use true or false`, true)
+	}
+	broadcast, ok := parseBool(q, "broadcast")
+	if !ok {
+		return errResp(http.StatusBadRequest, `invalid "broadcast": use true or false`, true)
+	}
+	items, msg := s.parseWrite(body)
+	if msg != "" {
+		return errResp(http.StatusBadRequest, msg, true)
+	}
+	if store {
+		dups := 0
+		th.mu.Lock()
+		for i := range items {
+			it := &items[i]
+			switch it.kind {
+			case kindPlain:
+				it.r.seq = s.seq.Add(1)
+				if th.insert(it.key, it.r) {
+					dups++
+				}
+			case kindGeo:
+				p := it.point
+				th.geo = &p
+			case kindSettings:
+				th.settings = it.settings
+			case kindSettingsPath:
+				th.setPath(it.path, it.pathVal)
+			}
+		}
+		th.mu.Unlock()
+		s.dups.Add(int64(dups))
+	}
+	if broadcast {
+		buf := make([]byte, 0, 64*len(items))
+		buf = append(buf, '[')
+		for i := range items {
+			if i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = appendItem(buf, items[i].keyJSON, items[i].r, s.cfg.streamDatetime)
+		}
+		buf = append(buf, ']')
+		th.broadcast(buf)
+	}
+	if s.cfg.legacyWrite {
+		return http.StatusCreated, respLegacy
+	}
+	return http.StatusCreated, respCreated
+}
+
+// setPath sets settings[path...] = v, creating (or replacing non-object)
+// intermediate objects. The caller holds th.mu for writing.
+func (th *thing) setPath(path []string, v any) {
+	if th.settings == nil {
+		th.settings = map[string]any{}
+	}
+	m := th.settings
+	for _, p := range path[:len(path)-1] {
+		next, ok := m[p].(map[string]any)
+		if !ok {
+			next = map[string]any{}
+			m[p] = next
+		}
+		m = next
+	}
+	m[path[len(path)-1]] = v
+}
+
+// drop closes the connection without answering.
+func (s *Server) drop(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	_ = conn.Close()
+}
