@@ -101,6 +101,9 @@ func keyByte(b byte) bool {
 	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '.' || b == '-' || b == '_'
 }
 
+// unixYear1 is 0001-01-01T00:00:00Z: datetimes are sent with years 1..9999.
+const unixYear1 = -62135596800
+
 // Batches of a Write: values per request.
 const (
 	defaultBatchSize = 100
@@ -245,7 +248,7 @@ func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption)
 	bodies := make([][]byte, 0, (len(values)+defaultBatchSize-1)/defaultBatchSize)
 	for lo := 0; lo < len(values); lo += defaultBatchSize {
 		hi := min(lo+defaultBatchSize, len(values))
-		body, err := appendBatch(make([]byte, 0, 64*(hi-lo)+16), values[lo:hi], lo)
+		body, err := appendBatch(make([]byte, 0, batchSizeHint(values[lo:hi])), values[lo:hi], lo)
 		if err != nil {
 			return &WriteError{Values: slices.Clone(values), Err: err}
 		}
@@ -291,6 +294,26 @@ func (c *Client) postValues(ctx context.Context, rt route, body []byte) (maybe b
 	return false, nil
 }
 
+// batchSizeHint estimates the encoded size of values, so that a batch is
+// usually encoded without growing its buffer.
+func batchSizeHint(values []Value) int {
+	n := len(`{"values":[]}`)
+	for i := range values {
+		v := &values[i]
+		n += len(`{"key":"","value":},`) + len(v.Key) + 24
+		if s, ok := v.Value.(string); ok {
+			n += len(s) + 2
+		}
+		if v.Geo != nil {
+			n += len(`,"geo":{"lat":,"long":}`) + 40
+		}
+		if !v.Datetime.IsZero() {
+			n += len(`,"datetime":"2006-01-02T15:04:05.000Z"`)
+		}
+	}
+	return n
+}
+
 // appendBatch appends {"values":[...]} for values to b. The index of a
 // refused value in an error is counted from base.
 func appendBatch(b []byte, values []Value, base int) ([]byte, error) {
@@ -307,14 +330,51 @@ func appendBatch(b []byte, values []Value, base int) ([]byte, error) {
 	return append(b, "]}"...), nil
 }
 
+// checkItem reports what appendItem would refuse, without encoding the
+// common value types.
+func checkItem(v *Value) error {
+	if err := validateKey(v.Key, true); err != nil {
+		return err
+	}
+	switch x := v.Value.(type) {
+	case nil, bool, string, int, int64, int32, int16, int8, uint, uint64, uint32, uint16, uint8:
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return fmt.Errorf("thethings: value %v is not a number JSON can carry: %w", x, ErrInvalidValue)
+		}
+	default:
+		var scratch [256]byte
+		if _, err := appendJSON(scratch[:0], v.Value); err != nil {
+			return err
+		}
+	}
+	if v.Geo != nil {
+		if err := v.Geo.validate(); err != nil {
+			return err
+		}
+	}
+	return checkDatetime(v.Datetime)
+}
+
+func checkDatetime(t time.Time) error {
+	if t.IsZero() {
+		return nil
+	}
+	if s := t.Unix(); s < unixYear1 || s >= unixYear10000 {
+		return fmt.Errorf("thethings: datetime %s outside the years 1..9999: %w", t.UTC().Format(time.RFC3339), ErrInvalidValue)
+	}
+	return nil
+}
+
 // appendItem validates v and appends its JSON object to b.
 func appendItem(b []byte, v *Value) ([]byte, error) {
 	if err := validateKey(v.Key, true); err != nil {
 		return b, err
 	}
-	b = append(b, `{"key":`...)
-	b = appendString(b, v.Key)
-	b = append(b, `,"value":`...)
+	// A valid key needs no escaping.
+	b = append(b, `{"key":"`...)
+	b = append(b, v.Key...)
+	b = append(b, `","value":`...)
 	var err error
 	if b, err = appendJSON(b, v.Value); err != nil {
 		return b, err
@@ -330,8 +390,8 @@ func appendItem(b []byte, v *Value) ([]byte, error) {
 		b = append(b, '}')
 	}
 	if !v.Datetime.IsZero() {
-		if y := v.Datetime.UTC().Year(); y < 1 || y > 9999 {
-			return b, fmt.Errorf("thethings: datetime %s outside the years 1..9999: %w", v.Datetime.UTC().Format(time.RFC3339), ErrInvalidValue)
+		if err := checkDatetime(v.Datetime); err != nil {
+			return b, err
 		}
 		b = append(b, `,"datetime":"`...)
 		b = appendWireTime(b, v.Datetime)

@@ -119,7 +119,7 @@ type Writer struct {
 	done  chan struct{} // closed when the sender has returned
 
 	mu       sync.Mutex
-	buf      []Value       // unresolved values, oldest first; the first batch may be in flight
+	buf      ring          // unresolved values, oldest first; the first batch may be in flight
 	taken    int64         // values ever accepted
 	resolved int64         // values written or reported
 	flushTo  int64         // send partial batches until resolved reaches this
@@ -182,7 +182,7 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 	if len(values) > w.cfg.maxBuffered {
 		return &WriteError{Values: slices.Clone(values), Err: fmt.Errorf("thethings: %d values cannot fit in a writer buffer of %d: %w", len(values), w.cfg.maxBuffered, ErrInvalidValue)}
 	}
-	own, err := validateValues(values)
+	geos, err := validateValues(values)
 	if err != nil {
 		return &WriteError{Values: slices.Clone(values), Err: err}
 	}
@@ -192,10 +192,10 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 			w.mu.Unlock()
 			return ErrWriterClosed
 		}
-		if len(w.buf)+len(own) <= w.cfg.maxBuffered {
-			w.buf = append(w.buf, own...)
-			w.taken += int64(len(own))
-			full := len(w.buf) >= w.cfg.batchSize
+		if w.buf.n+len(values) <= w.cfg.maxBuffered {
+			w.buf.push(values, geos)
+			w.taken += int64(len(values))
+			full := w.buf.n >= w.cfg.batchSize
 			w.mu.Unlock()
 			if full {
 				w.wake()
@@ -212,26 +212,77 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 	}
 }
 
-// validateValues checks values as Write does and returns a copy whose Geo
-// pointers are the writer's own.
-func validateValues(values []Value) ([]Value, error) {
-	own := slices.Clone(values)
+// validateValues checks values as Write does and returns copies of their
+// positions, in order, for the writer to own.
+func validateValues(values []Value) ([]Geo, error) {
 	var geos []Geo
-	buf := make([]byte, 0, 128)
-	for i := range own {
-		var err error
-		if buf, err = appendItem(buf[:0], &own[i]); err != nil {
-			return nil, &valueError{index: i, key: own[i].Key, err: err}
+	for i := range values {
+		if err := checkItem(&values[i]); err != nil {
+			return nil, &valueError{index: i, key: values[i].Key, err: err}
 		}
-		if own[i].Geo != nil {
+		if g := values[i].Geo; g != nil {
 			if geos == nil {
-				geos = make([]Geo, 0, len(own)-i)
+				geos = make([]Geo, 0, len(values)-i)
 			}
-			geos = append(geos, *own[i].Geo)
-			own[i].Geo = &geos[len(geos)-1]
+			geos = append(geos, *g)
 		}
 	}
-	return own, nil
+	return geos, nil
+}
+
+// ring is a FIFO of values in a circular buffer that grows as needed.
+type ring struct {
+	buf  []Value
+	head int // index of the oldest value
+	n    int // number of values
+}
+
+// push appends values, pointing their Geo at the copies in geos (one per
+// non-nil Geo, in order).
+func (r *ring) push(values []Value, geos []Geo) {
+	if r.n+len(values) > len(r.buf) {
+		grown := make([]Value, max(2*len(r.buf), r.n+len(values), 64))
+		r.copyTo(grown, r.n)
+		r.buf, r.head = grown, 0
+	}
+	for i := range values {
+		v := values[i]
+		if v.Geo != nil {
+			v.Geo = &geos[0]
+			geos = geos[1:]
+		}
+		r.buf[(r.head+r.n)%len(r.buf)] = v
+		r.n++
+	}
+}
+
+// copyTo copies the k oldest values to dst.
+func (r *ring) copyTo(dst []Value, k int) {
+	if k == 0 {
+		return
+	}
+	end := min(r.head+k, len(r.buf))
+	c := copy(dst, r.buf[r.head:end])
+	copy(dst[c:k], r.buf)
+}
+
+// first returns a copy of the k oldest values.
+func (r *ring) first(k int) []Value {
+	out := make([]Value, k)
+	r.copyTo(out, k)
+	return out
+}
+
+// drop removes the k oldest values.
+func (r *ring) drop(k int) {
+	for i := 0; i < k; i++ {
+		r.buf[(r.head+i)%len(r.buf)] = Value{}
+	}
+	if r.n -= k; r.n == 0 {
+		r.head = 0
+	} else {
+		r.head = (r.head + k) % len(r.buf)
+	}
 }
 
 func (w *Writer) isClosing() bool {
@@ -314,17 +365,16 @@ func (w *Writer) Close(ctx context.Context) error {
 	if !w.closed {
 		errs := w.errs
 		w.errs = nil
-		if len(w.buf) > 0 {
+		if w.buf.n > 0 {
 			cause := ctx.Err()
 			if cause == nil {
 				cause = context.Canceled
 			}
 			errs = append(errs, &WriteError{
-				Values: slices.Clone(w.buf),
+				Values: w.buf.first(w.buf.n),
 				Err:    fmt.Errorf("thethings: writer closed before sending: %w", cause),
 			})
-			clear(w.buf)
-			w.buf = nil
+			w.buf = ring{}
 		}
 		w.closeErr = errors.Join(errs...)
 		w.closed = true
@@ -364,18 +414,18 @@ func (w *Writer) run() {
 	defer retry.Stop()
 	for {
 		w.mu.Lock()
-		if w.ctx.Err() != nil || (w.closing && len(w.buf) == 0) {
+		if w.ctx.Err() != nil || (w.closing && w.buf.n == 0) {
 			w.mu.Unlock()
 			return
 		}
 		var batch []Value
 		waiting := false
-		if len(w.buf) > 0 && (len(w.buf) >= w.cfg.batchSize || w.resolved < w.flushTo || w.closing) {
+		if w.buf.n > 0 && (w.buf.n >= w.cfg.batchSize || w.resolved < w.flushTo || w.closing) {
 			if d := time.Until(w.retryAt); d > 0 {
 				retry.Reset(d)
 				waiting = true
 			} else {
-				batch = slices.Clone(w.buf[:min(w.cfg.batchSize, len(w.buf))])
+				batch = w.buf.first(min(w.cfg.batchSize, w.buf.n))
 			}
 		}
 		w.mu.Unlock()
@@ -471,7 +521,7 @@ func (b *badValues) others(batch []Value) []Value {
 // encode encodes batch. Values that no longer encode are left out and
 // returned; body is nil when none is left.
 func (w *Writer) encode(batch []Value) ([]byte, *badValues) {
-	body, err := appendBatch(make([]byte, 0, 64*len(batch)+16), batch, 0)
+	body, err := appendBatch(make([]byte, 0, batchSizeHint(batch)), batch, 0)
 	if err == nil {
 		return body, nil
 	}
@@ -502,11 +552,7 @@ func (w *Writer) encode(batch []Value) ([]byte, *badValues) {
 
 // removeLocked drops the first n buffered values as resolved.
 func (w *Writer) removeLocked(n int) {
-	clear(w.buf[:n])
-	w.buf = w.buf[n:]
-	if len(w.buf) == 0 {
-		w.buf = w.buf[:0:0]
-	}
+	w.buf.drop(n)
 	w.resolved += int64(n)
 }
 
