@@ -308,6 +308,32 @@ func TestWriteValidation(t *testing.T) {
 	}
 }
 
+// TestWriteValidationEmulator: refused values never reach the platform.
+func TestWriteValidationEmulator(t *testing.T) {
+	t.Parallel()
+	srv, c := startWriteEmulator(t)
+	bad := []thethings.Value{
+		{Key: "", Value: 1},
+		{Key: "a b", Value: 1},
+		{Key: "$nope", Value: 1},
+		{Key: "t", Value: math.NaN()},
+		{Key: "t", Value: math.Inf(-1)},
+		{Key: "t", Value: make(chan int)},
+		{Key: "t", Value: 1, Geo: &thethings.Geo{Lat: 90.5}},
+		{Key: "t", Value: 1, Geo: &thethings.Geo{Long: -180.5}},
+		{Key: "t", Value: 1, Datetime: time.Date(12000, 1, 1, 0, 0, 0, 0, time.UTC)},
+	}
+	for _, b := range bad {
+		err := c.Write(context.Background(), []thethings.Value{{Key: "good", Value: 1}, b})
+		var we *thethings.WriteError
+		require.ErrorAs(t, err, &we, "%+v", b)
+		assert.True(t, errors.Is(err, thethings.ErrInvalidKey) || errors.Is(err, thethings.ErrInvalidValue), err.Error())
+		assert.Contains(t, err.Error(), "values[1]")
+	}
+	assert.Zero(t, srv.Requests("write"))
+	assert.Zero(t, srv.StoredCount(sentinelToken, "good"))
+}
+
 func TestWriteMagicKeysAccepted(t *testing.T) {
 	t.Parallel()
 	c, mt := mockClient(t)
@@ -435,6 +461,17 @@ func TestWriteSplitFailureFates(t *testing.T) {
 		assert.Equal(t, vals[300:], we.Values)
 		_, joined := err.(interface{ Unwrap() []error })
 		assert.False(t, joined)
+	})
+
+	t.Run("503 without Retry-After is unknown", func(t *testing.T) {
+		c, mt := mockClient(t)
+		calls := splitFailure(mt, 1, 503, `{"status":"error","message":"overloaded"}`)
+		err := c.Write(context.Background(), vals[:10])
+		var we *thethings.WriteError
+		require.ErrorAs(t, err, &we)
+		assert.True(t, we.Unknown)
+		assert.Equal(t, vals[:10], we.Values)
+		assert.Equal(t, 1, *calls)
 	})
 
 	t.Run("RetryWrites repeats an ambiguous write", func(t *testing.T) {

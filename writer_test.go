@@ -617,7 +617,26 @@ func TestWriterFaultsLoseNothing(t *testing.T) {
 			}
 		})
 	}
+	// Flushes race with the producers.
+	stop := make(chan struct{})
+	flushed := make(chan struct{})
+	go func() {
+		defer close(flushed)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := w.Flush(context.Background()); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
 	wg.Wait()
+	close(stop)
+	<-flushed
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	require.NoError(t, w.Close(ctx))
@@ -687,4 +706,83 @@ func TestWriterDropsAreReported(t *testing.T) {
 			assert.Len(t, stored, n-len(isReported)*map[bool]int{false: 1, true: 0}[stores])
 		})
 	}
+}
+
+// TestWriterFlushTimeoutKeepsValues: while the platform keeps refusing,
+// Flush gives up at its deadline but the values stay buffered and are
+// written once the platform recovers.
+func TestWriterFlushTimeoutKeepsValues(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		c, mt := mockClient(t)
+		var refusing atomic.Bool
+		refusing.Store(true)
+		var rec recorded
+		ok := rec.responder(201, `{"status":"created"}`)
+		mt.RegisterResponder(http.MethodPost, writeURL, func(r *http.Request) (*http.Response, error) {
+			if refusing.Load() {
+				return httpmock.NewStringResponse(429, `{"status":"error","message":"Too Many Requests"}`), nil
+			}
+			return ok(r)
+		})
+		w := c.NewWriter(thethings.WithFlushInterval(0))
+		require.NoError(t, w.Add(context.Background(), intValues("n", 0, 3)...))
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		err := w.Flush(ctx)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		var we *thethings.WriteError
+		assert.False(t, errors.As(err, &we), "nothing was given up")
+		assert.Empty(t, rec.Bodies())
+
+		refusing.Store(false)
+		require.NoError(t, w.Close(context.Background()))
+		require.Len(t, rec.Bodies(), 1)
+		assert.Equal(t, seq(0, 3), bodyInts(t, rec.Bodies()[0]))
+	})
+}
+
+// TestWriterEmulator: geo, datetimes and write options go through the
+// Writer; a batch the platform refuses reaches the handler with its values.
+func TestWriterEmulator(t *testing.T) {
+	t.Parallel()
+	srv, c := startWriteEmulator(t)
+	var mu sync.Mutex
+	var handled []*thethings.WriteError
+	w := c.NewWriter(thethings.WithBatchSize(2), thethings.WithFlushInterval(0),
+		thethings.WithWriteOptions(thethings.WithBroadcast(false)),
+		thethings.WithErrorHandler(func(we *thethings.WriteError) {
+			mu.Lock()
+			defer mu.Unlock()
+			handled = append(handled, we)
+		}))
+	ctx := context.Background()
+	dt := time.Date(2021, 6, 1, 10, 0, 0, 123_000_000, time.UTC)
+	require.NoError(t, w.Add(ctx,
+		thethings.Value{Key: "pos", Value: 1.5, Geo: &thethings.Geo{Lat: -33.5, Long: 151.25}, Datetime: dt},
+		thethings.Value{Key: "pos", Value: 2.5, Datetime: dt.Add(-time.Hour)},
+	))
+	bad := []thethings.Value{{Key: "ok", Value: 1}, {Key: "$geo", Value: "not a point"}}
+	require.NoError(t, w.Add(ctx, bad...))
+	err := w.Flush(ctx)
+	var we *thethings.WriteError
+	require.ErrorAs(t, err, &we)
+	assert.False(t, we.Unknown)
+	assert.Equal(t, bad, we.Values)
+	var ae *thethings.APIError
+	require.ErrorAs(t, err, &ae)
+	assert.Equal(t, 400, ae.StatusCode)
+	mu.Lock()
+	assert.Equal(t, []*thethings.WriteError{we}, handled)
+	mu.Unlock()
+	require.NoError(t, w.Close(ctx))
+
+	recs := srv.Stored(sentinelToken, "pos")
+	require.Len(t, recs, 2)
+	assert.True(t, recs[0].Datetime.Equal(dt.Add(-time.Hour)))
+	assert.Nil(t, recs[0].Geo)
+	assert.True(t, recs[1].Datetime.Equal(dt))
+	require.NotNil(t, recs[1].Geo)
+	assert.Equal(t, emulator.Geo{Lat: -33.5, Long: 151.25}, *recs[1].Geo)
+	assert.Zero(t, srv.StoredCount(sentinelToken, "ok"))
 }
