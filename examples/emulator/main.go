@@ -66,9 +66,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		toks = []string{randomString(32)}
 		acs = []emulator.ActivationCode{{Code: randomString(25)}, {Code: randomString(25)}}
 	}
-	for _, t := range splitList(*tokens) {
-		toks = append(toks, t)
-	}
+	toks = append(toks, splitList(*tokens)...)
 	for _, c := range splitList(*codes) {
 		code, product, _ := strings.Cut(c, ":")
 		acs = append(acs, emulator.ActivationCode{Code: code, ProductID: product})

@@ -19,8 +19,8 @@ import (
 //     body, and nothing is stored. So with Every503=2 and Every429=3 the
 //     6th request gets 503, not 429.
 //  3. Latency is waited (for subscriptions: before the first frame).
-//  4. Write requests that got past step 2 increment a second counter w
-//     after their body was read; if DropEvery > 0 and w%DropEvery == 0 the
+//  4. Write requests that got past step 2 and whose body was read (not
+//     refused with 413 or 415) increment a second counter w; if DropEvery > 0 and w%DropEvery == 0 the
 //     connection is closed without a response, after storing and
 //     broadcasting the values when DropStores is true, before when false.
 //
