@@ -380,6 +380,9 @@ func newConfig(opts []Option) (*config, error) {
 	if cfg.http == nil {
 		cfg.http = cleanhttp.DefaultPooledClient()
 		cfg.http.Timeout = defaultTimeout
+		// A batch of values is often larger than the default 4 KiB buffer:
+		// one write per request instead of several.
+		cfg.http.Transport.(*http.Transport).WriteBufferSize = 64 << 10
 	} else {
 		hc := *cfg.http
 		cfg.http = &hc
