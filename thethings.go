@@ -30,6 +30,44 @@
 // [RetryPolicy.MaxWait], and no retry is attempted that the context's deadline
 // would cut short.
 //
+// # Writes
+//
+// [Client.Write] sends a batch of values, each with an optional [Geo] and its
+// own Datetime, split into requests of at most 100 values. A [Writer]
+// batches values in the background for devices and gateways: a bounded
+// buffer, flushes by size and interval, retries of rejected batches, and a
+// Close that reports every value it could not send. Any failure to write is
+// a [*WriteError] naming exactly the values not written.
+//
+// # Reading history
+//
+// The platform returns at most 1000 values per request, newest first.
+// [Client.Read] fetches one page and returns a cursor to resume from, even
+// in another process; [Client.Values] is an iterator over a whole window of
+// history that follows those cursors and yields every stored value exactly
+// once, whatever the platform does with values that share a timestamp:
+//
+//	for v, err := range c.Values(ctx, "temperature", &thethings.ReadOptions{Start: since}) {
+//		if err != nil { return err }
+//		f, _ := v.Float64()
+//		...
+//	}
+//
+// # Realtime
+//
+// [Client.Subscribe] follows the thing's realtime channel as an iterator of
+// [Message]s. It detects dead links with an idle watchdog, reconnects with
+// jittered backoff, and with [WithBackfill] reads what was written while the
+// link was down from history, so nothing is missed. Leaving the loop closes
+// the connection.
+//
+// # Magic resources
+//
+// [Client.Location], [Client.SetLocation], [Client.Settings],
+// [Client.Setting], [Client.SetSettings] and [Client.SetSetting] read and
+// write the $geo and $settings magic resources, one request each, since the
+// platform processes them asynchronously.
+//
 // # Security
 //
 // The thing token is a secret, and the API carries it in the URL path. The SDK
@@ -342,6 +380,9 @@ func newConfig(opts []Option) (*config, error) {
 	if cfg.http == nil {
 		cfg.http = cleanhttp.DefaultPooledClient()
 		cfg.http.Timeout = defaultTimeout
+		// A batch of values is often larger than the default 4 KiB buffer:
+		// one write per request instead of several.
+		cfg.http.Transport.(*http.Transport).WriteBufferSize = 64 << 10
 	} else {
 		hc := *cfg.http
 		cfg.http = &hc

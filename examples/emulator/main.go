@@ -48,6 +48,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&f.Every503, "every503", 0, "answer every Nth non-stream request 503")
 	fs.IntVar(&f.Every429, "every429", 0, "answer every Nth non-stream request 429")
 	fs.DurationVar(&f.RetryAfter, "retry-after", 0, "Retry-After for 503/429 (default 1s)")
+	fs.IntVar(&f.DropBeforeBodyEvery, "drop-before-body-every", 0, "close every Nth request before reading its body")
 	fs.IntVar(&f.DropEvery, "drop-every", 0, "close every Nth write request without answering")
 	fs.BoolVar(&f.DropStores, "drop-stores", false, "with -drop-every: store the dropped write's values")
 	fs.DurationVar(&f.StreamCutAfter, "stream-cut-after", 0, "cut subscription streams after this long")
@@ -66,9 +67,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		toks = []string{randomString(32)}
 		acs = []emulator.ActivationCode{{Code: randomString(25)}, {Code: randomString(25)}}
 	}
-	for _, t := range splitList(*tokens) {
-		toks = append(toks, t)
-	}
+	toks = append(toks, splitList(*tokens)...)
 	for _, c := range splitList(*codes) {
 		code, product, _ := strings.Cut(c, ":")
 		acs = append(acs, emulator.ActivationCode{Code: code, ProductID: product})

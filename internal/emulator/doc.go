@@ -48,28 +48,42 @@
 //
 // # Switches: where sources disagree
 //
-// The platform's guide is followed by default; behaviour seen in published
-// client code or other platform documents is available as a switch:
+// The platform's guide is followed by default; where it contradicts itself
+// or published client code, the other behaviour is available as a switch:
 //
 //   - WithEndDateInclusive: the guide's 2300-values pagination example
 //     shows the next page starting strictly before the previous page's last
 //     datetime, so endDate is exclusive by default. The Python library
 //     pages as if it were inclusive; switch it on to check that a client
 //     copes with a repeated boundary value.
-//   - WithLegacyWriteResponse: the guide prints a write answer of
-//     {"status":"Success","message":"Created"}, while its magic-resource
-//     pages, CoAP replies and client test suites show {"status":"created"}.
-//     The default is {"status":"created"} with 201; the switch sends the
-//     other body so clients can be tested against both.
+//   - WithLegacyWriteResponse: the guide prints two write answers,
+//     {"status":"Success","message":"Created"} after its plain write example
+//     and {"status":"created"} after its magic-resource writes; CoAP replies
+//     and client test suites show the latter, so it is the default (with
+//     201). The switch sends the former for every write so clients can be
+//     tested against both.
 //   - WithStreamItemFields: no source shows stream items with more than
 //     "key" and "value"; by default the emulator adds "datetime" (and "geo")
 //     because they are useful and tolerant decoders ignore them; pass false
 //     to get the bare form.
 //
-// Things that no source settles are documented on the function that
-// implements them (for example $settings reads {} before it was ever
-// written, and an activation code bound to a product still accepts a
-// request without productId).
+// Choices where no source is explicit:
+//
+//   - An activation code bound to a product (ActivationCode.ProductID)
+//     accepts a request without productId, as the guide says productId is
+//     unnecessary for single-product accounts; a different productId fails.
+//   - A read of $settings before it was ever written answers
+//     [{"key":"$settings","value":{}}]; $settings.<path> and $geo answer 404
+//     resource not found until set. $settings keeps numbers exact.
+//   - A read of a key that could never be written (invalid characters) is
+//     404 resource not found, like a key never written.
+//   - geo coordinates are accepted as numbers or numeric strings (the
+//     platform's Python library sends strings).
+//   - keepAlive must be a positive number of milliseconds; values above 24h
+//     are clamped.
+//   - A POST whose Content-Type is set to something other than
+//     application/json is refused with 415 (curl -d without -H sends a form
+//     type); a missing Content-Type is accepted.
 //
 // # Faults
 //

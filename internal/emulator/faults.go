@@ -13,14 +13,16 @@ import (
 //
 //  1. The request is routed and counted in Requests.
 //  2. Every request that is not a subscription (including unknown paths and
-//     wrong methods) increments one global counter n. If Every503 > 0 and
+//     wrong methods) increments one global counter n. If DropBeforeBodyEvery
+//     > 0 and n%DropBeforeBodyEvery == 0 the connection is closed at once,
+//     before the request body is read. Otherwise, if Every503 > 0 and
 //     n%Every503 == 0 the answer is 503; otherwise, if Every429 > 0 and
 //     n%Every429 == 0, it is 429. Both carry Retry-After and a JSON error
 //     body, and nothing is stored. So with Every503=2 and Every429=3 the
 //     6th request gets 503, not 429.
 //  3. Latency is waited (for subscriptions: before the first frame).
-//  4. Write requests that got past step 2 increment a second counter w
-//     after their body was read; if DropEvery > 0 and w%DropEvery == 0 the
+//  4. Write requests that got past step 2 and whose body was read (not
+//     refused with 413 or 415) increment a second counter w; if DropEvery > 0 and w%DropEvery == 0 the
 //     connection is closed without a response, after storing and
 //     broadcasting the values when DropStores is true, before when false.
 //
@@ -39,6 +41,9 @@ type Faults struct {
 	// RetryAfter is the Retry-After value for the two above, sent in whole
 	// seconds (rounded up, at least 1). Zero means 1s.
 	RetryAfter time.Duration
+	// DropBeforeBodyEvery closes the connection of every Nth non-stream
+	// request before its body is read, with no response; nothing is stored.
+	DropBeforeBodyEvery int
 	// DropEvery closes the connection of every Nth write request after its
 	// body was read, with no response.
 	DropEvery int

@@ -158,6 +158,10 @@ func (s *Server) answerOther(w http.ResponseWriter, r *http.Request, status int,
 func (s *Server) requestFaults(w http.ResponseWriter, r *http.Request) bool {
 	f := s.Faults()
 	n := s.nonStream.Add(1)
+	if f.DropBeforeBodyEvery > 0 && n%int64(f.DropBeforeBodyEvery) == 0 {
+		s.drop(w)
+		return true
+	}
 	status := 0
 	switch {
 	case f.Every503 > 0 && n%int64(f.Every503) == 0:

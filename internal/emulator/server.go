@@ -96,13 +96,20 @@ func WithFaults(f Faults) Option { return func(c *config) { c.faults = f } }
 
 // Route names accepted by Server.Requests.
 const (
-	RouteRoot      = "root"
-	RouteActivate  = "activate"
-	RouteWrite     = "write"
-	RouteRead      = "read"
+	// RouteRoot is GET /v2/.
+	RouteRoot = "root"
+	// RouteActivate is POST /v2/things.
+	RouteActivate = "activate"
+	// RouteWrite is POST /v2/things/{token}.
+	RouteWrite = "write"
+	// RouteRead is GET /v2/things/{token}/resources/{key}.
+	RouteRead = "read"
+	// RouteSubscribe is GET /v2/things/{token}.
 	RouteSubscribe = "subscribe"
-	RouteDate      = "date"
-	RouteOther     = "other"
+	// RouteDate is GET /v2/utils/date.
+	RouteDate = "date"
+	// RouteOther counts unknown paths and wrong methods.
+	RouteOther = "other"
 )
 
 var routeNames = []string{RouteRoot, RouteActivate, RouteWrite, RouteRead, RouteSubscribe, RouteDate, RouteOther}
@@ -195,12 +202,11 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
-	srv, err := s.setListener(ln)
+	srv, err := s.setListener(ln, true)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		_ = srv.Serve(ln)
@@ -210,7 +216,7 @@ func (s *Server) Start() error {
 
 // Serve serves on ln until Close; it blocks. It returns nil after Close.
 func (s *Server) Serve(ln net.Listener) error {
-	srv, err := s.setListener(ln)
+	srv, err := s.setListener(ln, false)
 	if err != nil {
 		return err
 	}
@@ -221,7 +227,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	return err
 }
 
-func (s *Server) setListener(ln net.Listener) (*http.Server, error) {
+// setListener records ln; with track the serving goroutine is counted in
+// s.wg (under srvMu, so Close cannot miss it).
+func (s *Server) setListener(ln net.Listener, track bool) (*http.Server, error) {
 	s.srvMu.Lock()
 	defer s.srvMu.Unlock()
 	if s.closed {
@@ -232,6 +240,9 @@ func (s *Server) setListener(ln net.Listener) (*http.Server, error) {
 	}
 	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
 	s.ln = ln
+	if track {
+		s.wg.Add(1)
+	}
 	return s.srv, nil
 }
 

@@ -12,6 +12,9 @@ import (
 // that falls further behind is disconnected so writers never block.
 const maxQueue = 256
 
+// maxKeepAlive caps the keepAlive parameter (larger values are clamped).
+const maxKeepAlive = 24 * time.Hour
+
 var (
 	frameSubscribed = []byte(`{"status":"success","message":"subscribed"}`)
 	frameKeepAlive  = []byte(`{}`)
@@ -79,7 +82,7 @@ func (s *Server) handleSubscribe(w http.ResponseWriter, r *http.Request, token s
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid keepAlive %q: milliseconds > 0 expected", v[0]))
 			return
 		}
-		keepAlive = time.Duration(ms) * time.Millisecond
+		keepAlive = time.Duration(min(ms, maxKeepAlive.Milliseconds())) * time.Millisecond
 	}
 
 	sub := &subscription{notify: make(chan struct{}, 1)}
@@ -156,7 +159,8 @@ func (s *Server) handleSubscribe(w http.ResponseWriter, r *http.Request, token s
 type streamWriter struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
-	pending int // frames written but not flushed (CoalesceFrames)
+	pending []byte // coalesced frames not yet written (CoalesceFrames)
+	frames  int    // number of frames in pending
 	timer   *time.Timer
 	flushC  <-chan time.Time
 }
@@ -166,7 +170,7 @@ type streamWriter struct {
 func (st *streamWriter) emit(f Faults, frame []byte) bool {
 	switch {
 	case f.SplitFrames:
-		if st.pending > 0 && !st.flush() {
+		if !st.flush() {
 			return false
 		}
 		for i := range frame {
@@ -179,11 +183,11 @@ func (st *streamWriter) emit(f Faults, frame []byte) bool {
 		}
 		return true
 	case f.CoalesceFrames:
-		if _, err := st.w.Write(frame); err != nil {
-			return false
-		}
-		st.pending++
-		if st.pending >= coalesceFrames {
+		// Frames are collected and written with one Write, so a chunk
+		// always holds whole frames.
+		st.pending = append(st.pending, frame...)
+		st.frames++
+		if st.frames >= coalesceFrames {
 			return st.flush()
 		}
 		if st.flushC == nil {
@@ -196,20 +200,33 @@ func (st *streamWriter) emit(f Faults, frame []byte) bool {
 		}
 		return true
 	default:
+		if len(st.pending) > 0 && !st.flush() {
+			return false
+		}
 		if _, err := st.w.Write(frame); err != nil {
 			return false
 		}
-		return st.flush()
+		return st.rc.Flush() == nil
 	}
 }
 
+// flush writes the coalesced frames, if any, as one chunk.
 func (st *streamWriter) flush() bool {
-	st.pending = 0
 	if st.timer != nil {
 		st.timer.Stop()
 		st.flushC = nil
 	}
-	return st.rc.Flush() == nil
+	if len(st.pending) == 0 {
+		return true
+	}
+	_, err := st.w.Write(st.pending)
+	if cap(st.pending) > 64<<10 {
+		st.pending = nil
+	} else {
+		st.pending = st.pending[:0]
+	}
+	st.frames = 0
+	return err == nil && st.rc.Flush() == nil
 }
 
 func (st *streamWriter) stopTimer() {

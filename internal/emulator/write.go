@@ -3,7 +3,10 @@ package emulator
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
+	"strconv"
+	"strings"
 )
 
 // wireValue is one element of a write request's "values".
@@ -72,17 +75,14 @@ func (s *Server) parseWrite(body []byte) (items []writeItem, msg string) {
 		}
 		it.r.val = val
 		if !isNull(wv.Geo) {
-			var g struct {
-				Lat  *float64 `json:"lat"`
-				Long *float64 `json:"long"`
-			}
-			if json.Unmarshal(wv.Geo, &g) != nil || g.Lat == nil || g.Long == nil {
+			lat, long, ok := parseGeo(wv.Geo)
+			if !ok {
 				return nil, fmt.Sprintf("values[%d] (key %q): geo must be {\"lat\":number,\"long\":number}", i, it.key)
 			}
-			if !validGeo(*g.Lat, *g.Long) {
+			if !validGeo(lat, long) {
 				return nil, fmt.Sprintf("values[%d] (key %q): geo out of range (lat -90..90, long -180..180)", i, it.key)
 			}
-			it.r.geo = &Geo{Lat: *g.Lat, Long: *g.Long}
+			it.r.geo = &Geo{Lat: lat, Long: long}
 		}
 		it.r.ms = now
 		if !isNull(wv.Datetime) {
@@ -101,6 +101,40 @@ func (s *Server) parseWrite(body []byte) (items []writeItem, msg string) {
 		}
 	}
 	return items, ""
+}
+
+// parseGeo decodes {"lat":..,"long":..}. Coordinates may be numbers or
+// numeric strings: the platform's Python library sends them as strings.
+func parseGeo(b json.RawMessage) (lat, long float64, ok bool) {
+	var g struct {
+		Lat  json.RawMessage `json:"lat"`
+		Long json.RawMessage `json:"long"`
+	}
+	if json.Unmarshal(b, &g) != nil {
+		return 0, 0, false
+	}
+	lat, okLat := parseCoord(g.Lat)
+	long, okLong := parseCoord(g.Long)
+	return lat, long, okLat && okLong
+}
+
+func parseCoord(b json.RawMessage) (float64, bool) {
+	if isNull(b) {
+		return 0, false
+	}
+	var f float64
+	if json.Unmarshal(b, &f) == nil {
+		return f, true
+	}
+	var s string
+	if json.Unmarshal(b, &s) != nil {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, false
+	}
+	return f, true
 }
 
 // parseMagic validates the value of a magic key.

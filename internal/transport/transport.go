@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
@@ -123,6 +124,7 @@ func (e *Error) Unwrap() error { return e.Err }
 func (t *Transport) Do(ctx context.Context, r *Request) (*http.Response, Result, error) {
 	st := &call{t: t, kind: r.Kind, path: r.Path, method: r.Method}
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn:      func(httptrace.GotConnInfo) { st.gotConn.Store(true) },
 		WroteHeaders: func() { st.wrote.Store(true) },
 	})
 	var body any
@@ -168,6 +170,7 @@ type call struct {
 	method     string
 	path       string
 	attempts   int
+	gotConn    atomic.Bool // this attempt got a connection
 	wrote      atomic.Bool // this attempt wrote its headers
 	maybe      bool        // some attempt may have been processed
 	wait       time.Duration
@@ -175,7 +178,24 @@ type call struct {
 }
 
 func (c *call) before(_ retryablehttp.Logger, _ *http.Request, _ int) {
+	c.gotConn.Store(false)
 	c.wrote.Store(false)
+}
+
+// maybeSent reports whether a failed attempt may have reached the server.
+// Only a dial failure, or a connection on which not even the headers were
+// written, proves it did not; a RoundTripper that reports no trace events
+// (a mock, a custom transport) proves nothing.
+func (c *call) maybeSent(err error) bool {
+	if err == nil {
+		return true
+	}
+	var op *net.OpError
+	var dns *net.DNSError
+	if errors.As(err, &op) && op.Op == "dial" || errors.As(err, &dns) {
+		return false
+	}
+	return !(c.gotConn.Load() && !c.wrote.Load())
 }
 
 func (c *call) backoff(_, _ time.Duration, _ int, _ *http.Response) time.Duration {
@@ -185,7 +205,7 @@ func (c *call) backoff(_, _ time.Duration, _ int, _ *http.Response) time.Duratio
 // check decides whether to send the request again.
 func (c *call) check(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	c.attempts++
-	retry, maybe := Decide(c.kind, c.t.Policy.RetryWrites, resp, err, c.wrote.Load())
+	retry, maybe := Decide(c.kind, c.t.Policy.RetryWrites, resp, err, c.maybeSent(err))
 	if maybe {
 		c.maybe = true
 	}
@@ -228,17 +248,16 @@ func argsToAttrs(args []any) []slog.Attr {
 
 // Decide is the retry policy for one attempt. It reports whether the request
 // may be sent again, and whether this attempt may have been processed by the
-// server. wrote tells whether the request's headers were written on the
-// connection; without it nothing reached the server.
-func Decide(kind Kind, retryWrites bool, resp *http.Response, err error, wrote bool) (retry, maybeProcessed bool) {
+// server. sent tells whether a failed attempt may have reached the server.
+func Decide(kind Kind, retryWrites bool, resp *http.Response, err error, sent bool) (retry, maybeProcessed bool) {
 	if err != nil {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return false, wrote
+			return false, sent
 		}
 		if permanent(err) {
 			return false, false
 		}
-		if !wrote {
+		if !sent {
 			// Nothing left this process: safe to repeat whatever the kind.
 			return true, false
 		}

@@ -1,0 +1,90 @@
+package thethings_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/emulator"
+)
+
+// readExample starts a local emulator holding n temperatures, one a minute
+// from 10:00 UTC, and returns a client for its thing.
+func readExample(n int) (*thethings.Client, func()) {
+	srv := emulator.New(emulator.WithThingTokens("example-thing-token"))
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
+	base := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+	recs := make([]emulator.Record, n)
+	for i := range recs {
+		recs[i] = emulator.Record{Value: json.RawMessage(fmt.Sprintf("%d.5", 20+i%10)), Datetime: base.Add(time.Duration(i) * time.Minute)}
+	}
+	if err := srv.Seed("example-thing-token", "temperature", recs...); err != nil {
+		log.Fatal(err)
+	}
+	c, err := thethings.NewClient("example-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	return c, func() { _ = srv.Close() }
+}
+
+func ExampleClient_Read() {
+	c, done := readExample(5)
+	defer done()
+	ctx := context.Background()
+
+	page, err := c.Read(ctx, "temperature", &thethings.ReadOptions{Limit: 3})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, v := range page.Values {
+		f, _ := v.Float64()
+		fmt.Println(v.Datetime.Format(time.Kitchen), f)
+	}
+
+	// Next can be stored and used later, even by another process.
+	page, err = c.Read(ctx, "temperature", &thethings.ReadOptions{Limit: 3, Cursor: page.Next})
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, v := range page.Values {
+		f, _ := v.Float64()
+		fmt.Println(v.Datetime.Format(time.Kitchen), f)
+	}
+	fmt.Println("more:", page.Next != "")
+	// Output:
+	// 10:04AM 24.5
+	// 10:03AM 23.5
+	// 10:02AM 22.5
+	// 10:01AM 21.5
+	// 10:00AM 20.5
+	// more: false
+}
+
+func ExampleClient_Values() {
+	c, done := readExample(2500)
+	defer done()
+
+	// Every value of one hour, however many requests that takes.
+	start := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	opts := &thethings.ReadOptions{Start: start, End: start.Add(time.Hour)}
+	n, sum := 0, 0.0
+	for v, err := range c.Values(context.Background(), "temperature", opts) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		f, err := v.Float64()
+		if err != nil {
+			log.Fatal(err)
+		}
+		n, sum = n+1, sum+f
+	}
+	fmt.Printf("%d values, mean %.2f\n", n, sum/float64(n))
+	// Output:
+	// 60 values, mean 25.00
+}

@@ -1,0 +1,140 @@
+package thethings_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/emulator"
+)
+
+// startExampleEmulator starts a local emulator of the platform that knows
+// one thing token, and returns a client for that thing.
+func startExampleEmulator(opts ...emulator.Option) (*emulator.Server, *thethings.Client) {
+	const token = "example-thing-token"
+	srv := emulator.New(append([]emulator.Option{emulator.WithThingTokens(token)}, opts...)...)
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
+	c, err := thethings.NewClient(token, thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	return srv, c
+}
+
+// Readings taken offline, with their own timestamps and positions, are
+// written in one request. They need not be sorted.
+func ExampleClient_Write() {
+	srv, c := startExampleEmulator()
+	defer srv.Close()
+	ctx := context.Background()
+
+	barcelona := &thethings.Geo{Lat: 41.4121132, Long: 2.2199454}
+	err := c.Write(ctx, []thethings.Value{
+		{Key: "temperature", Value: 21.5, Geo: barcelona, Datetime: time.Date(2015, 5, 20, 13, 0, 0, 0, time.UTC)},
+		{Key: "temperature", Value: 19.25, Geo: barcelona, Datetime: time.Date(2015, 5, 20, 12, 0, 0, 0, time.UTC)},
+		{Key: "door", Value: "open"}, // no Datetime: the platform's clock
+		{Key: "reading", Value: map[string]any{"ok": true, "samples": []int{3, 4}}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// What the platform stored, oldest first.
+	for _, r := range srv.Stored("example-thing-token", "temperature") {
+		fmt.Println(r.Datetime.Format(time.RFC3339), string(r.Value), r.Geo.Lat, r.Geo.Long)
+	}
+	fmt.Println(string(srv.Stored("example-thing-token", "reading")[0].Value))
+	// Output:
+	// 2015-05-20T12:00:00Z 19.25 41.4121132 2.2199454
+	// 2015-05-20T13:00:00Z 21.5 41.4121132 2.2199454
+	// {"ok":true,"samples":[3,4]}
+}
+
+// A Writer batches values from many goroutines in the background. Close
+// sends what is left and reports every value that could not be written.
+func ExampleWriter() {
+	srv, c := startExampleEmulator()
+	defer srv.Close()
+	ctx := context.Background()
+
+	w := c.NewWriter(
+		thethings.WithBatchSize(100),
+		thethings.WithFlushInterval(time.Second),
+		thethings.WithErrorHandler(func(we *thethings.WriteError) {
+			log.Printf("%d values not written (unknown: %v): %v", len(we.Values), we.Unknown, we.Err)
+		}),
+	)
+	for i := range 250 {
+		if err := w.Add(ctx, thethings.Value{Key: "counter", Value: i}); err != nil {
+			log.Fatal(err) // a bad value, a full buffer past ctx, or a closed writer
+		}
+	}
+	if err := w.Close(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("stored:", srv.StoredCount("example-thing-token", "counter"))
+	fmt.Println("requests:", srv.Requests("write"))
+	// Output:
+	// stored: 250
+	// requests: 3
+}
+
+// Every failed write is a *WriteError that lists the values not written.
+// Unknown says whether the platform may have stored them anyway.
+func ExampleWriteError() {
+	srv, c := startExampleEmulator()
+	defer srv.Close()
+	ctx := context.Background()
+
+	// Refused before any request: the second key has a space.
+	err := c.Write(ctx, []thethings.Value{
+		{Key: "temperature", Value: 21.5},
+		{Key: "bad key", Value: 1},
+	})
+	var we *thethings.WriteError
+	if errors.As(err, &we) {
+		fmt.Println(len(we.Values), "values not written, unknown:", we.Unknown)
+		fmt.Println("invalid key:", errors.Is(err, thethings.ErrInvalidKey))
+		fmt.Println(err)
+	}
+
+	// The connection is lost after the platform read the request: the
+	// values may be stored, and they are not sent twice.
+	srv.SetFaults(emulator.Faults{DropEvery: 1, DropStores: true})
+	err = c.Write(ctx, []thethings.Value{{Key: "temperature", Value: 22}})
+	if errors.As(err, &we) {
+		fmt.Println(len(we.Values), "value, unknown:", we.Unknown, "- key", we.Values[0].Key)
+		fmt.Println("outcome unknown:", errors.Is(err, thethings.ErrOutcomeUnknown))
+	}
+	// Output:
+	// 2 values not written, unknown: false
+	// invalid key: true
+	// thethings: 2 values not written: values[1] (key "bad key"): key "bad key": character ' ' not allowed (letters, digits, '.', '-', '_'): thethings: invalid key
+	// 1 value, unknown: true - key temperature
+	// outcome unknown: true
+}
+
+// WithStore(false) pushes values to the thing's subscribers without storing
+// them; WithBroadcast(false) stores them without pushing.
+func ExampleWithStore() {
+	srv, c := startExampleEmulator()
+	defer srv.Close()
+	ctx := context.Background()
+
+	if err := c.Write(ctx, []thethings.Value{{Key: "position", Value: 7}}, thethings.WithStore(false)); err != nil {
+		log.Fatal(err)
+	}
+	if err := c.Write(ctx, []thethings.Value{{Key: "backfill", Value: 1}}, thethings.WithBroadcast(false)); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("position stored:", srv.StoredCount("example-thing-token", "position"))
+	fmt.Println("backfill stored:", srv.StoredCount("example-thing-token", "backfill"))
+	// Output:
+	// position stored: 0
+	// backfill stored: 1
+}

@@ -1,0 +1,267 @@
+package transport
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func answer(code int, retryAfter string) *http.Response {
+	h := http.Header{}
+	if retryAfter != "" {
+		h.Set("Retry-After", retryAfter)
+	}
+	return &http.Response{StatusCode: code, Header: h, Body: http.NoBody}
+}
+
+// TestDecide is the retry table: request kind x outcome -> (retry, maybe processed).
+func TestDecide(t *testing.T) {
+	t.Parallel()
+	dial := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+	reset := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}
+	type want struct{ retry, maybe bool }
+	cases := []struct {
+		name    string
+		resp    *http.Response
+		err     error
+		wrote   bool
+		read    want
+		write   want
+		writeRW want // with RetryWrites
+		once    want
+	}{
+		{"dial failure", nil, dial, false, want{true, false}, want{true, false}, want{true, false}, want{true, false}},
+		{"EOF after send", nil, io.EOF, true, want{true, true}, want{false, true}, want{true, true}, want{false, true}},
+		{"reset after send", nil, reset, true, want{true, true}, want{false, true}, want{true, true}, want{false, true}},
+		{"unexpected EOF before send", nil, io.ErrUnexpectedEOF, false, want{true, false}, want{true, false}, want{true, false}, want{true, false}},
+		{"ctx cancelled after send", nil, context.Canceled, true, want{false, true}, want{false, true}, want{false, true}, want{false, true}},
+		{"deadline before send", nil, fmt.Errorf("x: %w", context.DeadlineExceeded), false, want{false, false}, want{false, false}, want{false, false}, want{false, false}},
+		{"bad certificate", nil, x509.UnknownAuthorityError{}, true, want{false, false}, want{false, false}, want{false, false}, want{false, false}},
+		{"bad scheme", nil, errors.New(`unsupported protocol scheme "ftp"`), false, want{false, false}, want{false, false}, want{false, false}, want{false, false}},
+		{"200", answer(200, ""), nil, true, want{false, false}, want{false, false}, want{false, false}, want{false, false}},
+		{"201", answer(201, ""), nil, true, want{false, false}, want{false, false}, want{false, false}, want{false, false}},
+		{"400", answer(400, ""), nil, true, want{false, false}, want{false, false}, want{false, false}, want{false, false}},
+		{"401", answer(401, ""), nil, true, want{false, false}, want{false, false}, want{false, false}, want{false, false}},
+		{"404", answer(404, ""), nil, true, want{false, false}, want{false, false}, want{false, false}, want{false, false}},
+		{"429", answer(429, ""), nil, true, want{true, false}, want{true, false}, want{true, false}, want{false, false}},
+		{"429 Retry-After", answer(429, "2"), nil, true, want{true, false}, want{true, false}, want{true, false}, want{false, false}},
+		{"500", answer(500, ""), nil, true, want{true, true}, want{false, true}, want{true, true}, want{false, true}},
+		{"501", answer(501, ""), nil, true, want{false, false}, want{false, false}, want{false, false}, want{false, false}},
+		{"502", answer(502, ""), nil, true, want{true, true}, want{false, true}, want{true, true}, want{false, true}},
+		{"503", answer(503, ""), nil, true, want{true, true}, want{false, true}, want{true, true}, want{false, true}},
+		{"503 Retry-After", answer(503, "1"), nil, true, want{true, false}, want{true, false}, want{true, false}, want{false, false}},
+		{"504", answer(504, ""), nil, true, want{true, true}, want{false, true}, want{true, true}, want{false, true}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			check := func(label string, kind Kind, rw bool, w want) {
+				r, m := Decide(kind, rw, tc.resp, tc.err, tc.wrote)
+				assert.Equal(t, w, want{r, m}, label)
+			}
+			check("read", Idempotent, false, tc.read)
+			check("write", Write, false, tc.write)
+			check("write+RetryWrites", Write, true, tc.writeRW)
+			check("once", Once, false, tc.once)
+			check("once+RetryWrites", Once, true, tc.once)
+		})
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	cases := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"1", time.Second, true},
+		{" 120 ", 2 * time.Minute, true},
+		{"-1", 0, false},
+		{"abc", 0, false},
+		{"", 0, false},
+		{"99999999999", 24 * time.Hour, true},
+		{now.Add(30 * time.Second).Format(http.TimeFormat), 30 * time.Second, true},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0, true},
+		{now.Add(90 * time.Second).Format(time.RFC850), 90 * time.Second, true},
+		{now.Add(5 * time.Second).Format(time.ANSIC), 5 * time.Second, true},
+	}
+	for _, tc := range cases {
+		got, ok := RetryAfter(tc.in, now)
+		assert.Equal(t, tc.ok, ok, tc.in)
+		assert.Equal(t, tc.want, got, tc.in)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	p := Policy{MinWait: 100 * time.Millisecond, MaxWait: time.Second}
+	for n := range 10 {
+		base := min(p.MinWait<<n, p.MaxWait)
+		for range 50 {
+			d := Backoff(p, n, nil)
+			assert.GreaterOrEqual(t, d, base/2, "attempt %d", n)
+			assert.LessOrEqual(t, d, base, "attempt %d", n)
+		}
+	}
+	// Retry-After is honoured, and clamped to MaxWait.
+	assert.Equal(t, time.Second, Backoff(p, 0, answer(429, "1")))
+	assert.Equal(t, time.Second, Backoff(p, 0, answer(503, "3600")))
+	assert.Equal(t, time.Duration(0), Backoff(p, 3, answer(429, "0")))
+	// Without a usable Retry-After the exponential wait applies.
+	d := Backoff(p, 0, answer(429, "soon"))
+	assert.True(t, d >= 50*time.Millisecond && d <= 100*time.Millisecond, d)
+	assert.Equal(t, time.Duration(0), Backoff(Policy{}, 4, nil))
+}
+
+// scripted is an in-memory RoundTripper answering from a script; inside a
+// synctest bubble its waits run on the fake clock.
+type scripted struct {
+	steps []func(*http.Request) (*http.Response, error)
+	calls int
+	at    []time.Time
+}
+
+func (s *scripted) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		_, _ = io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+	}
+	s.at = append(s.at, time.Now())
+	step := s.steps[min(s.calls, len(s.steps)-1)]
+	s.calls++
+	return step(r)
+}
+
+func status(code int, retryAfter string) func(*http.Request) (*http.Response, error) {
+	return func(r *http.Request) (*http.Response, error) {
+		resp := answer(code, retryAfter)
+		resp.Body = io.NopCloser(strings.NewReader(`{"status":"error"}`))
+		resp.Request = r
+		return resp, nil
+	}
+}
+
+func TestDoWaitsInFakeTime(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rt := &scripted{steps: []func(*http.Request) (*http.Response, error){
+			status(503, ""), status(429, "7"), status(500, ""), status(200, ""),
+		}}
+		tr := &Transport{
+			HTTP:   &http.Client{Transport: rt},
+			Policy: Policy{MaxRetries: 5, MinWait: time.Second, MaxWait: 5 * time.Second},
+		}
+		start := time.Now()
+		resp, res, err := tr.Do(context.Background(), &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/x", Path: "/v2/x"})
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.Equal(t, 4, res.Attempts)
+		require.Len(t, rt.at, 4)
+		w1 := rt.at[1].Sub(rt.at[0])
+		w2 := rt.at[2].Sub(rt.at[1])
+		w3 := rt.at[3].Sub(rt.at[2])
+		assert.True(t, w1 >= 500*time.Millisecond && w1 <= time.Second, "first wait %s", w1)
+		assert.Equal(t, 5*time.Second, w2, "Retry-After 7s clamped to MaxWait")
+		assert.True(t, w3 >= 2*time.Second && w3 <= 4*time.Second, "third wait %s", w3)
+		assert.Equal(t, w1+w2+w3, time.Since(start))
+	})
+}
+
+func TestDoGivesUpBeforeTheDeadline(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rt := &scripted{steps: []func(*http.Request) (*http.Response, error){status(429, "4")}}
+		tr := &Transport{
+			HTTP:   &http.Client{Transport: rt},
+			Policy: Policy{MaxRetries: 5, MinWait: time.Second, MaxWait: 10 * time.Second},
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		start := time.Now()
+		resp, res, err := tr.Do(ctx, &Request{Kind: Write, Method: "POST", URL: "http://h/v2/x", Path: "/v2/x", Body: []byte(`{}`)})
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, 429, resp.StatusCode, "the last answer, not a context error")
+		assert.Equal(t, 1, res.Attempts)
+		assert.Zero(t, time.Since(start), "no wait that the deadline would cut")
+	})
+}
+
+func TestDoCancelDuringWait(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		rt := &scripted{steps: []func(*http.Request) (*http.Response, error){status(503, "")}}
+		tr := &Transport{
+			HTTP:   &http.Client{Transport: rt},
+			Policy: Policy{MaxRetries: 5, MinWait: 10 * time.Second, MaxWait: 10 * time.Second},
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(time.Second, cancel)
+		start := time.Now()
+		_, res, err := tr.Do(ctx, &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/x", Path: "/v2/x"})
+		require.Error(t, err)
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.Equal(t, time.Second, time.Since(start), "returns as soon as the context ends")
+		assert.Equal(t, 1, res.Attempts)
+		var te *Error
+		require.ErrorAs(t, err, &te)
+		assert.True(t, te.MaybeSent, "a 503 without Retry-After may have been processed")
+	})
+}
+
+func TestDoWriteNotRetriedWhenAmbiguous(t *testing.T) {
+	t.Parallel()
+	rt := &scripted{steps: []func(*http.Request) (*http.Response, error){status(500, ""), status(201, "")}}
+	tr := &Transport{HTTP: &http.Client{Transport: rt}, Policy: Policy{MaxRetries: 3}}
+	resp, res, err := tr.Do(context.Background(), &Request{Kind: Write, Method: "POST", URL: "http://h/v2/x", Path: "/v2/x", Body: []byte(`{}`)})
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 500, resp.StatusCode)
+	assert.Equal(t, 1, rt.calls)
+	assert.True(t, res.MaybeProcessed)
+
+	rt = &scripted{steps: []func(*http.Request) (*http.Response, error){status(500, ""), status(201, "")}}
+	tr = &Transport{HTTP: &http.Client{Transport: rt}, Policy: Policy{MaxRetries: 3, RetryWrites: true}}
+	resp, res, err = tr.Do(context.Background(), &Request{Kind: Write, Method: "POST", URL: "http://h/v2/x", Path: "/v2/x", Body: []byte(`{}`)})
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 201, resp.StatusCode)
+	assert.Equal(t, 2, rt.calls)
+	assert.True(t, res.MaybeProcessed, "the first attempt may have stored the values")
+}
+
+func TestErrorIsRedacted(t *testing.T) {
+	t.Parallel()
+	const secret = "SECRET-TOKEN"
+	rt := &scripted{steps: []func(*http.Request) (*http.Response, error){func(r *http.Request) (*http.Response, error) {
+		return nil, fmt.Errorf("dial to %s failed: %w", r.URL, &net.OpError{Op: "dial", Err: errors.New("refused")})
+	}}}
+	tr := &Transport{
+		HTTP:   &http.Client{Transport: rt},
+		Policy: Policy{MaxRetries: 1},
+		Redact: func(s string) string { return strings.ReplaceAll(s, secret, "***") },
+	}
+	_, _, err := tr.Do(context.Background(), &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/things/" + secret, Path: "/v2/things/***"})
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), secret)
+	assert.NotContains(t, fmt.Sprintf("%+v", err), secret)
+	assert.Contains(t, err.Error(), "/v2/things/***")
+	assert.Equal(t, 2, rt.calls)
+}

@@ -1,0 +1,1004 @@
+package thethings
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"math"
+	"net/http"
+	"net/url"
+	"reflect"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/thethings-go/thethings/internal/cursor"
+	"github.com/thethings-go/thethings/internal/transport"
+)
+
+// maxPage is the most values the platform returns for one request.
+const maxPage = 1000
+
+// maxPageBody bounds the body of one read answer.
+const maxPageBody = 256 << 20
+
+// ReadOptions select what Read and Values return. A nil *ReadOptions reads
+// from the newest value with the defaults.
+type ReadOptions struct {
+	// Limit is the page size, 1..1000. Zero means the platform's default
+	// of 1 for Read and 1000 for Values.
+	Limit int
+	// Start and End bound the window [Start, End): Start is inclusive, End
+	// exclusive, whatever the server does with its endDate parameter. A
+	// zero time leaves that side unbounded. The platform keeps
+	// milliseconds, so a bound with finer digits is rounded up to the next
+	// millisecond.
+	Start, End time.Time
+	// Cursor resumes a read where a Page's Next left it. The window comes
+	// from the cursor: Start and End must then be zero or equal to the
+	// window the cursor was made with.
+	Cursor string
+}
+
+// Page is the answer of one Read.
+type Page struct {
+	// Values are newest first, as the platform sends them, without any
+	// value outside the window or already returned by an earlier page of
+	// the same cursor chain. A page may hold fewer values than Limit while
+	// older ones remain.
+	//
+	// Each Value has Key, Datetime (UTC, millisecond precision) and Geo
+	// when the value was written with one. Value.Value holds the JSON as
+	// encoding/json decodes it with UseNumber: json.Number for numbers (no
+	// precision lost), string, bool, nil for null, map[string]any and
+	// []any for objects and arrays. The accessors Float64, Int64, String
+	// and Decode convert it, accepting numbers stored as strings.
+	Values []Value
+	// Next resumes the read after this page. It is "" when nothing older
+	// remains in the window. It is opaque and stays valid across process
+	// restarts; it is bound to the key it was read from.
+	Next string
+}
+
+// Read reads one page of key's history: one request, newest first. To go
+// further back, pass the page's Next as the Cursor of the next call; the
+// cursor chain delivers every stored value of the window exactly once (see
+// [Client.Values] for how). key must be an ordinary key: the magic
+// resources have their own helpers. A key that was never written is an
+// error matching ErrResourceNotFound. Bad keys and options are refused
+// before any I/O (ErrInvalidKey, ErrInvalidOption, ErrInvalidCursor).
+func (c *Client) Read(ctx context.Context, key string, opts *ReadOptions) (*Page, error) {
+	p, err := c.newPager(key, opts, 1)
+	if err != nil {
+		return nil, err
+	}
+	vals, err := p.next(ctx)
+	if err != nil {
+		return nil, err
+	}
+	page := &Page{Values: vals}
+	if !p.done {
+		page.Next = cursor.Encode(p.st)
+	}
+	return page, nil
+}
+
+// Values iterates over key's history, newest first, from End (or the
+// newest value) back to Start (or the oldest value), fetching pages of
+// Limit values (1000 by default) by following endDate cursors.
+//
+// Every stored value of the window is yielded exactly once, whether the
+// platform treats endDate as inclusive or exclusive and however many values
+// share a timestamp: after a page whose oldest value is stamped T, the next
+// request asks for the values up to and including T, skips what is newer,
+// and skips the values at T already yielded (recognised by a fingerprint of
+// their value and geo, counted as a multiset). Each page after the first
+// therefore repeats at least one value, so N values with distinct
+// timestamps take about N/999 requests. If 1000 or more values share one
+// millisecond, no request can get past them and the sequence ends with an
+// error matching ErrPaginationStalled instead of looping.
+//
+// Only the current page is held in memory. Breaking out of the loop sends
+// no further request. An error is yielded once, with a zero Value, and ends
+// the sequence; a key that was never written gives ErrResourceNotFound.
+// With opts.Cursor the iteration resumes from a Page's Next.
+func (c *Client) Values(ctx context.Context, key string, opts *ReadOptions) iter.Seq2[Value, error] {
+	return func(yield func(Value, error) bool) {
+		p, err := c.newPager(key, opts, maxPage)
+		if err != nil {
+			yield(Value{}, err)
+			return
+		}
+		for !p.done {
+			page, err := p.next(ctx)
+			if err != nil {
+				yield(Value{}, err)
+				return
+			}
+			for i := range page {
+				if !yield(page[i], nil) {
+					return
+				}
+			}
+			clear(page) // let the page's values go before the next request
+		}
+	}
+}
+
+// pager walks key's history page by page; st is the resume point.
+type pager struct {
+	c     *Client
+	key   string
+	limit int
+	st    cursor.State
+	done  bool
+	dec   pageDecoder
+	body  bytes.Buffer
+}
+
+func (c *Client) newPager(key string, opts *ReadOptions, defaultLimit int) (*pager, error) {
+	if err := validateKey(key, false); err != nil {
+		return nil, err
+	}
+	var o ReadOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.Limit < 0 || o.Limit > maxPage {
+		return nil, fmt.Errorf("thethings: read limit %d outside 1..%d: %w", o.Limit, maxPage, ErrInvalidOption)
+	}
+	if o.Limit == 0 {
+		o.Limit = defaultLimit
+	}
+	p := &pager{c: c, key: key, limit: o.Limit}
+	p.dec.key = key
+	start, hasStart := ceilMillis(o.Start)
+	end, hasEnd := ceilMillis(o.End)
+	if hasStart && hasEnd && end < start {
+		return nil, fmt.Errorf("thethings: read window ends (%s) before it starts (%s): %w",
+			o.End.UTC().Format(time.RFC3339Nano), o.Start.UTC().Format(time.RFC3339Nano), ErrInvalidOption)
+	}
+	if o.Cursor == "" {
+		p.st = cursor.State{Key: key, HasStart: hasStart, Start: start, HasEnd: hasEnd, End: end}
+		return p, nil
+	}
+	st, err := cursor.Decode(o.Cursor)
+	if err != nil {
+		return nil, fmt.Errorf("thethings: read cursor not made by this SDK, or altered: %w", ErrInvalidCursor)
+	}
+	if st.Key != key {
+		return nil, fmt.Errorf("thethings: read cursor belongs to another key than %q: %w", key, ErrInvalidCursor)
+	}
+	if hasStart && (!st.HasStart || st.Start != start) || hasEnd && (!st.HasEnd || st.End != end) {
+		return nil, fmt.Errorf("thethings: Start and End differ from the cursor's window: %w", ErrInvalidOption)
+	}
+	p.st = st
+	return p, nil
+}
+
+// ceilMillis is t in Unix milliseconds, rounded up; ok is false for the zero time.
+func ceilMillis(t time.Time) (ms int64, ok bool) {
+	if t.IsZero() {
+		return 0, false
+	}
+	ms = t.UnixMilli()
+	if t.Sub(time.UnixMilli(ms)) > 0 {
+		ms++
+	}
+	return ms, true
+}
+
+func millisQuery(ms int64) string {
+	return queryTime(time.UnixMilli(ms))
+}
+
+// next sends one request and returns the values it brings that were not
+// delivered before, at most p.limit of them, advancing p.st. The slice is
+// reused by the following call.
+func (p *pager) next(ctx context.Context) ([]Value, error) {
+	st := &p.st
+	// Ask for limit fresh values plus the ones at T already delivered, which
+	// the answer repeats.
+	reqLimit := min(maxPage, p.limit+len(st.Seen))
+
+	// Values stamped >= bound have been delivered or are outside the window.
+	var bound int64
+	hasBound := true
+	switch {
+	case st.HasT:
+		bound = st.T + 1
+	case st.HasEnd:
+		bound = st.End
+	default:
+		hasBound = false
+	}
+	q := make(url.Values, 3)
+	q.Set("limit", strconv.Itoa(reqLimit))
+	if st.HasStart {
+		q.Set("startDate", millisQuery(st.Start))
+	}
+	if hasBound {
+		e := bound
+		if st.Inclusive {
+			e--
+		}
+		q.Set("endDate", millisQuery(e))
+	}
+	rt := p.c.thingRoute("resources", p.key)
+	rt.path += "?" + q.Encode()
+	rt.redacted += "?" + q.Encode()
+
+	items, vals, err := p.fetch(ctx, rt, reqLimit)
+	if err != nil {
+		return nil, err
+	}
+	dst := vals[:0] // filtered in place: dst never overtakes the loop
+
+	seen := newMultiset(st.Seen)
+	used := multiset{}
+	modeChanged, reachedStart, capped := false, false, false
+	for i := range items {
+		it := &items[i]
+		if hasBound && it.ms >= bound {
+			// Newer than asked: the server included its endDate.
+			if !st.Inclusive && it.ms == bound {
+				st.Inclusive, modeChanged = true, true
+			}
+			continue
+		}
+		if st.HasStart && it.ms < st.Start {
+			reachedStart = true
+			break
+		}
+		if len(dst) == p.limit {
+			capped = true
+			break
+		}
+		if st.HasT && it.ms == st.T && used.count(it.fp) < seen.count(it.fp) {
+			used.add(it.fp)
+			continue
+		}
+		if !st.HasT || it.ms != st.T {
+			st.HasT, st.T = true, it.ms
+			st.Seen = st.Seen[:0]
+			seen, used = multiset{}, multiset{}
+		}
+		st.Seen = append(st.Seen, it.fp)
+		seen.add(it.fp)
+		used.add(it.fp)
+		dst = append(dst, vals[i])
+	}
+	clear(vals[len(dst):])
+	p.done = !capped && (reachedStart || len(items) < reqLimit)
+	if !p.done && len(dst) == 0 && !modeChanged {
+		return nil, fmt.Errorf("thethings: read %q: %d values or more share the datetime %s: %w",
+			p.key, len(st.Seen), millisQuery(st.T), ErrPaginationStalled)
+	}
+	if len(st.Seen) > cursor.MaxSeen {
+		return nil, fmt.Errorf("thethings: read %q: more than %d values share the datetime %s: %w",
+			p.key, cursor.MaxSeen, millisQuery(st.T), ErrPaginationStalled)
+	}
+	return dst, nil
+}
+
+// fetch reads and decodes one page, sorted newest first.
+func (p *pager) fetch(ctx context.Context, rt route, limit int) ([]rawItem, []Value, error) {
+	resp, _, err := p.c.send(ctx, transport.Idempotent, http.MethodGet, rt, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	p.body.Reset()
+	_, err = p.body.ReadFrom(io.LimitReader(resp.Body, maxPageBody))
+	resp.Body.Close()
+	if err != nil {
+		return nil, nil, fmt.Errorf("thethings: GET %s: read answer: %s", p.c.displayPath(rt), p.c.redact(err.Error()))
+	}
+	items, vals, err := p.dec.decode(p.body.Bytes(), limit)
+	if err != nil {
+		return nil, nil, fmt.Errorf("thethings: GET %s: %w", p.c.displayPath(rt), err)
+	}
+	if !slices.IsSortedFunc(items, func(a, b rawItem) int { return cmpDesc(a.ms, b.ms) }) {
+		idx := make([]int, len(items))
+		for i := range idx {
+			idx[i] = i
+		}
+		slices.SortStableFunc(idx, func(a, b int) int { return cmpDesc(items[a].ms, items[b].ms) })
+		si, sv := make([]rawItem, len(items)), make([]Value, len(items))
+		for i, j := range idx {
+			si[i], sv[i] = items[j], vals[j]
+		}
+		copy(items, si)
+		vals = sv
+	}
+	return items, vals, nil
+}
+
+func cmpDesc(a, b int64) int {
+	switch {
+	case a > b:
+		return -1
+	case a < b:
+		return 1
+	}
+	return 0
+}
+
+// multiset counts fingerprints. Small sets are the rule (one value per
+// timestamp), so it stays a slice until it grows.
+type multiset struct {
+	small []uint64
+	m     map[uint64]int
+}
+
+func newMultiset(fps []uint64) multiset {
+	var s multiset
+	for _, fp := range fps {
+		s.add(fp)
+	}
+	return s
+}
+
+func (s *multiset) add(fp uint64) {
+	if s.m == nil && len(s.small) < 16 {
+		s.small = append(s.small, fp)
+		return
+	}
+	if s.m == nil {
+		s.m = make(map[uint64]int, 2*len(s.small))
+		for _, f := range s.small {
+			s.m[f]++
+		}
+		s.small = nil
+	}
+	s.m[fp]++
+}
+
+func (s *multiset) count(fp uint64) int {
+	if s.m != nil {
+		return s.m[fp]
+	}
+	n := 0
+	for _, f := range s.small {
+		if f == fp {
+			n++
+		}
+	}
+	return n
+}
+
+// Float64 returns a number, or a string holding one (the platform keeps
+// what was written, and "9000" is common), as a float64. Anything else, or
+// a number float64 cannot hold, is an error matching ErrInvalidValue.
+func (v Value) Float64() (float64, error) {
+	var f float64
+	var err error
+	switch x := v.Value.(type) {
+	case json.Number:
+		f, err = strconv.ParseFloat(string(x), 64)
+	case string:
+		f, err = strconv.ParseFloat(x, 64)
+	case float64:
+		f = x
+	case float32:
+		f = float64(x)
+	case json.RawMessage:
+		return Value{Value: decodeAny(x)}.Float64()
+	default:
+		rv := reflect.ValueOf(x)
+		switch {
+		case rv.CanInt():
+			f = float64(rv.Int())
+		case rv.CanUint():
+			f = float64(rv.Uint())
+		default:
+			return 0, v.convError("float64")
+		}
+	}
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, v.convError("float64")
+	}
+	return f, nil
+}
+
+// Int64 returns an integral number, or a string holding one, as an int64.
+// "12", "12.0" and "1.2e1" are 12; "12.5", values outside the int64 range
+// and non-numbers are errors matching ErrInvalidValue.
+func (v Value) Int64() (int64, error) {
+	var s string
+	switch x := v.Value.(type) {
+	case json.Number:
+		s = string(x)
+	case string:
+		s = x
+	case float64:
+		return floatToInt(x, v)
+	case float32:
+		return floatToInt(float64(x), v)
+	case json.RawMessage:
+		return Value{Key: v.Key, Value: decodeAny(x)}.Int64()
+	default:
+		rv := reflect.ValueOf(x)
+		switch {
+		case rv.CanInt():
+			return rv.Int(), nil
+		case rv.CanUint() && rv.Uint() <= math.MaxInt64:
+			return int64(rv.Uint()), nil
+		}
+		return 0, v.convError("int64")
+	}
+	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return i, nil
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, v.convError("int64")
+	}
+	return floatToInt(f, v)
+}
+
+func floatToInt(f float64, v Value) (int64, error) {
+	if f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
+		return 0, v.convError("int64")
+	}
+	return int64(f), nil
+}
+
+// String returns a string value as it is, and a number or a bool in its
+// JSON form ("9000", "21.5", "true"). null, objects and arrays are errors
+// matching ErrInvalidValue. (It is not a fmt.Stringer.)
+func (v Value) String() (string, error) {
+	switch x := v.Value.(type) {
+	case string:
+		return x, nil
+	case json.Number:
+		return string(x), nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64), nil
+	case float32:
+		return strconv.FormatFloat(float64(x), 'g', -1, 32), nil
+	case json.RawMessage:
+		return Value{Key: v.Key, Value: decodeAny(x)}.String()
+	}
+	rv := reflect.ValueOf(v.Value)
+	switch {
+	case rv.CanInt():
+		return strconv.FormatInt(rv.Int(), 10), nil
+	case rv.CanUint():
+		return strconv.FormatUint(rv.Uint(), 10), nil
+	}
+	return "", v.convError("string")
+}
+
+// Decode stores the value in dst, a non-nil pointer, as encoding/json
+// would decode the value's JSON. A string holding JSON (such as "9000"
+// for an int) is decoded from its contents when the string itself does not
+// fit dst. Errors match ErrInvalidValue.
+func (v Value) Decode(dst any) error {
+	return decodeInto(v.Key, v.Value, dst)
+}
+
+func decodeInto(key string, val, dst any) error {
+	if err := checkPointer(key, dst); err != nil {
+		return err
+	}
+	raw, ok := val.(json.RawMessage)
+	if !ok {
+		var err error
+		if raw, err = json.Marshal(val); err != nil {
+			return fmt.Errorf("thethings: decode %q: %w: %w", key, err, ErrInvalidValue)
+		}
+	}
+	err := json.Unmarshal(raw, dst)
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) && typeErr.Value == "string" {
+		var s string
+		if json.Unmarshal(raw, &s) == nil && json.Unmarshal([]byte(s), dst) == nil {
+			return nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("thethings: decode %q into %T: %w: %w", key, dst, err, ErrInvalidValue)
+	}
+	return nil
+}
+
+func checkPointer(key string, dst any) error {
+	if rv := reflect.ValueOf(dst); rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("thethings: decode %q into %T: need a non-nil pointer: %w", key, dst, ErrInvalidValue)
+	}
+	return nil
+}
+
+func (v Value) convError(to string) error {
+	return fmt.Errorf("thethings: value of %q (%T %v) is no %s: %w", v.Key, v.Value, v.Value, to, ErrInvalidValue)
+}
+
+// decodeAny decodes JSON the way read values are: numbers as json.Number.
+func decodeAny(raw []byte) any {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var x any
+	if d.Decode(&x) != nil {
+		return nil
+	}
+	return x
+}
+
+// rawItem is what pagination needs of a decoded item: its millisecond and
+// the fingerprint of its value and geo.
+type rawItem struct {
+	ms int64
+	fp uint64
+}
+
+// litKind says where a decoded item's Value comes from.
+type litKind uint8
+
+const (
+	litNone   litKind = iota // Value already set (nil, bool, object, array, escaped string)
+	litNumber                // json.Number in the page's literal arena
+	litString                // string in the page's literal arena
+)
+
+type lit struct {
+	kind     litKind
+	off, end int32
+	geo      int32 // index in geos, or -1
+}
+
+// pageDecoder decodes a read answer, a JSON array of
+// {"key":..,"value":..,"datetime":..,"geo":{"lat":..,"long":..}}, with few
+// allocations: the key is shared, number and plain string literals are cut
+// from one string per page, geos come from one slice per page. Its buffers
+// are reused from page to page.
+type pageDecoder struct {
+	key     string
+	items   []rawItem
+	vals    []Value
+	lits    []lit
+	geos    []Geo
+	arena   []byte
+	compact bytes.Buffer
+}
+
+var errSyntax = errors.New("malformed read answer")
+
+func syntaxErr(b []byte, i int) error {
+	return fmt.Errorf("thethings: %w at offset %d of %d", errSyntax, i, len(b))
+}
+
+// decode parses a page of about hint items. The returned slices are
+// reused by the next call.
+func (d *pageDecoder) decode(b []byte, hint int) ([]rawItem, []Value, error) {
+	if hint = min(hint, maxPage); cap(d.vals) < hint {
+		d.items, d.vals, d.lits = make([]rawItem, 0, hint), make([]Value, 0, hint), make([]lit, 0, hint)
+		d.arena = make([]byte, 0, min(len(b)/4, 64<<10))
+	}
+	d.items, d.vals, d.lits, d.geos, d.arena = d.items[:0], d.vals[:0], d.lits[:0], d.geos[:0], d.arena[:0]
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '[' {
+		return nil, nil, syntaxErr(b, i)
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == ']' {
+		i++
+	} else {
+		for {
+			var err error
+			if i, err = d.item(b, i); err != nil {
+				return nil, nil, err
+			}
+			i = skipWS(b, i)
+			if i < len(b) && b[i] == ',' {
+				i = skipWS(b, i+1)
+				continue
+			}
+			if i < len(b) && b[i] == ']' {
+				i++
+				break
+			}
+			return nil, nil, syntaxErr(b, i)
+		}
+	}
+	if skipWS(b, i) != len(b) {
+		return nil, nil, syntaxErr(b, i)
+	}
+	var arena string
+	if len(d.arena) > 0 {
+		arena = string(d.arena)
+	}
+	var geos []Geo
+	if len(d.geos) > 0 {
+		geos = slices.Clone(d.geos)
+	}
+	for j := range d.vals {
+		l := d.lits[j]
+		switch l.kind {
+		case litNumber:
+			d.vals[j].Value = json.Number(arena[l.off:l.end])
+		case litString:
+			d.vals[j].Value = arena[l.off:l.end]
+		}
+		if l.geo >= 0 {
+			d.vals[j].Geo = &geos[l.geo]
+		}
+	}
+	return d.items, d.vals, nil
+}
+
+// item decodes one object starting at b[i].
+func (d *pageDecoder) item(b []byte, i int) (int, error) {
+	if i >= len(b) || b[i] != '{' {
+		return i, syntaxErr(b, i)
+	}
+	v := Value{Key: d.key}
+	l := lit{geo: -1}
+	var ms int64
+	var valStart, valEnd int
+	var geo Geo
+	hasTime, hasGeo := false, false
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return i, fmt.Errorf("thethings: read answer item without datetime: %w", errSyntax)
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return i, syntaxErr(b, i)
+		}
+		nameEnd, escaped, _, err := scanString(b, i)
+		if err != nil {
+			return i, err
+		}
+		name := b[i+1 : nameEnd-1]
+		if escaped {
+			var s string
+			if json.Unmarshal(b[i:nameEnd], &s) != nil {
+				return i, syntaxErr(b, i)
+			}
+			name = []byte(s)
+		}
+		i = skipWS(b, nameEnd)
+		if i >= len(b) || b[i] != ':' {
+			return i, syntaxErr(b, i)
+		}
+		i = skipWS(b, i+1)
+		end, err := skipValue(b, i)
+		if err != nil {
+			return i, err
+		}
+		switch string(name) {
+		case "key":
+			if b[i] != '"' {
+				return i, syntaxErr(b, i)
+			}
+			if s := b[i+1 : end-1]; string(s) != d.key {
+				var k string
+				if err := json.Unmarshal(b[i:end], &k); err != nil {
+					return i, syntaxErr(b, i)
+				}
+				v.Key = k
+			}
+		case "value":
+			valStart, valEnd = i, end
+			if v.Value, err = d.value(b, i, end, &l); err != nil {
+				return i, err
+			}
+		case "datetime":
+			if b[i] != '"' {
+				return i, syntaxErr(b, i)
+			}
+			t, ok := parseISOMillis(b[i+1 : end-1])
+			if !ok {
+				var s string
+				if json.Unmarshal(b[i:end], &s) != nil {
+					return i, syntaxErr(b, i)
+				}
+				if t, err = ParseTime(s); err != nil {
+					return i, fmt.Errorf("thethings: read answer: %w", err)
+				}
+			}
+			v.Datetime, ms, hasTime = t, t.UnixMilli(), true
+		case "geo":
+			if b[i] != 'n' {
+				if geo, err = parseGeo(b[i:end]); err != nil {
+					return i, err
+				}
+				hasGeo = true
+			}
+		}
+		i = skipWS(b, end)
+		if i < len(b) && b[i] == ',' {
+			i = skipWS(b, i+1)
+			continue
+		}
+		if i < len(b) && b[i] == '}' {
+			i++
+			break
+		}
+		return i, syntaxErr(b, i)
+	}
+	if !hasTime {
+		return i, fmt.Errorf("thethings: read answer item without datetime: %w", errSyntax)
+	}
+	if hasGeo {
+		l.geo = int32(len(d.geos))
+		d.geos = append(d.geos, geo)
+	}
+	d.items = append(d.items, rawItem{ms: ms, fp: d.fingerprint(b[valStart:valEnd], hasGeo, geo)})
+	d.vals = append(d.vals, v)
+	d.lits = append(d.lits, l)
+	return i, nil
+}
+
+// value decodes the value at b[i:end], or records in l a literal to be
+// cut from the arena later.
+func (d *pageDecoder) value(b []byte, i, end int, l *lit) (any, error) {
+	l.kind = litNone
+	switch c := b[i]; {
+	case c == '"':
+		_, escaped, ascii, _ := scanString(b, i)
+		if escaped || !ascii {
+			var s string
+			if err := json.Unmarshal(b[i:end], &s); err != nil {
+				return nil, syntaxErr(b, i)
+			}
+			return s, nil
+		}
+		l.kind, l.off = litString, int32(len(d.arena))
+		d.arena = append(d.arena, b[i+1:end-1]...)
+		l.end = int32(len(d.arena))
+	case c == '-' || c >= '0' && c <= '9':
+		l.kind, l.off = litNumber, int32(len(d.arena))
+		d.arena = append(d.arena, b[i:end]...)
+		l.end = int32(len(d.arena))
+	case c == 't':
+		return true, nil
+	case c == 'f':
+		return false, nil
+	case c == 'n':
+		return nil, nil
+	default: // object or array
+		dec := json.NewDecoder(bytes.NewReader(b[i:end]))
+		dec.UseNumber()
+		var x any
+		if err := dec.Decode(&x); err != nil {
+			return nil, fmt.Errorf("thethings: read answer value: %w: %w", err, errSyntax)
+		}
+		return x, nil
+	}
+	return nil, nil
+}
+
+// fingerprint is FNV-64a over the value's compact JSON and the geo, which
+// tells values of one millisecond apart when a page boundary falls among
+// them.
+func (d *pageDecoder) fingerprint(raw []byte, hasGeo bool, g Geo) uint64 {
+	if len(raw) > 0 && (raw[0] == '{' || raw[0] == '[') {
+		d.compact.Reset()
+		if json.Compact(&d.compact, raw) == nil {
+			raw = d.compact.Bytes()
+		}
+	}
+	const offset, prime = 14695981039346656037, 1099511628211
+	h := uint64(offset)
+	for _, c := range raw {
+		h = (h ^ uint64(c)) * prime
+	}
+	if hasGeo {
+		var buf [17]byte
+		buf[0] = 1
+		putUint64(buf[1:], math.Float64bits(g.Lat))
+		putUint64(buf[9:], math.Float64bits(g.Long))
+		for _, c := range buf {
+			h = (h ^ uint64(c)) * prime
+		}
+	}
+	return h
+}
+
+func putUint64(b []byte, v uint64) {
+	for i := range 8 {
+		b[i] = byte(v >> (56 - 8*i))
+	}
+}
+
+// parseGeo parses {"lat":..,"long":..}.
+func parseGeo(b []byte) (Geo, error) {
+	var g Geo
+	if len(b) == 0 || b[0] != '{' {
+		return g, syntaxErr(b, 0)
+	}
+	i := skipWS(b, 1)
+	hasLat, hasLong := false, false
+	for i < len(b) && b[i] != '}' {
+		if b[i] != '"' {
+			return g, syntaxErr(b, i)
+		}
+		nameEnd, _, _, err := scanString(b, i)
+		if err != nil {
+			return g, err
+		}
+		name := b[i+1 : nameEnd-1]
+		i = skipWS(b, nameEnd)
+		if i >= len(b) || b[i] != ':' {
+			return g, syntaxErr(b, i)
+		}
+		i = skipWS(b, i+1)
+		end, err := skipValue(b, i)
+		if err != nil {
+			return g, err
+		}
+		switch string(name) {
+		case "lat", "long":
+			f, err := strconv.ParseFloat(string(b[i:end]), 64)
+			if err != nil {
+				return g, fmt.Errorf("thethings: read answer geo %s: %w", name, errSyntax)
+			}
+			if name[1] == 'a' {
+				g.Lat, hasLat = f, true
+			} else {
+				g.Long, hasLong = f, true
+			}
+		}
+		i = skipWS(b, end)
+		if i < len(b) && b[i] == ',' {
+			i = skipWS(b, i+1)
+		}
+	}
+	if !hasLat || !hasLong {
+		return g, fmt.Errorf("thethings: read answer geo without lat and long: %w", errSyntax)
+	}
+	return g, nil
+}
+
+// parseISOMillis parses the platform's own form, 2006-01-02T15:04:05.000Z,
+// without allocating.
+func parseISOMillis(s []byte) (time.Time, bool) {
+	if len(s) != 24 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != '.' || s[23] != 'Z' {
+		return time.Time{}, false
+	}
+	num := func(p []byte) (int, bool) {
+		n := 0
+		for _, c := range p {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	y, ok1 := num(s[0:4])
+	mo, ok2 := num(s[5:7])
+	d, ok3 := num(s[8:10])
+	h, ok4 := num(s[11:13])
+	mi, ok5 := num(s[14:16])
+	sec, ok6 := num(s[17:19])
+	ms, ok7 := num(s[20:23])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	t := time.Date(y, time.Month(mo), d, h, mi, sec, ms*int(time.Millisecond), time.UTC)
+	if t.Day() != d { // February 30th and the like
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
+		i++
+	}
+	return i
+}
+
+// scanString returns the index after the string starting at b[i] == '"',
+// whether it holds escapes, and whether it is plain ASCII.
+func scanString(b []byte, i int) (end int, escaped, ascii bool, err error) {
+	ascii = true
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return j + 1, escaped, ascii, nil
+		case c == '\\':
+			escaped = true
+			j++
+		case c < 0x20:
+			return j, false, false, syntaxErr(b, j)
+		case c >= 0x80:
+			ascii = false
+		}
+	}
+	return len(b), false, false, syntaxErr(b, len(b))
+}
+
+// skipValue returns the index after the JSON value starting at b[i]. It
+// checks numbers and literals fully, and the nesting of objects and arrays
+// (their contents are checked when they are decoded).
+func skipValue(b []byte, i int) (int, error) {
+	if i >= len(b) {
+		return i, syntaxErr(b, i)
+	}
+	switch c := b[i]; {
+	case c == '"':
+		end, _, _, err := scanString(b, i)
+		return end, err
+	case c == '{' || c == '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				end, _, _, err := scanString(b, j)
+				if err != nil {
+					return j, err
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1, nil
+				}
+			}
+		}
+		return len(b), syntaxErr(b, len(b))
+	case c == 't':
+		return literal(b, i, "true")
+	case c == 'f':
+		return literal(b, i, "false")
+	case c == 'n':
+		return literal(b, i, "null")
+	default:
+		return scanNumber(b, i)
+	}
+}
+
+func literal(b []byte, i int, word string) (int, error) {
+	if len(b)-i < len(word) || string(b[i:i+len(word)]) != word {
+		return i, syntaxErr(b, i)
+	}
+	return i + len(word), nil
+}
+
+// scanNumber checks JSON number syntax: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func scanNumber(b []byte, i int) (int, error) {
+	start := i
+	digits := func() bool {
+		j := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i > j
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case !digits():
+		return start, syntaxErr(b, start)
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if !digits() {
+			return start, syntaxErr(b, start)
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if !digits() {
+			return start, syntaxErr(b, start)
+		}
+	}
+	return i, nil
+}
