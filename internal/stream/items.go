@@ -33,8 +33,18 @@ type wireItem struct {
 }
 
 // DecodeItems decodes a data frame, a JSON array of items. Numbers keep
-// their exact text as json.Number.
+// their exact text as json.Number. The result is what encoding/json gives
+// for the item struct; frames of the platform's usual shape take a
+// hand-written path, anything else goes through encoding/json.
 func DecodeItems(frame []byte) ([]Item, error) {
+	if items, ok := fastItems(frame); ok {
+		return items, nil
+	}
+	return slowItems(frame)
+}
+
+// slowItems decodes a data frame with encoding/json.
+func slowItems(frame []byte) ([]Item, error) {
 	var wire []wireItem
 	if err := json.Unmarshal(frame, &wire); err != nil {
 		return nil, fmt.Errorf("stream: data frame: %w", err)

@@ -62,3 +62,31 @@ func TestParseISOMillis(t *testing.T) {
 		assert.False(t, good, s)
 	}
 }
+
+// FuzzDecodeItems checks that the hand-written item path gives exactly what
+// encoding/json gives, and that DecodeItems never panics.
+func FuzzDecodeItems(f *testing.F) {
+	for _, fr := range benchFrames()[:4] {
+		f.Add(fr)
+	}
+	for _, s := range []string{
+		`[]`, ` [ ] `, `[{}]`, `[{"key":"a","value":-0.5e+3},{"value":{"x":[1,"}"]},"key":"b"}]`,
+		`[{"key":"a","value":01}]`, `[{"key":"a","value":1.}]`, `[{"key":"a","value":"é"}]`,
+		`[{"key":"a","key":"b"}]`, `[{"KEY":"a"}]`, `[{"key":"a","datetime":null,"geo":null}]`,
+		`[{"key":"a","geo":{"long":2,"lat":1}}]`, `[{"key":"a","datetime":"2026-01-02T03:04:05Z"}]`,
+		`[{"key":"a","value":tru}]`, `[{"key":"a","value":[1,2]]`, `[null]`, `[{"key":"a"},]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		fast, ok := fastItems(frame)
+		slow, err := slowItems(frame)
+		if ok {
+			if err != nil {
+				t.Fatalf("fast path accepted what encoding/json refuses (%v): %q", err, frame)
+			}
+			assert.Equal(t, slow, fast, "%q", frame)
+		}
+		_, _ = DecodeItems(frame)
+	})
+}
