@@ -392,12 +392,17 @@ func (s *subscriber) connect(ctx context.Context) (established bool, err error) 
 	}
 	// Close the body as soon as the connection is cancelled (watchdog,
 	// ctx, return), whatever the transport does with the context.
-	stopClose := context.AfterFunc(connCtx, func() { _ = resp.Body.Close() })
-	defer func() {
-		if !stopClose() {
-			return // the AfterFunc closes it
-		}
+	closed := make(chan struct{})
+	stopClose := context.AfterFunc(connCtx, func() {
 		_ = resp.Body.Close()
+		close(closed)
+	})
+	defer func() {
+		if stopClose() {
+			_ = resp.Body.Close()
+		} else {
+			<-closed // leave no goroutine behind
+		}
 	}()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return false, s.c.apiError(resp, http.MethodGet, s.path)

@@ -2,11 +2,13 @@ package thethings_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -342,7 +344,8 @@ func TestSubscribeCutMidFrame(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32
 	ts := cutServer(t, &calls, 3)
-	c := subClient(t, ts.URL)
+	var logged bytes.Buffer
+	c := subClient(t, ts.URL, thethings.WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
 	var log stateLog
 	for msg, err := range c.Subscribe(subCtx(t), thethings.WithStateHandler(log.handler), thethings.WithReconnect(1)) {
 		require.NoError(t, err, "the budget resets on every established connection")
@@ -351,6 +354,9 @@ func TestSubscribeCutMidFrame(t *testing.T) {
 		assert.Equal(t, json.Number("4"), msg.Values[0].Value)
 		break
 	}
+	assert.Equal(t, 3, strings.Count(logged.String(), "subscription reconnecting"), "reconnects are logged")
+	assert.Contains(t, logged.String(), "cut inside a frame")
+	assert.NotContains(t, logged.String(), sentinelToken)
 	states, causes := log.snapshot()
 	want := []thethings.State{thethings.StateConnected}
 	for range 3 {
