@@ -31,8 +31,23 @@ type writeItem struct {
 
 func isNull(b json.RawMessage) bool { return len(b) == 0 || string(b) == "null" }
 
-// parseWrite validates a whole write body; msg is the 400 message on error.
-func (s *Server) parseWrite(body []byte) (items []writeItem, msg string) {
+// decodeWrite decodes a write body's values in one pass; only when that
+// fails does it walk the body element by element to name what is wrong.
+func decodeWrite(body []byte) (values []wireValue, msg string) {
+	var all struct {
+		Values []wireValue `json:"values"`
+	}
+	if json.Unmarshal(body, &all) == nil && all.Values != nil {
+		if len(all.Values) == 0 {
+			return nil, `"values" must not be empty`
+		}
+		for i, wv := range all.Values {
+			if wv.Key == nil && wv.Value == nil && wv.Geo == nil && wv.Datetime == nil {
+				return nil, fmt.Sprintf("values[%d] must be an object with key and value", i)
+			}
+		}
+		return all.Values, ""
+	}
 	var req struct {
 		Values json.RawMessage `json:"values"`
 	}
@@ -46,16 +61,24 @@ func (s *Server) parseWrite(body []byte) (items []writeItem, msg string) {
 	if err := json.Unmarshal(req.Values, &raw); err != nil {
 		return nil, `"values" must be an array`
 	}
-	if len(raw) == 0 {
-		return nil, `"values" must not be empty`
-	}
-	now := s.now().UnixMilli()
-	items = make([]writeItem, len(raw))
 	for i, rv := range raw {
 		var wv wireValue
 		if isNull(rv) || rv[0] != '{' || json.Unmarshal(rv, &wv) != nil {
 			return nil, fmt.Sprintf("values[%d] must be an object with key and value", i)
 		}
+	}
+	return nil, "invalid JSON body"
+}
+
+// parseWrite validates a whole write body; msg is the 400 message on error.
+func (s *Server) parseWrite(body []byte) (items []writeItem, msg string) {
+	values, msg := decodeWrite(body)
+	if msg != "" {
+		return nil, msg
+	}
+	now := s.now().UnixMilli()
+	items = make([]writeItem, len(values))
+	for i, wv := range values {
 		if wv.Key == nil {
 			return nil, fmt.Sprintf("values[%d]: key is required", i)
 		}
@@ -65,7 +88,11 @@ func (s *Server) parseWrite(body []byte) (items []writeItem, msg string) {
 		if it.kind == kindInvalid {
 			return nil, fmt.Sprintf("invalid key %q: only letters, digits, \".\", \"-\" and \"_\" are allowed (or a magic key such as $geo, $settings, $settings.name)", it.key)
 		}
-		it.keyJSON, _ = json.Marshal(it.key)
+		if it.kind == kindPlain {
+			it.keyJSON = append(append(append(make([]byte, 0, len(it.key)+2), '"'), it.key...), '"')
+		} else {
+			it.keyJSON, _ = json.Marshal(it.key)
+		}
 		if wv.Value == nil {
 			return nil, fmt.Sprintf("values[%d] (key %q): value is required", i, it.key)
 		}
