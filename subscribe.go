@@ -195,9 +195,13 @@ func newSubscribeConfig(opts []SubscribeOption) (*subscribeConfig, error) {
 // The subscription uses the client's stream HTTP client (no whole-request
 // timeout). A stream that delivers nothing, not even a keep-alive, for the
 // keep-alive interval plus 2s is dead: its connection is closed and the
-// cause reported as ErrIdleTimeout. Lost connections are replaced with
-// jittered, capped backoff (see WithReconnect); errors met meanwhile go to
-// the WithStateHandler function, not to the loop.
+// cause reported as ErrIdleTimeout. The watchdog does not count the time
+// the loop body takes: a slow consumer leaves frames waiting in the
+// connection, it does not make the stream look dead. Lost connections, and
+// a first connection that fails, are retried with jittered, capped backoff
+// (see WithReconnect); a frame cut by a lost connection is never delivered
+// in part. Errors met meanwhile go to the WithStateHandler function, not to
+// the loop.
 //
 // The loop receives an error only as the last element of the sequence:
 // the reconnect budget is spent (the last failure is wrapped), the platform
@@ -208,9 +212,10 @@ func newSubscribeConfig(opts []SubscribeOption) (*subscribeConfig, error) {
 // ctx ending, closes the connection at once and leaves no goroutine or
 // timer behind.
 //
-// Values of live messages carry what the platform sent: numbers as
-// json.Number (exact), strings, bools, nil, and map[string]any or []any
-// for objects and arrays; Datetime and Geo when the platform includes them.
+// Values of live messages carry what the platform sent, decoded like read
+// values: numbers as json.Number (exact), strings, bools, nil, and
+// map[string]any or []any for objects and arrays; Datetime and Geo when
+// the platform includes them (Datetime is zero otherwise).
 func (c *Client) Subscribe(ctx context.Context, opts ...SubscribeOption) iter.Seq2[Message, error] {
 	cfg, cfgErr := newSubscribeConfig(opts)
 	var used atomic.Bool
