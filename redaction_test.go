@@ -31,6 +31,10 @@ var operations = map[string]func(ctx context.Context, c *thethings.Client) error
 		if err := w.Add(ctx, thethings.Value{Key: "temp", Value: 1}); err != nil {
 			return err
 		}
+		// A dial failure keeps the values buffered for retries until
+		// Close's context ends.
+		ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
 		return w.Close(ctx)
 	},
 	"Read": func(ctx context.Context, c *thethings.Client) error {
