@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"testing"
 	"time"
 
@@ -150,4 +152,30 @@ func TestTokenNeverLeaks(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestSilentByDefault: without WithLogger the SDK writes nothing to stderr
+// or stdout, even while it retries and fails. Not parallel: it swaps
+// os.Stderr and os.Stdout.
+func TestSilentByDefault(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "0")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	oldErr, oldOut := os.Stderr, os.Stdout
+	os.Stderr, os.Stdout = w, w
+	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(srv.URL),
+		thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 2, MinWait: time.Millisecond, MaxWait: time.Millisecond}))
+	require.NoError(t, err)
+	for name, op := range operations {
+		require.Error(t, op(context.Background(), c), name)
+	}
+	os.Stderr, os.Stdout = oldErr, oldOut
+	require.NoError(t, w.Close())
+	out, err := io.ReadAll(r)
+	require.NoError(t, err)
+	assert.Empty(t, string(out))
 }
