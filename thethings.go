@@ -144,6 +144,9 @@ var (
 	// ErrPaginationStalled: the platform's answers make no progress (more
 	// values share one timestamp than a page can hold).
 	ErrPaginationStalled = errors.New("thethings: pagination stalled")
+	// ErrFrameTooLarge: a subscription frame was larger than 1 MiB. The
+	// subscription ends with it rather than hold unbounded memory.
+	ErrFrameTooLarge = errors.New("thethings: subscription frame larger than 1 MiB")
 )
 
 // APIError is an answer of the platform other than success.
