@@ -1,0 +1,381 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseISOMillis(t *testing.T) {
+	ok := map[string]time.Time{
+		"2026-01-02T03:04:05Z":           time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		"2026-01-02T03:04:05.1Z":         time.Date(2026, 1, 2, 3, 4, 5, 1e8, time.UTC),
+		"2026-01-02T03:04:05.123Z":       time.Date(2026, 1, 2, 3, 4, 5, 123e6, time.UTC),
+		"2026-01-02T03:04:05.123456789Z": time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC),
+		"2024-02-29T23:59:59.999Z":       time.Date(2024, 2, 29, 23, 59, 59, 999e6, time.UTC),
+		"2000-02-29T00:00:00.000Z":       time.Date(2000, 2, 29, 0, 0, 0, 0, time.UTC),
+	}
+	for s, want := range ok {
+		got, good := ParseISOMillis([]byte(s))
+		assert.True(t, good, s)
+		assert.Equal(t, want, got, s)
+	}
+	for _, s := range []string{"2026-01-02T03:04:05", "2026-01-02T03:04:05+01:00", "2025-02-29T00:00:00Z",
+		"1900-02-29T00:00:00Z", "2026-04-31T00:00:00Z", "2026-00-02T03:04:05Z", "2026-01-00T03:04:05Z",
+		"2026-13-02T03:04:05Z", "2026-01-02T24:04:05Z", "2026-01-02T03:60:05Z", "2026-01-02T03:04:60Z",
+		"2026-01-02T03:04:05.Z", "2026-01-02T03:04:05.1234567890Z", "2026-01-02T03:04:05,123Z",
+		"20260102030405", "2026-01-02 03:04:05Z", "2026-0a-02T03:04:05Z", "2026-01-02T03:04:05.12aZ", ""} {
+		_, good := ParseISOMillis([]byte(s))
+		assert.False(t, good, s)
+	}
+}
+
+func TestScanPrimitives(t *testing.T) {
+	for _, c := range []struct {
+		in              string
+		end             int // -1: error
+		escaped, ascii  bool
+		skipEnd, numEnd int // -1: error; 0: not checked
+	}{
+		{in: `"abc",`, end: 5, ascii: true, skipEnd: 5},
+		{in: `"a\"b"`, end: 6, escaped: true, ascii: true, skipEnd: 6},
+		{in: `"é"`, end: 4, skipEnd: 4},
+		{in: "\"a\x01\"", end: -1, skipEnd: -1},
+		{in: `"abc`, end: -1, skipEnd: -1},
+	} {
+		end, escaped, ascii, err := ScanString([]byte(c.in), 0)
+		if c.end < 0 {
+			assert.ErrorIs(t, err, ErrSyntax, c.in)
+		} else {
+			require.NoError(t, err, c.in)
+			assert.Equal(t, []any{c.end, c.escaped, c.ascii}, []any{end, escaped, ascii}, c.in)
+		}
+		checkEnd(t, SkipValue, c.in, c.skipEnd)
+	}
+	for in, want := range map[string]int{
+		`0`: 1, `-0`: 2, `12.5e+3,`: 7, `1E9]`: 3, `-`: -1, `01`: 1, `1.`: -1, `.5`: -1, `1e`: -1, `-a`: -1, `1.5e-2}`: 6,
+	} {
+		checkEnd(t, ScanNumber, in, want)
+		checkEnd(t, SkipValue, in, want)
+	}
+	for in, want := range map[string]int{
+		`true,`: 4, `false`: 5, `null]`: 4, `nul`: -1, `tru`: -1, `fals`: -1,
+		`{"a":[1,"}"]},`: 13, `[[],{}] `: 7, `{"a":"\"}"}`: 11, `{"a":1`: -1, `[`: -1, `{"a":"` + "\x02" + `"}`: -1, ``: -1,
+	} {
+		checkEnd(t, SkipValue, in, want)
+	}
+}
+
+func checkEnd(t *testing.T, f func([]byte, int) (int, error), in string, want int) {
+	t.Helper()
+	if want == 0 {
+		return
+	}
+	end, err := f([]byte(in), 0)
+	if want < 0 {
+		assert.ErrorIs(t, err, ErrSyntax, in)
+		return
+	}
+	assert.NoError(t, err, in)
+	assert.Equal(t, want, end, in)
+}
+
+// TestScannerPieces feeds values to a Scanner cut at every place: the end
+// found must not depend on the cut.
+func TestScannerPieces(t *testing.T) {
+	for _, v := range []string{`{}`, `[1,[2,{"a":"]}\"\\"}],3]`, `{"x":"\\\\"}`, `{"a":"{[","b":[{}]}`} {
+		in := v + ` {"next":1}`
+		for cut := 0; cut <= len(in); cut++ {
+			var s Scanner
+			n1, done := s.Scan([]byte(in[:cut]))
+			total := n1
+			if !done {
+				n2, done2 := s.Scan([]byte(in[cut:]))
+				require.True(t, done2, "%q cut at %d", in, cut)
+				total += n2
+			}
+			assert.Equal(t, len(v), total, "%q cut at %d", in, cut)
+			_, bad := s.Control()
+			assert.False(t, bad)
+		}
+	}
+	var s Scanner
+	_, done := s.Scan([]byte("[\"a"))
+	assert.False(t, done)
+	n, done := s.Scan([]byte("\x01\"]"))
+	assert.True(t, done)
+	assert.Equal(t, 3, n)
+	at, bad := s.Control()
+	assert.True(t, bad)
+	assert.Equal(t, 3, at)
+}
+
+func TestDecodeStrict(t *testing.T) {
+	geo := &Geo{Lat: 41.39, Long: 2.15}
+	for _, c := range []struct {
+		in   string
+		want []Item // nil: ErrUnusual
+	}{
+		{`[]`, []Item{}},
+		{` [ {} ] `, []Item{{}}},
+		{`[{"key":"a","value":-0.5e3,"datetime":"2026-03-04T05:06:07.089Z","geo":{"lat":41.39,"long":2.15}}]`,
+			[]Item{{Key: "a", Value: json.Number("-0.5e3"), Time: time.Date(2026, 3, 4, 5, 6, 7, 89e6, time.UTC), Geo: geo}}},
+		{`[{"geo":{ "long" : 2.15 , "lat" : 41.39 },"datetime":null,"value":"x","key":"b"}]`, []Item{{Key: "b", Value: "x", Geo: geo}}},
+		{`[{"key":"c","value":"a\"b\u00e9 ✓","datetime":"20260304050607"}]`, []Item{{Key: "c", Value: "a\"bé ✓", RawTime: "20260304050607"}}},
+		{`[{"key":"k\u00e9","value":{"a":[1,2.50,{"b":null}]},"geo":null},{"value":true},{"value":false},{"value":null}]`,
+			[]Item{{Key: "ké", Value: map[string]any{"a": []any{json.Number("1"), json.Number("2.50"), map[string]any{"b": nil}}}},
+				{Value: true}, {Value: false}, {}}},
+		{`[{"datetime":"2026-03-04T05:06:07\u002e089Z"}]`, []Item{{RawTime: "2026-03-04T05:06:07.089Z"}}},
+		// Valid, but not the usual shape: encoding/json decides.
+		{`[{"KEY":"a"}]`, nil},
+		{`[{"key":"a","key":"b"}]`, nil},
+		{`[{"ke\u0079":"a"}]`, nil},
+		{`[{"key":"a","extra":1}]`, nil},
+		{`[{"key":null}]`, nil},
+		{`[null]`, nil},
+		{`[{"datetime":5}]`, nil},
+		{`[{"geo":{"lat":1}}]`, nil},
+		{`[{"geo":{"lat":1,"long":2,"alt":3}}]`, nil},
+		{`[{"geo":{"lat":1,"lat":2,"long":3}}]`, nil},
+		{`[{"geo":{"lat":1 "long":2}}]`, nil},
+		{`[{"geo":{"lat":1,"long":2,}}]`, nil},
+		{`[{"geo":{"lat":"1","long":2}}]`, nil},
+		// Not JSON.
+		{`[{"key":"a","value":}]`, nil},
+		{`[{"key":"a","value":01}]`, nil},
+		{`[{"key":"a"},]`, nil},
+		{`[{"key":"a"}] x`, nil},
+		{`{"key":"a"}`, nil},
+		{"[{\"value\":\"\x01\"}]", nil},
+		{`[{"value":{"a":}}]`, nil},
+		{``, nil},
+	} {
+		var d Decoder
+		got, err := d.Decode([]byte(c.in), 0)
+		if c.want == nil {
+			assert.ErrorIs(t, err, ErrUnusual, c.in)
+			continue
+		}
+		require.NoError(t, err, c.in)
+		assert.Equal(t, c.want, got, c.in)
+	}
+}
+
+func readTime(s string) (time.Time, error) {
+	if s == "20260304050607" {
+		return time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC), nil
+	}
+	return time.Time{}, errors.New("bad time")
+}
+
+func TestDecodeLenient(t *testing.T) {
+	at := time.Date(2026, 3, 4, 5, 6, 7, 89e6, time.UTC)
+	const dt = `"datetime":"2026-03-04T05:06:07.089Z"`
+	for _, c := range []struct {
+		in   string
+		want []Item
+		err  string // expected error text, if any
+	}{
+		{in: `[]`, want: []Item{}},
+		{in: `[{` + dt + `}]`, want: []Item{{Key: "temp", Time: at}}},
+		{in: `[{"key":"temp","value":21.5,` + dt + `,"geo":{"lat":1,"long":2}}]`,
+			want: []Item{{Key: "temp", Value: json.Number("21.5"), Time: at, Geo: &Geo{1, 2}}}},
+		// Unknown members are skipped, the last of a repeated member wins,
+		// escaped names are decoded, a null geo leaves an earlier one.
+		{in: `[{"extra":{"x":[1,"]"]},"ke\u0079":"other","value":1,"value":"two",` + dt + `,"geo":{"long":2,"lat":1,"alt":9},"geo":null}]`,
+			want: []Item{{Key: "other", Value: "two", Time: at, Geo: &Geo{1, 2}}}},
+		{in: `[{"datetime":"20260304050607"}]`, want: []Item{{Key: "temp", Time: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)}}},
+		{in: `[{"value":1}]`, err: "thethings: read answer item without datetime: malformed read answer"},
+		{in: `[{}]`, err: "thethings: read answer item without datetime: malformed read answer"},
+		{in: `[{"datetime":null}]`, err: "thethings: malformed read answer at offset 13 of 19"},
+		{in: `[{"datetime":"yesterday"}]`, err: "bad time"},
+		{in: `[{"key":5,` + dt + `}]`, err: "thethings: malformed read answer at offset 8 of"},
+		{in: `[{"geo":{"lat":1},` + dt + `}]`, err: "thethings: read answer geo without lat and long: malformed read answer"},
+		{in: `[{"geo":{"lat":"1","long":2},` + dt + `}]`, err: "thethings: read answer geo lat: malformed read answer"},
+		{in: `[{"value":{"a":},` + dt + `}]`, err: "thethings: read answer value: invalid character '}'"},
+		{in: `[{` + dt + `},]`, err: "thethings: malformed read answer at offset 41 of 42"},
+		{in: `[{"extra":"` + "\x01" + `"}]`, err: "thethings: malformed read answer at offset 11 of 15"},
+	} {
+		d := Decoder{Key: "temp", Lenient: true, ParseTime: readTime}
+		got, err := d.Decode([]byte(c.in), 0)
+		if c.err != "" {
+			assert.ErrorContains(t, err, c.err, c.in)
+			if !strings.Contains(c.err, "bad time") {
+				assert.ErrorIs(t, err, ErrSyntax, c.in)
+			}
+			continue
+		}
+		require.NoError(t, err, c.in)
+		assert.Equal(t, c.want, got, c.in)
+	}
+}
+
+// TestReuse: with Reuse, the next call overwrites the items and geos, and
+// literals of one call share one string; without, every call is fresh.
+func TestReuse(t *testing.T) {
+	page := func(n int) []byte {
+		return fmt.Appendf(nil, `[{"key":"k","value":%d,"datetime":"2026-01-02T03:04:05.000Z","geo":{"lat":%d,"long":0}},{"key":"other","value":"s%d","datetime":"2026-01-02T03:04:05.000Z"}]`, n, n, n)
+	}
+	d := Decoder{Key: "k", Lenient: true, Reuse: true}
+	first, err := d.Decode(page(1), 2)
+	require.NoError(t, err)
+	kept := first[0]
+	assert.Equal(t, Item{Key: "k", Value: json.Number("1"), Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Geo: &Geo{1, 0}}, kept)
+	assert.Equal(t, "other", first[1].Key)
+	assert.Equal(t, "s1", first[1].Value)
+	second, err := d.Decode(page(2), 2)
+	require.NoError(t, err)
+	assert.Same(t, &first[0], &second[0])
+	assert.Equal(t, &Geo{2, 0}, kept.Geo, "the geo slice is reused")
+	assert.Equal(t, json.Number("1"), kept.Value, "a literal outlives its call")
+
+	var fresh Decoder
+	a, err := fresh.Decode(page(1), 0)
+	require.NoError(t, err)
+	b, err := fresh.Decode(page(2), 0)
+	require.NoError(t, err)
+	assert.Equal(t, &Geo{1, 0}, a[0].Geo)
+	assert.Equal(t, "s2", b[1].Value)
+	assert.NotSame(t, &a[0], &b[0])
+}
+
+// TestFingerprint pins the fingerprint, which cursors store: FNV-64a over
+// the value's compact JSON, then a 1 and the geo's float bits, big-endian.
+func TestFingerprint(t *testing.T) {
+	want := func(value string, geo *Geo) uint64 {
+		h := fnv.New64a()
+		var buf bytes.Buffer
+		require.NoError(t, json.Compact(&buf, []byte(value)))
+		h.Write(buf.Bytes())
+		if geo != nil {
+			b := []byte{1}
+			b = binaryAppend(b, math.Float64bits(geo.Lat))
+			b = binaryAppend(b, math.Float64bits(geo.Long))
+			h.Write(b)
+		}
+		return h.Sum64()
+	}
+	in := `[{"value":21.50,"datetime":"2026-01-02T03:04:05.000Z"},` +
+		`{"value":{ "a" : [1, 2] },"datetime":"2026-01-02T03:04:05.000Z","geo":{"lat":41.5,"long":-2}},` +
+		`{"value":"x","datetime":"2026-01-02T03:04:05.000Z","geo":null},{"datetime":"2026-01-02T03:04:05.000Z"}]`
+	for _, reuse := range []bool{false, true} {
+		d := Decoder{Lenient: true, Fingerprint: true, Reuse: reuse}
+		_, err := d.Decode([]byte(in), 0)
+		require.NoError(t, err)
+		fnvEmpty := fnv.New64a().Sum64()
+		assert.Equal(t, []uint64{want(`21.50`, nil), want(`{"a":[1,2]}`, &Geo{41.5, -2}), want(`"x"`, nil), fnvEmpty}, d.Fingerprints())
+	}
+}
+
+func binaryAppend(b []byte, v uint64) []byte {
+	for i := range 8 {
+		b = append(b, byte(v>>(56-8*i)))
+	}
+	return b
+}
+
+// TestAllocs: a reused decoder allocates one string for a page's literals
+// and one interface per number, nothing else.
+func TestAllocs(t *testing.T) {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i := range 100 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"key":"temperature","value":%d.5,"datetime":"2026-01-02T03:04:05.%03dZ"}`, i, i)
+	}
+	b.WriteByte(']')
+	page := []byte(b.String())
+	d := Decoder{Key: "temperature", Lenient: true, Reuse: true, Fingerprint: true}
+	allocs := testing.AllocsPerRun(20, func() {
+		if items, err := d.Decode(page, 100); err != nil || len(items) != 100 {
+			t.Fatal(err, len(items))
+		}
+	})
+	assert.LessOrEqual(t, allocs, 101.0)
+}
+
+// refItem is how encoding/json sees an item.
+type refItem struct {
+	Key      string          `json:"key"`
+	Value    json.RawMessage `json:"value"`
+	Datetime json.RawMessage `json:"datetime"`
+	Geo      *Geo            `json:"geo"`
+}
+
+var isoForm = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$`)
+
+// reference decodes frame with encoding/json and the standard time parser.
+func reference(frame []byte) ([]Item, error) {
+	var refs []refItem
+	if err := json.Unmarshal(frame, &refs); err != nil {
+		return nil, err
+	}
+	items := make([]Item, len(refs))
+	for i, r := range refs {
+		it := Item{Key: r.Key, Geo: r.Geo}
+		if len(r.Value) > 0 {
+			dec := json.NewDecoder(bytes.NewReader(r.Value))
+			dec.UseNumber()
+			if err := dec.Decode(&it.Value); err != nil {
+				return nil, err
+			}
+		}
+		var s string
+		if len(r.Datetime) > 0 && json.Unmarshal(r.Datetime, &s) == nil && r.Datetime[0] == '"' {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if isoForm.Match(r.Datetime[1:len(r.Datetime)-1]) && err == nil {
+				it.Time = t.UTC()
+			} else {
+				it.RawTime = s
+			}
+		}
+		items[i] = it
+	}
+	return items, nil
+}
+
+// FuzzItems checks the strict decoder against encoding/json: whatever it
+// accepts is valid and decodes to the same items. The lenient decoder must
+// not panic, and agrees with the strict one where both accept.
+func FuzzItems(f *testing.F) {
+	for _, s := range []string{
+		`[{"key":"temperature","value":21.5,"datetime":"2026-01-02T03:04:05.123Z","geo":{"lat":41.4,"long":2.2}}]`,
+		`[{"key":"a","value":{"x":[1,"}"]},"datetime":null,"geo":null},{"value":"é\n","key":"b"}]`,
+		`[{"key":"a","value":-0.5e+3,"datetime":"2026-01-02T03:04:05Z"}]`, `[]`, `[{}]`, `[null]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		var strict Decoder
+		got, err := strict.Decode(frame, 0)
+		want, refErr := reference(frame)
+		if err == nil {
+			if refErr != nil {
+				t.Fatalf("accepted what encoding/json refuses (%v): %q", refErr, frame)
+			}
+			assert.Equal(t, want, got, "%q", frame)
+		} else if !errors.Is(err, ErrUnusual) {
+			t.Fatalf("strict error %v is not ErrUnusual", err)
+		}
+		lenient := Decoder{Lenient: true, Reuse: true, Fingerprint: true}
+		lgot, lerr := lenient.Decode(frame, 1)
+		if lerr == nil {
+			assert.Len(t, lenient.Fingerprints(), len(lgot))
+			if err == nil {
+				assert.Equal(t, got, lgot, "%q", frame)
+			}
+		}
+	})
+}
