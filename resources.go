@@ -14,10 +14,12 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/thethings-go/thethings/internal/cursor"
 	"github.com/thethings-go/thethings/internal/transport"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // maxPage is the most values the platform returns for one request.
@@ -537,468 +539,70 @@ type rawItem struct {
 	fp uint64
 }
 
-// litKind says where a decoded item's Value comes from.
-type litKind uint8
-
-const (
-	litNone   litKind = iota // Value already set (nil, bool, object, array, escaped string)
-	litNumber                // json.Number in the page's literal arena
-	litString                // string in the page's literal arena
-)
-
-type lit struct {
-	kind     litKind
-	off, end int32
-	geo      int32 // index in geos, or -1
-}
-
 // pageDecoder decodes a read answer, a JSON array of
 // {"key":..,"value":..,"datetime":..,"geo":{"lat":..,"long":..}}, with few
-// allocations: the key is shared, number and plain string literals are cut
-// from one string per page, geos come from one slice per page. Its buffers
-// are reused from page to page.
+// allocations (see wire.Decoder): the key is shared, literals are cut from
+// one string per page, geos come from one slice per page. Its buffers are
+// reused from page to page.
 type pageDecoder struct {
-	key     string
-	items   []rawItem
-	vals    []Value
-	lits    []lit
-	geos    []Geo
-	arena   []byte
-	compact bytes.Buffer
+	key   string
+	items []rawItem
+	vals  []Value
 }
 
-var errSyntax = errors.New("malformed read answer")
-
-func syntaxErr(b []byte, i int) error {
-	return fmt.Errorf("thethings: %w at offset %d of %d", errSyntax, i, len(b))
-}
+// answerDecoders hold the scratch buffers of decoding read answers, which
+// a page's values do not need once they are built.
+var answerDecoders = sync.Pool{New: func() any {
+	return &wire.Decoder{Lenient: true, Reuse: true, Fingerprint: true, ParseTime: parseAnswerTime}
+}}
 
 // decode parses a page of about hint items. The returned slices are
 // reused by the next call.
 func (d *pageDecoder) decode(b []byte, hint int) ([]rawItem, []Value, error) {
-	if hint = min(hint, maxPage); cap(d.vals) < hint {
-		d.items, d.vals, d.lits = make([]rawItem, 0, hint), make([]Value, 0, hint), make([]lit, 0, hint)
-		d.arena = make([]byte, 0, min(len(b)/4, 64<<10))
+	w := answerDecoders.Get().(*wire.Decoder)
+	defer answerDecoders.Put(w)
+	w.Key = d.key
+	items, err := w.Decode(b, min(hint, maxPage))
+	if err != nil {
+		return nil, nil, err
 	}
-	d.items, d.vals, d.lits, d.geos, d.arena = d.items[:0], d.vals[:0], d.lits[:0], d.geos[:0], d.arena[:0]
-	i := skipWS(b, 0)
-	if i >= len(b) || b[i] != '[' {
-		return nil, nil, syntaxErr(b, i)
+	defer clear(items) // the pool keeps no values alive
+	fps := w.Fingerprints()
+	if cap(d.vals) < len(items) {
+		d.items, d.vals = make([]rawItem, 0, len(items)), make([]Value, 0, len(items))
 	}
-	i = skipWS(b, i+1)
-	if i < len(b) && b[i] == ']' {
-		i++
-	} else {
-		for {
-			var err error
-			if i, err = d.item(b, i); err != nil {
-				return nil, nil, err
-			}
-			i = skipWS(b, i)
-			if i < len(b) && b[i] == ',' {
-				i = skipWS(b, i+1)
-				continue
-			}
-			if i < len(b) && b[i] == ']' {
-				i++
-				break
-			}
-			return nil, nil, syntaxErr(b, i)
+	d.items, d.vals = d.items[:0], d.vals[:0]
+	n := 0
+	for j := range items {
+		if items[j].Geo != nil {
+			n++
 		}
-	}
-	if skipWS(b, i) != len(b) {
-		return nil, nil, syntaxErr(b, i)
-	}
-	var arena string
-	if len(d.arena) > 0 {
-		arena = string(d.arena)
 	}
 	var geos []Geo
-	if len(d.geos) > 0 {
-		geos = slices.Clone(d.geos)
+	if n > 0 {
+		geos = make([]Geo, 0, n)
+		for j := range items {
+			if g := items[j].Geo; g != nil {
+				geos = append(geos, Geo(*g))
+			}
+		}
 	}
-	for j := range d.vals {
-		l := d.lits[j]
-		switch l.kind {
-		case litNumber:
-			d.vals[j].Value = json.Number(arena[l.off:l.end])
-		case litString:
-			d.vals[j].Value = arena[l.off:l.end]
+	for j := range items {
+		it := &items[j]
+		v := Value{Key: it.Key, Value: it.Value, Datetime: it.Time}
+		if it.Geo != nil {
+			v.Geo, geos = &geos[0], geos[1:]
 		}
-		if l.geo >= 0 {
-			d.vals[j].Geo = &geos[l.geo]
-		}
+		d.items = append(d.items, rawItem{ms: it.Time.UnixMilli(), fp: fps[j]})
+		d.vals = append(d.vals, v)
 	}
 	return d.items, d.vals, nil
 }
 
-// item decodes one object starting at b[i].
-func (d *pageDecoder) item(b []byte, i int) (int, error) {
-	if i >= len(b) || b[i] != '{' {
-		return i, syntaxErr(b, i)
+func parseAnswerTime(s string) (time.Time, error) {
+	t, err := ParseTime(s)
+	if err != nil {
+		return t, fmt.Errorf("thethings: read answer: %w", err)
 	}
-	v := Value{Key: d.key}
-	l := lit{geo: -1}
-	var ms int64
-	var valStart, valEnd int
-	var geo Geo
-	hasTime, hasGeo := false, false
-	i = skipWS(b, i+1)
-	if i < len(b) && b[i] == '}' {
-		return i, fmt.Errorf("thethings: read answer item without datetime: %w", errSyntax)
-	}
-	for {
-		if i >= len(b) || b[i] != '"' {
-			return i, syntaxErr(b, i)
-		}
-		nameEnd, escaped, _, err := scanString(b, i)
-		if err != nil {
-			return i, err
-		}
-		name := b[i+1 : nameEnd-1]
-		if escaped {
-			var s string
-			if json.Unmarshal(b[i:nameEnd], &s) != nil {
-				return i, syntaxErr(b, i)
-			}
-			name = []byte(s)
-		}
-		i = skipWS(b, nameEnd)
-		if i >= len(b) || b[i] != ':' {
-			return i, syntaxErr(b, i)
-		}
-		i = skipWS(b, i+1)
-		end, err := skipValue(b, i)
-		if err != nil {
-			return i, err
-		}
-		switch string(name) {
-		case "key":
-			if b[i] != '"' {
-				return i, syntaxErr(b, i)
-			}
-			if s := b[i+1 : end-1]; string(s) != d.key {
-				var k string
-				if err := json.Unmarshal(b[i:end], &k); err != nil {
-					return i, syntaxErr(b, i)
-				}
-				v.Key = k
-			}
-		case "value":
-			valStart, valEnd = i, end
-			if v.Value, err = d.value(b, i, end, &l); err != nil {
-				return i, err
-			}
-		case "datetime":
-			if b[i] != '"' {
-				return i, syntaxErr(b, i)
-			}
-			t, ok := parseISOMillis(b[i+1 : end-1])
-			if !ok {
-				var s string
-				if json.Unmarshal(b[i:end], &s) != nil {
-					return i, syntaxErr(b, i)
-				}
-				if t, err = ParseTime(s); err != nil {
-					return i, fmt.Errorf("thethings: read answer: %w", err)
-				}
-			}
-			v.Datetime, ms, hasTime = t, t.UnixMilli(), true
-		case "geo":
-			if b[i] != 'n' {
-				if geo, err = parseGeo(b[i:end]); err != nil {
-					return i, err
-				}
-				hasGeo = true
-			}
-		}
-		i = skipWS(b, end)
-		if i < len(b) && b[i] == ',' {
-			i = skipWS(b, i+1)
-			continue
-		}
-		if i < len(b) && b[i] == '}' {
-			i++
-			break
-		}
-		return i, syntaxErr(b, i)
-	}
-	if !hasTime {
-		return i, fmt.Errorf("thethings: read answer item without datetime: %w", errSyntax)
-	}
-	if hasGeo {
-		l.geo = int32(len(d.geos))
-		d.geos = append(d.geos, geo)
-	}
-	d.items = append(d.items, rawItem{ms: ms, fp: d.fingerprint(b[valStart:valEnd], hasGeo, geo)})
-	d.vals = append(d.vals, v)
-	d.lits = append(d.lits, l)
-	return i, nil
-}
-
-// value decodes the value at b[i:end], or records in l a literal to be
-// cut from the arena later.
-func (d *pageDecoder) value(b []byte, i, end int, l *lit) (any, error) {
-	l.kind = litNone
-	switch c := b[i]; {
-	case c == '"':
-		_, escaped, ascii, _ := scanString(b, i)
-		if escaped || !ascii {
-			var s string
-			if err := json.Unmarshal(b[i:end], &s); err != nil {
-				return nil, syntaxErr(b, i)
-			}
-			return s, nil
-		}
-		l.kind, l.off = litString, int32(len(d.arena))
-		d.arena = append(d.arena, b[i+1:end-1]...)
-		l.end = int32(len(d.arena))
-	case c == '-' || c >= '0' && c <= '9':
-		l.kind, l.off = litNumber, int32(len(d.arena))
-		d.arena = append(d.arena, b[i:end]...)
-		l.end = int32(len(d.arena))
-	case c == 't':
-		return true, nil
-	case c == 'f':
-		return false, nil
-	case c == 'n':
-		return nil, nil
-	default: // object or array
-		dec := json.NewDecoder(bytes.NewReader(b[i:end]))
-		dec.UseNumber()
-		var x any
-		if err := dec.Decode(&x); err != nil {
-			return nil, fmt.Errorf("thethings: read answer value: %w: %w", err, errSyntax)
-		}
-		return x, nil
-	}
-	return nil, nil
-}
-
-// fingerprint is FNV-64a over the value's compact JSON and the geo, which
-// tells values of one millisecond apart when a page boundary falls among
-// them.
-func (d *pageDecoder) fingerprint(raw []byte, hasGeo bool, g Geo) uint64 {
-	if len(raw) > 0 && (raw[0] == '{' || raw[0] == '[') {
-		d.compact.Reset()
-		if json.Compact(&d.compact, raw) == nil {
-			raw = d.compact.Bytes()
-		}
-	}
-	const offset, prime = 14695981039346656037, 1099511628211
-	h := uint64(offset)
-	for _, c := range raw {
-		h = (h ^ uint64(c)) * prime
-	}
-	if hasGeo {
-		var buf [17]byte
-		buf[0] = 1
-		putUint64(buf[1:], math.Float64bits(g.Lat))
-		putUint64(buf[9:], math.Float64bits(g.Long))
-		for _, c := range buf {
-			h = (h ^ uint64(c)) * prime
-		}
-	}
-	return h
-}
-
-func putUint64(b []byte, v uint64) {
-	for i := range 8 {
-		b[i] = byte(v >> (56 - 8*i))
-	}
-}
-
-// parseGeo parses {"lat":..,"long":..}.
-func parseGeo(b []byte) (Geo, error) {
-	var g Geo
-	if len(b) == 0 || b[0] != '{' {
-		return g, syntaxErr(b, 0)
-	}
-	i := skipWS(b, 1)
-	hasLat, hasLong := false, false
-	for i < len(b) && b[i] != '}' {
-		if b[i] != '"' {
-			return g, syntaxErr(b, i)
-		}
-		nameEnd, _, _, err := scanString(b, i)
-		if err != nil {
-			return g, err
-		}
-		name := b[i+1 : nameEnd-1]
-		i = skipWS(b, nameEnd)
-		if i >= len(b) || b[i] != ':' {
-			return g, syntaxErr(b, i)
-		}
-		i = skipWS(b, i+1)
-		end, err := skipValue(b, i)
-		if err != nil {
-			return g, err
-		}
-		switch string(name) {
-		case "lat", "long":
-			f, err := strconv.ParseFloat(string(b[i:end]), 64)
-			if err != nil {
-				return g, fmt.Errorf("thethings: read answer geo %s: %w", name, errSyntax)
-			}
-			if name[1] == 'a' {
-				g.Lat, hasLat = f, true
-			} else {
-				g.Long, hasLong = f, true
-			}
-		}
-		i = skipWS(b, end)
-		if i < len(b) && b[i] == ',' {
-			i = skipWS(b, i+1)
-		}
-	}
-	if !hasLat || !hasLong {
-		return g, fmt.Errorf("thethings: read answer geo without lat and long: %w", errSyntax)
-	}
-	return g, nil
-}
-
-// parseISOMillis parses the platform's own form, 2006-01-02T15:04:05.000Z,
-// without allocating.
-func parseISOMillis(s []byte) (time.Time, bool) {
-	if len(s) != 24 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' || s[19] != '.' || s[23] != 'Z' {
-		return time.Time{}, false
-	}
-	num := func(p []byte) (int, bool) {
-		n := 0
-		for _, c := range p {
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			n = n*10 + int(c-'0')
-		}
-		return n, true
-	}
-	y, ok1 := num(s[0:4])
-	mo, ok2 := num(s[5:7])
-	d, ok3 := num(s[8:10])
-	h, ok4 := num(s[11:13])
-	mi, ok5 := num(s[14:16])
-	sec, ok6 := num(s[17:19])
-	ms, ok7 := num(s[20:23])
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6 && ok7) || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || sec > 59 {
-		return time.Time{}, false
-	}
-	t := time.Date(y, time.Month(mo), d, h, mi, sec, ms*int(time.Millisecond), time.UTC)
-	if t.Day() != d { // February 30th and the like
-		return time.Time{}, false
-	}
-	return t, true
-}
-
-func skipWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
-		i++
-	}
-	return i
-}
-
-// scanString returns the index after the string starting at b[i] == '"',
-// whether it holds escapes, and whether it is plain ASCII.
-func scanString(b []byte, i int) (end int, escaped, ascii bool, err error) {
-	ascii = true
-	for j := i + 1; j < len(b); j++ {
-		switch c := b[j]; {
-		case c == '"':
-			return j + 1, escaped, ascii, nil
-		case c == '\\':
-			escaped = true
-			j++
-		case c < 0x20:
-			return j, false, false, syntaxErr(b, j)
-		case c >= 0x80:
-			ascii = false
-		}
-	}
-	return len(b), false, false, syntaxErr(b, len(b))
-}
-
-// skipValue returns the index after the JSON value starting at b[i]. It
-// checks numbers and literals fully, and the nesting of objects and arrays
-// (their contents are checked when they are decoded).
-func skipValue(b []byte, i int) (int, error) {
-	if i >= len(b) {
-		return i, syntaxErr(b, i)
-	}
-	switch c := b[i]; {
-	case c == '"':
-		end, _, _, err := scanString(b, i)
-		return end, err
-	case c == '{' || c == '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				end, _, _, err := scanString(b, j)
-				if err != nil {
-					return j, err
-				}
-				j = end - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1, nil
-				}
-			}
-		}
-		return len(b), syntaxErr(b, len(b))
-	case c == 't':
-		return literal(b, i, "true")
-	case c == 'f':
-		return literal(b, i, "false")
-	case c == 'n':
-		return literal(b, i, "null")
-	default:
-		return scanNumber(b, i)
-	}
-}
-
-func literal(b []byte, i int, word string) (int, error) {
-	if len(b)-i < len(word) || string(b[i:i+len(word)]) != word {
-		return i, syntaxErr(b, i)
-	}
-	return i + len(word), nil
-}
-
-// scanNumber checks JSON number syntax: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
-func scanNumber(b []byte, i int) (int, error) {
-	start := i
-	digits := func() bool {
-		j := i
-		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-			i++
-		}
-		return i > j
-	}
-	if i < len(b) && b[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(b) && b[i] == '0':
-		i++
-	case !digits():
-		return start, syntaxErr(b, start)
-	}
-	if i < len(b) && b[i] == '.' {
-		i++
-		if !digits() {
-			return start, syntaxErr(b, start)
-		}
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		if !digits() {
-			return start, syntaxErr(b, start)
-		}
-	}
-	return i, nil
+	return t, nil
 }
