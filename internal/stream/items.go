@@ -5,25 +5,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // Item is one value of a data frame: {"key":..,"value":..[,"datetime":..][,"geo":..]}.
-type Item struct {
-	Key   string
-	Value any // as encoding/json decodes into any, but numbers are json.Number
-	// Time is "datetime" when it is in the platform's own form, ISO 8601
-	// UTC ("2006-01-02T15:04:05.000Z"); RawTime holds any other form for the
-	// caller to parse. Both are zero when the item has no datetime.
-	Time    time.Time
-	RawTime string
-	Geo     *Geo
-}
+// Time is "datetime" when it is in the platform's own form, ISO 8601 UTC
+// ("2006-01-02T15:04:05.000Z"); RawTime holds any other form for the
+// caller to parse. Both are zero when the item has no datetime.
+type Item = wire.Item
 
 // Geo is an item's position.
-type Geo struct {
-	Lat  float64 `json:"lat"`
-	Long float64 `json:"long"`
-}
+type Geo = wire.Geo
 
 type wireItem struct {
 	Key      string    `json:"key"`
@@ -41,6 +34,16 @@ func DecodeItems(frame []byte) ([]Item, error) {
 		return items, nil
 	}
 	return slowItems(frame)
+}
+
+// fastItems decodes a data frame of the platform's usual shape without
+// reflection (see wire.Decoder). It reports false for anything else, valid
+// or not, and the caller then uses encoding/json, so the two paths always
+// agree (FuzzDecodeItems checks it).
+func fastItems(frame []byte) ([]Item, bool) {
+	var d wire.Decoder
+	items, err := d.Decode(frame, 0)
+	return items, err == nil
 }
 
 // slowItems decodes a data frame with encoding/json.
@@ -121,7 +124,7 @@ func (it *itemTime) UnmarshalJSON(b []byte) error {
 		it.raw = string(b)
 		return nil
 	}
-	if t, ok := parseISOMillis(b[1 : len(b)-1]); ok {
+	if t, ok := wire.ParseISOMillis(b[1 : len(b)-1]); ok {
 		it.t = t
 		return nil
 	}
@@ -131,62 +134,4 @@ func (it *itemTime) UnmarshalJSON(b []byte) error {
 	}
 	it.raw = s
 	return nil
-}
-
-// parseISOMillis parses "2006-01-02T15:04:05Z" with an optional fraction of
-// up to 9 digits, without allocating.
-func parseISOMillis(b []byte) (time.Time, bool) {
-	if len(b) < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
-		return time.Time{}, false
-	}
-	num := func(s []byte) (int, bool) {
-		n := 0
-		for _, c := range s {
-			if c < '0' || c > '9' {
-				return 0, false
-			}
-			n = n*10 + int(c-'0')
-		}
-		return n, true
-	}
-	year, ok1 := num(b[0:4])
-	month, ok2 := num(b[5:7])
-	day, ok3 := num(b[8:10])
-	hour, ok4 := num(b[11:13])
-	minute, ok5 := num(b[14:16])
-	sec, ok6 := num(b[17:19])
-	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) {
-		return time.Time{}, false
-	}
-	nsec := 0
-	if rest := b[19 : len(b)-1]; len(rest) > 0 {
-		if rest[0] != '.' || len(rest) < 2 || len(rest) > 10 {
-			return time.Time{}, false
-		}
-		frac, ok := num(rest[1:])
-		if !ok {
-			return time.Time{}, false
-		}
-		for range 10 - len(rest) {
-			frac *= 10
-		}
-		nsec = frac
-	}
-	if month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 59 {
-		return time.Time{}, false
-	}
-	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC), true
-}
-
-func daysIn(month, year int) int {
-	switch month {
-	case 2:
-		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
-			return 29
-		}
-		return 28
-	case 4, 6, 9, 11:
-		return 30
-	}
-	return 31
 }

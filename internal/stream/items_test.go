@@ -42,27 +42,6 @@ func TestDecodeItems(t *testing.T) {
 	}
 }
 
-func TestParseISOMillis(t *testing.T) {
-	ok := map[string]time.Time{
-		"2026-01-02T03:04:05Z":           time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
-		"2026-01-02T03:04:05.1Z":         time.Date(2026, 1, 2, 3, 4, 5, 1e8, time.UTC),
-		"2026-01-02T03:04:05.123Z":       time.Date(2026, 1, 2, 3, 4, 5, 123e6, time.UTC),
-		"2026-01-02T03:04:05.123456789Z": time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC),
-		"2024-02-29T23:59:59.999Z":       time.Date(2024, 2, 29, 23, 59, 59, 999e6, time.UTC),
-	}
-	for s, want := range ok {
-		got, good := parseISOMillis([]byte(s))
-		assert.True(t, good, s)
-		assert.Equal(t, want, got, s)
-	}
-	for _, s := range []string{"2026-01-02T03:04:05", "2026-01-02T03:04:05+01:00", "2025-02-29T00:00:00Z",
-		"2026-13-02T03:04:05Z", "2026-01-02T24:04:05Z", "2026-01-02T03:04:05.Z", "2026-01-02T03:04:05.1234567890Z",
-		"20260102030405", "2026-01-02 03:04:05Z", "2026-0a-02T03:04:05Z"} {
-		_, good := parseISOMillis([]byte(s))
-		assert.False(t, good, s)
-	}
-}
-
 // FuzzDecodeItems checks that the hand-written item path gives exactly what
 // encoding/json gives, and that DecodeItems never panics.
 func FuzzDecodeItems(f *testing.F) {
