@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // DefaultMaxFrame is the largest frame a Decoder accepts unless told
@@ -51,9 +53,7 @@ type Decoder struct {
 
 	// state of the frame being scanned, which starts at buf[off]
 	scanned int // bytes of the frame already scanned
-	depth   int
-	inStr   bool
-	esc     bool
+	sc      wire.Scanner
 }
 
 // NewDecoder returns a decoder reading r that refuses frames longer than
@@ -100,7 +100,7 @@ func (d *Decoder) Next() ([]byte, error) {
 // nil, nil when more bytes are needed.
 func (d *Decoder) scan() ([]byte, error) {
 	if d.scanned == 0 {
-		for d.off < d.end && isSpace(d.buf[d.off]) {
+		for d.off < d.end && wire.IsSpace(d.buf[d.off]) {
 			d.off++
 		}
 		if d.off == d.end {
@@ -108,51 +108,23 @@ func (d *Decoder) scan() ([]byte, error) {
 		}
 		switch c := d.buf[d.off]; c {
 		case '{', '[':
-			d.depth, d.inStr, d.esc, d.scanned = 1, false, false, 1
+			d.sc = wire.Scanner{}
 		default:
 			return nil, &SyntaxError{Offset: d.pos + int64(d.off), Byte: c}
 		}
 	}
-	buf := d.buf[:d.end]
-	i := d.off + d.scanned
-	depth, inStr, esc := d.depth, d.inStr, d.esc
-	for ; i < len(buf); i++ {
-		c := buf[i]
-		if inStr {
-			switch {
-			case esc:
-				esc = false
-			case c == '\\':
-				esc = true
-			case c == '"':
-				inStr = false
-			}
-			continue
-		}
-		switch c {
-		case '"':
-			inStr = true
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth == 0 {
-				if i+1-d.off > d.max {
-					return nil, fmt.Errorf("%w: more than %d bytes", ErrFrameTooLarge, d.max)
-				}
-				frame := buf[d.off : i+1 : i+1]
-				d.off = i + 1
-				d.scanned = 0
-				return frame, nil
-			}
-		}
-	}
-	d.depth, d.inStr, d.esc = depth, inStr, esc
-	d.scanned = i - d.off
+	n, done := d.sc.Scan(d.buf[d.off+d.scanned : d.end])
+	d.scanned += n
 	if d.scanned > d.max {
 		return nil, fmt.Errorf("%w: more than %d bytes", ErrFrameTooLarge, d.max)
 	}
-	return nil, nil
+	if !done {
+		return nil, nil
+	}
+	end := d.off + d.scanned
+	frame := d.buf[d.off:end:end]
+	d.off, d.scanned = end, 0
+	return frame, nil
 }
 
 // fill reads more bytes, making room first. It records a read error in
@@ -207,8 +179,6 @@ func (d *Decoder) fill() error {
 // Buffered returns the size of the decoder's buffer, for memory accounting.
 func (d *Decoder) Buffered() int { return len(d.buf) }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
-
 // IsKeepAlive reports whether frame is an empty JSON object: the stream's
 // keep-alive. It does not allocate.
 func IsKeepAlive(frame []byte) bool {
@@ -216,7 +186,7 @@ func IsKeepAlive(frame []byte) bool {
 		return false
 	}
 	for _, c := range frame[1 : len(frame)-1] {
-		if !isSpace(c) {
+		if !wire.IsSpace(c) {
 			return false
 		}
 	}
