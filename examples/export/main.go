@@ -200,7 +200,7 @@ func exportResumable(ctx context.Context, c *thethings.Client, o options, window
 		return nil
 	default:
 		st = saved
-		fmt.Fprintf(stderr, "export: resuming after %d values (%d pages)\n", st.Exported, st.Pages)
+		fmt.Fprintf(stderr, "export: resuming after %d values (%s)\n", st.Exported, plural(st.Pages, "page"))
 	}
 
 	f, err := os.OpenFile(o.out, os.O_RDWR|os.O_CREATE, 0o644)
@@ -456,6 +456,14 @@ func connect(getenv func(string) string, stderr io.Writer) (*thethings.Client, f
 	fmt.Fprintf(stderr, "export: no THETHINGS_TOKEN: embedded emulator at %s with %d temperatures from %s\n",
 		srv.URL(), demoCount, demoStart.Format(time.RFC3339))
 	return c, func() { srv.Close() }, nil
+}
+
+// plural is "1 page", "2 pages".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // redact shows the first four characters of a token: enough to tell
