@@ -12,7 +12,8 @@
 // cursor and the output's length to FILE. Interrupt it (Ctrl-C, a crash, a
 // deadline) and run the same command again: it cuts -out back to the last
 // saved length and continues from the saved cursor, so every value is
-// written exactly once, with no loss and no repeat.
+// written exactly once, with no loss and no repeat. -max-pages N stops
+// after N pages, for jobs that export a long history in slices.
 //
 // Values come newest first, as the platform returns them. A progress line
 // goes to stderr.
@@ -72,6 +73,7 @@ type options struct {
 	format string
 	out    string
 	state  string
+	pages  int
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -84,6 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.format, "format", "csv", "csv or jsonl")
 	fs.StringVar(&o.out, "out", "", "output file (default stdout; required with -state)")
 	fs.StringVar(&o.state, "state", "", "resume file: makes the export resumable")
+	fs.IntVar(&o.pages, "max-pages", 0, "with -state: stop after this many pages (a slice of a long export); run again to continue")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -99,6 +102,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.format != "csv" && o.format != "jsonl" {
 		return o, fmt.Errorf("-format %q: want csv or jsonl", o.format)
+	}
+	if o.pages < 0 || o.pages > 0 && o.state == "" {
+		return o, errors.New("-max-pages needs -state and must not be negative")
 	}
 	if o.state != "" && o.out == "" {
 		return o, errors.New("-state needs -out: a resumed export appends to a file")
@@ -224,7 +230,11 @@ func exportResumable(ctx context.Context, c *thethings.Client, o options, window
 	}
 
 	prog := newProgress(stderr)
-	for {
+	for pages := 0; ; pages++ {
+		if o.pages > 0 && pages == o.pages {
+			fmt.Fprintf(stderr, "export: stopped after %s (-max-pages), %d values so far; run the same command to continue\n", plural(pages, "page"), st.Exported)
+			return nil
+		}
 		opts := *window
 		opts.Limit = 1000
 		opts.Cursor = st.Cursor

@@ -150,6 +150,27 @@ func TestExportResumesExactly(t *testing.T) {
 	}
 }
 
+// -max-pages exports a long history in slices that add up to the whole.
+func TestExportInSlices(t *testing.T) {
+	dir := t.TempDir()
+	out, stateFile := filepath.Join(dir, "out.csv"), filepath.Join(dir, "s")
+	args := []string{"-out", out, "-state", stateFile, "-max-pages", "2"}
+	var logs []string
+	for range 4 {
+		var stderr bytes.Buffer
+		require.NoError(t, run(context.Background(), args, &bytes.Buffer{}, &stderr, noEnv))
+		logs = append(logs, stderr.String())
+	}
+	assert.Contains(t, logs[0], "stopped after 2 pages (-max-pages), 1999 values so far")
+	assert.Contains(t, logs[1], "resuming after 1999 values (2 pages)")
+	assert.Contains(t, logs[1], "stopped after 2 pages (-max-pages), 3997 values so far")
+	assert.Contains(t, logs[2], "export: done, 5000 values")
+	assert.Contains(t, logs[3], "already complete: 5000 values")
+	got, err := os.ReadFile(out)
+	require.NoError(t, err)
+	assert.Equal(t, expectedRows(time.Time{}, time.Time{}), readCSV(t, got))
+}
+
 func TestExportStateOfAnotherExportIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	out, stateFile := filepath.Join(dir, "out.csv"), filepath.Join(dir, "s")
@@ -190,6 +211,8 @@ func TestExportBadFlags(t *testing.T) {
 		{"-state", "s"},
 		{"-from", "yesterday"},
 		{"stray"},
+		{"-max-pages", "2"},
+		{"-max-pages", "-1", "-out", "x", "-state", "y"},
 	} {
 		err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}, noEnv)
 		assert.Error(t, err, "%q", args)
