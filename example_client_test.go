@@ -2,6 +2,7 @@ package thethings_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
@@ -370,4 +371,60 @@ func ExampleWriter_Flush() {
 	// Output:
 	// before Flush: 0
 	// after Flush: 3
+}
+
+// After a lost connection, WithBackfill reads from history what was
+// written to the keys while the stream was down, and delivers it before
+// anything live. Here the emulator cuts every stream after 300ms, and a
+// value is stored without being pushed (as one written during a gap).
+func ExampleWithBackfill() {
+	srv := emulator.New(
+		emulator.WithThingTokens("my-thing-token"),
+		emulator.WithFaults(emulator.Faults{StreamCutAfter: 300 * time.Millisecond}),
+	)
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := thethings.NewClient("my-thing-token",
+		thethings.WithBaseURL(srv.URL()),
+		thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 3, MinWait: 50 * time.Millisecond, MaxWait: 200 * time.Millisecond}))
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	connects := 0
+	onState := func(s thethings.State, cause error) {
+		if s != thethings.StateConnected || cause != nil {
+			return
+		}
+		if connects++; connects == 1 {
+			if err := c.Write(ctx, []thethings.Value{{Key: "door", Value: "closed"}}); err != nil {
+				log.Fatal(err)
+			}
+			// Stored but not pushed: the subscription misses it live.
+			if err := srv.Seed("my-thing-token", "door", emulator.Record{Value: json.RawMessage(`"open"`), Datetime: time.Now()}); err != nil {
+				log.Fatal(err)
+			}
+		}
+	}
+	n := 0
+	for msg, err := range c.Subscribe(ctx, thethings.WithBackfill("door"), thethings.WithStateHandler(onState)) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, v := range msg.Values {
+			fmt.Printf("%s = %v (backfill: %v)\n", v.Key, v.Value, msg.Backfill)
+		}
+		if n++; n == 2 {
+			break
+		}
+	}
+	fmt.Println("connections:", connects)
+	// Output:
+	// door = closed (backfill: false)
+	// door = open (backfill: true)
+	// connections: 2
 }
