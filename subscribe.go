@@ -35,10 +35,6 @@ const (
 	maxFrame = stream.DefaultMaxFrame
 )
 
-// ErrFrameTooLarge: a subscription frame was larger than 1 MiB. The
-// subscription ends with it rather than hold unbounded memory.
-var ErrFrameTooLarge = errors.New("thethings: subscription frame larger than 1 MiB")
-
 // Message is what one write on the platform delivers to a subscription:
 // the values of that write, in the order they were written.
 type Message struct {

@@ -144,6 +144,9 @@ var (
 	// ErrPaginationStalled: the platform's answers make no progress (more
 	// values share one timestamp than a page can hold).
 	ErrPaginationStalled = errors.New("thethings: pagination stalled")
+	// ErrFrameTooLarge: a subscription frame was larger than 1 MiB. The
+	// subscription ends with it rather than hold unbounded memory.
+	ErrFrameTooLarge = errors.New("thethings: subscription frame larger than 1 MiB")
 )
 
 // APIError is an answer of the platform other than success.
@@ -638,20 +641,21 @@ func (c *Client) apiError(resp *http.Response, method, path string) *APIError {
 		Message json.RawMessage `json:"message"`
 	}
 	if json.Unmarshal(data, &env) == nil {
-		e.Status = env.Status
+		e.Status = c.redact(env.Status)
 		e.Code, _ = strconv.Atoi(strings.Trim(string(env.Code), `"`))
 		var s string
 		if json.Unmarshal(env.Message, &s) == nil {
-			e.Message = s
+			e.Message = c.redact(s)
 		} else if len(env.Message) > 0 {
-			e.Message = string(env.Message)
+			e.Message = c.redact(string(env.Message))
 		}
 	} else {
-		e.Message = strings.TrimSpace(string(data))
+		// Redact before cutting: a token straddling the cut would leave
+		// its first part behind.
+		e.Message = c.redact(strings.TrimSpace(string(data)))
 		if len(e.Message) > 200 {
 			e.Message = e.Message[:200] + "..."
 		}
 	}
-	e.Message = c.redact(e.Message)
 	return e
 }
