@@ -477,8 +477,10 @@ func (s *subscriber) readError(connCtx context.Context, err error) error {
 		return fmt.Errorf("thethings: GET %s: %w", s.path, ErrFrameTooLarge)
 	case err == io.EOF:
 		return s.connError("stream", errors.New("closed by the platform"))
-	case errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, stream.ErrPartialFrame):
 		return s.connError("stream cut inside a frame", err)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return s.connError("stream", errors.New("connection closed without the end of the response"))
 	}
 	return s.connError("stream", err)
 }
