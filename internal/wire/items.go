@@ -348,10 +348,12 @@ func (d *Decoder) key(b []byte, i, end int, it *Item, l *lit) error {
 	}
 	l.key = false
 	raw := b[i+1 : end-1]
+	if string(raw) == d.Key {
+		it.Key = d.Key
+		return nil
+	}
 	_, escaped, ascii, _ := ScanString(b, i)
 	switch {
-	case !escaped && string(raw) == d.Key:
-		it.Key = d.Key
 	case !escaped && ascii && !d.Reuse:
 		it.Key = d.text(b, i+1, end-1)
 	case !escaped && ascii:
