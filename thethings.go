@@ -391,6 +391,10 @@ func newConfig(opts []Option) (*config, error) {
 	if cfg.stream == nil {
 		tr := cleanhttp.DefaultPooledTransport()
 		tr.ResponseHeaderTimeout = defaultTimeout
+		// A subscription sends one small GET and reads small frames;
+		// smaller connection buffers keep thousands of them cheap.
+		tr.WriteBufferSize = 1 << 10
+		tr.ReadBufferSize = 1 << 10
 		cfg.stream = &http.Client{Transport: tr}
 	} else {
 		hc := *cfg.stream

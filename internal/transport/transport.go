@@ -261,14 +261,7 @@ func Decide(kind Kind, retryWrites bool, resp *http.Response, err error, sent bo
 			// Nothing left this process: safe to repeat whatever the kind.
 			return true, false
 		}
-		switch kind {
-		case Idempotent:
-			return true, true
-		case Write:
-			return retryWrites, true
-		default:
-			return false, true
-		}
+		return repeatable(kind, retryWrites), true
 	}
 	if resp == nil {
 		return false, false
@@ -282,16 +275,16 @@ func Decide(kind Kind, retryWrites bool, resp *http.Response, err error, sent bo
 	case code == http.StatusNotImplemented:
 		return false, false
 	case code >= 500:
-		switch kind {
-		case Idempotent:
-			return true, true
-		case Write:
-			return retryWrites, true
-		default:
-			return false, true
-		}
+		return repeatable(kind, retryWrites), true
 	}
 	return false, false
+}
+
+// repeatable reports whether a request that may have been processed may be
+// sent again: reads always, writes only when the caller accepts duplicates,
+// activation never.
+func repeatable(kind Kind, retryWrites bool) bool {
+	return kind == Idempotent || kind == Write && retryWrites
 }
 
 func permanent(err error) bool {

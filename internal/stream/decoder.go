@@ -1,0 +1,224 @@
+// Package stream reads the thethings.iO subscription stream: a chunked HTTP
+// body of concatenated JSON values with no separator, whose chunk
+// boundaries mean nothing. It also holds the idle watchdog that finds dead
+// streams.
+package stream
+
+import (
+	"errors"
+	"fmt"
+	"io"
+)
+
+// DefaultMaxFrame is the largest frame a Decoder accepts unless told
+// otherwise: 1 MiB.
+const DefaultMaxFrame = 1 << 20
+
+const (
+	initialBuffer = 512      // enough for the subscribed frame, keep-alives and small writes
+	shrinkAbove   = 64 << 10 // a buffer grown past this is dropped once it is empty again
+)
+
+// ErrFrameTooLarge reports a frame longer than the decoder's limit. The
+// stream cannot be resynchronised after it.
+var ErrFrameTooLarge = errors.New("stream frame too large")
+
+// SyntaxError reports bytes that cannot start a frame.
+type SyntaxError struct {
+	Offset int64 // offset of the byte in the stream
+	Byte   byte
+}
+
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("stream: unexpected byte %q at offset %d: a frame must be a JSON object or array", e.Byte, e.Offset)
+}
+
+// Decoder splits a byte stream into top-level JSON values (frames). It does
+// not care how the bytes arrive: a frame may be split across any number of
+// reads, several frames may come in one read, and whitespace may separate
+// them. Frames must be JSON objects or arrays; their content is not
+// validated beyond what is needed to find their end (depth, strings and
+// escapes). A Decoder is not safe for concurrent use.
+type Decoder struct {
+	r     io.Reader
+	max   int
+	buf   []byte
+	off   int   // start of unread data in buf
+	end   int   // end of data in buf
+	pos   int64 // stream offset of buf[0]
+	err   error // sticky read error; frames read before it are still returned
+	fatal error // sticky framing error
+
+	// state of the frame being scanned, which starts at buf[off]
+	scanned int // bytes of the frame already scanned
+	depth   int
+	inStr   bool
+	esc     bool
+}
+
+// NewDecoder returns a decoder reading r that refuses frames longer than
+// maxFrame bytes (DefaultMaxFrame if maxFrame <= 0).
+func NewDecoder(r io.Reader, maxFrame int) *Decoder {
+	if maxFrame <= 0 {
+		maxFrame = DefaultMaxFrame
+	}
+	return &Decoder{r: r, max: maxFrame}
+}
+
+// Next returns the next frame. The slice is valid until the next call of
+// Next. At the end of the stream Next returns io.EOF between frames and
+// io.ErrUnexpectedEOF inside one; a frame over the limit is
+// ErrFrameTooLarge; read errors are returned as they are. Every error is
+// final.
+func (d *Decoder) Next() ([]byte, error) {
+	if d.fatal != nil {
+		return nil, d.fatal
+	}
+	for {
+		frame, err := d.scan()
+		if err != nil {
+			d.fatal = err
+			return nil, err
+		}
+		if frame != nil {
+			return frame, nil
+		}
+		if d.err != nil {
+			if d.err == io.EOF && (d.scanned > 0 || d.off < d.end) {
+				d.err = io.ErrUnexpectedEOF
+			}
+			return nil, d.err
+		}
+		if err := d.fill(); err != nil {
+			d.fatal = err
+			return nil, err
+		}
+	}
+}
+
+// scan looks for the end of the frame that starts at buf[off]. It returns
+// nil, nil when more bytes are needed.
+func (d *Decoder) scan() ([]byte, error) {
+	if d.scanned == 0 {
+		for d.off < d.end && isSpace(d.buf[d.off]) {
+			d.off++
+		}
+		if d.off == d.end {
+			return nil, nil
+		}
+		switch c := d.buf[d.off]; c {
+		case '{', '[':
+			d.depth, d.inStr, d.esc, d.scanned = 1, false, false, 1
+		default:
+			return nil, &SyntaxError{Offset: d.pos + int64(d.off), Byte: c}
+		}
+	}
+	buf := d.buf[:d.end]
+	i := d.off + d.scanned
+	depth, inStr, esc := d.depth, d.inStr, d.esc
+	for ; i < len(buf); i++ {
+		c := buf[i]
+		if inStr {
+			switch {
+			case esc:
+				esc = false
+			case c == '\\':
+				esc = true
+			case c == '"':
+				inStr = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inStr = true
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				if i+1-d.off > d.max {
+					return nil, fmt.Errorf("%w: more than %d bytes", ErrFrameTooLarge, d.max)
+				}
+				frame := buf[d.off : i+1 : i+1]
+				d.off = i + 1
+				d.scanned = 0
+				return frame, nil
+			}
+		}
+	}
+	d.depth, d.inStr, d.esc = depth, inStr, esc
+	d.scanned = i - d.off
+	if d.scanned > d.max {
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrFrameTooLarge, d.max)
+	}
+	return nil, nil
+}
+
+// fill reads more bytes, making room first. It records a read error in
+// d.err and returns only ErrFrameTooLarge itself.
+func (d *Decoder) fill() error {
+	unread := d.end - d.off
+	switch {
+	case d.buf == nil:
+		d.buf = make([]byte, initialBuffer)
+	case d.off > 0 && (d.end == len(d.buf) || unread == 0):
+		if len(d.buf) > shrinkAbove && unread <= initialBuffer {
+			nb := make([]byte, initialBuffer)
+			copy(nb, d.buf[d.off:d.end])
+			d.buf = nb
+		} else {
+			copy(d.buf, d.buf[d.off:d.end])
+		}
+		d.pos += int64(d.off)
+		d.off, d.end = 0, unread
+	}
+	if d.end == len(d.buf) {
+		// The frame fills the buffer: grow it, up to the limit plus one
+		// byte, so that a frame of exactly max bytes fits with its end.
+		if len(d.buf) > d.max {
+			return fmt.Errorf("%w: more than %d bytes", ErrFrameTooLarge, d.max)
+		}
+		nb := make([]byte, min(2*len(d.buf), d.max+1))
+		copy(nb, d.buf[:d.end])
+		d.buf = nb
+	}
+	// io.Reader discourages 0, nil answers; a reader that keeps giving
+	// them is treated like io.ErrNoProgress instead of spinning.
+	for range 100 {
+		n, err := d.r.Read(d.buf[d.end:])
+		if n < 0 || n > len(d.buf)-d.end {
+			d.err = errors.New("stream: reader returned an invalid count")
+			return nil
+		}
+		d.end += n
+		if err != nil {
+			d.err = err
+			return nil
+		}
+		if n > 0 {
+			return nil
+		}
+	}
+	d.err = io.ErrNoProgress
+	return nil
+}
+
+// Buffered returns the size of the decoder's buffer, for memory accounting.
+func (d *Decoder) Buffered() int { return len(d.buf) }
+
+func isSpace(c byte) bool { return c == ' ' || c == '\n' || c == '\r' || c == '\t' }
+
+// IsKeepAlive reports whether frame is an empty JSON object: the stream's
+// keep-alive. It does not allocate.
+func IsKeepAlive(frame []byte) bool {
+	if len(frame) < 2 || frame[0] != '{' || frame[len(frame)-1] != '}' {
+		return false
+	}
+	for _, c := range frame[1 : len(frame)-1] {
+		if !isSpace(c) {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,706 @@
+package thethings
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/thethings-go/thethings/internal/stream"
+	"github.com/thethings-go/thethings/internal/transport"
+)
+
+const (
+	defaultKeepAlive = 60 * time.Second
+	minKeepAlive     = time.Second
+	maxKeepAlive     = time.Hour
+	// idleGrace is added to the keep-alive interval before a silent stream
+	// counts as dead.
+	idleGrace = 2 * time.Second
+	// backfillSkew widens the backfill window below the last frame
+	// received, for the difference between this machine's clock and the
+	// platform's and for the time a frame takes to arrive.
+	backfillSkew = 2 * time.Second
+	// maxFrame bounds one frame of the stream.
+	maxFrame = stream.DefaultMaxFrame
+)
+
+// ErrFrameTooLarge: a subscription frame was larger than 1 MiB. The
+// subscription ends with it rather than hold unbounded memory.
+var ErrFrameTooLarge = errors.New("thethings: subscription frame larger than 1 MiB")
+
+// Message is what one write on the platform delivers to a subscription:
+// the values of that write, in the order they were written.
+type Message struct {
+	Values []Value
+	// Backfill is true when the values were read from history after a
+	// reconnect (see WithBackfill) rather than pushed live.
+	Backfill bool
+}
+
+// State is the state of a subscription's connection, reported to the
+// function given to WithStateHandler.
+type State int
+
+// States of a subscription.
+const (
+	// StateConnected: the platform accepted the subscription and frames
+	// flow. A report with a non-nil cause means the connection is up but
+	// the backfill after it failed (see WithBackfill).
+	StateConnected State = iota + 1
+	// StateDisconnected: a connection ended or a connection attempt failed;
+	// the cause says why (ErrIdleTimeout for a silent stream).
+	StateDisconnected
+	// StateReconnecting: a new connection attempt starts now, after the
+	// backoff wait; the cause is the failure that made it necessary.
+	StateReconnecting
+)
+
+// String returns "connected", "disconnected" or "reconnecting".
+func (s State) String() string {
+	switch s {
+	case StateConnected:
+		return "connected"
+	case StateDisconnected:
+		return "disconnected"
+	case StateReconnecting:
+		return "reconnecting"
+	}
+	return "State(" + strconv.Itoa(int(s)) + ")"
+}
+
+// SubscribeOption configures a subscription. An invalid option makes the
+// sequence yield one error matching ErrInvalidOption, before any I/O.
+type SubscribeOption func(*subscribeConfig) error
+
+type subscribeConfig struct {
+	keepAlive   time.Duration
+	maxAttempts int // -1: forever
+	backfill    []string
+	onState     func(State, error)
+}
+
+// WithKeepAlive sets the interval of the platform's keep-alive frames, sent
+// as ?keepAlive= in milliseconds: 60s by default, at least 1s and at most
+// 1h, whole milliseconds. A stream silent for the interval plus 2s is
+// considered dead (ErrIdleTimeout) and replaced.
+func WithKeepAlive(d time.Duration) SubscribeOption {
+	return func(c *subscribeConfig) error {
+		if d < minKeepAlive || d > maxKeepAlive || d%time.Millisecond != 0 {
+			return optionError("keep-alive %s outside 1s..1h or not whole milliseconds", d)
+		}
+		c.keepAlive = d
+		return nil
+	}
+}
+
+// WithReconnect bounds the reconnection attempts made in a row: after
+// maxAttempts failed attempts the sequence ends with the last error. The
+// count starts again once a connection is established. By default a
+// subscription reconnects forever; 0 never reconnects. Waits between
+// attempts grow exponentially with jitter from the client's
+// RetryPolicy.MinWait up to RetryPolicy.MaxWait; a Retry-After of a 429
+// or 503 answer is honoured, clamped to MaxWait.
+func WithReconnect(maxAttempts int) SubscribeOption {
+	return func(c *subscribeConfig) error {
+		if maxAttempts < 0 {
+			return optionError("reconnect attempts %d below 0", maxAttempts)
+		}
+		c.maxAttempts = maxAttempts
+		return nil
+	}
+}
+
+// WithBackfill makes a subscription recover the values of keys written
+// while it was disconnected. After each reconnect it reads the keys'
+// history from shortly (2s) before the last frame received on the lost
+// connection, and delivers the values not delivered before, oldest first,
+// as Messages with Backfill set, before any live value of the new
+// connection. Values with the same datetime form one Message (the values of
+// one write share the platform's datetime unless they carried their own).
+//
+// A value counts as delivered when a value with the same key, datetime (to
+// the millisecond) and JSON value was delivered; live values that repeat a
+// backfilled one are dropped too. So two writes of the same value with the
+// same explicit datetime arrive once. The window is in time, so a value
+// written during the gap with an explicit datetime older than the window is
+// not recovered, and this machine's clock is assumed to be within about 2s
+// of the platform's. The values of the gap are held in memory until they
+// are delivered.
+//
+// A failed history read does not end the subscription: it is reported to
+// the state handler as StateConnected with the error as cause, the values
+// of the gap that could be read are delivered, and live delivery goes on.
+// Keys follow the key rules; magic keys ($geo, $settings) hold no history
+// and are refused.
+func WithBackfill(keys ...string) SubscribeOption {
+	return func(c *subscribeConfig) error {
+		if len(keys) == 0 {
+			return optionError("backfill without keys")
+		}
+		for _, k := range keys {
+			if err := validateKey(k, false); err != nil {
+				return fmt.Errorf("thethings: backfill key: %w: %w", err, ErrInvalidOption)
+			}
+			if !slices.Contains(c.backfill, k) {
+				c.backfill = append(c.backfill, k)
+			}
+		}
+		return nil
+	}
+}
+
+// WithStateHandler reports the subscription's connection states and the
+// errors met while reconnecting. f is called synchronously from the
+// goroutine ranging over the subscription, so it delays the subscription
+// while it runs; it must not range over the subscription itself.
+func WithStateHandler(f func(s State, cause error)) SubscribeOption {
+	return func(c *subscribeConfig) error {
+		if f == nil {
+			return optionError("nil state handler")
+		}
+		c.onState = f
+		return nil
+	}
+}
+
+func newSubscribeConfig(opts []SubscribeOption) (*subscribeConfig, error) {
+	cfg := &subscribeConfig{keepAlive: defaultKeepAlive, maxAttempts: -1}
+	for _, o := range opts {
+		if o == nil {
+			return nil, optionError("nil subscribe option")
+		}
+		if err := o(cfg); err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
+}
+
+// Subscribe opens the thing's realtime channel and yields one Message per
+// write of the thing (and, with WithBackfill, the values missed while
+// disconnected). The sequence is single-use: ranging over it a second time
+// yields one error and nothing else.
+//
+// The subscription uses the client's stream HTTP client (no whole-request
+// timeout). A stream that delivers nothing, not even a keep-alive, for the
+// keep-alive interval plus 2s is dead: its connection is closed and the
+// cause reported as ErrIdleTimeout. The watchdog does not count the time
+// the loop body takes: a slow consumer leaves frames waiting in the
+// connection, it does not make the stream look dead. Lost connections, and
+// a first connection that fails, are retried with jittered, capped backoff
+// (see WithReconnect); a frame cut by a lost connection is never delivered
+// in part. Errors met meanwhile go to the WithStateHandler function, not to
+// the loop.
+//
+// The loop receives an error only as the last element of the sequence:
+// the reconnect budget is spent (the last failure is wrapped), the platform
+// refused the subscription for good (401/403: ErrUnauthorized; an unknown
+// token: ErrThingNotFound; other 4xx but 408 and 429), a frame exceeded
+// 1 MiB (ErrFrameTooLarge), an option was invalid (ErrInvalidOption), or
+// ctx ended (the error matches ctx.Err()). Breaking out of the loop, or
+// ctx ending, closes the connection at once and leaves no goroutine or
+// timer behind.
+//
+// Values of live messages carry what the platform sent, decoded like read
+// values: numbers as json.Number (exact), strings, bools, nil, and
+// map[string]any or []any for objects and arrays; Datetime and Geo when
+// the platform includes them (Datetime is zero otherwise).
+func (c *Client) Subscribe(ctx context.Context, opts ...SubscribeOption) iter.Seq2[Message, error] {
+	cfg, cfgErr := newSubscribeConfig(opts)
+	var used atomic.Bool
+	return func(yield func(Message, error) bool) {
+		if used.Swap(true) {
+			yield(Message{}, errors.New("thethings: a subscription can be ranged over only once; call Subscribe again"))
+			return
+		}
+		if cfgErr != nil {
+			yield(Message{}, cfgErr)
+			return
+		}
+		s := newSubscriber(c, cfg, yield)
+		s.run(ctx)
+	}
+}
+
+// subscriber is the state of one subscription, owned by the goroutine that
+// ranges over it.
+type subscriber struct {
+	c     *Client
+	cfg   *subscribeConfig
+	yield func(Message, error) bool
+	url   string
+	path  string // redacted
+	idle  time.Duration
+
+	stopped bool // yield returned false
+
+	// backfill state
+	keys      map[string]bool
+	lastFrame time.Time // local time of the last frame of an established stream
+	gapFrom   time.Time // start of the history window to backfill; zero: none
+	seen      seenSet
+}
+
+func newSubscriber(c *Client, cfg *subscribeConfig, yield func(Message, error) bool) *subscriber {
+	rt := c.thingRoute()
+	s := &subscriber{
+		c:     c,
+		cfg:   cfg,
+		yield: yield,
+		url:   c.base.String() + rt.path + "?keepAlive=" + strconv.FormatInt(cfg.keepAlive.Milliseconds(), 10),
+		path:  c.displayPath(rt),
+		idle:  cfg.keepAlive + idleGrace,
+	}
+	if len(cfg.backfill) > 0 {
+		s.keys = make(map[string]bool, len(cfg.backfill))
+		for _, k := range cfg.backfill {
+			s.keys[k] = true
+		}
+	}
+	return s
+}
+
+func (s *subscriber) state(st State, cause error) {
+	if s.c.logger != nil {
+		if cause != nil {
+			s.c.logger.Info("thethings: subscription "+st.String(), "cause", cause.Error())
+		} else {
+			s.c.logger.Info("thethings: subscription " + st.String())
+		}
+	}
+	if s.cfg.onState != nil {
+		s.cfg.onState(st, cause)
+	}
+}
+
+// run connects and reconnects until the sequence ends.
+func (s *subscriber) run(ctx context.Context) {
+	failures := 0 // failed attempts since the last established connection
+	for {
+		established, err := s.connect(ctx)
+		if s.stopped {
+			return
+		}
+		if ctx.Err() != nil {
+			s.yield(Message{}, ctxError(ctx))
+			return
+		}
+		if established {
+			failures = 0
+			if s.keys != nil && s.gapFrom.IsZero() {
+				s.gapFrom = s.lastFrame.Add(-backfillSkew)
+			}
+		}
+		s.state(StateDisconnected, err)
+		if permanentSubscribeError(err) {
+			s.yield(Message{}, err)
+			return
+		}
+		failures++
+		if s.cfg.maxAttempts >= 0 && failures > s.cfg.maxAttempts {
+			s.yield(Message{}, fmt.Errorf("thethings: subscription gave up after %d reconnect attempts: %w", failures-1, err))
+			return
+		}
+		wait := s.backoff(failures-1, err)
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				s.yield(Message{}, ctxError(ctx))
+				return
+			case <-t.C:
+			}
+		}
+		s.state(StateReconnecting, err)
+	}
+}
+
+// backoff is the wait before reconnect attempt n+1: the Retry-After of a
+// 429 or 503 answer, else exponential with jitter; at most MaxWait.
+func (s *subscriber) backoff(n int, err error) time.Duration {
+	p := transport.Policy{MinWait: s.c.retry.MinWait, MaxWait: s.c.retry.MaxWait}
+	var ae *APIError
+	if errors.As(err, &ae) && ae.RetryAfter > 0 {
+		return min(ae.RetryAfter, p.MaxWait)
+	}
+	return transport.Backoff(p, n, nil)
+}
+
+func ctxError(ctx context.Context) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return fmt.Errorf("thethings: subscription ended: %w (%w)", err, cause)
+	}
+	return fmt.Errorf("thethings: subscription ended: %w", err)
+}
+
+// permanentSubscribeError reports answers that a reconnect cannot fix.
+func permanentSubscribeError(err error) bool {
+	if errors.Is(err, ErrFrameTooLarge) {
+		return true
+	}
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	if errors.Is(ae, ErrUnauthorized) || errors.Is(ae, ErrNotFound) {
+		return true
+	}
+	st := ae.StatusCode
+	return st >= 400 && st < 500 && st != http.StatusRequestTimeout && st != http.StatusTooManyRequests && !errors.Is(ae, ErrRateLimited)
+}
+
+// connError is a failure of the subscription's connection whose message
+// was redacted; the cause stays reachable for errors.Is and errors.As.
+type connError struct {
+	msg string
+	err error
+}
+
+func (e *connError) Error() string { return e.msg }
+func (e *connError) Unwrap() error { return e.err }
+
+func (s *subscriber) connError(what string, err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return &connError{msg: "thethings: GET " + s.path + ": " + what + ": " + s.c.redact(err.Error()), err: err}
+}
+
+// connect runs one connection until it ends. established reports whether
+// the platform accepted the subscription.
+func (s *subscriber) connect(ctx context.Context) (established bool, err error) {
+	connCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	req, err := http.NewRequestWithContext(connCtx, http.MethodGet, s.url, nil)
+	if err != nil {
+		return false, s.connError("request", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", s.c.userAgent)
+	resp, err := s.c.stream.Do(req)
+	if err != nil {
+		return false, s.connError("connect", err)
+	}
+	// Close the body as soon as the connection is cancelled (watchdog,
+	// ctx, return), whatever the transport does with the context.
+	closed := make(chan struct{})
+	stopClose := context.AfterFunc(connCtx, func() {
+		_ = resp.Body.Close()
+		close(closed)
+	})
+	defer func() {
+		if stopClose() {
+			_ = resp.Body.Close()
+		} else {
+			<-closed // leave no goroutine behind
+		}
+	}()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return false, s.c.apiError(resp, http.MethodGet, s.path)
+	}
+
+	idleErr := fmt.Errorf("%w: nothing received for %s", ErrIdleTimeout, s.idle)
+	wd := stream.NewWatchdog(s.idle, cancel, idleErr)
+	defer wd.Stop()
+	dec := stream.NewDecoder(resp.Body, maxFrame)
+	for {
+		frame, err := dec.Next()
+		if err != nil {
+			return established, s.readError(connCtx, err)
+		}
+		wd.Feed()
+		now := time.Now()
+		if !established {
+			if err := s.firstFrame(frame, resp.StatusCode); err != nil {
+				return false, err
+			}
+			established = true
+			s.lastFrame = now
+			s.state(StateConnected, nil)
+			if !s.gapFrom.IsZero() {
+				wd.Pause()
+				s.backfill(connCtx)
+				if s.stopped {
+					return true, nil
+				}
+				wd.Feed()
+			}
+			if frame[0] != '[' {
+				continue
+			}
+		}
+		s.lastFrame = now
+		if stream.IsKeepAlive(frame) {
+			continue
+		}
+		if frame[0] == '{' {
+			if err := s.statusFrame(frame, resp.StatusCode); err != nil {
+				return true, err
+			}
+			continue // other objects carry nothing for us
+		}
+		items, err := stream.DecodeItems(frame)
+		if err != nil {
+			return true, &connError{msg: "thethings: GET " + s.path + ": " + s.c.redact(err.Error()), err: err}
+		}
+		msg := s.live(items, now)
+		if len(msg.Values) == 0 {
+			continue
+		}
+		wd.Pause() // the consumer's time is not the stream's silence
+		if !s.yield(msg, nil) {
+			s.stopped = true
+			return true, nil
+		}
+		wd.Feed()
+	}
+}
+
+// readError names why reading the stream failed: the watchdog's or ctx's
+// cause when the connection was cancelled, else the read error.
+func (s *subscriber) readError(connCtx context.Context, err error) error {
+	if connCtx.Err() != nil {
+		return context.Cause(connCtx)
+	}
+	switch {
+	case errors.Is(err, stream.ErrFrameTooLarge):
+		return fmt.Errorf("thethings: GET %s: %w", s.path, ErrFrameTooLarge)
+	case err == io.EOF:
+		return s.connError("stream", errors.New("closed by the platform"))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return s.connError("stream cut inside a frame", err)
+	}
+	return s.connError("stream", err)
+}
+
+type statusEnvelope struct {
+	Status  string          `json:"status"`
+	Code    json.RawMessage `json:"code"`
+	Message json.RawMessage `json:"message"`
+}
+
+// firstFrame checks the platform's answer to the subscription: any
+// {"status":"success",...} is accepted, whatever its message; so is a
+// first frame without status (a keep-alive or data).
+func (s *subscriber) firstFrame(frame []byte, httpStatus int) error {
+	if frame[0] != '{' {
+		return nil
+	}
+	return s.statusFrame(frame, httpStatus)
+}
+
+// statusFrame turns a {"status":"error",...} frame into an *APIError.
+// Objects with status "success" or no status are no error.
+func (s *subscriber) statusFrame(frame []byte, httpStatus int) error {
+	if !bytes.Contains(frame, []byte(`"status"`)) {
+		return nil
+	}
+	var env statusEnvelope
+	if json.Unmarshal(frame, &env) != nil || env.Status == "" || strings.EqualFold(env.Status, "success") {
+		return nil
+	}
+	e := &APIError{StatusCode: httpStatus, Status: env.Status, Method: http.MethodGet, Path: s.path}
+	e.Code, _ = strconv.Atoi(strings.Trim(string(env.Code), `"`))
+	if e.Code >= 400 && e.Code <= 599 {
+		// The platform's code says what kind of refusal this is; let
+		// errors.Is see it as it would an HTTP status.
+		e.StatusCode = e.Code
+	} else if lower := strings.ToLower(string(env.Message)); strings.Contains(lower, "not found") || isThingMessage(lower) {
+		e.StatusCode = http.StatusNotFound
+	}
+	var msg string
+	if json.Unmarshal(env.Message, &msg) == nil {
+		e.Message = msg
+	} else {
+		e.Message = string(env.Message)
+	}
+	e.Message = s.c.redact(e.Message)
+	return e
+}
+
+// live turns a data frame into a Message, dropping values that a backfill
+// delivered already.
+func (s *subscriber) live(items []stream.Item, now time.Time) Message {
+	values := make([]Value, 0, len(items))
+	for i := range items {
+		v := itemValue(&items[i])
+		if s.keys[v.Key] {
+			t, approx := v.Datetime, false
+			if t.IsZero() {
+				t, approx = now, true
+			}
+			fp := fingerprint(v)
+			if s.seen.match(fp, t, approx, true) {
+				continue
+			}
+			s.seen.add(fp, t, approx, false, s.pruneBefore())
+		}
+		values = append(values, v)
+	}
+	return Message{Values: values}
+}
+
+func itemValue(it *stream.Item) Value {
+	v := Value{Key: it.Key, Value: it.Value, Datetime: it.Time}
+	if v.Datetime.IsZero() && it.RawTime != "" {
+		if t, err := ParseTime(it.RawTime); err == nil {
+			v.Datetime = t
+		}
+	}
+	if it.Geo != nil {
+		v.Geo = &Geo{Lat: it.Geo.Lat, Long: it.Geo.Long}
+	}
+	return v
+}
+
+// pruneBefore is the oldest datetime a future backfill window may reach.
+func (s *subscriber) pruneBefore() time.Time {
+	t := s.lastFrame.Add(-2 * backfillSkew)
+	if !s.gapFrom.IsZero() && s.gapFrom.Before(t) {
+		t = s.gapFrom
+	}
+	return t
+}
+
+// backfill reads the backfill keys' history since gapFrom and delivers what
+// was not delivered yet, oldest first.
+func (s *subscriber) backfill(ctx context.Context) {
+	from := s.gapFrom
+	var all []Value
+	var errs []error
+	for _, key := range s.cfg.backfill {
+		start := len(all)
+		for v, err := range s.c.Values(ctx, key, &ReadOptions{Start: from}) {
+			if err != nil {
+				if !errors.Is(err, ErrResourceNotFound) {
+					errs = append(errs, fmt.Errorf("thethings: backfill of %q: %w", key, err))
+				}
+				break
+			}
+			if v.Key == "" {
+				v.Key = key
+			}
+			all = append(all, v)
+		}
+		slices.Reverse(all[start:]) // history comes newest first
+	}
+	slices.SortStableFunc(all, func(a, b Value) int { return a.Datetime.Compare(b.Datetime) })
+
+	// Deduplicate against what was delivered, then deliver one Message per
+	// datetime.
+	kept := all[:0]
+	for _, v := range all {
+		fp := fingerprint(v)
+		if s.seen.match(fp, v.Datetime, false, false) {
+			continue
+		}
+		kept = append(kept, v)
+	}
+	for _, v := range kept {
+		s.seen.add(fingerprint(v), v.Datetime, false, true, from)
+	}
+	s.gapFrom = time.Time{}
+	if len(errs) > 0 {
+		s.state(StateConnected, errors.Join(errs...))
+	}
+	for len(kept) > 0 {
+		n := 1
+		for n < len(kept) && kept[n].Datetime.Equal(kept[0].Datetime) {
+			n++
+		}
+		group := slices.Clone(kept[:n])
+		kept = kept[n:]
+		if !s.yield(Message{Values: group, Backfill: true}, nil) {
+			s.stopped = true
+			return
+		}
+	}
+}
+
+// fingerprint identifies a value by key and canonical JSON value (numbers
+// in float64 form, object keys sorted), so that a value decoded from the
+// stream and the same value read from history compare equal.
+func fingerprint(v Value) string {
+	raw, err := json.Marshal(v.Value)
+	if err != nil {
+		return v.Key + "\x00" + fmt.Sprint(v.Value)
+	}
+	var generic any
+	if json.Unmarshal(raw, &generic) == nil {
+		if canon, err := json.Marshal(generic); err == nil {
+			raw = canon
+		}
+	}
+	return v.Key + "\x00" + string(raw)
+}
+
+// seenSet remembers recently delivered values of the backfill keys by
+// fingerprint and datetime. Entries older than any future backfill window
+// are pruned as it grows.
+type seenSet struct {
+	m     map[string][]seenEntry
+	n     int
+	limit int
+}
+
+type seenEntry struct {
+	t        time.Time
+	approx   bool // t is the local receipt time: the item had no datetime
+	backfill bool // delivered by a backfill
+}
+
+// match reports whether fp was delivered at t (within backfillSkew when
+// either time is approximate). onlyBackfill restricts it to backfilled
+// values.
+func (ss *seenSet) match(fp string, t time.Time, approx, onlyBackfill bool) bool {
+	for _, e := range ss.m[fp] {
+		if onlyBackfill && !e.backfill {
+			continue
+		}
+		if approx || e.approx {
+			if d := e.t.Sub(t); d <= backfillSkew && d >= -backfillSkew {
+				return true
+			}
+		} else if e.t.Truncate(time.Millisecond).Equal(t.Truncate(time.Millisecond)) {
+			return true
+		}
+	}
+	return false
+}
+
+func (ss *seenSet) add(fp string, t time.Time, approx, backfill bool, pruneBefore time.Time) {
+	if ss.m == nil {
+		ss.m = make(map[string][]seenEntry)
+		ss.limit = 256
+	}
+	ss.m[fp] = append(ss.m[fp], seenEntry{t: t, approx: approx, backfill: backfill})
+	ss.n++
+	if ss.n <= ss.limit {
+		return
+	}
+	ss.n = 0
+	for fp, es := range ss.m {
+		es = slices.DeleteFunc(es, func(e seenEntry) bool { return e.t.Before(pruneBefore) })
+		if len(es) == 0 {
+			delete(ss.m, fp)
+			continue
+		}
+		ss.m[fp] = es
+		ss.n += len(es)
+	}
+	ss.limit = max(256, 2*ss.n)
+}

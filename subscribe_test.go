@@ -1,0 +1,960 @@
+package thethings_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/emulator"
+)
+
+// subEmu starts an emulator that knows sentinelToken.
+func subEmu(t testing.TB, opts ...emulator.Option) *emulator.Server {
+	t.Helper()
+	srv := emulator.New(append([]emulator.Option{emulator.WithThingTokens(sentinelToken)}, opts...)...)
+	require.NoError(t, srv.Start())
+	t.Cleanup(func() { _ = srv.Close() })
+	return srv
+}
+
+// subClient returns a client for baseURL with fast retries and its own
+// transports, whose idle connections are closed when the test ends.
+func subClient(t testing.TB, baseURL string, opts ...thethings.Option) *thethings.Client {
+	t.Helper()
+	unary := &http.Transport{}
+	streamTr := &http.Transport{ResponseHeaderTimeout: 10 * time.Second}
+	t.Cleanup(unary.CloseIdleConnections)
+	t.Cleanup(streamTr.CloseIdleConnections)
+	opts = append([]thethings.Option{
+		thethings.WithBaseURL(baseURL),
+		thethings.WithHTTPClient(&http.Client{Transport: unary, Timeout: 10 * time.Second}),
+		thethings.WithStreamHTTPClient(&http.Client{Transport: streamTr}),
+		thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 3, MinWait: 5 * time.Millisecond, MaxWait: 50 * time.Millisecond}),
+	}, opts...)
+	c, err := thethings.NewClient(sentinelToken, opts...)
+	require.NoError(t, err)
+	return c
+}
+
+// subPost writes a raw body to the emulator as a device would.
+func subPost(t testing.TB, srv *emulator.Server, body string) {
+	t.Helper()
+	resp, err := http.Post(srv.URL()+"things/"+sentinelToken, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Errorf("write: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("write answered %d", resp.StatusCode)
+	}
+}
+
+func subWriteValue(t testing.TB, srv *emulator.Server, key string, v any) {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{"values": []map[string]any{{"key": key, "value": v}}})
+	require.NoError(t, err)
+	subPost(t, srv, string(b))
+}
+
+// subCtx bounds a test's subscription so that a bug cannot hang the suite.
+func subCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// stateLog records state reports; it is safe for concurrent use.
+type stateLog struct {
+	mu     sync.Mutex
+	states []thethings.State
+	causes []error
+	hook   func(n int, s thethings.State, cause error)
+}
+
+func (l *stateLog) handler(s thethings.State, cause error) {
+	l.mu.Lock()
+	l.states = append(l.states, s)
+	l.causes = append(l.causes, cause)
+	n := len(l.states)
+	hook := l.hook
+	l.mu.Unlock()
+	if hook != nil {
+		hook(n, s, cause)
+	}
+}
+
+func (l *stateLog) snapshot() ([]thethings.State, []error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]thethings.State(nil), l.states...), append([]error(nil), l.causes...)
+}
+
+func (l *stateLog) count(s thethings.State) int {
+	states, _ := l.snapshot()
+	n := 0
+	for _, x := range states {
+		if x == s {
+			n++
+		}
+	}
+	return n
+}
+
+func waitNoSubscriptions(t *testing.T, srv *emulator.Server) {
+	t.Helper()
+	require.Eventually(t, func() bool { return srv.OpenSubscriptions() == 0 }, 5*time.Second, 5*time.Millisecond,
+		"subscriptions still open on the emulator")
+}
+
+func TestSubscribeDeliversWrites(t *testing.T) {
+	t.Parallel()
+	srv := subEmu(t)
+	c := subClient(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	var log stateLog
+	log.hook = func(_ int, s thethings.State, _ error) {
+		if s == thethings.StateConnected {
+			go func() {
+				subPost(t, srv, `{"values":[{"key":"temp","value":21.50,"geo":{"lat":41.5,"long":2.25}},{"key":"big","value":12345678901234567890123},{"key":"msg","value":"a ] } \" {"}]}`)
+				subPost(t, srv, `{"values":[{"key":"cmd","value":{"valve":"open","pct":[1,2]},"datetime":"20260102030405"}]}`)
+			}()
+		}
+	}
+	var got []thethings.Message
+	for msg, err := range c.Subscribe(ctx, thethings.WithKeepAlive(time.Second), thethings.WithStateHandler(log.handler)) {
+		require.NoError(t, err)
+		got = append(got, msg)
+		if len(got) == 2 {
+			break
+		}
+	}
+	require.Len(t, got, 2)
+	first := got[0]
+	assert.False(t, first.Backfill)
+	require.Len(t, first.Values, 3)
+	assert.Equal(t, "temp", first.Values[0].Key)
+	assert.Equal(t, json.Number("21.50"), first.Values[0].Value, "numbers keep their exact text")
+	assert.Equal(t, &thethings.Geo{Lat: 41.5, Long: 2.25}, first.Values[0].Geo)
+	assert.WithinDuration(t, time.Now(), first.Values[0].Datetime, 5*time.Second)
+	assert.Equal(t, json.Number("12345678901234567890123"), first.Values[1].Value)
+	assert.Equal(t, `a ] } " {`, first.Values[2].Value)
+	second := got[1]
+	require.Len(t, second.Values, 1)
+	assert.Equal(t, map[string]any{"valve": "open", "pct": []any{json.Number("1"), json.Number("2")}}, second.Values[0].Value)
+	assert.Equal(t, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), second.Values[0].Datetime)
+
+	states, _ := log.snapshot()
+	assert.Equal(t, []thethings.State{thethings.StateConnected}, states, "break reports no state")
+	waitNoSubscriptions(t, srv)
+	assert.Equal(t, 1, srv.Requests(emulator.RouteSubscribe))
+}
+
+func TestSubscribeRequest(t *testing.T) {
+	t.Parallel()
+	var seen atomic.Pointer[http.Request]
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Store(r)
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, `{"status":"success","message":"streaming"}[{"key":"a","value":1}]`)
+	}))
+	defer ts.Close()
+	c := subClient(t, ts.URL, thethings.WithUserAgent("valve-ctl/2"))
+	for msg, err := range c.Subscribe(subCtx(t), thethings.WithKeepAlive(1500*time.Millisecond)) {
+		require.NoError(t, err, "any success message text is a subscription")
+		assert.Equal(t, "a", msg.Values[0].Key)
+		break
+	}
+	r := seen.Load()
+	require.NotNil(t, r)
+	assert.Equal(t, http.MethodGet, r.Method)
+	assert.Equal(t, "/v2/things/"+sentinelToken, r.URL.Path)
+	assert.Equal(t, "1500", r.URL.Query().Get("keepAlive"))
+	assert.Equal(t, "application/json", r.Header.Get("Accept"))
+	assert.True(t, strings.HasPrefix(r.Header.Get("User-Agent"), "valve-ctl/2 thethings-go/"))
+}
+
+func TestSubscribeInvalidOptions(t *testing.T) {
+	t.Parallel()
+	srv := subEmu(t)
+	c := subClient(t, srv.URL())
+	bad := map[string]thethings.SubscribeOption{
+		"keepAlive too short":  thethings.WithKeepAlive(999 * time.Millisecond),
+		"keepAlive too long":   thethings.WithKeepAlive(2 * time.Hour),
+		"keepAlive fractional": thethings.WithKeepAlive(time.Second + time.Microsecond),
+		"negative reconnect":   thethings.WithReconnect(-1),
+		"no backfill keys":     thethings.WithBackfill(),
+		"bad backfill key":     thethings.WithBackfill("ok", "no/slash"),
+		"magic backfill key":   thethings.WithBackfill("$geo"),
+		"nil handler":          thethings.WithStateHandler(nil),
+		"nil option":           nil,
+	}
+	for name, opt := range bad {
+		t.Run(name, func(t *testing.T) {
+			n := 0
+			for msg, err := range c.Subscribe(subCtx(t), opt) {
+				n++
+				assert.Empty(t, msg.Values)
+				assert.ErrorIs(t, err, thethings.ErrInvalidOption)
+			}
+			assert.Equal(t, 1, n, "one error, then the end")
+		})
+	}
+	assert.Zero(t, srv.Requests(emulator.RouteSubscribe), "no I/O for invalid options")
+}
+
+func TestSubscribeSingleUse(t *testing.T) {
+	t.Parallel()
+	srv := subEmu(t)
+	c := subClient(t, srv.URL())
+	ctx, cancel := context.WithCancel(context.Background())
+	var log stateLog
+	log.hook = func(_ int, s thethings.State, _ error) {
+		if s == thethings.StateConnected {
+			cancel()
+		}
+	}
+	seq := c.Subscribe(ctx, thethings.WithStateHandler(log.handler))
+	var errs []error
+	for _, err := range seq {
+		errs = append(errs, err)
+	}
+	require.Len(t, errs, 1)
+	assert.ErrorIs(t, errs[0], context.Canceled, "ctx cancel yields ctx's error once")
+	errs = nil
+	for _, err := range seq {
+		errs = append(errs, err)
+	}
+	require.Len(t, errs, 1)
+	assert.ErrorContains(t, errs[0], "only once")
+	assert.Equal(t, 1, srv.Requests(emulator.RouteSubscribe))
+	waitNoSubscriptions(t, srv)
+}
+
+func TestSubscribeNotRetried(t *testing.T) {
+	t.Parallel()
+	t.Run("unknown token", func(t *testing.T) {
+		t.Parallel()
+		srv := emulator.New() // knows no thing
+		require.NoError(t, srv.Start())
+		defer srv.Close()
+		c := subClient(t, srv.URL())
+		var log stateLog
+		var errs []error
+		for _, err := range c.Subscribe(subCtx(t), thethings.WithStateHandler(log.handler)) {
+			errs = append(errs, err)
+		}
+		require.Len(t, errs, 1)
+		assert.ErrorIs(t, errs[0], thethings.ErrThingNotFound)
+		var ae *thethings.APIError
+		require.ErrorAs(t, errs[0], &ae)
+		assert.Equal(t, http.StatusNotFound, ae.StatusCode)
+		assert.Equal(t, "/v2/things/***", ae.Path)
+		assert.NotContains(t, fmt.Sprintf("%v %+v", errs[0], ae), sentinelToken)
+		assert.Equal(t, 1, srv.Requests(emulator.RouteSubscribe))
+	})
+	for name, h := range map[string]struct {
+		status int
+		body   string
+		is     error
+	}{
+		"401":                {401, `{"status":"error","code":401,"message":"Invalid thing token"}`, thethings.ErrUnauthorized},
+		"403":                {403, `{"status":"error","message":"Forbidden"}`, thethings.ErrUnauthorized},
+		"400":                {400, `{"status":"error","message":"bad keepAlive"}`, nil},
+		"error first frame":  {200, `{"status":"error","message":"Thing token doesn't exist"}`, thethings.ErrThingNotFound},
+		"error frame + code": {200, `{"status":"error","code":401,"message":"nope ` + sentinelToken + `"}`, thethings.ErrUnauthorized},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				calls.Add(1)
+				w.WriteHeader(h.status)
+				_, _ = io.WriteString(w, h.body)
+			}))
+			defer ts.Close()
+			c := subClient(t, ts.URL)
+			var errs []error
+			for _, err := range c.Subscribe(subCtx(t)) {
+				errs = append(errs, err)
+			}
+			require.Len(t, errs, 1)
+			var ae *thethings.APIError
+			require.ErrorAs(t, errs[0], &ae)
+			if h.is != nil {
+				assert.ErrorIs(t, errs[0], h.is)
+			}
+			assert.NotContains(t, errs[0].Error(), sentinelToken)
+			assert.Equal(t, int32(1), calls.Load())
+		})
+	}
+}
+
+// cutServer answers every subscription with the subscribed frame and the
+// first part of a data frame, then drops the connection: a stream cut
+// inside a frame.
+func cutServer(t *testing.T, calls *atomic.Int32, cuts int32) *httptest.Server {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, `{"status":"success","message":"subscribed"}`)
+		if n > cuts {
+			_, _ = io.WriteString(w, `[{"key":"after","value":`+fmt.Sprint(n)+`}]`)
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+			return
+		}
+		_, _ = io.WriteString(w, `[{"key":"lost","value":"half a fr`)
+		w.(http.Flusher).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		_ = conn.Close()
+	}))
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+func TestSubscribeCutMidFrame(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	ts := cutServer(t, &calls, 3)
+	var logged bytes.Buffer
+	c := subClient(t, ts.URL, thethings.WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
+	var log stateLog
+	for msg, err := range c.Subscribe(subCtx(t), thethings.WithStateHandler(log.handler), thethings.WithReconnect(1)) {
+		require.NoError(t, err, "the budget resets on every established connection")
+		require.Len(t, msg.Values, 1)
+		assert.Equal(t, "after", msg.Values[0].Key, "a half frame is never delivered")
+		assert.Equal(t, json.Number("4"), msg.Values[0].Value)
+		break
+	}
+	assert.Equal(t, 3, strings.Count(logged.String(), "subscription reconnecting"), "reconnects are logged")
+	assert.Contains(t, logged.String(), "cut inside a frame")
+	assert.NotContains(t, logged.String(), sentinelToken)
+	states, causes := log.snapshot()
+	want := []thethings.State{thethings.StateConnected}
+	for range 3 {
+		want = append(want, thethings.StateDisconnected, thethings.StateReconnecting, thethings.StateConnected)
+	}
+	assert.Equal(t, want, states)
+	for i, s := range states {
+		if s == thethings.StateDisconnected {
+			assert.ErrorIs(t, causes[i], io.ErrUnexpectedEOF)
+			assert.ErrorContains(t, causes[i], "cut inside a frame")
+			assert.NotContains(t, causes[i].Error(), sentinelToken)
+		}
+	}
+}
+
+func TestSubscribeReconnectBudget(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{0, 2} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				calls.Add(1)
+				w.WriteHeader(http.StatusInternalServerError)
+				_, _ = io.WriteString(w, `{"status":"error","message":"boom"}`)
+			}))
+			defer ts.Close()
+			c := subClient(t, ts.URL)
+			var log stateLog
+			var errs []error
+			for _, err := range c.Subscribe(subCtx(t), thethings.WithReconnect(n), thethings.WithStateHandler(log.handler)) {
+				errs = append(errs, err)
+			}
+			require.Len(t, errs, 1)
+			var ae *thethings.APIError
+			require.ErrorAs(t, errs[0], &ae)
+			assert.Equal(t, 500, ae.StatusCode)
+			assert.ErrorContains(t, errs[0], fmt.Sprintf("after %d reconnect attempts", n))
+			assert.Equal(t, int32(n+1), calls.Load())
+			assert.Equal(t, n+1, log.count(thethings.StateDisconnected), "every failure is reported")
+			assert.Equal(t, n, log.count(thethings.StateReconnecting))
+		})
+	}
+}
+
+func TestSubscribeEmulatorStreamCut(t *testing.T) {
+	t.Parallel()
+	srv := subEmu(t, emulator.WithFaults(emulator.Faults{StreamCutAfter: 100 * time.Millisecond}))
+	c := subClient(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var log stateLog
+	log.hook = func(n int, s thethings.State, _ error) {
+		if s == thethings.StateConnected && n > 1 {
+			srv.SetFaults(emulator.Faults{})
+			go subWriteValue(t, srv, "k", "after the cut")
+		}
+	}
+	for msg, err := range c.Subscribe(ctx, thethings.WithStateHandler(log.handler)) {
+		require.NoError(t, err)
+		assert.Equal(t, "after the cut", msg.Values[0].Value)
+		break
+	}
+	states, causes := log.snapshot()
+	require.Equal(t, []thethings.State{thethings.StateConnected, thethings.StateDisconnected, thethings.StateReconnecting, thethings.StateConnected}, states)
+	assert.Error(t, causes[1])
+	assert.Equal(t, 2, srv.Requests(emulator.RouteSubscribe))
+	waitNoSubscriptions(t, srv)
+}
+
+func TestSubscribeIdleTimeoutOnEmulator(t *testing.T) {
+	t.Parallel()
+	srv := subEmu(t, emulator.WithFaults(emulator.Faults{StopKeepAlives: true}))
+	c := subClient(t, srv.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var log stateLog
+	var idleAt atomic.Int64
+	start := time.Now()
+	log.hook = func(_ int, s thethings.State, cause error) {
+		switch s {
+		case thethings.StateDisconnected:
+			idleAt.Store(int64(time.Since(start)))
+			srv.SetFaults(emulator.Faults{})
+		case thethings.StateConnected:
+			if srv.Requests(emulator.RouteSubscribe) == 2 {
+				go subWriteValue(t, srv, "k", 1)
+			}
+		}
+	}
+	for msg, err := range c.Subscribe(ctx, thethings.WithKeepAlive(time.Second), thethings.WithStateHandler(log.handler)) {
+		require.NoError(t, err)
+		assert.Equal(t, json.Number("1"), msg.Values[0].Value)
+		break
+	}
+	states, causes := log.snapshot()
+	require.Equal(t, []thethings.State{thethings.StateConnected, thethings.StateDisconnected, thethings.StateReconnecting, thethings.StateConnected}, states)
+	assert.ErrorIs(t, causes[1], thethings.ErrIdleTimeout, "the cause is the watchdog, not a read error")
+	assert.GreaterOrEqual(t, time.Duration(idleAt.Load()), 3*time.Second, "keepAlive + 2s")
+	waitNoSubscriptions(t, srv)
+}
+
+func TestSubscribeSplitAndCoalescedFrames(t *testing.T) {
+	t.Parallel()
+	for name, f := range map[string]emulator.Faults{
+		"split":    {SplitFrames: true},
+		"coalesce": {CoalesceFrames: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := subEmu(t, emulator.WithFaults(f))
+			c := subClient(t, srv.URL())
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			const n = 40
+			var log stateLog
+			log.hook = func(_ int, s thethings.State, _ error) {
+				if s == thethings.StateConnected {
+					go func() {
+						for i := range n {
+							subPost(t, srv, fmt.Sprintf(`{"values":[{"key":"seq","value":%d},{"key":"txt","value":"}{][%d"}]}`, i, i))
+						}
+					}()
+				}
+			}
+			i := 0
+			for msg, err := range c.Subscribe(ctx, thethings.WithStateHandler(log.handler)) {
+				require.NoError(t, err)
+				require.Len(t, msg.Values, 2, "one write, one message")
+				assert.Equal(t, json.Number(fmt.Sprint(i)), msg.Values[0].Value)
+				assert.Equal(t, fmt.Sprintf("}{][%d", i), msg.Values[1].Value)
+				i++
+				if i == n {
+					break
+				}
+			}
+			assert.Equal(t, n, i)
+			assert.Equal(t, 1, log.count(thethings.StateConnected), "no reconnect")
+			waitNoSubscriptions(t, srv)
+		})
+	}
+}
+
+func TestSubscribeContextCancelClosesAtOnce(t *testing.T) {
+	t.Parallel()
+	srv := subEmu(t)
+	c := subClient(t, srv.URL())
+	ctx, cancel := context.WithCancel(context.Background())
+	var log stateLog
+	log.hook = func(_ int, s thethings.State, _ error) {
+		if s == thethings.StateConnected {
+			time.AfterFunc(50*time.Millisecond, cancel)
+		}
+	}
+	var errs []error
+	start := time.Now()
+	for _, err := range c.Subscribe(ctx, thethings.WithStateHandler(log.handler)) {
+		errs = append(errs, err)
+	}
+	assert.Less(t, time.Since(start), 2*time.Second)
+	require.Len(t, errs, 1)
+	assert.ErrorIs(t, errs[0], context.Canceled)
+	assert.Equal(t, 1, log.count(thethings.StateConnected))
+	assert.Zero(t, log.count(thethings.StateReconnecting))
+	waitNoSubscriptions(t, srv)
+}
+
+func TestSubscribeFrameTooLarge(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusOK)
+		bw := bufio.NewWriter(w)
+		_, _ = bw.WriteString(`{"status":"success","message":"subscribed"}[{"key":"huge","value":"`)
+		for range 2 << 10 {
+			_, _ = bw.WriteString(strings.Repeat("x", 1024))
+		}
+		_, _ = bw.WriteString(`"}]`)
+		_ = bw.Flush()
+		<-r.Context().Done()
+	}))
+	defer ts.Close()
+	c := subClient(t, ts.URL)
+	var errs []error
+	for _, err := range c.Subscribe(subCtx(t)) {
+		errs = append(errs, err)
+	}
+	require.Len(t, errs, 1)
+	assert.ErrorIs(t, errs[0], thethings.ErrFrameTooLarge)
+	assert.Equal(t, int32(1), calls.Load(), "not retried")
+}
+
+func TestSubscribeManySubscriptions(t *testing.T) {
+	t.Parallel()
+	const n = 500
+	srv := subEmu(t)
+	streamTr := &http.Transport{MaxIdleConnsPerHost: -1}
+	defer streamTr.CloseIdleConnections()
+	c := subClient(t, srv.URL(), thethings.WithStreamHTTPClient(&http.Client{Transport: streamTr}))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var connected, received sync.WaitGroup
+	connected.Add(n)
+	received.Add(n)
+	var bad atomic.Int32
+	for range n {
+		go func() {
+			defer received.Done()
+			var once sync.Once
+			for msg, err := range c.Subscribe(ctx, thethings.WithStateHandler(func(s thethings.State, _ error) {
+				if s == thethings.StateConnected {
+					once.Do(connected.Done)
+				}
+			})) {
+				if err != nil || len(msg.Values) != 1 || msg.Values[0].Value != "all" {
+					bad.Add(1)
+				}
+				break
+			}
+		}()
+	}
+	connected.Wait()
+	subWriteValue(t, srv, "broadcast", "all")
+	received.Wait()
+	assert.Zero(t, bad.Load())
+	waitNoSubscriptions(t, srv)
+}
+
+func TestSubscribeErrorsAreRedacted(t *testing.T) {
+	t.Parallel()
+	// A listener that accepts and closes at once: the network error names
+	// no URL, so no token.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = conn.Close()
+		}
+	}()
+	c := subClient(t, "http://"+ln.Addr().String())
+	var log stateLog
+	var errs []error
+	for _, err := range c.Subscribe(subCtx(t), thethings.WithReconnect(1), thethings.WithStateHandler(log.handler)) {
+		errs = append(errs, err)
+	}
+	require.Len(t, errs, 1)
+	_, causes := log.snapshot()
+	for _, e := range append(causes, errs...) {
+		if e == nil {
+			continue
+		}
+		assert.NotContains(t, fmt.Sprintf("%v|%+v|%#v", e, e, e), sentinelToken)
+		var ue *url.Error
+		assert.False(t, errors.As(e, &ue), "no *url.Error: it carries the URL")
+	}
+	assert.ErrorContains(t, errs[0], "/v2/things/***")
+}
+
+func TestSubscribeBackfillAfterCut(t *testing.T) {
+	t.Parallel()
+	for name, withFields := range map[string]bool{"stream datetimes": true, "bare stream items": false} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := subEmu(t, emulator.WithStreamItemFields(withFields),
+				emulator.WithFaults(emulator.Faults{StreamCutAfter: 700 * time.Millisecond}))
+			c := subClient(t, srv.URL())
+			base := time.Now().UTC().Truncate(time.Millisecond)
+			gapWrite := func(key string, v any, i int) {
+				b, _ := json.Marshal(map[string]any{"values": []map[string]any{{
+					"key": key, "value": v, "datetime": base.Add(time.Duration(i) * 10 * time.Millisecond).Format("2006-01-02T15:04:05.000Z"),
+				}}})
+				subPost(t, srv, string(b))
+			}
+			var log stateLog
+			log.hook = func(n int, s thethings.State, cause error) {
+				switch {
+				case s == thethings.StateConnected && n == 1:
+					subWriteValue(t, srv, "temp", "A")
+					subWriteValue(t, srv, "other", "not backfilled")
+					subWriteValue(t, srv, "temp", "B")
+				case s == thethings.StateDisconnected && n == 2:
+					srv.SetFaults(emulator.Faults{})
+					// Written while the stream is down.
+					gapWrite("temp", "C", 1)
+					gapWrite("other", "lost: no backfill for this key", 2)
+					gapWrite("valve", map[string]any{"open": true}, 3)
+					if withFields {
+						// Same value as before with a new datetime: a new value.
+						// (Without stream datetimes it would be taken for B: the
+						// documented limit of bare streams.)
+						gapWrite("temp", "B", 4)
+					}
+					gapWrite("temp", 21.5, 5)
+				case s == thethings.StateConnected && n == 4:
+					require.NoError(t, cause)
+				}
+			}
+			type got struct {
+				key      string
+				value    any
+				backfill bool
+			}
+			var msgs []got
+			for msg, err := range c.Subscribe(subCtx(t), thethings.WithBackfill("temp", "valve"), thethings.WithStateHandler(log.handler)) {
+				require.NoError(t, err)
+				for _, v := range msg.Values {
+					value := v.Value
+					if _, isMap := value.(map[string]any); !isMap {
+						value = fmt.Sprint(value) // history and stream may type numbers differently
+					}
+					msgs = append(msgs, got{v.Key, value, msg.Backfill})
+				}
+				if msg.Backfill && msgs[len(msgs)-1].value == "21.5" {
+					go subWriteValue(t, srv, "temp", "F") // live, after the backfill
+				}
+				if len(msg.Values) == 1 && msg.Values[0].Value == "F" {
+					break
+				}
+			}
+			want := []got{
+				{"temp", "A", false},
+				{"other", "not backfilled", false},
+				{"temp", "B", false},
+				{"temp", "C", true},
+				{"valve", map[string]any{"open": true}, true},
+				{"temp", "B", true},
+				{"temp", "21.5", true},
+				{"temp", "F", false},
+			}
+			if !withFields {
+				want = slices.Delete(want, 5, 6)
+			}
+			assert.Equal(t, want, msgs)
+			states, _ := log.snapshot()
+			assert.Equal(t, []thethings.State{thethings.StateConnected, thethings.StateDisconnected, thethings.StateReconnecting, thethings.StateConnected}, states)
+			waitNoSubscriptions(t, srv)
+		})
+	}
+}
+
+func TestSubscribeBackfillReadFailure(t *testing.T) {
+	t.Parallel()
+	srv := subEmu(t, emulator.WithFaults(emulator.Faults{StreamCutAfter: 300 * time.Millisecond}))
+	c := subClient(t, srv.URL())
+	var log stateLog
+	log.hook = func(n int, s thethings.State, cause error) {
+		switch {
+		case s == thethings.StateDisconnected && n == 2:
+			require.NoError(t, srv.Seed(sentinelToken, "temp", emulator.Record{Key: "temp", Value: json.RawMessage(`1`), Datetime: time.Now()}))
+			srv.SetFaults(emulator.Faults{Every503: 1}) // history reads fail
+		case s == thethings.StateConnected && cause != nil:
+			srv.SetFaults(emulator.Faults{})
+			go subWriteValue(t, srv, "temp", "live")
+		}
+	}
+	for msg, err := range c.Subscribe(subCtx(t), thethings.WithBackfill("temp"), thethings.WithStateHandler(log.handler)) {
+		require.NoError(t, err, "a failed backfill does not end the subscription")
+		assert.False(t, msg.Backfill)
+		assert.Equal(t, "live", msg.Values[0].Value)
+		break
+	}
+	states, causes := log.snapshot()
+	require.Equal(t, []thethings.State{thethings.StateConnected, thethings.StateDisconnected, thethings.StateReconnecting,
+		thethings.StateConnected, thethings.StateConnected}, states)
+	assert.ErrorContains(t, causes[4], `backfill of "temp"`)
+	var ae *thethings.APIError
+	require.ErrorAs(t, causes[4], &ae)
+	assert.Equal(t, http.StatusServiceUnavailable, ae.StatusCode)
+	assert.NotContains(t, causes[4].Error(), sentinelToken)
+}
+
+// scriptedStreams is an in-memory stream transport for synctest bubbles,
+// where real sockets cannot be used: attempt n (from 1) is answered by
+// script(n, req). It records when each attempt came.
+type scriptedStreams struct {
+	mu       sync.Mutex
+	attempts []time.Time
+	script   func(n int, req *http.Request) *http.Response
+}
+
+func (s *scriptedStreams) RoundTrip(req *http.Request) (*http.Response, error) {
+	s.mu.Lock()
+	s.attempts = append(s.attempts, time.Now())
+	n := len(s.attempts)
+	s.mu.Unlock()
+	return s.script(n, req), nil
+}
+
+func (s *scriptedStreams) times() []time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]time.Time(nil), s.attempts...)
+}
+
+// pipeStream answers 200 with a body fed by write; the body is a pipe, so
+// the "server" blocks when the client does not read, like a socket. steps
+// are frames to write, or time.Duration pauses; after them the stream
+// stays open until the request ends (hold) or ends with EOF.
+func pipeStream(req *http.Request, hold bool, steps ...any) *http.Response {
+	pr, pw := io.Pipe()
+	go func() {
+		for _, st := range steps {
+			switch st := st.(type) {
+			case time.Duration:
+				select {
+				case <-time.After(st):
+				case <-req.Context().Done():
+					pw.CloseWithError(context.Cause(req.Context()))
+					return
+				}
+			case string:
+				if _, err := io.WriteString(pw, st); err != nil {
+					return
+				}
+			}
+		}
+		if hold {
+			<-req.Context().Done()
+			pw.CloseWithError(context.Cause(req.Context()))
+			return
+		}
+		pw.Close()
+	}()
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: pr, Request: req}
+}
+
+func plainResponse(req *http.Request, status int, header http.Header, body string) *http.Response {
+	if header == nil {
+		header = http.Header{}
+	}
+	return &http.Response{StatusCode: status, Header: header, Body: io.NopCloser(strings.NewReader(body)), Request: req}
+}
+
+const subscribedFrame = `{"status":"success","message":"subscribed"}`
+
+func scriptedClient(t *testing.T, s *scriptedStreams, p thethings.RetryPolicy) *thethings.Client {
+	c, err := thethings.NewClient(sentinelToken,
+		thethings.WithStreamHTTPClient(&http.Client{Transport: s}),
+		thethings.WithRetry(p))
+	require.NoError(t, err)
+	return c
+}
+
+func TestSubscribeIdleTimeoutInBubble(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		s := &scriptedStreams{script: func(n int, req *http.Request) *http.Response {
+			if n == 1 {
+				// Two keep-alives, then silence with the socket open.
+				return pipeStream(req, true, subscribedFrame, 5*time.Second, "{}", 5*time.Second, "{}")
+			}
+			return pipeStream(req, true, subscribedFrame, `[{"key":"k","value":1}]`)
+		}}
+		c := scriptedClient(t, s, thethings.RetryPolicy{MinWait: time.Second, MaxWait: 4 * time.Second})
+		var log stateLog
+		var disconnectedAt time.Duration
+		log.hook = func(_ int, st thethings.State, _ error) {
+			if st == thethings.StateDisconnected {
+				disconnectedAt = time.Since(start)
+			}
+		}
+		for msg, err := range c.Subscribe(t.Context(), thethings.WithKeepAlive(5*time.Second), thethings.WithStateHandler(log.handler)) {
+			require.NoError(t, err)
+			assert.Equal(t, "k", msg.Values[0].Key)
+			break
+		}
+		states, causes := log.snapshot()
+		require.Equal(t, []thethings.State{thethings.StateConnected, thethings.StateDisconnected, thethings.StateReconnecting, thethings.StateConnected}, states)
+		assert.ErrorIs(t, causes[1], thethings.ErrIdleTimeout)
+		assert.Equal(t, 10*time.Second+7*time.Second, disconnectedAt, "idle timeout = keepAlive + 2s after the last keep-alive")
+		at := s.times()
+		require.Len(t, at, 2)
+		wait := at[1].Sub(at[0]) - 17*time.Second
+		assert.True(t, wait >= 500*time.Millisecond && wait <= time.Second, "first backoff %s within [MinWait/2, MinWait]", wait)
+	})
+}
+
+func TestSubscribeSlowConsumerIsNotIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &scriptedStreams{script: func(_ int, req *http.Request) *http.Response {
+			return pipeStream(req, true, subscribedFrame, `[{"key":"k","value":1}]`, `{}`, `[{"key":"k","value":2}]`)
+		}}
+		c := scriptedClient(t, s, thethings.RetryPolicy{})
+		var log stateLog
+		var got []any
+		for msg, err := range c.Subscribe(t.Context(), thethings.WithKeepAlive(time.Second), thethings.WithStateHandler(log.handler)) {
+			require.NoError(t, err)
+			got = append(got, msg.Values[0].Value)
+			if len(got) == 2 {
+				break
+			}
+			time.Sleep(10 * time.Minute) // the consumer is busy; the stream waits in its buffer
+		}
+		assert.Equal(t, []any{json.Number("1"), json.Number("2")}, got)
+		assert.Equal(t, 0, log.count(thethings.StateDisconnected))
+		assert.Len(t, s.times(), 1)
+	})
+}
+
+func TestSubscribeBackoffSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &scriptedStreams{script: func(_ int, req *http.Request) *http.Response {
+			return plainResponse(req, http.StatusInternalServerError, nil, `{"status":"error","message":"down"}`)
+		}}
+		c := scriptedClient(t, s, thethings.RetryPolicy{MinWait: time.Second, MaxWait: 8 * time.Second})
+		var errs []error
+		for _, err := range c.Subscribe(t.Context(), thethings.WithReconnect(10)) {
+			errs = append(errs, err)
+		}
+		require.Len(t, errs, 1)
+		at := s.times()
+		require.Len(t, at, 11)
+		for i := 1; i < len(at); i++ {
+			base := min(time.Second<<(i-1), 8*time.Second)
+			gap := at[i].Sub(at[i-1])
+			assert.True(t, gap >= base/2 && gap <= base, "wait %d is %s, want within [%s, %s]", i, gap, base/2, base)
+		}
+	})
+}
+
+func TestSubscribeRetryAfterOnReconnect(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &scriptedStreams{script: func(n int, req *http.Request) *http.Response {
+			switch n {
+			case 1:
+				return pipeStream(req, false, subscribedFrame) // then EOF
+			case 2:
+				return plainResponse(req, http.StatusServiceUnavailable, http.Header{"Retry-After": {"3"}}, `{"status":"error","message":"busy"}`)
+			case 3:
+				return plainResponse(req, http.StatusTooManyRequests, http.Header{"Retry-After": {"120"}}, `{"status":"error","message":"slow down"}`)
+			}
+			return pipeStream(req, true, subscribedFrame, `[{"key":"k","value":"ok"}]`)
+		}}
+		c := scriptedClient(t, s, thethings.RetryPolicy{MinWait: time.Second, MaxWait: 10 * time.Second})
+		var log stateLog
+		for msg, err := range c.Subscribe(t.Context(), thethings.WithStateHandler(log.handler)) {
+			require.NoError(t, err, "errors while reconnecting go to the state handler")
+			assert.Equal(t, "ok", msg.Values[0].Value)
+			break
+		}
+		at := s.times()
+		require.Len(t, at, 4)
+		assert.Equal(t, 3*time.Second, at[2].Sub(at[1]), "Retry-After honoured")
+		assert.Equal(t, 10*time.Second, at[3].Sub(at[2]), "Retry-After clamped to MaxWait")
+		_, causes := log.snapshot()
+		var rateLimited, unavailable bool
+		for _, e := range causes {
+			rateLimited = rateLimited || errors.Is(e, thethings.ErrRateLimited)
+			var ae *thethings.APIError
+			unavailable = unavailable || (errors.As(e, &ae) && ae.StatusCode == http.StatusServiceUnavailable)
+		}
+		assert.True(t, rateLimited && unavailable)
+	})
+}
+
+func TestSubscribeBudgetResetsAfterHealthyFrame(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &scriptedStreams{script: func(n int, req *http.Request) *http.Response {
+			switch {
+			case n >= 9:
+				return pipeStream(req, true, subscribedFrame, `[{"key":"k","value":"through"}]`)
+			case n%2 == 1:
+				return pipeStream(req, false, subscribedFrame, `{}`) // healthy, then EOF
+			}
+			return plainResponse(req, http.StatusBadGateway, nil, "")
+		}}
+		c := scriptedClient(t, s, thethings.RetryPolicy{MinWait: time.Second, MaxWait: 2 * time.Second})
+		for msg, err := range c.Subscribe(t.Context(), thethings.WithReconnect(2)) {
+			require.NoError(t, err, "two failures in a row never exceed the budget of 2")
+			assert.Equal(t, "through", msg.Values[0].Value)
+			break
+		}
+		assert.Len(t, s.times(), 9)
+	})
+}
+
+func TestSubscribeCancelDuringBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &scriptedStreams{script: func(_ int, req *http.Request) *http.Response {
+			return plainResponse(req, http.StatusServiceUnavailable, http.Header{"Retry-After": {"3600"}}, "")
+		}}
+		c := scriptedClient(t, s, thethings.RetryPolicy{MinWait: time.Second, MaxWait: time.Hour})
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		start := time.Now()
+		var errs []error
+		for _, err := range c.Subscribe(ctx) {
+			errs = append(errs, err)
+		}
+		require.Len(t, errs, 1)
+		assert.ErrorIs(t, errs[0], context.DeadlineExceeded)
+		assert.Equal(t, time.Minute, time.Since(start), "the wait ends with ctx")
+		assert.Len(t, s.times(), 1)
+	})
+}
