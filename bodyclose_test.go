@@ -135,6 +135,28 @@ var bodyOps = map[string]bodyOp{
 		}
 		return nil
 	}),
+	"Subscribe": withClient(func(ctx context.Context, c *thethings.Client) error {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		wrote := false
+		var writeErr error
+		onState := func(s thethings.State, _ error) {
+			if s == thethings.StateConnected && !wrote {
+				wrote = true
+				if writeErr = c.Write(ctx, numbered(0, 1)); writeErr != nil {
+					cancel()
+				}
+			}
+		}
+		for _, err := range c.Subscribe(ctx, thethings.WithReconnect(1), thethings.WithKeepAlive(time.Second),
+			thethings.WithBackfill("k"), thethings.WithStateHandler(onState)) {
+			if err != nil {
+				return errors.Join(writeErr, err)
+			}
+			break // the first message
+		}
+		return writeErr
+	}),
 	"Location": withClient(func(ctx context.Context, c *thethings.Client) error {
 		if err := c.SetLocation(ctx, thethings.Geo{Lat: 41.39, Long: 2.15}); err != nil {
 			return err
@@ -202,7 +224,7 @@ var bodyScenarios = map[string]bodyScenario{
 	}},
 }
 
-// TestResponseBodiesClosed runs every operation through every kind of
+// TestResponseBodiesClosed runs every operation (the subscription included) through every kind of
 // answer (success, 4xx, 5xx with and without retries, 429, connections
 // dropped before and after the body was read, a deadline during a slow
 // answer, a malformed success) with a counting transport, and checks that
@@ -241,7 +263,8 @@ func TestResponseBodiesClosed(t *testing.T) {
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), timeout)
 				defer cancel()
-				err := op(ctx, []thethings.Option{thethings.WithBaseURL(base), thethings.WithHTTPClient(bc.httpClient()), fastRetry}, token)
+				err := op(ctx, []thethings.Option{thethings.WithBaseURL(base), thethings.WithHTTPClient(bc.httpClient()),
+					thethings.WithStreamHTTPClient(&http.Client{Transport: bc}), fastRetry}, token)
 				if err != nil {
 					assert.True(t, strings.HasPrefix(err.Error(), "thethings:"), "%v", err)
 				}
