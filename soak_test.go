@@ -354,6 +354,8 @@ func TestSoak(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	stopHeap() // the heap is measured while the soak runs
+	<-heapDone
 	stopFaults()
 	faultSteps := <-faultsDone
 	closeCtx, cancelClose := context.WithTimeout(context.Background(), 60*time.Second)
@@ -471,8 +473,6 @@ func TestSoak(t *testing.T) {
 	// Back to the baseline: every body closed, every goroutine gone.
 	assert.Zero(t, unary.open(), "unary response bodies left open")
 	assert.Zero(t, streamBC.open(), "stream response bodies left open")
-	stopHeap()
-	<-heapDone
 	unary.rt.CloseIdleConnections()
 	streamBC.rt.CloseIdleConnections()
 	emu.hc.CloseIdleConnections()
