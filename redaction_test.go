@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"testing"
 	"time"
 
@@ -22,6 +24,49 @@ var operations = map[string]func(ctx context.Context, c *thethings.Client) error
 	"ServerTime": func(ctx context.Context, c *thethings.Client) error {
 		_, err := c.ServerTime(ctx)
 		return err
+	},
+	"Write": func(ctx context.Context, c *thethings.Client) error {
+		return c.Write(ctx, []thethings.Value{{Key: "temp", Value: 1}})
+	},
+	"Writer": func(ctx context.Context, c *thethings.Client) error {
+		w := c.NewWriter()
+		if err := w.Add(ctx, thethings.Value{Key: "temp", Value: 1}); err != nil {
+			return err
+		}
+		// A dial failure keeps the values buffered for retries until
+		// Close's context ends.
+		ctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		defer cancel()
+		return w.Close(ctx)
+	},
+	"Read": func(ctx context.Context, c *thethings.Client) error {
+		_, err := c.Read(ctx, "temp", nil)
+		return err
+	},
+	"Values": func(ctx context.Context, c *thethings.Client) error {
+		for _, err := range c.Values(ctx, "temp", nil) {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+	"Location": func(ctx context.Context, c *thethings.Client) error {
+		_, err := c.Location(ctx)
+		return err
+	},
+	"SetSetting": func(ctx context.Context, c *thethings.Client) error {
+		return c.SetSetting(ctx, "a.b", 1)
+	},
+	"Subscribe": func(ctx context.Context, c *thethings.Client) error {
+		ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		for _, err := range c.Subscribe(ctx, thethings.WithReconnect(1)) {
+			if err != nil {
+				return err
+			}
+		}
+		return nil
 	},
 }
 
@@ -99,10 +144,38 @@ func TestTokenNeverLeaks(t *testing.T) {
 				for _, s := range []string{err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err), logs.String()} {
 					assert.NotContains(t, s, sentinelToken)
 				}
-				if pathName != "4xx" && pathName != "timeout" {
+				writes := opName == "Write" || opName == "Writer" || opName == "SetSetting"
+				retried := pathName == "dial failure" || pathName == "retries exhausted" || pathName == "5xx" && !writes
+				if retried && opName != "Subscribe" {
 					assert.NotEmpty(t, logs.String(), "retries are logged when a logger is set")
 				}
 			})
 		}
 	}
+}
+
+// TestSilentByDefault: without WithLogger the SDK writes nothing to stderr
+// or stdout, even while it retries and fails. Not parallel: it swaps
+// os.Stderr and os.Stdout.
+func TestSilentByDefault(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "0")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	oldErr, oldOut := os.Stderr, os.Stdout
+	os.Stderr, os.Stdout = w, w
+	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(srv.URL),
+		thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 2, MinWait: time.Millisecond, MaxWait: time.Millisecond}))
+	require.NoError(t, err)
+	for name, op := range operations {
+		require.Error(t, op(context.Background(), c), name)
+	}
+	os.Stderr, os.Stdout = oldErr, oldOut
+	require.NoError(t, w.Close())
+	out, err := io.ReadAll(r)
+	require.NoError(t, err)
+	assert.Empty(t, string(out))
 }

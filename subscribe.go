@@ -35,10 +35,6 @@ const (
 	maxFrame = stream.DefaultMaxFrame
 )
 
-// ErrFrameTooLarge: a subscription frame was larger than 1 MiB. The
-// subscription ends with it rather than hold unbounded memory.
-var ErrFrameTooLarge = errors.New("thethings: subscription frame larger than 1 MiB")
-
 // Message is what one write on the platform delivers to a subscription:
 // the values of that write, in the order they were written.
 type Message struct {
@@ -481,8 +477,10 @@ func (s *subscriber) readError(connCtx context.Context, err error) error {
 		return fmt.Errorf("thethings: GET %s: %w", s.path, ErrFrameTooLarge)
 	case err == io.EOF:
 		return s.connError("stream", errors.New("closed by the platform"))
-	case errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, stream.ErrPartialFrame):
 		return s.connError("stream cut inside a frame", err)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return s.connError("stream", errors.New("connection closed without the end of the response"))
 	}
 	return s.connError("stream", err)
 }

@@ -8,14 +8,23 @@
 //	if err != nil { ... }
 //	err = c.Write(ctx, []thethings.Value{{Key: "temperature", Value: 21.5}})
 //
+// A Client is immutable and safe for concurrent use. A backend serving many
+// things creates one Client per thing token; they may share one
+// *http.Client (see [WithHTTPClient]). Nothing is logged unless
+// [WithLogger] is given.
+//
 // # Errors
 //
 // Every error message starts with "thethings:". Answers of the platform are
 // returned as [*APIError], which matches the sentinel errors with errors.Is:
 // [ErrUnauthorized], [ErrNotFound], [ErrThingNotFound], [ErrResourceNotFound],
 // [ErrActivationCodeNotFound] and [ErrRateLimited]. Bad input is refused before
-// any I/O with an error matching [ErrInvalidOption], [ErrInvalidKey],
-// [ErrInvalidValue] or [ErrNoToken].
+// any I/O with an error matching [ErrNoToken], [ErrInvalidOption],
+// [ErrInvalidKey], [ErrInvalidValue] or [ErrInvalidCursor]. A request that
+// may or may not have been processed matches [ErrOutcomeUnknown]. The other
+// sentinels belong to one feature each: [ErrWriterClosed] (Writer),
+// [ErrPaginationStalled] (reads), [ErrIdleTimeout] and [ErrFrameTooLarge]
+// (Subscribe).
 //
 // # Retries
 //
@@ -23,12 +32,25 @@
 // retried only when the platform certainly did not store the values: the
 // request never left this process, or it was answered 429, or 503 with
 // Retry-After. Anything ambiguous (a connection lost after the request was
-// sent, a 500, a timeout) is returned as a [*WriteError] with Unknown set,
-// unless [RetryPolicy.RetryWrites] asks for retries that may duplicate values.
-// Activation is never repeated once it may have reached the platform. Waits
-// grow exponentially with jitter; Retry-After is honoured but clamped to
-// [RetryPolicy.MaxWait], and no retry is attempted that the context's deadline
-// would cut short.
+// sent, a 500, a timeout) is not retried, unless [RetryPolicy.RetryWrites]
+// asks for retries that may duplicate values: [Client.Write] returns a
+// [*WriteError] with Unknown set, the magic setters an error matching
+// [ErrOutcomeUnknown]. Activation is never repeated once it may have reached
+// the platform. Waits grow exponentially with jitter; Retry-After is
+// honoured but clamped to [RetryPolicy.MaxWait], and no retry is attempted
+// that the context's deadline would cut short.
+//
+// Two features retry beyond [RetryPolicy.MaxRetries]: a [Writer] keeps a
+// refused batch buffered and sends it again, with the same waits, until it
+// is written or Close gives up; [Client.Subscribe] reconnects with the same
+// waits as often as [WithReconnect] allows (by default, forever).
+//
+// # Times
+//
+// The platform keeps times in UTC with millisecond precision. Datetimes are
+// sent in its documented form YYYYMMDDHHmmss when they have whole seconds,
+// else in ISO 8601 with milliseconds; [ParseTime] reads every form the
+// platform uses, and [FormatTime] writes the documented one.
 //
 // # Writes
 //
@@ -56,17 +78,21 @@
 // # Realtime
 //
 // [Client.Subscribe] follows the thing's realtime channel as an iterator of
-// [Message]s. It detects dead links with an idle watchdog, reconnects with
-// jittered backoff, and with [WithBackfill] reads what was written while the
-// link was down from history, so nothing is missed. Leaving the loop closes
-// the connection.
+// [Message]s. It detects dead links with an idle watchdog and reconnects
+// with jittered backoff. The channel itself cannot replay what was written
+// while the link was down; with [WithBackfill] the subscription reads those
+// values of the named keys from history and delivers them before going on
+// live. Backfill covers stored, ordinary keys (not magic resources), and
+// relies on the platform's clock and this machine's agreeing within two
+// seconds (see [WithBackfill]). Leaving the loop closes the connection.
 //
 // # Magic resources
 //
 // [Client.Location], [Client.SetLocation], [Client.Settings],
 // [Client.Setting], [Client.SetSettings] and [Client.SetSetting] read and
 // write the $geo and $settings magic resources, one request each, since the
-// platform processes them asynchronously.
+// platform processes them asynchronously: a read right after a write may
+// still see the former state.
 //
 // # Security
 //
@@ -144,6 +170,9 @@ var (
 	// ErrPaginationStalled: the platform's answers make no progress (more
 	// values share one timestamp than a page can hold).
 	ErrPaginationStalled = errors.New("thethings: pagination stalled")
+	// ErrFrameTooLarge: a subscription frame was larger than 1 MiB. The
+	// subscription ends with it rather than hold unbounded memory.
+	ErrFrameTooLarge = errors.New("thethings: subscription frame larger than 1 MiB")
 )
 
 // APIError is an answer of the platform other than success.
@@ -157,6 +186,7 @@ type APIError struct {
 	RetryAfter time.Duration // from the Retry-After header of 429 and 503 answers
 }
 
+// Error reads "thethings: METHOD PATH: STATUS: message", token redacted.
 func (e *APIError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "thethings: %s %s: %d %s", e.Method, e.Path, e.StatusCode, http.StatusText(e.StatusCode))
@@ -304,6 +334,9 @@ func WithRetry(p RetryPolicy) Option {
 		}
 		if p.MinWait == 0 {
 			p.MinWait = defaultMinWait
+			if p.MaxWait > 0 {
+				p.MinWait = min(defaultMinWait, p.MaxWait)
+			}
 		}
 		if p.MaxWait == 0 {
 			p.MaxWait = max(defaultMaxWait, p.MinWait)
@@ -638,20 +671,21 @@ func (c *Client) apiError(resp *http.Response, method, path string) *APIError {
 		Message json.RawMessage `json:"message"`
 	}
 	if json.Unmarshal(data, &env) == nil {
-		e.Status = env.Status
+		e.Status = c.redact(env.Status)
 		e.Code, _ = strconv.Atoi(strings.Trim(string(env.Code), `"`))
 		var s string
 		if json.Unmarshal(env.Message, &s) == nil {
-			e.Message = s
+			e.Message = c.redact(s)
 		} else if len(env.Message) > 0 {
-			e.Message = string(env.Message)
+			e.Message = c.redact(string(env.Message))
 		}
 	} else {
-		e.Message = strings.TrimSpace(string(data))
+		// Redact before cutting: a token straddling the cut would leave
+		// its first part behind.
+		e.Message = c.redact(strings.TrimSpace(string(data)))
 		if len(e.Message) > 200 {
 			e.Message = e.Message[:200] + "..."
 		}
 	}
-	e.Message = c.redact(e.Message)
 	return e
 }

@@ -129,3 +129,9 @@ func TestAPIErrorSentinels(t *testing.T) {
 		}
 	}
 }
+
+func TestWithRetryMaxWaitBelowDefaultMinWait(t *testing.T) {
+	t.Parallel()
+	_, err := thethings.NewClient(sentinelToken, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 1, MaxWait: 10 * time.Millisecond}))
+	assert.NoError(t, err, "an unset MinWait follows a small MaxWait down")
+}

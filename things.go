@@ -130,19 +130,24 @@ type WriteError struct {
 	Err     error   // the cause
 }
 
+// Error says how many values were not written, or may not have been, and why.
 func (e *WriteError) Error() string {
 	cause := "unknown error"
 	if e.Err != nil {
 		cause = strings.TrimPrefix(e.Err.Error(), "thethings: ")
 	}
-	noun := "values"
-	if len(e.Values) == 1 {
-		noun = "value"
-	}
 	if e.Unknown {
-		return fmt.Sprintf("thethings: %d %s may or may not have been written (outcome unknown): %s", len(e.Values), noun, cause)
+		return fmt.Sprintf("thethings: %s may or may not have been written (outcome unknown): %s", countValues(len(e.Values)), cause)
 	}
-	return fmt.Sprintf("thethings: %d %s not written: %s", len(e.Values), noun, cause)
+	return fmt.Sprintf("thethings: %s not written: %s", countValues(len(e.Values)), cause)
+}
+
+// countValues is "1 value" or "n values".
+func countValues(n int) string {
+	if n == 1 {
+		return "1 value"
+	}
+	return strconv.Itoa(n) + " values"
 }
 
 // Unwrap returns the cause.

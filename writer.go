@@ -207,7 +207,7 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("thethings: writer buffer full, %d values not taken: %w", len(values), ctx.Err())
+			return fmt.Errorf("thethings: writer buffer full, %s not taken: %w", countValues(len(values)), ctx.Err())
 		}
 	}
 }

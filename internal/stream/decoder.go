@@ -65,9 +65,13 @@ func NewDecoder(r io.Reader, maxFrame int) *Decoder {
 	return &Decoder{r: r, max: maxFrame}
 }
 
+// ErrPartialFrame: the stream ended inside a frame. It matches
+// io.ErrUnexpectedEOF.
+var ErrPartialFrame = fmt.Errorf("stream ended inside a frame: %w", io.ErrUnexpectedEOF)
+
 // Next returns the next frame. The slice is valid until the next call of
 // Next. At the end of the stream Next returns io.EOF between frames and
-// io.ErrUnexpectedEOF inside one; a frame over the limit is
+// ErrPartialFrame inside one; a frame over the limit is
 // ErrFrameTooLarge; read errors are returned as they are. Every error is
 // final.
 func (d *Decoder) Next() ([]byte, error) {
@@ -84,8 +88,8 @@ func (d *Decoder) Next() ([]byte, error) {
 			return frame, nil
 		}
 		if d.err != nil {
-			if d.err == io.EOF && (d.scanned > 0 || d.off < d.end) {
-				d.err = io.ErrUnexpectedEOF
+			if (d.err == io.EOF || d.err == io.ErrUnexpectedEOF) && (d.scanned > 0 || d.off < d.end) {
+				d.err = ErrPartialFrame
 			}
 			return nil, d.err
 		}

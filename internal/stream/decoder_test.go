@@ -100,12 +100,21 @@ func TestDecoderFramesAreValidJSON(t *testing.T) {
 }
 
 func TestDecoderEnds(t *testing.T) {
-	// EOF inside a frame is ErrUnexpectedEOF, after one EOF.
+	// EOF inside a frame is ErrPartialFrame (an io.ErrUnexpectedEOF).
 	_, err := readAll(NewDecoder(strings.NewReader(`{}[{"key":"a"`), 0))
+	assert.ErrorIs(t, err, ErrPartialFrame)
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
 	_, err = readAll(NewDecoder(iotest.OneByteReader(strings.NewReader(`{} {"a":"}`)), 0))
+	assert.ErrorIs(t, err, ErrPartialFrame)
+	// A body cut between frames (no final chunk) is not a partial frame.
+	frames, err := readAll(NewDecoder(io.MultiReader(strings.NewReader(`{}[1]`), iotest.ErrReader(io.ErrUnexpectedEOF)), 0))
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
-	frames, err := readAll(NewDecoder(strings.NewReader("{}  \n "), 0))
+	assert.NotErrorIs(t, err, ErrPartialFrame)
+	assert.Equal(t, []string{"{}", "[1]"}, frames)
+	// The same cut inside a frame is.
+	_, err = readAll(NewDecoder(io.MultiReader(strings.NewReader(`{}[1`), iotest.ErrReader(io.ErrUnexpectedEOF)), 0))
+	assert.ErrorIs(t, err, ErrPartialFrame)
+	frames, err = readAll(NewDecoder(strings.NewReader("{}  \n "), 0))
 	assert.ErrorIs(t, err, io.EOF)
 	assert.Equal(t, []string{"{}"}, frames)
 
