@@ -7,19 +7,11 @@ import (
 	"log"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
 )
 
 // magicExample starts a local emulator and returns a client for its thing.
 func magicExample() (*thethings.Client, func()) {
-	srv := emulator.New(emulator.WithThingTokens("example-thing-token"))
-	if err := srv.Start(); err != nil {
-		log.Fatal(err)
-	}
-	c, err := thethings.NewClient("example-thing-token", thethings.WithBaseURL(srv.URL()))
-	if err != nil {
-		log.Fatal(err)
-	}
+	srv, c := startExampleEmulator()
 	return c, func() { _ = srv.Close() }
 }
 

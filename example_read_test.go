@@ -14,20 +14,13 @@ import (
 // readExample starts a local emulator holding n temperatures, one a minute
 // from 10:00 UTC, and returns a client for its thing.
 func readExample(n int) (*thethings.Client, func()) {
-	srv := emulator.New(emulator.WithThingTokens("example-thing-token"))
-	if err := srv.Start(); err != nil {
-		log.Fatal(err)
-	}
+	srv, c := startExampleEmulator()
 	base := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
 	recs := make([]emulator.Record, n)
 	for i := range recs {
 		recs[i] = emulator.Record{Value: json.RawMessage(fmt.Sprintf("%d.5", 20+i%10)), Datetime: base.Add(time.Duration(i) * time.Minute)}
 	}
-	if err := srv.Seed("example-thing-token", "temperature", recs...); err != nil {
-		log.Fatal(err)
-	}
-	c, err := thethings.NewClient("example-thing-token", thethings.WithBaseURL(srv.URL()))
-	if err != nil {
+	if err := srv.Seed(exampleToken, "temperature", recs...); err != nil {
 		log.Fatal(err)
 	}
 	return c, func() { _ = srv.Close() }

@@ -11,15 +11,17 @@ import (
 	"github.com/thethings-go/thethings/internal/emulator"
 )
 
+// exampleToken is the thing the examples' emulator knows.
+const exampleToken = "example-thing-token"
+
 // startExampleEmulator starts a local emulator of the platform that knows
 // one thing token, and returns a client for that thing.
 func startExampleEmulator(opts ...emulator.Option) (*emulator.Server, *thethings.Client) {
-	const token = "example-thing-token"
-	srv := emulator.New(append([]emulator.Option{emulator.WithThingTokens(token)}, opts...)...)
+	srv := emulator.New(append([]emulator.Option{emulator.WithThingTokens(exampleToken)}, opts...)...)
 	if err := srv.Start(); err != nil {
 		log.Fatal(err)
 	}
-	c, err := thethings.NewClient(token, thethings.WithBaseURL(srv.URL()))
+	c, err := thethings.NewClient(exampleToken, thethings.WithBaseURL(srv.URL()))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -45,10 +47,10 @@ func ExampleClient_Write() {
 	}
 
 	// What the platform stored, oldest first.
-	for _, r := range srv.Stored("example-thing-token", "temperature") {
+	for _, r := range srv.Stored(exampleToken, "temperature") {
 		fmt.Println(r.Datetime.Format(time.RFC3339), string(r.Value), r.Geo.Lat, r.Geo.Long)
 	}
-	fmt.Println(string(srv.Stored("example-thing-token", "reading")[0].Value))
+	fmt.Println(string(srv.Stored(exampleToken, "reading")[0].Value))
 	// Output:
 	// 2015-05-20T12:00:00Z 19.25 41.4121132 2.2199454
 	// 2015-05-20T13:00:00Z 21.5 41.4121132 2.2199454
@@ -77,7 +79,7 @@ func ExampleWriter() {
 	if err := w.Close(ctx); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("stored:", srv.StoredCount("example-thing-token", "counter"))
+	fmt.Println("stored:", srv.StoredCount(exampleToken, "counter"))
 	fmt.Println("requests:", srv.Requests("write"))
 	// Output:
 	// stored: 250
@@ -132,8 +134,8 @@ func ExampleWithStore() {
 	if err := c.Write(ctx, []thethings.Value{{Key: "backfill", Value: 1}}, thethings.WithBroadcast(false)); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("position stored:", srv.StoredCount("example-thing-token", "position"))
-	fmt.Println("backfill stored:", srv.StoredCount("example-thing-token", "backfill"))
+	fmt.Println("position stored:", srv.StoredCount(exampleToken, "position"))
+	fmt.Println("backfill stored:", srv.StoredCount(exampleToken, "backfill"))
 	// Output:
 	// position stored: 0
 	// backfill stored: 1

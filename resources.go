@@ -160,6 +160,13 @@ func (c *Client) newPager(key string, opts *ReadOptions, defaultLimit int) (*pag
 	p.dec.key = key
 	start, hasStart := ceilMillis(o.Start)
 	end, hasEnd := ceilMillis(o.End)
+	for i, t := range []time.Time{o.Start, o.End} {
+		ms := []int64{start, end}[i]
+		if y := t.UTC().Year(); !t.IsZero() && (y < 1 || y > 9999 || ms < cursor.MinMillis || ms > cursor.MaxMillis) {
+			return nil, fmt.Errorf("thethings: read window bound %s outside the years 1..9999: %w",
+				t.UTC().Format(time.RFC3339Nano), ErrInvalidOption)
+		}
+	}
 	if hasStart && hasEnd && end < start {
 		return nil, fmt.Errorf("thethings: read window ends (%s) before it starts (%s): %w",
 			o.End.UTC().Format(time.RFC3339Nano), o.Start.UTC().Format(time.RFC3339Nano), ErrInvalidOption)

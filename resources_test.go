@@ -23,21 +23,17 @@ import (
 
 // readsEmulator starts an emulator that knows sentinelToken, and a client
 // for it without retries.
+// readsEmulator starts an emulator with a client that does not retry, so
+// that request counts are exact.
 func readsEmulator(t testing.TB, opts ...emulator.Option) (*emulator.Server, *thethings.Client) {
 	t.Helper()
-	srv := emulator.New(append([]emulator.Option{emulator.WithThingTokens(sentinelToken)}, opts...)...)
-	require.NoError(t, srv.Start())
-	t.Cleanup(func() { _ = srv.Close() })
+	srv := startEmulator(t, opts...)
 	return srv, readsClient(t, srv)
 }
 
 func readsClient(t testing.TB, srv *emulator.Server) *thethings.Client {
 	t.Helper()
-	c, err := thethings.NewClient(sentinelToken,
-		thethings.WithBaseURL(srv.URL()),
-		thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 0}))
-	require.NoError(t, err)
-	return c
+	return emulatorClient(t, srv, thethings.WithRetry(thethings.RetryPolicy{}))
 }
 
 var readsBase = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -28,15 +28,6 @@ import (
 	"github.com/thethings-go/thethings/internal/emulator"
 )
 
-// subEmu starts an emulator that knows sentinelToken.
-func subEmu(t testing.TB, opts ...emulator.Option) *emulator.Server {
-	t.Helper()
-	srv := emulator.New(append([]emulator.Option{emulator.WithThingTokens(sentinelToken)}, opts...)...)
-	require.NoError(t, srv.Start())
-	t.Cleanup(func() { _ = srv.Close() })
-	return srv
-}
-
 // subClient returns a client for baseURL with fast retries and its own
 // transports, whose idle connections are closed when the test ends.
 func subClient(t testing.TB, baseURL string, opts ...thethings.Option) *thethings.Client {
@@ -130,7 +121,7 @@ func waitNoSubscriptions(t *testing.T, srv *emulator.Server) {
 
 func TestSubscribeDeliversWrites(t *testing.T) {
 	t.Parallel()
-	srv := subEmu(t)
+	srv := startEmulator(t)
 	c := subClient(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -199,7 +190,7 @@ func TestSubscribeRequest(t *testing.T) {
 
 func TestSubscribeInvalidOptions(t *testing.T) {
 	t.Parallel()
-	srv := subEmu(t)
+	srv := startEmulator(t)
 	c := subClient(t, srv.URL())
 	bad := map[string]thethings.SubscribeOption{
 		"keepAlive too short":  thethings.WithKeepAlive(999 * time.Millisecond),
@@ -228,7 +219,7 @@ func TestSubscribeInvalidOptions(t *testing.T) {
 
 func TestSubscribeSingleUse(t *testing.T) {
 	t.Parallel()
-	srv := subEmu(t)
+	srv := startEmulator(t)
 	c := subClient(t, srv.URL())
 	ctx, cancel := context.WithCancel(context.Background())
 	var log stateLog
@@ -404,7 +395,7 @@ func TestSubscribeReconnectBudget(t *testing.T) {
 
 func TestSubscribeEmulatorStreamCut(t *testing.T) {
 	t.Parallel()
-	srv := subEmu(t, emulator.WithFaults(emulator.Faults{StreamCutAfter: 100 * time.Millisecond}))
+	srv := startEmulator(t, emulator.WithFaults(emulator.Faults{StreamCutAfter: 100 * time.Millisecond}))
 	c := subClient(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -429,7 +420,7 @@ func TestSubscribeEmulatorStreamCut(t *testing.T) {
 
 func TestSubscribeIdleTimeoutOnEmulator(t *testing.T) {
 	t.Parallel()
-	srv := subEmu(t, emulator.WithFaults(emulator.Faults{StopKeepAlives: true}))
+	srv := startEmulator(t, emulator.WithFaults(emulator.Faults{StopKeepAlives: true}))
 	c := subClient(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -467,7 +458,7 @@ func TestSubscribeSplitAndCoalescedFrames(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			srv := subEmu(t, emulator.WithFaults(f))
+			srv := startEmulator(t, emulator.WithFaults(f))
 			c := subClient(t, srv.URL())
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -502,7 +493,7 @@ func TestSubscribeSplitAndCoalescedFrames(t *testing.T) {
 
 func TestSubscribeContextCancelClosesAtOnce(t *testing.T) {
 	t.Parallel()
-	srv := subEmu(t)
+	srv := startEmulator(t)
 	c := subClient(t, srv.URL())
 	ctx, cancel := context.WithCancel(context.Background())
 	var log stateLog
@@ -553,7 +544,7 @@ func TestSubscribeFrameTooLarge(t *testing.T) {
 func TestSubscribeManySubscriptions(t *testing.T) {
 	t.Parallel()
 	const n = 500
-	srv := subEmu(t)
+	srv := startEmulator(t)
 	streamTr := &http.Transport{MaxIdleConnsPerHost: -1}
 	defer streamTr.CloseIdleConnections()
 	c := subClient(t, srv.URL(), thethings.WithStreamHTTPClient(&http.Client{Transport: streamTr}))
@@ -626,7 +617,7 @@ func TestSubscribeBackfillAfterCut(t *testing.T) {
 	for name, withFields := range map[string]bool{"stream datetimes": true, "bare stream items": false} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			srv := subEmu(t, emulator.WithStreamItemFields(withFields),
+			srv := startEmulator(t, emulator.WithStreamItemFields(withFields),
 				emulator.WithFaults(emulator.Faults{StreamCutAfter: 700 * time.Millisecond}))
 			c := subClient(t, srv.URL())
 			base := time.Now().UTC().Truncate(time.Millisecond)
@@ -705,7 +696,7 @@ func TestSubscribeBackfillAfterCut(t *testing.T) {
 
 func TestSubscribeBackfillReadFailure(t *testing.T) {
 	t.Parallel()
-	srv := subEmu(t, emulator.WithFaults(emulator.Faults{StreamCutAfter: 300 * time.Millisecond}))
+	srv := startEmulator(t, emulator.WithFaults(emulator.Faults{StreamCutAfter: 300 * time.Millisecond}))
 	c := subClient(t, srv.URL())
 	var log stateLog
 	log.hook = func(n int, s thethings.State, cause error) {

@@ -29,15 +29,8 @@ const writeURL = "https://api.thethings.io/v2/things/" + sentinelToken
 // it with a client for that thing with millisecond retry waits.
 func startWriteEmulator(t testing.TB, opts ...emulator.Option) (*emulator.Server, *thethings.Client) {
 	t.Helper()
-	srv := emulator.New(append([]emulator.Option{emulator.WithThingTokens(sentinelToken)}, opts...)...)
-	require.NoError(t, srv.Start())
-	t.Cleanup(func() { srv.Close() })
-	c, err := thethings.NewClient(sentinelToken,
-		thethings.WithBaseURL(srv.URL()),
-		thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 3, MinWait: time.Millisecond, MaxWait: 2 * time.Millisecond}),
-	)
-	require.NoError(t, err)
-	return srv, c
+	srv := startEmulator(t, opts...)
+	return srv, emulatorClient(t, srv)
 }
 
 // recordBody registers a POST responder for the write URL that keeps each

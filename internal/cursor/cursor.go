@@ -87,6 +87,15 @@ func Encode(s State) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// The instants a cursor may hold, in Unix milliseconds: the years 1..9999,
+// the range of the platform's date formats.
+const (
+	MinMillis = -62135596800000 // 0001-01-01T00:00:00.000Z
+	MaxMillis = 253402300799999 // 9999-12-31T23:59:59.999Z
+)
+
+func inRange(ms int64) bool { return ms >= MinMillis && ms <= MaxMillis }
+
 // Decode parses a string made by Encode. Anything else is ErrInvalid; it
 // never panics.
 func Decode(str string) (State, error) {
@@ -142,6 +151,10 @@ func Decode(str string) (State, error) {
 	s.HasEnd = flags&flagEnd != 0
 	s.Inclusive = flags&flagInclusive != 0
 	if !s.HasT && (s.T != 0 || len(s.Seen) != 0) || !s.HasStart && s.Start != 0 || !s.HasEnd && s.End != 0 {
+		return State{}, ErrInvalid
+	}
+	// T is below the window's end, which a read sends as T+1 at most.
+	if !inRange(s.T) || s.T == MaxMillis || !inRange(s.Start) || !inRange(s.End) {
 		return State{}, ErrInvalid
 	}
 	return s, nil

@@ -7,7 +7,7 @@ import (
 func TestRoundTrip(t *testing.T) {
 	for _, s := range []State{
 		{Key: "k"},
-		{Key: "temperature.room-1_a", HasT: true, T: 1704067200123, Inclusive: true, HasStart: true, Start: -5, HasEnd: true, End: 1 << 50,
+		{Key: "temperature.room-1_a", HasT: true, T: 1704067200123, Inclusive: true, HasStart: true, Start: MinMillis, HasEnd: true, End: MaxMillis,
 			Seen: []uint64{3, 1, 1, 1<<64 - 1}},
 	} {
 		got, err := Decode(Encode(s))
@@ -70,4 +70,18 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Decode accepted %q, which Encode would write as %q", s, Encode(st))
 		}
 	})
+}
+
+func TestDecodeRefusesInstantsOutOfRange(t *testing.T) {
+	for _, s := range []State{
+		{Key: "k", HasT: true, T: MaxMillis},
+		{Key: "k", HasT: true, T: MinMillis - 1},
+		{Key: "k", HasT: true, T: 1<<63 - 1},
+		{Key: "k", HasStart: true, Start: MinMillis - 1},
+		{Key: "k", HasEnd: true, End: MaxMillis + 1},
+	} {
+		if _, err := Decode(Encode(s)); err != ErrInvalid {
+			t.Errorf("Decode(Encode(%+v)) = %v, want ErrInvalid", s, err)
+		}
+	}
 }

@@ -1,0 +1,515 @@
+package thethings_test
+
+// The fault matrix: every operation against every fault the emulator can
+// inject, each cell asserting the documented outcome and that the call
+// returned by its context's deadline.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/emulator"
+)
+
+// deadlineSlack is how long past its context's deadline a call may take to
+// return.
+const deadlineSlack = 500 * time.Millisecond
+
+// faultCell is one fault applied to one operation.
+type faultCell struct {
+	name   string
+	faults emulator.Faults
+	// prime advances the emulator's every-Nth counters by this many
+	// writes of another thing before the faults are set: with prime 1 and
+	// an every-2nd fault, the operation's first request is hit.
+	prime       int
+	retryWrites bool
+	// deadline bounds the call (default 5s); the call must return by
+	// deadline + deadlineSlack.
+	deadline time.Duration
+}
+
+// faultEnv is an emulator with the faults of a cell set, and a client for it.
+type faultEnv struct {
+	srv *emulator.Server
+	c   *thethings.Client
+	ctx context.Context
+}
+
+// runCell starts an emulator for the cell, runs op under the cell's
+// deadline and checks that it returned in time.
+func runCell(t *testing.T, cell faultCell, op func(env faultEnv) error, opts ...emulator.Option) (faultEnv, error) {
+	t.Helper()
+	srv := startEmulator(t, append([]emulator.Option{emulator.WithThingTokens("primer"),
+		emulator.WithActivationCodes(emulator.ActivationCode{Code: "code-1"})}, opts...)...)
+	prime(t, srv, cell.prime)
+	srv.SetFaults(cell.faults)
+	bc := newBodyCounter(t)
+	c := emulatorClient(t, srv, thethings.WithHTTPClient(bc.httpClient()), thethings.WithStreamHTTPClient(&http.Client{Transport: bc}),
+		thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 3, MinWait: time.Millisecond, MaxWait: 5 * time.Millisecond, RetryWrites: cell.retryWrites}))
+	deadline := cell.deadline
+	if deadline == 0 {
+		deadline = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	t.Cleanup(cancel)
+	env := faultEnv{srv: srv, c: c, ctx: ctx}
+	start := time.Now()
+	err := op(env)
+	elapsed := time.Since(start)
+	assert.LessOrEqual(t, elapsed, deadline+deadlineSlack, "returned %s after a deadline of %s", elapsed, deadline)
+	assert.Zero(t, bc.open(), "response bodies left open")
+	if err != nil {
+		assert.NotContains(t, err.Error(), sentinelToken)
+	}
+	return env, err
+}
+
+// writeFate is the expected fate of the values of a write.
+type writeFate struct {
+	unknown    int   // values in WriteErrors with Unknown set
+	notWritten int   // values in WriteErrors without it
+	unknownAt  []int // allowed store counts of each Unknown value
+	okStored   int   // store count of each value written without error (default 1)
+	is         error // the error must match it (with errors.Is), when set
+	// cut: when a deadline may cut a request in flight, that request's
+	// values (cut of the notWritten ones) may be unknown instead.
+	cut int
+}
+
+// walkWriteErrors returns the *WriteErrors in err's tree.
+func walkWriteErrors(err error) []*thethings.WriteError {
+	var out []*thethings.WriteError
+	var walk func(error)
+	walk = func(e error) {
+		switch x := e.(type) {
+		case nil:
+		case *thethings.WriteError:
+			out = append(out, x)
+		case interface{ Unwrap() []error }:
+			for _, y := range x.Unwrap() {
+				walk(y)
+			}
+		case interface{ Unwrap() error }:
+			walk(x.Unwrap())
+		}
+	}
+	walk(err)
+	return out
+}
+
+// checkWriteFate accounts for every one of n values numbered 0..n-1 and
+// written to key "k": each is written (stored okStored times), or in exactly
+// one WriteError; not-written values are not stored; unknown ones are
+// stored as many times as the cell allows.
+func checkWriteFate(t *testing.T, srv *emulator.Server, n int, err error, want writeFate) {
+	t.Helper()
+	stored := map[int]int{}
+	for _, r := range srv.Stored(sentinelToken, "k") {
+		i, convErr := strconv.Atoi(string(r.Value))
+		require.NoError(t, convErr)
+		stored[i]++
+	}
+	fate := map[int]string{}
+	for _, we := range walkWriteErrors(err) {
+		for _, v := range we.Values {
+			i, ok := v.Value.(int)
+			require.True(t, ok, "value %#v", v.Value)
+			require.NotContains(t, fate, i, "value %d in two WriteErrors", i)
+			fate[i] = map[bool]string{true: "unknown", false: "not written"}[we.Unknown]
+		}
+		if we.Unknown {
+			assert.ErrorIs(t, we, thethings.ErrOutcomeUnknown)
+		}
+	}
+	if want.unknown+want.notWritten > 0 {
+		require.Error(t, err)
+	} else {
+		require.NoError(t, err)
+	}
+	if want.is != nil {
+		assert.ErrorIs(t, err, want.is)
+	}
+	okStored := want.okStored
+	if okStored == 0 {
+		okStored = 1
+	}
+	counts := map[string]int{}
+	for i := range n {
+		f := fate[i]
+		counts[f]++
+		switch f {
+		case "":
+			assert.Equal(t, okStored, stored[i], "value %d written without error", i)
+		case "not written":
+			assert.Zero(t, stored[i], "value %d reported not written", i)
+		case "unknown":
+			assert.Contains(t, want.unknownAt, stored[i], "value %d of unknown fate stored %d times", i, stored[i])
+		}
+	}
+	if want.cut > 0 && counts["unknown"] == want.unknown+want.cut {
+		want.unknown += want.cut
+		want.notWritten -= want.cut
+	}
+	assert.Equal(t, want.unknown, counts["unknown"], "values of unknown fate (error: %v)", err)
+	assert.Equal(t, want.notWritten, counts["not written"], "values not written (error: %v)", err)
+	assert.Len(t, fate, want.unknown+want.notWritten, "values reported that were never written")
+}
+
+func TestFaultMatrixWrite(t *testing.T) {
+	t.Parallel()
+	// 150 values: two requests of 100 and 50.
+	const n = 150
+	for _, tc := range []struct {
+		faultCell
+		want     writeFate
+		requests int // write requests the emulator saw, the primer's excluded
+	}{
+		{faultCell: faultCell{name: "no fault"}, requests: 2},
+		{faultCell: faultCell{name: "503 every 2nd: retried", faults: emulator.Faults{Every503: 2}, prime: 1}, requests: 4},
+		{faultCell: faultCell{name: "503 always: not written", faults: emulator.Faults{Every503: 1}},
+			want: writeFate{notWritten: n}, requests: 4},
+		{faultCell: faultCell{name: "429 every 2nd: retried", faults: emulator.Faults{Every429: 2}, prime: 1}, requests: 4},
+		{faultCell: faultCell{name: "429 always: not written", faults: emulator.Faults{Every429: 1}},
+			want: writeFate{notWritten: n, is: thethings.ErrRateLimited}, requests: 4},
+		// Dropped before the body was read: nothing is stored, but the
+		// client cannot tell that from a drop after storing.
+		{faultCell: faultCell{name: "drop before body: unknown", faults: emulator.Faults{DropBeforeBodyEvery: 2}, prime: 1},
+			want: writeFate{unknown: 100, notWritten: 50, unknownAt: []int{0}, is: thethings.ErrOutcomeUnknown}, requests: 1},
+		{faultCell: faultCell{name: "drop before body, RetryWrites: retried", faults: emulator.Faults{DropBeforeBodyEvery: 2}, prime: 1, retryWrites: true},
+			requests: 4},
+		{faultCell: faultCell{name: "drop after body unstored: unknown", faults: emulator.Faults{DropEvery: 2}, prime: 1},
+			want: writeFate{unknown: 100, notWritten: 50, unknownAt: []int{0}, is: thethings.ErrOutcomeUnknown}, requests: 1},
+		{faultCell: faultCell{name: "drop after body stored: unknown", faults: emulator.Faults{DropEvery: 2, DropStores: true}, prime: 1},
+			want: writeFate{unknown: 100, notWritten: 50, unknownAt: []int{1}, is: thethings.ErrOutcomeUnknown}, requests: 1},
+		{faultCell: faultCell{name: "drop after body unstored, RetryWrites: retried", faults: emulator.Faults{DropEvery: 2}, prime: 1, retryWrites: true},
+			requests: 4},
+		// RetryWrites trades loss for duplicates: each dropped-but-stored
+		// request is stored again by its retry.
+		{faultCell: faultCell{name: "drop after body stored, RetryWrites: duplicated", faults: emulator.Faults{DropEvery: 2, DropStores: true}, prime: 1, retryWrites: true},
+			want: writeFate{okStored: 2}, requests: 4},
+		{faultCell: faultCell{name: "latency past deadline: unknown", faults: emulator.Faults{Latency: 3 * time.Second}, deadline: 150 * time.Millisecond},
+			want: writeFate{unknown: 100, notWritten: 50, unknownAt: []int{0, 1}, is: context.DeadlineExceeded}, requests: 1},
+		{faultCell: faultCell{name: "latency within deadline", faults: emulator.Faults{Latency: 20 * time.Millisecond}}, requests: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env, err := runCell(t, tc.faultCell, func(env faultEnv) error {
+				return env.c.Write(env.ctx, numbered(0, n))
+			})
+			checkWriteFate(t, env.srv, n, err, tc.want)
+			assert.Equal(t, tc.requests, env.srv.Requests(emulator.RouteWrite)-tc.prime, "write requests")
+		})
+	}
+}
+
+func TestFaultMatrixWriter(t *testing.T) {
+	t.Parallel()
+	// 30 values in batches of 10: three requests, one after the other.
+	const n = 30
+	for _, tc := range []struct {
+		faultCell
+		want writeFate
+	}{
+		{faultCell: faultCell{name: "no fault"}},
+		{faultCell: faultCell{name: "503 every 2nd: retried", faults: emulator.Faults{Every503: 2}, prime: 1}},
+		// Refused for a passing reason: the values stay buffered and are
+		// retried until Close's deadline, which reports them unsent; if the
+		// deadline cuts an attempt in flight, that batch is unknown (and
+		// was not stored: every answer is a 503).
+		{faultCell: faultCell{name: "503 always: not written at Close", faults: emulator.Faults{Every503: 1}, deadline: 300 * time.Millisecond},
+			want: writeFate{notWritten: n, cut: 10, unknownAt: []int{0}, is: context.DeadlineExceeded}},
+		{faultCell: faultCell{name: "429 every 2nd: retried", faults: emulator.Faults{Every429: 2}, prime: 1}},
+		{faultCell: faultCell{name: "429 always: not written at Close", faults: emulator.Faults{Every429: 1}, deadline: 300 * time.Millisecond},
+			want: writeFate{notWritten: n, cut: 10, unknownAt: []int{0}, is: context.DeadlineExceeded}},
+		// Batches 1 and 3 meet the drop, batch 2 goes through.
+		{faultCell: faultCell{name: "drop before body: unknown", faults: emulator.Faults{DropBeforeBodyEvery: 2}, prime: 1},
+			want: writeFate{unknown: 20, unknownAt: []int{0}, is: thethings.ErrOutcomeUnknown}},
+		{faultCell: faultCell{name: "drop after body unstored: unknown", faults: emulator.Faults{DropEvery: 2}, prime: 1},
+			want: writeFate{unknown: 20, unknownAt: []int{0}, is: thethings.ErrOutcomeUnknown}},
+		{faultCell: faultCell{name: "drop after body stored: unknown", faults: emulator.Faults{DropEvery: 2, DropStores: true}, prime: 1},
+			want: writeFate{unknown: 20, unknownAt: []int{1}, is: thethings.ErrOutcomeUnknown}},
+		{faultCell: faultCell{name: "drop after body unstored, RetryWrites: retried", faults: emulator.Faults{DropEvery: 2}, prime: 1, retryWrites: true}},
+		// Close's deadline cuts the first request in flight: its batch is
+		// unknown, the other two were never sent.
+		{faultCell: faultCell{name: "latency past Close deadline", faults: emulator.Faults{Latency: 3 * time.Second}, deadline: 150 * time.Millisecond},
+			want: writeFate{unknown: 10, notWritten: 20, unknownAt: []int{0, 1}, is: context.DeadlineExceeded}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var handled []*thethings.WriteError
+			env, err := runCell(t, tc.faultCell, func(env faultEnv) error {
+				w := env.c.NewWriter(thethings.WithBatchSize(10), thethings.WithFlushInterval(0),
+					thethings.WithErrorHandler(func(we *thethings.WriteError) { handled = append(handled, we) }))
+				if err := w.Add(env.ctx, numbered(0, n)...); err != nil {
+					return errors.Join(err, w.Close(env.ctx))
+				}
+				return w.Close(env.ctx)
+			})
+			checkWriteFate(t, env.srv, n, err, tc.want)
+			// The error handler saw every request-level failure Close returned.
+			for _, we := range handled {
+				assert.True(t, slices.Contains(walkWriteErrors(err), we), "handled error %v not returned by Close", we)
+			}
+		})
+	}
+}
+
+// readCells are the faults for the read operations, with the error each
+// must end in (nil: retried as needed and succeeded).
+var readCells = []struct {
+	faultCell
+	is error
+}{
+	{faultCell: faultCell{name: "no fault"}},
+	{faultCell: faultCell{name: "503 every 2nd: retried", faults: emulator.Faults{Every503: 2}, prime: 1}},
+	{faultCell: faultCell{name: "503 always", faults: emulator.Faults{Every503: 1}}, is: &thethings.APIError{StatusCode: 503}},
+	{faultCell: faultCell{name: "429 every 2nd: retried", faults: emulator.Faults{Every429: 2}, prime: 1}},
+	{faultCell: faultCell{name: "429 always", faults: emulator.Faults{Every429: 1}}, is: thethings.ErrRateLimited},
+	{faultCell: faultCell{name: "drop before body: retried", faults: emulator.Faults{DropBeforeBodyEvery: 2}, prime: 1}},
+	{faultCell: faultCell{name: "drop every request", faults: emulator.Faults{DropBeforeBodyEvery: 1}}, is: errAnyTransport},
+	{faultCell: faultCell{name: "latency past deadline", faults: emulator.Faults{Latency: 3 * time.Second}, deadline: 150 * time.Millisecond},
+		is: context.DeadlineExceeded},
+	{faultCell: faultCell{name: "latency within deadline", faults: emulator.Faults{Latency: 20 * time.Millisecond}}},
+}
+
+// errAnyTransport stands for any error without an HTTP answer.
+var errAnyTransport = errors.New("any failure without an answer")
+
+func checkReadError(t *testing.T, err, is error) {
+	t.Helper()
+	var ae *thethings.APIError
+	switch want := is.(type) {
+	case nil:
+		require.NoError(t, err)
+	case *thethings.APIError:
+		require.ErrorAs(t, err, &ae)
+		assert.Equal(t, want.StatusCode, ae.StatusCode)
+	default:
+		require.Error(t, err)
+		if is == errAnyTransport {
+			assert.False(t, errors.As(err, &ae), "an HTTP answer: %v", err)
+		} else {
+			assert.ErrorIs(t, err, is)
+		}
+	}
+}
+
+func TestFaultMatrixRead(t *testing.T) {
+	t.Parallel()
+	for _, tc := range readCells {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var page *thethings.Page
+			_, err := runCell(t, tc.faultCell, func(env faultEnv) error {
+				if err := env.srv.Seed(sentinelToken, "seeded", seedRecords(10)...); err != nil {
+					return err
+				}
+				var err error
+				page, err = env.c.Read(env.ctx, "seeded", &thethings.ReadOptions{Limit: 5})
+				return err
+			})
+			checkReadError(t, err, tc.is)
+			if err == nil {
+				require.Len(t, page.Values, 5)
+				for i, v := range page.Values {
+					assert.Equal(t, json.Number(strconv.Itoa(9-i)), v.Value)
+				}
+				assert.NotEmpty(t, page.Next)
+			}
+		})
+	}
+}
+
+func TestFaultMatrixValues(t *testing.T) {
+	t.Parallel()
+	for _, tc := range readCells {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var got []string
+			errs := 0
+			env, err := runCell(t, tc.faultCell, func(env faultEnv) error {
+				if err := env.srv.Seed(sentinelToken, "seeded", seedRecords(10)...); err != nil {
+					return err
+				}
+				var last error
+				for v, err := range env.c.Values(env.ctx, "seeded", &thethings.ReadOptions{Limit: 4}) {
+					if err != nil {
+						errs++
+						last = err
+						continue
+					}
+					got = append(got, string(v.Value.(json.Number)))
+				}
+				return last
+			})
+			checkReadError(t, err, tc.is)
+			if err == nil {
+				assert.Equal(t, []string{"9", "8", "7", "6", "5", "4", "3", "2", "1", "0"}, got, "every value once, newest first")
+				assert.GreaterOrEqual(t, env.srv.Requests(emulator.RouteRead), 3)
+			} else {
+				assert.Equal(t, 1, errs, "the error is yielded once")
+			}
+		})
+	}
+}
+
+func TestFaultMatrixActivate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		faultCell
+		is error
+		// codeLeft: the emulator did not use the code up.
+		codeLeft bool
+	}{
+		{faultCell: faultCell{name: "no fault"}},
+		// Activation is never repeated once sent, even on a 503 with
+		// Retry-After or a 429: the caller decides.
+		{faultCell: faultCell{name: "503: not retried", faults: emulator.Faults{Every503: 2}, prime: 1}, is: &thethings.APIError{StatusCode: 503}, codeLeft: true},
+		{faultCell: faultCell{name: "429: not retried", faults: emulator.Faults{Every429: 1}}, is: thethings.ErrRateLimited, codeLeft: true},
+		{faultCell: faultCell{name: "drop before body: unknown", faults: emulator.Faults{DropBeforeBodyEvery: 2}, prime: 1}, is: thethings.ErrOutcomeUnknown, codeLeft: true},
+		{faultCell: faultCell{name: "latency past deadline: unknown", faults: emulator.Faults{Latency: 3 * time.Second}, deadline: 150 * time.Millisecond},
+			is: thethings.ErrOutcomeUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var c *thethings.Client
+			env, err := runCell(t, tc.faultCell, func(env faultEnv) error {
+				var err error
+				c, err = thethings.Activate(env.ctx, "code-1", "", thethings.WithBaseURL(env.srv.URL()), fastRetry)
+				return err
+			})
+			assert.Equal(t, 1, env.srv.Requests(emulator.RouteActivate), "activation is sent once")
+			if tc.is == nil {
+				require.NoError(t, err)
+				assert.NotEmpty(t, c.ThingToken())
+				return
+			}
+			checkReadError(t, err, tc.is)
+			if tc.is == context.DeadlineExceeded || tc.deadline != 0 {
+				assert.ErrorIs(t, err, context.DeadlineExceeded)
+			}
+			if tc.codeLeft {
+				// Nothing was activated: the code works once the platform does.
+				env.srv.SetFaults(emulator.Faults{})
+				_, err := thethings.Activate(context.Background(), "code-1", "", thethings.WithBaseURL(env.srv.URL()))
+				assert.NoError(t, err)
+			}
+		})
+	}
+}
+
+// subGot is one value a subscription delivered.
+type subGot struct {
+	value    string
+	backfill bool
+}
+
+func (g subGot) String() string {
+	if g.backfill {
+		return g.value + " backfill"
+	}
+	return g.value + " live"
+}
+
+func TestFaultMatrixSubscribe(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		faultCell
+		opts []thethings.SubscribeOption
+		// Values 0..last are written one at a time: value 0 once
+		// connected, value k once k-1 arrived, or, for k in gap, at the
+		// next disconnection, so that only a backfill can deliver it.
+		last int
+		gap  map[int]bool
+		// stopAfter: leave the loop when this value arrived (-1: run until
+		// the sequence ends).
+		stopAfter int
+		want      []string
+		is        error
+	}{
+		{faultCell: faultCell{name: "no fault"}, last: 2, stopAfter: 2, want: []string{"0 live", "1 live", "2 live"}},
+		{faultCell: faultCell{name: "frames split byte by byte", faults: emulator.Faults{SplitFrames: true}},
+			last: 2, stopAfter: 2, want: []string{"0 live", "1 live", "2 live"}},
+		{faultCell: faultCell{name: "frames coalesced", faults: emulator.Faults{CoalesceFrames: true}},
+			last: 2, stopAfter: 2, want: []string{"0 live", "1 live", "2 live"}},
+		// The stream is cut; what was written meanwhile comes from history,
+		// once, before the next live value.
+		{faultCell: faultCell{name: "stream cut: reconnected and backfilled", faults: emulator.Faults{StreamCutAfter: 300 * time.Millisecond}},
+			opts: []thethings.SubscribeOption{thethings.WithBackfill("k")}, last: 2, gap: map[int]bool{1: true}, stopAfter: 2,
+			want: []string{"0 live", "1 backfill", "2 live"}},
+		{faultCell: faultCell{name: "stream cut, backfill reads answered 503: retried", faults: emulator.Faults{StreamCutAfter: 300 * time.Millisecond, Every503: 2}, prime: 1},
+			opts: []thethings.SubscribeOption{thethings.WithBackfill("k")}, last: 2, gap: map[int]bool{1: true}, stopAfter: 2,
+			want: []string{"0 live", "1 backfill", "2 live"}},
+		{faultCell: faultCell{name: "stream cut, no reconnect: ends", faults: emulator.Faults{StreamCutAfter: 300 * time.Millisecond}},
+			opts: []thethings.SubscribeOption{thethings.WithReconnect(0)}, last: 0, stopAfter: -1, want: []string{"0 live"}, is: errAnyTransport},
+		// Silent keep-alives: the watchdog gives up after keepAlive + 2s.
+		{faultCell: faultCell{name: "silent keep-alives: idle timeout", faults: emulator.Faults{StopKeepAlives: true}},
+			opts: []thethings.SubscribeOption{thethings.WithReconnect(0)}, last: 0, stopAfter: -1, want: []string{"0 live"}, is: thethings.ErrIdleTimeout},
+		{faultCell: faultCell{name: "latency past deadline", faults: emulator.Faults{Latency: 3 * time.Second}, deadline: 150 * time.Millisecond},
+			last: 0, stopAfter: -1, is: context.DeadlineExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var got []subGot
+			var states []string
+			_, err := runCell(t, tc.faultCell, func(env faultEnv) error {
+				ctx, cancel := context.WithCancel(env.ctx)
+				defer cancel()
+				next := 0 // the next value to write
+				var writeErr error
+				write := func() {
+					if next > tc.last || writeErr != nil {
+						return
+					}
+					if writeErr = env.c.Write(ctx, []thethings.Value{{Key: "k", Value: next}}); writeErr != nil {
+						cancel()
+					}
+					next++
+				}
+				onState := func(s thethings.State, cause error) {
+					states = append(states, fmt.Sprint(s, " ", cause))
+					switch {
+					case s == thethings.StateConnected && next == 0:
+						write()
+					case s == thethings.StateDisconnected && tc.gap[next]:
+						write()
+					}
+				}
+				opts := append([]thethings.SubscribeOption{thethings.WithKeepAlive(time.Second), thethings.WithStateHandler(onState)}, tc.opts...)
+				for msg, err := range env.c.Subscribe(ctx, opts...) {
+					if err != nil {
+						return errors.Join(writeErr, err)
+					}
+					for _, v := range msg.Values {
+						got = append(got, subGot{value: fmt.Sprint(v.Value), backfill: msg.Backfill})
+						if tc.stopAfter >= 0 && v.Value == json.Number(strconv.Itoa(tc.stopAfter)) {
+							return writeErr
+						}
+					}
+					if !tc.gap[next] {
+						write()
+					}
+				}
+				return errors.New("the sequence ended without error")
+			})
+			checkReadError(t, err, tc.is)
+			gotS := make([]string, len(got))
+			for i, g := range got {
+				gotS[i] = g.String()
+			}
+			assert.Equal(t, tc.want, append([]string(nil), gotS...), "states: %q", states)
+		})
+	}
+}
