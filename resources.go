@@ -557,6 +557,9 @@ type pageDecoder struct {
 	vals  []Value
 }
 
+// errSyntax is wrapped by the errors about malformed read answers.
+var errSyntax = wire.ErrSyntax
+
 // answerDecoders hold the scratch buffers of decoding read answers, which
 // a page's values do not need once they are built.
 var answerDecoders = sync.Pool{New: func() any {
@@ -566,17 +569,18 @@ var answerDecoders = sync.Pool{New: func() any {
 // decode parses a page of about hint items. The returned slices are
 // reused by the next call.
 func (d *pageDecoder) decode(b []byte, hint int) ([]rawItem, []Value, error) {
+	hint = min(hint, maxPage)
 	w := answerDecoders.Get().(*wire.Decoder)
 	defer answerDecoders.Put(w)
 	w.Key = d.key
-	items, err := w.Decode(b, min(hint, maxPage))
+	items, err := w.Decode(b, hint)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer clear(items) // the pool keeps no values alive
 	fps := w.Fingerprints()
-	if cap(d.vals) < len(items) {
-		d.items, d.vals = make([]rawItem, 0, len(items)), make([]Value, 0, len(items))
+	if cap(d.vals) < hint {
+		d.items, d.vals = make([]rawItem, 0, hint), make([]Value, 0, hint)
 	}
 	d.items, d.vals = d.items[:0], d.vals[:0]
 	n := 0
