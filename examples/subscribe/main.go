@@ -141,8 +141,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		if writerDone != nil {
 			stopWriter()
 			<-writerDone
-			// Let what the writer wrote last arrive.
-			f.waitFor(subCtx, stored(emu, keys), 2*time.Second)
+			// Let what the writer wrote last arrive: stop cutting streams,
+			// and give a reconnect in progress time to backfill.
+			emu.SetFaults(emulator.Faults{})
+			f.waitFor(subCtx, stored(emu, keys), 10*time.Second)
 		}
 		stopSub()
 		subErr = <-subDone
