@@ -31,6 +31,7 @@ type SyntaxError struct {
 	Byte   byte
 }
 
+// Error names the byte and its offset.
 func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("stream: unexpected byte %q at offset %d: a frame must be a JSON object or array", e.Byte, e.Offset)
 }

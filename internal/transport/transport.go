@@ -47,6 +47,7 @@ const (
 	Once
 )
 
+// String names the kind for logs.
 func (k Kind) String() string {
 	switch k {
 	case Idempotent:
@@ -107,6 +108,7 @@ type Error struct {
 	redact    func(string) string
 }
 
+// Error reads "thethings: METHOD PATH: cause", redacted.
 func (e *Error) Error() string {
 	msg := e.Err.Error()
 	if e.redact != nil {
