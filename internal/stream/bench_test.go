@@ -3,32 +3,20 @@ package stream
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
+	"os"
 	"testing"
 )
 
-// benchFrames are data frames as the emulator sends them: one array per
-// write, items with key, value, datetime and sometimes geo.
+// benchFrames are data frames as the emulator sends them, one per line of
+// testdata/frames.txt: one array per write, items with key, value, datetime
+// and sometimes geo. The SDK's own subscribe benchmark reads them too.
 func benchFrames() [][]byte {
-	var frames [][]byte
-	for i := range 64 {
-		var f string
-		switch i % 4 {
-		case 0:
-			f = fmt.Sprintf(`[{"key":"temperature","value":%d.%02d,"datetime":"2026-01-02T03:04:%02d.%03dZ"}]`, 20+i%10, i, i%60, i)
-		case 1:
-			f = fmt.Sprintf(`[{"key":"temperature","value":%d.5,"datetime":"2026-01-02T03:04:05.%03dZ","geo":{"lat":41.4121132,"long":2.2199454}},`+
-				`{"key":"humidity","value":%d,"datetime":"2026-01-02T03:04:05.%03dZ"}]`, i, i, 40+i, i)
-		case 2:
-			f = fmt.Sprintf(`[{"key":"door","value":"open %d","datetime":"2026-01-02T03:04:05.%03dZ"}]`, i, i)
-		default:
-			f = fmt.Sprintf(`[{"key":"a","value":%d,"datetime":"2026-01-02T03:04:05.%03dZ"},{"key":"b","value":true,"datetime":"2026-01-02T03:04:05.%03dZ"},`+
-				`{"key":"c","value":"x","datetime":"2026-01-02T03:04:05.%03dZ"},{"key":"d","value":%d.25,"datetime":"2026-01-02T03:04:05.%03dZ"}]`, i, i, i, i, i, i)
-		}
-		frames = append(frames, []byte(f))
+	data, err := os.ReadFile("testdata/frames.txt")
+	if err != nil {
+		panic(err)
 	}
-	return frames
+	return bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
 }
 
 // BenchmarkFrameDecode compares the subscription's frame path (framing a
