@@ -16,6 +16,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"slices"
+	"strings"
 )
 
 // version is the first byte of every encoded cursor.
@@ -100,6 +101,11 @@ func inRange(ms int64) bool { return ms >= MinMillis && ms <= MaxMillis }
 // never panics.
 func Decode(str string) (State, error) {
 	var s State
+	// The decoder skips line breaks even in strict mode: a cursor is one
+	// canonical string, so refuse them.
+	if strings.ContainsAny(str, "\r\n") {
+		return s, ErrInvalid
+	}
 	b, err := base64.RawURLEncoding.Strict().DecodeString(str)
 	if err != nil || len(b) < 2+3+1+1+4 {
 		return s, ErrInvalid
