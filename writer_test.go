@@ -46,6 +46,20 @@ func writeErrors(t *testing.T, err error) []*thethings.WriteError {
 	return out
 }
 
+// assertUnknownThenUnsent checks that err holds exactly two WriteErrors:
+// vals[:n], the batch in flight, whose fate is unknown, then the rest, not
+// written. It returns the second.
+func assertUnknownThenUnsent(t *testing.T, err error, vals []thethings.Value, n int) *thethings.WriteError {
+	t.Helper()
+	wes := writeErrors(t, err)
+	require.Len(t, wes, 2)
+	assert.True(t, wes[0].Unknown)
+	assert.Equal(t, vals[:n], wes[0].Values)
+	assert.False(t, wes[1].Unknown)
+	assert.Equal(t, vals[n:], wes[1].Values)
+	return wes[1]
+}
+
 func intValues(key string, from, n int) []thethings.Value {
 	vals := make([]thethings.Value, n)
 	for i := range vals {
@@ -472,15 +486,7 @@ func TestWriterCloseCancelledListsUnsent(t *testing.T) {
 		// A transport that reports no connection events cannot prove the
 		// in-flight batch never reached the server: it is unknown; the
 		// batches never sent are not.
-		errs := err.(interface{ Unwrap() []error }).Unwrap()
-		require.Len(t, errs, 2)
-		var inFlight, unsent *thethings.WriteError
-		require.ErrorAs(t, errs[0], &inFlight)
-		require.ErrorAs(t, errs[1], &unsent)
-		assert.True(t, inFlight.Unknown)
-		assert.Equal(t, vals[:2], inFlight.Values)
-		assert.False(t, unsent.Unknown)
-		assert.Equal(t, vals[2:], unsent.Values)
+		assertUnknownThenUnsent(t, err, vals, 2)
 		assert.Equal(t, err, w.Close(context.Background()))
 		close(release)
 	})
@@ -498,15 +504,7 @@ func TestWriterCloseCancelledInFlightIsUnknown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	err := w.Close(ctx)
-	errs := err.(interface{ Unwrap() []error }).Unwrap()
-	require.Len(t, errs, 2)
-	var inFlight, unsent *thethings.WriteError
-	require.ErrorAs(t, errs[0], &inFlight)
-	require.ErrorAs(t, errs[1], &unsent)
-	assert.True(t, inFlight.Unknown)
-	assert.Equal(t, vals[:2], inFlight.Values)
-	assert.False(t, unsent.Unknown)
-	assert.Equal(t, vals[2:], unsent.Values)
+	unsent := assertUnknownThenUnsent(t, err, vals, 2)
 	assert.ErrorIs(t, unsent, context.DeadlineExceeded)
 	assert.NotContains(t, err.Error(), sentinelToken)
 }
