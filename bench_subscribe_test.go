@@ -25,7 +25,7 @@ import (
 )
 
 // subscribeBenchFrames are data frames as the emulator sends them, shared
-// with internal/stream's frame benchmark.
+// with internal/stream's tests.
 func subscribeBenchFrames() [][]byte {
 	data, err := os.ReadFile("internal/stream/testdata/frames.txt")
 	if err != nil {

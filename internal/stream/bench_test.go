@@ -2,8 +2,6 @@ package stream
 
 import (
 	"bytes"
-	"encoding/json"
-	"io"
 	"os"
 	"testing"
 )
@@ -17,52 +15,6 @@ func benchFrames() [][]byte {
 		panic(err)
 	}
 	return bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
-}
-
-// BenchmarkFrameDecode compares the subscription's frame path (framing a
-// byte stream, then decoding each data frame's items with exact numbers and
-// parsed datetimes) with the baseline of encoding/json unmarshalling each
-// frame, already cut, into []struct{Key string; Value any}. One op is the
-// whole set of 64 frames.
-func BenchmarkFrameDecode(b *testing.B) {
-	frames := benchFrames()
-	stream := bytes.Join(frames, nil)
-	b.Run("json.Unmarshal", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(int64(len(stream)))
-		for b.Loop() {
-			for _, f := range frames {
-				var items []struct {
-					Key   string
-					Value any
-				}
-				if err := json.Unmarshal(f, &items); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-	})
-	b.Run("stream", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(int64(len(stream)))
-		r := bytes.NewReader(stream)
-		for b.Loop() {
-			r.Reset(stream)
-			d := NewDecoder(r, 0)
-			for {
-				f, err := d.Next()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := DecodeItems(f); err != nil {
-					b.Fatal(err)
-				}
-			}
-		}
-	})
 }
 
 // BenchmarkKeepAlives: a stream of nothing but keep-alives costs no
