@@ -64,13 +64,16 @@ func ExampleWriter() {
 	defer srv.Close()
 	ctx := context.Background()
 
-	w := c.NewWriter(
+	w, err := c.NewWriter(
 		thethings.WithBatchSize(100),
 		thethings.WithFlushInterval(time.Second),
 		thethings.WithErrorHandler(func(we *thethings.WriteError) {
-			log.Printf("%d values not written (unknown: %v): %v", len(we.Values), we.Unknown, we.Err)
+			log.Printf("%d values refused: %v", len(we.Values), we.Err)
 		}),
 	)
+	if err != nil {
+		log.Fatal(err) // an invalid option
+	}
 	for i := range 250 {
 		if err := w.Add(ctx, thethings.Value{Key: "counter", Value: i}); err != nil {
 			log.Fatal(err) // a bad value, a full buffer past ctx, or a closed writer

@@ -260,43 +260,73 @@ func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption)
 		bodies = append(bodies, body)
 	}
 	rt := c.writeRoute(wc)
-	for i, body := range bodies {
+	for i := range bodies {
 		lo := i * defaultBatchSize
-		if err := ctx.Err(); err != nil {
-			return &WriteError{Values: slices.Clone(values[lo:]), Err: fmt.Errorf("thethings: write: %w", err)}
-		}
-		maybe, err := c.postValues(ctx, rt, body)
+		hi := min(lo+defaultBatchSize, len(values))
+		err := c.writeBatch(ctx, rt, values[lo:hi], bodies[i])
 		if err == nil {
 			continue
 		}
-		if !maybe {
-			return &WriteError{Values: slices.Clone(values[lo:]), Err: err}
-		}
-		hi := min(lo+defaultBatchSize, len(values))
-		first := &WriteError{Values: slices.Clone(values[lo:hi]), Unknown: true, Err: err}
 		if hi == len(values) {
-			return first
+			return err
 		}
 		rest := &WriteError{
 			Values: slices.Clone(values[hi:]),
 			Err:    fmt.Errorf("thethings: not sent: request %d of %d failed before it", i+1, len(bodies)),
 		}
-		return errors.Join(first, rest)
+		return errors.Join(err, rest)
 	}
 	return nil
 }
 
-// postValues sends one write request. maybe reports that the values may
-// have been stored although err is not nil.
-func (c *Client) postValues(ctx context.Context, rt route, body []byte) (maybe bool, err error) {
-	resp, maybe, err := c.send(ctx, transport.Write, http.MethodPost, rt, body)
+// writeBatch delivers one request's values: it sends them, reads back an
+// ambiguous outcome of the values with a Datetime and sends again only what
+// is missing, within the client's RetryPolicy.
+func (c *Client) writeBatch(ctx context.Context, rt route, batch []Value, body []byte) error {
+	d := &delivery{c: c, rt: rt, orig: batch, retryWrites: c.retry.RetryWrites, body: body}
+	d.start(false)
+	p := transport.Policy{MinWait: c.retry.MinWait, MaxWait: c.retry.MaxWait}
+	var failed []error
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return d.giveUp(failed, fmt.Errorf("thethings: write: %w", err))
+		}
+		r := d.step(ctx)
+		for _, f := range r.failed {
+			failed = append(failed, f)
+		}
+		if r.done {
+			return errors.Join(failed...)
+		}
+		// The transport has already retried what certainly stored
+		// nothing; an ambiguous outcome or a failed read back is retried
+		// here, as often as the policy allows.
+		if !d.maybe || attempt >= c.retry.MaxRetries {
+			return d.giveUp(failed, r.err)
+		}
+		wait := transport.Wait(p, attempt, r.retryAfter)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
+			return d.giveUp(failed, r.err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+}
+
+// postValues sends one write request.
+func (c *Client) postValues(ctx context.Context, kind transport.Kind, rt route, body []byte) error {
+	resp, _, err := c.send(ctx, kind, http.MethodPost, rt, body)
 	if err != nil {
-		return maybe, err
+		return err
 	}
 	// Any 2xx is success: the platform's documents show two different bodies.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 	resp.Body.Close()
-	return false, nil
+	return nil
 }
 
 // batchSizeHint estimates the encoded size of values, so that a batch is

@@ -148,7 +148,7 @@ type device struct {
 // run samples until ctx ends, then closes the Writer. It returns how many
 // readings were taken and how many of them could not be written.
 func (d *device) run(ctx context.Context) (taken, notWritten int, err error) {
-	w := d.c.NewWriter(
+	w, err := d.c.NewWriter(
 		thethings.WithBatchSize(100),
 		thethings.WithFlushInterval(time.Second),
 		thethings.WithMaxBuffered(10000), // about 1 MB of readings at most
@@ -156,6 +156,9 @@ func (d *device) run(ctx context.Context) (taken, notWritten int, err error) {
 			d.out.printf("writer: %d readings not written (outcome unknown: %v): %v", len(we.Values), we.Unknown, we.Err)
 		}),
 	)
+	if err != nil {
+		return 0, 0, err
+	}
 
 	// The interval: the setting if there is one, else the flag.
 	if ms, ok := d.readInterval(ctx); ok {

@@ -45,6 +45,10 @@ const (
 	Write
 	// Once requests (activation) are retried only when they never left this process.
 	Once
+	// Verified write requests are like Write, but never re-sent blindly
+	// whatever Policy.RetryWrites says: their caller verifies an ambiguous
+	// outcome by reading back, then re-sends only what is missing.
+	Verified
 )
 
 // String names the kind for logs.
@@ -52,7 +56,7 @@ func (k Kind) String() string {
 	switch k {
 	case Idempotent:
 		return "read"
-	case Write:
+	case Write, Verified:
 		return "write"
 	default:
 		return "once"
@@ -287,6 +291,62 @@ func Decide(kind Kind, retryWrites bool, resp *http.Response, err error, sent bo
 // activation never.
 func repeatable(kind Kind, retryWrites bool) bool {
 	return kind == Idempotent || kind == Write && retryWrites
+}
+
+// Outcome is what the answer to a write says about its values.
+type Outcome int
+
+const (
+	// Stored: a 2xx answer.
+	Stored Outcome = iota
+	// NotStored: certainly not stored, for a passing reason (a dial
+	// failure or a request that never left this process, 429, 503 with
+	// Retry-After): send again after a wait.
+	NotStored
+	// Ambiguous: the values may have been stored (a connection lost or a
+	// timeout after sending, 500, 502, 503 without Retry-After, 504 and
+	// any other 5xx but 501): find out before sending again.
+	Ambiguous
+	// Permanent: refused for good (4xx but 429, 501, an unusable URL or
+	// certificate); sending again cannot help.
+	Permanent
+)
+
+// Classify says what a write's result means for its values: status is the
+// HTTP status of its answer (0 without one), retryAfter whether that answer
+// carried Retry-After, err the failure without an answer (an *Error, whose
+// MaybeSent tells whether the request may have reached the server).
+func Classify(status int, retryAfter bool, err error) Outcome {
+	if status == 0 {
+		if err == nil {
+			return Stored
+		}
+		var te *Error
+		if errors.As(err, &te) && !te.MaybeSent {
+			if permanent(te.Err) {
+				return Permanent
+			}
+			return NotStored
+		}
+		return Ambiguous
+	}
+	switch {
+	case status >= 200 && status < 300:
+		return Stored
+	case status == http.StatusTooManyRequests,
+		status == http.StatusServiceUnavailable && retryAfter:
+		return NotStored
+	case status >= 500 && status != http.StatusNotImplemented:
+		return Ambiguous
+	}
+	return Permanent
+}
+
+// Wait is how long to wait before attempt n+1 (n from 0) of something that
+// failed for a passing reason: the policy's jittered exponential backoff, at
+// least retryAfter (the server's Retry-After, 0 if none), at most MaxWait.
+func Wait(p Policy, n int, retryAfter time.Duration) time.Duration {
+	return max(Backoff(p, min(n, 30), nil), min(retryAfter, p.MaxWait))
 }
 
 func permanent(err error) bool {
