@@ -270,6 +270,11 @@ func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption)
 		if hi == len(values) {
 			return err
 		}
+		if we, ok := err.(*WriteError); ok && !we.Unknown {
+			// Not written, like every later value: one fate, one error.
+			we.Values = append(we.Values, values[hi:]...)
+			return we
+		}
 		rest := &WriteError{
 			Values: slices.Clone(values[hi:]),
 			Err:    fmt.Errorf("thethings: not sent: request %d of %d failed before it", i+1, len(bodies)),
@@ -296,7 +301,7 @@ func (c *Client) writeBatch(ctx context.Context, rt route, batch []Value, body [
 			failed = append(failed, f)
 		}
 		if r.done {
-			return errors.Join(failed...)
+			return joinErrors(failed)
 		}
 		// The transport has already retried what certainly stored
 		// nothing; an ambiguous outcome or a failed read back is retried
@@ -315,6 +320,14 @@ func (c *Client) writeBatch(ctx context.Context, rt route, batch []Value, body [
 			t.Stop()
 		}
 	}
+}
+
+// joinErrors is errors.Join, but one error is returned as it is.
+func joinErrors(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
 }
 
 // postValues sends one write request.

@@ -552,8 +552,9 @@ func (w *Writer) Close(ctx context.Context) error {
 			}
 		} else {
 			if d := w.cur; d != nil && d.maybe {
-				vals := d.unresolved()
-				errs = append(errs, &WriteError{Values: vals, Unknown: true, Err: fmt.Errorf("thethings: writer closed while a request was in flight: %w", cause)})
+				if vals := d.unresolved(); len(vals) > 0 {
+					errs = append(errs, &WriteError{Values: vals, Unknown: true, Err: fmt.Errorf("thethings: writer closed while a request was in flight: %w", cause)})
+				}
 				w.buf.drop(len(d.orig))
 			}
 			if w.buf.n > 0 {
@@ -661,9 +662,6 @@ func (w *Writer) deliver(d *delivery) bool {
 	defer wait.Stop()
 	for attempt := 0; ; attempt++ {
 		r := d.step(w.ctx)
-		if w.ctx.Err() != nil {
-			return false
-		}
 		var ackErr error
 		if r.done && w.sp != nil {
 			ackErr = w.sp.ack(len(d.orig), w.cfg.batchSize)
@@ -711,6 +709,9 @@ func (w *Writer) deliver(d *delivery) bool {
 		}
 		if r.done {
 			return true
+		}
+		if w.ctx.Err() != nil {
+			return false
 		}
 		wait.Reset(transport.Wait(w.p, attempt, r.retryAfter))
 		select {
@@ -785,7 +786,7 @@ func (d *delivery) giveUp(failed []error, cause error) error {
 	if vals := d.unresolved(); len(vals) > 0 {
 		failed = append(failed, &WriteError{Values: vals, Unknown: d.verify, Err: cause})
 	}
-	return errors.Join(failed...)
+	return joinErrors(failed)
 }
 
 // pick returns the values of orig at idx.

@@ -286,7 +286,7 @@ func TestWriterReportsPermanentAndUnknown(t *testing.T) {
 	})
 	var mu sync.Mutex
 	var handled []*thethings.WriteError
-	w := mustWriter(t, c, thethings.WithBatchSize(2), thethings.WithFlushInterval(0),
+	w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithBatchSize(2), thethings.WithFlushInterval(0),
 		thethings.WithErrorHandler(func(we *thethings.WriteError) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -323,7 +323,7 @@ func TestWriterCloseReturnsUnflushedErrors(t *testing.T) {
 	t.Parallel()
 	c, mt := mockClient(t)
 	mt.RegisterResponder(http.MethodPost, writeURL, httpmock.NewStringResponder(404, `{"status":"error","message":"Thing token doesn't exist"}`))
-	w := mustWriter(t, c)
+	w := mustWriter(t, c, thethings.WithServerTimestamps())
 	vals := intValues("n", 0, 150)
 	require.NoError(t, w.Add(context.Background(), vals...))
 	err := w.Close(context.Background())
@@ -419,7 +419,7 @@ func TestWriterCopiesGeo(t *testing.T) {
 	c, mt := mockClient(t)
 	var rec recorded
 	mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{}`))
-	w := mustWriter(t, c)
+	w := mustWriter(t, c, thethings.WithServerTimestamps())
 	g := thethings.Geo{Lat: 1, Long: 2}
 	ctx := context.Background()
 	require.NoError(t, w.Add(ctx, thethings.Value{Key: "a", Value: 1, Geo: &g}))
@@ -475,7 +475,7 @@ func TestWriterCloseCancelledListsUnsent(t *testing.T) {
 			<-release
 			return httpmock.NewStringResponse(201, `{}`), nil
 		})
-		w := mustWriter(t, c, thethings.WithBatchSize(2))
+		w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithBatchSize(2))
 		vals := intValues("n", 0, 5)
 		require.NoError(t, w.Add(context.Background(), vals...))
 		synctest.Wait() // the first batch is in flight
@@ -495,7 +495,7 @@ func TestWriterCloseCancelledListsUnsent(t *testing.T) {
 func TestWriterCloseCancelledInFlightIsUnknown(t *testing.T) {
 	t.Parallel()
 	srv, c := startWriteEmulator(t, emulator.WithFaults(emulator.Faults{Latency: time.Minute}))
-	w := mustWriter(t, c, thethings.WithBatchSize(2))
+	w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithBatchSize(2))
 	vals := intValues("n", 0, 5)
 	require.NoError(t, w.Add(context.Background(), vals...))
 	for srv.Requests("write") == 0 {
@@ -542,7 +542,7 @@ func TestWriterLeavesNoGoroutine(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	c, mt := mockClient(t)
 	mt.RegisterResponder(http.MethodPost, writeURL, httpmock.NewStringResponder(201, `{}`))
-	w := mustWriter(t, c, thethings.WithFlushInterval(time.Millisecond))
+	w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithFlushInterval(time.Millisecond))
 	require.NoError(t, w.Add(context.Background(), intValues("n", 0, 250)...))
 	require.NoError(t, w.Close(context.Background()))
 	goleak.VerifyNone(t, before)
@@ -554,7 +554,7 @@ func TestWriterLeavesNoGoroutine(t *testing.T) {
 		<-release
 		return httpmock.NewStringResponse(201, `{}`), nil
 	})
-	w = mustWriter(t, c)
+	w = mustWriter(t, c, thethings.WithServerTimestamps())
 	require.NoError(t, w.Add(context.Background(), intValues("n", 0, 250)...))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -683,7 +683,7 @@ func TestWriterDropsAreReported(t *testing.T) {
 			srv, c := startWriteEmulator(t, emulator.WithFaults(emulator.Faults{DropEvery: 5, DropStores: stores, Every503: 13, RetryAfter: time.Millisecond}))
 			var mu sync.Mutex
 			var handled []thethings.Value
-			w := mustWriter(t, c, thethings.WithErrorHandler(func(we *thethings.WriteError) {
+			w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithErrorHandler(func(we *thethings.WriteError) {
 				mu.Lock()
 				defer mu.Unlock()
 				assert.True(t, we.Unknown)
@@ -772,7 +772,7 @@ func TestWriterEmulator(t *testing.T) {
 	srv, c := startWriteEmulator(t)
 	var mu sync.Mutex
 	var handled []*thethings.WriteError
-	w := mustWriter(t, c, thethings.WithBatchSize(2), thethings.WithFlushInterval(0),
+	w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithBatchSize(2), thethings.WithFlushInterval(0),
 		thethings.WithWriteOptions(thethings.WithBroadcast(false)),
 		thethings.WithErrorHandler(func(we *thethings.WriteError) {
 			mu.Lock()
