@@ -86,7 +86,7 @@ type spool struct {
 	syncMu  sync.Mutex
 	ackSeq  uint64
 	ackGen  uint64
-	batch   int // batch size recorded with the last acknowledgement
+	batch   int    // batch size recorded with the last acknowledgement
 	rseq    uint64 // next record to read
 	rseg    int    // index in segs of the segment being read
 	roff    int64

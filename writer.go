@@ -732,7 +732,7 @@ type delivery struct {
 	orig        []Value
 	retryWrites bool
 
-	body   []byte // the encoded batch, for its first request (optional)
+	body []byte // the encoded batch, for its first request (optional)
 
 	send   []int  // indices in orig to send next
 	gone   []bool // orig[i] is resolved: stored, or reported
@@ -746,12 +746,12 @@ type delivery struct {
 
 // stepResult is what one step of a delivery did.
 type stepResult struct {
-	done       bool          // every value is resolved
-	answered   bool          // the platform answered (2xx or a refusal)
-	err        error         // the failure of this step, if any
-	retryAfter time.Duration // the platform's Retry-After, if any
-	transient  bool          // err may pass: try again after a wait
-	failed     []*WriteError // values refused for good, or of unknown fate
+	done                   bool          // every value is resolved
+	answered               bool          // the platform answered (2xx or a refusal)
+	err                    error         // the failure of this step, if any
+	retryAfter             time.Duration // the platform's Retry-After, if any
+	transient              bool          // err may pass: try again after a wait
+	failed                 []*WriteError // values refused for good, or of unknown fate
 	sent, verified, resent int
 }
 

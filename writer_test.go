@@ -128,7 +128,7 @@ func TestWriterFlushesOnInterval(t *testing.T) {
 		c, mt := mockClient(t)
 		var rec recorded
 		mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{"status":"created"}`))
-		w := mustWriter(t, c, thethings.WithFlushInterval(500 * time.Millisecond))
+		w := mustWriter(t, c, thethings.WithFlushInterval(500*time.Millisecond))
 		defer w.Close(context.Background())
 		require.NoError(t, w.Add(context.Background(), intValues("n", 0, 3)...))
 		time.Sleep(499 * time.Millisecond)
