@@ -1,6 +1,7 @@
-package emulator
+package thethingstest
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 )
@@ -62,6 +63,27 @@ type Faults struct {
 	// CoalesceFrames buffers stream frames and flushes them together, every
 	// 50ms or every 16 frames, instead of one chunk per frame.
 	CoalesceFrames bool
+}
+
+// Validate reports the first invalid field: a negative count or duration.
+func (f Faults) Validate() error {
+	for _, c := range []struct {
+		name string
+		v    int64
+	}{
+		{"Latency", int64(f.Latency)},
+		{"Every503", int64(f.Every503)},
+		{"Every429", int64(f.Every429)},
+		{"RetryAfter", int64(f.RetryAfter)},
+		{"DropBeforeBodyEvery", int64(f.DropBeforeBodyEvery)},
+		{"DropEvery", int64(f.DropEvery)},
+		{"StreamCutAfter", int64(f.StreamCutAfter)},
+	} {
+		if c.v < 0 {
+			return fmt.Errorf("thethingstest: Faults.%s is negative", c.name)
+		}
+	}
+	return nil
 }
 
 const (

@@ -1,4 +1,4 @@
-package emulator
+package thethingstest
 
 import (
 	"bytes"
@@ -126,7 +126,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 
 // dispatch counts a non-stream request on route, applies the request
 // faults and calls h when method matches (405 otherwise).
-func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, route, method string, h http.HandlerFunc) {
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, route Route, method string, h http.HandlerFunc) {
 	if r.Method != method {
 		s.answerOther(w, r, http.StatusMethodNotAllowed, method)
 		return
