@@ -104,10 +104,12 @@
 // # Faults
 //
 // Faults (WithFaults, Server.SetFaults) make the emulator misbehave in
-// repeatable ways: fixed latency, every Nth request answered 503 or 429 with
-// Retry-After, every Nth write dropped without answer (stored or not),
-// streams cut after a delay, keep-alives stopped, frames split into single
-// bytes or coalesced into one chunk. See Faults for the counting order.
+// repeatable ways: fixed latency, every Nth request answered 503 or 429
+// (with or without Retry-After), every Nth write dropped without answer
+// (stored or not) or stored then answered 500, 502, 503 or 504 as by a
+// proxy, streams cut after a delay, keep-alives stopped, frames split into
+// single bytes or coalesced into one chunk. See Faults for the counting
+// order.
 //
 // # Ground truth
 //

@@ -2,6 +2,7 @@ package thethingstest
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Bodies shown verbatim by the platform's documentation.
@@ -173,7 +175,9 @@ func (s *Server) requestFaults(w http.ResponseWriter, r *http.Request) bool {
 	if status == 0 {
 		return false
 	}
-	w.Header().Set("Retry-After", strconv.Itoa(f.retryAfterSeconds()))
+	if !f.NoRetryAfter {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(cmp.Or(f.RetryAfter, time.Second))))
+	}
 	writeError(w, status, http.StatusText(status))
 	return true
 }

@@ -447,7 +447,10 @@ func (s *Server) Duplicates() int { return int(s.dups.Load()) }
 // OpenSubscriptions returns the number of subscription streams currently open.
 func (s *Server) OpenSubscriptions() int { return int(s.openSubs.Load()) }
 
-// SetFaults replaces the fault injection settings; safe at any time.
+// SetFaults replaces the fault injection settings; safe at any time, from
+// any goroutine, also while requests are served. Fields that Validate
+// refuses do what is nearest: a negative count or duration is off, an
+// unknown StoreThenFailStatus is 502.
 func (s *Server) SetFaults(f Faults) {
 	s.faultsMu.Lock()
 	s.faults = f
