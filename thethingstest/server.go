@@ -32,6 +32,7 @@ type config struct {
 	maxBody          int64
 	defaultKeepAlive time.Duration
 	faults           Faults
+	control          bool
 }
 
 // ActivationCode is an activation code the emulator accepts once on
