@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -186,5 +187,47 @@ func TestStreamFrameIsOneChunkInOneRead(t *testing.T) {
 			frameWrite = writes[1]
 		}
 		assert.Equal(t, frame, parseChunk(t, frameWrite))
+	}
+}
+
+// BenchmarkReadPageLoopback reads a 1000-value page over loopback, sent in
+// one write (Start) and as net/http writes it (Handler mounted on an
+// httptest server): the cost of the one write.
+func BenchmarkReadPageLoopback(b *testing.B) {
+	s := mustNew(b, WithThingTokens("tok"))
+	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	recs := make([]Record, 1000)
+	for i := range recs {
+		recs[i] = Record{Value: json.RawMessage(strconv.Itoa(i)), Datetime: base.Add(time.Duration(i) * time.Second)}
+	}
+	require.NoError(b, s.Seed("tok", "k", recs...))
+	require.NoError(b, s.Start())
+	defer s.Close()
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	for _, bc := range []struct{ name, url string }{
+		{"one-write", s.URL()},
+		{"net-http", ts.URL + "/v2/"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Transport: tr}
+			u := bc.url + "things/tok/resources/k?limit=1000"
+			buf := new(bytes.Buffer)
+			b.ReportAllocs()
+			for b.Loop() {
+				resp, err := c.Get(u)
+				if err != nil {
+					b.Fatal(err)
+				}
+				buf.Reset()
+				_, err = buf.ReadFrom(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != 200 || buf.Len() < 50_000 {
+					b.Fatal(err, resp.Status, buf.Len())
+				}
+			}
+		})
 	}
 }
