@@ -448,15 +448,13 @@ func (s *spool) newSegment() error {
 	return nil
 }
 
-// encodeRecords encodes values as spool records, stamping those without a
-// Datetime with now.
-func encodeRecords(values []Value, now time.Time) ([]byte, error) {
+// encodeRecords encodes values as spool records, with the Datetimes in
+// stamps.
+func encodeRecords(values []Value, stamps []time.Time) ([]byte, error) {
 	b := make([]byte, 0, batchSizeHint(values)+len(values)*recHeader)
 	for i := range values {
 		v := values[i]
-		if v.Datetime.IsZero() {
-			v.Datetime = now
-		}
+		v.Datetime = stamps[i]
 		at := len(b)
 		b = append(b, make([]byte, recHeader)...)
 		var err error

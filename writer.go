@@ -214,6 +214,9 @@ type Writer struct {
 	closed   bool // closeErr is set
 	stats    WriterStats
 	cur      *delivery // the batch being delivered, if any
+
+	stampMu sync.Mutex
+	last    map[string]stamp // per key, the last millisecond stamped
 }
 
 // NewWriter returns a batching writer for this client's thing. It starts
@@ -300,12 +303,12 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 	if err != nil {
 		return &WriteError{Values: slices.Clone(values), Err: err}
 	}
-	var now time.Time
+	var stamps []time.Time
 	if !w.cfg.serverTime {
-		now = time.Now().UTC().Truncate(time.Millisecond)
+		stamps = w.stamps(values)
 	}
 	if w.sp != nil {
-		return w.addSpooled(ctx, values, now)
+		return w.addSpooled(ctx, values, stamps)
 	}
 	for {
 		w.mu.Lock()
@@ -314,7 +317,7 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 			return ErrWriterClosed
 		}
 		if w.buf.n+len(values) <= w.cfg.maxBuffered {
-			w.buf.push(values, geos, now)
+			w.buf.push(values, geos, stamps)
 			w.taken += int64(len(values))
 			full := w.buf.n >= w.cfg.batchSize
 			w.mu.Unlock()
@@ -334,8 +337,8 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 }
 
 // addSpooled appends values to the spool and waits until they are durable.
-func (w *Writer) addSpooled(ctx context.Context, values []Value, now time.Time) error {
-	recs, err := encodeRecords(values, now)
+func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.Time) error {
+	recs, err := encodeRecords(values, stamps)
 	if err != nil {
 		return &WriteError{Values: slices.Clone(values), Err: err}
 	}
@@ -380,6 +383,50 @@ func (w *Writer) addSpooled(ctx context.Context, values []Value, now time.Time) 
 	}
 }
 
+// maxPerMilli is how many values of one key the writer stamps with the same
+// millisecond: reading back a span with more than a page of values at one
+// millisecond could not get past them.
+const maxPerMilli = 100
+
+// stamp is the last millisecond given to a key and how many values got it.
+type stamp struct {
+	ms int64
+	n  int
+}
+
+// stamps returns the Datetime of each value: its own, or the device clock
+// (UTC, milliseconds), moved to the next millisecond for a key that already
+// has maxPerMilli values at this one.
+func (w *Writer) stamps(values []Value) []time.Time {
+	now := time.Now().UnixMilli()
+	out := make([]time.Time, len(values))
+	w.stampMu.Lock()
+	defer w.stampMu.Unlock()
+	if w.last == nil {
+		w.last = map[string]stamp{}
+	}
+	for i := range values {
+		if !values[i].Datetime.IsZero() {
+			out[i] = values[i].Datetime
+			continue
+		}
+		st := w.last[values[i].Key]
+		switch {
+		case st.ms < now:
+			st = stamp{ms: now}
+		case st.n >= maxPerMilli:
+			st = stamp{ms: st.ms + 1}
+		}
+		st.n++
+		w.last[values[i].Key] = st
+		out[i] = time.UnixMilli(st.ms).UTC()
+	}
+	if len(w.last) > 10000 {
+		clear(w.last) // many keys: forget, at worst a page more to read back
+	}
+	return out
+}
+
 // validateValues checks values as Write does and returns copies of their
 // positions, in order, for the writer to own.
 func validateValues(values []Value) ([]Geo, error) {
@@ -406,9 +453,9 @@ type ring struct {
 }
 
 // push appends values, pointing their Geo at the copies in geos (one per
-// non-nil Geo, in order) and stamping those without a Datetime with now
-// unless it is zero.
-func (r *ring) push(values []Value, geos []Geo, now time.Time) {
+// non-nil Geo, in order) and giving those without a Datetime theirs from
+// stamps, if not nil.
+func (r *ring) push(values []Value, geos []Geo, stamps []time.Time) {
 	if r.n+len(values) > len(r.buf) {
 		grown := make([]Value, max(2*len(r.buf), r.n+len(values), 64))
 		r.copyTo(grown, r.n)
@@ -420,8 +467,8 @@ func (r *ring) push(values []Value, geos []Geo, now time.Time) {
 			v.Geo = &geos[0]
 			geos = geos[1:]
 		}
-		if v.Datetime.IsZero() {
-			v.Datetime = now
+		if v.Datetime.IsZero() && stamps != nil {
+			v.Datetime = stamps[i]
 		}
 		r.buf[(r.head+r.n)%len(r.buf)] = v
 		r.n++
@@ -810,7 +857,7 @@ func (d *delivery) step(ctx context.Context) (r stepResult) {
 	if d.verify {
 		missing, err := d.c.missing(ctx, d.orig, d.gone)
 		if err != nil {
-			if transport.Classify(statusOf(err), false, err) == transport.Permanent && !errors.Is(err, ErrResourceNotFound) {
+			if errors.Is(err, ErrPaginationStalled) || transport.Classify(transport.Idempotent, statusOf(err), false, err) == transport.Permanent && !errors.Is(err, ErrResourceNotFound) {
 				// The thing is gone or the token refused: nothing can be
 				// stored any more.
 				r.done, r.answered, r.err = true, true, err
@@ -883,7 +930,7 @@ func (d *delivery) step(ctx context.Context) (r stepResult) {
 	resend := d.tries > 0
 	d.tries++
 	err := d.c.postValues(ctx, kind, d.rt, body)
-	oc := transport.Classify(statusOf(err), retryAfterOf(err) > 0, err)
+	oc := transport.Classify(kind, statusOf(err), retryAfterOf(err) > 0, err)
 	r.err = err
 	r.retryAfter = retryAfterOf(err)
 	r.answered = statusOf(err) != 0

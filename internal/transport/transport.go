@@ -46,8 +46,10 @@ const (
 	// Once requests (activation) are retried only when they never left this process.
 	Once
 	// Verified write requests are like Write, but never re-sent blindly
-	// whatever Policy.RetryWrites says: their caller verifies an ambiguous
-	// outcome by reading back, then re-sends only what is missing.
+	// whatever Policy.RetryWrites says, nor after a 503 with Retry-After
+	// (a proxy may answer so after the platform stored): their caller
+	// verifies an ambiguous outcome by reading back, then re-sends only
+	// what is missing.
 	Verified
 )
 
@@ -276,7 +278,7 @@ func Decide(kind Kind, retryWrites bool, resp *http.Response, err error, sent bo
 	switch {
 	case code == http.StatusTooManyRequests:
 		return kind != Once, false
-	case code == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+	case code == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "" && kind != Verified:
 		return kind != Once, false
 	case code == http.StatusNotImplemented:
 		return false, false
@@ -315,8 +317,10 @@ const (
 // Classify says what a write's result means for its values: status is the
 // HTTP status of its answer (0 without one), retryAfter whether that answer
 // carried Retry-After, err the failure without an answer (an *Error, whose
-// MaybeSent tells whether the request may have reached the server).
-func Classify(status int, retryAfter bool, err error) Outcome {
+// MaybeSent tells whether the request may have reached the server). For a
+// Verified write only a failed dial and 429 are NotStored: a 503 with
+// Retry-After may come from a proxy after the platform stored.
+func Classify(kind Kind, status int, retryAfter bool, err error) Outcome {
 	if status == 0 {
 		if err == nil {
 			return Stored
@@ -334,7 +338,7 @@ func Classify(status int, retryAfter bool, err error) Outcome {
 	case status >= 200 && status < 300:
 		return Stored
 	case status == http.StatusTooManyRequests,
-		status == http.StatusServiceUnavailable && retryAfter:
+		status == http.StatusServiceUnavailable && retryAfter && kind != Verified:
 		return NotStored
 	case status >= 500 && status != http.StatusNotImplemented:
 		return Ambiguous
