@@ -335,5 +335,3 @@ func datedValues(key string, from, n int, at time.Time) []thethings.Value {
 	}
 	return vals
 }
-
-
