@@ -220,7 +220,7 @@ func TestWriterRetriesRefusedBatches(t *testing.T) {
 					return ok(r)
 				})
 				var handled []*thethings.WriteError
-				w := mustWriter(t, c, thethings.WithBatchSize(3), thethings.WithFlushInterval(0),
+				w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithBatchSize(3), thethings.WithFlushInterval(0),
 					thethings.WithErrorHandler(func(we *thethings.WriteError) { handled = append(handled, we) }))
 				ctx := context.Background()
 				start := time.Now()
