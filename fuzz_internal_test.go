@@ -359,7 +359,7 @@ func readWithCursor(t *testing.T, cur string) {
 	t.Helper()
 	ct := &cursorTransport{}
 	c, err := NewClient(fuzzToken, WithBaseURL("http://127.0.0.1:1/v2/"),
-		WithHTTPClient(&http.Client{Transport: ct}), WithRetry(RetryPolicy{}))
+		WithHTTPClient(&http.Client{Transport: ct}), WithRetry(NoRetries))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,7 +498,7 @@ func TestReadOptionsOutOfRangeInstants(t *testing.T) {
 		{End: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)},
 	} {
 		ct := &cursorTransport{}
-		c, err := NewClient(fuzzToken, WithHTTPClient(&http.Client{Transport: ct}), WithRetry(RetryPolicy{}))
+		c, err := NewClient(fuzzToken, WithHTTPClient(&http.Client{Transport: ct}), WithRetry(NoRetries))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"iter"
 	"math"
@@ -31,8 +30,8 @@ const maxPageBody = 256 << 20
 // ReadOptions select what Read and Values return. A nil *ReadOptions reads
 // from the newest value with the defaults.
 type ReadOptions struct {
-	// Limit is the page size, 1..1000. Zero means the platform's default
-	// of 1 for Read and 1000 for Values.
+	// Limit is the page size, 1..1000. Zero means 1000, for Read and
+	// Values alike.
 	Limit int
 	// Start and End bound the window [Start, End): Start is inclusive, End
 	// exclusive, whatever the server does with its endDate parameter. A
@@ -57,7 +56,7 @@ type Page struct {
 	// when the value was written with one. Value.Value holds the JSON as
 	// encoding/json decodes it with UseNumber: json.Number for numbers (no
 	// precision lost), string, bool, nil for null, map[string]any and
-	// []any for objects and arrays. The accessors Float64, Int64, String
+	// []any for objects and arrays. The accessors Float64, Int64, Text
 	// and Decode convert it, accepting numbers stored as strings.
 	Values []Value
 	// Next resumes the read after this page. It is "" when nothing older
@@ -74,7 +73,10 @@ type Page struct {
 // error matching ErrResourceNotFound. Bad keys and options are refused
 // before any I/O (ErrInvalidKey, ErrInvalidOption, ErrInvalidCursor).
 func (c *Client) Read(ctx context.Context, key string, opts *ReadOptions) (*Page, error) {
-	p, err := c.newPager(key, opts, 1)
+	if err := checkContext(ctx); err != nil {
+		return nil, err
+	}
+	p, err := c.newPager(key, opts, maxPage)
 	if err != nil {
 		return nil, err
 	}
@@ -110,6 +112,10 @@ func (c *Client) Read(ctx context.Context, key string, opts *ReadOptions) (*Page
 // With opts.Cursor the iteration resumes from a Page's Next.
 func (c *Client) Values(ctx context.Context, key string, opts *ReadOptions) iter.Seq2[Value, error] {
 	return func(yield func(Value, error) bool) {
+		if err := checkContext(ctx); err != nil {
+			yield(Value{}, err)
+			return
+		}
 		p, err := c.newPager(key, opts, maxPage)
 		if err != nil {
 			yield(Value{}, err)
@@ -151,7 +157,7 @@ func (c *Client) newPager(key string, opts *ReadOptions, defaultLimit int) (*pag
 		o = *opts
 	}
 	if o.Limit < 0 || o.Limit > maxPage {
-		return nil, fmt.Errorf("thethings: read limit %d outside 1..%d: %w", o.Limit, maxPage, ErrInvalidOption)
+		return nil, errorf("thethings: read limit %d outside 1..%d: %w", o.Limit, maxPage, ErrInvalidOption)
 	}
 	if o.Limit == 0 {
 		o.Limit = defaultLimit
@@ -163,12 +169,12 @@ func (c *Client) newPager(key string, opts *ReadOptions, defaultLimit int) (*pag
 	for i, t := range []time.Time{o.Start, o.End} {
 		ms := []int64{start, end}[i]
 		if y := t.UTC().Year(); !t.IsZero() && (y < 1 || y > 9999 || ms < cursor.MinMillis || ms > cursor.MaxMillis) {
-			return nil, fmt.Errorf("thethings: read window bound %s outside the years 1..9999: %w",
+			return nil, errorf("thethings: read window bound %s outside the years 1..9999: %w",
 				t.UTC().Format(time.RFC3339Nano), ErrInvalidOption)
 		}
 	}
 	if hasStart && hasEnd && end < start {
-		return nil, fmt.Errorf("thethings: read window ends (%s) before it starts (%s): %w",
+		return nil, errorf("thethings: read window ends (%s) before it starts (%s): %w",
 			o.End.UTC().Format(time.RFC3339Nano), o.Start.UTC().Format(time.RFC3339Nano), ErrInvalidOption)
 	}
 	if o.Cursor == "" {
@@ -177,13 +183,13 @@ func (c *Client) newPager(key string, opts *ReadOptions, defaultLimit int) (*pag
 	}
 	st, err := cursor.Decode(o.Cursor)
 	if err != nil {
-		return nil, fmt.Errorf("thethings: read cursor not made by this SDK, or altered: %w", ErrInvalidCursor)
+		return nil, errorf("thethings: read cursor not made by this SDK, or altered: %w", ErrInvalidCursor)
 	}
 	if st.Key != key {
-		return nil, fmt.Errorf("thethings: read cursor belongs to another key than %q: %w", key, ErrInvalidCursor)
+		return nil, errorf("thethings: read cursor belongs to another key than %q: %w", key, ErrInvalidCursor)
 	}
 	if hasStart && (!st.HasStart || st.Start != start) || hasEnd && (!st.HasEnd || st.End != end) {
-		return nil, fmt.Errorf("thethings: Start and End differ from the cursor's window: %w", ErrInvalidOption)
+		return nil, errorf("thethings: Start and End differ from the cursor's window: %w", ErrInvalidOption)
 	}
 	p.st = st
 	return p, nil
@@ -284,11 +290,11 @@ func (p *pager) next(ctx context.Context) ([]Value, error) {
 	clear(vals[len(dst):])
 	p.done = !capped && (reachedStart || len(items) < reqLimit)
 	if !p.done && len(dst) == 0 && !modeChanged {
-		return nil, fmt.Errorf("thethings: read %q: %d values or more share the datetime %s: %w",
+		return nil, errorf("thethings: read %q: %d values or more share the datetime %s: %w",
 			p.key, len(st.Seen), millisQuery(st.T), ErrPaginationStalled)
 	}
 	if len(st.Seen) > cursor.MaxSeen {
-		return nil, fmt.Errorf("thethings: read %q: more than %d values share the datetime %s: %w",
+		return nil, errorf("thethings: read %q: more than %d values share the datetime %s: %w",
 			p.key, cursor.MaxSeen, millisQuery(st.T), ErrPaginationStalled)
 	}
 	return dst, nil
@@ -304,11 +310,11 @@ func (p *pager) fetch(ctx context.Context, rt route, limit int) ([]rawItem, []Va
 	_, err = p.body.ReadFrom(io.LimitReader(resp.Body, maxPageBody))
 	resp.Body.Close()
 	if err != nil {
-		return nil, nil, fmt.Errorf("thethings: GET %s: read answer: %s", p.c.displayPath(rt), p.c.redact(err.Error()))
+		return nil, nil, errorf("thethings: GET %s: read answer: %s", p.c.displayPath(rt), p.c.redact(err.Error()))
 	}
 	items, vals, err := p.dec.decode(p.body.Bytes(), limit)
 	if err != nil {
-		return nil, nil, fmt.Errorf("thethings: GET %s: %w", p.c.displayPath(rt), err)
+		return nil, nil, errorf("thethings: GET %s: %w", p.c.displayPath(rt), err)
 	}
 	if !slices.IsSortedFunc(items, func(a, b rawItem) int { return cmpDesc(a.ms, b.ms) }) {
 		idx := make([]int, len(items))
@@ -456,10 +462,10 @@ func floatToInt(f float64, v Value) (int64, error) {
 	return int64(f), nil
 }
 
-// String returns a string value as it is, and a number or a bool in its
+// Text returns a string value as it is, and a number or a bool in its
 // JSON form ("9000", "21.5", "true"). null, objects and arrays are errors
-// matching ErrInvalidValue. (It is not a fmt.Stringer.)
-func (v Value) String() (string, error) {
+// matching ErrInvalidValue.
+func (v Value) Text() (string, error) {
 	switch x := v.Value.(type) {
 	case string:
 		return x, nil
@@ -472,7 +478,7 @@ func (v Value) String() (string, error) {
 	case float32:
 		return strconv.FormatFloat(float64(x), 'g', -1, 32), nil
 	case json.RawMessage:
-		return Value{Key: v.Key, Value: decodeAny(x)}.String()
+		return Value{Key: v.Key, Value: decodeAny(x)}.Text()
 	}
 	rv := reflect.ValueOf(v.Value)
 	switch {
@@ -500,7 +506,7 @@ func decodeInto(key string, val, dst any) error {
 	if !ok {
 		var err error
 		if raw, err = json.Marshal(val); err != nil {
-			return fmt.Errorf("thethings: decode %q: %w: %w", key, err, ErrInvalidValue)
+			return errorf("thethings: decode %q: %w: %w", key, err, ErrInvalidValue)
 		}
 	}
 	err := json.Unmarshal(raw, dst)
@@ -512,20 +518,20 @@ func decodeInto(key string, val, dst any) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("thethings: decode %q into %T: %w: %w", key, dst, err, ErrInvalidValue)
+		return errorf("thethings: decode %q into %T: %w: %w", key, dst, err, ErrInvalidValue)
 	}
 	return nil
 }
 
 func checkPointer(key string, dst any) error {
 	if rv := reflect.ValueOf(dst); rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return fmt.Errorf("thethings: decode %q into %T: need a non-nil pointer: %w", key, dst, ErrInvalidValue)
+		return errorf("thethings: decode %q into %T: need a non-nil pointer: %w", key, dst, ErrInvalidValue)
 	}
 	return nil
 }
 
 func (v Value) convError(to string) error {
-	return fmt.Errorf("thethings: value of %q (%T %v) is no %s: %w", v.Key, v.Value, v.Value, to, ErrInvalidValue)
+	return errorf("thethings: value of %q (%T %v) is no %s: %w", v.Key, v.Value, v.Value, to, ErrInvalidValue)
 }
 
 // decodeAny decodes JSON the way read values are: numbers as json.Number.
@@ -613,7 +619,7 @@ func (d *pageDecoder) decode(b []byte, hint int) ([]rawItem, []Value, error) {
 func parseAnswerTime(s string) (time.Time, error) {
 	t, err := ParseTime(s)
 	if err != nil {
-		return t, fmt.Errorf("thethings: read answer: %w", err)
+		return t, errorf("thethings: read answer: %w", err)
 	}
 	return t, nil
 }

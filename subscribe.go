@@ -147,7 +147,7 @@ func WithBackfill(keys ...string) SubscribeOption {
 		}
 		for _, k := range keys {
 			if err := wire.ValidateKey(k, false); err != nil {
-				return fmt.Errorf("thethings: backfill key: %w: %w", err, ErrInvalidOption)
+				return errorf("thethings: backfill key: %w: %w", err, ErrInvalidOption)
 			}
 			if !slices.Contains(c.backfill, k) {
 				c.backfill = append(c.backfill, k)
@@ -204,10 +204,10 @@ func newSubscribeConfig(opts []SubscribeOption) (*subscribeConfig, error) {
 // the reconnect budget is spent (the last failure is wrapped), the platform
 // refused the subscription for good (401/403: ErrUnauthorized; an unknown
 // token: ErrThingNotFound; other 4xx but 408 and 429), a frame exceeded
-// 1 MiB (ErrFrameTooLarge), an option was invalid (ErrInvalidOption), or
-// ctx ended (the error matches ctx.Err()). Breaking out of the loop, or
-// ctx ending, closes the connection at once and leaves no goroutine or
-// timer behind.
+// 1 MiB (ErrFrameTooLarge), or an option or a nil ctx was invalid
+// (ErrInvalidOption). When ctx ends, the sequence ends with no error: the
+// caller asked for it. Breaking out of the loop, or ctx ending, closes the
+// connection at once and leaves no goroutine or timer behind.
 //
 // Values of live messages carry what the platform sent, decoded like read
 // values: numbers as json.Number (exact), strings, bools, nil, and
@@ -223,6 +223,10 @@ func (c *Client) Subscribe(ctx context.Context, opts ...SubscribeOption) iter.Se
 		}
 		if cfgErr != nil {
 			yield(Message{}, cfgErr)
+			return
+		}
+		if err := checkContext(ctx); err != nil {
+			yield(Message{}, err)
 			return
 		}
 		s := newSubscriber(c, cfg, yield)
@@ -290,8 +294,7 @@ func (s *subscriber) run(ctx context.Context) {
 			return
 		}
 		if ctx.Err() != nil {
-			s.yield(Message{}, ctxError(ctx))
-			return
+			return // the caller ended it: no error
 		}
 		if established {
 			failures = 0
@@ -306,7 +309,7 @@ func (s *subscriber) run(ctx context.Context) {
 		}
 		failures++
 		if s.cfg.maxAttempts >= 0 && failures > s.cfg.maxAttempts {
-			s.yield(Message{}, fmt.Errorf("thethings: subscription gave up after %d reconnect attempts: %w", failures-1, err))
+			s.yield(Message{}, errorf("thethings: subscription gave up after %d reconnect attempts: %w", failures-1, err))
 			return
 		}
 		wait := s.backoff(failures-1, err)
@@ -315,7 +318,6 @@ func (s *subscriber) run(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				s.yield(Message{}, ctxError(ctx))
 				return
 			case <-t.C:
 			}
@@ -335,13 +337,6 @@ func (s *subscriber) backoff(n int, err error) time.Duration {
 	return transport.Backoff(p, n, nil)
 }
 
-func ctxError(ctx context.Context) error {
-	err := ctx.Err()
-	if cause := context.Cause(ctx); cause != nil && cause != err {
-		return fmt.Errorf("thethings: subscription ended: %w (%w)", err, cause)
-	}
-	return fmt.Errorf("thethings: subscription ended: %w", err)
-}
 
 // permanentSubscribeError reports answers that a reconnect cannot fix.
 func permanentSubscribeError(err error) bool {
@@ -410,7 +405,7 @@ func (s *subscriber) connect(ctx context.Context) (established bool, err error) 
 		return false, s.c.apiError(resp, http.MethodGet, s.path)
 	}
 
-	idleErr := fmt.Errorf("%w: nothing received for %s", ErrIdleTimeout, s.idle)
+	idleErr := errorf("%w: nothing received for %s", ErrIdleTimeout, s.idle)
 	wd := stream.NewWatchdog(s.idle, cancel, idleErr)
 	defer wd.Stop()
 	dec := stream.NewDecoder(resp.Body, maxFrame)
@@ -475,7 +470,7 @@ func (s *subscriber) readError(connCtx context.Context, err error) error {
 	}
 	switch {
 	case errors.Is(err, stream.ErrFrameTooLarge):
-		return fmt.Errorf("thethings: GET %s: %w", s.path, ErrFrameTooLarge)
+		return errorf("thethings: GET %s: %w", s.path, ErrFrameTooLarge)
 	case err == io.EOF:
 		return s.connError("stream", errors.New("closed by the platform"))
 	case errors.Is(err, stream.ErrPartialFrame):
@@ -586,7 +581,7 @@ func (s *subscriber) backfill(ctx context.Context) {
 		for v, err := range s.c.Values(ctx, key, &ReadOptions{Start: from}) {
 			if err != nil {
 				if !errors.Is(err, ErrResourceNotFound) {
-					errs = append(errs, fmt.Errorf("thethings: backfill of %q: %w", key, err))
+					errs = append(errs, errorf("thethings: backfill of %q: %w", key, err))
 				}
 				break
 			}

@@ -116,6 +116,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/thethings-go/thethings/internal/transport"
@@ -157,7 +159,11 @@ var (
 	ErrInvalidKey = wire.ErrInvalidKey
 	// ErrInvalidValue: a value, geo position, time or argument cannot be sent.
 	ErrInvalidValue = wire.ErrInvalidValue
-	// ErrInvalidOption: an option is out of range or malformed.
+	// ErrInvalidToken: a thing token holds a space or a control character
+	// (often a newline left over from the file it was read from).
+	ErrInvalidToken = errors.New("thethings: invalid thing token")
+	// ErrInvalidOption: an option is out of range or malformed, or a nil
+	// context was passed.
 	ErrInvalidOption = errors.New("thethings: invalid option")
 	// ErrInvalidCursor: a read cursor was not made by this SDK, or was altered.
 	ErrInvalidCursor = errors.New("thethings: invalid cursor")
@@ -230,17 +236,45 @@ func isThingMessage(msg string) bool {
 	return strings.Contains(msg, "thing token") || strings.Contains(msg, "thing with")
 }
 
-// RetryPolicy bounds automatic retries. The zero value disables retries;
-// without WithRetry a client uses MaxRetries 3, MinWait 500ms, MaxWait 10s.
+// RetryPolicy bounds automatic retries. A zero field means that field's
+// default, so RetryPolicy{RetryWrites: true} is the default policy with
+// write retries; [NoRetries] turns retries off.
 type RetryPolicy struct {
-	MaxRetries  int           // retries after the first attempt, 0..100; 0 disables
+	MaxRetries  int           // retries after the first attempt, up to 100; 0 means 3, negative means none
 	MinWait     time.Duration // first wait before jitter; 0 means 500ms
 	MaxWait     time.Duration // cap for every wait and for Retry-After; 0 means 10s
 	RetryWrites bool          // also retry writes whose outcome is unknown (may duplicate values)
 }
 
-func defaultRetryPolicy() RetryPolicy {
-	return RetryPolicy{MaxRetries: defaultMaxRetries, MinWait: defaultMinWait, MaxWait: defaultMaxWait}
+// NoRetries is the policy of a client that sends every request once.
+var NoRetries = RetryPolicy{MaxRetries: -1}
+
+// withDefaults fills the zero fields of p and checks the others.
+func (p RetryPolicy) withDefaults() (RetryPolicy, error) {
+	switch {
+	case p.MaxRetries == 0:
+		p.MaxRetries = defaultMaxRetries
+	case p.MaxRetries < 0:
+		p.MaxRetries = 0
+	case p.MaxRetries > 100:
+		return p, optionError("MaxRetries %d above 100", p.MaxRetries)
+	}
+	if p.MinWait < 0 || p.MaxWait < 0 {
+		return p, optionError("negative retry wait")
+	}
+	if p.MinWait == 0 {
+		p.MinWait = defaultMinWait
+		if p.MaxWait > 0 {
+			p.MinWait = min(defaultMinWait, p.MaxWait)
+		}
+	}
+	if p.MaxWait == 0 {
+		p.MaxWait = max(defaultMaxWait, p.MinWait)
+	}
+	if p.MaxWait < p.MinWait {
+		return p, optionError("MaxWait %s below MinWait %s", p.MaxWait, p.MinWait)
+	}
+	return p, nil
 }
 
 // Option configures a Client. An invalid option makes NewClient or Activate
@@ -256,8 +290,11 @@ type config struct {
 	logger    *slog.Logger
 }
 
+// errorf is fmt.Errorf with the prefix "thethings: " once (see wire.Errorf).
+func errorf(format string, args ...any) error { return wire.Errorf(format, args...) }
+
 func optionError(format string, args ...any) error {
-	return fmt.Errorf("thethings: %s: %w", fmt.Sprintf(format, args...), ErrInvalidOption)
+	return errorf("thethings: %s: %w", fmt.Sprintf(format, args...), ErrInvalidOption)
 }
 
 // WithBaseURL sets the API's base URL, "https://api.thethings.io/v2/" by
@@ -327,23 +364,9 @@ func WithStreamHTTPClient(hc *http.Client) Option {
 // WithRetry sets the retry policy. See RetryPolicy for the defaults.
 func WithRetry(p RetryPolicy) Option {
 	return func(c *config) error {
-		if p.MaxRetries < 0 || p.MaxRetries > 100 {
-			return optionError("MaxRetries %d out of range 0..100", p.MaxRetries)
-		}
-		if p.MinWait < 0 || p.MaxWait < 0 {
-			return optionError("negative retry wait")
-		}
-		if p.MinWait == 0 {
-			p.MinWait = defaultMinWait
-			if p.MaxWait > 0 {
-				p.MinWait = min(defaultMinWait, p.MaxWait)
-			}
-		}
-		if p.MaxWait == 0 {
-			p.MaxWait = max(defaultMaxWait, p.MinWait)
-		}
-		if p.MaxWait < p.MinWait {
-			return optionError("MaxWait %s below MinWait %s", p.MaxWait, p.MinWait)
+		p, err := p.withDefaults()
+		if err != nil {
+			return err
 		}
 		c.retry = p
 		return nil
@@ -386,10 +409,11 @@ type Client struct {
 }
 
 // NewClient returns a client for the thing with the given token. It does no
-// I/O. An empty token is ErrNoToken.
+// I/O. An empty token is ErrNoToken; a token holding a space or a control
+// character (a trailing newline from a file) is ErrInvalidToken.
 func NewClient(thingToken string, opts ...Option) (*Client, error) {
-	if thingToken == "" {
-		return nil, ErrNoToken
+	if err := checkToken(thingToken); err != nil {
+		return nil, err
 	}
 	cfg, err := newConfig(opts)
 	if err != nil {
@@ -398,8 +422,32 @@ func NewClient(thingToken string, opts ...Option) (*Client, error) {
 	return newClient(thingToken, "", cfg), nil
 }
 
+// checkToken refuses an empty token, and one that holds a space or a
+// control character. The error does not show the token.
+func checkToken(token string) error {
+	if token == "" {
+		return ErrNoToken
+	}
+	for _, r := range token {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError {
+			return errorf("thethings: thing token holds a space, a control character or invalid UTF-8 at rune %d (%q): %w",
+				utf8.RuneCountInString(token[:strings.IndexRune(token, r)]), r, ErrInvalidToken)
+		}
+	}
+	return nil
+}
+
+// checkContext refuses a nil context, which would panic later.
+func checkContext(ctx context.Context) error {
+	if ctx == nil {
+		return optionError("nil context.Context (use context.Background())")
+	}
+	return nil
+}
+
 func newConfig(opts []Option) (*config, error) {
-	cfg := &config{retry: defaultRetryPolicy()}
+	cfg := &config{}
+	cfg.retry, _ = RetryPolicy{}.withDefaults()
 	for _, o := range opts {
 		if o == nil {
 			return nil, optionError("nil option")
@@ -504,8 +552,11 @@ func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
 // platform: if the answer is lost, the error matches ErrOutcomeUnknown and
 // the thing may have been activated (its token can be read in the panel).
 func Activate(ctx context.Context, activationCode, productID string, opts ...Option) (*Client, error) {
+	if err := checkContext(ctx); err != nil {
+		return nil, err
+	}
 	if strings.TrimSpace(activationCode) == "" {
-		return nil, fmt.Errorf("thethings: empty activation code: %w", ErrInvalidValue)
+		return nil, errorf("thethings: empty activation code: %w", ErrInvalidValue)
 	}
 	cfg, err := newConfig(opts)
 	if err != nil {
@@ -517,7 +568,7 @@ func Activate(ctx context.Context, activationCode, productID string, opts ...Opt
 		ProductID      string `json:"productId,omitempty"`
 	}{activationCode, productID})
 	if err != nil {
-		return nil, fmt.Errorf("thethings: encode activation: %w", err)
+		return nil, errorf("thethings: encode activation: %w", err)
 	}
 	var out struct {
 		Status     string `json:"status"`
@@ -530,7 +581,10 @@ func Activate(ctx context.Context, activationCode, productID string, opts ...Opt
 		return nil, err
 	}
 	if out.ThingToken == "" {
-		return nil, fmt.Errorf("thethings: activation answered %q without a thing token: %w", out.Status, ErrOutcomeUnknown)
+		return nil, errorf("thethings: activation answered %q without a thing token: %w", out.Status, ErrOutcomeUnknown)
+	}
+	if err := checkToken(out.ThingToken); err != nil {
+		return nil, errorf("thethings: activation answered an unusable thing token: %w", err)
 	}
 	return newClient(out.ThingToken, out.ThingID, cfg), nil
 }
@@ -555,7 +609,7 @@ func parseServerDate(raw json.RawMessage) (time.Time, error) {
 	if len(raw) > 0 && raw[0] == '"' {
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return time.Time{}, fmt.Errorf("thethings: server date: %w", err)
+			return time.Time{}, errorf("thethings: server date: %w", err)
 		}
 		return ParseTime(s)
 	}
@@ -563,7 +617,7 @@ func parseServerDate(raw json.RawMessage) (time.Time, error) {
 		whole := int64(sec)
 		return time.Unix(whole, int64((sec-float64(whole))*1e9)).UTC().Truncate(time.Millisecond), nil
 	}
-	return time.Time{}, fmt.Errorf("thethings: server date %q not understood: %w", raw, ErrInvalidValue)
+	return time.Time{}, errorf("thethings: server date %q not understood: %w", raw, ErrInvalidValue)
 }
 
 // route is a request target relative to the base URL, with the same target
@@ -607,6 +661,9 @@ func (c *Client) displayPath(rt route) string {
 // without an answer are *transport.Error. maybe reports whether the request
 // may have been processed though the call failed.
 func (c *Client) send(ctx context.Context, kind transport.Kind, method string, rt route, body []byte) (resp *http.Response, maybe bool, err error) {
+	if err := checkContext(ctx); err != nil {
+		return nil, false, err
+	}
 	h := http.Header{"Accept": {"application/json"}, "User-Agent": {c.userAgent}}
 	if body != nil {
 		h.Set("Content-Type", "application/json")
@@ -623,7 +680,7 @@ func (c *Client) send(ctx context.Context, kind transport.Kind, method string, r
 	if err != nil {
 		var te *transport.Error
 		if errors.As(err, &te) && te.MaybeSent && kind != transport.Idempotent {
-			return nil, true, fmt.Errorf("%w: %w", err, ErrOutcomeUnknown)
+			return nil, true, errorf("%w: %w", err, ErrOutcomeUnknown)
 		}
 		return nil, res.MaybeProcessed, err
 	}
@@ -652,7 +709,7 @@ func (c *Client) call(ctx context.Context, kind transport.Kind, method string, r
 		return false, nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return false, fmt.Errorf("thethings: %s %s: decode answer: %s", method, c.displayPath(rt), c.redact(err.Error()))
+		return false, errorf("thethings: %s %s: decode answer: %s", method, c.displayPath(rt), c.redact(err.Error()))
 	}
 	return false, nil
 }

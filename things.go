@@ -56,8 +56,8 @@ const (
 // [ErrOutcomeUnknown] with errors.Is.
 //
 // A split write whose requests end differently returns one WriteError per
-// fate joined with errors.Join: errors.As finds the first, and walking the
-// join (an interface{ Unwrap() []error }) finds all.
+// fate joined with errors.Join: errors.As finds the first, and
+// [FailedValues] collects the values of all.
 type WriteError struct {
 	Values  []Value // the values not written, or whose fate is unknown
 	Unknown bool    // true when the platform may have stored them
@@ -87,6 +87,33 @@ func countValues(n int) string {
 // Unwrap returns the cause.
 func (e *WriteError) Unwrap() error { return e.Err }
 
+// FailedValues collects the values of every [*WriteError] in err, walking
+// errors joined with errors.Join and wrapped ones: notWritten were certainly
+// not stored and may be written again; unknown may have been stored. Both
+// are nil when err holds no WriteError.
+func FailedValues(err error) (notWritten, unknown []Value) {
+	var walk func(error)
+	walk = func(err error) {
+		switch x := err.(type) {
+		case nil:
+		case *WriteError:
+			if x.Unknown {
+				unknown = append(unknown, x.Values...)
+			} else {
+				notWritten = append(notWritten, x.Values...)
+			}
+		case interface{ Unwrap() []error }:
+			for _, e := range x.Unwrap() {
+				walk(e)
+			}
+		case interface{ Unwrap() error }:
+			walk(x.Unwrap())
+		}
+	}
+	walk(err)
+	return notWritten, unknown
+}
+
 // Is reports whether target is ErrOutcomeUnknown and the values' fate is
 // unknown.
 func (e *WriteError) Is(target error) bool {
@@ -95,7 +122,10 @@ func (e *WriteError) Is(target error) bool {
 
 // WriteOption configures one write, or every write of a [Writer] through
 // [WithWriteOptions].
-type WriteOption func(*writeConfig)
+//
+// Like every option type of the package, it returns an error for an
+// invalid setting, which the call it is passed to returns.
+type WriteOption func(*writeConfig) error
 
 type writeConfig struct {
 	noStore     bool
@@ -105,13 +135,19 @@ type writeConfig struct {
 // WithStore(false) sends the values to the thing's subscribers without
 // storing them (?store=false). Values are stored by default.
 func WithStore(store bool) WriteOption {
-	return func(c *writeConfig) { c.noStore = !store }
+	return func(c *writeConfig) error {
+		c.noStore = !store
+		return nil
+	}
 }
 
 // WithBroadcast(false) stores the values without pushing them to the thing's
 // subscribers (?broadcast=false). Values are broadcast by default.
 func WithBroadcast(broadcast bool) WriteOption {
-	return func(c *writeConfig) { c.noBroadcast = !broadcast }
+	return func(c *writeConfig) error {
+		c.noBroadcast = !broadcast
+		return nil
+	}
 }
 
 func newWriteConfig(opts []WriteOption) (writeConfig, error) {
@@ -120,7 +156,9 @@ func newWriteConfig(opts []WriteOption) (writeConfig, error) {
 		if o == nil {
 			return wc, optionError("nil write option")
 		}
-		o(&wc)
+		if err := o(&wc); err != nil {
+			return wc, err
+		}
 	}
 	if wc.noStore && wc.noBroadcast {
 		return wc, optionError("WithStore(false) and WithBroadcast(false) together would drop the values")
@@ -167,6 +205,9 @@ func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption)
 	if len(values) == 0 {
 		return nil
 	}
+	if err := checkContext(ctx); err != nil {
+		return &WriteError{Values: slices.Clone(values), Err: err}
+	}
 	wc, err := newWriteConfig(opts)
 	if err != nil {
 		return &WriteError{Values: slices.Clone(values), Err: err}
@@ -184,7 +225,7 @@ func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption)
 	for i, body := range bodies {
 		lo := i * defaultBatchSize
 		if err := ctx.Err(); err != nil {
-			return &WriteError{Values: slices.Clone(values[lo:]), Err: fmt.Errorf("thethings: write: %w", err)}
+			return &WriteError{Values: slices.Clone(values[lo:]), Err: errorf("thethings: write: %w", err)}
 		}
 		maybe, err := c.postValues(ctx, rt, body)
 		if err == nil {
@@ -200,7 +241,7 @@ func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption)
 		}
 		rest := &WriteError{
 			Values: slices.Clone(values[hi:]),
-			Err:    fmt.Errorf("thethings: not sent: request %d of %d failed before it", i+1, len(bodies)),
+			Err:    errorf("thethings: not sent: request %d of %d failed before it", i+1, len(bodies)),
 		}
 		return errors.Join(first, rest)
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"strconv"
 	"time"
@@ -321,7 +320,7 @@ func (d *Decoder) item(b []byte, i int) (int, error) {
 		}
 	}
 	if d.Lenient && seen&hasTime == 0 {
-		return i, fmt.Errorf("thethings: read answer item without datetime: %w", ErrSyntax)
+		return i, Errorf("thethings: read answer item without datetime: %w", ErrSyntax)
 	}
 	if l.geo >= 0 {
 		l.geo = int32(len(d.geos))
@@ -407,7 +406,7 @@ func (d *Decoder) value(b []byte, i, end int, it *Item, l *lit) error {
 		dec.UseNumber()
 		var x any
 		if err := dec.Decode(&x); err != nil {
-			return d.failed(fmt.Errorf("thethings: read answer value: %w: %w", err, ErrSyntax))
+			return d.failed(Errorf("thethings: read answer value: %w: %w", err, ErrSyntax))
 		}
 		it.Value = x
 	}
@@ -480,7 +479,7 @@ func parseGeo(b []byte, strict bool) (Geo, error) {
 			}
 			f, err := strconv.ParseFloat(string(b[i:end]), 64)
 			if err != nil {
-				return g, fmt.Errorf("thethings: read answer geo %s: %w", name, ErrSyntax)
+				return g, Errorf("thethings: read answer geo %s: %w", name, ErrSyntax)
 			}
 			if isLat {
 				g.Lat, hasLat = f, true
@@ -503,7 +502,7 @@ func parseGeo(b []byte, strict bool) (Geo, error) {
 		}
 	}
 	if !hasLat || !hasLong {
-		return g, fmt.Errorf("thethings: read answer geo without lat and long: %w", ErrSyntax)
+		return g, Errorf("thethings: read answer geo without lat and long: %w", ErrSyntax)
 	}
 	return g, nil
 }
