@@ -337,7 +337,6 @@ func (s *subscriber) backoff(n int, err error) time.Duration {
 	return transport.Backoff(p, n, nil)
 }
 
-
 // permanentSubscribeError reports answers that a reconnect cannot fix.
 func permanentSubscribeError(err error) bool {
 	if errors.Is(err, ErrFrameTooLarge) {
