@@ -178,3 +178,9 @@ func decodeNumbers(raw []byte, dst any) error {
 	d.UseNumber()
 	return d.Decode(dst)
 }
+
+// Magic resource keys.
+const (
+	keyGeo      = wire.KeyGeo
+	keySettings = wire.KeySettings
+)

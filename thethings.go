@@ -104,7 +104,6 @@
 package thethings
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -113,7 +112,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -121,7 +119,6 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/thethings-go/thethings/internal/transport"
-	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // DefaultBaseURL is the platform's device API.
@@ -138,103 +135,6 @@ const (
 	maxErrorBody      = 64 << 10
 	redacted          = "***"
 )
-
-// Sentinel errors. Match them with errors.Is; an [*APIError] carries the details.
-var (
-	// ErrNoToken: an empty thing token was given.
-	ErrNoToken = errors.New("thethings: no thing token")
-	// ErrUnauthorized: the platform refused the credentials (HTTP 401, or 403 not caused by rate limiting).
-	ErrUnauthorized = errors.New("thethings: unauthorized")
-	// ErrNotFound: something named in the request does not exist (HTTP 404).
-	ErrNotFound = errors.New("thethings: not found")
-	// ErrThingNotFound: the thing token is unknown to the platform. It also matches ErrNotFound.
-	ErrThingNotFound = errors.New("thethings: thing not found")
-	// ErrResourceNotFound: the key was never written. It also matches ErrNotFound.
-	ErrResourceNotFound = errors.New("thethings: resource not found")
-	// ErrActivationCodeNotFound: the activation code is unknown, used, or not for that product.
-	ErrActivationCodeNotFound = errors.New("thethings: activation code not found")
-	// ErrRateLimited: the platform asked to slow down (HTTP 429); see APIError.RetryAfter.
-	ErrRateLimited = errors.New("thethings: rate limited")
-	// ErrInvalidKey: a resource key breaks the platform's key rules.
-	ErrInvalidKey = wire.ErrInvalidKey
-	// ErrInvalidValue: a value, geo position, time or argument cannot be sent.
-	ErrInvalidValue = wire.ErrInvalidValue
-	// ErrInvalidToken: a thing token holds a space or a control character
-	// (often a newline left over from the file it was read from).
-	ErrInvalidToken = errors.New("thethings: invalid thing token")
-	// ErrInvalidOption: an option is out of range or malformed, or a nil
-	// context was passed.
-	ErrInvalidOption = errors.New("thethings: invalid option")
-	// ErrInvalidCursor: a read cursor was not made by this SDK, or was altered.
-	ErrInvalidCursor = errors.New("thethings: invalid cursor")
-	// ErrOutcomeUnknown: the request may or may not have been processed (the
-	// connection failed after it was sent, or the platform answered 5xx).
-	ErrOutcomeUnknown = errors.New("thethings: outcome unknown")
-	// ErrWriterClosed: a value was added to a closed [Writer].
-	ErrWriterClosed = errors.New("thethings: writer closed")
-	// ErrIdleTimeout: a subscription received nothing, not even a keep-alive, for too long.
-	ErrIdleTimeout = errors.New("thethings: subscription idle timeout")
-	// ErrPaginationStalled: the platform's answers make no progress (more
-	// values share one timestamp than a page can hold).
-	ErrPaginationStalled = errors.New("thethings: pagination stalled")
-	// ErrFrameTooLarge: a subscription frame was larger than 1 MiB. The
-	// subscription ends with it rather than hold unbounded memory.
-	ErrFrameTooLarge = errors.New("thethings: subscription frame larger than 1 MiB")
-)
-
-// APIError is an answer of the platform other than success.
-type APIError struct {
-	StatusCode int           // HTTP status code
-	Status     string        // the platform's "status" field, usually "error"
-	Code       int           // the platform's "code" field, when present
-	Message    string        // the platform's "message", thing token redacted
-	Method     string        // HTTP method of the request
-	Path       string        // request path, thing token redacted
-	RetryAfter time.Duration // from the Retry-After header of 429 and 503 answers
-}
-
-// Error reads "thethings: METHOD PATH: STATUS: message", token redacted.
-func (e *APIError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "thethings: %s %s: %d %s", e.Method, e.Path, e.StatusCode, http.StatusText(e.StatusCode))
-	if e.Message != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Message)
-	}
-	if e.RetryAfter > 0 {
-		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
-	}
-	return b.String()
-}
-
-// Is maps the error onto the sentinel errors: 401 → ErrUnauthorized; 404 →
-// ErrNotFound and, by the platform's message, ErrThingNotFound or
-// ErrResourceNotFound; "activation code not found" → ErrActivationCodeNotFound;
-// 429 (and 403 for rate limits) → ErrRateLimited.
-func (e *APIError) Is(target error) bool {
-	msg := strings.ToLower(e.Message)
-	rateLimited := e.StatusCode == http.StatusTooManyRequests ||
-		(e.StatusCode == http.StatusForbidden && strings.Contains(msg, "rate limit"))
-	switch target {
-	case ErrUnauthorized:
-		return e.StatusCode == http.StatusUnauthorized || (e.StatusCode == http.StatusForbidden && !rateLimited)
-	case ErrRateLimited:
-		return rateLimited
-	case ErrActivationCodeNotFound:
-		return strings.Contains(msg, "activation code not found")
-	case ErrNotFound:
-		return e.StatusCode == http.StatusNotFound || strings.Contains(msg, "activation code not found")
-	case ErrThingNotFound:
-		return e.StatusCode == http.StatusNotFound && isThingMessage(msg)
-	case ErrResourceNotFound:
-		return e.StatusCode == http.StatusNotFound && strings.Contains(msg, "resource not found")
-	}
-	return false
-}
-
-func isThingMessage(msg string) bool {
-	return strings.Contains(msg, "thing token") || strings.Contains(msg, "thing with")
-}
 
 // RetryPolicy bounds automatic retries. A zero field means that field's
 // default, so RetryPolicy{RetryWrites: true} is the default policy with
@@ -288,13 +188,6 @@ type config struct {
 	retry     RetryPolicy
 	userAgent string
 	logger    *slog.Logger
-}
-
-// errorf is fmt.Errorf with the prefix "thethings: " once (see wire.Errorf).
-func errorf(format string, args ...any) error { return wire.Errorf(format, args...) }
-
-func optionError(format string, args ...any) error {
-	return errorf("thethings: %s: %w", fmt.Sprintf(format, args...), ErrInvalidOption)
 }
 
 // WithBaseURL sets the API's base URL, "https://api.thethings.io/v2/" by
@@ -546,80 +439,6 @@ func (c *Client) GoString() string { return c.String() }
 // LogValue keeps the token out of structured logs.
 func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
-// Activate activates a thing with an activation code and returns a client
-// for its new thing token. productID may be "" when the account has one
-// product. Activation is never retried once the request may have reached the
-// platform: if the answer is lost, the error matches ErrOutcomeUnknown and
-// the thing may have been activated (its token can be read in the panel).
-func Activate(ctx context.Context, activationCode, productID string, opts ...Option) (*Client, error) {
-	if err := checkContext(ctx); err != nil {
-		return nil, err
-	}
-	if strings.TrimSpace(activationCode) == "" {
-		return nil, errorf("thethings: empty activation code: %w", ErrInvalidValue)
-	}
-	cfg, err := newConfig(opts)
-	if err != nil {
-		return nil, err
-	}
-	anon := newClient("", "", cfg)
-	body, err := json.Marshal(struct {
-		ActivationCode string `json:"activationCode"`
-		ProductID      string `json:"productId,omitempty"`
-	}{activationCode, productID})
-	if err != nil {
-		return nil, errorf("thethings: encode activation: %w", err)
-	}
-	var out struct {
-		Status     string `json:"status"`
-		Message    string `json:"message"`
-		ThingToken string `json:"thingToken"`
-		ThingID    string `json:"thingId"`
-	}
-	rt := route{path: "things/", redacted: "things/"}
-	if _, err := anon.call(ctx, transport.Once, http.MethodPost, rt, body, &out); err != nil {
-		return nil, err
-	}
-	if out.ThingToken == "" {
-		return nil, errorf("thethings: activation answered %q without a thing token: %w", out.Status, ErrOutcomeUnknown)
-	}
-	if err := checkToken(out.ThingToken); err != nil {
-		return nil, errorf("thethings: activation answered an unusable thing token: %w", err)
-	}
-	return newClient(out.ThingToken, out.ThingID, cfg), nil
-}
-
-// ServerTime returns the platform's clock (GET utils/date), so that a device
-// without a real-time clock can stamp its readings. Both answer formats of
-// the endpoint are understood.
-func (c *Client) ServerTime(ctx context.Context) (time.Time, error) {
-	q := url.Values{"thingToken": {c.token}, "format": {"UTC"}}
-	rt := route{path: "utils/date?" + q.Encode(), redacted: "utils/date?format=UTC&thingToken=" + redacted}
-	var out struct {
-		Date json.RawMessage `json:"date"`
-	}
-	if _, err := c.call(ctx, transport.Idempotent, http.MethodGet, rt, nil, &out); err != nil {
-		return time.Time{}, err
-	}
-	return parseServerDate(out.Date)
-}
-
-func parseServerDate(raw json.RawMessage) (time.Time, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) > 0 && raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return time.Time{}, errorf("thethings: server date: %w", err)
-		}
-		return ParseTime(s)
-	}
-	if sec, err := strconv.ParseFloat(string(raw), 64); err == nil && sec > 0 {
-		whole := int64(sec)
-		return time.Unix(whole, int64((sec-float64(whole))*1e9)).UTC().Truncate(time.Millisecond), nil
-	}
-	return time.Time{}, errorf("thethings: server date %q not understood: %w", raw, ErrInvalidValue)
-}
-
 // route is a request target relative to the base URL, with the same target
 // as it may be shown: thing token redacted.
 type route struct {
@@ -712,38 +531,4 @@ func (c *Client) call(ctx context.Context, kind transport.Kind, method string, r
 		return false, errorf("thethings: %s %s: decode answer: %s", method, c.displayPath(rt), c.redact(err.Error()))
 	}
 	return false, nil
-}
-
-// apiError reads the platform's error envelope (at most 64 KiB).
-func (c *Client) apiError(resp *http.Response, method, path string) *APIError {
-	e := &APIError{StatusCode: resp.StatusCode, Method: method, Path: path}
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		if d, ok := transport.RetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			e.RetryAfter = d
-		}
-	}
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	var env struct {
-		Status  string          `json:"status"`
-		Code    json.RawMessage `json:"code"`
-		Message json.RawMessage `json:"message"`
-	}
-	if json.Unmarshal(data, &env) == nil {
-		e.Status = c.redact(env.Status)
-		e.Code, _ = strconv.Atoi(strings.Trim(string(env.Code), `"`))
-		var s string
-		if json.Unmarshal(env.Message, &s) == nil {
-			e.Message = c.redact(s)
-		} else if len(env.Message) > 0 {
-			e.Message = c.redact(string(env.Message))
-		}
-	} else {
-		// Redact before cutting: a token straddling the cut would leave
-		// its first part behind.
-		e.Message = c.redact(strings.TrimSpace(string(data)))
-		if len(e.Message) > 200 {
-			e.Message = e.Message[:200] + "..."
-		}
-	}
-	return e
 }
