@@ -120,12 +120,7 @@ func optionError(format string, args ...any) error {
 
 // apiError reads the platform's error envelope (at most 64 KiB).
 func (c *Client) apiError(resp *http.Response, method, path string) *APIError {
-	e := &APIError{StatusCode: resp.StatusCode, Method: method, Path: path}
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		if d, ok := transport.RetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			e.RetryAfter = d
-		}
-	}
+	e := &APIError{StatusCode: resp.StatusCode, Method: method, Path: path, RetryAfter: transport.RetryAfterOf(resp, time.Now())}
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	var env struct {
 		Status  string          `json:"status"`

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 
 	"github.com/thethings-go/thethings/internal/transport"
@@ -166,10 +165,7 @@ func (c *Client) writeMagic(ctx context.Context, key string, v any) error {
 	if err != nil {
 		return errorf("thethings: %s value: %w: %w", key, err, ErrInvalidValue)
 	}
-	maybe, err := c.call(ctx, transport.Write, http.MethodPost, c.thingRoute(), body, nil)
-	if err != nil && maybe && !errors.Is(err, ErrOutcomeUnknown) {
-		return errorf("%w: %w", err, ErrOutcomeUnknown)
-	}
+	_, err = c.call(ctx, transport.Write, http.MethodPost, c.thingRoute(), body, nil)
 	return err
 }
 

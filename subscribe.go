@@ -326,15 +326,14 @@ func (s *subscriber) run(ctx context.Context) {
 	}
 }
 
-// backoff is the wait before reconnect attempt n+1: the Retry-After of a
-// 429 or 503 answer, else exponential with jitter; at most MaxWait.
+// backoff is the wait before reconnect attempt n+1, by the client's
+// retry rules.
 func (s *subscriber) backoff(n int, err error) time.Duration {
-	p := transport.Policy{MinWait: s.c.retry.MinWait, MaxWait: s.c.retry.MaxWait}
 	var ae *APIError
-	if errors.As(err, &ae) && ae.RetryAfter > 0 {
-		return min(ae.RetryAfter, p.MaxWait)
+	if errors.As(err, &ae) {
+		return transport.Wait(s.c.tr.Policy, n, ae.RetryAfter)
 	}
-	return transport.Backoff(p, n, nil)
+	return transport.Wait(s.c.tr.Policy, n, 0)
 }
 
 // permanentSubscribeError reports answers that a reconnect cannot fix.

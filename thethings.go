@@ -106,7 +106,6 @@ package thethings
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -398,17 +397,12 @@ func newClient(token, thingID string, cfg *config) *Client {
 	if token != "" {
 		c.redactor = strings.NewReplacer(token, redacted, url.PathEscape(token), redacted, url.QueryEscape(token), redacted)
 	}
-	c.tr = &transport.Transport{
-		HTTP: cfg.http,
-		Policy: transport.Policy{
-			MaxRetries:  cfg.retry.MaxRetries,
-			MinWait:     cfg.retry.MinWait,
-			MaxWait:     cfg.retry.MaxWait,
-			RetryWrites: cfg.retry.RetryWrites,
-		},
-		Logger: cfg.logger,
-		Redact: c.redact,
-	}
+	c.tr = transport.New(cfg.http, transport.Policy{
+		MaxRetries:  cfg.retry.MaxRetries,
+		MinWait:     cfg.retry.MinWait,
+		MaxWait:     cfg.retry.MaxWait,
+		RetryWrites: cfg.retry.RetryWrites,
+	}, cfg.logger, c.redact)
 	return c
 }
 
@@ -497,29 +491,24 @@ func (c *Client) send(ctx context.Context, kind transport.Kind, method string, r
 	}
 	resp, res, err := c.tr.Do(ctx, req)
 	if err != nil {
-		var te *transport.Error
-		if errors.As(err, &te) && te.MaybeSent && kind != transport.Idempotent {
-			return nil, true, errorf("%w: %w", err, ErrOutcomeUnknown)
-		}
 		return nil, res.MaybeProcessed, err
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return resp, false, nil
 	}
 	defer resp.Body.Close()
-	apiErr := c.apiError(resp, method, req.Path)
-	maybe = res.MaybeProcessed
-	if kind != transport.Idempotent && resp.StatusCode >= 500 && resp.StatusCode != http.StatusNotImplemented &&
-		(resp.StatusCode != http.StatusServiceUnavailable || apiErr.RetryAfter == 0) {
-		maybe = true
-	}
-	return nil, maybe, apiErr
+	return nil, res.MaybeProcessed, c.apiError(resp, method, req.Path)
 }
 
 // call is send followed by decoding a JSON answer into out (when non-nil).
+// A failed request that is not idempotent and may have been processed
+// matches ErrOutcomeUnknown.
 func (c *Client) call(ctx context.Context, kind transport.Kind, method string, rt route, body []byte, out any) (maybe bool, err error) {
 	resp, maybe, err := c.send(ctx, kind, method, rt, body)
 	if err != nil {
+		if maybe && kind != transport.Idempotent {
+			err = errorf("%w: %w", err, ErrOutcomeUnknown)
+		}
 		return maybe, err
 	}
 	defer resp.Body.Close()

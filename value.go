@@ -19,7 +19,8 @@ type Geo struct {
 // Value is one reading of a resource (key). Written values may carry any
 // JSON value: numbers, strings, bools, maps, slices, structs, or a
 // json.RawMessage passed through as it is. Read values carry what the
-// platform returned (see the accessors in resources.go).
+// platform returned, which the accessors Float64, Int64, Text and Decode
+// convert.
 type Value struct {
 	Key      string
 	Value    any
