@@ -22,6 +22,7 @@ import (
 
 	"github.com/thethings-go/thethings/internal/emulator"
 	"github.com/thethings-go/thethings/internal/stream"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // subscribeBenchFrames are data frames as the emulator sends them, shared
@@ -78,7 +79,7 @@ func BenchmarkSubscribeFrames(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				items, err := stream.DecodeItems(f)
+				items, err := wire.DecodeFrame(f)
 				if err != nil {
 					b.Fatal(err)
 				}

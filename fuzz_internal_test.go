@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings/internal/cursor"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // fuzzToken is the thing token of the fuzzed clients. It must never show in
@@ -59,7 +60,7 @@ func FuzzPageDecoder(f *testing.F) {
 			if !strings.HasPrefix(err.Error(), "thethings: ") {
 				t.Fatalf("error without the package prefix: %v", err)
 			}
-			if !errors.Is(err, errSyntax) && !errors.Is(err, ErrInvalidValue) {
+			if !errors.Is(err, wire.ErrSyntax) && !errors.Is(err, ErrInvalidValue) {
 				t.Fatalf("error is neither a syntax nor a value error: %v", err)
 			}
 		} else {

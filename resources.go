@@ -399,9 +399,6 @@ type pageDecoder struct {
 	vals  []Value
 }
 
-// errSyntax is wrapped by the errors about malformed read answers.
-var errSyntax = wire.ErrSyntax
-
 // answerDecoders hold the scratch buffers of decoding read answers, which
 // a page's values do not need once they are built.
 var answerDecoders = sync.Pool{New: func() any {

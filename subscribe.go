@@ -443,7 +443,7 @@ func (s *subscriber) connect(ctx context.Context) (established bool, err error) 
 			}
 			continue // other objects carry nothing for us
 		}
-		items, err := stream.DecodeItems(frame)
+		items, err := wire.DecodeFrame(frame)
 		if err != nil {
 			return true, &connError{msg: "thethings: GET " + s.path + ": " + s.c.redact(err.Error()), err: err}
 		}
@@ -526,7 +526,7 @@ func (s *subscriber) statusFrame(frame []byte, httpStatus int) error {
 
 // live turns a data frame into a Message, dropping values that a backfill
 // delivered already.
-func (s *subscriber) live(items []stream.Item, now time.Time) Message {
+func (s *subscriber) live(items []wire.Item, now time.Time) Message {
 	values := make([]Value, 0, len(items))
 	for i := range items {
 		v := itemValue(&items[i])
@@ -546,7 +546,7 @@ func (s *subscriber) live(items []stream.Item, now time.Time) Message {
 	return Message{Values: values}
 }
 
-func itemValue(it *stream.Item) Value {
+func itemValue(it *wire.Item) Value {
 	v := Value{Key: it.Key, Value: it.Value, Datetime: it.Time}
 	if v.Datetime.IsZero() && it.RawTime != "" {
 		if t, err := ParseTime(it.RawTime); err == nil {

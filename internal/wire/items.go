@@ -52,6 +52,9 @@ type Decoder struct {
 	// decoded, and every item must have a datetime string. Errors wrap
 	// ErrSyntax.
 	Lenient bool
+	// OptionalTime, with Lenient, accepts items without a datetime or
+	// with a null one, as subscription frames carry.
+	OptionalTime bool
 	// ParseTime, if set, parses a datetime string that is not in the
 	// platform's own form; its error fails the call.
 	ParseTime func(string) (time.Time, error)
@@ -319,7 +322,7 @@ func (d *Decoder) item(b []byte, i int) (int, error) {
 			return i, d.fail(b, i)
 		}
 	}
-	if d.Lenient && seen&hasTime == 0 {
+	if d.Lenient && !d.OptionalTime && seen&hasTime == 0 {
 		return i, Errorf("thethings: read answer item without datetime: %w", ErrSyntax)
 	}
 	if l.geo >= 0 {
@@ -415,7 +418,7 @@ func (d *Decoder) value(b []byte, i, end int, it *Item, l *lit) error {
 
 // datetime decodes the datetime at b[i:end].
 func (d *Decoder) datetime(b []byte, i, end int, it *Item) error {
-	if b[i] == 'n' && !d.Lenient {
+	if b[i] == 'n' && (!d.Lenient || d.OptionalTime) {
 		it.Time, it.RawTime = time.Time{}, ""
 		return nil
 	}
