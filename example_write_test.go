@@ -11,26 +11,6 @@ import (
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
-// exampleToken is the thing the examples' emulator knows.
-const exampleToken = "example-thing-token"
-
-// startExampleEmulator starts a local emulator of the platform that knows
-// one thing token, and returns a client for that thing.
-func startExampleEmulator(opts ...thethingstest.Option) (*thethingstest.Server, *thethings.Client) {
-	srv, err := thethingstest.New(append([]thethingstest.Option{thethingstest.WithThingTokens(exampleToken)}, opts...)...)
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		log.Fatal(err)
-	}
-	c, err := thethings.NewClient(exampleToken, thethings.WithBaseURL(srv.URL()))
-	if err != nil {
-		log.Fatal(err)
-	}
-	return srv, c
-}
-
 // Readings taken offline, with their own timestamps and positions, are
 // written in one request. They need not be sorted.
 func ExampleClient_Write() {

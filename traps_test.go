@@ -61,7 +61,7 @@ func TestRetryPolicyZeroFieldsAreDefaults(t *testing.T) {
 
 func TestReadDefaultsToFullPages(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	seedNumbers(t, srv, "n", 1500)
 	page, err := c.Read(context.Background(), "n", nil)
 	require.NoError(t, err)
