@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/thethings-go/thethings/internal/transport"
 	"github.com/thethings-go/thethings/internal/wire"
@@ -61,7 +62,7 @@ func parseGeoJSON(raw json.RawMessage) (Geo, error) {
 // have reached the platform without an answer, the error matches
 // ErrOutcomeUnknown.
 func (c *Client) SetLocation(ctx context.Context, g Geo) error {
-	if err := wire.Geo(g).Validate(); err != nil {
+	if err := g.validate(); err != nil {
 		return err
 	}
 	type point struct {
@@ -151,20 +152,11 @@ func (c *Client) readMagic(ctx context.Context, key string) (json.RawMessage, er
 
 // writeMagic sends one magic resource in a request of its own.
 func (c *Client) writeMagic(ctx context.Context, key string, v any) error {
-	value, err := json.Marshal(v)
+	body, err := wire.AppendItem([]byte(`{"values":[`), key, v, nil, time.Time{})
 	if err != nil {
-		return errorf("thethings: %s value: %w: %w", key, err, ErrInvalidValue)
+		return errorf("thethings: %s: %w", key, err)
 	}
-	type item struct {
-		Key   string          `json:"key"`
-		Value json.RawMessage `json:"value"`
-	}
-	body, err := json.Marshal(struct {
-		Values []item `json:"values"`
-	}{[]item{{key, value}}})
-	if err != nil {
-		return errorf("thethings: %s value: %w: %w", key, err, ErrInvalidValue)
-	}
+	body = append(body, "]}"...)
 	_, err = c.call(ctx, transport.Write, http.MethodPost, c.thingRoute(), body, nil)
 	return err
 }
