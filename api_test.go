@@ -146,3 +146,29 @@ func TestOneLetterApart(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorsHaveOnePrefix: the package builds its errors with errorf,
+// which keeps one "thethings: " however many errors are wrapped; a
+// fmt.Errorf would repeat the prefix of the errors it wraps.
+func TestErrorsHaveOnePrefix(t *testing.T) {
+	t.Parallel()
+	dir, err := os.ReadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fi := range dir {
+		name := fi.Name()
+		if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(src), "\n") {
+			if strings.Contains(line, "fmt.Errorf(") {
+				t.Errorf("%s:%d: fmt.Errorf: use errorf", name, i+1)
+			}
+		}
+	}
+}
