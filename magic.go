@@ -136,18 +136,24 @@ func (c *Client) SetSetting(ctx context.Context, path string, v any) error {
 
 // readMagic returns the value of the first item of a magic resource's read.
 func (c *Client) readMagic(ctx context.Context, key string) (json.RawMessage, error) {
-	var items []struct {
-		Key   string          `json:"key"`
-		Value json.RawMessage `json:"value"`
-	}
+	var answer json.RawMessage
 	rt := c.thingRoute("resources", key)
-	if _, err := c.call(ctx, transport.Idempotent, http.MethodGet, rt, nil, &items); err != nil {
+	if _, err := c.call(ctx, transport.Idempotent, http.MethodGet, rt, nil, &answer); err != nil {
 		return nil, err
 	}
-	if len(items) == 0 || len(items[0].Value) == 0 {
+	items, err := wire.DecodeFrame(answer)
+	if err != nil {
+		return nil, errorf("thethings: GET %s: %w", c.displayPath(rt), err)
+	}
+	if len(items) == 0 || items[0].Value == nil {
 		return nil, errorf("thethings: GET %s: empty answer: %w", c.displayPath(rt), ErrResourceNotFound)
 	}
-	return items[0].Value, nil
+	// The value goes on as JSON to the GeoJSON parser or the caller's type.
+	raw, err := json.Marshal(items[0].Value)
+	if err != nil {
+		return nil, errorf("thethings: GET %s: %w", c.displayPath(rt), err)
+	}
+	return raw, nil
 }
 
 // writeMagic sends one magic resource in a request of its own.
