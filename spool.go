@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // ErrSpoolLocked is returned by [Client.NewWriter] when another Writer,
@@ -96,7 +98,7 @@ type spool struct {
 }
 
 func spoolError(name, format string, args ...any) error {
-	return fmt.Errorf("thethings: spool file %s: %s: %w", name, fmt.Sprintf(format, args...), ErrSpoolCorrupt)
+	return errorf("thethings: spool file %s: %s: %w", name, fmt.Sprintf(format, args...), ErrSpoolCorrupt)
 }
 
 // openSpool opens (creating if need be) the spool in dir, locks it, checks
@@ -104,16 +106,16 @@ func spoolError(name, format string, args ...any) error {
 // segment.
 func openSpool(dir string, limit int64) (_ *spool, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("thethings: spool: %w", err)
+		return nil, errorf("thethings: spool: %w", err)
 	}
 	s := &spool{dir: dir, limit: limit, segMax: min(maxSegment, max(limit/8, 64<<10)), room: make(chan struct{})}
 	s.lock, err = os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("thethings: spool: %w", err)
+		return nil, errorf("thethings: spool: %w", err)
 	}
 	if err := lockFile(s.lock); err != nil {
 		s.lock.Close()
-		return nil, fmt.Errorf("thethings: spool %s: %w", dir, err)
+		return nil, errorf("thethings: spool %s: %w", dir, err)
 	}
 	defer func() {
 		if err != nil {
@@ -122,7 +124,7 @@ func openSpool(dir string, limit int64) (_ *spool, err error) {
 	}()
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("thethings: spool: %w", err)
+		return nil, errorf("thethings: spool: %w", err)
 	}
 	for _, e := range entries {
 		name := e.Name()
@@ -176,10 +178,10 @@ func openSpool(dir string, limit int64) (_ *spool, err error) {
 	} else {
 		last := s.segs[len(s.segs)-1]
 		if last.f, err = os.OpenFile(last.name, os.O_RDWR, 0); err != nil {
-			return nil, fmt.Errorf("thethings: spool: %w", err)
+			return nil, errorf("thethings: spool: %w", err)
 		}
 		if s.wsize, err = last.f.Seek(0, io.SeekEnd); err != nil {
-			return nil, fmt.Errorf("thethings: spool: %w", err)
+			return nil, errorf("thethings: spool: %w", err)
 		}
 	}
 	// Position the reader on the first value not acknowledged and count
@@ -205,13 +207,13 @@ func (s *spool) readAck() error {
 	name := filepath.Join(s.dir, ackName)
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return fmt.Errorf("thethings: spool: %w", err)
+		return errorf("thethings: spool: %w", err)
 	}
 	s.ackf = f
 	buf := make([]byte, 2*ackSlot+1)
 	n, err := io.ReadFull(f, buf)
 	if err != nil && err != io.ErrUnexpectedEOF && err != io.EOF {
-		return fmt.Errorf("thethings: spool: %w", err)
+		return errorf("thethings: spool: %w", err)
 	}
 	if n == 0 {
 		return s.writeAck(0, 0) // a new spool
@@ -254,13 +256,13 @@ func (s *spool) writeAck(seq uint64, batch int) error {
 		var both [2 * ackSlot]byte
 		copy(both[ackSlot:], slot[:])
 		if _, err := s.ackf.WriteAt(both[:], 0); err != nil {
-			return fmt.Errorf("thethings: spool: %w", err)
+			return errorf("thethings: spool: %w", err)
 		}
 	} else if _, err := s.ackf.WriteAt(slot[:], int64(gen%2)*ackSlot); err != nil {
-		return fmt.Errorf("thethings: spool: %w", err)
+		return errorf("thethings: spool: %w", err)
 	}
 	if err := s.ackf.Sync(); err != nil {
-		return fmt.Errorf("thethings: spool: %w", err)
+		return errorf("thethings: spool: %w", err)
 	}
 	s.ackGen, s.ackSeq, s.batch = gen, seq, batch
 	if gen == 1 {
@@ -274,12 +276,12 @@ func (s *spool) writeAck(seq uint64, batch int) error {
 func (s *spool) scan(sg *segment, last bool) error {
 	f, err := os.OpenFile(sg.name, os.O_RDWR, 0)
 	if err != nil {
-		return fmt.Errorf("thethings: spool: %w", err)
+		return errorf("thethings: spool: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("thethings: spool: %w", err)
+		return errorf("thethings: spool: %w", err)
 	}
 	size := st.Size()
 	r := bufio.NewReaderSize(f, 64<<10)
@@ -305,7 +307,7 @@ func (s *spool) scan(sg *segment, last bool) error {
 			return torn("cut short")
 		}
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return fmt.Errorf("thethings: spool: %w", err)
+			return errorf("thethings: spool: %w", err)
 		}
 		n := int64(binary.LittleEndian.Uint32(hdr[0:4]))
 		if crc32.Checksum(hdr[:8], castagnoli) != binary.LittleEndian.Uint32(hdr[8:12]) {
@@ -323,7 +325,7 @@ func (s *spool) scan(sg *segment, last bool) error {
 		}
 		payload = slices.Grow(payload[:0], int(n))[:n]
 		if _, err := io.ReadFull(r, payload); err != nil {
-			return fmt.Errorf("thethings: spool: %w", err)
+			return errorf("thethings: spool: %w", err)
 		}
 		if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(hdr[4:8]) {
 			if off+recHeader+n == size {
@@ -355,10 +357,10 @@ func allZero(r io.Reader) bool {
 
 func truncate(f *os.File, name string, off int64) error {
 	if err := f.Truncate(off); err != nil {
-		return fmt.Errorf("thethings: spool file %s: %w", name, err)
+		return errorf("thethings: spool file %s: %w", name, err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("thethings: spool file %s: %w", name, err)
+		return errorf("thethings: spool file %s: %w", name, err)
 	}
 	return nil
 }
@@ -374,13 +376,13 @@ func (s *spool) seekRead() error {
 		}
 		f, err := os.Open(sg.name)
 		if err != nil {
-			return fmt.Errorf("thethings: spool: %w", err)
+			return errorf("thethings: spool: %w", err)
 		}
 		r := bufio.NewReaderSize(f, 64<<10)
 		off := int64(len(segMagic))
 		if _, err := r.Discard(len(segMagic)); err != nil {
 			f.Close()
-			return fmt.Errorf("thethings: spool file %s: %w", sg.name, err)
+			return errorf("thethings: spool file %s: %w", sg.name, err)
 		}
 		var hdr [recHeader]byte
 		for seq := sg.first; seq < sg.first+sg.count; seq++ {
@@ -389,12 +391,12 @@ func (s *spool) seekRead() error {
 			}
 			if _, err := io.ReadFull(r, hdr[:]); err != nil {
 				f.Close()
-				return fmt.Errorf("thethings: spool file %s: %w", sg.name, err)
+				return errorf("thethings: spool file %s: %w", sg.name, err)
 			}
 			n := int64(binary.LittleEndian.Uint32(hdr[0:4]))
 			if _, err := r.Discard(int(n)); err != nil {
 				f.Close()
-				return fmt.Errorf("thethings: spool file %s: %w", sg.name, err)
+				return errorf("thethings: spool file %s: %w", sg.name, err)
 			}
 			off += recHeader + n
 			if seq >= s.ackSeq {
@@ -429,15 +431,15 @@ func (s *spool) newSegment() error {
 	name := filepath.Join(s.dir, fmt.Sprintf("%020d%s", s.wseq, segSuffix))
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("thethings: spool: %w", err)
+		return errorf("thethings: spool: %w", err)
 	}
 	if _, err := f.Write([]byte(segMagic)); err != nil {
 		f.Close()
-		return fmt.Errorf("thethings: spool: %w", err)
+		return errorf("thethings: spool: %w", err)
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fmt.Errorf("thethings: spool: %w", err)
+		return errorf("thethings: spool: %w", err)
 	}
 	if err := syncDir(s.dir); err != nil {
 		f.Close()
@@ -451,19 +453,19 @@ func (s *spool) newSegment() error {
 // encodeRecords encodes values as spool records, with the Datetimes in
 // stamps.
 func encodeRecords(values []Value, stamps []time.Time) ([]byte, error) {
-	b := make([]byte, 0, batchSizeHint(values)+len(values)*recHeader)
+	b := make([]byte, 0, len(values)*(recHeader+80))
 	for i := range values {
 		v := values[i]
 		v.Datetime = stamps[i]
 		at := len(b)
 		b = append(b, make([]byte, recHeader)...)
 		var err error
-		if b, err = appendItem(b, &v); err != nil {
-			return nil, &valueError{index: i, key: v.Key, err: err}
+		if b, err = wire.AppendCheckedItem(b, v.Key, v.Value, (*wire.Geo)(v.Geo), v.Datetime); err != nil {
+			return nil, &wire.ItemError{Index: i, Key: v.Key, Err: err}
 		}
 		p := b[at+recHeader:]
 		if len(p) > maxRecord {
-			return nil, &valueError{index: i, key: v.Key, err: fmt.Errorf("thethings: value of %d bytes too large for the spool: %w", len(p), ErrInvalidValue)}
+			return nil, &wire.ItemError{Index: i, Key: v.Key, Err: errorf("thethings: value of %d bytes too large for the spool: %w", len(p), ErrInvalidValue)}
 		}
 		h := b[at : at+recHeader]
 		binary.LittleEndian.PutUint32(h[0:4], uint32(len(p)))
@@ -489,7 +491,7 @@ func (s *spool) write(recs []byte, n int) (ticket int64, room <-chan struct{}, e
 		// Make the full segment durable, then start the next one.
 		last := s.segs[len(s.segs)-1]
 		if err := last.f.Sync(); err != nil {
-			s.err = fmt.Errorf("thethings: spool: %w", err)
+			s.err = errorf("thethings: spool: %w", err)
 			return 0, nil, s.err
 		}
 		s.synced, s.durSeq = s.written, s.wseq
@@ -500,7 +502,7 @@ func (s *spool) write(recs []byte, n int) (ticket int64, room <-chan struct{}, e
 	}
 	last := s.segs[len(s.segs)-1]
 	if _, err := last.f.Write(recs); err != nil {
-		s.err = fmt.Errorf("thethings: spool: %w", err)
+		s.err = errorf("thethings: spool: %w", err)
 		return 0, nil, s.err
 	}
 	s.wsize += int64(len(recs))
@@ -528,7 +530,7 @@ func (s *spool) sync(ticket int64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
-		s.err = fmt.Errorf("thethings: spool: %w", err)
+		s.err = errorf("thethings: spool: %w", err)
 		return s.err
 	}
 	if target > s.synced {
@@ -563,11 +565,11 @@ func (s *spool) next(k int) ([]Value, error) {
 		if s.rf == nil {
 			f, err := os.Open(sg.name)
 			if err != nil {
-				return nil, fmt.Errorf("thethings: spool: %w", err)
+				return nil, errorf("thethings: spool: %w", err)
 			}
 			if _, err := f.Seek(s.roff, io.SeekStart); err != nil {
 				f.Close()
-				return nil, fmt.Errorf("thethings: spool: %w", err)
+				return nil, errorf("thethings: spool: %w", err)
 			}
 			s.rf, s.rbuf = f, bufio.NewReaderSize(f, 64<<10)
 		}
@@ -650,7 +652,7 @@ func (s *spool) compact() error {
 			sg.f.Close()
 		}
 		if err := os.Remove(sg.name); err != nil {
-			return fmt.Errorf("thethings: spool: %w", err)
+			return errorf("thethings: spool: %w", err)
 		}
 	}
 	s.segs = slices.Delete(s.segs, 0, drop)
@@ -690,7 +692,7 @@ func (s *spool) close() error {
 		s.lock = nil
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("thethings: spool: %w", err)
+		return errorf("thethings: spool: %w", err)
 	}
 	return nil
 }
@@ -699,11 +701,11 @@ func (s *spool) close() error {
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("thethings: spool: %w", err)
+		return errorf("thethings: spool: %w", err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
-		return fmt.Errorf("thethings: spool: %w", err)
+		return errorf("thethings: spool: %w", err)
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings/internal/transport"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // Writer defaults.
@@ -297,7 +297,7 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 		return nil
 	}
 	if w.sp == nil && len(values) > w.cfg.maxBuffered {
-		return &WriteError{Values: slices.Clone(values), Err: fmt.Errorf("thethings: %d values cannot fit in a writer buffer of %d: %w", len(values), w.cfg.maxBuffered, ErrInvalidValue)}
+		return &WriteError{Values: slices.Clone(values), Err: errorf("thethings: %d values cannot fit in a writer buffer of %d: %w", len(values), w.cfg.maxBuffered, ErrInvalidValue)}
 	}
 	geos, err := validateValues(values)
 	if err != nil {
@@ -331,7 +331,7 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("thethings: writer buffer full, %s not taken: %w", countValues(len(values)), ctx.Err())
+			return errorf("thethings: writer buffer full, %s not taken: %w", countValues(len(values)), ctx.Err())
 		}
 	}
 }
@@ -343,7 +343,7 @@ func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.T
 		return &WriteError{Values: slices.Clone(values), Err: err}
 	}
 	if int64(len(recs)) > w.sp.limit {
-		return &WriteError{Values: slices.Clone(values), Err: fmt.Errorf("thethings: %d bytes of values cannot fit in a spool of %d: %w", len(recs), w.sp.limit, ErrInvalidValue)}
+		return &WriteError{Values: slices.Clone(values), Err: errorf("thethings: %d bytes of values cannot fit in a spool of %d: %w", len(recs), w.sp.limit, ErrInvalidValue)}
 	}
 	for {
 		w.mu.Lock()
@@ -362,7 +362,7 @@ func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.T
 			case <-room:
 				continue
 			case <-ctx.Done():
-				return fmt.Errorf("thethings: writer spool full, %s not taken: %w", countValues(len(values)), ctx.Err())
+				return errorf("thethings: writer spool full, %s not taken: %w", countValues(len(values)), ctx.Err())
 			}
 		}
 		w.adding++
@@ -433,7 +433,7 @@ func validateValues(values []Value) ([]Geo, error) {
 	var geos []Geo
 	for i := range values {
 		if err := checkItem(&values[i]); err != nil {
-			return nil, &valueError{index: i, key: values[i].Key, err: err}
+			return nil, &wire.ItemError{Index: i, Key: values[i].Key, Err: err}
 		}
 		if g := values[i].Geo; g != nil {
 			if geos == nil {
@@ -535,7 +535,7 @@ func (w *Writer) Flush(ctx context.Context) error {
 			errs := w.errs
 			w.errs = nil
 			if w.resolved < target {
-				errs = append(errs, fmt.Errorf("thethings: flush: closed meanwhile, Close reports the rest: %w", ErrWriterClosed))
+				errs = append(errs, errorf("thethings: flush: closed meanwhile, Close reports the rest: %w", ErrWriterClosed))
 			}
 			w.mu.Unlock()
 			return errors.Join(errs...)
@@ -549,7 +549,7 @@ func (w *Writer) Flush(ctx context.Context) error {
 			errs := w.errs
 			w.errs = nil
 			w.mu.Unlock()
-			return errors.Join(append(errs, fmt.Errorf("thethings: flush: %w", ctx.Err()))...)
+			return errors.Join(append(errs, errorf("thethings: flush: %w", ctx.Err()))...)
 		}
 	}
 }
@@ -592,7 +592,7 @@ func (w *Writer) Close(ctx context.Context) error {
 		}
 		if w.sp != nil {
 			if left := w.sp.pending(); left > 0 {
-				errs = append(errs, fmt.Errorf("thethings: writer closed with %s left in the spool, sent by the next writer on it: %w", countValues(left), cause))
+				errs = append(errs, errorf("thethings: writer closed with %s left in the spool, sent by the next writer on it: %w", countValues(left), cause))
 			}
 			if err := w.sp.close(); err != nil {
 				errs = append(errs, err)
@@ -600,14 +600,14 @@ func (w *Writer) Close(ctx context.Context) error {
 		} else {
 			if d := w.cur; d != nil && d.maybe {
 				if vals := d.unresolved(); len(vals) > 0 {
-					errs = append(errs, &WriteError{Values: vals, Unknown: true, Err: fmt.Errorf("thethings: writer closed while a request was in flight: %w", cause)})
+					errs = append(errs, &WriteError{Values: vals, Unknown: true, Err: errorf("thethings: writer closed while a request was in flight: %w", cause)})
 				}
 				w.buf.drop(len(d.orig))
 			}
 			if w.buf.n > 0 {
 				errs = append(errs, &WriteError{
 					Values: w.buf.first(w.buf.n),
-					Err:    fmt.Errorf("thethings: writer closed before sending: %w", cause),
+					Err:    errorf("thethings: writer closed before sending: %w", cause),
 				})
 				w.buf = ring{}
 			}
@@ -1049,7 +1049,7 @@ func (c *Client) missing(ctx context.Context, batch []Value, gone []bool) ([]int
 				break // never written: nothing of it is stored
 			}
 			if err != nil {
-				return nil, fmt.Errorf("thethings: verify the values of key %q: %w", key, err)
+				return nil, errorf("thethings: verify the values of key %q: %w", key, err)
 			}
 			id, err := identOf(key, v.Datetime, v.Value)
 			if err != nil {
@@ -1077,7 +1077,7 @@ func (c *Client) missing(ctx context.Context, batch []Value, gone []bool) ([]int
 // encodeBatch encodes batch. Values that no longer encode are left out and
 // returned; body is nil when none is left.
 func encodeBatch(batch []Value) ([]byte, *badValues) {
-	body, err := appendBatch(make([]byte, 0, batchSizeHint(batch)), batch, 0)
+	body, err := appendBatch(nil, batch, 0, true)
 	if err == nil {
 		return body, nil
 	}
@@ -1090,10 +1090,11 @@ func encodeBatch(batch []Value) ([]byte, *badValues) {
 			body = append(body, ',')
 		}
 		var ierr error
-		if body, ierr = appendItem(body, &batch[i]); ierr != nil {
+		v := &batch[i]
+		if body, ierr = wire.AppendCheckedItem(body, v.Key, v.Value, (*wire.Geo)(v.Geo), v.Datetime); ierr != nil {
 			body = body[:mark]
 			if bad.err == nil {
-				bad.err = &valueError{index: i, key: batch[i].Key, err: ierr}
+				bad.err = &wire.ItemError{Index: i, Key: batch[i].Key, Err: ierr}
 			}
 			bad.idx = append(bad.idx, i)
 			continue
@@ -1126,7 +1127,7 @@ func (b *badValues) report(batch []Value) *WriteError {
 // denote, object members sorted), so that what was sent and what the
 // platform answers compare equal however either spells them.
 func identOf(key string, t time.Time, v any) (ident, error) {
-	raw, err := appendJSON(nil, v)
+	raw, err := wire.AppendValue(nil, v)
 	if err != nil {
 		return ident{}, err
 	}

@@ -67,7 +67,7 @@ func TestWriterExactlyOnceUnderAmbiguousFaults(t *testing.T) {
 	t.Parallel()
 	for name, f := range ambiguousFaults {
 		t.Run(name, func(t *testing.T) {
-			srv, c := startWriteEmulator(t, thethingstest.WithFaults(every(f, 7)))
+			srv, c := setup(t, thethingstest.WithFaults(every(f, 7)))
 			w := mustWriter(t, c, thethings.WithFlushInterval(0), thethings.WithErrorHandler(func(we *thethings.WriteError) {
 				t.Errorf("error handler called: %v", we)
 			}))
@@ -95,7 +95,7 @@ func TestWriteExactlyOnceUnderAmbiguousFaults(t *testing.T) {
 	t.Parallel()
 	for name, f := range ambiguousFaults {
 		t.Run(name, func(t *testing.T) {
-			srv, c := startWriteEmulator(t, thethingstest.WithFaults(every(f, 2)))
+			srv, c := setup(t, thethingstest.WithFaults(every(f, 2)))
 			vals := datedValues("n", 0, 300, time.Now())
 			require.NoError(t, c.Write(context.Background(), vals))
 			assertStoredOnce(t, srv, "n", 300)
@@ -109,7 +109,7 @@ func TestWriteExactlyOnceUnderAmbiguousFaults(t *testing.T) {
 // stored it is read back, found missing and sent again, once.
 func TestWriteResendsOnlyTheMissing(t *testing.T) {
 	t.Parallel()
-	srv, c := startWriteEmulator(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 2}))
+	srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 2}))
 	vals := datedValues("n", 0, 200, time.Now())
 	require.NoError(t, c.Write(context.Background(), vals))
 	assertStoredOnce(t, srv, "n", 200)
@@ -124,7 +124,7 @@ func TestVerifyCountsDuplicatesAsAMultiset(t *testing.T) {
 	t.Parallel()
 	for _, inclusive := range []bool{false, true} {
 		t.Run(fmt.Sprint("endDate inclusive ", inclusive), func(t *testing.T) {
-			srv, c := startWriteEmulator(t, thethingstest.WithEndDateInclusive(inclusive),
+			srv, c := setup(t, thethingstest.WithEndDateInclusive(inclusive),
 				thethingstest.WithFaults(thethingstest.Faults{StoreThenFailEvery: 1, StoreThenFailStatus: 502}))
 			at := time.Now().UTC().Truncate(time.Millisecond)
 			vals := []thethings.Value{
@@ -144,7 +144,7 @@ func TestVerifyCountsDuplicatesAsAMultiset(t *testing.T) {
 // nothing goes wrong.
 func TestWriteHappyPathSendsNothingElse(t *testing.T) {
 	t.Parallel()
-	srv, c := startWriteEmulator(t)
+	srv, c := setup(t)
 	w := mustWriter(t, c, thethings.WithFlushInterval(0))
 	ctx := context.Background()
 	for i := 0; i < 1000; i += 100 {
@@ -187,7 +187,7 @@ func TestWriterPermanentRefusalReachesHandler(t *testing.T) {
 // TestWriterNilContext: a nil context is an error, never a panic.
 func TestWriterNilContext(t *testing.T) {
 	t.Parallel()
-	_, c := startWriteEmulator(t)
+	_, c := setup(t)
 	w := mustWriter(t, c)
 	//lint:ignore SA1012 a nil context is what is tested
 	assert.ErrorIs(t, w.Add(nil, intValues("n", 0, 1)...), thethings.ErrInvalidOption) //nolint:staticcheck
