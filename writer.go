@@ -274,10 +274,6 @@ func (w *Writer) Stats() WriterStats {
 	return s
 }
 
-func nilContext(op string) error {
-	return optionError("%s: nil context", op)
-}
-
 // Add hands values to the writer. They are validated first, like [Client.Write]
 // does: a bad value is a [*WriteError] naming it, and nothing is taken. When
 // the buffer has no room for all of them, Add waits until it has, or until ctx
@@ -287,8 +283,8 @@ func nilContext(op string) error {
 // what they point to, but Geo, which is copied) must not be modified after
 // Add.
 func (w *Writer) Add(ctx context.Context, values ...Value) error {
-	if ctx == nil {
-		return nilContext("writer add")
+	if err := checkContext(ctx); err != nil {
+		return err
 	}
 	if len(values) == 0 {
 		if w.isClosing() {
@@ -517,8 +513,8 @@ func (w *Writer) isClosing() bool {
 // returns an error wrapping ctx's error, and those values stay buffered. After
 // Close, Flush returns [ErrWriterClosed].
 func (w *Writer) Flush(ctx context.Context) error {
-	if ctx == nil {
-		return nilContext("writer flush")
+	if err := checkContext(ctx); err != nil {
+		return err
 	}
 	w.mu.Lock()
 	if w.closing {
@@ -564,8 +560,8 @@ func (w *Writer) Flush(ctx context.Context) error {
 // Close is idempotent and safe to call from many goroutines: every call
 // waits for the same end and returns the same result.
 func (w *Writer) Close(ctx context.Context) error {
-	if ctx == nil {
-		return nilContext("writer close")
+	if err := checkContext(ctx); err != nil {
+		return err
 	}
 	w.mu.Lock()
 	if !w.closing {
