@@ -353,7 +353,10 @@ func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.T
 			return err
 		}
 		if room != nil {
+			// Full: send what waits, even a partial batch.
+			w.flushTo = max(w.flushTo, w.taken)
 			w.mu.Unlock()
+			w.wake()
 			select {
 			case <-room:
 				continue
@@ -369,10 +372,10 @@ func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.T
 		if err == nil {
 			w.taken += int64(len(values))
 		}
-		full := w.taken-w.resolved >= int64(w.cfg.batchSize)
+		wake := w.adding == 0 || w.taken-w.resolved >= int64(w.cfg.batchSize)
 		w.broadcastLocked()
 		w.mu.Unlock()
-		if full || w.adding == 0 {
+		if wake {
 			w.wake()
 		}
 		return err
@@ -698,6 +701,9 @@ func (w *Writer) next(k int, verify bool) *delivery {
 // good, waiting between attempts. It reports false when the writer was
 // aborted, leaving the values where they are.
 func (w *Writer) deliver(d *delivery) bool {
+	if len(d.orig) == 0 && d.broken == nil {
+		return true
+	}
 	w.mu.Lock()
 	w.cur = d
 	w.mu.Unlock()
