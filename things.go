@@ -99,11 +99,18 @@ func (c *Client) writeRoute(wc writeConfig) route {
 // Any other failure is a [*WriteError] too, listing exactly the values not
 // written: those of the failed request and of every later one. When the
 // failed request may have been stored (see [WriteError].Unknown), its values
-// and the later ones come as two WriteErrors joined with errors.Join. A
-// request whose outcome is unknown is not sent again unless
-// [RetryPolicy.RetryWrites] is set; requests the platform refused without
-// storing (429, 503 with Retry-After, a failed dial) are retried under the
-// client's [RetryPolicy]. Any 2xx answer is success, whatever its body.
+// and the later ones come as two WriteErrors joined with errors.Join.
+//
+// Requests the platform refused without storing (429, a failed dial, and
+// for values without a Datetime 503 with Retry-After) are retried under the
+// client's [RetryPolicy]. When a request's outcome is ambiguous (a
+// connection lost after sending, a timeout, a 5xx), its values with a
+// Datetime are not guessed at: Write reads their keys back over the
+// request's time span, counts what the platform holds, and sends again only
+// what is missing, within MaxRetries; values still in doubt then are a
+// WriteError with Unknown. Values without a Datetime cannot be verified:
+// they are reported Unknown at once, unless [RetryPolicy.RetryWrites] sends
+// them again blindly. Any 2xx answer is success, whatever its body.
 func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption) error {
 	if len(values) == 0 {
 		return nil
