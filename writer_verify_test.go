@@ -335,3 +335,38 @@ func datedValues(key string, from, n int, at time.Time) []thethings.Value {
 	}
 	return vals
 }
+
+// TestWriterMixedBatch: in one ambiguous batch, the values with a Datetime
+// are read back and found; those without one, which cannot be, are
+// reported Unknown, and nothing is sent twice.
+func TestWriterMixedBatch(t *testing.T) {
+	t.Parallel()
+	srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{StoreThenFailEvery: 1, StoreThenFailStatus: 504}))
+	var mu sync.Mutex
+	var unknown []thethings.Value
+	w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithFlushInterval(0),
+		thethings.WithErrorHandler(func(we *thethings.WriteError) {
+			mu.Lock()
+			defer mu.Unlock()
+			assert.True(t, we.Unknown)
+			unknown = append(unknown, we.Values...)
+		}))
+	vals := intValues("n", 0, 10)
+	at := time.Now()
+	for i := range vals {
+		if i%2 == 0 {
+			vals[i].Datetime = at.Add(time.Duration(i) * time.Millisecond)
+		}
+	}
+	require.NoError(t, w.Add(context.Background(), vals...))
+	err := w.Close(context.Background())
+	assert.ErrorIs(t, err, thethings.ErrOutcomeUnknown)
+	mu.Lock()
+	assert.Equal(t, []int{1, 3, 5, 7, 9}, valueInts(unknown))
+	mu.Unlock()
+	assert.Equal(t, seq(0, 10), storedInts(t, srv, "n"))
+	assert.Equal(t, 1, srv.Requests(thethingstest.RouteWrite))
+	st := w.Stats()
+	assert.Equal(t, int64(5), st.Verified)
+	assert.Equal(t, int64(5), st.Failed)
+}
