@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"github.com/thethings-go/thethings/internal/transport"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // The magic resources $geo and $settings hold a thing's current state
@@ -62,7 +63,7 @@ func parseGeoJSON(raw json.RawMessage) (Geo, error) {
 // have reached the platform without an answer, the error matches
 // ErrOutcomeUnknown.
 func (c *Client) SetLocation(ctx context.Context, g Geo) error {
-	if err := g.validate(); err != nil {
+	if err := wire.Geo(g).Validate(); err != nil {
 		return err
 	}
 	type point struct {
@@ -96,7 +97,7 @@ func (c *Client) Settings(ctx context.Context) (map[string]any, error) {
 // ErrInvalidValue, both before any I/O; a path that is not set gives an
 // error matching ErrResourceNotFound.
 func (c *Client) Setting(ctx context.Context, path string, dst any) error {
-	if err := validateSettingPath(path); err != nil {
+	if err := wire.ValidateSettingPath(path); err != nil {
 		return err
 	}
 	if err := checkPointer(keySettings+"."+path, dst); err != nil {
@@ -128,7 +129,7 @@ func (c *Client) SetSettings(ctx context.Context, s map[string]any) error {
 // any I/O. If the request may have reached the platform without an answer,
 // the error matches ErrOutcomeUnknown.
 func (c *Client) SetSetting(ctx context.Context, path string, v any) error {
-	if err := validateSettingPath(path); err != nil {
+	if err := wire.ValidateSettingPath(path); err != nil {
 		return err
 	}
 	return c.writeMagic(ctx, keySettings+"."+path, v)

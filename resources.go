@@ -143,7 +143,7 @@ type pager struct {
 }
 
 func (c *Client) newPager(key string, opts *ReadOptions, defaultLimit int) (*pager, error) {
-	if err := validateKey(key, false); err != nil {
+	if err := wire.ValidateKey(key, false); err != nil {
 		return nil, err
 	}
 	var o ReadOptions

@@ -18,6 +18,7 @@ import (
 
 	"github.com/thethings-go/thethings/internal/stream"
 	"github.com/thethings-go/thethings/internal/transport"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 const (
@@ -145,7 +146,7 @@ func WithBackfill(keys ...string) SubscribeOption {
 			return optionError("backfill without keys")
 		}
 		for _, k := range keys {
-			if err := validateKey(k, false); err != nil {
+			if err := wire.ValidateKey(k, false); err != nil {
 				return fmt.Errorf("thethings: backfill key: %w: %w", err, ErrInvalidOption)
 			}
 			if !slices.Contains(c.backfill, k) {

@@ -119,6 +119,7 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/thethings-go/thethings/internal/transport"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // DefaultBaseURL is the platform's device API.
@@ -153,9 +154,9 @@ var (
 	// ErrRateLimited: the platform asked to slow down (HTTP 429); see APIError.RetryAfter.
 	ErrRateLimited = errors.New("thethings: rate limited")
 	// ErrInvalidKey: a resource key breaks the platform's key rules.
-	ErrInvalidKey = errors.New("thethings: invalid key")
+	ErrInvalidKey = wire.ErrInvalidKey
 	// ErrInvalidValue: a value, geo position, time or argument cannot be sent.
-	ErrInvalidValue = errors.New("thethings: invalid value")
+	ErrInvalidValue = wire.ErrInvalidValue
 	// ErrInvalidOption: an option is out of range or malformed.
 	ErrInvalidOption = errors.New("thethings: invalid option")
 	// ErrInvalidCursor: a read cursor was not made by this SDK, or was altered.

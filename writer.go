@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings/internal/transport"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // Writer defaults.
@@ -218,7 +219,7 @@ func validateValues(values []Value) ([]Geo, error) {
 	var geos []Geo
 	for i := range values {
 		if err := checkItem(&values[i]); err != nil {
-			return nil, &valueError{index: i, key: values[i].Key, err: err}
+			return nil, &wire.ItemError{Index: i, Key: values[i].Key, Err: err}
 		}
 		if g := values[i].Geo; g != nil {
 			if geos == nil {
@@ -521,7 +522,7 @@ func (b *badValues) others(batch []Value) []Value {
 // encode encodes batch. Values that no longer encode are left out and
 // returned; body is nil when none is left.
 func (w *Writer) encode(batch []Value) ([]byte, *badValues) {
-	body, err := appendBatch(make([]byte, 0, batchSizeHint(batch)), batch, 0)
+	body, err := appendBatch(nil, batch, 0, true)
 	if err == nil {
 		return body, nil
 	}
@@ -534,10 +535,11 @@ func (w *Writer) encode(batch []Value) ([]byte, *badValues) {
 			body = append(body, ',')
 		}
 		var ierr error
-		if body, ierr = appendItem(body, &batch[i]); ierr != nil {
+		v := &batch[i]
+		if body, ierr = wire.AppendCheckedItem(body, v.Key, v.Value, (*wire.Geo)(v.Geo), v.Datetime); ierr != nil {
 			body = body[:mark]
 			if bad.err == nil {
-				bad.err = &valueError{index: i, key: batch[i].Key, err: ierr}
+				bad.err = &wire.ItemError{Index: i, Key: batch[i].Key, Err: ierr}
 			}
 			bad.idx = append(bad.idx, i)
 			continue

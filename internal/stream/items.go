@@ -15,14 +15,11 @@ import (
 // caller to parse. Both are zero when the item has no datetime.
 type Item = wire.Item
 
-// Geo is an item's position.
-type Geo = wire.Geo
-
 type wireItem struct {
 	Key      string    `json:"key"`
 	Value    itemValue `json:"value"`
 	Datetime itemTime  `json:"datetime"`
-	Geo      *Geo      `json:"geo"`
+	Geo      *wire.Geo `json:"geo"`
 }
 
 // DecodeItems decodes a data frame, a JSON array of items. Numbers keep

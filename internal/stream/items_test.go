@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 func TestDecodeItems(t *testing.T) {
@@ -22,7 +23,7 @@ func TestDecodeItems(t *testing.T) {
 	assert.Equal(t, "big", items[0].Key)
 	assert.Equal(t, json.Number("12345678901234567890.000000001"), items[0].Value)
 	assert.Equal(t, time.Date(2026, 3, 4, 5, 6, 7, 89e6, time.UTC), items[0].Time)
-	assert.Equal(t, &Geo{Lat: 41.39, Long: 2.15}, items[0].Geo)
+	assert.Equal(t, &wire.Geo{Lat: 41.39, Long: 2.15}, items[0].Geo)
 
 	assert.Equal(t, "plain", items[1].Value)
 	assert.Equal(t, "a\"b\\cé ✓", items[2].Value)
