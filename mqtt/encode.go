@@ -1,27 +1,18 @@
 package mqtt
 
 import (
-	"encoding/json"
+	"time"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
-// encode validates values and returns the REST write body for them.
-// PLACEHOLDER until the shared encoder lands.
+// encode validates values and returns their REST write body, with the
+// encoder thethings.Client.Write uses. A refused value's index in the
+// error counts from base.
 func encode(values []thethings.Value, base int) ([]byte, error) {
-	type item struct {
-		Key      string         `json:"key"`
-		Value    any            `json:"value"`
-		Geo      *thethings.Geo `json:"geo,omitempty"`
-		Datetime string         `json:"datetime,omitempty"`
-	}
-	items := make([]item, len(values))
-	for i, v := range values {
-		items[i] = item{Key: v.Key, Value: v.Value, Geo: v.Geo}
-		if !v.Datetime.IsZero() {
-			items[i].Datetime = thethings.FormatTime(v.Datetime)
-		}
-	}
-	_ = base
-	return json.Marshal(map[string]any{"values": items})
+	return wire.AppendBatch(nil, len(values), base, func(i int) (string, any, *wire.Geo, time.Time) {
+		v := &values[i]
+		return v.Key, v.Value, (*wire.Geo)(v.Geo), v.Datetime
+	}, false)
 }
