@@ -100,7 +100,8 @@ func activate(ctx context.Context, cfg *config, code string) (string, error) {
 		if msg == "" {
 			msg = "refused"
 		}
-		return "", fmt.Errorf("thethings: mqtt: activation: %q: %w", msg, thethings.ErrActivationCodeNotFound)
+		// The broker's message, matching the REST client's sentinel.
+		return "", &wrapped{msg: "thethings: mqtt: activation refused: " + msg, err: thethings.ErrActivationCodeNotFound}
 	}
 	return out.ThingToken, nil
 }

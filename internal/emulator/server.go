@@ -27,6 +27,7 @@ type config struct {
 	maxBody          int64
 	defaultKeepAlive time.Duration
 	faults           Faults
+	mqtt             bool
 }
 
 // ActivationCode is an activation code the emulator accepts once on
@@ -134,6 +135,7 @@ type Server struct {
 	seq       atomic.Uint64 // insertion sequence for stored records
 
 	handler http.Handler
+	mq      *mqttBroker // nil without WithMQTT
 
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -183,6 +185,9 @@ func New(opts ...Option) *Server {
 		s.AddActivationCode(c)
 	}
 	s.handler = s.recoverer(http.HandlerFunc(s.route))
+	if cfg.mqtt {
+		s.mq = &mqttBroker{}
+	}
 	return s
 }
 
@@ -200,6 +205,10 @@ func (s *Server) Start() error {
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
+		return err
+	}
+	if err := s.startMQTT(); err != nil {
+		ln.Close()
 		return err
 	}
 	srv, err := s.setListener(ln, true)
@@ -267,6 +276,7 @@ func (s *Server) Close() error {
 		srv := s.srv
 		s.srvMu.Unlock()
 		close(s.done)
+		s.stopMQTT()
 		if srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if e := srv.Shutdown(ctx); e != nil {
