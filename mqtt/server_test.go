@@ -3,22 +3,17 @@ package mqtt_test
 import (
 	"testing"
 
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // server is the test server with MQTT on, as the tests use it.
-type server = emulator.Server
+type server = thethingstest.Server
 
 func newServer(tb testing.TB, tokens []string, codes ...string) *server {
 	tb.Helper()
-	opts := []emulator.Option{emulator.WithMQTT(), emulator.WithThingTokens(tokens...)}
+	opts := []thethingstest.Option{thethingstest.WithMQTT(), thethingstest.WithThingTokens(tokens...)}
 	for _, c := range codes {
-		opts = append(opts, emulator.WithActivationCodes(emulator.ActivationCode{Code: c}))
+		opts = append(opts, thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: c}))
 	}
-	srv := emulator.New(opts...)
-	if err := srv.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { srv.Close() })
-	return srv
+	return thethingstest.NewServer(tb, opts...)
 }

@@ -1,4 +1,4 @@
-package emulator
+package thethingstest
 
 import (
 	"encoding/json"
@@ -42,7 +42,10 @@ const (
 //
 // Subscriptions to a thing topic count in [Server.OpenSubscriptions].
 func WithMQTT() Option {
-	return func(c *config) { c.mqtt = true }
+	return func(c *config) error {
+		c.mqtt = true
+		return nil
+	}
 }
 
 // mqttBroker is the embedded broker.
@@ -75,12 +78,12 @@ func (s *Server) MQTTURL() string {
 // stored values are kept. It fails without [WithMQTT] or before Start.
 func (s *Server) RestartMQTT() error {
 	if s.mq == nil {
-		return errors.New("emulator: RestartMQTT without WithMQTT")
+		return errors.New("thethingstest: RestartMQTT without WithMQTT")
 	}
 	s.mq.mu.Lock()
 	defer s.mq.mu.Unlock()
 	if s.mq.srv == nil {
-		return errors.New("emulator: RestartMQTT: the broker is not running")
+		return errors.New("thethingstest: RestartMQTT: the broker is not running")
 	}
 	s.mq.live.Store(nil)
 	_ = s.mq.srv.Close()
@@ -95,6 +98,11 @@ func (s *Server) startMQTT() error {
 	}
 	s.mq.mu.Lock()
 	defer s.mq.mu.Unlock()
+	select {
+	case <-s.done:
+		return http.ErrServerClosed
+	default:
+	}
 	if s.mq.srv != nil {
 		return nil
 	}
