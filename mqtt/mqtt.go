@@ -18,6 +18,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -184,6 +185,9 @@ func (c *Client) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String())
 
 // LogValue is String for log/slog.
 func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalJSON encodes String, so a Client inside a logged struct shows no token.
+func (c *Client) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
 // redact removes the thing token from s.
 func (c *Client) redact(s string) string { return c.redactor.Replace(s) }

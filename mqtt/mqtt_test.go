@@ -412,7 +412,7 @@ func TestBadInputRefusedBeforeIO(t *testing.T) {
 		}
 	}
 	//lint:ignore SA1012 a nil context is the point
-	if _, err := mqtt.Dial(nil, token, broker); !errors.Is(err, thethings.ErrInvalidOption) { //nolint:staticcheck
+	if _, err := mqtt.Dial(nil, token, broker); !errors.Is(err, thethings.ErrInvalidOption) {
 		t.Errorf("nil ctx: %v", err)
 	}
 	for _, code := range []string{"", " ", "a/b", "a#"} {
@@ -450,11 +450,11 @@ func TestBadInputRefusedBeforeIO(t *testing.T) {
 		}
 	}
 	//lint:ignore SA1012 a nil context is the point
-	if err := c.Write(nil, []thethings.Value{{Key: "ok", Value: 1}}); !errors.Is(err, thethings.ErrInvalidOption) { //nolint:staticcheck
+	if err := c.Write(nil, []thethings.Value{{Key: "ok", Value: 1}}); !errors.Is(err, thethings.ErrInvalidOption) {
 		t.Errorf("nil ctx: %v", err)
 	}
 	//lint:ignore SA1012 a nil context is the point
-	for _, err := range c.Subscribe(nil) { //nolint:staticcheck
+	for _, err := range c.Subscribe(nil) {
 		if !errors.Is(err, thethings.ErrInvalidOption) {
 			t.Errorf("Subscribe(nil) = %v", err)
 		}
