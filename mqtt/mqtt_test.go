@@ -3,11 +3,13 @@ package mqtt_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
 	"math"
 	"net"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -329,6 +331,10 @@ func newProxy(t *testing.T, addr string) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return proxyOn(t, ln, addr)
+}
+
+func proxyOn(t *testing.T, ln net.Listener, addr string) *proxy {
 	p := &proxy{ln: ln}
 	p.wg.Add(1)
 	go func() {
@@ -467,5 +473,45 @@ func TestBadInputRefusedBeforeIO(t *testing.T) {
 	}
 	if p.sent.Load() == sent || srv.StoredCount(token, "ok") != 1 {
 		t.Fatal("the proxy does not see writes: the check above proves nothing")
+	}
+}
+
+// TLS is the default and verifies the broker: a TLS front on the test
+// server's broker with a certificate for 127.0.0.1.
+func TestTLS(t *testing.T) {
+	srv := newServer(t, []string{token})
+	hs := httptest.NewUnstartedServer(nil)
+	hs.StartTLS()
+	certs, roots := hs.TLS.Certificates, x509.NewCertPool()
+	roots.AddCert(hs.Certificate())
+	hs.Close()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: certs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := proxyOn(t, ln, strings.TrimPrefix(srv.MQTTURL(), "tcp://"))
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+
+	for _, scheme := range []string{"mqtts", "ssl"} {
+		c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(scheme+"://127.0.0.1:"+port), mqtt.WithTLSConfig(&tls.Config{RootCAs: roots}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Write(ctxT(t), []thethings.Value{{Key: scheme, Value: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if srv.StoredCount(token, scheme) != 1 {
+			t.Fatalf("%s: not stored", scheme)
+		}
+	}
+	// Without the test root the certificate is refused.
+	_, err = mqtt.Dial(ctxT(t), token, mqtt.WithBroker("mqtts://127.0.0.1:"+port))
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &unknown) || strings.Contains(err.Error(), token) {
+		t.Fatalf("Dial without the root = %v, want an unknown-authority error", err)
+	}
+	if p.accepts.Load() != 3 {
+		t.Fatalf("%d TLS connections, want 3", p.accepts.Load())
 	}
 }

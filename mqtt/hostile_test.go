@@ -1,0 +1,175 @@
+package mqtt_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/mqtt"
+)
+
+// hostileBroker accepts CONNECT, answers CONNACK, and then handles every
+// other packet with onPacket (packet type, connection).
+type hostileBroker struct {
+	ln    net.Listener
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newHostileBroker(t *testing.T, onPacket func(typ byte, c net.Conn) bool) *hostileBroker {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hostileBroker{ln: ln}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			h.mu.Lock()
+			h.conns = append(h.conns, c)
+			h.mu.Unlock()
+			h.wg.Add(1)
+			go func() {
+				defer h.wg.Done()
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for first := true; ; first = false {
+					typ, err := readPacket(r)
+					if err != nil {
+						return
+					}
+					if first {
+						if _, err := c.Write([]byte{0x20, 2, 0, 0}); err != nil {
+							return
+						}
+						continue
+					}
+					if !onPacket(typ, c) {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		h.mu.Lock()
+		for _, c := range h.conns {
+			c.Close()
+		}
+		h.mu.Unlock()
+		h.wg.Wait()
+	})
+	return h
+}
+
+func (h *hostileBroker) url() string { return "tcp://" + h.ln.Addr().String() }
+
+// readPacket reads one MQTT packet and returns its type.
+func readPacket(r *bufio.Reader) (byte, error) {
+	h, err := r.ReadByte()
+	if err != nil {
+		return 0, err
+	}
+	n, mul := 0, 1
+	for {
+		b, err := r.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		n += int(b&127) * mul
+		if b < 128 {
+			break
+		}
+		mul *= 128
+	}
+	_, err = io.CopyN(io.Discard, r, int64(n))
+	return h >> 4, err
+}
+
+const publish = 3
+
+// A PUBLISH the broker never acknowledged has an unknown outcome, whether
+// the connection drops or the caller's ctx ends.
+func TestWriteOutcomeUnknown(t *testing.T) {
+	values := []thethings.Value{{Key: "a", Value: 1}}
+	t.Run("connection dropped", func(t *testing.T) {
+		h := newHostileBroker(t, func(typ byte, _ net.Conn) bool { return typ != publish })
+		c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		err = c.Write(ctxT(t), values)
+		var we *thethings.WriteError
+		if !errors.Is(err, thethings.ErrOutcomeUnknown) || !errors.As(err, &we) || !we.Unknown || len(we.Values) != 1 {
+			t.Fatalf("Write = %v, want an unknown-outcome WriteError", err)
+		}
+		if strings.Contains(err.Error(), token) {
+			t.Fatal("token in error")
+		}
+	})
+	t.Run("ctx ended", func(t *testing.T) {
+		h := newHostileBroker(t, func(byte, net.Conn) bool { return true }) // never acknowledges
+		c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		more := append(make([]thethings.Value, 0, 150), values...)
+		for range 149 {
+			more = append(more, thethings.Value{Key: "b", Value: 2})
+		}
+		err = c.Write(ctx, more)
+		if !errors.Is(err, thethings.ErrOutcomeUnknown) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Write = %v, want unknown outcome and DeadlineExceeded", err)
+		}
+		var notWritten, unknown []thethings.Value
+		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+			var we *thethings.WriteError
+			if errors.As(e, &we) && we.Unknown {
+				unknown = append(unknown, we.Values...)
+			} else if errors.As(e, &we) {
+				notWritten = append(notWritten, we.Values...)
+			}
+		}
+		if len(unknown) != 100 || len(notWritten) != 50 {
+			t.Fatalf("unknown %d, not written %d: want the first message's 100 and the unsent 50", len(unknown), len(notWritten))
+		}
+	})
+}
+
+// A dial that cannot finish ends with the caller's ctx, and leaves nothing
+// running.
+func TestDialHonoursCtx(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers CONNECT
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = mqtt.Dial(ctx, token, mqtt.WithBroker("tcp://"+ln.Addr().String()))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Dial = %v, want DeadlineExceeded", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("Dial outlived its ctx")
+	}
+}
