@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings/internal/stream"
+	"github.com/thethings-go/thethings/internal/wire"
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
@@ -78,7 +79,7 @@ func BenchmarkSubscribeFrames(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				items, err := stream.DecodeItems(f)
+				items, err := wire.DecodeFrame(f)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -141,7 +141,7 @@ func ExampleParseTime() {
 	// 2015-05-20T13:00:00.123Z
 	// 2015-05-20T13:00:00Z
 	// 2015-05-20T13:00:00Z
-	// thethings: time "yesterday" is in no form the platform uses: thethings: invalid value true
+	// thethings: time "yesterday" is in no form the platform uses: invalid value true
 }
 
 // Answers of the platform other than success are *APIError. Match them
@@ -221,7 +221,7 @@ func ExampleWithRetry() {
 
 	once, err := thethings.NewClient("my-thing-token",
 		thethings.WithBaseURL(srv.URL()),
-		thethings.WithRetry(thethings.RetryPolicy{}), // no retries
+		thethings.WithRetry(thethings.NoRetries), // no retries
 	)
 	if err != nil {
 		log.Fatal(err)

@@ -119,7 +119,7 @@ func ExampleWriteError() {
 	// Output:
 	// 2 values not written, unknown: false
 	// invalid key: true
-	// thethings: 2 values not written: values[1] (key "bad key"): key "bad key": character ' ' not allowed (letters, digits, '.', '-', '_'): thethings: invalid key
+	// thethings: 2 values not written: values[1] (key "bad key"): key "bad key": character ' ' not allowed (letters, digits, '.', '-', '_'): invalid key
 	// 1 value, unknown: true - key temperature
 	// outcome unknown: true
 }

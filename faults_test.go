@@ -502,6 +502,10 @@ func TestFaultMatrixSubscribe(t *testing.T) {
 						write()
 					}
 				}
+				if err := ctx.Err(); err != nil {
+					// The sequence ends silently when ctx ends.
+					return errors.Join(writeErr, err)
+				}
 				return errors.New("the sequence ended without error")
 			})
 			checkReadError(t, err, tc.is)

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/thethings-go/thethings/internal/transport"
@@ -44,15 +42,15 @@ func parseGeoJSON(raw json.RawMessage) (Geo, error) {
 	switch {
 	case json.Unmarshal(raw, &point) == nil && point.Coordinates != nil:
 		if point.Type != "" && point.Type != "Point" {
-			return Geo{}, fmt.Errorf("thethings: $geo is a GeoJSON %q, not a Point: %w", point.Type, ErrInvalidValue)
+			return Geo{}, errorf("thethings: $geo is a GeoJSON %q, not a Point: %w", point.Type, ErrInvalidValue)
 		}
 		coords = point.Coordinates
 	case json.Unmarshal(raw, &coords) == nil:
 	default:
-		return Geo{}, fmt.Errorf("thethings: $geo value %.100s is no GeoJSON point: %w", raw, ErrInvalidValue)
+		return Geo{}, errorf("thethings: $geo value %.100s is no GeoJSON point: %w", raw, ErrInvalidValue)
 	}
 	if len(coords) < 2 {
-		return Geo{}, fmt.Errorf("thethings: $geo value %.100s has no [long, lat]: %w", raw, ErrInvalidValue)
+		return Geo{}, errorf("thethings: $geo value %.100s has no [long, lat]: %w", raw, ErrInvalidValue)
 	}
 	return Geo{Long: coords[0], Lat: coords[1]}, nil
 }
@@ -83,7 +81,7 @@ func (c *Client) Settings(ctx context.Context) (map[string]any, error) {
 	}
 	var m map[string]any
 	if err := decodeNumbers(raw, &m); err != nil {
-		return nil, fmt.Errorf("thethings: $settings is no object: %w", ErrInvalidValue)
+		return nil, errorf("thethings: $settings is no object: %w", ErrInvalidValue)
 	}
 	if m == nil {
 		m = map[string]any{}
@@ -118,7 +116,7 @@ func (c *Client) Setting(ctx context.Context, path string, dst any) error {
 // matches ErrOutcomeUnknown.
 func (c *Client) SetSettings(ctx context.Context, s map[string]any) error {
 	if s == nil {
-		return fmt.Errorf("thethings: nil settings (use an empty map to clear them): %w", ErrInvalidValue)
+		return errorf("thethings: nil settings (use an empty map to clear them): %w", ErrInvalidValue)
 	}
 	return c.writeMagic(ctx, keySettings, s)
 }
@@ -146,7 +144,7 @@ func (c *Client) readMagic(ctx context.Context, key string) (json.RawMessage, er
 		return nil, err
 	}
 	if len(items) == 0 || len(items[0].Value) == 0 {
-		return nil, fmt.Errorf("thethings: GET %s: empty answer: %w", c.displayPath(rt), ErrResourceNotFound)
+		return nil, errorf("thethings: GET %s: empty answer: %w", c.displayPath(rt), ErrResourceNotFound)
 	}
 	return items[0].Value, nil
 }
@@ -155,7 +153,7 @@ func (c *Client) readMagic(ctx context.Context, key string) (json.RawMessage, er
 func (c *Client) writeMagic(ctx context.Context, key string, v any) error {
 	value, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("thethings: %s value: %w: %w", key, err, ErrInvalidValue)
+		return errorf("thethings: %s value: %w: %w", key, err, ErrInvalidValue)
 	}
 	type item struct {
 		Key   string          `json:"key"`
@@ -165,12 +163,9 @@ func (c *Client) writeMagic(ctx context.Context, key string, v any) error {
 		Values []item `json:"values"`
 	}{[]item{{key, value}}})
 	if err != nil {
-		return fmt.Errorf("thethings: %s value: %w: %w", key, err, ErrInvalidValue)
+		return errorf("thethings: %s value: %w: %w", key, err, ErrInvalidValue)
 	}
-	maybe, err := c.call(ctx, transport.Write, http.MethodPost, c.thingRoute(), body, nil)
-	if err != nil && maybe && !errors.Is(err, ErrOutcomeUnknown) {
-		return fmt.Errorf("%w: %w", err, ErrOutcomeUnknown)
-	}
+	_, err = c.call(ctx, transport.Write, http.MethodPost, c.thingRoute(), body, nil)
 	return err
 }
 
@@ -179,3 +174,9 @@ func decodeNumbers(raw []byte, dst any) error {
 	d.UseNumber()
 	return d.Decode(dst)
 }
+
+// Magic resource keys.
+const (
+	keyGeo      = wire.KeyGeo
+	keySettings = wire.KeySettings
+)

@@ -153,7 +153,7 @@ func TestMagicWriteOutcome(t *testing.T) {
 	})
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			c, mt := mockClient(t, thethings.WithRetry(thethings.RetryPolicy{}))
+			c, mt := mockClient(t, thethings.WithRetry(thethings.NoRetries))
 			mt.RegisterResponder(http.MethodPost, "https://api.thethings.io/v2/things/"+sentinelToken, tc.responder)
 			for _, err := range []error{
 				c.SetLocation(context.Background(), thethings.Geo{Lat: 1, Long: 2}),

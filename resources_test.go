@@ -33,7 +33,7 @@ func readsEmulator(t testing.TB, opts ...thethingstest.Option) (*thethingstest.S
 
 func readsClient(t testing.TB, srv *thethingstest.Server) *thethings.Client {
 	t.Helper()
-	return emulatorClient(t, srv, thethings.WithRetry(thethings.RetryPolicy{}))
+	return emulatorClient(t, srv, thethings.WithRetry(thethings.NoRetries))
 }
 
 var readsBase = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -347,7 +347,7 @@ func TestReadDefaultsAndWindow(t *testing.T) {
 		seedNumbers(t, srv, "temp", 100)
 		p, err := c.Read(context.Background(), "temp", nil)
 		require.NoError(t, err)
-		require.Len(t, p.Values, 1, "default limit is the platform's 1")
+		require.Len(t, p.Values, 100, "the default limit is 1000, as for Values")
 		v, _ := p.Values[0].Int64()
 		assert.EqualValues(t, 99, v)
 
@@ -514,7 +514,7 @@ func TestValuesContextCancelled(t *testing.T) {
 // mockRead serves body for every read of key "k".
 func mockRead(t *testing.T, body string) *thethings.Client {
 	t.Helper()
-	c, mt := mockClient(t, thethings.WithRetry(thethings.RetryPolicy{}))
+	c, mt := mockClient(t, thethings.WithRetry(thethings.NoRetries))
 	mt.RegisterRegexpResponder(http.MethodGet, regexp.MustCompile(`/resources/k(\?|$)`),
 		httpmock.NewStringResponder(200, body))
 	return c
@@ -647,7 +647,7 @@ func TestValueAccessors(t *testing.T) {
 		} else {
 			assert.ErrorIs(t, err, thethings.ErrInvalidValue, "%#v", tc.v)
 		}
-		s, err := v.String()
+		s, err := v.Text()
 		if tc.w.sOK {
 			assert.NoError(t, err, "%#v", tc.v)
 			assert.Equal(t, tc.w.s, s, "%#v", tc.v)

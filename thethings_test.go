@@ -45,7 +45,6 @@ func TestNewClientValidation(t *testing.T) {
 		"nil client":      thethings.WithHTTPClient(nil),
 		"nil stream":      thethings.WithStreamHTTPClient(nil),
 		"stream timeout":  thethings.WithStreamHTTPClient(&http.Client{Timeout: time.Second}),
-		"negative retry":  thethings.WithRetry(thethings.RetryPolicy{MaxRetries: -1}),
 		"too many retry":  thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 101}),
 		"negative wait":   thethings.WithRetry(thethings.RetryPolicy{MinWait: -time.Second}),
 		"max below min":   thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: time.Millisecond}),

@@ -1,11 +1,13 @@
 package thethings
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,87 +17,18 @@ import (
 	"github.com/thethings-go/thethings/internal/wire"
 )
 
-// Geo is a position: latitude in [-90, 90], longitude in [-180, 180].
-type Geo struct {
-	Lat  float64
-	Long float64
-}
-
-// Value is one reading of a resource (key). Written values may carry any
-// JSON value: numbers, strings, bools, maps, slices, structs, or a
-// json.RawMessage passed through as it is. Read values carry what the
-// platform returned (see the accessors in resources.go).
-type Value struct {
-	Key      string
-	Value    any
-	Geo      *Geo      // where the reading was taken, or nil
-	Datetime time.Time // when it was taken; zero means "now" on the platform's clock
-}
-
-// Magic resource keys.
-const (
-	keyGeo      = wire.KeyGeo
-	keySettings = wire.KeySettings
-)
-
 // Batches of a Write: values per request.
 const (
 	defaultBatchSize = 100
 	maxBatchSize     = 1000
 )
 
-// WriteError reports values that were not written. Every failure of
-// [Client.Write] and every failed request of a [Writer] is one: Values lists
-// exactly the values concerned, in the order they were given.
-//
-// Unknown tells their fate. When false, the platform certainly did not store
-// them (the request was refused, never sent, or they failed validation) and
-// writing them again is safe. When true, the request may have been stored (the
-// connection failed after it was sent, or the platform answered 5xx), so
-// writing them again may store them twice. Such an error matches
-// [ErrOutcomeUnknown] with errors.Is.
-//
-// A split write whose requests end differently returns one WriteError per
-// fate joined with errors.Join: errors.As finds the first, and walking the
-// join (an interface{ Unwrap() []error }) finds all.
-type WriteError struct {
-	Values  []Value // the values not written, or whose fate is unknown
-	Unknown bool    // true when the platform may have stored them
-	Err     error   // the cause
-}
-
-// Error says how many values were not written, or may not have been, and why.
-func (e *WriteError) Error() string {
-	cause := "unknown error"
-	if e.Err != nil {
-		cause = strings.TrimPrefix(e.Err.Error(), "thethings: ")
-	}
-	if e.Unknown {
-		return fmt.Sprintf("thethings: %s may or may not have been written (outcome unknown): %s", countValues(len(e.Values)), cause)
-	}
-	return fmt.Sprintf("thethings: %s not written: %s", countValues(len(e.Values)), cause)
-}
-
-// countValues is "1 value" or "n values".
-func countValues(n int) string {
-	if n == 1 {
-		return "1 value"
-	}
-	return strconv.Itoa(n) + " values"
-}
-
-// Unwrap returns the cause.
-func (e *WriteError) Unwrap() error { return e.Err }
-
-// Is reports whether target is ErrOutcomeUnknown and the values' fate is
-// unknown.
-func (e *WriteError) Is(target error) bool {
-	return target == ErrOutcomeUnknown && e.Unknown
-}
-
 // WriteOption configures one write, or every write of a [Writer] through
 // [WithWriteOptions].
-type WriteOption func(*writeConfig)
+//
+// Like every option type of the package, it returns an error for an
+// invalid setting, which the call it is passed to returns.
+type WriteOption func(*writeConfig) error
 
 type writeConfig struct {
 	noStore     bool
@@ -105,13 +38,19 @@ type writeConfig struct {
 // WithStore(false) sends the values to the thing's subscribers without
 // storing them (?store=false). Values are stored by default.
 func WithStore(store bool) WriteOption {
-	return func(c *writeConfig) { c.noStore = !store }
+	return func(c *writeConfig) error {
+		c.noStore = !store
+		return nil
+	}
 }
 
 // WithBroadcast(false) stores the values without pushing them to the thing's
 // subscribers (?broadcast=false). Values are broadcast by default.
 func WithBroadcast(broadcast bool) WriteOption {
-	return func(c *writeConfig) { c.noBroadcast = !broadcast }
+	return func(c *writeConfig) error {
+		c.noBroadcast = !broadcast
+		return nil
+	}
 }
 
 func newWriteConfig(opts []WriteOption) (writeConfig, error) {
@@ -120,7 +59,9 @@ func newWriteConfig(opts []WriteOption) (writeConfig, error) {
 		if o == nil {
 			return wc, optionError("nil write option")
 		}
-		o(&wc)
+		if err := o(&wc); err != nil {
+			return wc, err
+		}
 	}
 	if wc.noStore && wc.noBroadcast {
 		return wc, optionError("WithStore(false) and WithBroadcast(false) together would drop the values")
@@ -167,6 +108,9 @@ func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption)
 	if len(values) == 0 {
 		return nil
 	}
+	if err := checkContext(ctx); err != nil {
+		return &WriteError{Values: slices.Clone(values), Err: err}
+	}
 	wc, err := newWriteConfig(opts)
 	if err != nil {
 		return &WriteError{Values: slices.Clone(values), Err: err}
@@ -184,7 +128,7 @@ func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption)
 	for i, body := range bodies {
 		lo := i * defaultBatchSize
 		if err := ctx.Err(); err != nil {
-			return &WriteError{Values: slices.Clone(values[lo:]), Err: fmt.Errorf("thethings: write: %w", err)}
+			return &WriteError{Values: slices.Clone(values[lo:]), Err: errorf("thethings: write: %w", err)}
 		}
 		maybe, err := c.postValues(ctx, rt, body)
 		if err == nil {
@@ -200,7 +144,7 @@ func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption)
 		}
 		rest := &WriteError{
 			Values: slices.Clone(values[hi:]),
-			Err:    fmt.Errorf("thethings: not sent: request %d of %d failed before it", i+1, len(bodies)),
+			Err:    errorf("thethings: not sent: request %d of %d failed before it", i+1, len(bodies)),
 		}
 		return errors.Join(first, rest)
 	}
@@ -238,4 +182,78 @@ func appendBatch(b []byte, values []Value, base int, checked bool) ([]byte, erro
 // checkItem reports what appendBatch would refuse.
 func checkItem(v *Value) error {
 	return wire.CheckItem(v.Key, v.Value, (*wire.Geo)(v.Geo), v.Datetime)
+}
+
+// Activate activates a thing with an activation code and returns a client
+// for its new thing token. productID may be "" when the account has one
+// product. Activation is never retried once the request may have reached the
+// platform: if the answer is lost, the error matches ErrOutcomeUnknown and
+// the thing may have been activated (its token can be read in the panel).
+func Activate(ctx context.Context, activationCode, productID string, opts ...Option) (*Client, error) {
+	if err := checkContext(ctx); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(activationCode) == "" {
+		return nil, errorf("thethings: empty activation code: %w", ErrInvalidValue)
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	anon := newClient("", "", cfg)
+	body, err := json.Marshal(struct {
+		ActivationCode string `json:"activationCode"`
+		ProductID      string `json:"productId,omitempty"`
+	}{activationCode, productID})
+	if err != nil {
+		return nil, errorf("thethings: encode activation: %w", err)
+	}
+	var out struct {
+		Status     string `json:"status"`
+		Message    string `json:"message"`
+		ThingToken string `json:"thingToken"`
+		ThingID    string `json:"thingId"`
+	}
+	rt := route{path: "things/", redacted: "things/"}
+	if _, err := anon.call(ctx, transport.Once, http.MethodPost, rt, body, &out); err != nil {
+		return nil, err
+	}
+	if out.ThingToken == "" {
+		return nil, errorf("thethings: activation answered %q without a thing token: %w", out.Status, ErrOutcomeUnknown)
+	}
+	if err := checkToken(out.ThingToken); err != nil {
+		return nil, errorf("thethings: activation answered an unusable thing token: %w", err)
+	}
+	return newClient(out.ThingToken, out.ThingID, cfg), nil
+}
+
+// ServerTime returns the platform's clock (GET utils/date), so that a device
+// without a real-time clock can stamp its readings. Both answer formats of
+// the endpoint are understood.
+func (c *Client) ServerTime(ctx context.Context) (time.Time, error) {
+	q := url.Values{"thingToken": {c.token}, "format": {"UTC"}}
+	rt := route{path: "utils/date?" + q.Encode(), redacted: "utils/date?format=UTC&thingToken=" + redacted}
+	var out struct {
+		Date json.RawMessage `json:"date"`
+	}
+	if _, err := c.call(ctx, transport.Idempotent, http.MethodGet, rt, nil, &out); err != nil {
+		return time.Time{}, err
+	}
+	return parseServerDate(out.Date)
+}
+
+func parseServerDate(raw json.RawMessage) (time.Time, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) > 0 && raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return time.Time{}, errorf("thethings: server date: %w", err)
+		}
+		return ParseTime(s)
+	}
+	if sec, err := strconv.ParseFloat(string(raw), 64); err == nil && sec > 0 {
+		whole := int64(sec)
+		return time.Unix(whole, int64((sec-float64(whole))*1e9)).UTC().Truncate(time.Millisecond), nil
+	}
+	return time.Time{}, errorf("thethings: server date %q not understood: %w", raw, ErrInvalidValue)
 }

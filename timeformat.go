@@ -1,7 +1,6 @@
 package thethings
 
 import (
-	"fmt"
 	"strings"
 	"time"
 )
@@ -45,7 +44,7 @@ func ParseTime(s string) (time.Time, error) {
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("thethings: time %q is in no form the platform uses: %w", s, ErrInvalidValue)
+	return time.Time{}, errorf("thethings: time %q is in no form the platform uses: %w", s, ErrInvalidValue)
 }
 
 // hasZone reports whether an upper-cased ISO 8601 string ends in a zone.

@@ -584,7 +584,7 @@ func (w *Writer) backoff(err error) time.Duration {
 	if p.MaxWait <= 0 {
 		p.MaxWait = max(defaultMaxWait, p.MinWait)
 	}
-	d := transport.Backoff(p, min(w.attempt-1, 30), nil)
+	d := transport.Wait(p, min(w.attempt-1, 30), 0)
 	var ae *APIError
 	if errors.As(err, &ae) && ae.RetryAfter > 0 {
 		d = max(d, min(ae.RetryAfter, p.MaxWait))

@@ -246,7 +246,7 @@ func TestWriterRetriesRefusedBatches(t *testing.T) {
 func TestWriterBackoffGrowsWithJitter(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c, mt := mockClient(t, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 0, MinWait: 8 * time.Millisecond, MaxWait: time.Second}))
+		c, mt := mockClient(t, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: -1, MinWait: 8 * time.Millisecond, MaxWait: time.Second}))
 		var mu sync.Mutex
 		var at []time.Time
 		mt.RegisterResponder(http.MethodPost, writeURL, func(*http.Request) (*http.Response, error) {

@@ -12,7 +12,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/stream"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // maxQueue is how many messages may wait for a slow Subscribe loop; more
@@ -196,7 +196,7 @@ func decode(p []byte) ([]thethings.Value, error) {
 		}
 		p = body.Values
 	}
-	items, err := stream.DecodeItems(p)
+	items, err := wire.DecodeFrame(p)
 	if err != nil {
 		return nil, err
 	}

@@ -31,11 +31,11 @@ const (
 // error names the offending character.
 func ValidateKey(key string, magic bool) error {
 	if key == "" {
-		return fmt.Errorf("thethings: empty key: %w", ErrInvalidKey)
+		return Errorf("thethings: empty key: %w", ErrInvalidKey)
 	}
 	if key[0] == '$' {
 		if !magic {
-			return fmt.Errorf("thethings: key %q: '$' is only for the magic resources: %w", key, ErrInvalidKey)
+			return Errorf("thethings: key %q: '$' is only for the magic resources: %w", key, ErrInvalidKey)
 		}
 		if key == KeyGeo || key == KeySettings {
 			return nil
@@ -43,11 +43,11 @@ func ValidateKey(key string, magic bool) error {
 		if path, ok := strings.CutPrefix(key, KeySettings+"."); ok {
 			return ValidateSettingPath(path)
 		}
-		return fmt.Errorf("thethings: key %q is no known magic resource ($geo, $settings, $settings.<path>): %w", key, ErrInvalidKey)
+		return Errorf("thethings: key %q is no known magic resource ($geo, $settings, $settings.<path>): %w", key, ErrInvalidKey)
 	}
 	for i := 0; i < len(key); i++ {
 		if !keyByte(key[i]) {
-			return fmt.Errorf("thethings: key %q: %s not allowed (letters, digits, '.', '-', '_'): %w", key, badChar(key[i:]), ErrInvalidKey)
+			return Errorf("thethings: key %q: %s not allowed (letters, digits, '.', '-', '_'): %w", key, badChar(key[i:]), ErrInvalidKey)
 		}
 	}
 	return nil
@@ -57,15 +57,15 @@ func ValidateKey(key string, magic bool) error {
 // non-empty segments of key characters.
 func ValidateSettingPath(path string) error {
 	if path == "" {
-		return fmt.Errorf("thethings: empty settings path: %w", ErrInvalidKey)
+		return Errorf("thethings: empty settings path: %w", ErrInvalidKey)
 	}
 	for _, seg := range strings.Split(path, ".") {
 		if seg == "" {
-			return fmt.Errorf("thethings: settings path %q has an empty segment: %w", path, ErrInvalidKey)
+			return Errorf("thethings: settings path %q has an empty segment: %w", path, ErrInvalidKey)
 		}
 		for i := 0; i < len(seg); i++ {
 			if !keyByte(seg[i]) {
-				return fmt.Errorf("thethings: settings path %q: %s not allowed: %w", path, badChar(seg[i:]), ErrInvalidKey)
+				return Errorf("thethings: settings path %q: %s not allowed: %w", path, badChar(seg[i:]), ErrInvalidKey)
 			}
 		}
 	}
@@ -90,11 +90,11 @@ func badChar(s string) string {
 func (g Geo) Validate() error {
 	switch {
 	case math.IsNaN(g.Lat) || math.IsNaN(g.Long) || math.IsInf(g.Lat, 0) || math.IsInf(g.Long, 0):
-		return fmt.Errorf("thethings: geo %v,%v is not a number: %w", g.Lat, g.Long, ErrInvalidValue)
+		return Errorf("thethings: geo %v,%v is not a number: %w", g.Lat, g.Long, ErrInvalidValue)
 	case g.Lat < -90 || g.Lat > 90:
-		return fmt.Errorf("thethings: latitude %v outside [-90, 90]: %w", g.Lat, ErrInvalidValue)
+		return Errorf("thethings: latitude %v outside [-90, 90]: %w", g.Lat, ErrInvalidValue)
 	case g.Long < -180 || g.Long > 180:
-		return fmt.Errorf("thethings: longitude %v outside [-180, 180]: %w", g.Long, ErrInvalidValue)
+		return Errorf("thethings: longitude %v outside [-180, 180]: %w", g.Long, ErrInvalidValue)
 	}
 	return nil
 }
@@ -146,7 +146,7 @@ func CheckDatetime(t time.Time) error {
 		return nil
 	}
 	if s := t.Unix(); s < unixYear1 || s >= unixYear10000 {
-		return fmt.Errorf("thethings: datetime %s outside the years 1..9999: %w", t.UTC().Format(time.RFC3339), ErrInvalidValue)
+		return Errorf("thethings: datetime %s outside the years 1..9999: %w", t.UTC().Format(time.RFC3339), ErrInvalidValue)
 	}
 	return nil
 }
@@ -249,7 +249,7 @@ func sizeHint(n int, item Fields) int {
 }
 
 func notANumber(x float64) error {
-	return fmt.Errorf("thethings: value %v is not a number JSON can carry: %w", x, ErrInvalidValue)
+	return Errorf("thethings: value %v is not a number JSON can carry: %w", x, ErrInvalidValue)
 }
 
 // appendJSON appends v as encoding/json would encode it (HTML characters
@@ -298,7 +298,7 @@ func appendJSON(b []byte, v any) ([]byte, error) {
 			return append(b, '0'), nil
 		}
 		if !validNumber(string(x)) {
-			return b, fmt.Errorf("thethings: json.Number %q is not a JSON number: %w", string(x), ErrInvalidValue)
+			return b, Errorf("thethings: json.Number %q is not a JSON number: %w", string(x), ErrInvalidValue)
 		}
 		return append(b, x...), nil
 	case json.RawMessage:
@@ -306,13 +306,13 @@ func appendJSON(b []byte, v any) ([]byte, error) {
 			return append(b, "null"...), nil
 		}
 		if !json.Valid(x) {
-			return b, fmt.Errorf("thethings: json.RawMessage is not valid JSON: %w", ErrInvalidValue)
+			return b, Errorf("thethings: json.RawMessage is not valid JSON: %w", ErrInvalidValue)
 		}
 		return append(b, x...), nil
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
-		return b, fmt.Errorf("thethings: value of type %T cannot be encoded as JSON: %s: %w", v, strings.TrimPrefix(err.Error(), "json: "), ErrInvalidValue)
+		return b, Errorf("thethings: value of type %T cannot be encoded as JSON: %s: %w", v, strings.TrimPrefix(err.Error(), "json: "), ErrInvalidValue)
 	}
 	return append(b, data...), nil
 }

@@ -11,7 +11,6 @@ package wire
 
 import (
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -20,7 +19,7 @@ import (
 var ErrSyntax = errors.New("malformed read answer")
 
 func syntaxErr(b []byte, i int) error {
-	return fmt.Errorf("thethings: %w at offset %d of %d", ErrSyntax, i, len(b))
+	return Errorf("thethings: %w at offset %d of %d", ErrSyntax, i, len(b))
 }
 
 // IsSpace reports whether c is JSON whitespace.
