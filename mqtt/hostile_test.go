@@ -173,3 +173,20 @@ func TestDialHonoursCtx(t *testing.T) {
 		t.Fatal("Dial outlived its ctx")
 	}
 }
+
+// A Write whose ctx ended before anything was sent says so: its values
+// were certainly not written.
+func TestWriteWithEndedCtxSendsNothing(t *testing.T) {
+	srv := newServer(t, []string{token})
+	c := dial(t, srv, token)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := c.Write(ctx, []thethings.Value{{Key: "k", Value: 1}})
+	var we *thethings.WriteError
+	if !errors.Is(err, context.Canceled) || errors.Is(err, thethings.ErrOutcomeUnknown) || !errors.As(err, &we) || len(we.Values) != 1 {
+		t.Fatalf("Write = %v, want a not-written WriteError matching context.Canceled", err)
+	}
+	if srv.StoredCount(token, "k") != 0 {
+		t.Fatal("stored")
+	}
+}

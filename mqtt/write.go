@@ -78,6 +78,9 @@ func (c *Client) publish(ctx context.Context, body []byte) error {
 		if err != nil {
 			return err
 		}
+		if ctx.Err() != nil { // certainly not sent
+			return c.fail("publish", context.Cause(ctx))
+		}
 		t := cn.pc.Publish(c.topic.reveal(), c.cfg.qos, false, body)
 		err = c.wait(ctx, t)
 		switch {
