@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/thethings-go/thethings"
 	"github.com/thethings-go/thethings/mqtt"
 )
@@ -91,5 +93,11 @@ func TestTokenNeverShown(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "reconnected") {
 		t.Errorf("the logs saw no reconnect, so they prove little:\n%s", logs.String())
+	}
+	// paho's own loggers print topics: they stay off.
+	for name, l := range map[string]paho.Logger{"ERROR": paho.ERROR, "CRITICAL": paho.CRITICAL, "WARN": paho.WARN, "DEBUG": paho.DEBUG} {
+		if _, ok := l.(paho.NOOPLogger); !ok {
+			t.Errorf("paho.%s is %T, want it off", name, l)
+		}
 	}
 }

@@ -63,6 +63,12 @@
 // order. Each frame is its own chunk with no separator. A subscriber that
 // falls 256 frames behind is disconnected instead of blocking writers.
 //
+// With WithMQTT the server also runs the platform's MQTT device API on an
+// embedded broker (MQTTURL): a publish on v2/things/{token} is a write, a
+// write reaches subscribers of that topic as the stream's data array, and
+// subscribing to v2/activations/{code}/{random} activates a code.
+// RestartMQTT drops every MQTT connection to test reconnects.
+//
 // # Switches: where sources disagree
 //
 // The platform's guide is followed by default; where it contradicts itself
