@@ -46,7 +46,7 @@ const (
 )
 
 // errClosed is what a closed Client answers.
-var errClosed = fmt.Errorf("thethings: mqtt: %w", net.ErrClosed)
+var errClosed = fmt.Errorf("thethings: mqtt: client closed: %w", net.ErrClosed)
 
 // secret is a string that prints as "***" under every fmt verb and slog.
 type secret string

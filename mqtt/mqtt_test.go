@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -70,6 +71,9 @@ func subscribe(t *testing.T, srv *server, c *mqtt.Client) <-chan thethings.Messa
 	go func() {
 		defer close(done)
 		for m, err := range c.Subscribe(ctx) {
+			if errors.Is(err, net.ErrClosed) {
+				return // the test closed the client
+			}
 			if err != nil {
 				t.Errorf("subscribe: %v", err)
 				continue
@@ -512,5 +516,45 @@ func TestTLS(t *testing.T) {
 	}
 	if p.accepts.Load() != 3 {
 		t.Fatalf("%d TLS connections, want 3", p.accepts.Load())
+	}
+}
+
+// clientGoroutines lists goroutines running MQTT client code, except the
+// test's own (a Subscribe loop runs on its caller's goroutine).
+func clientGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "thethings/mqtt_test.") || strings.Contains(g, "runtime.goexit1()") {
+			continue // the test's own, or one that has returned and is exiting
+		}
+		if strings.Contains(g, "eclipse/paho.mqtt.golang") || strings.Contains(g, "thethings-go/thethings/mqtt.") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// Close leaves no goroutine of the client, even mid-reconnect.
+func TestCloseLeavesNoGoroutine(t *testing.T) {
+	srv := newServer(t, []string{token})
+	for _, restart := range []bool{false, true} {
+		c := dial(t, srv, token)
+		msgs := subscribe(t, srv, c)
+		if err := c.Write(ctxT(t), []thethings.Value{{Key: "k", Value: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		receive(t, msgs)
+		if restart {
+			if err := srv.RestartMQTT(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Close()
+		if g := clientGoroutines(); len(g) > 0 {
+			t.Fatalf("restart %v: %d goroutines left after Close:\n%s", restart, len(g), strings.Join(g, "\n\n"))
+		}
+		eventually(t, "the broker saw the client go", func() bool { return srv.OpenSubscriptions() == 0 })
 	}
 }
