@@ -21,6 +21,9 @@ func TestRootPackageLinksNoMQTT(t *testing.T) {
 		if err != nil {
 			t.Fatalf("go list: %v\n%s", err, out)
 		}
+		if !strings.Contains(string(out), "github.com/thethings-go/thethings/internal/wire") {
+			t.Fatalf("go list -deps %s lists no dependency of the SDK:\n%s", pkg, out)
+		}
 		for _, dep := range strings.Fields(string(out)) {
 			for _, b := range banned {
 				if strings.Contains(dep, b) {
