@@ -24,7 +24,7 @@ type hostileBroker struct {
 	conns []net.Conn
 }
 
-func newHostileBroker(t *testing.T, onPacket func(typ byte, c net.Conn) bool) *hostileBroker {
+func newHostileBroker(t *testing.T, onPacket func(typ byte, body []byte, c net.Conn) bool) *hostileBroker {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +47,7 @@ func newHostileBroker(t *testing.T, onPacket func(typ byte, c net.Conn) bool) *h
 				defer c.Close()
 				r := bufio.NewReader(c)
 				for first := true; ; first = false {
-					typ, err := readPacket(r)
+					typ, body, err := readPacket(r)
 					if err != nil {
 						return
 					}
@@ -57,7 +57,7 @@ func newHostileBroker(t *testing.T, onPacket func(typ byte, c net.Conn) bool) *h
 						}
 						continue
 					}
-					if !onPacket(typ, c) {
+					if !onPacket(typ, body, c) {
 						return
 					}
 				}
@@ -78,17 +78,17 @@ func newHostileBroker(t *testing.T, onPacket func(typ byte, c net.Conn) bool) *h
 
 func (h *hostileBroker) url() string { return "tcp://" + h.ln.Addr().String() }
 
-// readPacket reads one MQTT packet and returns its type.
-func readPacket(r *bufio.Reader) (byte, error) {
+// readPacket reads one MQTT packet and returns its type and body.
+func readPacket(r *bufio.Reader) (byte, []byte, error) {
 	h, err := r.ReadByte()
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	n, mul := 0, 1
 	for {
 		b, err := r.ReadByte()
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		n += int(b&127) * mul
 		if b < 128 {
@@ -96,18 +96,22 @@ func readPacket(r *bufio.Reader) (byte, error) {
 		}
 		mul *= 128
 	}
-	_, err = io.CopyN(io.Discard, r, int64(n))
-	return h >> 4, err
+	body := make([]byte, n)
+	_, err = io.ReadFull(r, body)
+	return h >> 4, body, err
 }
 
-const publish = 3
+const (
+	publish         = 3
+	subscribePacket = 8
+)
 
 // A PUBLISH the broker never acknowledged has an unknown outcome, whether
 // the connection drops or the caller's ctx ends.
 func TestWriteOutcomeUnknown(t *testing.T) {
 	values := []thethings.Value{{Key: "a", Value: 1}}
 	t.Run("connection dropped", func(t *testing.T) {
-		h := newHostileBroker(t, func(typ byte, _ net.Conn) bool { return typ != publish })
+		h := newHostileBroker(t, func(typ byte, _ []byte, _ net.Conn) bool { return typ != publish })
 		c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
 		if err != nil {
 			t.Fatal(err)
@@ -123,7 +127,7 @@ func TestWriteOutcomeUnknown(t *testing.T) {
 		}
 	})
 	t.Run("ctx ended", func(t *testing.T) {
-		h := newHostileBroker(t, func(byte, net.Conn) bool { return true }) // never acknowledges
+		h := newHostileBroker(t, func(byte, []byte, net.Conn) bool { return true }) // never acknowledges
 		c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
 		if err != nil {
 			t.Fatal(err)
@@ -188,5 +192,28 @@ func TestWriteWithEndedCtxSendsNothing(t *testing.T) {
 	}
 	if srv.StoredCount(token, "k") != 0 {
 		t.Fatal("stored")
+	}
+}
+
+// A broker that refuses the subscription ends the sequence with an error.
+func TestSubscribeRefused(t *testing.T) {
+	h := newHostileBroker(t, func(typ byte, body []byte, c net.Conn) bool {
+		if typ == subscribePacket {
+			_, err := c.Write([]byte{0x90, 3, body[0], body[1], 0x80})
+			return err == nil
+		}
+		return true
+	})
+	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var errs []error
+	for _, err := range c.Subscribe(ctxT(t)) {
+		errs = append(errs, err)
+	}
+	if len(errs) != 1 || errs[0] == nil || !strings.Contains(errs[0].Error(), "refused the subscription") {
+		t.Fatalf("Subscribe yielded %v, want one refusal", errs)
 	}
 }

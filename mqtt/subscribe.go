@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"sync"
@@ -92,12 +93,19 @@ func (c *Client) syncSubscription(ctx context.Context) error {
 	if st, ok := t.(*paho.SubscribeToken); ok {
 		for _, code := range st.Result() {
 			if code > 2 {
-				return fmt.Errorf("thethings: mqtt: the broker refused the subscription (code %#x)", code)
+				return &refusedError{code: code}
 			}
 		}
 	}
 	cn.subscribed = want
 	return nil
+}
+
+// refusedError is a SUBACK that refused the subscription.
+type refusedError struct{ code byte }
+
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("thethings: mqtt: the broker refused the subscription (code %#x)", e.code)
 }
 
 // Subscribe delivers the thing's writes, REST or MQTT, as they happen: one
@@ -137,10 +145,21 @@ func (c *Client) Subscribe(ctx context.Context) iter.Seq2[thethings.Message, err
 			}
 		}()
 		if err := c.syncSubscription(ctx); err != nil {
-			if ctx.Err() == nil {
-				yield(thethings.Message{}, err)
+			var refused *refusedError
+			if c.life.Err() != nil {
+				yield(thethings.Message{}, errClosed)
+				return
 			}
-			return
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.As(err, &refused) {
+				yield(thethings.Message{}, err)
+				return
+			}
+			// The connection failed under the SUBSCRIBE: the reconnect
+			// subscribes, as it does for every loop still running.
+			c.cfg.logger.Warn("thethings: mqtt: subscribe failed; waiting for the reconnect", "broker", c.cfg.broker, "err", err.Error())
 		}
 		for {
 			select {
