@@ -217,3 +217,51 @@ func TestSubscribeRefused(t *testing.T) {
 		t.Fatalf("Subscribe yielded %v, want one refusal", errs)
 	}
 }
+
+// pub encodes a QoS 0 PUBLISH.
+func pub(topic, payload string) []byte {
+	n := 2 + len(topic) + len(payload) // < 128 here
+	b := []byte{0x30, byte(n), byte(len(topic) >> 8), byte(len(topic))}
+	return append(append(b, topic...), payload...)
+}
+
+// A message that does not decode is an error; the sequence goes on. The
+// platform's data array and a forwarded write body both decode.
+func TestSubscribeMalformedMessage(t *testing.T) {
+	topic := "v2/things/" + token
+	h := newHostileBroker(t, func(typ byte, body []byte, c net.Conn) bool {
+		if typ != subscribePacket {
+			return true
+		}
+		out := []byte{0x90, 3, body[0], body[1], 1}
+		out = append(out, pub(topic, `[{"key":"a","value":1}]`)...)
+		out = append(out, pub(topic, `[{"key":`)...)
+		out = append(out, pub("v2/things/other", `[{"key":"x","value":1}]`)...)
+		out = append(out, pub(topic, `{"values":[{"key":"b","value":"2"}]}`)...)
+		_, err := c.Write(out)
+		return err == nil
+	})
+	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got []string
+	for m, err := range c.Subscribe(ctxT(t)) {
+		switch {
+		case err != nil:
+			if strings.Contains(err.Error(), token) || !strings.HasPrefix(err.Error(), "thethings: mqtt: message: ") {
+				t.Fatalf("error %q", err)
+			}
+			got = append(got, "error")
+		default:
+			got = append(got, m.Values[0].Key)
+		}
+		if len(got) == 3 {
+			break
+		}
+	}
+	if strings.Join(got, ",") != "a,error,b" {
+		t.Fatalf("got %v, want a, an error, b", got)
+	}
+}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"iter"
 	"sync"
-	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
@@ -19,9 +18,6 @@ import (
 // maxQueue is how many messages may wait for a slow Subscribe loop; more
 // are dropped and reported to it as one error.
 const maxQueue = 1024
-
-// unsubscribeTimeout bounds the UNSUBSCRIBE when a Subscribe loop ends.
-const unsubscribeTimeout = 2 * time.Second
 
 // listener is one Subscribe loop's queue of payloads.
 type listener struct {
@@ -78,26 +74,26 @@ func (c *Client) syncSubscription(ctx context.Context) error {
 	if cn == nil || cn.subscribed == want {
 		return nil // a reconnect subscribes as it finds the listeners
 	}
-	var t paho.Token
-	if want {
-		t = cn.pc.Subscribe(c.topic.reveal(), c.cfg.qos, nil)
-	} else {
-		t = cn.pc.Unsubscribe(c.topic.reveal())
+	if !want {
+		// Not waiting for the UNSUBACK: a loop's end costs it no round
+		// trip, and a SUBSCRIBE after it on this connection comes after it.
+		cn.pc.Unsubscribe(c.topic.reveal())
+		cn.subscribed = false
+		return nil
 	}
+	t := cn.pc.Subscribe(c.topic.reveal(), c.cfg.qos, nil)
 	if err := c.wait(ctx, t); err != nil {
 		if isNotConnected(err) {
 			return nil // the reconnect will do it
 		}
 		return c.fail("subscribe", err)
 	}
-	if st, ok := t.(*paho.SubscribeToken); ok {
-		for _, code := range st.Result() {
-			if code > 2 {
-				return &refusedError{code: code}
-			}
+	for _, code := range t.(*paho.SubscribeToken).Result() {
+		if code > 2 {
+			return &refusedError{code: code}
 		}
 	}
-	cn.subscribed = want
+	cn.subscribed = true
 	return nil
 }
 
@@ -138,10 +134,7 @@ func (c *Client) Subscribe(ctx context.Context) iter.Seq2[thethings.Message, err
 			delete(c.listeners, l)
 			c.mu.Unlock()
 			if c.life.Err() == nil {
-				// Best effort, short: the broker forgets it on disconnect anyway.
-				ctx, cancel := context.WithTimeout(c.life, unsubscribeTimeout)
-				_ = c.syncSubscription(ctx)
-				cancel()
+				_ = c.syncSubscription(c.life) // unsubscribes without waiting
 			}
 		}()
 		if err := c.syncSubscription(ctx); err != nil {
