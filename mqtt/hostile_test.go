@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -264,4 +265,22 @@ func TestSubscribeMalformedMessage(t *testing.T) {
 	if strings.Join(got, ",") != "a,error,b" {
 		t.Fatalf("got %v, want a, an error, b", got)
 	}
+}
+
+// A broker that stops answering is found out by the keep-alive, and the
+// client reconnects by itself.
+func TestKeepAliveFindsADeadLink(t *testing.T) {
+	h := newHostileBroker(t, func(byte, []byte, net.Conn) bool {
+		return true // takes PINGREQ, never answers it
+	})
+	var logs syncBuffer
+	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()), mqtt.WithKeepAlive(time.Second),
+		mqtt.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	eventually(t, "a reconnect after the unanswered ping", func() bool {
+		return strings.Contains(logs.String(), "pingresp not received") && strings.Contains(logs.String(), "reconnected")
+	})
 }

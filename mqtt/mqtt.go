@@ -254,6 +254,7 @@ func (c *Client) connect(ctx context.Context, will []byte) (*conn, error) {
 		AddBroker("tcp://" + c.cfg.addr).
 		SetClientID(c.cfg.clientID).
 		SetKeepAlive(c.cfg.keepAlive).
+		SetPingTimeout(min(max(c.cfg.keepAlive/2, time.Second), 10*time.Second)).
 		SetConnectTimeout(connectTimeout).
 		SetCleanSession(true).
 		SetAutoReconnect(false).

@@ -118,8 +118,9 @@ func WithClientID(id string) Option {
 
 // WithKeepAlive sets the MQTT keep-alive interval (default 60s, whole
 // seconds from 1s to 65535s; a fraction is rounded up). The client pings
-// the broker when idle that long and takes the connection for lost when
-// the ping goes unanswered.
+// the broker when idle that long and takes the connection for lost, and
+// reconnects, when the ping goes unanswered for half the interval (at
+// least 1s, at most 10s).
 func WithKeepAlive(d time.Duration) Option {
 	return func(c *config) error {
 		if d <= 0 || d > maxKeepAlive {
