@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,11 @@ import (
 // hostileBroker accepts CONNECT, answers CONNACK, and then handles every
 // other packet with onPacket (packet type, connection).
 type hostileBroker struct {
+	// refuseFrom, when not 0, makes connection number refuseFrom (from 1)
+	// and later ones end at CONNECT without a CONNACK.
+	refuseFrom atomic.Int64
+	accepted   atomic.Int64
+
 	ln    net.Listener
 	wg    sync.WaitGroup
 	mu    sync.Mutex
@@ -39,6 +45,7 @@ func newHostileBroker(t *testing.T, onPacket func(typ byte, body []byte, c net.C
 			if err != nil {
 				return
 			}
+			n := h.accepted.Add(1)
 			h.mu.Lock()
 			h.conns = append(h.conns, c)
 			h.mu.Unlock()
@@ -53,6 +60,9 @@ func newHostileBroker(t *testing.T, onPacket func(typ byte, body []byte, c net.C
 						return
 					}
 					if first {
+						if r := h.refuseFrom.Load(); r != 0 && n >= r {
+							return
+						}
 						if _, err := c.Write([]byte{0x20, 2, 0, 0}); err != nil {
 							return
 						}
@@ -283,4 +293,30 @@ func TestKeepAliveFindsADeadLink(t *testing.T) {
 	eventually(t, "a reconnect after the unanswered ping", func() bool {
 		return strings.Contains(logs.String(), "pingresp not received") && strings.Contains(logs.String(), "reconnected")
 	})
+}
+
+// When the broker activated the thing but connecting as it fails, Activate
+// still returns the Client, so the token is not lost, and the Client keeps
+// reconnecting.
+func TestActivateKeepsTheTokenWhenTheThingCannotConnect(t *testing.T) {
+	h := newHostileBroker(t, func(typ byte, body []byte, c net.Conn) bool {
+		if typ != subscribePacket {
+			return true
+		}
+		topicLen := int(body[2])<<8 | int(body[3])
+		topic := string(body[4 : 4+topicLen])
+		out := append([]byte{0x90, 3, body[0], body[1], 1}, pub(topic, `{"status":"created","thingToken":"new-thing-token"}`)...)
+		_, err := c.Write(out)
+		return err == nil
+	})
+	h.refuseFrom.Store(2)
+	c, err := mqtt.Activate(ctxT(t), "CODE", mqtt.WithBroker(h.url()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.ThingToken() != "new-thing-token" {
+		t.Fatalf("token %q", c.ThingToken())
+	}
+	eventually(t, "reconnect attempts", func() bool { return h.accepted.Load() >= 4 })
 }
