@@ -26,9 +26,9 @@ import (
 )
 
 // subscribeBenchFrames are data frames as the emulator sends them, shared
-// with internal/stream's tests.
+// with internal/wire's fuzz test as seeds.
 func subscribeBenchFrames() [][]byte {
-	data, err := os.ReadFile("internal/stream/testdata/frames.txt")
+	data, err := os.ReadFile("internal/wire/testdata/frames.txt")
 	if err != nil {
 		panic(err)
 	}

@@ -15,8 +15,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/thethings-go/thethings/thethingstest"
 )
 
 const benchToken = "bench-thing-token-0123456789abcdefghijklmnopq"
@@ -81,13 +79,6 @@ func BenchmarkEncodeBatch(b *testing.B) {
 			}
 		}
 	})
-}
-
-func startBenchEmulator(b *testing.B) *thethingstest.Server {
-	b.Helper()
-	srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
-	b.Cleanup(func() { srv.Close() })
-	return srv
 }
 
 // BenchmarkWriteRoundTrip: one 100-value write to the emulator over

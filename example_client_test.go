@@ -188,7 +188,7 @@ func ExampleAPIError() {
 }
 
 // Reads are retried on 429 and 5xx answers; waits honour Retry-After but
-// never exceed MaxWait. The zero RetryPolicy disables retries.
+// never exceed MaxWait. NoRetries disables them.
 func ExampleWithRetry() {
 	// Every second request is answered 503 with Retry-After: 1.
 	srv, err := thethingstest.New(

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/thethings-go/thethings/internal/transport"
 	"github.com/thethings-go/thethings/internal/wire"
@@ -61,7 +62,7 @@ func parseGeoJSON(raw json.RawMessage) (Geo, error) {
 // have reached the platform without an answer, the error matches
 // ErrOutcomeUnknown.
 func (c *Client) SetLocation(ctx context.Context, g Geo) error {
-	if err := wire.Geo(g).Validate(); err != nil {
+	if err := g.validate(); err != nil {
 		return err
 	}
 	type point struct {
@@ -135,36 +136,33 @@ func (c *Client) SetSetting(ctx context.Context, path string, v any) error {
 
 // readMagic returns the value of the first item of a magic resource's read.
 func (c *Client) readMagic(ctx context.Context, key string) (json.RawMessage, error) {
-	var items []struct {
-		Key   string          `json:"key"`
-		Value json.RawMessage `json:"value"`
-	}
+	var answer json.RawMessage
 	rt := c.thingRoute("resources", key)
-	if _, err := c.call(ctx, transport.Idempotent, http.MethodGet, rt, nil, &items); err != nil {
+	if _, err := c.call(ctx, transport.Idempotent, http.MethodGet, rt, nil, &answer); err != nil {
 		return nil, err
 	}
-	if len(items) == 0 || len(items[0].Value) == 0 {
+	items, err := wire.DecodeFrame(answer)
+	if err != nil {
+		return nil, errorf("thethings: GET %s: %w", c.displayPath(rt), err)
+	}
+	if len(items) == 0 || items[0].Value == nil {
 		return nil, errorf("thethings: GET %s: empty answer: %w", c.displayPath(rt), ErrResourceNotFound)
 	}
-	return items[0].Value, nil
+	// The value goes on as JSON to the GeoJSON parser or the caller's type.
+	raw, err := json.Marshal(items[0].Value)
+	if err != nil {
+		return nil, errorf("thethings: GET %s: %w", c.displayPath(rt), err)
+	}
+	return raw, nil
 }
 
 // writeMagic sends one magic resource in a request of its own.
 func (c *Client) writeMagic(ctx context.Context, key string, v any) error {
-	value, err := json.Marshal(v)
+	body, err := wire.AppendItem([]byte(`{"values":[`), key, v, nil, time.Time{})
 	if err != nil {
-		return errorf("thethings: %s value: %w: %w", key, err, ErrInvalidValue)
+		return errorf("thethings: %s: %w", key, err)
 	}
-	type item struct {
-		Key   string          `json:"key"`
-		Value json.RawMessage `json:"value"`
-	}
-	body, err := json.Marshal(struct {
-		Values []item `json:"values"`
-	}{[]item{{key, value}}})
-	if err != nil {
-		return errorf("thethings: %s value: %w: %w", key, err, ErrInvalidValue)
-	}
+	body = append(body, "]}"...)
 	_, err = c.call(ctx, transport.Write, http.MethodPost, c.thingRoute(), body, nil)
 	return err
 }

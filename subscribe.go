@@ -367,7 +367,7 @@ func (s *subscriber) connError(what string, err error) error {
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	return &connError{msg: "thethings: GET " + s.path + ": " + what + ": " + s.c.redact(err.Error()), err: err}
+	return &connError{msg: wire.OnePrefix("thethings: GET " + s.path + ": " + what + ": " + s.c.redact(err.Error())), err: err}
 }
 
 // connect runs one connection until it ends. established reports whether
@@ -445,7 +445,7 @@ func (s *subscriber) connect(ctx context.Context) (established bool, err error) 
 		}
 		items, err := wire.DecodeFrame(frame)
 		if err != nil {
-			return true, &connError{msg: "thethings: GET " + s.path + ": " + s.c.redact(err.Error()), err: err}
+			return true, &connError{msg: wire.OnePrefix("thethings: GET " + s.path + ": " + s.c.redact(err.Error())), err: err}
 		}
 		msg := s.live(items, now)
 		if len(msg.Values) == 0 {

@@ -15,11 +15,11 @@
 //
 // # Errors
 //
-// Every error message starts with "thethings:". Answers of the platform are
+// Every error message starts with "thethings:", once. Answers of the platform are
 // returned as [*APIError], which matches the sentinel errors with errors.Is:
 // [ErrUnauthorized], [ErrNotFound], [ErrThingNotFound], [ErrResourceNotFound],
 // [ErrActivationCodeNotFound] and [ErrRateLimited]. Bad input is refused before
-// any I/O with an error matching [ErrNoToken], [ErrInvalidOption],
+// any I/O with an error matching [ErrNoToken], [ErrInvalidToken], [ErrInvalidOption],
 // [ErrInvalidKey], [ErrInvalidValue] or [ErrInvalidCursor]. A request that
 // may or may not have been processed matches [ErrOutcomeUnknown]. The other
 // sentinels belong to one feature each: [ErrWriterClosed] (Writer),

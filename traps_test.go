@@ -61,7 +61,7 @@ func TestRetryPolicyZeroFieldsAreDefaults(t *testing.T) {
 
 func TestReadDefaultsToFullPages(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	seedNumbers(t, srv, "n", 1500)
 	page, err := c.Read(context.Background(), "n", nil)
 	require.NoError(t, err)
@@ -231,6 +231,14 @@ func TestErrorsSayPrefixOnce(t *testing.T) {
 	_, err = thethings.NewClient(sentinelToken, thethings.WithBaseURL("ftp://x"))
 	add(err)
 	add(c.SetSetting(ctx, "a..b", 1))
+	bad, _ := countingServer(t, http.StatusOK, `{"status":"success","message":"subscribed"}[{"key":5}]`)
+	sub, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(bad.URL))
+	require.NoError(t, err)
+	before := len(errs)
+	for _, err := range sub.Subscribe(ctx, thethings.WithReconnect(0)) {
+		add(err)
+	}
+	require.Len(t, errs, before+1, "the malformed frame ends the subscription")
 	for _, err := range errs {
 		assert.Equal(t, 1, strings.Count(err.Error(), "thethings:"), "%q", err)
 		assert.True(t, strings.HasPrefix(err.Error(), "thethings: "), "%q", err)

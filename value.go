@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strconv"
 	"time"
+
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // Geo is a position: latitude in [-90, 90], longitude in [-180, 180].
@@ -15,6 +17,9 @@ type Geo struct {
 	Lat  float64
 	Long float64
 }
+
+// validate reports a position out of range, NaN or infinite.
+func (g Geo) validate() error { return wire.Geo(g).Validate() }
 
 // Value is one reading of a resource (key). Written values may carry any
 // JSON value: numbers, strings, bools, maps, slices, structs, or a

@@ -3,7 +3,6 @@ package thethings
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"sync"
@@ -181,7 +180,7 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 		return nil
 	}
 	if len(values) > w.cfg.maxBuffered {
-		return &WriteError{Values: slices.Clone(values), Err: fmt.Errorf("thethings: %d values cannot fit in a writer buffer of %d: %w", len(values), w.cfg.maxBuffered, ErrInvalidValue)}
+		return &WriteError{Values: slices.Clone(values), Err: errorf("thethings: %d values cannot fit in a writer buffer of %d: %w", len(values), w.cfg.maxBuffered, ErrInvalidValue)}
 	}
 	geos, err := validateValues(values)
 	if err != nil {
@@ -208,7 +207,7 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("thethings: writer buffer full, %s not taken: %w", countValues(len(values)), ctx.Err())
+			return errorf("thethings: writer buffer full, %s not taken: %w", countValues(len(values)), ctx.Err())
 		}
 	}
 }
@@ -317,7 +316,7 @@ func (w *Writer) Flush(ctx context.Context) error {
 			errs := w.errs
 			w.errs = nil
 			if w.resolved < target {
-				errs = append(errs, fmt.Errorf("thethings: flush: closed meanwhile, Close reports the rest: %w", ErrWriterClosed))
+				errs = append(errs, errorf("thethings: flush: closed meanwhile, Close reports the rest: %w", ErrWriterClosed))
 			}
 			w.mu.Unlock()
 			return errors.Join(errs...)
@@ -331,7 +330,7 @@ func (w *Writer) Flush(ctx context.Context) error {
 			errs := w.errs
 			w.errs = nil
 			w.mu.Unlock()
-			return errors.Join(append(errs, fmt.Errorf("thethings: flush: %w", ctx.Err()))...)
+			return errors.Join(append(errs, errorf("thethings: flush: %w", ctx.Err()))...)
 		}
 	}
 }
@@ -373,7 +372,7 @@ func (w *Writer) Close(ctx context.Context) error {
 			}
 			errs = append(errs, &WriteError{
 				Values: w.buf.first(w.buf.n),
-				Err:    fmt.Errorf("thethings: writer closed before sending: %w", cause),
+				Err:    errorf("thethings: writer closed before sending: %w", cause),
 			})
 			w.buf = ring{}
 		}

@@ -9,6 +9,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // Activate turns an activation code into a thing over MQTT, as the
@@ -28,7 +29,7 @@ func Activate(ctx context.Context, activationCode string, opts ...Option) (*Clie
 		return nil, optionError("nil context")
 	}
 	if strings.TrimSpace(activationCode) == "" || strings.ContainsAny(activationCode, "/+#\x00") {
-		return nil, fmt.Errorf("thethings: mqtt: activation code empty or holding one of / + # NUL: %w", thethings.ErrInvalidValue)
+		return nil, wire.Errorf("thethings: mqtt: activation code empty or holding one of / + # NUL: %w", thethings.ErrInvalidValue)
 	}
 	cfg, err := newConfig(opts)
 	if err != nil {
@@ -39,12 +40,12 @@ func Activate(ctx context.Context, activationCode string, opts ...Option) (*Clie
 		return nil, err
 	}
 	if err := checkToken(token); err != nil {
-		return nil, fmt.Errorf("thethings: mqtt: activation: the broker sent an unusable thing token: %w", err)
+		return nil, wire.Errorf("thethings: mqtt: activation: the broker sent an unusable thing token: %w", err)
 	}
 	c := newClient(token, cfg)
 	if len(cfg.will) > 0 {
 		if c.willBody, err = encode(cfg.will, 0); err != nil {
-			return nil, fmt.Errorf("thethings: mqtt: last will: %w", err)
+			return nil, wire.Errorf("thethings: mqtt: last will: %w", err)
 		}
 	}
 	cn, err := c.connect(ctx, c.willBody)
@@ -93,7 +94,7 @@ func activate(ctx context.Context, cfg *config, code string) (string, error) {
 		ThingToken string `json:"thingToken"`
 	}
 	if err := json.Unmarshal(p, &out); err != nil {
-		return "", fmt.Errorf("thethings: mqtt: activation: undecodable answer: %w", err)
+		return "", wire.Errorf("thethings: mqtt: activation: undecodable answer: %w", err)
 	}
 	if strings.EqualFold(out.Status, "error") || out.ThingToken == "" {
 		msg := out.Message

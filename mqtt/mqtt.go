@@ -27,10 +27,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // DefaultBroker is the platform's broker, over TLS.
@@ -46,7 +49,7 @@ const (
 )
 
 // errClosed is what a closed Client answers.
-var errClosed = fmt.Errorf("thethings: mqtt: client closed: %w", net.ErrClosed)
+var errClosed = wire.Errorf("thethings: mqtt: client closed: %w", net.ErrClosed)
 
 // secret is a string that prints as "***" under every fmt verb and slog.
 type secret string
@@ -107,7 +110,7 @@ func Dial(ctx context.Context, thingToken string, opts ...Option) (*Client, erro
 	c := newClient(thingToken, cfg)
 	if len(cfg.will) > 0 {
 		if c.willBody, err = encode(cfg.will, 0); err != nil {
-			return nil, fmt.Errorf("thethings: mqtt: last will: %w", err)
+			return nil, wire.Errorf("thethings: mqtt: last will: %w", err)
 		}
 	}
 	cn, err := c.connect(ctx, c.willBody)
@@ -122,14 +125,18 @@ func Dial(ctx context.Context, thingToken string, opts ...Option) (*Client, erro
 	return c, nil
 }
 
-// checkToken refuses tokens that cannot be one topic level.
+// checkToken refuses, as thethings.NewClient does, an empty token
+// (ErrNoToken) and one holding a space, a control character or invalid
+// UTF-8 (ErrInvalidToken); and one holding a character that would break
+// the topic: '/', '+' or '#'. The error does not show the token.
 func checkToken(token string) error {
 	if token == "" {
-		return fmt.Errorf("thethings: mqtt: %w", thethings.ErrNoToken)
+		return wire.Errorf("thethings: mqtt: %w", thethings.ErrNoToken)
 	}
-	for _, r := range token {
-		if r <= ' ' || r == 0x7f || r == '/' || r == '+' || r == '#' {
-			return optionError("thing token holds a space, a control character or one of / + # (token not shown)")
+	for i, r := range []rune(token) {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError || r == '/' || r == '+' || r == '#' {
+			return wire.Errorf("thethings: mqtt: thing token holds a space, a control character, invalid UTF-8 or one of / + # at rune %d (%q): %w",
+				i, r, thethings.ErrInvalidToken)
 		}
 	}
 	return nil
@@ -195,8 +202,7 @@ func (c *Client) redact(s string) string { return c.redactor.Replace(s) }
 // fail wraps err under "thethings: mqtt: what: ", token redacted, keeping
 // err matchable with errors.Is and errors.As.
 func (c *Client) fail(what string, err error) error {
-	msg := strings.TrimPrefix(c.redact(err.Error()), "thethings: ")
-	return &wrapped{msg: "thethings: mqtt: " + what + ": " + msg, err: err}
+	return &wrapped{msg: wire.OnePrefix("thethings: mqtt: " + what + ": " + c.redact(err.Error())), err: err}
 }
 
 type wrapped struct {

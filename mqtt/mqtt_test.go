@@ -400,8 +400,9 @@ func TestBadInputRefusedBeforeIO(t *testing.T) {
 		want error
 	}{
 		{"empty token", nil, "", thethings.ErrNoToken},
-		{"token with slash", nil, "a/b", thethings.ErrInvalidOption},
-		{"token with wildcard", nil, "a+", thethings.ErrInvalidOption},
+		{"token with slash", nil, "a/b", thethings.ErrInvalidToken},
+		{"token with wildcard", nil, "a+", thethings.ErrInvalidToken},
+		{"token with newline", nil, token + "\n", thethings.ErrInvalidToken},
 		{"nil option", []mqtt.Option{nil}, token, thethings.ErrInvalidOption},
 		{"bad scheme", []mqtt.Option{mqtt.WithBroker("http://x")}, token, thethings.ErrInvalidOption},
 		{"broker path", []mqtt.Option{mqtt.WithBroker("tcp://x/y")}, token, thethings.ErrInvalidOption},
@@ -418,6 +419,8 @@ func TestBadInputRefusedBeforeIO(t *testing.T) {
 		_, err := mqtt.Dial(ctx, tc.tok, append([]mqtt.Option{broker}, tc.opts...)...)
 		if !errors.Is(err, tc.want) {
 			t.Errorf("%s: Dial = %v, want %v", tc.name, err, tc.want)
+		} else if msg := err.Error(); !strings.HasPrefix(msg, "thethings: mqtt: ") || strings.Count(msg, "thethings:") != 1 || strings.Contains(msg, token) {
+			t.Errorf("%s: error text %q", tc.name, msg)
 		}
 	}
 	//lint:ignore SA1012 a nil context is the point

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // Option configures Dial and Activate. An invalid option makes them fail
@@ -36,7 +37,7 @@ const (
 )
 
 func optionError(format string, args ...any) error {
-	return fmt.Errorf("thethings: mqtt: %s: %w", fmt.Sprintf(format, args...), thethings.ErrInvalidOption)
+	return wire.Errorf("thethings: mqtt: %s: %w", fmt.Sprintf(format, args...), thethings.ErrInvalidOption)
 }
 
 func newConfig(opts []Option) (*config, error) {

@@ -165,7 +165,7 @@ func (c *Client) Subscribe(ctx context.Context) iter.Seq2[thethings.Message, err
 			}
 			q, dropped := l.take()
 			if dropped > 0 && ctx.Err() == nil {
-				if !yield(thethings.Message{}, fmt.Errorf("thethings: mqtt: %d messages dropped: the Subscribe loop fell more than %d behind", dropped, maxQueue)) {
+				if !yield(thethings.Message{}, wire.Errorf("thethings: mqtt: %d messages dropped: the Subscribe loop fell more than %d behind", dropped, maxQueue)) {
 					return
 				}
 			}

@@ -3,10 +3,10 @@ package mqtt
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // batchSize is values per publish, as the REST client puts per request.
@@ -58,7 +58,7 @@ func (c *Client) Write(ctx context.Context, values []thethings.Value) error {
 			}
 			return errors.Join(first, &thethings.WriteError{
 				Values: slices.Clone(values[hi:]),
-				Err:    fmt.Errorf("thethings: mqtt: not sent: message %d of %d failed before it", i+1, len(bodies)),
+				Err:    wire.Errorf("thethings: mqtt: not sent: message %d of %d failed before it", i+1, len(bodies)),
 			})
 		}
 	}

@@ -1,6 +1,8 @@
 package thethingstest
 
 import (
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,5 +92,34 @@ func TestUsableFromAnotherModule(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "--- PASS: TestReportsTemperature") {
 		t.Fatalf("the user's test did not run:\n%s", b)
+	}
+}
+
+// The examples are programs to copy: nothing under examples/ may import a
+// package internal to this module.
+func TestExamplesImportNoInternalPackage(t *testing.T) {
+	dir := filepath.Join("..", "examples")
+	n := 0
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") {
+			return err
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		for _, imp := range f.Imports {
+			n++
+			if strings.Contains(imp.Path.Value, "/internal/") || strings.HasSuffix(imp.Path.Value, `/internal"`) {
+				t.Errorf("%s imports %s", path, imp.Path.Value)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("no example found")
 	}
 }

@@ -264,33 +264,44 @@ func (c *call) check(ctx context.Context, resp *http.Response, err error) (bool,
 // written).
 func Decide(kind Kind, retryWrites bool, resp *http.Response, err error, sent bool) (retry, maybeProcessed bool) {
 	if err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return false, sent
-		}
-		if permanent(err) {
-			return false, false
-		}
-		if !sent {
-			// Nothing left this process: safe to repeat whatever the kind.
-			return true, false
-		}
-		return repeatable(kind, retryWrites), true
+		return DecideError(kind, retryWrites, err, sent)
 	}
 	if resp == nil {
 		return false, false
 	}
-	code := resp.StatusCode
+	return DecideAnswer(kind, retryWrites, resp.StatusCode, resp.Header.Get("Retry-After") != "")
+}
+
+// DecideAnswer is Decide for an answer already read (an APIError): its
+// status code, and whether it carried a Retry-After header.
+func DecideAnswer(kind Kind, retryWrites bool, status int, retryAfter bool) (retry, maybeProcessed bool) {
 	switch {
-	case code == http.StatusTooManyRequests:
+	case status == http.StatusTooManyRequests:
 		return kind != Once, false
-	case code == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+	case status == http.StatusServiceUnavailable && retryAfter:
 		return kind != Once, false
-	case code == http.StatusNotImplemented:
+	case status == http.StatusNotImplemented:
 		return false, false
-	case code >= 500:
+	case status >= 500:
 		return repeatable(kind, retryWrites), true
 	}
 	return false, false
+}
+
+// DecideError is Decide for a failure without an answer, such as the Err
+// of an *Error, whose MaybeSent is sent.
+func DecideError(kind Kind, retryWrites bool, err error, sent bool) (retry, maybeProcessed bool) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false, sent
+	}
+	if permanent(err) {
+		return false, false
+	}
+	if !sent {
+		// Nothing left this process: safe to repeat whatever the kind.
+		return true, false
+	}
+	return repeatable(kind, retryWrites), true
 }
 
 // repeatable reports whether a request that may have been processed may be

@@ -16,11 +16,20 @@ const Prefix = "thethings: "
 func Errorf(format string, args ...any) error {
 	err := fmt.Errorf(format, args...)
 	msg := err.Error()
+	if one := OnePrefix(msg); one != msg {
+		return &prefixed{msg: one, err: err}
+	}
+	return err
+}
+
+// OnePrefix returns msg without the repeats of Prefix after its first,
+// when msg starts with it.
+func OnePrefix(msg string) string {
 	rest, ok := strings.CutPrefix(msg, Prefix)
 	if !ok || !strings.Contains(rest, Prefix) {
-		return err
+		return msg
 	}
-	return &prefixed{msg: Prefix + strings.ReplaceAll(rest, Prefix, ""), err: err}
+	return Prefix + strings.ReplaceAll(rest, Prefix, "")
 }
 
 // prefixed is an error whose text was rid of repeated prefixes.

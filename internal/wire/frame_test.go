@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -48,6 +49,13 @@ func TestDecodeFrame(t *testing.T) {
 // encoding/json gives when it accepts a frame, that DecodeFrame then gives
 // the same, and that DecodeFrame never panics.
 func FuzzDecodeItems(f *testing.F) {
+	data, err := os.ReadFile("testdata/frames.txt")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, fr := range bytes.Split(data, []byte("\n"))[:4] {
+		f.Add(fr)
+	}
 	for _, s := range []string{
 		`[]`, ` [ ] `, `[{}]`, `[{"key":"a","value":-0.5e+3},{"value":{"x":[1,"}"]},"key":"b"}]`,
 		`[{"key":"a","value":01}]`, `[{"key":"a","value":1.}]`, `[{"key":"a","value":"é"}]`,
