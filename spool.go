@@ -126,10 +126,13 @@ func openSpool(dir string, limit int64) (_ *spool, err error) {
 	if err != nil {
 		return nil, errorf("thethings: spool: %w", err)
 	}
+	hasAck := false
 	for _, e := range entries {
 		name := e.Name()
 		switch {
-		case name == lockName || name == ackName:
+		case name == ackName:
+			hasAck = true
+		case name == lockName:
 		case strings.HasSuffix(name, segSuffix):
 			first, perr := strconv.ParseUint(strings.TrimSuffix(name, segSuffix), 10, 64)
 			if perr != nil || !e.Type().IsRegular() {
@@ -143,6 +146,10 @@ func openSpool(dir string, limit int64) (_ *spool, err error) {
 	slices.SortFunc(s.segs, func(a, b *segment) int {
 		return cmpUint(a.first, b.first)
 	})
+	if len(s.segs) > 0 && !hasAck {
+		// Without it every value would be sent again: refuse to guess.
+		return nil, spoolError(filepath.Join(dir, ackName), "missing beside %d segments", len(s.segs))
+	}
 	if err := s.readAck(); err != nil {
 		return nil, err
 	}

@@ -120,6 +120,10 @@ func TestSpoolCorruptionIsAnError(t *testing.T) {
 	_, err = emulatorClient(t, startEmulator(t)).NewWriter(thethings.WithSpool(dir))
 	assert.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
 	assert.Contains(t, err.Error(), ack)
+	require.NoError(t, os.Remove(ack))
+	_, err = emulatorClient(t, startEmulator(t)).NewWriter(thethings.WithSpool(dir))
+	assert.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
+	assert.Contains(t, err.Error(), ack)
 	require.NoError(t, os.WriteFile(ack, good, 0o600))
 
 	srv := startEmulator(t)
