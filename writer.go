@@ -387,15 +387,18 @@ func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.T
 // millisecond could not get past them.
 const maxPerMilli = 100
 
-// stamp is the last millisecond given to a key and how many values got it.
+// stamp is the last millisecond given to a key and the values (as their
+// canonical JSON) that got it.
 type stamp struct {
-	ms int64
-	n  int
+	ms   int64
+	vals []string
 }
 
 // stamps returns the Datetime of each value: its own, or the device clock
 // (UTC, milliseconds), moved to the next millisecond for a key that already
-// has maxPerMilli values at this one.
+// has maxPerMilli values, or one equal to this value, at this one. Two
+// identical values of a key never share a stamp: a read back could not
+// tell them apart across batches.
 func (w *Writer) stamps(values []Value) []time.Time {
 	now := time.Now().UnixMilli()
 	out := make([]time.Time, len(values))
@@ -409,19 +412,26 @@ func (w *Writer) stamps(values []Value) []time.Time {
 			out[i] = values[i].Datetime
 			continue
 		}
+		id, _ := identOf("", time.Time{}, values[i].Value) // validated: no error
 		st := w.last[values[i].Key]
 		switch {
 		case st.ms < now:
-			st = stamp{ms: now}
-		case st.n >= maxPerMilli:
-			st = stamp{ms: st.ms + 1}
+			st = stamp{ms: now, vals: st.vals[:0]}
+		case len(st.vals) >= maxPerMilli || slices.Contains(st.vals, id.value):
+			st = stamp{ms: st.ms + 1, vals: st.vals[:0]}
 		}
-		st.n++
+		st.vals = append(st.vals, id.value)
 		w.last[values[i].Key] = st
 		out[i] = time.UnixMilli(st.ms).UTC()
 	}
 	if len(w.last) > 10000 {
-		clear(w.last) // many keys: forget, at worst a page more to read back
+		// Many keys: forget those stamped in the past, which the clock
+		// cannot give again (unless it jumps back).
+		for k, st := range w.last {
+			if st.ms < now {
+				delete(w.last, k)
+			}
+		}
 	}
 	return out
 }

@@ -370,3 +370,27 @@ func TestWriterMixedBatch(t *testing.T) {
 	assert.Equal(t, int64(5), st.Verified)
 	assert.Equal(t, int64(5), st.Failed)
 }
+
+// TestWriterStampsIdenticalValuesApart: identical values of one key added
+// in the same millisecond get different stamps, so that a read back for one
+// batch cannot count a value of an earlier batch as its own. Here the second
+// of two batches of one is dropped unstored: it must be sent again, not
+// taken for the first one.
+func TestWriterStampsIdenticalValuesApart(t *testing.T) {
+	t.Parallel()
+	srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 2}))
+	w := mustWriter(t, c, thethings.WithBatchSize(1), thethings.WithFlushInterval(0))
+	ctx := context.Background()
+	require.NoError(t, w.Add(ctx, thethings.Value{Key: "n", Value: 5}, thethings.Value{Key: "n", Value: 5.0}, thethings.Value{Key: "n", Value: 6}))
+	require.NoError(t, w.Close(ctx))
+	assert.Equal(t, []int{5, 5, 6}, storedInts(t, srv, "n"))
+	assert.Zero(t, srv.Duplicates())
+	var fives []time.Time
+	for _, r := range srv.Stored(sentinelToken, "n") {
+		if string(r.Value) == "5" {
+			fives = append(fives, r.Datetime)
+		}
+	}
+	require.Len(t, fives, 2)
+	assert.NotEqual(t, fives[0], fives[1], "identical values, distinct milliseconds")
+}
