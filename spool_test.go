@@ -325,3 +325,35 @@ func TestSpoolCrash(t *testing.T) {
 		assert.LessOrEqual(t, v, tried, "stored a value never added")
 	}
 }
+
+// TestSpoolCloseEndsBlockedAdd: an Add waiting for room in a full spool,
+// with a context that never ends, returns ErrWriterClosed once the writer is
+// closed, as it does with a buffer in memory.
+func TestSpoolCloseEndsBlockedAdd(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	w := mustWriter(t, offlineClient(t), thethings.WithSpool(dir), thethings.WithSpoolLimit(64<<10))
+	var refused []thethings.Value
+	for added := 0; refused == nil; added += 100 {
+		require.Less(t, added, 10000, "the bound holds")
+		vals := intValues("n", added, 100)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		if err := w.Add(ctx, vals...); err != nil {
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			refused = vals
+		}
+		cancel()
+	}
+	blocked := make(chan error, 1)
+	go func() { blocked <- w.Add(context.Background(), refused...) }()
+	time.Sleep(100 * time.Millisecond) // let it block: no signal tells
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	require.Error(t, w.Close(ctx))
+	select {
+	case err := <-blocked:
+		assert.ErrorIs(t, err, thethings.ErrWriterClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Add still blocked after Close")
+	}
+}

@@ -353,12 +353,16 @@ func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.T
 			return err
 		}
 		if room != nil {
-			// Full: send what waits, even a partial batch.
+			// Full: send what waits, even a partial batch. Close ends the
+			// wait too (changed).
 			w.flushTo = max(w.flushTo, w.taken)
+			changed := w.changed
 			w.mu.Unlock()
 			w.wake()
 			select {
 			case <-room:
+				continue
+			case <-changed:
 				continue
 			case <-ctx.Done():
 				return errorf("thethings: writer spool full, %s not taken: %w", countValues(len(values)), ctx.Err())
