@@ -103,8 +103,10 @@ func spoolError(name, format string, args ...any) error {
 
 // openSpool opens (creating if need be) the spool in dir, locks it, checks
 // every file and drops a record torn by a crash at the end of the last
-// segment.
-func openSpool(dir string, limit int64) (_ *spool, err error) {
+// segment. batch is the size of the batches the writer will send: it is
+// recorded before any is sent, so that a writer opened after a crash knows
+// how many values may have been in flight.
+func openSpool(dir string, limit int64, batch int) (_ *spool, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, errorf("thethings: spool: %w", err)
 	}
@@ -195,6 +197,13 @@ func openSpool(dir string, limit int64) (_ *spool, err error) {
 	// the bytes waiting.
 	if err := s.seekRead(); err != nil {
 		return nil, err
+	}
+	if batch > s.batch {
+		// Keep the larger: the batch a previous writer may have had in
+		// flight is read back whole.
+		if err := s.writeAck(s.ackSeq, batch); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }

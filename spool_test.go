@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -356,4 +360,41 @@ func TestSpoolCloseEndsBlockedAdd(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("Add still blocked after Close")
 	}
+}
+
+// TestSpoolRestartWithSmallerBatchVerifiesInFlight: a writer with batches of
+// 100 dies while its first batch, stored, waits for its answer; the next
+// writer on the spool has batches of 10. It must read back the whole batch
+// that may have been in flight, not only its own first 10 values.
+func TestSpoolRestartWithSmallerBatchVerifiesInFlight(t *testing.T) {
+	t.Parallel()
+	srv := startEmulator(t)
+	target, err := url.Parse(srv.URL())
+	require.NoError(t, err)
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
+	// Stores through the emulator, then never answers.
+	stop := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rp.ServeHTTP(httptest.NewRecorder(), r)
+		select {
+		case <-r.Context().Done():
+		case <-stop:
+		}
+	}))
+	defer hang.Close()
+	defer close(stop)
+	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(hang.URL+target.Path), fastRetry)
+	require.NoError(t, err)
+
+	dir := t.TempDir()
+	w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithBatchSize(100), thethings.WithFlushInterval(0))
+	require.NoError(t, w.Add(context.Background(), intValues("n", 0, 100)...))
+	require.Eventually(t, func() bool { return srv.StoredCount(sentinelToken, "n") == 100 }, 30*time.Second, time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.Error(t, w.Close(ctx)) // the values stay in the spool
+
+	w = mustWriter(t, emulatorClient(t, srv), thethings.WithSpool(dir), thethings.WithBatchSize(10))
+	require.NoError(t, w.Close(context.Background()))
+	assertStoredOnce(t, srv, "n", 100)
 }

@@ -253,7 +253,7 @@ func (c *Client) NewWriter(opts ...WriterOption) (*Writer, error) {
 	}
 	w.stats.Online = true
 	if cfg.spoolDir != "" {
-		if w.sp, err = openSpool(cfg.spoolDir, cfg.spoolLimit); err != nil {
+		if w.sp, err = openSpool(cfg.spoolDir, cfg.spoolLimit, cfg.batchSize); err != nil {
 			return nil, err
 		}
 		n := int64(w.sp.pending())
