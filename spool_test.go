@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -397,4 +398,58 @@ func TestSpoolRestartWithSmallerBatchVerifiesInFlight(t *testing.T) {
 	w = mustWriter(t, emulatorClient(t, srv), thethings.WithSpool(dir), thethings.WithBatchSize(10))
 	require.NoError(t, w.Close(context.Background()))
 	assertStoredOnce(t, srv, "n", 100)
+}
+
+// TestSpoolAddContextBoundsOnlyTheWait: ctx bounds Add's wait for room, not
+// the sync of values already written: an Add with an ended context and room
+// takes its values (nil), which are then sent once.
+func TestSpoolAddContextBoundsOnlyTheWait(t *testing.T) {
+	t.Parallel()
+	srv, c := setup(t)
+	w := mustWriter(t, c, thethings.WithSpool(t.TempDir()), thethings.WithFlushInterval(0))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, w.Add(ctx, intValues("n", 0, 10)...))
+	assert.Equal(t, int64(10), w.Stats().Pending)
+	require.NoError(t, w.Close(context.Background()))
+	assertStoredOnce(t, srv, "n", 10)
+	assert.Zero(t, w.Stats().Pending)
+}
+
+// TestSpoolCloseWaitsForAddsBeingSynced: Close, even cut short by its
+// context, lets the Adds already writing finish their sync before it closes
+// the spool: each Add says either taken (and the values are in the spool
+// for the next writer) or ErrWriterClosed (and they are not).
+func TestSpoolCloseWaitsForAddsBeingSynced(t *testing.T) {
+	t.Parallel()
+	for round := range 5 {
+		dir := t.TempDir()
+		w := mustWriter(t, offlineClient(t), thethings.WithSpool(dir), thethings.WithFlushInterval(0))
+		var taken atomic.Int64
+		errs := make(chan error, 8)
+		for g := range 8 {
+			go func() {
+				for i := 0; ; i++ {
+					err := w.Add(context.Background(), intValues("n", (g*1000+i)*10, 10)...)
+					if err != nil {
+						errs <- err
+						return
+					}
+					taken.Add(10)
+				}
+			}()
+		}
+		time.Sleep(time.Duration(round+1) * 10 * time.Millisecond)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		require.Error(t, w.Close(ctx))
+		for range 8 {
+			require.ErrorIs(t, <-errs, thethings.ErrWriterClosed)
+		}
+		w = mustWriter(t, offlineClient(t), thethings.WithSpool(dir), thethings.WithFlushInterval(0))
+		assert.Equal(t, taken.Load(), w.Stats().Pending, "the spool holds what Add took")
+		ctx, cancel = context.WithCancel(context.Background())
+		cancel()
+		require.Error(t, w.Close(ctx))
+	}
 }

@@ -282,6 +282,14 @@ func (w *Writer) Stats() WriterStats {
 // (with a spool: durably): their fate is reported by the writer. Values (and
 // what they point to, but Geo, which is copied) must not be modified after
 // Add.
+//
+// ctx bounds only the wait for room. With a spool, once the values are
+// written Add waits for their sync whatever ctx does, so that its answer is
+// the truth: nil means taken, an error wrapping ctx's error means not taken
+// (add them again), never "not taken" for values that will be sent. Only a
+// failure of the disk itself (an error that does not wrap ctx's) leaves the
+// values' fate open: they may be in the spool, and the writer takes nothing
+// more.
 func (w *Writer) Add(ctx context.Context, values ...Value) error {
 	if err := checkContext(ctx); err != nil {
 		return err
@@ -596,6 +604,14 @@ func (w *Writer) Close(ctx context.Context) error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	for w.adding > 0 {
+		// Adds writing to the spool finish their sync (it is short) before
+		// the spool is closed: each then tells the truth.
+		changed := w.changed
+		w.mu.Unlock()
+		<-changed
+		w.mu.Lock()
+	}
 	if !w.closed {
 		errs := w.errs
 		w.errs = nil

@@ -394,3 +394,18 @@ func TestWriterStampsIdenticalValuesApart(t *testing.T) {
 	require.Len(t, fives, 2)
 	assert.NotEqual(t, fives[0], fives[1], "identical values, distinct milliseconds")
 }
+
+// TestWriteVerifiesAKeyNeverStored: the read back of a key the platform
+// never stored answers 404 "resource not found": none of its values is
+// stored, which is an answer, not an error. They are sent again.
+func TestWriteVerifiesAKeyNeverStored(t *testing.T) {
+	t.Parallel()
+	srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 2}))
+	ctx := context.Background()
+	require.NoError(t, c.Write(ctx, datedValues("a", 0, 3, time.Now())))
+	// Dropped unstored: key n does not exist when it is read back.
+	require.NoError(t, c.Write(ctx, datedValues("n", 0, 5, time.Now())))
+	assertStoredOnce(t, srv, "n", 5)
+	assert.Equal(t, 3, srv.Requests(thethingstest.RouteWrite))
+	assert.Equal(t, 1, srv.Requests(thethingstest.RouteRead))
+}
