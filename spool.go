@@ -167,7 +167,8 @@ func openSpool(dir string, limit int64, batch int) (_ *spool, err error) {
 		first := s.segs[0].first
 		end := s.segs[len(s.segs)-1].first + s.segs[len(s.segs)-1].count
 		if s.ackSeq < first {
-			s.ackSeq = first // deleted segments were acknowledged
+			// Segments are deleted only once acknowledged: one is lost.
+			return nil, spoolError(s.segs[0].name, "starts at value %d, but values from %d are not acknowledged: a segment before it is missing", first, s.ackSeq)
 		}
 		if s.ackSeq > end {
 			return nil, spoolError(filepath.Join(dir, ackName), "acknowledges %d values, the segments hold %d", s.ackSeq, end)
@@ -232,6 +233,10 @@ func (s *spool) readAck() error {
 		return errorf("thethings: spool: %w", err)
 	}
 	if n == 0 {
+		if len(s.segs) > 0 {
+			// Every value would be sent again: refuse to guess.
+			return spoolError(name, "empty beside %d segments", len(s.segs))
+		}
 		return s.writeAck(0, 0) // a new spool
 	}
 	if n != 2*ackSlot {

@@ -453,3 +453,43 @@ func TestSpoolCloseWaitsForAddsBeingSynced(t *testing.T) {
 		require.Error(t, w.Close(ctx))
 	}
 }
+
+// TestSpoolLostFilesAreAnError: an empty acknowledgement file beside
+// segments, or a first segment missing (its values not acknowledged), is
+// damage: an error naming the file, not values sent twice or skipped.
+func TestSpoolLostFilesAreAnError(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	w := mustWriter(t, offlineClient(t), thethings.WithSpool(dir), thethings.WithSpoolLimit(1<<20), thethings.WithFlushInterval(0))
+	for added := 0; len(segments(t, dir)) < 2; added += 100 {
+		require.Less(t, added, 10000)
+		require.NoError(t, w.Add(context.Background(), intValues("n", added, 100)...))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.Error(t, w.Close(ctx))
+	open := func() error {
+		w, err := offlineClient(t).NewWriter(thethings.WithSpool(dir))
+		if err == nil {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			_ = w.Close(ctx)
+		}
+		return err
+	}
+
+	ack := filepath.Join(dir, "ACKED")
+	good, err := os.ReadFile(ack)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(ack, nil, 0o600))
+	err = open()
+	assert.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
+	assert.ErrorContains(t, err, ack)
+	require.NoError(t, os.WriteFile(ack, good, 0o600))
+
+	segs := segments(t, dir)
+	require.NoError(t, os.Remove(segs[0]))
+	err = open()
+	assert.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
+	assert.ErrorContains(t, err, segs[1])
+}
