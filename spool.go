@@ -560,8 +560,16 @@ func (s *spool) sync(ticket int64) error {
 	return nil
 }
 
-// next reads up to k durable values after those already read.
-func (s *spool) next(k int) ([]Value, error) {
+// next reads up to k durable values after those already read. A failure
+// is sticky: the spool takes and gives nothing more.
+func (s *spool) next(k int) (_ []Value, err error) {
+	defer func() {
+		if err != nil {
+			s.mu.Lock()
+			s.err = err
+			s.mu.Unlock()
+		}
+	}()
 	s.mu.Lock()
 	avail := int(s.durSeq - s.rseq)
 	s.mu.Unlock()

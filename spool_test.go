@@ -373,10 +373,18 @@ func TestSpoolRestartWithSmallerBatchVerifiesInFlight(t *testing.T) {
 	target, err := url.Parse(srv.URL())
 	require.NoError(t, err)
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	rp.Transport = tr
 	// Stores through the emulator, then never answers.
 	stop := make(chan struct{})
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rp.ServeHTTP(httptest.NewRecorder(), r)
+		rec := httptest.NewRecorder()
+		rp.ServeHTTP(rec, r)
+		if rec.Code/100 != 2 {
+			w.WriteHeader(http.StatusTooManyRequests) // not stored: try again
+			return
+		}
 		select {
 		case <-r.Context().Done():
 		case <-stop:
@@ -492,4 +500,44 @@ func TestSpoolLostFilesAreAnError(t *testing.T) {
 	err = open()
 	assert.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
 	assert.ErrorContains(t, err, segs[1])
+}
+
+// TestSpoolDamageWhileOpenStopsTheWriter: a record damaged while the
+// writer runs is found when the writer reads it: the writer stops sending
+// (rather than spin or skip values) and Close reports ErrSpoolCorrupt at
+// once; the values stay in the spool.
+func TestSpoolDamageWhileOpenStopsTheWriter(t *testing.T) {
+	t.Parallel()
+	srv := startEmulator(t)
+	px := startProxy(t, srv.URL())
+	px.down()
+	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(px.url), fastRetry)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithBatchSize(10), thethings.WithFlushInterval(0))
+	for i := 0; i < 3000; i += 100 {
+		require.NoError(t, w.Add(context.Background(), intValues("n", i, 100)...))
+	}
+	segs := segments(t, dir)
+	require.Len(t, segs, 1)
+	data, err := os.ReadFile(segs[0])
+	require.NoError(t, err)
+	f, err := os.OpenFile(segs[0], os.O_RDWR, 0)
+	require.NoError(t, err)
+	at := int64(len(data) * 3 / 4) // past what the reader has buffered
+	require.Greater(t, at, int64(64<<10))
+	_, err = f.WriteAt([]byte{data[at] ^ 0x20}, at)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	px.up()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = w.Close(ctx)
+	require.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
+	assert.ErrorContains(t, err, segs[0])
+	assert.NotErrorIs(t, err, context.DeadlineExceeded, "Close waited for its context")
+	assert.Zero(t, srv.Duplicates())
+	assert.Equal(t, seq(0, srv.StoredCount(sentinelToken, "n")), storedInts(t, srv, "n"), "nothing skipped")
+	assert.Less(t, srv.StoredCount(sentinelToken, "n"), 2300)
 }

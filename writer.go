@@ -731,7 +731,17 @@ func (w *Writer) next(k int, verify bool) *delivery {
 // good, waiting between attempts. It reports false when the writer was
 // aborted, leaving the values where they are.
 func (w *Writer) deliver(d *delivery) bool {
-	if len(d.orig) == 0 && d.broken == nil {
+	if d.broken != nil {
+		// The spool cannot be read: stop rather than skip values or spin.
+		// They stay in it, and opening it again names the damage.
+		w.mu.Lock()
+		w.stats.LastError = d.broken
+		w.errs = append(w.errs, d.broken)
+		w.broadcastLocked()
+		w.mu.Unlock()
+		return false
+	}
+	if len(d.orig) == 0 {
 		return true
 	}
 	w.mu.Lock()
@@ -880,12 +890,6 @@ func (d *delivery) pick(idx []int) []Value {
 // step does one request, or the reads of one verification, and says what
 // came of it.
 func (d *delivery) step(ctx context.Context) (r stepResult) {
-	if d.broken != nil {
-		r.done = true
-		r.err = d.broken
-		r.failed = append(r.failed, &WriteError{Values: d.unresolved(), Err: d.broken})
-		return r
-	}
 	if d.verify {
 		missing, err := d.c.missing(ctx, d.orig, d.gone)
 		if err != nil {
