@@ -116,6 +116,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/thethings-go/thethings/internal/transport"
@@ -373,7 +374,7 @@ func WithLogger(l *slog.Logger) Option {
 // Client talks to the platform on behalf of one thing. It is immutable and
 // safe for concurrent use.
 type Client struct {
-	token     string
+	token     *secret // behind a pointer: no printed form of a Client reaches it
 	thingID   string
 	base      *url.URL
 	tr        *transport.Transport
@@ -445,7 +446,7 @@ func newClient(token, thingID string, cfg *config) *Client {
 		ua = cfg.userAgent + " " + ua
 	}
 	c := &Client{
-		token:     token,
+		token:     &secret{token},
 		thingID:   thingID,
 		base:      cfg.base,
 		stream:    cfg.stream,
@@ -480,7 +481,7 @@ func (c *Client) redact(s string) string {
 
 // ThingToken returns the thing's token. After Activate, persist it: the
 // activation code cannot be used again.
-func (c *Client) ThingToken() string { return c.token }
+func (c *Client) ThingToken() string { return c.token.s }
 
 // ThingID returns the thing's id as reported by Activate, or "" when the
 // client was made by NewClient.
@@ -493,6 +494,23 @@ func (c *Client) String() string {
 
 // GoString is String, so that %#v does not print the token either.
 func (c *Client) GoString() string { return c.String() }
+
+// Format prints String under every verb, so that verbs which bypass
+// String (%d, %x) do not walk the Client's fields.
+func (c *Client) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		fmt.Fprintf(f, "%q", c.String())
+		return
+	}
+	_, _ = io.WriteString(f, c.String())
+}
+
+// secret holds the thing token. A Client keeps a pointer to it, which fmt
+// prints as an address when it walks a Client value's fields; its own
+// printed forms are redacted.
+type secret struct{ s string }
+
+func (*secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redacted) }
 
 // LogValue keeps the token out of structured logs.
 func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
@@ -529,7 +547,7 @@ func Activate(ctx context.Context, activationCode, productID string, opts ...Opt
 		return nil, err
 	}
 	if out.ThingToken == "" {
-		return nil, fmt.Errorf("thethings: activation answered %q without a thing token: %w", out.Status, ErrOutcomeUnknown)
+		return nil, fmt.Errorf("thethings: activation answered %q without a thing token: %w", shorten(out.Status), ErrOutcomeUnknown)
 	}
 	return newClient(out.ThingToken, out.ThingID, cfg), nil
 }
@@ -538,7 +556,7 @@ func Activate(ctx context.Context, activationCode, productID string, opts ...Opt
 // without a real-time clock can stamp its readings. Both answer formats of
 // the endpoint are understood.
 func (c *Client) ServerTime(ctx context.Context) (time.Time, error) {
-	q := url.Values{"thingToken": {c.token}, "format": {"UTC"}}
+	q := url.Values{"thingToken": {c.token.s}, "format": {"UTC"}}
 	rt := route{path: "utils/date?" + q.Encode(), redacted: "utils/date?format=UTC&thingToken=" + redacted}
 	var out struct {
 		Date json.RawMessage `json:"date"`
@@ -551,19 +569,31 @@ func (c *Client) ServerTime(ctx context.Context) (time.Time, error) {
 
 func parseServerDate(raw json.RawMessage) (time.Time, error) {
 	raw = bytes.TrimSpace(raw)
+	var t time.Time
 	if len(raw) > 0 && raw[0] == '"' {
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return time.Time{}, fmt.Errorf("thethings: server date: %w", err)
+			return time.Time{}, fmt.Errorf("thethings: server date: %w: %w", err, ErrInvalidValue)
 		}
-		return ParseTime(s)
-	}
-	if sec, err := strconv.ParseFloat(string(raw), 64); err == nil && sec > 0 {
+		var err error
+		if t, err = ParseTime(s); err != nil {
+			return time.Time{}, err
+		}
+	} else if sec, err := strconv.ParseFloat(string(raw), 64); err == nil && sec > 0 && sec < maxUnixSeconds {
 		whole := int64(sec)
-		return time.Unix(whole, int64((sec-float64(whole))*1e9)).UTC().Truncate(time.Millisecond), nil
+		t = time.Unix(whole, int64((sec-float64(whole))*1e9)).UTC().Truncate(time.Millisecond)
+	} else {
+		return time.Time{}, fmt.Errorf("thethings: server date %q not understood: %w", shorten(string(raw)), ErrInvalidValue)
 	}
-	return time.Time{}, fmt.Errorf("thethings: server date %q not understood: %w", raw, ErrInvalidValue)
+	if y := t.Year(); y < 1 || y > 9999 {
+		return time.Time{}, fmt.Errorf("thethings: server date %s outside the years 1..9999: %w", t.Format(time.RFC3339), ErrInvalidValue)
+	}
+	return t, nil
 }
+
+// maxUnixSeconds is the end of the year 9999, the last the platform's date
+// forms can hold.
+const maxUnixSeconds = 253402300800
 
 // route is a request target relative to the base URL, with the same target
 // as it may be shown: thing token redacted.
@@ -584,7 +614,7 @@ func escapeSegment(s string) string {
 
 // thingRoute is things/{token}[/suffix...], each suffix segment escaped.
 func (c *Client) thingRoute(segments ...string) route {
-	p := "things/" + escapeSegment(c.token)
+	p := "things/" + escapeSegment(c.token.s)
 	r := "things/" + redacted
 	for _, s := range segments {
 		p += "/" + escapeSegment(s)
@@ -640,20 +670,143 @@ func (c *Client) send(ctx context.Context, kind transport.Kind, method string, r
 }
 
 // call is send followed by decoding a JSON answer into out (when non-nil).
+// The answer is read through a size bound (maxAnswer); a GET whose body
+// is cut by a network error is sent again, like any failed read.
 func (c *Client) call(ctx context.Context, kind transport.Kind, method string, rt route, body []byte, out any) (maybe bool, err error) {
-	resp, maybe, err := c.send(ctx, kind, method, rt, body)
-	if err != nil {
-		return maybe, err
+	var buf bytes.Buffer
+	if kind == transport.Idempotent && out != nil {
+		if _, err := c.get(ctx, rt, maxAnswer, &buf, false); err != nil {
+			return false, err
+		}
+	} else {
+		resp, maybe, err := c.send(ctx, kind, method, rt, body)
+		if err != nil {
+			return maybe, err
+		}
+		if out == nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+			resp.Body.Close()
+			return false, nil
+		}
+		_, err = c.readAnswer(ctx, resp, method, rt, maxAnswer, &buf, false)
+		resp.Body.Close()
+		if err != nil {
+			// The request was processed: only its answer is lost.
+			return true, &causeError{msg: err.Error() + " (outcome unknown)", errs: []error{err, ErrOutcomeUnknown}}
+		}
 	}
-	defer resp.Body.Close()
-	if out == nil {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
-		return false, nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return false, fmt.Errorf("thethings: %s %s: decode answer: %s", method, c.displayPath(rt), c.redact(err.Error()))
+	d := json.NewDecoder(&buf)
+	if err := d.Decode(out); err != nil {
+		return false, &causeError{
+			msg:  fmt.Sprintf("thethings: %s %s: decode answer: %s", method, c.displayPath(rt), shorten(c.redact(err.Error()))),
+			errs: []error{err, ErrInvalidValue},
+		}
 	}
 	return false, nil
+}
+
+// maxAnswer bounds the body of every answer but read pages (see
+// maxPageBody), compressed or not: the bound counts the bytes decoded.
+const maxAnswer = 1 << 20
+
+// get sends an idempotent GET and reads its answer into buf, at most limit
+// bytes. A body cut by a network error is a failed attempt: the request is
+// sent again under the client's RetryPolicy. With partial, an answer over
+// the limit leaves its first limit+1 bytes in buf and reports cut; without,
+// it is an error matching ErrInvalidValue.
+func (c *Client) get(ctx context.Context, rt route, limit int64, buf *bytes.Buffer, partial bool) (cut bool, err error) {
+	for attempt := 0; ; attempt++ {
+		resp, _, err := c.send(ctx, transport.Idempotent, http.MethodGet, rt, nil)
+		if err != nil {
+			return false, err
+		}
+		cut, err = c.readAnswer(ctx, resp, http.MethodGet, rt, limit, buf, partial)
+		resp.Body.Close()
+		var ce *causeError
+		if err == nil || ctx.Err() != nil || !errors.As(err, &ce) || !ce.network || attempt >= c.retry.MaxRetries {
+			return cut, err
+		}
+		wait := transport.Backoff(transport.Policy{MinWait: c.retry.MinWait, MaxWait: c.retry.MaxWait}, attempt, nil)
+		if d, ok := ctx.Deadline(); ok && time.Until(d) <= wait {
+			return cut, err
+		}
+		if c.logger != nil {
+			c.logger.LogAttrs(ctx, slog.LevelDebug, "thethings: retrying request",
+				slog.String("op", "GET "+c.displayPath(rt)), slog.Int("attempt", attempt+1),
+				slog.Duration("wait", wait), slog.String("error", err.Error()))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return cut, err
+		case <-t.C:
+		}
+	}
+}
+
+// readAnswer reads resp's body into buf, at most limit bytes (see get for
+// partial). A read error keeps its cause, and ctx's error when ctx ended,
+// for errors.Is, while its text stays redacted.
+func (c *Client) readAnswer(ctx context.Context, resp *http.Response, method string, rt route, limit int64, buf *bytes.Buffer, partial bool) (cut bool, err error) {
+	buf.Reset()
+	tooLarge := func() error {
+		return fmt.Errorf("thethings: %s %s: answer larger than %d bytes: %w", method, c.displayPath(rt), limit, ErrInvalidValue)
+	}
+	if resp.ContentLength > limit && !partial {
+		return false, tooLarge()
+	}
+	_, err = buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		ce := &causeError{msg: fmt.Sprintf("thethings: %s %s: read answer: %s", method, c.displayPath(rt), c.redact(err.Error())), errs: []error{err}, network: true}
+		if ctx.Err() != nil {
+			ce.network = false
+			if !errors.Is(err, ctx.Err()) {
+				ce.errs = append(ce.errs, ctx.Err())
+			}
+		}
+		return false, ce
+	}
+	if int64(buf.Len()) > limit {
+		if !partial {
+			return true, tooLarge()
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// causeError is an error whose text was redacted and cut, while its causes
+// stay reachable for errors.Is and errors.As.
+type causeError struct {
+	msg     string
+	errs    []error
+	network bool // reading an answer failed on the connection
+}
+
+func (e *causeError) Error() string   { return e.msg }
+func (e *causeError) Unwrap() []error { return e.errs }
+
+// maxMessage bounds the platform's message kept in an APIError.
+const maxMessage = 512
+
+// maxQuote bounds how much of a bad input an error message quotes.
+const maxQuote = 64
+
+// shorten cuts s to its first maxQuote bytes (on a rune boundary), marking
+// the cut, so that no answer, however large, makes a large error message.
+func shorten(s string) string { return cutText(s, maxQuote) }
+
+// cutText cuts s to at most n bytes on a rune boundary, marking the cut.
+func cutText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 // apiError reads the platform's error envelope (at most 64 KiB).
@@ -670,22 +823,19 @@ func (c *Client) apiError(resp *http.Response, method, path string) *APIError {
 		Code    json.RawMessage `json:"code"`
 		Message json.RawMessage `json:"message"`
 	}
+	// Redact before cutting: a token straddling the cut would leave its
+	// first part behind.
 	if json.Unmarshal(data, &env) == nil {
-		e.Status = c.redact(env.Status)
+		e.Status = cutText(c.redact(env.Status), maxQuote)
 		e.Code, _ = strconv.Atoi(strings.Trim(string(env.Code), `"`))
 		var s string
 		if json.Unmarshal(env.Message, &s) == nil {
-			e.Message = c.redact(s)
+			e.Message = cutText(c.redact(s), maxMessage)
 		} else if len(env.Message) > 0 {
-			e.Message = c.redact(string(env.Message))
+			e.Message = cutText(c.redact(string(env.Message)), maxMessage)
 		}
 	} else {
-		// Redact before cutting: a token straddling the cut would leave
-		// its first part behind.
-		e.Message = c.redact(strings.TrimSpace(string(data)))
-		if len(e.Message) > 200 {
-			e.Message = e.Message[:200] + "..."
-		}
+		e.Message = cutText(c.redact(strings.TrimSpace(string(data))), 200)
 	}
 	return e
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/thethings-go/thethings/internal/transport"
@@ -111,8 +112,8 @@ func (c *writerConfig) setErr(err error) {
 type Writer struct {
 	c     *Client
 	cfg   writerConfig
-	err   error // invalid configuration
-	rt    route
+	err   error           // invalid configuration
+	wc    writeConfig     // the route is built per request: no field holds the token
 	ctx   context.Context // the requests' context, cancelled to abort
 	abort context.CancelFunc
 	kick  chan struct{} // wakes the sender
@@ -130,6 +131,8 @@ type Writer struct {
 	closed   bool // closeErr is set
 	retryAt  time.Time
 	attempt  int
+
+	handling atomic.Bool // the error handler runs (Close may be called from it)
 }
 
 // NewWriter returns a batching writer for this client's thing. It starts
@@ -148,9 +151,7 @@ func (c *Client) NewWriter(opts ...WriterOption) *Writer {
 	}
 	w := &Writer{c: c, cfg: cfg, err: cfg.err, changed: make(chan struct{}), done: make(chan struct{})}
 	if w.err == nil {
-		wc, err := newWriteConfig(cfg.writeOpts)
-		w.err = err
-		w.rt = c.writeRoute(wc)
+		w.wc, w.err = newWriteConfig(cfg.writeOpts)
 	}
 	if w.err != nil {
 		close(w.done)
@@ -358,7 +359,11 @@ func (w *Writer) Close(ctx context.Context) error {
 	case <-w.done:
 	case <-ctx.Done():
 		w.abort()
-		<-w.done
+		if !w.handling.Load() {
+			<-w.done
+		}
+		// Else Close was called from the error handler, on the writer's
+		// goroutine, which ends as soon as the handler returns.
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -454,7 +459,7 @@ func (w *Writer) send(batch []Value) {
 	var err error
 	maybe := false
 	if body != nil {
-		maybe, err = w.c.postValues(w.ctx, w.rt, body)
+		maybe, err = w.c.postValues(w.ctx, w.c.writeRoute(w.wc), body)
 	}
 	var reports []*WriteError
 	w.mu.Lock()
@@ -486,7 +491,9 @@ func (w *Writer) send(batch []Value) {
 	}
 	w.broadcastLocked()
 	w.mu.Unlock()
-	if h := w.cfg.onError; h != nil {
+	if h := w.cfg.onError; h != nil && len(reports) > 0 {
+		w.handling.Store(true)
+		defer w.handling.Store(false)
 		for _, r := range reports {
 			h(r)
 		}

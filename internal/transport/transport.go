@@ -303,11 +303,13 @@ func permanent(err error) bool {
 }
 
 // Backoff returns how long to wait before retry number n+1 (n from 0):
-// the server's Retry-After on 429 and 503 when given, else MinWait*2^n with
+// the server's Retry-After on 429 and 503 when given and positive, else MinWait*2^n with
 // equal jitter; never more than MaxWait.
 func Backoff(p Policy, n int, resp *http.Response) time.Duration {
 	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-		if d, ok := RetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
+		// Retry-After: 0, or a date already past, is no reason to hammer
+		// the server: the normal backoff applies.
+		if d, ok := RetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok && d > 0 {
 			return min(d, p.MaxWait)
 		}
 	}

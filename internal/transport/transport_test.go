@@ -122,7 +122,11 @@ func TestBackoff(t *testing.T) {
 	// Retry-After is honoured, and clamped to MaxWait.
 	assert.Equal(t, time.Second, Backoff(p, 0, answer(429, "1")))
 	assert.Equal(t, time.Second, Backoff(p, 0, answer(503, "3600")))
-	assert.Equal(t, time.Duration(0), Backoff(p, 3, answer(429, "0")))
+	// Retry-After: 0 or a past date is no reason to hammer the server.
+	for _, ra := range []string{"0", "Mon, 02 Jan 2006 15:04:05 GMT"} {
+		d := Backoff(p, 0, answer(429, ra))
+		assert.True(t, d >= 50*time.Millisecond && d <= 100*time.Millisecond, "Retry-After %q: %s", ra, d)
+	}
 	// Without a usable Retry-After the exponential wait applies.
 	d := Backoff(p, 0, answer(429, "soon"))
 	assert.True(t, d >= 50*time.Millisecond && d <= 100*time.Millisecond, d)
