@@ -65,11 +65,14 @@ func BenchmarkSubscribeFrames(b *testing.B) {
 		s := newSubscriber(c, cfg, nil)
 		now := time.Now()
 		r := bytes.NewReader(data)
+		wd := stream.NewWatchdog(time.Hour, func(error) {}, nil)
+		defer wd.Stop()
 		b.ReportAllocs()
 		b.SetBytes(int64(len(data)))
 		for b.Loop() {
 			r.Reset(data)
-			d := stream.NewDecoder(r, maxFrame)
+			// As connect reads: every read feeds the watchdog.
+			d := stream.NewDecoder(&feeder{r: r, wd: wd}, cfg.maxFrame)
 			for {
 				f, err := d.Next()
 				if err == io.EOF {
@@ -78,7 +81,7 @@ func BenchmarkSubscribeFrames(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				items, err := stream.DecodeItems(f)
+				items, err := stream.DecodeEach(f)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -341,6 +341,7 @@ func (p *pager) fetch(ctx context.Context, rt route, limit int) ([]rawItem, []Va
 	if err != nil {
 		return nil, nil, err
 	}
+	p.dec.max = limit
 	items, vals, err := p.dec.decode(p.body.Bytes(), limit)
 	if err != nil && cut {
 		return nil, nil, fmt.Errorf("thethings: GET %s: answer larger than %d bytes without %d whole values: %w",
@@ -592,6 +593,7 @@ type rawItem struct {
 // reused from page to page.
 type pageDecoder struct {
 	key   string
+	max   int // if positive, decoding ends after max items (see wire.Decoder.Max)
 	items []rawItem
 	vals  []Value
 }
@@ -611,7 +613,7 @@ func (d *pageDecoder) decode(b []byte, hint int) ([]rawItem, []Value, error) {
 	hint = min(hint, maxPage)
 	w := answerDecoders.Get().(*wire.Decoder)
 	defer answerDecoders.Put(w)
-	w.Key, w.Max = d.key, hint
+	w.Key, w.Max = d.key, d.max
 	items, err := w.Decode(b, hint)
 	if err != nil {
 		return nil, nil, err

@@ -36,6 +36,60 @@ func DecodeItems(frame []byte) ([]Item, error) {
 	return slowItems(frame)
 }
 
+// DecodeEach decodes a data frame like DecodeItems, but item by item when
+// the frame as a whole does not decode: the items that decode are
+// returned, in order, with an error counting those that do not. A frame
+// whose array structure itself is broken gives the items before the break.
+func DecodeEach(frame []byte) ([]Item, error) {
+	items, err := DecodeItems(frame)
+	if err == nil {
+		return items, nil
+	}
+	items = items[:0]
+	bad := 0
+	var first error
+	i := wire.SkipWS(frame, 0)
+	if i >= len(frame) || frame[i] != '[' {
+		return nil, err
+	}
+	i = wire.SkipWS(frame, i+1)
+	var one []byte
+	for i < len(frame) && frame[i] != ']' {
+		end, serr := wire.SkipValue(frame, i)
+		if serr != nil {
+			bad++
+			if first == nil {
+				first = serr
+			}
+			break
+		}
+		one = append(append(append(one[:0], '['), frame[i:end]...), ']')
+		got, ierr := DecodeItems(one)
+		if ierr != nil {
+			bad++
+			if first == nil {
+				first = ierr
+			}
+		} else {
+			items = append(items, got...)
+		}
+		i = wire.SkipWS(frame, end)
+		if i < len(frame) && frame[i] == ',' {
+			i = wire.SkipWS(frame, i+1)
+		} else if i >= len(frame) || frame[i] != ']' {
+			bad++
+			if first == nil {
+				first = fmt.Errorf("stream: data frame: malformed array at offset %d", i)
+			}
+			break
+		}
+	}
+	if bad == 0 {
+		return items, err // the array holds what DecodeItems refused: keep its verdict
+	}
+	return items, fmt.Errorf("stream: data frame: %d item(s) not decoded: %w", bad, first)
+}
+
 // fastItems decodes a data frame of the platform's usual shape without
 // reflection (see wire.Decoder). It reports false for anything else, valid
 // or not, and the caller then uses encoding/json, so the two paths always
