@@ -31,6 +31,10 @@ const (
 	maxItemBody  = 64 << 10
 )
 
+// pageCountFrom is the answer size from which the items read are counted,
+// to stop reading at the values asked for.
+const pageCountFrom = 1 << 20
+
 func pageBodyLimit(limit int) int64 { return pageBodyBase + int64(limit)*maxItemBody }
 
 // ReadOptions select what Read and Values return. A nil *ReadOptions reads
@@ -337,7 +341,18 @@ func (p *pager) next(ctx context.Context) ([]Value, error) {
 // fetch reads and decodes one page, sorted newest first.
 func (p *pager) fetch(ctx context.Context, rt route, limit int) ([]rawItem, []Value, error) {
 	bound := pageBodyLimit(limit)
-	cut, err := p.c.get(ctx, rt, bound, &p.body, true)
+	cut, err := p.c.get(ctx, rt, bound, &p.body, true, func() func([]byte) bool {
+		// Count the items only past the size of any usual page: then stop
+		// reading at the items asked for.
+		var count wire.Counter
+		return func(b []byte) bool {
+			if len(b) < pageCountFrom {
+				return false
+			}
+			n, closed := count.Scan(b)
+			return closed || n >= limit
+		}
+	})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -171,9 +171,9 @@ var (
 	// ErrPaginationStalled: the platform's answers make no progress (more
 	// values share one timestamp than a page can hold).
 	ErrPaginationStalled = errors.New("thethings: pagination stalled")
-	// ErrFrameTooLarge: a subscription frame was larger than 1 MiB. The
-	// subscription ends with it rather than hold unbounded memory.
-	ErrFrameTooLarge = errors.New("thethings: subscription frame larger than 1 MiB")
+	// ErrFrameTooLarge: a subscription frame was larger than the limit
+	// (see WithMaxFrameSize). The frame is skipped; the subscription goes on.
+	ErrFrameTooLarge = errors.New("thethings: subscription frame too large")
 )
 
 // APIError is an answer of the platform other than success.
@@ -374,7 +374,10 @@ func WithLogger(l *slog.Logger) Option {
 // Client talks to the platform on behalf of one thing. It is immutable and
 // safe for concurrent use.
 type Client struct {
-	token     *secret // behind a pointer: no printed form of a Client reaches it
+	// The token and what removes it from text are closures: fmt prints a
+	// func as an address under every verb, so no printed form of a Client,
+	// of a Client value or of a struct holding one reaches the token.
+	token     func() string
 	thingID   string
 	base      *url.URL
 	tr        *transport.Transport
@@ -382,7 +385,7 @@ type Client struct {
 	retry     RetryPolicy
 	userAgent string
 	logger    *slog.Logger
-	redactor  *strings.Replacer
+	redactor  func(string) string
 }
 
 // NewClient returns a client for the thing with the given token. It does no
@@ -446,7 +449,7 @@ func newClient(token, thingID string, cfg *config) *Client {
 		ua = cfg.userAgent + " " + ua
 	}
 	c := &Client{
-		token:     &secret{token},
+		token:     func() string { return token },
 		thingID:   thingID,
 		base:      cfg.base,
 		stream:    cfg.stream,
@@ -455,7 +458,7 @@ func newClient(token, thingID string, cfg *config) *Client {
 		logger:    cfg.logger,
 	}
 	if token != "" {
-		c.redactor = strings.NewReplacer(token, redacted, url.PathEscape(token), redacted, url.QueryEscape(token), redacted)
+		c.redactor = strings.NewReplacer(token, redacted, url.PathEscape(token), redacted, url.QueryEscape(token), redacted).Replace
 	}
 	c.tr = &transport.Transport{
 		HTTP: cfg.http,
@@ -476,12 +479,12 @@ func (c *Client) redact(s string) string {
 	if c.redactor == nil {
 		return s
 	}
-	return c.redactor.Replace(s)
+	return c.redactor(s)
 }
 
 // ThingToken returns the thing's token. After Activate, persist it: the
 // activation code cannot be used again.
-func (c *Client) ThingToken() string { return c.token.s }
+func (c *Client) ThingToken() string { return c.token() }
 
 // ThingID returns the thing's id as reported by Activate, or "" when the
 // client was made by NewClient.
@@ -504,13 +507,6 @@ func (c *Client) Format(f fmt.State, verb rune) {
 	}
 	_, _ = io.WriteString(f, c.String())
 }
-
-// secret holds the thing token. A Client keeps a pointer to it, which fmt
-// prints as an address when it walks a Client value's fields; its own
-// printed forms are redacted.
-type secret struct{ s string }
-
-func (*secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redacted) }
 
 // LogValue keeps the token out of structured logs.
 func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
@@ -556,7 +552,7 @@ func Activate(ctx context.Context, activationCode, productID string, opts ...Opt
 // without a real-time clock can stamp its readings. Both answer formats of
 // the endpoint are understood.
 func (c *Client) ServerTime(ctx context.Context) (time.Time, error) {
-	q := url.Values{"thingToken": {c.token.s}, "format": {"UTC"}}
+	q := url.Values{"thingToken": {c.token()}, "format": {"UTC"}}
 	rt := route{path: "utils/date?" + q.Encode(), redacted: "utils/date?format=UTC&thingToken=" + redacted}
 	var out struct {
 		Date json.RawMessage `json:"date"`
@@ -614,7 +610,7 @@ func escapeSegment(s string) string {
 
 // thingRoute is things/{token}[/suffix...], each suffix segment escaped.
 func (c *Client) thingRoute(segments ...string) route {
-	p := "things/" + escapeSegment(c.token.s)
+	p := "things/" + escapeSegment(c.token())
 	r := "things/" + redacted
 	for _, s := range segments {
 		p += "/" + escapeSegment(s)
@@ -675,7 +671,7 @@ func (c *Client) send(ctx context.Context, kind transport.Kind, method string, r
 func (c *Client) call(ctx context.Context, kind transport.Kind, method string, rt route, body []byte, out any) (maybe bool, err error) {
 	var buf bytes.Buffer
 	if kind == transport.Idempotent && out != nil {
-		if _, err := c.get(ctx, rt, maxAnswer, &buf, false); err != nil {
+		if _, err := c.get(ctx, rt, maxAnswer, &buf, false, nil); err != nil {
 			return false, err
 		}
 	} else {
@@ -688,7 +684,7 @@ func (c *Client) call(ctx context.Context, kind transport.Kind, method string, r
 			resp.Body.Close()
 			return false, nil
 		}
-		_, err = c.readAnswer(ctx, resp, method, rt, maxAnswer, &buf, false)
+		_, err = c.readAnswer(ctx, resp, method, rt, maxAnswer, &buf, false, nil)
 		resp.Body.Close()
 		if err != nil {
 			// The request was processed: only its answer is lost.
@@ -713,14 +709,20 @@ const maxAnswer = 1 << 20
 // bytes. A body cut by a network error is a failed attempt: the request is
 // sent again under the client's RetryPolicy. With partial, an answer over
 // the limit leaves its first limit+1 bytes in buf and reports cut; without,
-// it is an error matching ErrInvalidValue.
-func (c *Client) get(ctx context.Context, rt route, limit int64, buf *bytes.Buffer, partial bool) (cut bool, err error) {
+// it is an error matching ErrInvalidValue. enough, if set, makes a reader
+// of each answer a function that says when the bytes read so far are all
+// that is wanted: reading then stops there, and cut is reported.
+func (c *Client) get(ctx context.Context, rt route, limit int64, buf *bytes.Buffer, partial bool, enough func() func([]byte) bool) (cut bool, err error) {
 	for attempt := 0; ; attempt++ {
 		resp, _, err := c.send(ctx, transport.Idempotent, http.MethodGet, rt, nil)
 		if err != nil {
 			return false, err
 		}
-		cut, err = c.readAnswer(ctx, resp, http.MethodGet, rt, limit, buf, partial)
+		var stop func([]byte) bool
+		if enough != nil {
+			stop = enough()
+		}
+		cut, err = c.readAnswer(ctx, resp, http.MethodGet, rt, limit, buf, partial, stop)
 		resp.Body.Close()
 		var ce *causeError
 		if err == nil || ctx.Err() != nil || !errors.As(err, &ce) || !ce.network || attempt >= c.retry.MaxRetries {
@@ -748,7 +750,7 @@ func (c *Client) get(ctx context.Context, rt route, limit int64, buf *bytes.Buff
 // readAnswer reads resp's body into buf, at most limit bytes (see get for
 // partial). A read error keeps its cause, and ctx's error when ctx ended,
 // for errors.Is, while its text stays redacted.
-func (c *Client) readAnswer(ctx context.Context, resp *http.Response, method string, rt route, limit int64, buf *bytes.Buffer, partial bool) (cut bool, err error) {
+func (c *Client) readAnswer(ctx context.Context, resp *http.Response, method string, rt route, limit int64, buf *bytes.Buffer, partial bool, enough func([]byte) bool) (cut bool, err error) {
 	buf.Reset()
 	tooLarge := func() error {
 		return fmt.Errorf("thethings: %s %s: answer larger than %d bytes: %w", method, c.displayPath(rt), limit, ErrInvalidValue)
@@ -756,7 +758,11 @@ func (c *Client) readAnswer(ctx context.Context, resp *http.Response, method str
 	if resp.ContentLength > limit && !partial {
 		return false, tooLarge()
 	}
-	_, err = buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
+	if enough == nil {
+		_, err = buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
+	} else {
+		cut, err = readUntil(resp.Body, buf, limit, enough)
+	}
 	if err != nil {
 		ce := &causeError{msg: fmt.Sprintf("thethings: %s %s: read answer: %s", method, c.displayPath(rt), c.redact(err.Error())), errs: []error{err}, network: true}
 		if ctx.Err() != nil {
@@ -767,13 +773,35 @@ func (c *Client) readAnswer(ctx context.Context, resp *http.Response, method str
 		}
 		return false, ce
 	}
-	if int64(buf.Len()) > limit {
+	if cut || int64(buf.Len()) > limit {
 		if !partial {
 			return true, tooLarge()
 		}
 		return true, nil
 	}
 	return false, nil
+}
+
+// readUntil reads r into buf until EOF, until buf holds more than limit
+// bytes, or until enough says buf holds all that is wanted; cut reports
+// that reading stopped before EOF.
+func readUntil(r io.Reader, buf *bytes.Buffer, limit int64, enough func([]byte) bool) (cut bool, err error) {
+	for {
+		if int64(buf.Len()) > limit || enough(buf.Bytes()) {
+			return true, nil
+		}
+		buf.Grow(bytes.MinRead)
+		b := buf.AvailableBuffer()
+		b = b[:min(int64(cap(b)), limit+1-int64(buf.Len()))]
+		n, err := r.Read(b)
+		buf.Write(b[:n])
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
 }
 
 // causeError is an error whose text was redacted and cut, while its causes
