@@ -365,7 +365,9 @@ func TestHostileTokenInNoPrintedForm(t *testing.T) {
 	require.ErrorAs(t, subErr, &ae)
 
 	w := c.NewWriter()
-	t.Cleanup(func() { _ = w.Close(context.Background()) })
+	// Closed first: fmt reads every field, and a running Writer's change
+	// under it (that would be a data race, not a leak).
+	require.NoError(t, w.Close(context.Background()))
 	h := holder{Name: "h", Client: c, Value: *c, Writer: w, Err: ae}
 	subjects := map[string]any{
 		"*Client": c, "Client": *c, "holder": h, "*holder": &h, "*Writer": w,
