@@ -16,8 +16,11 @@ type Counter struct {
 // call to call, its prefix unchanged) and reports how many elements are
 // complete, and whether the array has ended.
 func (c *Counter) Scan(b []byte) (elements int, closed bool) {
-	depth, inStr, esc := c.depth, c.inStr, c.esc
-	for i := c.off; i < len(b) && !c.done; i++ {
+	if c.done {
+		return c.n, true
+	}
+	depth, inStr, esc, n := c.depth, c.inStr, c.esc, c.n
+	for i := c.off; i < len(b); i++ {
 		ch := b[i]
 		if inStr {
 			switch {
@@ -38,16 +41,17 @@ func (c *Counter) Scan(b []byte) (elements int, closed bool) {
 		case '}', ']':
 			depth--
 			if depth == 0 {
-				c.done = true
-				c.n++ // the last element, if any, ended with the array
+				// The last element, if any, ended with the array.
+				c.off, c.done, c.n = i+1, true, n+1
+				return c.n, true
 			}
 		case ',':
 			if depth == 1 {
-				c.n++
+				n++
 			}
 		}
 	}
 	c.off = len(b)
-	c.depth, c.inStr, c.esc = depth, inStr, esc
-	return c.n, c.done
+	c.depth, c.inStr, c.esc, c.n = depth, inStr, esc, n
+	return n, false
 }
