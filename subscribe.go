@@ -140,7 +140,10 @@ func WithReconnect(maxAttempts int) SubscribeOption {
 // written during the gap with an explicit datetime older than the window is
 // not recovered, and this machine's clock is assumed to be within about 2s
 // of the platform's. The values of the gap are held in memory until they
-// are delivered.
+// are delivered. Delivered values are remembered as 64-bit fingerprints,
+// at most 4096 of them and none for longer than ten minutes, whatever
+// their datetimes: a value forgotten so may be delivered again by a later
+// backfill.
 //
 // A failed history read does not end the subscription: it is reported to
 // the state handler as StateConnected with the error as cause, the values
@@ -167,7 +170,8 @@ func WithBackfill(keys ...string) SubscribeOption {
 // WithStateHandler reports the subscription's connection states and the
 // errors met while reconnecting. f is called synchronously from the
 // goroutine ranging over the subscription, so it delays the subscription
-// while it runs; it must not range over the subscription itself.
+// while it runs (the idle watchdog does not count that time); it must not
+// range over the subscription itself.
 func WithStateHandler(f func(s State, cause error)) SubscribeOption {
 	return func(c *subscribeConfig) error {
 		if f == nil {
