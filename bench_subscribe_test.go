@@ -20,14 +20,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thethings-go/thethings/internal/emulator"
 	"github.com/thethings-go/thethings/internal/stream"
+	"github.com/thethings-go/thethings/internal/wire"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // subscribeBenchFrames are data frames as the emulator sends them, shared
-// with internal/stream's tests.
+// with internal/wire's fuzz test as seeds.
 func subscribeBenchFrames() [][]byte {
-	data, err := os.ReadFile("internal/stream/testdata/frames.txt")
+	data, err := os.ReadFile("internal/wire/testdata/frames.txt")
 	if err != nil {
 		panic(err)
 	}
@@ -81,7 +82,7 @@ func BenchmarkSubscribeFrames(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				items, err := stream.DecodeEach(f)
+				items, err := wire.DecodeFrameEach(f)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -159,10 +160,7 @@ func BenchmarkSubscriptions5000(b *testing.B) {
 	for b.Loop() {
 		emu := emulatorCostPerSub(b, n)
 
-		srv := emulator.New(emulator.WithThingTokens(benchToken))
-		if err := srv.Start(); err != nil {
-			b.Fatal(err)
-		}
+		srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
 		c, err := NewClient(benchToken, WithBaseURL(srv.URL())) // the default stream client
 		if err != nil {
 			b.Fatal(err)
@@ -226,10 +224,7 @@ func BenchmarkSubscriptions5000(b *testing.B) {
 // nothing and returns the memory they add per subscription: the
 // emulator's side, plus a negligible net.Conn each.
 func emulatorCostPerSub(b *testing.B, n int) float64 {
-	srv := emulator.New(emulator.WithThingTokens(benchToken))
-	if err := srv.Start(); err != nil {
-		b.Fatal(err)
-	}
+	srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
 	defer srv.Close()
 	u, err := url.Parse(srv.URL())
 	if err != nil {

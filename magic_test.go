@@ -14,21 +14,21 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 func TestLocationRoundTrip(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	ctx := context.Background()
 	_, err := c.Location(ctx)
 	assert.ErrorIs(t, err, thethings.ErrResourceNotFound, "never set")
 	assert.NotContains(t, err.Error(), sentinelToken)
 
 	require.NoError(t, c.SetLocation(ctx, thethings.Geo{Lat: 41.390205, Long: 2.154007}))
-	long, lat, ok := srv.Location(sentinelToken)
+	stored, ok := srv.Location(sentinelToken)
 	require.True(t, ok)
-	assert.Equal(t, [2]float64{2.154007, 41.390205}, [2]float64{long, lat}, "stored as [long, lat]")
+	assert.Equal(t, thethingstest.Geo{Lat: 41.390205, Long: 2.154007}, stored)
 	g, err := c.Location(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, thethings.Geo{Lat: 41.390205, Long: 2.154007}, g)
@@ -80,7 +80,7 @@ func TestLocationForms(t *testing.T) {
 
 func TestSettingsRoundTrip(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	ctx := context.Background()
 	s, err := c.Settings(ctx)
 	require.NoError(t, err)
@@ -117,7 +117,7 @@ func TestSettingsRoundTrip(t *testing.T) {
 
 func TestSettingsBadInputBeforeIO(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	ctx := context.Background()
 	var dst string
 	for _, path := range []string{"", ".", "a.", ".a", "a..b", "a b", "a/b", "$geo", "a?b"} {
@@ -145,7 +145,7 @@ func TestMagicWriteOutcome(t *testing.T) {
 		"503 with RetryAfter": {httpmock.NewStringResponder(503, `{}`).HeaderSet(http.Header{"Retry-After": {"1"}}), false},
 	}
 	t.Run("connection lost after sending", func(t *testing.T) {
-		srv, c := readsEmulator(t, emulator.WithFaults(emulator.Faults{DropEvery: 1}))
+		srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 1}))
 		err := c.SetSetting(context.Background(), "a", 1)
 		assert.ErrorIs(t, err, thethings.ErrOutcomeUnknown)
 		assert.NotContains(t, err.Error(), sentinelToken)
@@ -153,7 +153,7 @@ func TestMagicWriteOutcome(t *testing.T) {
 	})
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			c, mt := mockClient(t, thethings.WithRetry(thethings.RetryPolicy{}))
+			c, mt := mockClient(t, thethings.WithRetry(thethings.NoRetries))
 			mt.RegisterResponder(http.MethodPost, "https://api.thethings.io/v2/things/"+sentinelToken, tc.responder)
 			for _, err := range []error{
 				c.SetLocation(context.Background(), thethings.Geo{Lat: 1, Long: 2}),

@@ -18,32 +18,17 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
-
-// readsEmulator starts an emulator that knows sentinelToken, and a client
-// for it without retries.
-// readsEmulator starts an emulator with a client that does not retry, so
-// that request counts are exact.
-func readsEmulator(t testing.TB, opts ...emulator.Option) (*emulator.Server, *thethings.Client) {
-	t.Helper()
-	srv := startEmulator(t, opts...)
-	return srv, readsClient(t, srv)
-}
-
-func readsClient(t testing.TB, srv *emulator.Server) *thethings.Client {
-	t.Helper()
-	return emulatorClient(t, srv, thethings.WithRetry(thethings.RetryPolicy{}))
-}
 
 var readsBase = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // seedNumbers stores n values i = 0..n-1 under key, one second apart from readsBase.
-func seedNumbers(t testing.TB, srv *emulator.Server, key string, n int) {
+func seedNumbers(t testing.TB, srv *thethingstest.Server, key string, n int) {
 	t.Helper()
-	recs := make([]emulator.Record, n)
+	recs := make([]thethingstest.Record, n)
 	for i := range recs {
-		recs[i] = emulator.Record{Value: json.RawMessage(fmt.Sprint(i)), Datetime: readsBase.Add(time.Duration(i) * time.Second)}
+		recs[i] = thethingstest.Record{Value: json.RawMessage(fmt.Sprint(i)), Datetime: readsBase.Add(time.Duration(i) * time.Second)}
 	}
 	require.NoError(t, srv.Seed(sentinelToken, key, recs...))
 }
@@ -90,7 +75,7 @@ func canonValues(t testing.TB, vals []thethings.Value) []string {
 	return out
 }
 
-func canonRecords(t testing.TB, recs []emulator.Record, start, end time.Time) []string {
+func canonRecords(t testing.TB, recs []thethingstest.Record, start, end time.Time) []string {
 	var out []string
 	for _, r := range recs {
 		if !start.IsZero() && r.Datetime.Before(start) || !end.IsZero() && !r.Datetime.Before(end) {
@@ -115,7 +100,7 @@ func assertNewestFirst(t testing.TB, vals []thethings.Value) {
 
 func TestValuesSmoke(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	seedNumbers(t, srv, "temp", 2500)
 	n := 0
 	for v, err := range c.Values(context.Background(), "temp", nil) {
@@ -138,9 +123,9 @@ func TestValuesSmoke(t *testing.T) {
 // randomHistory seeds key with runs of values sharing one millisecond (up
 // to maxRun), in shuffled order, some identical, some with geo, and
 // returns the oldest and newest datetimes.
-func randomHistory(t testing.TB, rng *rand.Rand, srv *emulator.Server, key string, n, maxRun int) (time.Time, time.Time) {
+func randomHistory(t testing.TB, rng *rand.Rand, srv *thethingstest.Server, key string, n, maxRun int) (time.Time, time.Time) {
 	t.Helper()
-	var recs []emulator.Record
+	var recs []thethingstest.Record
 	at := readsBase
 	for len(recs) < n {
 		run := 1
@@ -163,9 +148,9 @@ func randomHistory(t testing.TB, rng *rand.Rand, srv *emulator.Server, key strin
 			default:
 				val = fmt.Sprintf("%d.%02d", rng.Intn(100), rng.Intn(100))
 			}
-			r := emulator.Record{Value: json.RawMessage(val), Datetime: at}
+			r := thethingstest.Record{Value: json.RawMessage(val), Datetime: at}
 			if rng.Intn(6) == 0 {
-				r.Geo = &emulator.Geo{Lat: float64(rng.Intn(180)) - 90, Long: 2.5}
+				r.Geo = &thethingstest.Geo{Lat: float64(rng.Intn(180)) - 90, Long: 2.5}
 			}
 			recs = append(recs, r)
 		}
@@ -186,7 +171,7 @@ func TestValuesExactlyOnceProperty(t *testing.T) {
 		t.Run(fmt.Sprintf("inclusive=%v", inclusive), func(t *testing.T) {
 			t.Parallel()
 			rng := rand.New(rand.NewSource(int64(map[bool]int{false: 1, true: 2}[inclusive])))
-			srv, c := readsEmulator(t, emulator.WithEndDateInclusive(inclusive))
+			srv, c := setup(t, thethingstest.WithEndDateInclusive(inclusive))
 			for iter := range 8 {
 				key := fmt.Sprintf("k%d", iter)
 				oldest, newest := randomHistory(t, rng, srv, key, 500+rng.Intn(3000), 999)
@@ -237,7 +222,7 @@ func TestValuesExactlyOnceProperty(t *testing.T) {
 func TestValuesRequestCount(t *testing.T) {
 	t.Parallel()
 	const n = 100_000
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	seedNumbers(t, srv, "big", n)
 	count := 0
 	for v, err := range c.Values(context.Background(), "big", nil) {
@@ -259,7 +244,7 @@ func TestValuesRequestCount(t *testing.T) {
 
 func TestValuesBreakSendsNoFurtherRequest(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	seedNumbers(t, srv, "temp", 3000)
 	for _, stopAfter := range []int{1, 1000, 1500} {
 		before := srv.Requests("read")
@@ -281,9 +266,10 @@ func TestValuesBreakSendsNoFurtherRequest(t *testing.T) {
 
 func TestValuesErrorMidwayYieldedOnce(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, _ := setup(t)
+	c := emulatorClient(t, srv, thethings.WithRetry(thethings.NoRetries))
 	seedNumbers(t, srv, "temp", 5000)
-	srv.SetFaults(emulator.Faults{Every503: 2})
+	srv.SetFaults(thethingstest.Faults{Every503: 2})
 	n, errs := 0, 0
 	var last error
 	for _, err := range c.Values(context.Background(), "temp", nil) {
@@ -305,7 +291,7 @@ func TestValuesErrorMidwayYieldedOnce(t *testing.T) {
 
 func TestReadCursorResumesInANewClient(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	seedNumbers(t, srv, "temp", 2500)
 	p, err := c.Read(context.Background(), "temp", &thethings.ReadOptions{Limit: 1000})
 	require.NoError(t, err)
@@ -315,7 +301,7 @@ func TestReadCursorResumesInANewClient(t *testing.T) {
 	require.NotContains(t, saved, sentinelToken)
 
 	// A new client, as after a restart.
-	c2 := readsClient(t, srv)
+	c2 := emulatorClient(t, srv)
 	p2, err := c2.Read(context.Background(), "temp", &thethings.ReadOptions{Limit: 10, Cursor: saved})
 	require.NoError(t, err)
 	require.Len(t, p2.Values, 10)
@@ -350,11 +336,11 @@ func TestReadCursorResumesInANewClient(t *testing.T) {
 func TestReadDefaultsAndWindow(t *testing.T) {
 	t.Parallel()
 	for _, inclusive := range []bool{false, true} {
-		srv, c := readsEmulator(t, emulator.WithEndDateInclusive(inclusive))
+		srv, c := setup(t, thethingstest.WithEndDateInclusive(inclusive))
 		seedNumbers(t, srv, "temp", 100)
 		p, err := c.Read(context.Background(), "temp", nil)
 		require.NoError(t, err)
-		require.Len(t, p.Values, 1, "default limit is the platform's 1")
+		require.Len(t, p.Values, 100, "the default limit is 1000, as for Values")
 		v, _ := p.Values[0].Int64()
 		assert.EqualValues(t, 99, v)
 
@@ -376,8 +362,8 @@ func TestReadDefaultsAndWindow(t *testing.T) {
 		assert.Empty(t, p.Next)
 
 		// Limit 1 pages one value at a time, also through ties.
-		require.NoError(t, srv.Seed(sentinelToken, "ties", emulator.Record{Value: json.RawMessage("1"), Datetime: readsBase},
-			emulator.Record{Value: json.RawMessage("1"), Datetime: readsBase}, emulator.Record{Value: json.RawMessage("2"), Datetime: readsBase}))
+		require.NoError(t, srv.Seed(sentinelToken, "ties", thethingstest.Record{Value: json.RawMessage("1"), Datetime: readsBase},
+			thethingstest.Record{Value: json.RawMessage("1"), Datetime: readsBase}, thethingstest.Record{Value: json.RawMessage("2"), Datetime: readsBase}))
 		var got []thethings.Value
 		o := &thethings.ReadOptions{Limit: 1}
 		for range 10 {
@@ -395,7 +381,7 @@ func TestReadDefaultsAndWindow(t *testing.T) {
 
 func TestReadUnknownKey(t *testing.T) {
 	t.Parallel()
-	_, c := readsEmulator(t)
+	_, c := setup(t)
 	_, err := c.Read(context.Background(), "never", nil)
 	assert.ErrorIs(t, err, thethings.ErrResourceNotFound)
 	assert.ErrorIs(t, err, thethings.ErrNotFound)
@@ -410,7 +396,7 @@ func TestReadUnknownKey(t *testing.T) {
 
 func TestReadBadInputBeforeIO(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	seedNumbers(t, srv, "temp", 10)
 	other, err := c.Read(context.Background(), "temp", &thethings.ReadOptions{Limit: 2})
 	require.NoError(t, err)
@@ -469,10 +455,10 @@ func TestReadBadInputBeforeIO(t *testing.T) {
 func TestValuesStalls(t *testing.T) {
 	t.Parallel()
 	for _, inclusive := range []bool{false, true} {
-		srv, c := readsEmulator(t, emulator.WithEndDateInclusive(inclusive))
-		recs := make([]emulator.Record, 1001)
+		srv, c := setup(t, thethingstest.WithEndDateInclusive(inclusive))
+		recs := make([]thethingstest.Record, 1001)
 		for i := range recs {
-			recs[i] = emulator.Record{Value: json.RawMessage(fmt.Sprint(i)), Datetime: readsBase.Add(time.Hour)}
+			recs[i] = thethingstest.Record{Value: json.RawMessage(fmt.Sprint(i)), Datetime: readsBase.Add(time.Hour)}
 		}
 		require.NoError(t, srv.Seed(sentinelToken, "burst", recs...))
 		seedNumbers(t, srv, "burst", 10)
@@ -504,7 +490,7 @@ func TestValuesStalls(t *testing.T) {
 
 func TestValuesContextCancelled(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	seedNumbers(t, srv, "temp", 3000)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -527,7 +513,7 @@ func TestValuesContextCancelled(t *testing.T) {
 // mockRead serves body for every read of key "k".
 func mockRead(t *testing.T, body string) *thethings.Client {
 	t.Helper()
-	c, mt := mockClient(t, thethings.WithRetry(thethings.RetryPolicy{}))
+	c, mt := mockClient(t, thethings.WithRetry(thethings.NoRetries))
 	mt.RegisterRegexpResponder(http.MethodGet, regexp.MustCompile(`/resources/k(\?|$)`),
 		httpmock.NewStringResponder(200, body))
 	return c
@@ -660,7 +646,7 @@ func TestValueAccessors(t *testing.T) {
 		} else {
 			assert.ErrorIs(t, err, thethings.ErrInvalidValue, "%#v", tc.v)
 		}
-		s, err := v.String()
+		s, err := v.Text()
 		if tc.w.sOK {
 			assert.NoError(t, err, "%#v", tc.v)
 			assert.Equal(t, tc.w.s, s, "%#v", tc.v)
@@ -698,9 +684,9 @@ func TestValueDecode(t *testing.T) {
 
 func TestValuesErrorsCarryNoToken(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	seedNumbers(t, srv, "temp", 10)
-	srv.SetFaults(emulator.Faults{Every503: 1})
+	srv.SetFaults(thethingstest.Faults{Every503: 1})
 	for _, err := range c.Values(context.Background(), "temp", nil) {
 		require.Error(t, err)
 		assert.NotContains(t, err.Error(), sentinelToken)

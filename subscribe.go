@@ -19,6 +19,7 @@ import (
 
 	"github.com/thethings-go/thethings/internal/stream"
 	"github.com/thethings-go/thethings/internal/transport"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 const (
@@ -156,8 +157,8 @@ func WithBackfill(keys ...string) SubscribeOption {
 			return optionError("backfill without keys")
 		}
 		for _, k := range keys {
-			if err := validateKey(k, false); err != nil {
-				return fmt.Errorf("thethings: backfill key: %w: %w", err, ErrInvalidOption)
+			if err := wire.ValidateKey(k, false); err != nil {
+				return errorf("thethings: backfill key: %w: %w", err, ErrInvalidOption)
 			}
 			if !slices.Contains(c.backfill, k) {
 				c.backfill = append(c.backfill, k)
@@ -228,17 +229,17 @@ func newSubscribeConfig(opts []SubscribeOption) (*subscribeConfig, error) {
 // The loop receives an error as the last element of the sequence when the
 // reconnect budget is spent (the last failure is wrapped), the platform
 // refused the subscription for good (401/403: ErrUnauthorized; an unknown
-// token: ErrThingNotFound; other 4xx but 408 and 429), an option was
-// invalid (ErrInvalidOption), or ctx ended (the error matches ctx.Err()).
-// Two errors do not end the sequence: a frame over the size limit (see
-// WithMaxFrameSize) is skipped and yielded as an error matching
-// ErrFrameTooLarge, and items of a data frame that cannot be decoded are
-// yielded as an error matching ErrInvalidValue, after the frame's other
-// items. The watchdog also bounds the connection attempt (a server that
-// accepts and sends nothing), and never counts time spent in the loop
-// body or the state handler. Breaking out of the loop, or
-// ctx ending, closes the connection at once and leaves no goroutine or
-// timer behind.
+// token: ErrThingNotFound; other 4xx but 408 and 429), or an option or a
+// nil ctx was invalid (ErrInvalidOption). When ctx ends, the sequence ends
+// with no error: the caller asked for it. Two errors do not end the
+// sequence: a frame over the size limit (see WithMaxFrameSize) is skipped
+// and yielded as an error matching ErrFrameTooLarge, and items of a data
+// frame that cannot be decoded are yielded as an error matching
+// ErrInvalidValue, after the frame's other items. The watchdog also bounds
+// the connection attempt (a server that accepts and sends nothing), and
+// never counts time spent in the loop body or the state handler. Breaking
+// out of the loop, or ctx ending, closes the connection at once and leaves
+// no goroutine or timer behind.
 //
 // Values of live messages carry what the platform sent, decoded like read
 // values: numbers as json.Number (exact), strings, bools, nil, and
@@ -254,6 +255,10 @@ func (c *Client) Subscribe(ctx context.Context, opts ...SubscribeOption) iter.Se
 		}
 		if cfgErr != nil {
 			yield(Message{}, cfgErr)
+			return
+		}
+		if err := checkContext(ctx); err != nil {
+			yield(Message{}, err)
 			return
 		}
 		s := newSubscriber(c, cfg, yield)
@@ -321,8 +326,7 @@ func (s *subscriber) run(ctx context.Context) {
 			return
 		}
 		if ctx.Err() != nil {
-			s.yield(Message{}, ctxError(ctx))
-			return
+			return // the caller ended it: no error
 		}
 		if established {
 			failures = 0
@@ -337,7 +341,7 @@ func (s *subscriber) run(ctx context.Context) {
 		}
 		failures++
 		if s.cfg.maxAttempts >= 0 && failures > s.cfg.maxAttempts {
-			s.yield(Message{}, fmt.Errorf("thethings: subscription gave up after %d reconnect attempts: %w", failures-1, err))
+			s.yield(Message{}, errorf("thethings: subscription gave up after %d reconnect attempts: %w", failures-1, err))
 			return
 		}
 		wait := s.backoff(failures-1, err)
@@ -346,7 +350,6 @@ func (s *subscriber) run(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				s.yield(Message{}, ctxError(ctx))
 				return
 			case <-t.C:
 			}
@@ -355,23 +358,14 @@ func (s *subscriber) run(ctx context.Context) {
 	}
 }
 
-// backoff is the wait before reconnect attempt n+1: the Retry-After of a
-// 429 or 503 answer, else exponential with jitter; at most MaxWait.
+// backoff is the wait before reconnect attempt n+1, by the client's
+// retry rules.
 func (s *subscriber) backoff(n int, err error) time.Duration {
-	p := transport.Policy{MinWait: s.c.retry.MinWait, MaxWait: s.c.retry.MaxWait}
 	var ae *APIError
-	if errors.As(err, &ae) && ae.RetryAfter > 0 {
-		return min(ae.RetryAfter, p.MaxWait)
+	if errors.As(err, &ae) {
+		return transport.Wait(s.c.tr.Policy, n, ae.RetryAfter)
 	}
-	return transport.Backoff(p, n, nil)
-}
-
-func ctxError(ctx context.Context) error {
-	err := ctx.Err()
-	if cause := context.Cause(ctx); cause != nil && cause != err {
-		return fmt.Errorf("thethings: subscription ended: %w (%w)", err, cause)
-	}
-	return fmt.Errorf("thethings: subscription ended: %w", err)
+	return transport.Wait(s.c.tr.Policy, n, 0)
 }
 
 // permanentSubscribeError reports answers that a reconnect cannot fix.
@@ -402,7 +396,7 @@ func (s *subscriber) connError(what string, err error) error {
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	return &connError{msg: "thethings: GET " + s.path + ": " + what + ": " + s.c.redact(err.Error()), err: err}
+	return &connError{msg: wire.OnePrefix("thethings: GET " + s.path + ": " + what + ": " + s.c.redact(err.Error())), err: err}
 }
 
 // connect runs one connection until it ends. established reports whether
@@ -418,7 +412,7 @@ func (s *subscriber) connect(ctx context.Context) (established bool, err error) 
 	req.Header.Set("User-Agent", s.c.userAgent)
 	// The watchdog runs from the start: a server that accepts the
 	// connection and sends nothing is as dead as a silent stream.
-	idleErr := fmt.Errorf("%w: nothing received for %s", ErrIdleTimeout, s.idle)
+	idleErr := errorf("%w: nothing received for %s", ErrIdleTimeout, s.idle)
 	wd := stream.NewWatchdog(s.idle, cancel, idleErr)
 	defer wd.Stop()
 	resp, err := s.c.stream.Do(req)
@@ -452,7 +446,7 @@ func (s *subscriber) connect(ctx context.Context) (established bool, err error) 
 	for {
 		frame, err := dec.Next()
 		if errors.Is(err, stream.ErrFrameTooLarge) {
-			if !s.deliver(wd, Message{}, fmt.Errorf("thethings: GET %s: frame of more than %d bytes skipped: %w", s.path, s.cfg.maxFrame, ErrFrameTooLarge)) {
+			if !s.deliver(wd, Message{}, errorf("thethings: GET %s: frame of more than %d bytes skipped: %w", s.path, s.cfg.maxFrame, ErrFrameTooLarge)) {
 				return established, nil
 			}
 			continue
@@ -491,12 +485,12 @@ func (s *subscriber) connect(ctx context.Context) (established bool, err error) 
 			}
 			continue // other objects carry nothing for us
 		}
-		items, derr := stream.DecodeEach(frame)
+		items, derr := wire.DecodeFrameEach(frame)
 		if msg := s.live(items, now); len(msg.Values) > 0 && !s.deliver(wd, msg, nil) {
 			return true, nil
 		}
 		if derr != nil {
-			err := &causeError{msg: "thethings: GET " + s.path + ": " + shorten(s.c.redact(derr.Error())), errs: []error{derr, ErrInvalidValue}}
+			err := &causeError{msg: wire.OnePrefix("thethings: GET " + s.path + ": " + shorten(s.c.redact(derr.Error()))), errs: []error{derr, ErrInvalidValue}}
 			if !s.deliver(wd, Message{}, err) {
 				return true, nil
 			}
@@ -594,7 +588,7 @@ func (s *subscriber) statusFrame(frame []byte, httpStatus int) error {
 
 // live turns a data frame into a Message, dropping values that a backfill
 // delivered already.
-func (s *subscriber) live(items []stream.Item, now time.Time) Message {
+func (s *subscriber) live(items []wire.Item, now time.Time) Message {
 	values := make([]Value, 0, len(items))
 	for i := range items {
 		v := itemValue(&items[i])
@@ -614,7 +608,7 @@ func (s *subscriber) live(items []stream.Item, now time.Time) Message {
 	return Message{Values: values}
 }
 
-func itemValue(it *stream.Item) Value {
+func itemValue(it *wire.Item) Value {
 	v := Value{Key: it.Key, Value: it.Value, Datetime: it.Time}
 	if v.Datetime.IsZero() && it.RawTime != "" {
 		if t, err := ParseTime(it.RawTime); err == nil {
@@ -647,7 +641,7 @@ func (s *subscriber) backfill(ctx context.Context) {
 		for v, err := range s.c.Values(ctx, key, &ReadOptions{Start: from}) {
 			if err != nil {
 				if !errors.Is(err, ErrResourceNotFound) {
-					errs = append(errs, fmt.Errorf("thethings: backfill of %q: %w", key, err))
+					errs = append(errs, errorf("thethings: backfill of %q: %w", key, err))
 				}
 				break
 			}

@@ -21,7 +21,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 func main() {
@@ -43,7 +43,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	tokens := fs.String("tokens", "", "comma-separated thing tokens to seed (default: one made up)")
 	codes := fs.String("codes", "", "comma-separated activation codes, CODE or CODE:PRODUCT (default: two made up)")
-	var f emulator.Faults
+	var f thethingstest.Faults
 	fs.DurationVar(&f.Latency, "latency", 0, "latency added before every response")
 	fs.IntVar(&f.Every503, "every503", 0, "answer every Nth non-stream request 503")
 	fs.IntVar(&f.Every429, "every429", 0, "answer every Nth non-stream request 429")
@@ -62,25 +62,28 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	var toks []string
-	var acs []emulator.ActivationCode
+	var acs []thethingstest.ActivationCode
 	if *tokens == "" && *codes == "" {
 		toks = []string{randomString(32)}
-		acs = []emulator.ActivationCode{{Code: randomString(25)}, {Code: randomString(25)}}
+		acs = []thethingstest.ActivationCode{{Code: randomString(25)}, {Code: randomString(25)}}
 	}
 	toks = append(toks, splitList(*tokens)...)
 	for _, c := range splitList(*codes) {
 		code, product, _ := strings.Cut(c, ":")
-		acs = append(acs, emulator.ActivationCode{Code: code, ProductID: product})
+		acs = append(acs, thethingstest.ActivationCode{Code: code, ProductID: product})
 	}
 
-	srv := emulator.New(
-		emulator.WithAddr(*addr),
-		emulator.WithThingTokens(toks...),
-		emulator.WithActivationCodes(acs...),
-		emulator.WithFaults(f),
-		emulator.WithEndDateInclusive(*endInclusive),
-		emulator.WithLegacyWriteResponse(*legacy),
+	srv, err := thethingstest.New(
+		thethingstest.WithAddr(*addr),
+		thethingstest.WithThingTokens(toks...),
+		thethingstest.WithActivationCodes(acs...),
+		thethingstest.WithFaults(f),
+		thethingstest.WithEndDateInclusive(*endInclusive),
+		thethingstest.WithLegacyWriteResponse(*legacy),
 	)
+	if err != nil {
+		return err
+	}
 	if err := srv.Start(); err != nil {
 		return err
 	}
@@ -89,7 +92,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	return srv.Close()
 }
 
-func printUsage(w io.Writer, url string, toks []string, acs []emulator.ActivationCode) {
+func printUsage(w io.Writer, url string, toks []string, acs []thethingstest.ActivationCode) {
 	fmt.Fprintf(w, "thethings.iO emulator listening on %s\n", url)
 	for _, t := range toks {
 		fmt.Fprintf(w, "thing token:     %s\n", t)

@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 func main() {
@@ -62,14 +62,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	prefix := "quickstart."
 	reads := func() int { return -1 } // requests for history: known only to the emulator
 	if token == "" && code == "" {
-		srv := emulator.New(emulator.WithActivationCodes(emulator.ActivationCode{Code: demoCode}))
+		srv, err := thethingstest.New(thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: demoCode}))
+		if err != nil {
+			return err
+		}
 		if err := srv.Start(); err != nil {
 			return err
 		}
 		defer srv.Close()
 		opts = []thethings.Option{thethings.WithBaseURL(srv.URL())}
 		code, prefix = demoCode, ""
-		reads = func() int { return srv.Requests(emulator.RouteRead) }
+		reads = func() int { return srv.Requests(thethingstest.RouteRead) }
 		p("No THETHINGS_TOKEN: running against an embedded emulator of the platform at %s", srv.URL())
 		p("(set THETHINGS_TOKEN to run against the real platform)")
 	}
@@ -185,25 +188,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	p("\n6. $geo set and read back: lat %v, long %v", g.Lat, g.Long)
 
-	// 7. $settings: the thing's configuration.
-	if err := c.SetSettings(ctx, map[string]any{"interval": 60, "name": "quickstart"}); err != nil {
-		return fmt.Errorf("set settings: %w", err)
-	}
-	if err := c.SetSetting(ctx, "interval", 30); err != nil {
+	// 7. $settings: the thing's configuration. SetSettings would replace
+	// the whole object, other programs' settings included (the device
+	// example follows $settings.interval), so this example keeps its
+	// settings under its own name.
+	if err := c.SetSetting(ctx, "quickstart", map[string]any{"interval": 60, "name": "quickstart"}); err != nil {
 		return fmt.Errorf("set setting: %w", err)
 	}
-	var settings map[string]any
+	if err := c.SetSetting(ctx, "quickstart.interval", 30); err != nil {
+		return fmt.Errorf("set setting: %w", err)
+	}
+	var mine any
 	var interval int
 	if err := eventually(ctx, func() (bool, error) {
-		if err := c.Setting(ctx, "interval", &interval); err != nil && !errors.Is(err, thethings.ErrResourceNotFound) {
+		if err := c.Setting(ctx, "quickstart.interval", &interval); err != nil && !errors.Is(err, thethings.ErrResourceNotFound) {
 			return false, err
 		}
-		settings, err = c.Settings(ctx)
-		return err == nil && interval == 30 && settings["name"] == "quickstart", err
+		settings, err := c.Settings(ctx)
+		mine = settings["quickstart"]
+		m, _ := mine.(map[string]any)
+		return err == nil && interval == 30 && m["name"] == "quickstart", err
 	}); err != nil {
 		return fmt.Errorf("settings: %w", err)
 	}
-	p("\n7. $settings set to {interval: 60, name: quickstart}, then interval to 30: %v; $settings.interval = %d", settings, interval)
+	p("\n7. $settings.quickstart set to {interval: 60, name: quickstart}, then its interval to 30: %v; $settings.quickstart.interval = %d", mine, interval)
 
 	// 8. Realtime: a write arrives on the subscription.
 	door := prefix + "door"
@@ -233,9 +241,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		if v.Key != door {
 			continue // something else written to the thing meanwhile
 		}
-		s, _ := v.String()
+		s, _ := v.Text()
 		p("   received live: %s = %s, %s after the write", v.Key, s, time.Since(written).Round(100*time.Microsecond))
 		break // leaving the loop closes the connection
+	}
+	if writeErr != nil {
+		return fmt.Errorf("write while subscribed: %w", writeErr)
+	}
+	if err := subCtx.Err(); err != nil { // the loop ends silently when subCtx ends
+		return fmt.Errorf("subscribe: nothing received: %w", err)
 	}
 
 	p("\nDone. Every step above used the public API of github.com/thethings-go/thethings.")
