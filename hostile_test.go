@@ -547,7 +547,7 @@ func TestHostileValuesResumeAfterAnError(t *testing.T) {
 	h.fail = func(call int32) bool { return call >= 2 }
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
-	c := hostileClient(t, ts.URL, thethings.WithRetry(thethings.RetryPolicy{}))
+	c := hostileClient(t, ts.URL, thethings.WithRetry(thethings.NoRetries))
 	var seen []int64
 	var failed error
 	for v, err := range c.Values(hostileCtx(t, 20*time.Second), "k", nil) {
