@@ -578,8 +578,13 @@ func (c *Client) get(ctx context.Context, rt route, limit int64, buf *bytes.Buff
 		}
 		cut, err = c.readAnswer(ctx, resp, http.MethodGet, rt, limit, buf, partial, stop)
 		resp.Body.Close()
+		// A body cut mid-way is a failed attempt like any other: the
+		// transport's rule decides (a network error on a read: retry).
 		var ce *causeError
 		if err == nil || ctx.Err() != nil || !errors.As(err, &ce) || !ce.network || attempt >= c.retry.MaxRetries {
+			return cut, err
+		}
+		if retry, _ := transport.DecideError(transport.Idempotent, false, ce.errs[0], true); !retry {
 			return cut, err
 		}
 		wait := transport.Wait(transport.Policy{MinWait: c.retry.MinWait, MaxWait: c.retry.MaxWait}, attempt, 0)
