@@ -364,7 +364,8 @@ func TestHostileTokenInNoPrintedForm(t *testing.T) {
 	var ae *thethings.APIError
 	require.ErrorAs(t, subErr, &ae)
 
-	w := c.NewWriter()
+	w, err := c.NewWriter()
+	require.NoError(t, err)
 	// Closed first: fmt reads every field, and a running Writer's change
 	// under it (that would be a data race, not a leak).
 	require.NoError(t, w.Close(context.Background()))
@@ -862,13 +863,14 @@ func TestHostileWriterCloseInsideErrorHandler(t *testing.T) {
 	var w *thethings.Writer
 	returned := make(chan error, 1)
 	var once sync.Once
-	w = c.NewWriter(thethings.WithFlushInterval(10*time.Millisecond), thethings.WithErrorHandler(func(*thethings.WriteError) {
+	w, err := c.NewWriter(thethings.WithFlushInterval(10*time.Millisecond), thethings.WithErrorHandler(func(*thethings.WriteError) {
 		once.Do(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
 			returned <- w.Close(ctx)
 		})
 	}))
+	require.NoError(t, err)
 	require.NoError(t, w.Add(hostileCtx(t, 5*time.Second), thethings.Value{Key: "k", Value: 1}))
 	select {
 	case <-returned:
