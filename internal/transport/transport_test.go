@@ -125,7 +125,7 @@ func TestBackoff(t *testing.T) {
 	assert.Equal(t, time.Second, wait(0, answer(503, "3600")))
 	assert.Zero(t, RetryAfterOf(answer(500, "7"), time.Now()), "only 429 and 503 carry one")
 	// Without a usable Retry-After (absent, 0, unparsable) the exponential wait applies.
-	for _, ra := range []string{"", "0", "soon"} {
+	for _, ra := range []string{"", "0", "soon", "Mon, 02 Jan 2006 15:04:05 GMT"} {
 		d := wait(0, answer(429, ra))
 		assert.True(t, d >= 50*time.Millisecond && d <= 100*time.Millisecond, "%q: %s", ra, d)
 	}
