@@ -485,6 +485,22 @@ func (c *Client) displayPath(rt route) string {
 	return p
 }
 
+// request is the transport's request for a call.
+func (c *Client) request(kind transport.Kind, method string, rt route, body []byte) *transport.Request {
+	h := http.Header{"Accept": {"application/json"}, "User-Agent": {c.userAgent}}
+	if body != nil {
+		h.Set("Content-Type", "application/json")
+	}
+	return &transport.Request{
+		Kind:   kind,
+		Method: method,
+		URL:    c.base.String() + rt.path,
+		Path:   c.displayPath(rt),
+		Body:   body,
+		Header: h,
+	}
+}
+
 // send performs one logical call and returns the response of a 2xx answer
 // for the caller to read and close. Other answers become *APIError; failures
 // without an answer are *transport.Error. maybe reports whether the request
@@ -493,18 +509,7 @@ func (c *Client) send(ctx context.Context, kind transport.Kind, method string, r
 	if err := checkContext(ctx); err != nil {
 		return nil, false, err
 	}
-	h := http.Header{"Accept": {"application/json"}, "User-Agent": {c.userAgent}}
-	if body != nil {
-		h.Set("Content-Type", "application/json")
-	}
-	req := &transport.Request{
-		Kind:   kind,
-		Method: method,
-		URL:    c.base.String() + rt.path,
-		Path:   c.displayPath(rt),
-		Body:   body,
-		Header: h,
-	}
+	req := c.request(kind, method, rt, body)
 	resp, res, err := c.tr.Do(ctx, req)
 	if err != nil {
 		return nil, res.MaybeProcessed, err
@@ -516,34 +521,29 @@ func (c *Client) send(ctx context.Context, kind transport.Kind, method string, r
 	return nil, res.MaybeProcessed, c.apiError(resp, method, req.Path)
 }
 
-// call is send followed by decoding a JSON answer into out (when non-nil).
-// The answer is read through a size bound (maxAnswer); a GET whose body
-// is cut by a network error is sent again, like any failed read.
+// call is one logical call whose JSON answer is decoded into out (when
+// non-nil), read through a size bound (maxAnswer). A failed call that may
+// have been processed, unless it is a read, matches ErrOutcomeUnknown.
 func (c *Client) call(ctx context.Context, kind transport.Kind, method string, rt route, body []byte, out any) (maybe bool, err error) {
 	var buf bytes.Buffer
-	if kind == transport.Idempotent && out != nil {
-		if _, err := c.get(ctx, rt, maxAnswer, &buf, false, nil); err != nil {
-			return false, err
-		}
-	} else {
-		resp, maybe, err := c.send(ctx, kind, method, rt, body)
-		if err != nil {
-			if maybe && kind != transport.Idempotent {
-				err = errorf("%w: %w", err, ErrOutcomeUnknown)
-			}
-			return maybe, err
-		}
-		if out == nil {
+	if out == nil {
+		var resp *http.Response
+		resp, maybe, err = c.send(ctx, kind, method, rt, body)
+		if err == nil {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 			resp.Body.Close()
-			return false, nil
 		}
-		_, err = c.readAnswer(ctx, resp, method, rt, maxAnswer, &buf, false, nil)
-		resp.Body.Close()
-		if err != nil {
-			// The request was processed: only its answer is lost.
-			return true, &causeError{msg: err.Error() + ": outcome unknown", errs: []error{err, ErrOutcomeUnknown}}
+	} else {
+		_, maybe, err = c.ask(ctx, kind, method, rt, body, maxAnswer, &buf, false, nil)
+	}
+	if err != nil {
+		if maybe && kind != transport.Idempotent {
+			err = errorf("%w: %w", err, ErrOutcomeUnknown)
 		}
+		return maybe, err
+	}
+	if out == nil {
+		return false, nil
 	}
 	d := json.NewDecoder(&buf)
 	if err := d.Decode(out); err != nil {
@@ -559,54 +559,45 @@ func (c *Client) call(ctx context.Context, kind transport.Kind, method string, r
 // maxPageBody), compressed or not: the bound counts the bytes decoded.
 const maxAnswer = 1 << 20
 
-// get sends an idempotent GET and reads its answer into buf, at most limit
-// bytes. A body cut by a network error is a failed attempt: the request is
-// sent again under the client's RetryPolicy. With partial, an answer over
-// the limit leaves its first limit+1 bytes in buf and reports cut; without,
-// it is an error matching ErrInvalidValue. enough, if set, makes a reader
-// of each answer a function that says when the bytes read so far are all
-// that is wanted: reading then stops there, and cut is reported.
+// get is ask for a GET.
 func (c *Client) get(ctx context.Context, rt route, limit int64, buf *bytes.Buffer, partial bool, enough func() func([]byte) bool) (cut bool, err error) {
-	for attempt := 0; ; attempt++ {
-		resp, _, err := c.send(ctx, transport.Idempotent, http.MethodGet, rt, nil)
-		if err != nil {
-			return false, err
+	cut, _, err = c.ask(ctx, transport.Idempotent, http.MethodGet, rt, nil, limit, buf, partial, enough)
+	return cut, err
+}
+
+// ask performs one logical call and reads its 2xx answer into buf, at most
+// limit bytes. Other answers become *APIError; failures without an answer
+// are *transport.Error. An answer cut by a network error is a failed
+// attempt, which the transport may repeat (a read) or report as maybe
+// processed. With partial, an answer over the limit leaves its first
+// limit+1 bytes in buf and reports cut; without, it is an error matching
+// ErrInvalidValue. enough, if set, makes a reader of each answer a function
+// that says when the bytes read so far are all that is wanted: reading then
+// stops there, and cut is reported.
+func (c *Client) ask(ctx context.Context, kind transport.Kind, method string, rt route, body []byte, limit int64, buf *bytes.Buffer, partial bool, enough func() func([]byte) bool) (cut, maybe bool, err error) {
+	if err := checkContext(ctx); err != nil {
+		return false, false, err
+	}
+	req := c.request(kind, method, rt, body)
+	res, err := c.tr.DoRead(ctx, req, func(resp *http.Response) error {
+		if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+			return c.apiError(resp, method, req.Path)
 		}
 		var stop func([]byte) bool
 		if enough != nil {
 			stop = enough()
 		}
-		cut, err = c.readAnswer(ctx, resp, http.MethodGet, rt, limit, buf, partial, stop)
-		resp.Body.Close()
-		// A body cut mid-way is a failed attempt like any other: the
-		// transport's rule decides (a network error on a read: retry).
-		var ce *causeError
-		if err == nil || ctx.Err() != nil || !errors.As(err, &ce) || !ce.network || attempt >= c.retry.MaxRetries {
-			return cut, err
-		}
-		if retry, _ := transport.DecideError(transport.Idempotent, false, ce.errs[0], true); !retry {
-			return cut, err
-		}
-		wait := transport.Wait(transport.Policy{MinWait: c.retry.MinWait, MaxWait: c.retry.MaxWait}, attempt, 0)
-		if d, ok := ctx.Deadline(); ok && time.Until(d) <= wait {
-			return cut, err
-		}
-		if c.logger != nil {
-			c.logger.LogAttrs(ctx, slog.LevelDebug, "thethings: retrying request",
-				slog.String("op", "GET "+c.displayPath(rt)), slog.Int("attempt", attempt+1),
-				slog.Duration("wait", wait), slog.String("error", err.Error()))
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return cut, err
-		case <-t.C:
-		}
+		var err error
+		cut, err = c.readAnswer(ctx, resp, method, rt, limit, buf, partial, stop)
+		return err
+	})
+	if err != nil {
+		return false, res.MaybeProcessed, err
 	}
+	return cut, false, nil
 }
 
-// readAnswer reads resp's body into buf, at most limit bytes (see get for
+// readAnswer reads resp's body into buf, at most limit bytes (see ask for
 // partial). A read error keeps its cause, and ctx's error when ctx ended,
 // for errors.Is, while its text stays redacted.
 func (c *Client) readAnswer(ctx context.Context, resp *http.Response, method string, rt route, limit int64, buf *bytes.Buffer, partial bool, enough func([]byte) bool) (cut bool, err error) {
@@ -623,9 +614,8 @@ func (c *Client) readAnswer(ctx context.Context, resp *http.Response, method str
 		cut, err = readUntil(resp.Body, buf, limit, enough)
 	}
 	if err != nil {
-		ce := &causeError{msg: wire.OnePrefix(fmt.Sprintf("thethings: %s %s: read answer: %s", method, c.displayPath(rt), c.redact(err.Error()))), errs: []error{err}, network: true}
+		ce := &causeError{msg: wire.OnePrefix(fmt.Sprintf("thethings: %s %s: read answer: %s", method, c.displayPath(rt), c.redact(err.Error()))), errs: []error{err}}
 		if ctx.Err() != nil {
-			ce.network = false
 			if !errors.Is(err, ctx.Err()) {
 				ce.errs = append(ce.errs, ctx.Err())
 			}
@@ -666,9 +656,8 @@ func readUntil(r io.Reader, buf *bytes.Buffer, limit int64, enough func([]byte) 
 // causeError is an error whose text was redacted and cut, while its causes
 // stay reachable for errors.Is and errors.As.
 type causeError struct {
-	msg     string
-	errs    []error
-	network bool // reading an answer failed on the connection
+	msg  string
+	errs []error
 }
 
 func (e *causeError) Error() string   { return e.msg }

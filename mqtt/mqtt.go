@@ -33,6 +33,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/transport"
 	"github.com/thethings-go/thethings/internal/wire"
 )
 
@@ -421,15 +422,9 @@ func (c *Client) reconnect() *conn {
 }
 
 // backoff is the wait before reconnect attempt n: 100ms doubling to 30s,
-// jittered down by up to half.
+// jittered down by up to half, by the SDK's one wait rule.
 func backoff(n int) time.Duration {
-	d := maxBackoff
-	if n < 20 {
-		d = min(minBackoff<<n, maxBackoff)
-	}
-	var b [1]byte
-	_, _ = rand.Read(b[:])
-	return d/2 + time.Duration(int64(d/2)*int64(b[0])/255)
+	return transport.Wait(transport.Policy{MinWait: minBackoff, MaxWait: maxBackoff}, n, 0)
 }
 
 // wait waits for a paho token, bounded by ctx and Close.
