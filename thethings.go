@@ -127,7 +127,7 @@ import (
 const DefaultBaseURL = "https://api.thethings.io/v2/"
 
 // Version is this SDK's version, sent in the User-Agent header.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
 const (
 	defaultMaxRetries = 3
