@@ -70,7 +70,6 @@ type Client struct {
 	token    secret
 	topic    secret
 	cfg      *config
-	willBody []byte
 	redactor *strings.Replacer
 
 	life   context.Context // ends at Close
@@ -109,12 +108,7 @@ func Dial(ctx context.Context, thingToken string, opts ...Option) (*Client, erro
 		return nil, err
 	}
 	c := newClient(thingToken, cfg)
-	if len(cfg.will) > 0 {
-		if c.willBody, err = encode(cfg.will, 0); err != nil {
-			return nil, wire.Errorf("thethings: mqtt: last will: %w", err)
-		}
-	}
-	cn, err := c.connect(ctx, c.willBody)
+	cn, err := c.connect(ctx)
 	if err != nil {
 		c.cancel()
 		return nil, err
@@ -249,9 +243,9 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 	return t, nil
 }
 
-// connect opens one MQTT session, bounded by ctx. will is the Last Will
-// body or nil.
-func (c *Client) connect(ctx context.Context, will []byte) (*conn, error) {
+// connect opens one MQTT session, bounded by ctx, with the Last Will if
+// one was set.
+func (c *Client) connect(ctx context.Context) (*conn, error) {
 	cn := &conn{lost: make(chan error, 1)}
 	var (
 		watchMu sync.Mutex
@@ -287,8 +281,8 @@ func (c *Client) connect(ctx context.Context, will []byte) (*conn, error) {
 			watchMu.Unlock()
 			return nc, nil
 		})
-	if will != nil {
-		o.SetBinaryWill(c.topic.reveal(), will, c.cfg.qos, false)
+	if c.cfg.will != nil {
+		o.SetBinaryWill(c.topic.reveal(), c.cfg.will, c.cfg.qos, false)
 	}
 	cn.pc = paho.NewClient(o)
 	t := cn.pc.Connect()
@@ -397,7 +391,7 @@ func (c *Client) reconnect() *conn {
 		case <-t.C:
 		}
 		log.Info("thethings: mqtt: reconnecting", "broker", c.cfg.broker, "attempt", attempt+1)
-		cn, err := c.connect(c.life, c.willBody)
+		cn, err := c.connect(c.life)
 		if err != nil {
 			if c.life.Err() != nil {
 				return nil
