@@ -22,9 +22,9 @@
 // any I/O with an error matching [ErrNoToken], [ErrInvalidToken], [ErrInvalidOption],
 // [ErrInvalidKey], [ErrInvalidValue] or [ErrInvalidCursor]. A request that
 // may or may not have been processed matches [ErrOutcomeUnknown]. The other
-// sentinels belong to one feature each: [ErrWriterClosed] (Writer),
-// [ErrPaginationStalled] (reads), [ErrIdleTimeout] and [ErrFrameTooLarge]
-// (Subscribe).
+// sentinels belong to one feature each: [ErrWriterClosed], [ErrSpoolLocked]
+// and [ErrSpoolCorrupt] (Writer), [ErrPaginationStalled] (reads),
+// [ErrIdleTimeout] and [ErrFrameTooLarge] (Subscribe).
 //
 // # Retries
 //
@@ -32,17 +32,19 @@
 // retried only when the platform certainly did not store the values: the
 // request never left this process, or it was answered 429, or 503 with
 // Retry-After. Anything ambiguous (a connection lost after the request was
-// sent, a 500, a timeout) is not retried, unless [RetryPolicy.RetryWrites]
-// asks for retries that may duplicate values: [Client.Write] returns a
-// [*WriteError] with Unknown set, the magic setters an error matching
-// [ErrOutcomeUnknown]. Activation is never repeated once it may have reached
-// the platform. Waits grow exponentially with jitter; Retry-After is
+// sent, a 500, a timeout) is never re-sent blindly: [Client.Write] and the
+// [Writer] read the values that carry a Datetime back and send again only
+// what is missing; values without one are reported in a [*WriteError] with
+// Unknown set, and the magic setters return an error matching
+// [ErrOutcomeUnknown], unless [RetryPolicy.RetryWrites] asks for retries that
+// may duplicate values. Activation is never repeated once it may have
+// reached the platform. Waits grow exponentially with jitter; Retry-After is
 // honoured but clamped to [RetryPolicy.MaxWait], and no retry is attempted
 // that the context's deadline would cut short.
 //
 // Two features retry beyond [RetryPolicy.MaxRetries]: a [Writer] keeps a
-// refused batch buffered and sends it again, with the same waits, until it
-// is written or Close gives up; [Client.Subscribe] reconnects with the same
+// batch refused for a passing reason buffered (or spooled) and sends it
+// again, with the same waits, until it is written or Close gives up; [Client.Subscribe] reconnects with the same
 // waits as often as [WithReconnect] allows (by default, forever).
 //
 // # Times
@@ -57,9 +59,12 @@
 // [Client.Write] sends a batch of values, each with an optional [Geo] and its
 // own Datetime, split into requests of at most 100 values. A [Writer]
 // batches values in the background for devices and gateways: a bounded
-// buffer, flushes by size and interval, retries of rejected batches, and a
-// Close that reports every value it could not send. Any failure to write is
-// a [*WriteError] naming exactly the values not written.
+// buffer, or with [WithSpool] a crash-safe spool on disk; flushes by size and
+// interval; retries, with ambiguous outcomes verified by reading back, so
+// that values with a Datetime are stored exactly once; a Close that reports
+// every value it could not send; and [Writer.Stats]. Any failure to write is
+// a [*WriteError] naming exactly the values not written; [FailedValues]
+// collects them from joined errors.
 //
 // # Reading history
 //
@@ -85,6 +90,16 @@
 // live. Backfill covers stored, ordinary keys (not magic resources), and
 // relies on the platform's clock and this machine's agreeing within two
 // seconds (see [WithBackfill]). Leaving the loop closes the connection.
+//
+// Package mqtt (github.com/thethings-go/thethings/mqtt) speaks the
+// platform's MQTT device API with the same [Value] and [Message] types, for
+// devices that keep one connection open.
+//
+// # Testing
+//
+// Package thethingstest (github.com/thethings-go/thethings/thethingstest) is
+// an in-memory fake of the platform, REST and MQTT, with faults to inject and
+// ground truth to assert on; every example of this package runs against it.
 //
 // # Magic resources
 //

@@ -94,8 +94,9 @@ type conn struct {
 
 // Dial connects to the broker as the thing with the given token. It
 // returns once the broker accepted the connection; ctx bounds that. Bad
-// options, an empty token (ErrNoToken) or one that cannot be part of a
-// topic fail before any I/O.
+// options (thethings.ErrInvalidOption), an empty token
+// (thethings.ErrNoToken) or one that cannot be part of a topic
+// (thethings.ErrInvalidToken) fail before any I/O.
 func Dial(ctx context.Context, thingToken string, opts ...Option) (*Client, error) {
 	if ctx == nil {
 		return nil, optionError("nil context")

@@ -113,8 +113,9 @@ func (e *refusedError) Error() string {
 // The sequence ends without an error when ctx ends or the loop breaks. A
 // message that does not decode is yielded as an error and the sequence
 // goes on; when only some of its items do not decode, a Message with the
-// others comes first, then the error; so is a run of messages dropped because the loop fell more than
-// 1024 messages behind. It ends with an error when the Client is closed or
+// others comes first, then the error. A run of messages dropped because the
+// loop fell more than 1024 messages behind is yielded as an error too, and
+// the sequence goes on. It ends with an error when the Client is closed or
 // the broker refuses the subscription.
 func (c *Client) Subscribe(ctx context.Context) iter.Seq2[thethings.Message, error] {
 	return func(yield func(thethings.Message, error) bool) {
