@@ -57,6 +57,10 @@ const (
 	// verifies an ambiguous outcome by reading back, then re-sends only
 	// what is missing.
 	Verified
+	// Stream requests (a subscription) are like Idempotent, and are also
+	// repeated after 408: a long request timed out by the platform or a
+	// proxy is opened again.
+	Stream
 )
 
 // Policy bounds retries. Zero MinWait and MaxWait mean no wait; the caller
@@ -360,6 +364,8 @@ func DecideAnswer(kind Kind, retryWrites bool, status int, retryAfter bool) (ret
 		return kind != Once, false
 	case status == http.StatusNotImplemented:
 		return false, false
+	case status == http.StatusRequestTimeout && kind == Stream:
+		return true, false
 	case status >= 500:
 		return repeatable(kind, retryWrites), true
 	}
@@ -386,7 +392,7 @@ func DecideError(kind Kind, retryWrites bool, err error, sent bool) (retry, mayb
 // sent again: reads always, writes only when the caller accepts duplicates,
 // activation never.
 func repeatable(kind Kind, retryWrites bool) bool {
-	return kind == Idempotent || kind == Write && retryWrites
+	return kind == Idempotent || kind == Stream || kind == Write && retryWrites
 }
 
 // Outcome is what the answer to a write says about its values.

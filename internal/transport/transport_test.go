@@ -352,3 +352,11 @@ func TestDoReadCutBody(t *testing.T) {
 	assert.Equal(t, 1, hits())
 	assert.True(t, res.MaybeProcessed)
 }
+
+// A subscription reconnects after what a read retries, and after 408.
+func TestDecideStream(t *testing.T) {
+	for status, want := range map[int]bool{200: false, 302: false, 400: false, 401: false, 404: false, 408: true, 429: true, 500: true, 501: false, 502: true, 503: true} {
+		retry, _ := DecideAnswer(Stream, false, status, false)
+		assert.Equal(t, want, retry, "status %d", status)
+	}
+}
