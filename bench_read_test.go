@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // pageBody is a read answer of n numbers, as the platform sends them.
@@ -72,15 +72,12 @@ func BenchmarkDecodePage(b *testing.B) {
 // values) and the number of read requests.
 func valuesHeap(tb testing.TB, n int) (peak uint64, requests int) {
 	tb.Helper()
-	srv := emulator.New(emulator.WithThingTokens("tok"))
-	if err := srv.Start(); err != nil {
-		tb.Fatal(err)
-	}
+	srv := thethingstest.NewServer(tb, thethingstest.WithThingTokens("tok"))
 	defer srv.Close()
-	recs := make([]emulator.Record, n)
+	recs := make([]thethingstest.Record, n)
 	base := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range recs {
-		recs[i] = emulator.Record{Value: json.RawMessage(fmt.Sprintf("%d.5", i%100)), Datetime: base.Add(time.Duration(i) * time.Second)}
+		recs[i] = thethingstest.Record{Value: json.RawMessage(fmt.Sprintf("%d.5", i%100)), Datetime: base.Add(time.Duration(i) * time.Second)}
 	}
 	if err := srv.Seed("tok", "big", recs...); err != nil {
 		tb.Fatal(err)

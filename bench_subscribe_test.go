@@ -20,8 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thethings-go/thethings/internal/emulator"
 	"github.com/thethings-go/thethings/internal/stream"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // subscribeBenchFrames are data frames as the emulator sends them, shared
@@ -156,10 +156,7 @@ func BenchmarkSubscriptions5000(b *testing.B) {
 	for b.Loop() {
 		emu := emulatorCostPerSub(b, n)
 
-		srv := emulator.New(emulator.WithThingTokens(benchToken))
-		if err := srv.Start(); err != nil {
-			b.Fatal(err)
-		}
+		srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
 		c, err := NewClient(benchToken, WithBaseURL(srv.URL())) // the default stream client
 		if err != nil {
 			b.Fatal(err)
@@ -223,10 +220,7 @@ func BenchmarkSubscriptions5000(b *testing.B) {
 // nothing and returns the memory they add per subscription: the
 // emulator's side, plus a negligible net.Conn each.
 func emulatorCostPerSub(b *testing.B, n int) float64 {
-	srv := emulator.New(emulator.WithThingTokens(benchToken))
-	if err := srv.Start(); err != nil {
-		b.Fatal(err)
-	}
+	srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
 	defer srv.Close()
 	u, err := url.Parse(srv.URL())
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 const benchToken = "bench-thing-token-0123456789abcdefghijklmnopq"
@@ -83,12 +83,9 @@ func BenchmarkEncodeBatch(b *testing.B) {
 	})
 }
 
-func startBenchEmulator(b *testing.B) *emulator.Server {
+func startBenchEmulator(b *testing.B) *thethingstest.Server {
 	b.Helper()
-	srv := emulator.New(emulator.WithThingTokens(benchToken))
-	if err := srv.Start(); err != nil {
-		b.Fatal(err)
-	}
+	srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
 	b.Cleanup(func() { srv.Close() })
 	return srv
 }

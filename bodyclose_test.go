@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // bodyCounter is an http.RoundTripper over a clone of
@@ -192,7 +192,7 @@ func withClient(f func(ctx context.Context, c *thethings.Client) error) bodyOp {
 
 // bodyScenario is a way for the platform to answer.
 type bodyScenario struct {
-	faults emulator.Faults
+	faults thethingstest.Faults
 	// prime writes this many values to another thing before the faults
 	// are set, so that every-Nth faults hit the operation's first request.
 	prime int
@@ -208,13 +208,13 @@ type bodyScenario struct {
 var bodyScenarios = map[string]bodyScenario{
 	"ok":                    {},
 	"unknown thing (4xx)":   {token: "no-such-thing", code: "no-such-code"},
-	"503 always":            {faults: emulator.Faults{Every503: 1}, timeout: 300 * time.Millisecond}, // the Writer retries until Close's deadline
-	"503 retried":           {faults: emulator.Faults{Every503: 2}, prime: 1},
-	"429 always":            {faults: emulator.Faults{Every429: 1}, timeout: 300 * time.Millisecond},
-	"429 retried":           {faults: emulator.Faults{Every429: 2}, prime: 1},
-	"drop before body":      {faults: emulator.Faults{DropBeforeBodyEvery: 2}, prime: 1, silent: true},
-	"drop after body":       {faults: emulator.Faults{DropEvery: 2, DropStores: true}, prime: 1, silent: true},
-	"latency past deadline": {faults: emulator.Faults{Latency: 5 * time.Second}, timeout: 100 * time.Millisecond, silent: true},
+	"503 always":            {faults: thethingstest.Faults{Every503: 1}, timeout: 300 * time.Millisecond}, // the Writer retries until Close's deadline
+	"503 retried":           {faults: thethingstest.Faults{Every503: 2}, prime: 1},
+	"429 always":            {faults: thethingstest.Faults{Every429: 1}, timeout: 300 * time.Millisecond},
+	"429 retried":           {faults: thethingstest.Faults{Every429: 2}, prime: 1},
+	"drop before body":      {faults: thethingstest.Faults{DropBeforeBodyEvery: 2}, prime: 1, silent: true},
+	"drop after body":       {faults: thethingstest.Faults{DropEvery: 2, DropStores: true}, prime: 1, silent: true},
+	"latency past deadline": {faults: thethingstest.Faults{Latency: 5 * time.Second}, timeout: 100 * time.Millisecond, silent: true},
 	"500 text": {handler: func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, strings.Repeat("internal error ", 1000), http.StatusInternalServerError)
 	}},
@@ -243,14 +243,14 @@ func TestResponseBodiesClosed(t *testing.T) {
 					token = code
 				}
 				var base string
-				var srv *emulator.Server
+				var srv *thethingstest.Server
 				if sc.handler != nil {
 					hs := httptest.NewServer(sc.handler)
 					t.Cleanup(hs.Close)
 					base = hs.URL + "/v2/"
 				} else {
-					srv = startEmulator(t, emulator.WithThingTokens("primer"),
-						emulator.WithActivationCodes(emulator.ActivationCode{Code: "code-1"}))
+					srv = startEmulator(t, thethingstest.WithThingTokens("primer"),
+						thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: "code-1"}))
 					require.NoError(t, srv.Seed(sentinelToken, "seeded", seedRecords(10)...))
 					prime(t, srv, sc.prime)
 					srv.SetFaults(sc.faults)
@@ -278,18 +278,18 @@ func TestResponseBodiesClosed(t *testing.T) {
 }
 
 // seedRecords are n values one minute apart.
-func seedRecords(n int) []emulator.Record {
+func seedRecords(n int) []thethingstest.Record {
 	at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	recs := make([]emulator.Record, n)
+	recs := make([]thethingstest.Record, n)
 	for i := range recs {
-		recs[i] = emulator.Record{Value: []byte(fmt.Sprint(i)), Datetime: at.Add(time.Duration(i) * time.Minute)}
+		recs[i] = thethingstest.Record{Value: []byte(fmt.Sprint(i)), Datetime: at.Add(time.Duration(i) * time.Minute)}
 	}
 	return recs
 }
 
 // prime sends n writes for the thing "primer" before faults are set, to
 // advance the emulator's every-Nth counters (requests and writes) by n.
-func prime(t testing.TB, srv *emulator.Server, n int) {
+func prime(t testing.TB, srv *thethingstest.Server, n int) {
 	t.Helper()
 	if n == 0 {
 		return

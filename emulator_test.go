@@ -11,15 +11,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // startEmulator starts an emulator on loopback for the test and closes it
 // at the end. The thing sentinelToken is known to it.
-func startEmulator(t testing.TB, opts ...emulator.Option) *emulator.Server {
+func startEmulator(t testing.TB, opts ...thethingstest.Option) *thethingstest.Server {
 	t.Helper()
-	srv := emulator.New(append([]emulator.Option{emulator.WithThingTokens(sentinelToken)}, opts...)...)
-	require.NoError(t, srv.Start())
+	srv := thethingstest.NewServer(t, append([]thethingstest.Option{thethingstest.WithThingTokens(sentinelToken)}, opts...)...)
 	t.Cleanup(func() { srv.Close() })
 	return srv
 }
@@ -28,7 +27,7 @@ func startEmulator(t testing.TB, opts ...emulator.Option) *emulator.Server {
 var fastRetry = thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 3, MinWait: time.Millisecond, MaxWait: 5 * time.Millisecond})
 
 // emulatorClient returns a client for sentinelToken on srv.
-func emulatorClient(t testing.TB, srv *emulator.Server, opts ...thethings.Option) *thethings.Client {
+func emulatorClient(t testing.TB, srv *thethingstest.Server, opts ...thethings.Option) *thethings.Client {
 	t.Helper()
 	c, err := thethings.NewClient(sentinelToken, append([]thethings.Option{thethings.WithBaseURL(srv.URL()), fastRetry}, opts...)...)
 	require.NoError(t, err)
@@ -37,9 +36,9 @@ func emulatorClient(t testing.TB, srv *emulator.Server, opts ...thethings.Option
 
 func TestActivateAgainstEmulator(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t, emulator.WithActivationCodes(
-		emulator.ActivationCode{Code: "free-code"},
-		emulator.ActivationCode{Code: "product-code", ProductID: "prod-1"},
+	srv := startEmulator(t, thethingstest.WithActivationCodes(
+		thethingstest.ActivationCode{Code: "free-code"},
+		thethingstest.ActivationCode{Code: "product-code", ProductID: "prod-1"},
 	))
 	ctx := context.Background()
 	base := thethings.WithBaseURL(srv.URL())
@@ -70,13 +69,13 @@ func TestActivateAgainstEmulator(t *testing.T) {
 	require.ErrorAs(t, err, &apiErr)
 	assert.Equal(t, 400, apiErr.StatusCode)
 	assert.Equal(t, "activation code not found", apiErr.Message)
-	assert.Equal(t, 5, srv.Requests(emulator.RouteActivate), "activation is sent once per call")
+	assert.Equal(t, 5, srv.Requests(thethingstest.RouteActivate), "activation is sent once per call")
 }
 
 func TestServerTimeAgainstEmulator(t *testing.T) {
 	t.Parallel()
 	frozen := time.Date(2017, 5, 12, 11, 7, 53, 176_000_000, time.UTC)
-	srv := startEmulator(t, emulator.WithClock(func() time.Time { return frozen }))
+	srv := startEmulator(t, thethingstest.WithClock(func() time.Time { return frozen }))
 	got, err := emulatorClient(t, srv).ServerTime(context.Background())
 	require.NoError(t, err)
 	assert.True(t, frozen.Equal(got), "got %s", got)
@@ -101,7 +100,7 @@ func TestRootIsUnauthorized(t *testing.T) {
 func TestClientsShareHTTPClient(t *testing.T) {
 	t.Parallel()
 	tokens := []string{"thing-a", "thing-b", "thing-c", "thing-d"}
-	srv := startEmulator(t, emulator.WithThingTokens(tokens...))
+	srv := startEmulator(t, thethingstest.WithThingTokens(tokens...))
 	shared := &http.Client{Timeout: 5 * time.Second}
 	var wg sync.WaitGroup
 	for _, tok := range tokens {
@@ -120,5 +119,5 @@ func TestClientsShareHTTPClient(t *testing.T) {
 	}
 	wg.Wait()
 	shared.CloseIdleConnections()
-	assert.Equal(t, 200, srv.Requests(emulator.RouteDate))
+	assert.Equal(t, 200, srv.Requests(thethingstest.RouteDate))
 }

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // A client for a thing whose token you already have. NewClient does no
@@ -21,7 +21,10 @@ import (
 func ExampleNewClient() {
 	// A local emulator of the platform; against the real one, leave out
 	// WithBaseURL.
-	srv := emulator.New(emulator.WithThingTokens("my-thing-token"))
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
 	if err := srv.Start(); err != nil {
 		log.Fatal(err)
 	}
@@ -48,7 +51,10 @@ func ExampleNewClient() {
 // Activate turns an activation code into a thing token, once. Persist
 // ThingToken afterwards: the code cannot be used again.
 func ExampleActivate() {
-	srv := emulator.New(emulator.WithActivationCodes(emulator.ActivationCode{Code: "A1B2-C3D4"}))
+	srv, err := thethingstest.New(thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: "A1B2-C3D4"}))
+	if err != nil {
+		log.Fatal(err)
+	}
 	if err := srv.Start(); err != nil {
 		log.Fatal(err)
 	}
@@ -78,10 +84,13 @@ func ExampleActivate() {
 // A device without a real-time clock asks the platform for the time.
 func ExampleClient_ServerTime() {
 	platformNow := time.Date(2024, 5, 1, 10, 30, 0, 0, time.UTC)
-	srv := emulator.New(
-		emulator.WithThingTokens("my-thing-token"),
-		emulator.WithClock(func() time.Time { return platformNow }),
+	srv, err := thethingstest.New(
+		thethingstest.WithThingTokens("my-thing-token"),
+		thethingstest.WithClock(func() time.Time { return platformNow }),
 	)
+	if err != nil {
+		log.Fatal(err)
+	}
 	if err := srv.Start(); err != nil {
 		log.Fatal(err)
 	}
@@ -139,7 +148,10 @@ func ExampleParseTime() {
 // with errors.Is against the sentinels, or read the details with errors.As.
 // The thing token is redacted from the path.
 func ExampleAPIError() {
-	srv := emulator.New(emulator.WithThingTokens("my-thing-token"))
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
 	if err := srv.Start(); err != nil {
 		log.Fatal(err)
 	}
@@ -179,10 +191,13 @@ func ExampleAPIError() {
 // never exceed MaxWait. The zero RetryPolicy disables retries.
 func ExampleWithRetry() {
 	// Every second request is answered 503 with Retry-After: 1.
-	srv := emulator.New(
-		emulator.WithThingTokens("my-thing-token"),
-		emulator.WithFaults(emulator.Faults{Every503: 2}),
+	srv, err := thethingstest.New(
+		thethingstest.WithThingTokens("my-thing-token"),
+		thethingstest.WithFaults(thethingstest.Faults{Every503: 2}),
 	)
+	if err != nil {
+		log.Fatal(err)
+	}
 	if err := srv.Start(); err != nil {
 		log.Fatal(err)
 	}
@@ -224,10 +239,13 @@ func ExampleWithRetry() {
 // The SDK logs nothing unless given a logger. Retries are logged at Debug
 // level, reconnects at Info, and the thing token never reaches the log.
 func ExampleWithLogger() {
-	srv := emulator.New(
-		emulator.WithThingTokens("my-thing-token"),
-		emulator.WithFaults(emulator.Faults{Every503: 1}),
+	srv, err := thethingstest.New(
+		thethingstest.WithThingTokens("my-thing-token"),
+		thethingstest.WithFaults(thethingstest.Faults{Every503: 1}),
 	)
+	if err != nil {
+		log.Fatal(err)
+	}
 	if err := srv.Start(); err != nil {
 		log.Fatal(err)
 	}
@@ -278,7 +296,10 @@ func ExampleWithBaseURL() {
 // concurrent use.
 func ExampleWithHTTPClient() {
 	tokens := []string{"thing-1", "thing-2", "thing-3"}
-	srv := emulator.New(emulator.WithThingTokens(tokens...))
+	srv, err := thethingstest.New(thethingstest.WithThingTokens(tokens...))
+	if err != nil {
+		log.Fatal(err)
+	}
 	if err := srv.Start(); err != nil {
 		log.Fatal(err)
 	}
@@ -310,7 +331,10 @@ func ExampleWithHTTPClient() {
 // Read values hold what the platform sent; the accessors convert, also
 // from numbers that were written as strings.
 func ExampleValue_Float64() {
-	srv := emulator.New(emulator.WithThingTokens("my-thing-token"))
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
 	if err := srv.Start(); err != nil {
 		log.Fatal(err)
 	}
@@ -345,7 +369,10 @@ func ExampleValue_Float64() {
 // Flush waits until everything added so far is written, or reported: a
 // device calls it before going to sleep.
 func ExampleWriter_Flush() {
-	srv := emulator.New(emulator.WithThingTokens("my-thing-token"))
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
 	if err := srv.Start(); err != nil {
 		log.Fatal(err)
 	}
@@ -378,10 +405,13 @@ func ExampleWriter_Flush() {
 // anything live. Here the emulator cuts every stream after 300ms, and a
 // value is stored without being pushed (as one written during a gap).
 func ExampleWithBackfill() {
-	srv := emulator.New(
-		emulator.WithThingTokens("my-thing-token"),
-		emulator.WithFaults(emulator.Faults{StreamCutAfter: 300 * time.Millisecond}),
+	srv, err := thethingstest.New(
+		thethingstest.WithThingTokens("my-thing-token"),
+		thethingstest.WithFaults(thethingstest.Faults{StreamCutAfter: 300 * time.Millisecond}),
 	)
+	if err != nil {
+		log.Fatal(err)
+	}
 	if err := srv.Start(); err != nil {
 		log.Fatal(err)
 	}
@@ -405,7 +435,7 @@ func ExampleWithBackfill() {
 				log.Fatal(err)
 			}
 			// Stored but not pushed: the subscription misses it live.
-			if err := srv.Seed("my-thing-token", "door", emulator.Record{Value: json.RawMessage(`"open"`), Datetime: time.Now()}); err != nil {
+			if err := srv.Seed("my-thing-token", "door", thethingstest.Record{Value: json.RawMessage(`"open"`), Datetime: time.Now()}); err != nil {
 				log.Fatal(err)
 			}
 		}

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // readExample starts a local emulator holding n temperatures, one a minute
@@ -16,9 +16,9 @@ import (
 func readExample(n int) (*thethings.Client, func()) {
 	srv, c := startExampleEmulator()
 	base := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
-	recs := make([]emulator.Record, n)
+	recs := make([]thethingstest.Record, n)
 	for i := range recs {
-		recs[i] = emulator.Record{Value: json.RawMessage(fmt.Sprintf("%d.5", 20+i%10)), Datetime: base.Add(time.Duration(i) * time.Minute)}
+		recs[i] = thethingstest.Record{Value: json.RawMessage(fmt.Sprintf("%d.5", 20+i%10)), Datetime: base.Add(time.Duration(i) * time.Minute)}
 	}
 	if err := srv.Seed(exampleToken, "temperature", recs...); err != nil {
 		log.Fatal(err)

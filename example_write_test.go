@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // exampleToken is the thing the examples' emulator knows.
@@ -16,8 +16,11 @@ const exampleToken = "example-thing-token"
 
 // startExampleEmulator starts a local emulator of the platform that knows
 // one thing token, and returns a client for that thing.
-func startExampleEmulator(opts ...emulator.Option) (*emulator.Server, *thethings.Client) {
-	srv := emulator.New(append([]emulator.Option{emulator.WithThingTokens(exampleToken)}, opts...)...)
+func startExampleEmulator(opts ...thethingstest.Option) (*thethingstest.Server, *thethings.Client) {
+	srv, err := thethingstest.New(append([]thethingstest.Option{thethingstest.WithThingTokens(exampleToken)}, opts...)...)
+	if err != nil {
+		log.Fatal(err)
+	}
 	if err := srv.Start(); err != nil {
 		log.Fatal(err)
 	}
@@ -46,14 +49,14 @@ func ExampleClient_Write() {
 		log.Fatal(err)
 	}
 
-	// What the platform stored, oldest first.
+	// What the platform stored, newest first.
 	for _, r := range srv.Stored(exampleToken, "temperature") {
 		fmt.Println(r.Datetime.Format(time.RFC3339), string(r.Value), r.Geo.Lat, r.Geo.Long)
 	}
 	fmt.Println(string(srv.Stored(exampleToken, "reading")[0].Value))
 	// Output:
-	// 2015-05-20T12:00:00Z 19.25 41.4121132 2.2199454
 	// 2015-05-20T13:00:00Z 21.5 41.4121132 2.2199454
+	// 2015-05-20T12:00:00Z 19.25 41.4121132 2.2199454
 	// {"ok":true,"samples":[3,4]}
 }
 
@@ -107,7 +110,7 @@ func ExampleWriteError() {
 
 	// The connection is lost after the platform read the request: the
 	// values may be stored, and they are not sent twice.
-	srv.SetFaults(emulator.Faults{DropEvery: 1, DropStores: true})
+	srv.SetFaults(thethingstest.Faults{DropEvery: 1, DropStores: true})
 	err = c.Write(ctx, []thethings.Value{{Key: "temperature", Value: 22}})
 	if errors.As(err, &we) {
 		fmt.Println(len(we.Values), "value, unknown:", we.Unknown, "- key", we.Values[0].Key)

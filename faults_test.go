@@ -19,7 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // deadlineSlack is how long past its context's deadline a call may take to
@@ -29,7 +29,7 @@ const deadlineSlack = 500 * time.Millisecond
 // faultCell is one fault applied to one operation.
 type faultCell struct {
 	name   string
-	faults emulator.Faults
+	faults thethingstest.Faults
 	// prime advances the emulator's every-Nth counters by this many
 	// writes of another thing before the faults are set: with prime 1 and
 	// an every-2nd fault, the operation's first request is hit.
@@ -42,17 +42,17 @@ type faultCell struct {
 
 // faultEnv is an emulator with the faults of a cell set, and a client for it.
 type faultEnv struct {
-	srv *emulator.Server
+	srv *thethingstest.Server
 	c   *thethings.Client
 	ctx context.Context
 }
 
 // runCell starts an emulator for the cell, runs op under the cell's
 // deadline and checks that it returned in time.
-func runCell(t *testing.T, cell faultCell, op func(env faultEnv) error, opts ...emulator.Option) (faultEnv, error) {
+func runCell(t *testing.T, cell faultCell, op func(env faultEnv) error, opts ...thethingstest.Option) (faultEnv, error) {
 	t.Helper()
-	srv := startEmulator(t, append([]emulator.Option{emulator.WithThingTokens("primer"),
-		emulator.WithActivationCodes(emulator.ActivationCode{Code: "code-1"})}, opts...)...)
+	srv := startEmulator(t, append([]thethingstest.Option{thethingstest.WithThingTokens("primer"),
+		thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: "code-1"})}, opts...)...)
 	prime(t, srv, cell.prime)
 	srv.SetFaults(cell.faults)
 	bc := newBodyCounter(t)
@@ -113,7 +113,7 @@ func walkWriteErrors(err error) []*thethings.WriteError {
 // written to key "k": each is written (stored okStored times), or in exactly
 // one WriteError; not-written values are not stored; unknown ones are
 // stored as many times as the cell allows.
-func checkWriteFate(t *testing.T, srv *emulator.Server, n int, err error, want writeFate) {
+func checkWriteFate(t *testing.T, srv *thethingstest.Server, n int, err error, want writeFate) {
 	t.Helper()
 	stored := map[int]int{}
 	for _, r := range srv.Stored(sentinelToken, "k") {
@@ -177,31 +177,31 @@ func TestFaultMatrixWrite(t *testing.T) {
 		requests int // write requests the emulator saw, the primer's excluded
 	}{
 		{faultCell: faultCell{name: "no fault"}, requests: 2},
-		{faultCell: faultCell{name: "503 every 2nd: retried", faults: emulator.Faults{Every503: 2}, prime: 1}, requests: 4},
-		{faultCell: faultCell{name: "503 always: not written", faults: emulator.Faults{Every503: 1}},
+		{faultCell: faultCell{name: "503 every 2nd: retried", faults: thethingstest.Faults{Every503: 2}, prime: 1}, requests: 4},
+		{faultCell: faultCell{name: "503 always: not written", faults: thethingstest.Faults{Every503: 1}},
 			want: writeFate{notWritten: n}, requests: 4},
-		{faultCell: faultCell{name: "429 every 2nd: retried", faults: emulator.Faults{Every429: 2}, prime: 1}, requests: 4},
-		{faultCell: faultCell{name: "429 always: not written", faults: emulator.Faults{Every429: 1}},
+		{faultCell: faultCell{name: "429 every 2nd: retried", faults: thethingstest.Faults{Every429: 2}, prime: 1}, requests: 4},
+		{faultCell: faultCell{name: "429 always: not written", faults: thethingstest.Faults{Every429: 1}},
 			want: writeFate{notWritten: n, is: thethings.ErrRateLimited}, requests: 4},
 		// Dropped before the body was read: nothing is stored, but the
 		// client cannot tell that from a drop after storing.
-		{faultCell: faultCell{name: "drop before body: unknown", faults: emulator.Faults{DropBeforeBodyEvery: 2}, prime: 1},
+		{faultCell: faultCell{name: "drop before body: unknown", faults: thethingstest.Faults{DropBeforeBodyEvery: 2}, prime: 1},
 			want: writeFate{unknown: 100, notWritten: 50, unknownAt: []int{0}, is: thethings.ErrOutcomeUnknown}, requests: 1},
-		{faultCell: faultCell{name: "drop before body, RetryWrites: retried", faults: emulator.Faults{DropBeforeBodyEvery: 2}, prime: 1, retryWrites: true},
+		{faultCell: faultCell{name: "drop before body, RetryWrites: retried", faults: thethingstest.Faults{DropBeforeBodyEvery: 2}, prime: 1, retryWrites: true},
 			requests: 4},
-		{faultCell: faultCell{name: "drop after body unstored: unknown", faults: emulator.Faults{DropEvery: 2}, prime: 1},
+		{faultCell: faultCell{name: "drop after body unstored: unknown", faults: thethingstest.Faults{DropEvery: 2}, prime: 1},
 			want: writeFate{unknown: 100, notWritten: 50, unknownAt: []int{0}, is: thethings.ErrOutcomeUnknown}, requests: 1},
-		{faultCell: faultCell{name: "drop after body stored: unknown", faults: emulator.Faults{DropEvery: 2, DropStores: true}, prime: 1},
+		{faultCell: faultCell{name: "drop after body stored: unknown", faults: thethingstest.Faults{DropEvery: 2, DropStores: true}, prime: 1},
 			want: writeFate{unknown: 100, notWritten: 50, unknownAt: []int{1}, is: thethings.ErrOutcomeUnknown}, requests: 1},
-		{faultCell: faultCell{name: "drop after body unstored, RetryWrites: retried", faults: emulator.Faults{DropEvery: 2}, prime: 1, retryWrites: true},
+		{faultCell: faultCell{name: "drop after body unstored, RetryWrites: retried", faults: thethingstest.Faults{DropEvery: 2}, prime: 1, retryWrites: true},
 			requests: 4},
 		// RetryWrites trades loss for duplicates: each dropped-but-stored
 		// request is stored again by its retry.
-		{faultCell: faultCell{name: "drop after body stored, RetryWrites: duplicated", faults: emulator.Faults{DropEvery: 2, DropStores: true}, prime: 1, retryWrites: true},
+		{faultCell: faultCell{name: "drop after body stored, RetryWrites: duplicated", faults: thethingstest.Faults{DropEvery: 2, DropStores: true}, prime: 1, retryWrites: true},
 			want: writeFate{okStored: 2}, requests: 4},
-		{faultCell: faultCell{name: "latency past deadline: unknown", faults: emulator.Faults{Latency: 3 * time.Second}, deadline: 150 * time.Millisecond},
+		{faultCell: faultCell{name: "latency past deadline: unknown", faults: thethingstest.Faults{Latency: 3 * time.Second}, deadline: 150 * time.Millisecond},
 			want: writeFate{unknown: 100, notWritten: 50, unknownAt: []int{0, 1}, is: context.DeadlineExceeded}, requests: 1},
-		{faultCell: faultCell{name: "latency within deadline", faults: emulator.Faults{Latency: 20 * time.Millisecond}}, requests: 2},
+		{faultCell: faultCell{name: "latency within deadline", faults: thethingstest.Faults{Latency: 20 * time.Millisecond}}, requests: 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -209,7 +209,7 @@ func TestFaultMatrixWrite(t *testing.T) {
 				return env.c.Write(env.ctx, numbered(0, n))
 			})
 			checkWriteFate(t, env.srv, n, err, tc.want)
-			assert.Equal(t, tc.requests, env.srv.Requests(emulator.RouteWrite)-tc.prime, "write requests")
+			assert.Equal(t, tc.requests, env.srv.Requests(thethingstest.RouteWrite)-tc.prime, "write requests")
 		})
 	}
 }
@@ -223,27 +223,27 @@ func TestFaultMatrixWriter(t *testing.T) {
 		want writeFate
 	}{
 		{faultCell: faultCell{name: "no fault"}},
-		{faultCell: faultCell{name: "503 every 2nd: retried", faults: emulator.Faults{Every503: 2}, prime: 1}},
+		{faultCell: faultCell{name: "503 every 2nd: retried", faults: thethingstest.Faults{Every503: 2}, prime: 1}},
 		// Refused for a passing reason: the values stay buffered and are
 		// retried until Close's deadline, which reports them unsent; if the
 		// deadline cuts an attempt in flight, that batch is unknown (and
 		// was not stored: every answer is a 503).
-		{faultCell: faultCell{name: "503 always: not written at Close", faults: emulator.Faults{Every503: 1}, deadline: 300 * time.Millisecond},
+		{faultCell: faultCell{name: "503 always: not written at Close", faults: thethingstest.Faults{Every503: 1}, deadline: 300 * time.Millisecond},
 			want: writeFate{notWritten: n, cut: 10, unknownAt: []int{0}, is: context.DeadlineExceeded}},
-		{faultCell: faultCell{name: "429 every 2nd: retried", faults: emulator.Faults{Every429: 2}, prime: 1}},
-		{faultCell: faultCell{name: "429 always: not written at Close", faults: emulator.Faults{Every429: 1}, deadline: 300 * time.Millisecond},
+		{faultCell: faultCell{name: "429 every 2nd: retried", faults: thethingstest.Faults{Every429: 2}, prime: 1}},
+		{faultCell: faultCell{name: "429 always: not written at Close", faults: thethingstest.Faults{Every429: 1}, deadline: 300 * time.Millisecond},
 			want: writeFate{notWritten: n, cut: 10, unknownAt: []int{0}, is: context.DeadlineExceeded}},
 		// Batches 1 and 3 meet the drop, batch 2 goes through.
-		{faultCell: faultCell{name: "drop before body: unknown", faults: emulator.Faults{DropBeforeBodyEvery: 2}, prime: 1},
+		{faultCell: faultCell{name: "drop before body: unknown", faults: thethingstest.Faults{DropBeforeBodyEvery: 2}, prime: 1},
 			want: writeFate{unknown: 20, unknownAt: []int{0}, is: thethings.ErrOutcomeUnknown}},
-		{faultCell: faultCell{name: "drop after body unstored: unknown", faults: emulator.Faults{DropEvery: 2}, prime: 1},
+		{faultCell: faultCell{name: "drop after body unstored: unknown", faults: thethingstest.Faults{DropEvery: 2}, prime: 1},
 			want: writeFate{unknown: 20, unknownAt: []int{0}, is: thethings.ErrOutcomeUnknown}},
-		{faultCell: faultCell{name: "drop after body stored: unknown", faults: emulator.Faults{DropEvery: 2, DropStores: true}, prime: 1},
+		{faultCell: faultCell{name: "drop after body stored: unknown", faults: thethingstest.Faults{DropEvery: 2, DropStores: true}, prime: 1},
 			want: writeFate{unknown: 20, unknownAt: []int{1}, is: thethings.ErrOutcomeUnknown}},
-		{faultCell: faultCell{name: "drop after body unstored, RetryWrites: retried", faults: emulator.Faults{DropEvery: 2}, prime: 1, retryWrites: true}},
+		{faultCell: faultCell{name: "drop after body unstored, RetryWrites: retried", faults: thethingstest.Faults{DropEvery: 2}, prime: 1, retryWrites: true}},
 		// Close's deadline cuts the first request in flight: its batch is
 		// unknown, the other two were never sent.
-		{faultCell: faultCell{name: "latency past Close deadline", faults: emulator.Faults{Latency: 3 * time.Second}, deadline: 150 * time.Millisecond},
+		{faultCell: faultCell{name: "latency past Close deadline", faults: thethingstest.Faults{Latency: 3 * time.Second}, deadline: 150 * time.Millisecond},
 			want: writeFate{unknown: 10, notWritten: 20, unknownAt: []int{0, 1}, is: context.DeadlineExceeded}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -273,15 +273,15 @@ var readCells = []struct {
 	is error
 }{
 	{faultCell: faultCell{name: "no fault"}},
-	{faultCell: faultCell{name: "503 every 2nd: retried", faults: emulator.Faults{Every503: 2}, prime: 1}},
-	{faultCell: faultCell{name: "503 always", faults: emulator.Faults{Every503: 1}}, is: &thethings.APIError{StatusCode: 503}},
-	{faultCell: faultCell{name: "429 every 2nd: retried", faults: emulator.Faults{Every429: 2}, prime: 1}},
-	{faultCell: faultCell{name: "429 always", faults: emulator.Faults{Every429: 1}}, is: thethings.ErrRateLimited},
-	{faultCell: faultCell{name: "drop before body: retried", faults: emulator.Faults{DropBeforeBodyEvery: 2}, prime: 1}},
-	{faultCell: faultCell{name: "drop every request", faults: emulator.Faults{DropBeforeBodyEvery: 1}}, is: errAnyTransport},
-	{faultCell: faultCell{name: "latency past deadline", faults: emulator.Faults{Latency: 3 * time.Second}, deadline: 150 * time.Millisecond},
+	{faultCell: faultCell{name: "503 every 2nd: retried", faults: thethingstest.Faults{Every503: 2}, prime: 1}},
+	{faultCell: faultCell{name: "503 always", faults: thethingstest.Faults{Every503: 1}}, is: &thethings.APIError{StatusCode: 503}},
+	{faultCell: faultCell{name: "429 every 2nd: retried", faults: thethingstest.Faults{Every429: 2}, prime: 1}},
+	{faultCell: faultCell{name: "429 always", faults: thethingstest.Faults{Every429: 1}}, is: thethings.ErrRateLimited},
+	{faultCell: faultCell{name: "drop before body: retried", faults: thethingstest.Faults{DropBeforeBodyEvery: 2}, prime: 1}},
+	{faultCell: faultCell{name: "drop every request", faults: thethingstest.Faults{DropBeforeBodyEvery: 1}}, is: errAnyTransport},
+	{faultCell: faultCell{name: "latency past deadline", faults: thethingstest.Faults{Latency: 3 * time.Second}, deadline: 150 * time.Millisecond},
 		is: context.DeadlineExceeded},
-	{faultCell: faultCell{name: "latency within deadline", faults: emulator.Faults{Latency: 20 * time.Millisecond}}},
+	{faultCell: faultCell{name: "latency within deadline", faults: thethingstest.Faults{Latency: 20 * time.Millisecond}}},
 }
 
 // errAnyTransport stands for any error without an HTTP answer.
@@ -357,7 +357,7 @@ func TestFaultMatrixValues(t *testing.T) {
 			checkReadError(t, err, tc.is)
 			if err == nil {
 				assert.Equal(t, []string{"9", "8", "7", "6", "5", "4", "3", "2", "1", "0"}, got, "every value once, newest first")
-				assert.GreaterOrEqual(t, env.srv.Requests(emulator.RouteRead), 3)
+				assert.GreaterOrEqual(t, env.srv.Requests(thethingstest.RouteRead), 3)
 			} else {
 				assert.Equal(t, 1, errs, "the error is yielded once")
 			}
@@ -376,10 +376,10 @@ func TestFaultMatrixActivate(t *testing.T) {
 		{faultCell: faultCell{name: "no fault"}},
 		// Activation is never repeated once sent, even on a 503 with
 		// Retry-After or a 429: the caller decides.
-		{faultCell: faultCell{name: "503: not retried", faults: emulator.Faults{Every503: 2}, prime: 1}, is: &thethings.APIError{StatusCode: 503}, codeLeft: true},
-		{faultCell: faultCell{name: "429: not retried", faults: emulator.Faults{Every429: 1}}, is: thethings.ErrRateLimited, codeLeft: true},
-		{faultCell: faultCell{name: "drop before body: unknown", faults: emulator.Faults{DropBeforeBodyEvery: 2}, prime: 1}, is: thethings.ErrOutcomeUnknown, codeLeft: true},
-		{faultCell: faultCell{name: "latency past deadline: unknown", faults: emulator.Faults{Latency: 3 * time.Second}, deadline: 150 * time.Millisecond},
+		{faultCell: faultCell{name: "503: not retried", faults: thethingstest.Faults{Every503: 2}, prime: 1}, is: &thethings.APIError{StatusCode: 503}, codeLeft: true},
+		{faultCell: faultCell{name: "429: not retried", faults: thethingstest.Faults{Every429: 1}}, is: thethings.ErrRateLimited, codeLeft: true},
+		{faultCell: faultCell{name: "drop before body: unknown", faults: thethingstest.Faults{DropBeforeBodyEvery: 2}, prime: 1}, is: thethings.ErrOutcomeUnknown, codeLeft: true},
+		{faultCell: faultCell{name: "latency past deadline: unknown", faults: thethingstest.Faults{Latency: 3 * time.Second}, deadline: 150 * time.Millisecond},
 			is: thethings.ErrOutcomeUnknown},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -390,7 +390,7 @@ func TestFaultMatrixActivate(t *testing.T) {
 				c, err = thethings.Activate(env.ctx, "code-1", "", thethings.WithBaseURL(env.srv.URL()), fastRetry)
 				return err
 			})
-			assert.Equal(t, 1, env.srv.Requests(emulator.RouteActivate), "activation is sent once")
+			assert.Equal(t, 1, env.srv.Requests(thethingstest.RouteActivate), "activation is sent once")
 			if tc.is == nil {
 				require.NoError(t, err)
 				assert.NotEmpty(t, c.ThingToken())
@@ -402,7 +402,7 @@ func TestFaultMatrixActivate(t *testing.T) {
 			}
 			if tc.codeLeft {
 				// Nothing was activated: the code works once the platform does.
-				env.srv.SetFaults(emulator.Faults{})
+				env.srv.SetFaults(thethingstest.Faults{})
 				_, err := thethings.Activate(context.Background(), "code-1", "", thethings.WithBaseURL(env.srv.URL()))
 				assert.NoError(t, err)
 			}
@@ -440,24 +440,24 @@ func TestFaultMatrixSubscribe(t *testing.T) {
 		is        error
 	}{
 		{faultCell: faultCell{name: "no fault"}, last: 2, stopAfter: 2, want: []string{"0 live", "1 live", "2 live"}},
-		{faultCell: faultCell{name: "frames split byte by byte", faults: emulator.Faults{SplitFrames: true}},
+		{faultCell: faultCell{name: "frames split byte by byte", faults: thethingstest.Faults{SplitFrames: true}},
 			last: 2, stopAfter: 2, want: []string{"0 live", "1 live", "2 live"}},
-		{faultCell: faultCell{name: "frames coalesced", faults: emulator.Faults{CoalesceFrames: true}},
+		{faultCell: faultCell{name: "frames coalesced", faults: thethingstest.Faults{CoalesceFrames: true}},
 			last: 2, stopAfter: 2, want: []string{"0 live", "1 live", "2 live"}},
 		// The stream is cut; what was written meanwhile comes from history,
 		// once, before the next live value.
-		{faultCell: faultCell{name: "stream cut: reconnected and backfilled", faults: emulator.Faults{StreamCutAfter: 300 * time.Millisecond}},
+		{faultCell: faultCell{name: "stream cut: reconnected and backfilled", faults: thethingstest.Faults{StreamCutAfter: 300 * time.Millisecond}},
 			opts: []thethings.SubscribeOption{thethings.WithBackfill("k")}, last: 2, gap: map[int]bool{1: true}, stopAfter: 2,
 			want: []string{"0 live", "1 backfill", "2 live"}},
-		{faultCell: faultCell{name: "stream cut, backfill reads answered 503: retried", faults: emulator.Faults{StreamCutAfter: 300 * time.Millisecond, Every503: 2}, prime: 1},
+		{faultCell: faultCell{name: "stream cut, backfill reads answered 503: retried", faults: thethingstest.Faults{StreamCutAfter: 300 * time.Millisecond, Every503: 2}, prime: 1},
 			opts: []thethings.SubscribeOption{thethings.WithBackfill("k")}, last: 2, gap: map[int]bool{1: true}, stopAfter: 2,
 			want: []string{"0 live", "1 backfill", "2 live"}},
-		{faultCell: faultCell{name: "stream cut, no reconnect: ends", faults: emulator.Faults{StreamCutAfter: 300 * time.Millisecond}},
+		{faultCell: faultCell{name: "stream cut, no reconnect: ends", faults: thethingstest.Faults{StreamCutAfter: 300 * time.Millisecond}},
 			opts: []thethings.SubscribeOption{thethings.WithReconnect(0)}, last: 0, stopAfter: -1, want: []string{"0 live"}, is: errAnyTransport},
 		// Silent keep-alives: the watchdog gives up after keepAlive + 2s.
-		{faultCell: faultCell{name: "silent keep-alives: idle timeout", faults: emulator.Faults{StopKeepAlives: true}},
+		{faultCell: faultCell{name: "silent keep-alives: idle timeout", faults: thethingstest.Faults{StopKeepAlives: true}},
 			opts: []thethings.SubscribeOption{thethings.WithReconnect(0)}, last: 0, stopAfter: -1, want: []string{"0 live"}, is: thethings.ErrIdleTimeout},
-		{faultCell: faultCell{name: "latency past deadline", faults: emulator.Faults{Latency: 3 * time.Second}, deadline: 150 * time.Millisecond},
+		{faultCell: faultCell{name: "latency past deadline", faults: thethingstest.Faults{Latency: 3 * time.Second}, deadline: 150 * time.Millisecond},
 			last: 0, stopAfter: -1, is: context.DeadlineExceeded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

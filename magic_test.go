@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 func TestLocationRoundTrip(t *testing.T) {
@@ -26,9 +26,9 @@ func TestLocationRoundTrip(t *testing.T) {
 	assert.NotContains(t, err.Error(), sentinelToken)
 
 	require.NoError(t, c.SetLocation(ctx, thethings.Geo{Lat: 41.390205, Long: 2.154007}))
-	long, lat, ok := srv.Location(sentinelToken)
+	stored, ok := srv.Location(sentinelToken)
 	require.True(t, ok)
-	assert.Equal(t, [2]float64{2.154007, 41.390205}, [2]float64{long, lat}, "stored as [long, lat]")
+	assert.Equal(t, thethingstest.Geo{Lat: 41.390205, Long: 2.154007}, stored)
 	g, err := c.Location(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, thethings.Geo{Lat: 41.390205, Long: 2.154007}, g)
@@ -145,7 +145,7 @@ func TestMagicWriteOutcome(t *testing.T) {
 		"503 with RetryAfter": {httpmock.NewStringResponder(503, `{}`).HeaderSet(http.Header{"Retry-After": {"1"}}), false},
 	}
 	t.Run("connection lost after sending", func(t *testing.T) {
-		srv, c := readsEmulator(t, emulator.WithFaults(emulator.Faults{DropEvery: 1}))
+		srv, c := readsEmulator(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 1}))
 		err := c.SetSetting(context.Background(), "a", 1)
 		assert.ErrorIs(t, err, thethings.ErrOutcomeUnknown)
 		assert.NotContains(t, err.Error(), sentinelToken)

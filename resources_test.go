@@ -18,20 +18,20 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // readsEmulator starts an emulator that knows sentinelToken, and a client
 // for it without retries.
 // readsEmulator starts an emulator with a client that does not retry, so
 // that request counts are exact.
-func readsEmulator(t testing.TB, opts ...emulator.Option) (*emulator.Server, *thethings.Client) {
+func readsEmulator(t testing.TB, opts ...thethingstest.Option) (*thethingstest.Server, *thethings.Client) {
 	t.Helper()
 	srv := startEmulator(t, opts...)
 	return srv, readsClient(t, srv)
 }
 
-func readsClient(t testing.TB, srv *emulator.Server) *thethings.Client {
+func readsClient(t testing.TB, srv *thethingstest.Server) *thethings.Client {
 	t.Helper()
 	return emulatorClient(t, srv, thethings.WithRetry(thethings.RetryPolicy{}))
 }
@@ -39,11 +39,11 @@ func readsClient(t testing.TB, srv *emulator.Server) *thethings.Client {
 var readsBase = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // seedNumbers stores n values i = 0..n-1 under key, one second apart from readsBase.
-func seedNumbers(t testing.TB, srv *emulator.Server, key string, n int) {
+func seedNumbers(t testing.TB, srv *thethingstest.Server, key string, n int) {
 	t.Helper()
-	recs := make([]emulator.Record, n)
+	recs := make([]thethingstest.Record, n)
 	for i := range recs {
-		recs[i] = emulator.Record{Value: json.RawMessage(fmt.Sprint(i)), Datetime: readsBase.Add(time.Duration(i) * time.Second)}
+		recs[i] = thethingstest.Record{Value: json.RawMessage(fmt.Sprint(i)), Datetime: readsBase.Add(time.Duration(i) * time.Second)}
 	}
 	require.NoError(t, srv.Seed(sentinelToken, key, recs...))
 }
@@ -90,7 +90,7 @@ func canonValues(t testing.TB, vals []thethings.Value) []string {
 	return out
 }
 
-func canonRecords(t testing.TB, recs []emulator.Record, start, end time.Time) []string {
+func canonRecords(t testing.TB, recs []thethingstest.Record, start, end time.Time) []string {
 	var out []string
 	for _, r := range recs {
 		if !start.IsZero() && r.Datetime.Before(start) || !end.IsZero() && !r.Datetime.Before(end) {
@@ -136,9 +136,9 @@ func TestValuesSmoke(t *testing.T) {
 // randomHistory seeds key with runs of values sharing one millisecond (up
 // to maxRun), in shuffled order, some identical, some with geo, and
 // returns the oldest and newest datetimes.
-func randomHistory(t testing.TB, rng *rand.Rand, srv *emulator.Server, key string, n, maxRun int) (time.Time, time.Time) {
+func randomHistory(t testing.TB, rng *rand.Rand, srv *thethingstest.Server, key string, n, maxRun int) (time.Time, time.Time) {
 	t.Helper()
-	var recs []emulator.Record
+	var recs []thethingstest.Record
 	at := readsBase
 	for len(recs) < n {
 		run := 1
@@ -161,9 +161,9 @@ func randomHistory(t testing.TB, rng *rand.Rand, srv *emulator.Server, key strin
 			default:
 				val = fmt.Sprintf("%d.%02d", rng.Intn(100), rng.Intn(100))
 			}
-			r := emulator.Record{Value: json.RawMessage(val), Datetime: at}
+			r := thethingstest.Record{Value: json.RawMessage(val), Datetime: at}
 			if rng.Intn(6) == 0 {
-				r.Geo = &emulator.Geo{Lat: float64(rng.Intn(180)) - 90, Long: 2.5}
+				r.Geo = &thethingstest.Geo{Lat: float64(rng.Intn(180)) - 90, Long: 2.5}
 			}
 			recs = append(recs, r)
 		}
@@ -184,7 +184,7 @@ func TestValuesExactlyOnceProperty(t *testing.T) {
 		t.Run(fmt.Sprintf("inclusive=%v", inclusive), func(t *testing.T) {
 			t.Parallel()
 			rng := rand.New(rand.NewSource(int64(map[bool]int{false: 1, true: 2}[inclusive])))
-			srv, c := readsEmulator(t, emulator.WithEndDateInclusive(inclusive))
+			srv, c := readsEmulator(t, thethingstest.WithEndDateInclusive(inclusive))
 			for iter := range 8 {
 				key := fmt.Sprintf("k%d", iter)
 				oldest, newest := randomHistory(t, rng, srv, key, 500+rng.Intn(3000), 999)
@@ -281,7 +281,7 @@ func TestValuesErrorMidwayYieldedOnce(t *testing.T) {
 	t.Parallel()
 	srv, c := readsEmulator(t)
 	seedNumbers(t, srv, "temp", 5000)
-	srv.SetFaults(emulator.Faults{Every503: 2})
+	srv.SetFaults(thethingstest.Faults{Every503: 2})
 	n, errs := 0, 0
 	var last error
 	for _, err := range c.Values(context.Background(), "temp", nil) {
@@ -343,7 +343,7 @@ func TestReadCursorResumesInANewClient(t *testing.T) {
 func TestReadDefaultsAndWindow(t *testing.T) {
 	t.Parallel()
 	for _, inclusive := range []bool{false, true} {
-		srv, c := readsEmulator(t, emulator.WithEndDateInclusive(inclusive))
+		srv, c := readsEmulator(t, thethingstest.WithEndDateInclusive(inclusive))
 		seedNumbers(t, srv, "temp", 100)
 		p, err := c.Read(context.Background(), "temp", nil)
 		require.NoError(t, err)
@@ -363,8 +363,8 @@ func TestReadDefaultsAndWindow(t *testing.T) {
 		assert.Empty(t, p.Next)
 
 		// Limit 1 pages one value at a time, also through ties.
-		require.NoError(t, srv.Seed(sentinelToken, "ties", emulator.Record{Value: json.RawMessage("1"), Datetime: readsBase},
-			emulator.Record{Value: json.RawMessage("1"), Datetime: readsBase}, emulator.Record{Value: json.RawMessage("2"), Datetime: readsBase}))
+		require.NoError(t, srv.Seed(sentinelToken, "ties", thethingstest.Record{Value: json.RawMessage("1"), Datetime: readsBase},
+			thethingstest.Record{Value: json.RawMessage("1"), Datetime: readsBase}, thethingstest.Record{Value: json.RawMessage("2"), Datetime: readsBase}))
 		var got []thethings.Value
 		o := &thethings.ReadOptions{Limit: 1}
 		for range 10 {
@@ -456,10 +456,10 @@ func TestReadBadInputBeforeIO(t *testing.T) {
 func TestValuesStalls(t *testing.T) {
 	t.Parallel()
 	for _, inclusive := range []bool{false, true} {
-		srv, c := readsEmulator(t, emulator.WithEndDateInclusive(inclusive))
-		recs := make([]emulator.Record, 1001)
+		srv, c := readsEmulator(t, thethingstest.WithEndDateInclusive(inclusive))
+		recs := make([]thethingstest.Record, 1001)
 		for i := range recs {
-			recs[i] = emulator.Record{Value: json.RawMessage(fmt.Sprint(i)), Datetime: readsBase.Add(time.Hour)}
+			recs[i] = thethingstest.Record{Value: json.RawMessage(fmt.Sprint(i)), Datetime: readsBase.Add(time.Hour)}
 		}
 		require.NoError(t, srv.Seed(sentinelToken, "burst", recs...))
 		seedNumbers(t, srv, "burst", 10)
@@ -687,7 +687,7 @@ func TestValuesErrorsCarryNoToken(t *testing.T) {
 	t.Parallel()
 	srv, c := readsEmulator(t)
 	seedNumbers(t, srv, "temp", 10)
-	srv.SetFaults(emulator.Faults{Every503: 1})
+	srv.SetFaults(thethingstest.Faults{Every503: 1})
 	for _, err := range c.Values(context.Background(), "temp", nil) {
 		require.Error(t, err)
 		assert.NotContains(t, err.Error(), sentinelToken)

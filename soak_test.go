@@ -37,7 +37,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 var (
@@ -62,12 +62,11 @@ func TestSoakEmulatorProcess(t *testing.T) {
 	if os.Getenv(soakChildEnv) != "1" {
 		t.Skip("the soak test's emulator process")
 	}
-	srv := emulator.New(emulator.WithThingTokens(soakToken))
-	require.NoError(t, srv.Start())
+	srv := thethingstest.NewServer(t, thethingstest.WithThingTokens(soakToken))
 	defer srv.Close()
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /faults", func(w http.ResponseWriter, r *http.Request) {
-		var f emulator.Faults
+		var f thethingstest.Faults
 		if err := json.NewDecoder(r.Body).Decode(&f); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -80,8 +79,8 @@ func TestSoakEmulatorProcess(t *testing.T) {
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
 		_ = json.NewEncoder(w).Encode(map[string]int{
 			"duplicates": srv.Duplicates(), "open_subscriptions": srv.OpenSubscriptions(),
-			"writes": srv.Requests(emulator.RouteWrite), "reads": srv.Requests(emulator.RouteRead),
-			"subscribes": srv.Requests(emulator.RouteSubscribe),
+			"writes": srv.Requests(thethingstest.RouteWrite), "reads": srv.Requests(thethingstest.RouteRead),
+			"subscribes": srv.Requests(thethingstest.RouteSubscribe),
 		})
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -157,7 +156,7 @@ func startSoakEmulator(t *testing.T) *soakEmulator {
 	return e
 }
 
-func (e *soakEmulator) setFaults(t *testing.T, f emulator.Faults) {
+func (e *soakEmulator) setFaults(t *testing.T, f thethingstest.Faults) {
 	b, err := json.Marshal(f)
 	assert.NoError(t, err)
 	resp, err := e.hc.Post(e.admin+"faults", "application/json", bytes.NewReader(b))
@@ -177,8 +176,8 @@ func (e *soakEmulator) get(t *testing.T, path string, out any) {
 // randomFaults is one step of the fault schedule. Every step cuts the
 // streams it opens, after 0.2s to 2s (StreamCutAfter is read when a stream
 // opens); some also drop writes (stored or not) and answer 503.
-func randomFaults(r *rand.Rand) emulator.Faults {
-	f := emulator.Faults{StreamCutAfter: 200*time.Millisecond + time.Duration(r.Int64N(int64(1800*time.Millisecond)))}
+func randomFaults(r *rand.Rand) thethingstest.Faults {
+	f := thethingstest.Faults{StreamCutAfter: 200*time.Millisecond + time.Duration(r.Int64N(int64(1800*time.Millisecond)))}
 	drop := func() { f.DropEvery, f.DropStores = 2+r.IntN(6), r.IntN(2) == 0 }
 	busy := func() { f.Every503 = 3 + r.IntN(5) }
 	switch r.IntN(4) {
@@ -310,7 +309,7 @@ func TestSoak(t *testing.T) {
 		for {
 			select {
 			case <-faultCtx.Done():
-				emu.setFaults(t, emulator.Faults{})
+				emu.setFaults(t, thethingstest.Faults{})
 				faultsDone <- steps
 				return
 			case <-time.After(300*time.Millisecond + time.Duration(r.Int64N(int64(700*time.Millisecond)))):
@@ -381,7 +380,7 @@ func TestSoak(t *testing.T) {
 	stored := make([]int, n)
 	storedN := 0
 	for _, key := range soakKeys {
-		var recs []emulator.Record
+		var recs []thethingstest.Record
 		emu.get(t, "stored?key="+key, &recs)
 		for _, r := range recs {
 			i, err := strconv.Atoi(string(r.Value))

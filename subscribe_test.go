@@ -25,7 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // subClient returns a client for baseURL with fast retries and its own
@@ -48,7 +48,7 @@ func subClient(t testing.TB, baseURL string, opts ...thethings.Option) *thething
 }
 
 // subPost writes a raw body to the emulator as a device would.
-func subPost(t testing.TB, srv *emulator.Server, body string) {
+func subPost(t testing.TB, srv *thethingstest.Server, body string) {
 	t.Helper()
 	resp, err := http.Post(srv.URL()+"things/"+sentinelToken, "application/json", strings.NewReader(body))
 	if err != nil {
@@ -62,7 +62,7 @@ func subPost(t testing.TB, srv *emulator.Server, body string) {
 	}
 }
 
-func subWriteValue(t testing.TB, srv *emulator.Server, key string, v any) {
+func subWriteValue(t testing.TB, srv *thethingstest.Server, key string, v any) {
 	t.Helper()
 	b, err := json.Marshal(map[string]any{"values": []map[string]any{{"key": key, "value": v}}})
 	require.NoError(t, err)
@@ -113,7 +113,7 @@ func (l *stateLog) count(s thethings.State) int {
 	return n
 }
 
-func waitNoSubscriptions(t *testing.T, srv *emulator.Server) {
+func waitNoSubscriptions(t *testing.T, srv *thethingstest.Server) {
 	t.Helper()
 	require.Eventually(t, func() bool { return srv.OpenSubscriptions() == 0 }, 5*time.Second, 5*time.Millisecond,
 		"subscriptions still open on the emulator")
@@ -161,7 +161,7 @@ func TestSubscribeDeliversWrites(t *testing.T) {
 	states, _ := log.snapshot()
 	assert.Equal(t, []thethings.State{thethings.StateConnected}, states, "break reports no state")
 	waitNoSubscriptions(t, srv)
-	assert.Equal(t, 1, srv.Requests(emulator.RouteSubscribe))
+	assert.Equal(t, 1, srv.Requests(thethingstest.RouteSubscribe))
 }
 
 func TestSubscribeRequest(t *testing.T) {
@@ -214,7 +214,7 @@ func TestSubscribeInvalidOptions(t *testing.T) {
 			assert.Equal(t, 1, n, "one error, then the end")
 		})
 	}
-	assert.Zero(t, srv.Requests(emulator.RouteSubscribe), "no I/O for invalid options")
+	assert.Zero(t, srv.Requests(thethingstest.RouteSubscribe), "no I/O for invalid options")
 }
 
 func TestSubscribeSingleUse(t *testing.T) {
@@ -241,7 +241,7 @@ func TestSubscribeSingleUse(t *testing.T) {
 	}
 	require.Len(t, errs, 1)
 	assert.ErrorContains(t, errs[0], "only once")
-	assert.Equal(t, 1, srv.Requests(emulator.RouteSubscribe))
+	assert.Equal(t, 1, srv.Requests(thethingstest.RouteSubscribe))
 	waitNoSubscriptions(t, srv)
 }
 
@@ -249,9 +249,7 @@ func TestSubscribeNotRetried(t *testing.T) {
 	t.Parallel()
 	t.Run("unknown token", func(t *testing.T) {
 		t.Parallel()
-		srv := emulator.New() // knows no thing
-		require.NoError(t, srv.Start())
-		defer srv.Close()
+		srv := thethingstest.NewServer(t, thethingstest.WithThingTokens()) // knows no thing
 		c := subClient(t, srv.URL())
 		var log stateLog
 		var errs []error
@@ -265,7 +263,7 @@ func TestSubscribeNotRetried(t *testing.T) {
 		assert.Equal(t, http.StatusNotFound, ae.StatusCode)
 		assert.Equal(t, "/v2/things/***", ae.Path)
 		assert.NotContains(t, fmt.Sprintf("%v %+v", errs[0], ae), sentinelToken)
-		assert.Equal(t, 1, srv.Requests(emulator.RouteSubscribe))
+		assert.Equal(t, 1, srv.Requests(thethingstest.RouteSubscribe))
 	})
 	for name, h := range map[string]struct {
 		status int
@@ -395,14 +393,14 @@ func TestSubscribeReconnectBudget(t *testing.T) {
 
 func TestSubscribeEmulatorStreamCut(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t, emulator.WithFaults(emulator.Faults{StreamCutAfter: 100 * time.Millisecond}))
+	srv := startEmulator(t, thethingstest.WithFaults(thethingstest.Faults{StreamCutAfter: 100 * time.Millisecond}))
 	c := subClient(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var log stateLog
 	log.hook = func(n int, s thethings.State, _ error) {
 		if s == thethings.StateConnected && n > 1 {
-			srv.SetFaults(emulator.Faults{})
+			srv.SetFaults(thethingstest.Faults{})
 			go subWriteValue(t, srv, "k", "after the cut")
 		}
 	}
@@ -414,13 +412,13 @@ func TestSubscribeEmulatorStreamCut(t *testing.T) {
 	states, causes := log.snapshot()
 	require.Equal(t, []thethings.State{thethings.StateConnected, thethings.StateDisconnected, thethings.StateReconnecting, thethings.StateConnected}, states)
 	assert.Error(t, causes[1])
-	assert.Equal(t, 2, srv.Requests(emulator.RouteSubscribe))
+	assert.Equal(t, 2, srv.Requests(thethingstest.RouteSubscribe))
 	waitNoSubscriptions(t, srv)
 }
 
 func TestSubscribeIdleTimeoutOnEmulator(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t, emulator.WithFaults(emulator.Faults{StopKeepAlives: true}))
+	srv := startEmulator(t, thethingstest.WithFaults(thethingstest.Faults{StopKeepAlives: true}))
 	c := subClient(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -431,9 +429,9 @@ func TestSubscribeIdleTimeoutOnEmulator(t *testing.T) {
 		switch s {
 		case thethings.StateDisconnected:
 			idleAt.Store(int64(time.Since(start)))
-			srv.SetFaults(emulator.Faults{})
+			srv.SetFaults(thethingstest.Faults{})
 		case thethings.StateConnected:
-			if srv.Requests(emulator.RouteSubscribe) == 2 {
+			if srv.Requests(thethingstest.RouteSubscribe) == 2 {
 				go subWriteValue(t, srv, "k", 1)
 			}
 		}
@@ -452,13 +450,13 @@ func TestSubscribeIdleTimeoutOnEmulator(t *testing.T) {
 
 func TestSubscribeSplitAndCoalescedFrames(t *testing.T) {
 	t.Parallel()
-	for name, f := range map[string]emulator.Faults{
+	for name, f := range map[string]thethingstest.Faults{
 		"split":    {SplitFrames: true},
 		"coalesce": {CoalesceFrames: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			srv := startEmulator(t, emulator.WithFaults(f))
+			srv := startEmulator(t, thethingstest.WithFaults(f))
 			c := subClient(t, srv.URL())
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -617,8 +615,8 @@ func TestSubscribeBackfillAfterCut(t *testing.T) {
 	for name, withFields := range map[string]bool{"stream datetimes": true, "bare stream items": false} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			srv := startEmulator(t, emulator.WithStreamItemFields(withFields),
-				emulator.WithFaults(emulator.Faults{StreamCutAfter: 700 * time.Millisecond}))
+			srv := startEmulator(t, thethingstest.WithStreamItemFields(withFields),
+				thethingstest.WithFaults(thethingstest.Faults{StreamCutAfter: 700 * time.Millisecond}))
 			c := subClient(t, srv.URL())
 			base := time.Now().UTC().Truncate(time.Millisecond)
 			gapWrite := func(key string, v any, i int) {
@@ -635,7 +633,7 @@ func TestSubscribeBackfillAfterCut(t *testing.T) {
 					subWriteValue(t, srv, "other", "not backfilled")
 					subWriteValue(t, srv, "temp", "B")
 				case s == thethings.StateDisconnected && n == 2:
-					srv.SetFaults(emulator.Faults{})
+					srv.SetFaults(thethingstest.Faults{})
 					// Written while the stream is down.
 					gapWrite("temp", "C", 1)
 					gapWrite("other", "lost: no backfill for this key", 2)
@@ -696,16 +694,16 @@ func TestSubscribeBackfillAfterCut(t *testing.T) {
 
 func TestSubscribeBackfillReadFailure(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t, emulator.WithFaults(emulator.Faults{StreamCutAfter: 300 * time.Millisecond}))
+	srv := startEmulator(t, thethingstest.WithFaults(thethingstest.Faults{StreamCutAfter: 300 * time.Millisecond}))
 	c := subClient(t, srv.URL())
 	var log stateLog
 	log.hook = func(n int, s thethings.State, cause error) {
 		switch {
 		case s == thethings.StateDisconnected && n == 2:
-			require.NoError(t, srv.Seed(sentinelToken, "temp", emulator.Record{Key: "temp", Value: json.RawMessage(`1`), Datetime: time.Now()}))
-			srv.SetFaults(emulator.Faults{Every503: 1}) // history reads fail
+			require.NoError(t, srv.Seed(sentinelToken, "temp", thethingstest.Record{Key: "temp", Value: json.RawMessage(`1`), Datetime: time.Now()}))
+			srv.SetFaults(thethingstest.Faults{Every503: 1}) // history reads fail
 		case s == thethings.StateConnected && cause != nil:
-			srv.SetFaults(emulator.Faults{})
+			srv.SetFaults(thethingstest.Faults{})
 			go subWriteValue(t, srv, "temp", "live")
 		}
 	}

@@ -20,14 +20,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 const writeURL = "https://api.thethings.io/v2/things/" + sentinelToken
 
 // startWriteEmulator starts an emulator that knows sentinelToken and returns
 // it with a client for that thing with millisecond retry waits.
-func startWriteEmulator(t testing.TB, opts ...emulator.Option) (*emulator.Server, *thethings.Client) {
+func startWriteEmulator(t testing.TB, opts ...thethingstest.Option) (*thethingstest.Server, *thethings.Client) {
 	t.Helper()
 	srv := startEmulator(t, opts...)
 	return srv, emulatorClient(t, srv)
@@ -572,7 +572,7 @@ func TestWriteEmulatorRoundTrip(t *testing.T) {
 
 	temp := srv.Stored(sentinelToken, "temperature")
 	require.Len(t, temp, 2)
-	byValue := map[string]emulator.Record{}
+	byValue := map[string]thethingstest.Record{}
 	for _, r := range temp {
 		byValue[string(r.Value)] = r
 	}
@@ -595,9 +595,9 @@ func TestWriteEmulatorRoundTrip(t *testing.T) {
 	assert.JSONEq(t, `{"x":true}`, string(srv.Stored(sentinelToken, "raw")[0].Value))
 	assert.Equal(t, "false", string(srv.Stored(sentinelToken, "flag")[0].Value))
 	assert.Equal(t, "dev", srv.Settings(sentinelToken)["name"])
-	long, lat, ok := srv.Location(sentinelToken)
+	g, ok := srv.Location(sentinelToken)
 	require.True(t, ok)
-	assert.Equal(t, [2]float64{20, 10}, [2]float64{long, lat})
+	assert.Equal(t, thethingstest.Geo{Lat: 10, Long: 20}, g)
 	assert.Zero(t, srv.Duplicates())
 	assert.Equal(t, 1, srv.Requests("write"))
 }
@@ -623,7 +623,7 @@ func TestWriteEmulatorSplit(t *testing.T) {
 
 func TestWriteEmulatorLegacyResponse(t *testing.T) {
 	t.Parallel()
-	srv, c := startWriteEmulator(t, emulator.WithLegacyWriteResponse(true))
+	srv, c := startWriteEmulator(t, thethingstest.WithLegacyWriteResponse(true))
 	require.NoError(t, c.Write(context.Background(), []thethings.Value{{Key: "a", Value: 1}}))
 	assert.Equal(t, 1, srv.StoredCount(sentinelToken, "a"))
 }
@@ -659,7 +659,7 @@ func TestWriteEmulatorErrors(t *testing.T) {
 	})
 
 	t.Run("503 without outcome then dropped connection", func(t *testing.T) {
-		srv, c := startWriteEmulator(t, emulator.WithFaults(emulator.Faults{DropEvery: 1, DropStores: true}))
+		srv, c := startWriteEmulator(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 1, DropStores: true}))
 		vals := []thethings.Value{{Key: "d", Value: 1}}
 		err := c.Write(context.Background(), vals)
 		var we *thethings.WriteError
@@ -673,13 +673,13 @@ func TestWriteEmulatorErrors(t *testing.T) {
 	})
 
 	t.Run("503 and 429 are retried", func(t *testing.T) {
-		srv, c := startWriteEmulator(t, emulator.WithFaults(emulator.Faults{Every503: 1}))
+		srv, c := startWriteEmulator(t, thethingstest.WithFaults(thethingstest.Faults{Every503: 1}))
 		go func() {
 			// Let the first attempts fail, then heal.
 			for srv.Requests("write") < 2 {
 				time.Sleep(time.Millisecond)
 			}
-			srv.SetFaults(emulator.Faults{})
+			srv.SetFaults(thethingstest.Faults{})
 		}()
 		require.NoError(t, c.Write(context.Background(), []thethings.Value{{Key: "r", Value: 1}}))
 		assert.Equal(t, 1, srv.StoredCount(sentinelToken, "r"))
@@ -689,7 +689,7 @@ func TestWriteEmulatorErrors(t *testing.T) {
 
 // subscribeRaw opens the thing's stream and returns a function yielding its
 // frames, keep-alives skipped.
-func subscribeRaw(t *testing.T, srv *emulator.Server) func() string {
+func subscribeRaw(t *testing.T, srv *thethingstest.Server) func() string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL()+"things/"+sentinelToken+"?keepAlive=60000", nil)

@@ -21,7 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // intValues returns n values of key with the values from..from+n-1.
@@ -494,7 +494,7 @@ func TestWriterCloseCancelledListsUnsent(t *testing.T) {
 
 func TestWriterCloseCancelledInFlightIsUnknown(t *testing.T) {
 	t.Parallel()
-	srv, c := startWriteEmulator(t, emulator.WithFaults(emulator.Faults{Latency: time.Minute}))
+	srv, c := startWriteEmulator(t, thethingstest.WithFaults(thethingstest.Faults{Latency: time.Minute}))
 	w := c.NewWriter(thethings.WithBatchSize(2))
 	vals := intValues("n", 0, 5)
 	require.NoError(t, w.Add(context.Background(), vals...))
@@ -597,7 +597,7 @@ func TestWriterEmulatorConcurrentAdds(t *testing.T) {
 
 // assertStoredExactly checks that the emulator holds exactly want (as a
 // multiset) under key, without duplicates.
-func assertStoredExactly(t *testing.T, srv *emulator.Server, key string, want []int) {
+func assertStoredExactly(t *testing.T, srv *thethingstest.Server, key string, want []int) {
 	t.Helper()
 	assert.Zero(t, srv.Duplicates(), "duplicates")
 	require.Equal(t, len(want), srv.StoredCount(sentinelToken, key))
@@ -607,7 +607,7 @@ func assertStoredExactly(t *testing.T, srv *emulator.Server, key string, want []
 	assert.Equal(t, want, got)
 }
 
-func storedInts(t *testing.T, srv *emulator.Server, key string) []int {
+func storedInts(t *testing.T, srv *thethingstest.Server, key string) []int {
 	t.Helper()
 	recs := srv.Stored(sentinelToken, key)
 	got := make([]int, len(recs))
@@ -625,7 +625,7 @@ func storedInts(t *testing.T, srv *emulator.Server, key string) []int {
 // stored exactly once.
 func TestWriterFaultsLoseNothing(t *testing.T) {
 	t.Parallel()
-	srv, c := startWriteEmulator(t, emulator.WithFaults(emulator.Faults{Every503: 7, Every429: 11, RetryAfter: time.Millisecond}))
+	srv, c := startWriteEmulator(t, thethingstest.WithFaults(thethingstest.Faults{Every503: 7, Every429: 11, RetryAfter: time.Millisecond}))
 	var reported atomic.Int32
 	w := c.NewWriter(thethings.WithBatchSize(500), thethings.WithErrorHandler(func(*thethings.WriteError) { reported.Add(1) }))
 	const producers, each = 4, 25000
@@ -683,7 +683,7 @@ func TestWriterDropsAreReported(t *testing.T) {
 	for _, stores := range []bool{false, true} {
 		t.Run("DropStores="+strconv.FormatBool(stores), func(t *testing.T) {
 			t.Parallel()
-			srv, c := startWriteEmulator(t, emulator.WithFaults(emulator.Faults{DropEvery: 5, DropStores: stores, Every503: 13, RetryAfter: time.Millisecond}))
+			srv, c := startWriteEmulator(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 5, DropStores: stores, Every503: 13, RetryAfter: time.Millisecond}))
 			var mu sync.Mutex
 			var handled []thethings.Value
 			w := c.NewWriter(thethings.WithErrorHandler(func(we *thethings.WriteError) {
@@ -804,11 +804,11 @@ func TestWriterEmulator(t *testing.T) {
 	require.NoError(t, w.Close(ctx))
 
 	recs := srv.Stored(sentinelToken, "pos")
-	require.Len(t, recs, 2)
-	assert.True(t, recs[0].Datetime.Equal(dt.Add(-time.Hour)))
-	assert.Nil(t, recs[0].Geo)
-	assert.True(t, recs[1].Datetime.Equal(dt))
-	require.NotNil(t, recs[1].Geo)
-	assert.Equal(t, emulator.Geo{Lat: -33.5, Long: 151.25}, *recs[1].Geo)
+	require.Len(t, recs, 2) // newest first
+	assert.True(t, recs[1].Datetime.Equal(dt.Add(-time.Hour)))
+	assert.Nil(t, recs[1].Geo)
+	assert.True(t, recs[0].Datetime.Equal(dt))
+	require.NotNil(t, recs[0].Geo)
+	assert.Equal(t, thethingstest.Geo{Lat: -33.5, Long: 151.25}, *recs[0].Geo)
 	assert.Zero(t, srv.StoredCount(sentinelToken, "ok"))
 }

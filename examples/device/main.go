@@ -41,7 +41,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 func main() {
@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 
 	var (
 		c   *thethings.Client
-		emu *emulator.Server
+		emu *thethingstest.Server
 		err error
 	)
 	if token := getenv("THETHINGS_TOKEN"); token != "" {
@@ -90,7 +90,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 		out.printf("device: thing %s", redact(token))
 	} else {
-		emu = emulator.New(emulator.WithThingTokens(demoToken))
+		if emu, err = thethingstest.New(thethingstest.WithThingTokens(demoToken)); err != nil {
+			return err
+		}
 		defer emu.Close()
 		l := &link{emu: emu}
 		if err := l.up(); err != nil {
@@ -348,7 +350,7 @@ func countNotWritten(err error) int {
 
 // scenario plays the embedded demo: an outage, then a setting pushed by a
 // backend.
-func scenario(ctx context.Context, out *printer, l *link, emu *emulator.Server, duration, interval time.Duration) {
+func scenario(ctx context.Context, out *printer, l *link, emu *thethingstest.Server, duration, interval time.Duration) {
 	at := func(frac float64) bool {
 		t := time.NewTimer(time.Until(out.start.Add(time.Duration(frac * float64(duration)))))
 		defer t.Stop()
@@ -393,7 +395,7 @@ func scenario(ctx context.Context, out *printer, l *link, emu *emulator.Server, 
 // link serves the emulator on a fixed loopback address that can be taken
 // down and brought back: the device's network.
 type link struct {
-	emu  *emulator.Server
+	emu  *thethingstest.Server
 	addr string
 	mu   sync.Mutex
 	srv  *http.Server

@@ -15,7 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -125,8 +125,7 @@ func TestDeviceShutsDownCleanlyOnInterrupt(t *testing.T) {
 func TestDeviceWithTokenFollowsPushedSetting(t *testing.T) {
 	t.Parallel()
 	const token = "a-real-looking-thing-token-123456"
-	srv := emulator.New(emulator.WithThingTokens(token))
-	require.NoError(t, srv.Start())
+	srv := thethingstest.NewServer(t, thethingstest.WithThingTokens(token))
 	defer srv.Close()
 	ctx := context.Background()
 	backend, err := thethings.NewClient(token, thethings.WithBaseURL(srv.URL()))
@@ -159,7 +158,7 @@ func TestDeviceWithTokenFollowsPushedSetting(t *testing.T) {
 		require.NotNil(t, r.Geo, "reading %d has its position", i)
 		assert.False(t, r.Datetime.Before(start.Truncate(time.Millisecond)), "device timestamp")
 		if i > 0 {
-			assert.True(t, r.Datetime.After(stored[i-1].Datetime), "one reading per tick, in order")
+			assert.True(t, r.Datetime.Before(stored[i-1].Datetime), "one reading per tick, in order (newest first)")
 		}
 	}
 	assert.Zero(t, srv.Duplicates())

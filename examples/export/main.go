@@ -43,7 +43,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 func main() {
@@ -440,18 +440,21 @@ func connect(getenv func(string) string, stderr io.Writer) (*thethings.Client, f
 		fmt.Fprintf(stderr, "export: thing %s\n", redact(token))
 		return c, func() {}, nil
 	}
-	srv := emulator.New(emulator.WithThingTokens(demoToken))
+	srv, err := thethingstest.New(thethingstest.WithThingTokens(demoToken))
+	if err != nil {
+		return nil, nil, err
+	}
 	if err := srv.Start(); err != nil {
 		return nil, nil, err
 	}
-	recs := make([]emulator.Record, demoCount)
+	recs := make([]thethingstest.Record, demoCount)
 	for i := range recs {
-		recs[i] = emulator.Record{
+		recs[i] = thethingstest.Record{
 			Value:    json.RawMessage(strconv.FormatFloat(20+float64(i%100)/10, 'f', 1, 64)),
 			Datetime: demoStart.Add(time.Duration(i) * time.Minute),
 		}
 		if i%10 == 0 {
-			recs[i].Geo = &emulator.Geo{Lat: 41.3874, Long: 2.1686}
+			recs[i].Geo = &thethingstest.Geo{Lat: 41.3874, Long: 2.1686}
 		}
 	}
 	if err := srv.Seed(demoToken, "temperature", recs...); err != nil {

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -181,12 +181,11 @@ func TestExportStateOfAnotherExportIsRefused(t *testing.T) {
 
 func TestExportWithTokenUsesTheGivenPlatform(t *testing.T) {
 	const token = "a-real-looking-thing-token-123456"
-	srv := emulator.New(emulator.WithThingTokens(token))
-	require.NoError(t, srv.Start())
+	srv := thethingstest.NewServer(t, thethingstest.WithThingTokens(token))
 	defer srv.Close()
 	base := time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range 3 {
-		require.NoError(t, srv.Seed(token, "humidity", emulator.Record{Value: json.RawMessage(fmt.Sprint(40 + i)), Datetime: base.Add(time.Duration(i) * time.Hour)}))
+		require.NoError(t, srv.Seed(token, "humidity", thethingstest.Record{Value: json.RawMessage(fmt.Sprint(40 + i)), Datetime: base.Add(time.Duration(i) * time.Hour)}))
 	}
 	env := map[string]string{"THETHINGS_TOKEN": token, "THETHINGS_BASE_URL": srv.URL()}
 	var stdout, stderr bytes.Buffer

@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 func main() {
@@ -62,14 +62,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	prefix := "quickstart."
 	reads := func() int { return -1 } // requests for history: known only to the emulator
 	if token == "" && code == "" {
-		srv := emulator.New(emulator.WithActivationCodes(emulator.ActivationCode{Code: demoCode}))
+		srv, err := thethingstest.New(thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: demoCode}))
+		if err != nil {
+			return err
+		}
 		if err := srv.Start(); err != nil {
 			return err
 		}
 		defer srv.Close()
 		opts = []thethings.Option{thethings.WithBaseURL(srv.URL())}
 		code, prefix = demoCode, ""
-		reads = func() int { return srv.Requests(emulator.RouteRead) }
+		reads = func() int { return srv.Requests(thethingstest.RouteRead) }
 		p("No THETHINGS_TOKEN: running against an embedded emulator of the platform at %s", srv.URL())
 		p("(set THETHINGS_TOKEN to run against the real platform)")
 	}

@@ -10,7 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -51,8 +51,7 @@ func TestQuickstartEmbedded(t *testing.T) {
 // emulator here) without activation, under "quickstart." keys.
 func TestQuickstartWithToken(t *testing.T) {
 	const token = "a-real-looking-thing-token-123456"
-	srv := emulator.New(emulator.WithThingTokens(token))
-	require.NoError(t, srv.Start())
+	srv := thethingstest.NewServer(t, thethingstest.WithThingTokens(token))
 	defer srv.Close()
 	var out bytes.Buffer
 	require.NoError(t, run(context.Background(), nil, &out, &bytes.Buffer{}, env(map[string]string{"THETHINGS_TOKEN": token, "THETHINGS_BASE_URL": srv.URL()})))
@@ -73,8 +72,7 @@ func TestQuickstartWithToken(t *testing.T) {
 // platform; neither the code nor the new token is printed in full.
 func TestQuickstartWithActivationCode(t *testing.T) {
 	const code = "MY-ACTIVATION-CODE-42"
-	srv := emulator.New(emulator.WithActivationCodes(emulator.ActivationCode{Code: code, ProductID: "p1"}))
-	require.NoError(t, srv.Start())
+	srv := thethingstest.NewServer(t, thethingstest.WithThingTokens(), thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: code, ProductID: "p1"}))
 	defer srv.Close()
 	e := env(map[string]string{"THETHINGS_ACTIVATION_CODE": code, "THETHINGS_PRODUCT_ID": "p1", "THETHINGS_BASE_URL": srv.URL()})
 	var out bytes.Buffer

@@ -35,7 +35,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 func main() {
@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 
 	var (
 		c   *thethings.Client
-		emu *emulator.Server
+		emu *thethingstest.Server
 		err error
 	)
 	if token := getenv("THETHINGS_TOKEN"); token != "" {
@@ -89,7 +89,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 		out.printf("following thing %s", redact(token))
 	} else {
-		emu = emulator.New(emulator.WithThingTokens(demoToken), emulator.WithFaults(emulator.Faults{StreamCutAfter: *cut}))
+		if emu, err = thethingstest.New(thethingstest.WithThingTokens(demoToken), thethingstest.WithFaults(thethingstest.Faults{StreamCutAfter: *cut})); err != nil {
+			return err
+		}
 		if err := emu.Start(); err != nil {
 			return err
 		}
@@ -143,7 +145,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			<-writerDone
 			// Let what the writer wrote last arrive: stop cutting streams,
 			// and give a reconnect in progress time to backfill.
-			emu.SetFaults(emulator.Faults{})
+			emu.SetFaults(thethingstest.Faults{})
 			f.waitFor(subCtx, stored(emu, keys), 10*time.Second)
 		}
 		stopSub()
@@ -300,7 +302,7 @@ func (f *follower) check(want []seen) (missed, repeated int) {
 }
 
 // stored is the emulator's ground truth for keys.
-func stored(emu *emulator.Server, keys []string) []seen {
+func stored(emu *thethingstest.Server, keys []string) []seen {
 	var out []seen
 	for _, k := range keys {
 		for _, r := range emu.Stored(demoToken, k) {

@@ -16,7 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/internal/emulator"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -68,8 +68,7 @@ func TestSubscribeEmbeddedReconnectsWithoutLoss(t *testing.T) {
 func TestSubscribeWithTokenBackfillsTheGap(t *testing.T) {
 	t.Parallel()
 	const token = "a-real-looking-thing-token-123456"
-	srv := emulator.New(emulator.WithThingTokens(token), emulator.WithFaults(emulator.Faults{StreamCutAfter: 600 * time.Millisecond}))
-	require.NoError(t, srv.Start())
+	srv := thethingstest.NewServer(t, thethingstest.WithThingTokens(token), thethingstest.WithFaults(thethingstest.Faults{StreamCutAfter: 600 * time.Millisecond}))
 	defer srv.Close()
 	writer, err := thethings.NewClient(token, thethings.WithBaseURL(srv.URL()))
 	require.NoError(t, err)
@@ -90,7 +89,7 @@ func TestSubscribeWithTokenBackfillsTheGap(t *testing.T) {
 	waitFor("connected\n")
 	require.NoError(t, writer.Write(ctx, []thethings.Value{{Key: "door", Value: "closed"}}))
 	waitFor(`live      door = "closed"`)
-	require.NoError(t, srv.Seed(token, "door", emulator.Record{Value: json.RawMessage(`"open"`), Datetime: time.Now()}))
+	require.NoError(t, srv.Seed(token, "door", thethingstest.Record{Value: json.RawMessage(`"open"`), Datetime: time.Now()}))
 	waitFor("reconnecting")
 	waitFor(`backfill  door: "closed" -> "open"`)
 	require.NoError(t, writer.Write(ctx, []thethings.Value{{Key: "door", Value: "closed"}, {Key: "ignored", Value: 1}}))
@@ -110,8 +109,7 @@ func TestSubscribeWithTokenBackfillsTheGap(t *testing.T) {
 // A token the platform does not know ends the subscription with an error.
 func TestSubscribeUnknownThing(t *testing.T) {
 	t.Parallel()
-	srv := emulator.New()
-	require.NoError(t, srv.Start())
+	srv := thethingstest.NewServer(t)
 	defer srv.Close()
 	env := map[string]string{"THETHINGS_TOKEN": "not-a-thing-token", "THETHINGS_BASE_URL": srv.URL()}
 	err := run(context.Background(), []string{"-duration", "5s"}, &bytes.Buffer{}, &bytes.Buffer{}, func(k string) string { return env[k] })

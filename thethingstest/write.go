@@ -1,4 +1,4 @@
-package emulator
+package thethingstest
 
 import (
 	"encoding/json"
@@ -239,12 +239,16 @@ func (s *Server) handleWrite(w http.ResponseWriter, r *http.Request, token strin
 		s.drop(w)
 		return
 	}
+	fail := !drop && f.StoreThenFailEvery > 0 && n%int64(f.StoreThenFailEvery) == 0
 	status, resp := s.write(r, token, body)
-	if drop {
+	switch {
+	case drop:
 		s.drop(w)
-		return
+	case fail:
+		answerStoreThenFail(w, f)
+	default:
+		writeJSON(w, status, resp)
 	}
-	writeJSON(w, status, resp)
 }
 
 var (

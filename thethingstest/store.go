@@ -1,4 +1,4 @@
-package emulator
+package thethingstest
 
 import (
 	"bytes"
@@ -154,9 +154,10 @@ func (s *Server) StoredCount(token, key string) int {
 	return 0
 }
 
-// Stored returns a copy of the values stored for token's key, oldest first
-// (values with the same datetime in insertion order). Magic keys ($geo,
-// $settings...) keep current state, not history, and return nil.
+// Stored returns a copy of the values stored for token's key, newest first
+// as a read returns them (values with the same datetime: most recently
+// stored first). Magic keys ($geo, $settings...) keep current state, not
+// history, and return nil; so do unknown tokens and keys.
 func (s *Server) Stored(token, key string) []Record {
 	th := s.thing(token)
 	if th == nil {
@@ -168,9 +169,10 @@ func (s *Server) Stored(token, key string) []Record {
 	if sr == nil {
 		return nil
 	}
-	out := make([]Record, len(sr.recs))
+	n := len(sr.recs)
+	out := make([]Record, n)
 	for i, r := range sr.recs {
-		out[i] = toRecord(key, r)
+		out[n-1-i] = toRecord(key, r)
 	}
 	return out
 }
@@ -202,17 +204,17 @@ func (s *Server) Keys(token string) []string {
 func (s *Server) Seed(token, key string, recs ...Record) error {
 	th := s.thing(token)
 	if th == nil {
-		return fmt.Errorf("emulator: unknown thing token %q", token)
+		return fmt.Errorf("thethingstest: unknown thing token %q", token)
 	}
 	if !validPlainKey(key) {
-		return fmt.Errorf("emulator: invalid key %q", key)
+		return fmt.Errorf("thethingstest: invalid key %q", key)
 	}
 	prepared := make([]rec, len(recs))
 	now := s.now()
 	for i, r := range recs {
 		val, err := compactJSON(r.Value)
 		if err != nil {
-			return fmt.Errorf("emulator: record %d: %w", i, err)
+			return fmt.Errorf("thethingstest: record %d: %w", i, err)
 		}
 		dt := r.Datetime
 		if dt.IsZero() {
@@ -221,7 +223,7 @@ func (s *Server) Seed(token, key string, recs ...Record) error {
 		var g *Geo
 		if r.Geo != nil {
 			if !validGeo(r.Geo.Lat, r.Geo.Long) {
-				return fmt.Errorf("emulator: record %d: geo out of range", i)
+				return fmt.Errorf("thethingstest: record %d: geo out of range", i)
 			}
 			c := *r.Geo
 			g = &c
@@ -270,19 +272,19 @@ func (s *Server) Settings(token string) map[string]any {
 	return out
 }
 
-// Location returns token's current $geo position, ok false when unknown
-// token or never set.
-func (s *Server) Location(token string) (long, lat float64, ok bool) {
+// Location returns token's current $geo position; ok is false for an
+// unknown token or when $geo was never written.
+func (s *Server) Location(token string) (g Geo, ok bool) {
 	th := s.thing(token)
 	if th == nil {
-		return 0, 0, false
+		return Geo{}, false
 	}
 	th.mu.RLock()
 	defer th.mu.RUnlock()
 	if th.geo == nil {
-		return 0, 0, false
+		return Geo{}, false
 	}
-	return th.geo[0], th.geo[1], true
+	return Geo{Lat: th.geo[1], Long: th.geo[0]}, true
 }
 
 // deepCopy copies a JSON tree decoded with UseNumber; with toFloat numbers

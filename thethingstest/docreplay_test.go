@@ -1,4 +1,4 @@
-package emulator
+package thethingstest
 
 import (
 	"encoding/json"
@@ -27,7 +27,7 @@ func TestDocSmokeTest(t *testing.T) {
 }
 
 func TestDocActivate(t *testing.T) {
-	e := start(t, WithActivationCodes(ActivationCode{Code: "code-1", ProductID: "prod-1"}))
+	e := start(t, WithThingTokens(), WithActivationCodes(ActivationCode{Code: "code-1", ProductID: "prod-1"}))
 	body := `{"activationCode" : "code-1", "productId":"prod-1"}`
 	r := e.post("things/", body)
 	require.Equal(t, http.StatusCreated, r.status, string(r.body))

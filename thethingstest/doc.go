@@ -1,6 +1,22 @@
-// Package emulator is a local, in-memory emulator of the thethings.iO
-// device REST API (v2), for testing the SDK and applications without the
-// real platform.
+// Package thethingstest is a local, in-memory fake of the thethings.iO
+// device REST API (v2): the same routes, answers, error bodies and quirks
+// as the platform, with ground truth to assert on and faults to inject. Use
+// it to test code built on the SDK, or any other client of the API, without
+// the real platform. It uses only the standard library.
+//
+// In a test, NewServer starts a server on a free loopback port and closes
+// it when the test ends; give its URL and a thing token to the client under
+// test:
+//
+//	srv := thethingstest.NewServer(t)
+//	c, err := thethings.NewClient(srv.Tokens()[0], thethings.WithBaseURL(srv.URL()))
+//	// ... run the code under test with c ...
+//	if got := srv.StoredCount(srv.Tokens()[0], "temperature"); got != 10 {
+//		t.Errorf("stored %d values, want 10", got)
+//	}
+//
+// A program (a fake platform for another language, a demo) calls New, then
+// Start and Close, or Serve, or mounts Handler on its own server.
 //
 // # What it emulates
 //
@@ -88,10 +104,12 @@
 // # Faults
 //
 // Faults (WithFaults, Server.SetFaults) make the emulator misbehave in
-// repeatable ways: fixed latency, every Nth request answered 503 or 429 with
-// Retry-After, every Nth write dropped without answer (stored or not),
-// streams cut after a delay, keep-alives stopped, frames split into single
-// bytes or coalesced into one chunk. See Faults for the counting order.
+// repeatable ways: fixed latency, every Nth request answered 503 or 429
+// (with or without Retry-After), every Nth write dropped without answer
+// (stored or not) or stored then answered 500, 502, 503 or 504 as by a
+// proxy, streams cut after a delay, keep-alives stopped, frames split into
+// single bytes or coalesced into one chunk. See Faults for the counting
+// order.
 //
 // # Ground truth
 //
@@ -99,11 +117,4 @@
 // Settings and Location expose what the emulator saw and stored, so tests
 // can assert on the effect of a client's retries and drops. Seed loads data
 // without HTTP.
-//
-// Typical use in a test:
-//
-//	srv := emulator.New(emulator.WithThingTokens("tok"))
-//	if err := srv.Start(); err != nil { t.Fatal(err) }
-//	defer srv.Close()
-//	resp, err := http.Get(srv.URL() + "things/tok/resources/temperature?limit=10")
-package emulator
+package thethingstest

@@ -1,7 +1,8 @@
-package emulator
+package thethingstest
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Bodies shown verbatim by the platform's documentation.
@@ -126,7 +128,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 
 // dispatch counts a non-stream request on route, applies the request
 // faults and calls h when method matches (405 otherwise).
-func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, route, method string, h http.HandlerFunc) {
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, route Route, method string, h http.HandlerFunc) {
 	if r.Method != method {
 		s.answerOther(w, r, http.StatusMethodNotAllowed, method)
 		return
@@ -173,7 +175,9 @@ func (s *Server) requestFaults(w http.ResponseWriter, r *http.Request) bool {
 	if status == 0 {
 		return false
 	}
-	w.Header().Set("Retry-After", strconv.Itoa(f.retryAfterSeconds()))
+	if !f.NoRetryAfter {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(cmp.Or(f.RetryAfter, time.Second))))
+	}
 	writeError(w, status, http.StatusText(status))
 	return true
 }

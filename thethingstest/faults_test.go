@@ -1,4 +1,4 @@
-package emulator
+package thethingstest
 
 import (
 	"encoding/json"
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -200,4 +201,99 @@ func TestFaultDropBeforeBody(t *testing.T) {
 	e.mustWrite("tok", `{"values":[{"key":"k","value":3}]}`)
 	assert.Equal(t, 2, e.srv.StoredCount("tok", "k"), "the dropped write was not stored")
 	assert.Equal(t, 0, e.srv.Duplicates())
+}
+
+func TestFaultNoRetryAfter(t *testing.T) {
+	e := start(t, WithThingTokens("tok"), WithFaults(Faults{Every503: 1, NoRetryAfter: true}))
+	r := e.post("things/tok", `{"values":[{"key":"k","value":1}]}`)
+	assert.Equal(t, 503, r.status)
+	assert.NotContains(t, r.header, "Retry-After")
+	assert.Equal(t, "application/json", r.header.Get("Content-Type"))
+	assert.Equal(t, 0, e.srv.StoredCount("tok", "k"))
+	e.srv.SetFaults(Faults{Every429: 1, NoRetryAfter: true})
+	r = e.get("utils/date")
+	assert.Equal(t, 429, r.status)
+	assert.NotContains(t, r.header, "Retry-After")
+	e.srv.SetFaults(Faults{Every503: 1})
+	assert.Equal(t, "1", e.get("utils/date").header.Get("Retry-After"), "with Retry-After by default")
+}
+
+func TestFaultStoreThenFail(t *testing.T) {
+	for _, tc := range []struct {
+		status, want int
+		retryAfter   time.Duration
+		header       string
+		html         bool
+	}{
+		{0, 502, 0, "", true},
+		{500, 500, 0, "", false},
+		{502, 502, 2 * time.Second, "2", true},
+		{503, 503, 0, "", true},
+		{503, 503, 1500 * time.Millisecond, "2", true},
+		{504, 504, 0, "", true},
+	} {
+		t.Run(fmt.Sprintf("%d,%v", tc.status, tc.retryAfter), func(t *testing.T) {
+			e := start(t, WithThingTokens("tok"))
+			sub := e.subscribe("tok", "?keepAlive=10000")
+			sub.mustChunk(5 * time.Second)
+			// Switched on at run time, counted from the first write.
+			e.srv.SetFaults(Faults{StoreThenFailEvery: 2, StoreThenFailStatus: tc.status, StoreThenFailRetryAfter: tc.retryAfter})
+			for i := 1; i <= 4; i++ {
+				r := e.post("things/tok", fmt.Sprintf(`{"values":[{"key":"k","value":%d}]}`, i))
+				assert.Equal(t, fmt.Sprintf(`[{"key":"k","value":%d`, i), sub.data(5 * time.Second)[:21], "every write is broadcast")
+				if i%2 == 1 {
+					assert.Equal(t, 201, r.status, "write %d", i)
+					continue
+				}
+				require.Equal(t, tc.want, r.status, "write %d", i)
+				if tc.header == "" {
+					assert.NotContains(t, r.header, "Retry-After")
+				} else {
+					assert.Equal(t, tc.header, r.header.Get("Retry-After"))
+				}
+				if tc.html {
+					assert.Equal(t, "text/html", r.header.Get("Content-Type"))
+					assert.Contains(t, string(r.body), fmt.Sprintf("<title>%d %s</title>", tc.want, http.StatusText(tc.want)))
+				} else {
+					assert.JSONEq(t, `{"status":"error","code":500,"message":"Internal Server Error"}`, string(r.body))
+				}
+			}
+			assert.Equal(t, 4, e.srv.StoredCount("tok", "k"), "failed writes are stored")
+			assert.Zero(t, e.srv.Duplicates())
+			e.srv.SetFaults(Faults{})
+			assert.Equal(t, 201, e.post("things/tok", `{"values":[{"key":"k","value":5}]}`).status)
+		})
+	}
+}
+
+// DropEvery and StoreThenFailEvery count the same writes; a drop wins.
+func TestFaultDropAndStoreThenFailOrder(t *testing.T) {
+	e := start(t, WithThingTokens("tok"), WithFaults(Faults{DropEvery: 2, DropStores: true, StoreThenFailEvery: 3, Every503: 5}))
+	var got []int
+	for i := 1; i <= 10; i++ {
+		r, err := e.try("POST", "things/tok", fmt.Sprintf(`{"values":[{"key":"k","value":%d}]}`, i), "Content-Type", "application/json")
+		if err != nil {
+			got = append(got, 0) // dropped
+			continue
+		}
+		got = append(got, r.status)
+	}
+	// Requests 5 and 10 get 503 before counting as writes; the other eight
+	// are writes 1..8: 2, 4, 6, 8 dropped, 3 failed (6 is dropped).
+	assert.Equal(t, []int{201, 0, 502, 0, 503, 201, 0, 201, 0, 503}, got)
+	assert.Equal(t, 8, e.srv.StoredCount("tok", "k"))
+}
+
+func TestFaultsValidate(t *testing.T) {
+	assert.NoError(t, Faults{StoreThenFailStatus: 504, StoreThenFailEvery: 1}.Validate())
+	for _, f := range []Faults{
+		{StoreThenFailStatus: 501}, {StoreThenFailStatus: 200}, {StoreThenFailEvery: -1},
+		{StoreThenFailRetryAfter: -time.Second}, {DropEvery: -1}, {RetryAfter: -1},
+	} {
+		assert.Error(t, f.Validate(), "%+v", f)
+	}
+	// SetFaults does what is nearest.
+	e := start(t, WithThingTokens("tok"))
+	e.srv.SetFaults(Faults{StoreThenFailEvery: 1, StoreThenFailStatus: 418, Every503: -1})
+	assert.Equal(t, 502, e.post("things/tok", `{"values":[{"key":"k","value":1}]}`).status)
 }

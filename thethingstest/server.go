@@ -1,24 +1,29 @@
-package emulator
+package thethingstest
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 )
 
-// Option configures a Server created by New.
-type Option func(*config)
+// Option configures a Server made by New or NewServer. An Option that
+// returns an error (an invalid setting, such as a negative size) makes New
+// fail with that error and NewServer fail the test.
+type Option func(*config) error
 
 type config struct {
 	addr             string
 	tokens           []string
+	tokensSet        bool // WithThingTokens was given, even with no token
 	codes            []ActivationCode
 	endInclusive     bool
 	legacyWrite      bool
@@ -42,16 +47,38 @@ type ActivationCode struct {
 }
 
 // WithAddr sets the address Start listens on (default "127.0.0.1:0").
-func WithAddr(addr string) Option { return func(c *config) { c.addr = addr } }
-
-// WithThingTokens seeds things that are already activated.
-func WithThingTokens(tokens ...string) Option {
-	return func(c *config) { c.tokens = append(c.tokens, tokens...) }
+func WithAddr(addr string) Option {
+	return func(c *config) error { c.addr = addr; return nil }
 }
 
-// WithActivationCodes seeds activation codes.
+// WithThingTokens seeds things that are already activated, in this order
+// (Tokens lists them first). Without this option the Server makes up one
+// random token; WithThingTokens() with no token starts with no thing at all.
+// An empty token is an error.
+func WithThingTokens(tokens ...string) Option {
+	return func(c *config) error {
+		for _, t := range tokens {
+			if t == "" {
+				return errors.New("thethingstest: WithThingTokens: empty token")
+			}
+		}
+		c.tokens = append(c.tokens, tokens...)
+		c.tokensSet = true
+		return nil
+	}
+}
+
+// WithActivationCodes seeds activation codes. An empty Code is an error.
 func WithActivationCodes(codes ...ActivationCode) Option {
-	return func(c *config) { c.codes = append(c.codes, codes...) }
+	return func(c *config) error {
+		for _, ac := range codes {
+			if ac.Code == "" {
+				return errors.New("thethingstest: WithActivationCodes: empty code")
+			}
+		}
+		c.codes = append(c.codes, codes...)
+		return nil
+	}
 }
 
 // WithEndDateInclusive makes the read endDate bound inclusive. The default
@@ -60,67 +87,110 @@ func WithActivationCodes(codes ...ActivationCode) Option {
 // datetime, which only holds for an exclusive bound. Older client code
 // (the Python library) reads as if the bound were inclusive; switch it on to
 // test that a client de-duplicates page boundaries.
-func WithEndDateInclusive(b bool) Option { return func(c *config) { c.endInclusive = b } }
+func WithEndDateInclusive(b bool) Option {
+	return func(c *config) error { c.endInclusive = b; return nil }
+}
 
 // WithLegacyWriteResponse makes a successful write answer
 // 201 {"status":"Success","message":"Created"}, the body printed in the
 // platform's device-development guide. The default is
 // 201 {"status":"created"}, which is what the platform's other documents,
 // its CoAP replies and client test suites show.
-func WithLegacyWriteResponse(b bool) Option { return func(c *config) { c.legacyWrite = b } }
+func WithLegacyWriteResponse(b bool) Option {
+	return func(c *config) error { c.legacyWrite = b; return nil }
+}
 
 // WithStreamItemFields controls the fields of subscription stream items.
 // With true (the default) each item carries "datetime" and, when written
 // with one, "geo" besides "key" and "value"; with false items carry only
 // "key" and "value", which is all that published client code relies on.
 func WithStreamItemFields(datetime bool) Option {
-	return func(c *config) { c.streamDatetime = datetime }
+	return func(c *config) error { c.streamDatetime = datetime; return nil }
 }
 
 // WithClock sets the clock used for values written without datetime and for
-// /v2/utils/date (default time.Now).
-func WithClock(now func() time.Time) Option { return func(c *config) { c.now = now } }
+// /v2/utils/date (default time.Now). A nil clock is an error.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) error {
+		if now == nil {
+			return errors.New("thethingstest: WithClock: nil clock")
+		}
+		c.now = now
+		return nil
+	}
+}
 
 // WithMaxBodyBytes sets the largest accepted request body (default 1 MiB);
-// larger bodies are answered 413.
-func WithMaxBodyBytes(n int64) Option { return func(c *config) { c.maxBody = n } }
+// larger bodies are answered 413. n must be positive.
+func WithMaxBodyBytes(n int64) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("thethingstest: WithMaxBodyBytes(%d): must be positive", n)
+		}
+		c.maxBody = n
+		return nil
+	}
+}
 
 // WithDefaultKeepAlive sets the keep-alive interval of subscriptions whose
 // request has no keepAlive parameter (default 60s, the platform's default).
+// d must be positive.
 func WithDefaultKeepAlive(d time.Duration) Option {
-	return func(c *config) { c.defaultKeepAlive = d }
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("thethingstest: WithDefaultKeepAlive(%v): must be positive", d)
+		}
+		c.defaultKeepAlive = d
+		return nil
+	}
 }
 
-// WithFaults sets the initial fault injection; see Faults.
-func WithFaults(f Faults) Option { return func(c *config) { c.faults = f } }
+// WithFaults sets the initial fault injection; see Faults. Invalid faults
+// (see Faults.Validate) are an error.
+func WithFaults(f Faults) Option {
+	return func(c *config) error {
+		if err := f.Validate(); err != nil {
+			return err
+		}
+		c.faults = f
+		return nil
+	}
+}
 
-// Route names accepted by Server.Requests.
+// Route is a kind of request the Server counts; see Server.Requests.
+type Route string
+
+// The routes counted by Server.Requests.
 const (
 	// RouteRoot is GET /v2/.
-	RouteRoot = "root"
+	RouteRoot Route = "root"
 	// RouteActivate is POST /v2/things.
-	RouteActivate = "activate"
+	RouteActivate Route = "activate"
 	// RouteWrite is POST /v2/things/{token}.
-	RouteWrite = "write"
+	RouteWrite Route = "write"
 	// RouteRead is GET /v2/things/{token}/resources/{key}.
-	RouteRead = "read"
+	RouteRead Route = "read"
 	// RouteSubscribe is GET /v2/things/{token}.
-	RouteSubscribe = "subscribe"
+	RouteSubscribe Route = "subscribe"
 	// RouteDate is GET /v2/utils/date.
-	RouteDate = "date"
+	RouteDate Route = "date"
 	// RouteOther counts unknown paths and wrong methods.
-	RouteOther = "other"
+	RouteOther Route = "other"
 )
 
-var routeNames = []string{RouteRoot, RouteActivate, RouteWrite, RouteRead, RouteSubscribe, RouteDate, RouteOther}
+// Routes returns every Route, in a fixed order.
+func Routes() []Route {
+	return []Route{RouteRoot, RouteActivate, RouteWrite, RouteRead, RouteSubscribe, RouteDate, RouteOther}
+}
 
 // Server is an in-memory emulator of the thethings.iO device REST API v2.
 // All methods are safe for concurrent use.
 type Server struct {
 	cfg config
 
-	mu     sync.RWMutex // guards things and codes
+	mu     sync.RWMutex // guards things, order and codes
 	things map[string]*thing
+	order  []string // tokens in the order they became known
 	codes  map[string]ActivationCode
 
 	faultsMu sync.RWMutex
@@ -128,7 +198,7 @@ type Server struct {
 
 	nonStream atomic.Int64 // counter of non-stream requests (503/429 faults)
 	writes    atomic.Int64 // counter of write requests (DropEvery)
-	routes    map[string]*atomic.Int64
+	routes    map[Route]*atomic.Int64
 	dups      atomic.Int64
 	openSubs  atomic.Int64
 	seq       atomic.Uint64 // insertion sequence for stored records
@@ -144,9 +214,28 @@ type Server struct {
 	closed    bool
 }
 
-// New returns a Server configured by opts. It is not listening yet: call
-// Start or Serve, or mount Handler yourself.
-func New(opts ...Option) *Server {
+// NewServer returns a Server started on 127.0.0.1 at a free port and closed
+// when tb's test ends (tb.Cleanup). An invalid option or a failure to listen
+// fails the test with tb.Fatal.
+func NewServer(tb testing.TB, opts ...Option) *Server {
+	tb.Helper()
+	s, err := New(opts...)
+	if err != nil {
+		tb.Fatal(err)
+		return nil // for a testing.TB whose Fatal returns
+	}
+	if err := s.Start(); err != nil {
+		tb.Fatal(err)
+		return nil
+	}
+	tb.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// New returns a Server configured by opts, or the first option's error. It
+// is not listening yet: call Start (then Close) or Serve, or mount Handler
+// yourself.
+func New(opts ...Option) (*Server, error) {
 	cfg := config{
 		streamDatetime:   true,
 		now:              time.Now,
@@ -154,27 +243,26 @@ func New(opts ...Option) *Server {
 		defaultKeepAlive: 60 * time.Second,
 	}
 	for _, o := range opts {
-		o(&cfg)
-	}
-	if cfg.now == nil {
-		cfg.now = time.Now
-	}
-	if cfg.maxBody <= 0 {
-		cfg.maxBody = 1 << 20
-	}
-	if cfg.defaultKeepAlive <= 0 {
-		cfg.defaultKeepAlive = 60 * time.Second
+		if o == nil {
+			continue
+		}
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
 	}
 	s := &Server{
 		cfg:    cfg,
 		things: make(map[string]*thing),
 		codes:  make(map[string]ActivationCode),
 		faults: cfg.faults,
-		routes: make(map[string]*atomic.Int64, len(routeNames)),
+		routes: make(map[Route]*atomic.Int64),
 		done:   make(chan struct{}),
 	}
-	for _, r := range routeNames {
+	for _, r := range Routes() {
 		s.routes[r] = new(atomic.Int64)
+	}
+	if !cfg.tokensSet {
+		s.AddThing(randomID())
 	}
 	for _, t := range cfg.tokens {
 		s.AddThing(t)
@@ -183,7 +271,7 @@ func New(opts ...Option) *Server {
 		s.AddActivationCode(c)
 	}
 	s.handler = s.recoverer(http.HandlerFunc(s.route))
-	return s
+	return s, nil
 }
 
 // Handler returns the emulator's http.Handler, for mounting on your own
@@ -236,7 +324,7 @@ func (s *Server) setListener(ln net.Listener, track bool) (*http.Server, error) 
 		return nil, http.ErrServerClosed
 	}
 	if s.srv != nil {
-		return nil, errors.New("emulator: already serving")
+		return nil, errors.New("thethingstest: already serving")
 	}
 	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
 	s.ln = ln
@@ -284,8 +372,13 @@ func (s *Server) Close() error {
 func (s *Server) AddThing(token string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.addThingLocked(token)
+}
+
+func (s *Server) addThingLocked(token string) {
 	if _, ok := s.things[token]; !ok {
 		s.things[token] = newThing()
+		s.order = append(s.order, token)
 	}
 }
 
@@ -296,16 +389,14 @@ func (s *Server) AddActivationCode(c ActivationCode) {
 	s.codes[c.Code] = c
 }
 
-// Tokens returns all known thing tokens (seeded and activated), sorted.
+// Tokens returns the tokens of all known things in the order they became
+// known: the seeded ones first (WithThingTokens, or the one made up without
+// it), then those added with AddThing or activated over HTTP. Tokens()[0]
+// is the token to give a client in a test.
 func (s *Server) Tokens() []string {
 	s.mu.RLock()
-	out := make([]string, 0, len(s.things))
-	for t := range s.things {
-		out = append(out, t)
-	}
-	s.mu.RUnlock()
-	sort.Strings(out)
-	return out
+	defer s.mu.RUnlock()
+	return slices.Clone(s.order)
 }
 
 func (s *Server) thing(token string) *thing {
@@ -329,7 +420,7 @@ func (s *Server) activate(code, productID string, hasProduct bool) (token, id st
 			break
 		}
 	}
-	s.things[token] = newThing()
+	s.addThingLocked(token)
 	return token, randomID(), true
 }
 
@@ -340,10 +431,9 @@ func randomID() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// Requests returns how many requests were routed to route: "root",
-// "activate", "write", "read", "subscribe", "date" or "other" (unknown
-// paths and wrong methods). Unknown route names give 0.
-func (s *Server) Requests(route string) int {
+// Requests returns how many requests were routed to route (RouteOther
+// counts unknown paths and wrong methods). An unknown Route gives 0.
+func (s *Server) Requests(route Route) int {
 	if c, ok := s.routes[route]; ok {
 		return int(c.Load())
 	}
@@ -357,7 +447,10 @@ func (s *Server) Duplicates() int { return int(s.dups.Load()) }
 // OpenSubscriptions returns the number of subscription streams currently open.
 func (s *Server) OpenSubscriptions() int { return int(s.openSubs.Load()) }
 
-// SetFaults replaces the fault injection settings; safe at any time.
+// SetFaults replaces the fault injection settings; safe at any time, from
+// any goroutine, also while requests are served. Fields that Validate
+// refuses do what is nearest: a negative count or duration is off, an
+// unknown StoreThenFailStatus is 502.
 func (s *Server) SetFaults(f Faults) {
 	s.faultsMu.Lock()
 	s.faults = f

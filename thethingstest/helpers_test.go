@@ -1,4 +1,4 @@
-package emulator
+package thethingstest
 
 import (
 	"bufio"
@@ -32,9 +32,17 @@ type env struct {
 	client *http.Client
 }
 
+// mustNew is New for tests: an option error fails the test.
+func mustNew(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	s, err := New(opts...)
+	require.NoError(t, err)
+	return s
+}
+
 func start(t testing.TB, opts ...Option) *env {
 	t.Helper()
-	s := New(opts...)
+	s := mustNew(t, opts...)
 	require.NoError(t, s.Start())
 	tr := &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}
 	e := &env{t: t, srv: s, base: s.URL(), client: &http.Client{Transport: tr, Timeout: 20 * time.Second}}

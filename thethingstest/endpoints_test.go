@@ -1,4 +1,4 @@
-package emulator
+package thethingstest
 
 import (
 	"encoding/json"
@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -165,7 +164,7 @@ func TestStatusAndBodies(t *testing.T) {
 }
 
 func TestActivation(t *testing.T) {
-	e := start(t, WithActivationCodes(
+	e := start(t, WithThingTokens(), WithActivationCodes(
 		ActivationCode{Code: "any"}, ActivationCode{Code: "any2"},
 		ActivationCode{Code: "bound", ProductID: "p1"}, ActivationCode{Code: "bound2", ProductID: "p1"}))
 	activate := func(body string) response { return e.post("things", body) }
@@ -185,8 +184,8 @@ func TestActivation(t *testing.T) {
 	e.srv.AddThing("zzz-runtime")
 	toks := e.srv.Tokens()
 	assert.Len(t, toks, 6)
-	assert.True(t, sort.StringsAreSorted(toks), "sorted")
-	assert.Contains(t, toks, "zzz-runtime")
+	assert.Equal(t, "zzz-runtime", toks[5], "in the order they became known")
+	assert.Equal(t, got.ThingToken, toks[4])
 	assert.Equal(t, 7, e.srv.Requests(RouteActivate))
 }
 
@@ -203,7 +202,7 @@ func TestWriteIsAllOrNothing(t *testing.T) {
 	assert.Contains(t, string(r.body), `values[3]`)
 	assert.Empty(t, e.srv.Keys("tok"))
 	assert.Empty(t, e.srv.Settings("tok"))
-	_, _, ok := e.srv.Location("tok")
+	_, ok := e.srv.Location("tok")
 	assert.False(t, ok)
 	// Nothing was broadcast either: the next frame is the next good write.
 	e.mustWrite("tok", `{"values":[{"key":"c","value":3}]}`)
@@ -225,7 +224,7 @@ func TestValueTypesRoundTrip(t *testing.T) {
 		assert.JSONEq(t, values[len(values)-1-i], string(it.Value))
 	}
 	rec := e.srv.Stored("tok", "v")
-	assert.Equal(t, `{"nested":{"x":[1,2]}}`, string(rec[7].Value), "stored compact")
+	assert.Equal(t, `{"nested":{"x":[1,2]}}`, string(rec[1].Value), "stored compact")
 }
 
 func TestDatetimeForms(t *testing.T) {
@@ -322,7 +321,7 @@ func TestReadWindowAndOrder(t *testing.T) {
 		for _, r := range e.srv.Stored("tok", "k") {
 			stored = append(stored, string(r.Value))
 		}
-		assert.Equal(t, []string{`"z"`, `"a"`, `"b"`, `"c"`}, stored, "oldest first, ties in insertion order")
+		assert.Equal(t, []string{`"c"`, `"b"`, `"a"`, `"z"`}, stored, "newest first like a read, ties most recently stored first")
 	})
 	t.Run("out of order writes", func(t *testing.T) {
 		e := start(t, WithThingTokens("tok"))
@@ -342,9 +341,9 @@ func TestMagicResources(t *testing.T) {
 	assert.JSONEq(t, `[{"key":"$geo","value":{"type":"Point","coordinates":[2.1,41.3]}}]`, geo(), "legacy [long, lat]")
 	e.mustWrite("tok", `{"values":[{"key":"$geo","value":null,"geo":{"lat":-33.9,"long":151.2}}]}`)
 	assert.JSONEq(t, `[{"key":"$geo","value":{"type":"Point","coordinates":[151.2,-33.9]}}]`, geo(), "null value with geo")
-	long, lat, ok := e.srv.Location("tok")
+	g, ok := e.srv.Location("tok")
 	assert.True(t, ok)
-	assert.Equal(t, [2]float64{151.2, -33.9}, [2]float64{long, lat})
+	assert.Equal(t, Geo{Lat: -33.9, Long: 151.2}, g)
 	assert.Equal(t, 0, e.srv.StoredCount("tok", "$geo"), "current state, not history")
 
 	// Coordinates as numeric strings, as the Python library sends them.
@@ -446,7 +445,7 @@ func TestStreamFrames(t *testing.T) {
 		assert.Equal(t, "{}", otherSub.mustChunk(2*time.Second), "other things' subscribers get nothing")
 	})
 	t.Run("ends when the client leaves and on Close", func(t *testing.T) {
-		s := New(WithThingTokens("tok"))
+		s := mustNew(t, WithThingTokens("tok"))
 		require.NoError(t, s.Start())
 		e := &env{t: t, srv: s, addr: strings.TrimSuffix(strings.TrimPrefix(s.URL(), "http://"), "/v2/")}
 		a := e.subscribe("tok", "?keepAlive=10000")
@@ -497,7 +496,7 @@ func TestCounters(t *testing.T) {
 	s := e.subscribe("tok", "?keepAlive=10000")
 	s.mustChunk(5 * time.Second)
 
-	for route, want := range map[string]int{"root": 1, "activate": 1, "write": 4, "read": 3, "subscribe": 1, "date": 1, "other": 2, "bogus": 0} {
+	for route, want := range map[Route]int{"root": 1, "activate": 1, "write": 4, "read": 3, "subscribe": 1, "date": 1, "other": 2, "bogus": 0} {
 		assert.Equal(t, want, e.srv.Requests(route), route)
 	}
 	assert.Equal(t, 6, e.srv.StoredCount("tok", "k"))
@@ -513,7 +512,7 @@ func TestCounters(t *testing.T) {
 
 func TestSeed(t *testing.T) {
 	clk := newClock("2020-01-01T00:00:00.123456Z")
-	s := New(WithThingTokens("tok"), WithClock(clk.Now))
+	s := mustNew(t, WithThingTokens("tok"), WithClock(clk.Now))
 	defer s.Close()
 	assert.Error(t, s.Seed("nope", "k", Record{Value: json.RawMessage(`1`)}))
 	assert.Error(t, s.Seed("tok", "$geo", Record{Value: json.RawMessage(`1`)}))
@@ -527,17 +526,17 @@ func TestSeed(t *testing.T) {
 	g.Lat = 50
 	rec := s.Stored("tok", "k")
 	require.Len(t, rec, 2)
-	assert.Equal(t, Record{Key: "k", Value: json.RawMessage(`2`), Datetime: time.Date(2019, 1, 1, 0, 0, 0, 0, time.UTC)}, rec[0])
-	assert.Equal(t, Record{Key: "k", Value: json.RawMessage(`[1,2]`), Datetime: time.Date(2020, 1, 1, 0, 0, 0, 123e6, time.UTC), Geo: &Geo{Lat: 1, Long: 2}}, rec[1])
-	rec[1].Value[0] = 'X'
-	assert.Equal(t, `[1,2]`, string(s.Stored("tok", "k")[1].Value), "Stored returns a copy")
+	assert.Equal(t, Record{Key: "k", Value: json.RawMessage(`2`), Datetime: time.Date(2019, 1, 1, 0, 0, 0, 0, time.UTC)}, rec[1])
+	assert.Equal(t, Record{Key: "k", Value: json.RawMessage(`[1,2]`), Datetime: time.Date(2020, 1, 1, 0, 0, 0, 123e6, time.UTC), Geo: &Geo{Lat: 1, Long: 2}}, rec[0])
+	rec[0].Value[0] = 'X'
+	assert.Equal(t, `[1,2]`, string(s.Stored("tok", "k")[0].Value), "Stored returns a copy")
 	assert.Nil(t, s.Stored("tok", "nothing"))
 	assert.Nil(t, s.Keys("nope"))
 	assert.Equal(t, "", s.URL(), "not started")
 }
 
 func TestPanicsAnswer500(t *testing.T) {
-	s := New(WithThingTokens("tok"), WithClock(func() time.Time { panic("clock broke") }))
+	s := mustNew(t, WithThingTokens("tok"), WithClock(func() time.Time { panic("clock broke") }))
 	defer s.Close()
 	ts := httpTestServer(t, s.Handler())
 	resp, err := http.Get(ts + "/v2/utils/date")
@@ -551,7 +550,7 @@ func TestPanicsAnswer500(t *testing.T) {
 }
 
 func TestServeAndHandler(t *testing.T) {
-	s := New(WithThingTokens("tok"))
+	s := mustNew(t, WithThingTokens("tok"))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	done := make(chan error, 1)
@@ -567,7 +566,7 @@ func TestServeAndHandler(t *testing.T) {
 	assert.Error(t, s.Start(), "closed")
 
 	// Handler mounted elsewhere: streams still end on Close.
-	s2 := New(WithThingTokens("tok"))
+	s2 := mustNew(t, WithThingTokens("tok"))
 	ts := httptest.NewServer(s2.Handler())
 	defer ts.Close()
 	e2 := &env{t: t, srv: s2, addr: strings.TrimPrefix(ts.URL, "http://")}

@@ -1,4 +1,4 @@
-package emulator
+package thethingstest
 
 import (
 	"encoding/json"
@@ -194,7 +194,7 @@ func BenchmarkReadPage(b *testing.B) {
 		n    int
 	}{{"1k", 1000}, {"1M", 1_000_000}} {
 		// Seed once per size: b.Run calls the function several times.
-		s := New(WithThingTokens("tok"))
+		s := mustNew(b, WithThingTokens("tok"))
 		base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 		recs := make([]Record, size.n)
 		for i := range recs {
@@ -225,7 +225,7 @@ func BenchmarkReadPage(b *testing.B) {
 
 // BenchmarkWrite measures one single-value write through the handler.
 func BenchmarkWrite(b *testing.B) {
-	s := New(WithThingTokens("tok"))
+	s := mustNew(b, WithThingTokens("tok"))
 	defer s.Close()
 	h := s.Handler()
 	b.ReportAllocs()
