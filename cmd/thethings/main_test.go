@@ -694,3 +694,34 @@ func TestLibraryDoesNotLinkTheCLI(t *testing.T) {
 		assert.False(t, strings.HasPrefix(p, root+"/cmd/") || strings.HasPrefix(p, root+"/thethingstest"), "the library links %s", p)
 	}
 }
+
+// TestTailBackfill cuts the stream while values are written: with -backfill
+// every value of -keys arrives once, live or recovered, and the reconnects
+// are reported on stderr.
+func TestTailBackfill(t *testing.T) {
+	srv, tok := newServer(t)
+	c, err := thethings.NewClient(tok, thethings.WithBaseURL(srv.URL()))
+	require.NoError(t, err)
+	srv.SetFaults(thethingstest.Faults{StreamCutAfter: 300 * time.Millisecond})
+
+	const n = 8
+	p := start(t, srv.URL(), tok, "tail", "-keys", "a", "-backfill", "-n", fmt.Sprint(n))
+	require.Eventually(t, func() bool { return srv.OpenSubscriptions() == 1 }, 10*time.Second, 10*time.Millisecond)
+	for i := range n {
+		require.NoError(t, c.Write(context.Background(), []thethings.Value{{Key: "a", Value: i}, {Key: "b", Value: i}}))
+		time.Sleep(100 * time.Millisecond)
+	}
+	seen := map[float64]int{}
+	for range n {
+		var m struct {
+			Key   string
+			Value float64
+		}
+		require.NoError(t, json.Unmarshal([]byte(p.next(t)), &m))
+		assert.Equal(t, "a", m.Key)
+		seen[m.Value]++
+	}
+	assert.Equal(t, 0, p.wait(t))
+	assert.Len(t, seen, n, "every value once")
+	assert.Contains(t, p.stderr.String(), "thethings tail: disconnected")
+}
