@@ -108,7 +108,7 @@ func read(ctx context.Context, c *thethings.Client, key string, opts thethings.R
 		}
 		if limit > 0 && n >= limit {
 			prog.done(n)
-			fmt.Fprintf(stderr, "thethings read: -limit %d reached; more with: -resume %s\n", limit, page.Next)
+			fmt.Fprintf(stderr, "thethings read: -limit %d reached; to go on: -resume %s\n", limit, page.Next)
 			return nil
 		}
 	}
