@@ -116,5 +116,7 @@
 // Requests, StoredCount, Stored, Keys, Duplicates, OpenSubscriptions,
 // Settings and Location expose what the emulator saw and stored, so tests
 // can assert on the effect of a client's retries and drops. Seed loads data
-// without HTTP.
+// without HTTP. With WithControlAPI the same ground truth, and the faults,
+// are served over HTTP under /_thethingstest/, for a Server running in
+// another process.
 package thethingstest

@@ -73,6 +73,10 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 // route dispatches a request; see the package documentation for the paths.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.EscapedPath()
+	if ctl, ok := strings.CutPrefix(p, ControlPrefix); ok && s.cfg.control {
+		s.handleControl(w, r, ctl)
+		return
+	}
 	rest, ok := strings.CutPrefix(p, "/v2")
 	if !ok {
 		s.answerOther(w, r, http.StatusNotFound, "")

@@ -73,7 +73,11 @@ func (e *env) try(method, path, body string, header ...string) (response, error)
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req, err := http.NewRequest(method, e.base+path, rd)
+	u := e.base + path
+	if strings.HasPrefix(path, "/") { // from the root, not under /v2/
+		u = "http://" + e.addr + path
+	}
+	req, err := http.NewRequest(method, u, rd)
 	if err != nil {
 		return response{}, err
 	}

@@ -32,6 +32,7 @@ type config struct {
 	maxBody          int64
 	defaultKeepAlive time.Duration
 	faults           Faults
+	control          bool
 }
 
 // ActivationCode is an activation code the emulator accepts once on
@@ -183,8 +184,13 @@ func Routes() []Route {
 	return []Route{RouteRoot, RouteActivate, RouteWrite, RouteRead, RouteSubscribe, RouteDate, RouteOther}
 }
 
-// Server is an in-memory emulator of the thethings.iO device REST API v2.
+// Server is an in-memory fake of the thethings.iO device REST API v2.
 // All methods are safe for concurrent use.
+//
+// Served by Start or Serve, each answer leaves in one write, headers and
+// body together, and each subscription frame as one HTTP chunk in one
+// write, as a Node server sends them: clients that parse each network read
+// as one JSON document (the official JavaScript SDK does) work against it.
 type Server struct {
 	cfg config
 
@@ -270,13 +276,15 @@ func New(opts ...Option) (*Server, error) {
 	for _, c := range cfg.codes {
 		s.AddActivationCode(c)
 	}
-	s.handler = s.recoverer(http.HandlerFunc(s.route))
+	s.handler = oneWrite(s.recoverer(http.HandlerFunc(s.route)))
 	return s, nil
 }
 
-// Handler returns the emulator's http.Handler, for mounting on your own
+// Handler returns the Server's http.Handler, for mounting on your own
 // server (for example httptest.NewServer). Subscription streams served
-// through it still end when Close is called.
+// through it still end when Close is called. Answers then leave as that
+// server writes them: only Start and Serve send each answer in one write
+// (see Server).
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Start listens on the configured address (127.0.0.1:0 unless WithAddr) and
@@ -297,7 +305,7 @@ func (s *Server) Start() error {
 	}
 	go func() {
 		defer s.wg.Done()
-		_ = srv.Serve(ln)
+		_ = srv.Serve(heldListener{ln})
 	}()
 	return nil
 }
@@ -308,7 +316,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	if err != nil {
 		return err
 	}
-	err = srv.Serve(ln)
+	err = srv.Serve(heldListener{ln})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -326,7 +334,7 @@ func (s *Server) setListener(ln net.Listener, track bool) (*http.Server, error) 
 	if s.srv != nil {
 		return nil, errors.New("thethingstest: already serving")
 	}
-	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ConnContext: connContext}
 	s.ln = ln
 	if track {
 		s.wg.Add(1)

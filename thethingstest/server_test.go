@@ -1,7 +1,9 @@
 package thethingstest
 
 import (
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -71,4 +73,53 @@ func TestInvalidOptions(t *testing.T) {
 	assert.Contains(t, tb.fatal, "WithMaxBodyBytes(-1)")
 	_, err := New(nil, WithThingTokens("x"))
 	assert.NoError(t, err, "a nil option is ignored")
+}
+
+// BenchmarkNewServer is what a test pays for its own server: start on
+// loopback, answer a first request (a new connection), close. The baseline
+// is httptest.NewServer with a handler that answers the same body.
+func BenchmarkNewServer(b *testing.B) {
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr}
+	get := func(b *testing.B, url string) {
+		resp, err := client.Get(url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatal(resp.Status)
+		}
+		tr.CloseIdleConnections()
+	}
+	b.Run("thethingstest", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			s, err := New()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Start(); err != nil {
+				b.Fatal(err)
+			}
+			get(b, s.URL()+"utils/date?thingToken="+s.Tokens()[0])
+			if err := s.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("httptest", func(b *testing.B) {
+		body := []byte(`{"date":"2024-05-01T10:30:00.000Z","values":[{"value":"2024-05-01T10:30:00.000Z"}]}`)
+		b.ReportAllocs()
+		for b.Loop() {
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write(body)
+			}))
+			get(b, ts.URL+"/v2/utils/date")
+			ts.Close()
+		}
+	})
 }

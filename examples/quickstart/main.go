@@ -188,25 +188,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	p("\n6. $geo set and read back: lat %v, long %v", g.Lat, g.Long)
 
-	// 7. $settings: the thing's configuration.
-	if err := c.SetSettings(ctx, map[string]any{"interval": 60, "name": "quickstart"}); err != nil {
-		return fmt.Errorf("set settings: %w", err)
-	}
-	if err := c.SetSetting(ctx, "interval", 30); err != nil {
+	// 7. $settings: the thing's configuration. SetSettings would replace
+	// the whole object, other programs' settings included (the device
+	// example follows $settings.interval), so this example keeps its
+	// settings under its own name.
+	if err := c.SetSetting(ctx, "quickstart", map[string]any{"interval": 60, "name": "quickstart"}); err != nil {
 		return fmt.Errorf("set setting: %w", err)
 	}
-	var settings map[string]any
+	if err := c.SetSetting(ctx, "quickstart.interval", 30); err != nil {
+		return fmt.Errorf("set setting: %w", err)
+	}
+	var mine any
 	var interval int
 	if err := eventually(ctx, func() (bool, error) {
-		if err := c.Setting(ctx, "interval", &interval); err != nil && !errors.Is(err, thethings.ErrResourceNotFound) {
+		if err := c.Setting(ctx, "quickstart.interval", &interval); err != nil && !errors.Is(err, thethings.ErrResourceNotFound) {
 			return false, err
 		}
-		settings, err = c.Settings(ctx)
-		return err == nil && interval == 30 && settings["name"] == "quickstart", err
+		settings, err := c.Settings(ctx)
+		mine = settings["quickstart"]
+		m, _ := mine.(map[string]any)
+		return err == nil && interval == 30 && m["name"] == "quickstart", err
 	}); err != nil {
 		return fmt.Errorf("settings: %w", err)
 	}
-	p("\n7. $settings set to {interval: 60, name: quickstart}, then interval to 30: %v; $settings.interval = %d", settings, interval)
+	p("\n7. $settings.quickstart set to {interval: 60, name: quickstart}, then its interval to 30: %v; $settings.quickstart.interval = %d", mine, interval)
 
 	// 8. Realtime: a write arrives on the subscription.
 	door := prefix + "door"

@@ -36,7 +36,7 @@ func TestQuickstartEmbedded(t *testing.T) {
 		"Values walked them newest first: 1500 of 1500 values, 0 missed, 0 repeated",
 		"(2 requests: the platform answers at most 1000 values per request)",
 		"6. $geo set and read back: lat 41.390205, long 2.154007",
-		"then interval to 30: map[interval:30 name:quickstart]; $settings.interval = 30",
+		"then its interval to 30: map[interval:30 name:quickstart]; $settings.quickstart.interval = 30",
 		"8. Subscribed to the thing's realtime channel; writing door = open ...",
 		"received live: door = open, ",
 		"Done.",
@@ -53,6 +53,10 @@ func TestQuickstartWithToken(t *testing.T) {
 	const token = "a-real-looking-thing-token-123456"
 	srv := thethingstest.NewServer(t, thethingstest.WithThingTokens(token))
 	defer srv.Close()
+	// Another program's setting on the same thing (the device example's).
+	other, err := thethings.NewClient(token, thethings.WithBaseURL(srv.URL()))
+	require.NoError(t, err)
+	require.NoError(t, other.SetSetting(context.Background(), "interval", 25))
 	var out bytes.Buffer
 	require.NoError(t, run(context.Background(), nil, &out, &bytes.Buffer{}, env(map[string]string{"THETHINGS_TOKEN": token, "THETHINGS_BASE_URL": srv.URL()})))
 	s := out.String()
@@ -66,6 +70,10 @@ func TestQuickstartWithToken(t *testing.T) {
 	assert.Equal(t, 1500, srv.StoredCount(token, "quickstart.counter"))
 	assert.Zero(t, srv.Duplicates())
 	assert.Equal(t, []string{token}, srv.Tokens(), "no activation")
+	assert.Equal(t, map[string]any{
+		"interval":   25.0, // left alone
+		"quickstart": map[string]any{"interval": 30.0, "name": "quickstart"},
+	}, srv.Settings(token))
 }
 
 // With THETHINGS_ACTIVATION_CODE a new thing is activated on the given

@@ -1,0 +1,110 @@
+package thethingstest
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// ctl sends a control request; path is relative to ControlPrefix.
+func (e *env) ctl(method, path, body string) response {
+	e.t.Helper()
+	return e.do(method, ControlPrefix+path, body)
+}
+
+func TestControlAPIOffByDefault(t *testing.T) {
+	e := start(t, WithThingTokens("tok"))
+	r := e.ctl("GET", "", "")
+	assert.Equal(t, http.StatusNotFound, r.status)
+	assert.Equal(t, 404, e.ctl("PUT", "faults", `{"every503":1}`).status)
+	assert.Equal(t, Faults{}, e.srv.Faults())
+	assert.Equal(t, 2, e.srv.Requests(RouteOther), "counted as unknown paths")
+}
+
+func TestControlAPI(t *testing.T) {
+	e := start(t, WithThingTokens("tok", "other"), WithControlAPI())
+	sub := e.subscribe("tok", "?keepAlive=10000")
+	sub.mustChunk(5 * time.Second)
+	e.mustWrite("tok", `{"values":[{"key":"t","value":1,"datetime":"2020-01-01T00:00:00Z","geo":{"lat":1.5,"long":2}},{"key":"t","value":{"a":[1]},"datetime":"2020-01-01T00:00:01Z"},{"key":"h","value":"x","datetime":"2020-01-01T00:00:01Z"}]}`)
+	e.mustWrite("tok", `{"values":[{"key":"t","value":1,"datetime":"2020-01-01T00:00:00Z"}]}`)
+	e.get("things/tok/resources/t")
+
+	var state struct {
+		Tokens            []string
+		Requests          map[string]int
+		Duplicates        int
+		OpenSubscriptions int
+	}
+	r := e.ctl("GET", "", "")
+	require.Equal(t, 200, r.status, string(r.body))
+	assert.Equal(t, "application/json", r.header.Get("Content-Type"))
+	require.NoError(t, json.Unmarshal(r.body, &state))
+	assert.Equal(t, []string{"tok", "other"}, state.Tokens)
+	assert.Equal(t, map[string]int{"root": 0, "activate": 0, "write": 2, "read": 1, "subscribe": 1, "date": 0, "other": 0}, state.Requests)
+	assert.Equal(t, 1, state.Duplicates)
+	assert.Equal(t, 1, state.OpenSubscriptions)
+
+	assert.JSONEq(t, `{"root":0,"activate":0,"write":2,"read":1,"subscribe":1,"date":0,"other":0}`, string(e.ctl("GET", "requests", "").body), "control requests are not counted")
+	assert.JSONEq(t, `{"duplicates":1}`, string(e.ctl("GET", "duplicates", "").body))
+	assert.JSONEq(t, `{"open":1}`, string(e.ctl("GET", "subscriptions", "").body))
+	assert.JSONEq(t, `["h","t"]`, string(e.ctl("GET", "keys?token=tok", "").body))
+	assert.JSONEq(t, `[]`, string(e.ctl("GET", "keys?token=nope", "").body))
+	r = e.ctl("GET", "stored?token=tok&key=t", "")
+	require.Equal(t, 200, r.status)
+	assert.JSONEq(t, `{"count":3,"values":[
+		{"key":"t","value":{"a":[1]},"datetime":"2020-01-01T00:00:01.000Z"},
+		{"key":"t","value":1,"datetime":"2020-01-01T00:00:00.000Z"},
+		{"key":"t","value":1,"datetime":"2020-01-01T00:00:00.000Z","geo":{"lat":1.5,"long":2}}]}`, string(r.body))
+	assert.JSONEq(t, `{"count":0,"values":[]}`, string(e.ctl("GET", "stored?token=tok&key=none", "").body))
+	assert.JSONEq(t, `{"count":0,"values":[]}`, string(e.ctl("GET", "stored?token=nope&key=t", "").body))
+	assert.Equal(t, 400, e.ctl("GET", "stored?token=tok", "").status)
+	assert.Equal(t, 400, e.ctl("GET", "keys", "").status)
+	assert.Equal(t, 404, e.ctl("GET", "nothing", "").status)
+	r = e.ctl("POST", "requests", "")
+	assert.Equal(t, 405, r.status)
+	assert.Equal(t, "GET", r.header.Get("Allow"))
+	assert.Equal(t, "GET, PUT", e.ctl("DELETE", "faults", "").header.Get("Allow"))
+
+	// Faults: read, replace, refuse.
+	assert.JSONEq(t, `{}`, string(e.ctl("GET", "faults", "").body))
+	r = e.ctl("PUT", "faults", `{"storeThenFailEvery":1,"storeThenFailStatus":504,"storeThenFailRetryAfter":"2s","latency":"1ms","noRetryAfter":true}`)
+	require.Equal(t, 200, r.status, string(r.body))
+	want := Faults{StoreThenFailEvery: 1, StoreThenFailStatus: 504, StoreThenFailRetryAfter: 2 * time.Second, Latency: time.Millisecond, NoRetryAfter: true}
+	assert.Equal(t, want, e.srv.Faults())
+	assert.JSONEq(t, `{"storeThenFailEvery":1,"storeThenFailStatus":504,"storeThenFailRetryAfter":"2s","latency":"1ms","noRetryAfter":true}`, string(r.body))
+	w := e.post("things/tok", `{"values":[{"key":"t","value":9}]}`)
+	assert.Equal(t, 504, w.status)
+	assert.Equal(t, "2", w.header.Get("Retry-After"))
+	assert.Equal(t, 200, e.ctl("GET", "", "").status, "no fault applies to control requests")
+	for _, bad := range []string{
+		`{"storeThenFailStatus":501}`, `{"every503":-1}`, `{"latency":5}`, `{"latency":"soon"}`,
+		`{"every5O3":1}`, `not json`,
+	} {
+		r := e.ctl("PUT", "faults", bad)
+		assert.Equal(t, 400, r.status, bad)
+		assert.Contains(t, string(r.body), `"status":"error"`)
+	}
+	assert.Equal(t, want, e.srv.Faults(), "a refused PUT changes nothing")
+	require.Equal(t, 200, e.ctl("PUT", "faults", `{}`).status)
+	assert.Equal(t, Faults{}, e.srv.Faults())
+
+	// Every field round-trips.
+	all := Faults{Latency: 1, Every503: 2, Every429: 3, RetryAfter: 4, NoRetryAfter: true, DropBeforeBodyEvery: 5,
+		DropEvery: 6, DropStores: true, StoreThenFailEvery: 7, StoreThenFailStatus: 500, StoreThenFailRetryAfter: 8,
+		StreamCutAfter: 9, StopKeepAlives: true, SplitFrames: true, CoalesceFrames: true}
+	b, err := json.Marshal(all)
+	require.NoError(t, err)
+	r = e.ctl("PUT", "faults", string(b))
+	require.Equal(t, 200, r.status, string(r.body))
+	assert.Equal(t, all, e.srv.Faults())
+	assert.Equal(t, 15, strings.Count(string(b), ":"), "every field named")
+	var back Faults
+	require.NoError(t, json.Unmarshal(b, &back))
+	assert.Equal(t, all, back)
+	assert.Error(t, json.Unmarshal([]byte(`{"bogus":1}`), &back))
+}
