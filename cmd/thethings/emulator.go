@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"strings"
 
 	"github.com/thethings-go/thethings/thethingstest"
@@ -20,7 +21,7 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	tokens := fs.String("tokens", "", "comma-separated thing tokens to seed (default: one made up)")
 	codes := fs.String("codes", "", "comma-separated activation codes, CODE or CODE:PRODUCT (default: two made up)")
-	asJSON := fs.Bool("json", false, `print one JSON line {"url","tokens","codes","mqtt"} instead of the text`)
+	asJSON := fs.Bool("json", false, `print one JSON line {"url","tokens","codes","mqtt","control"} instead of the text`)
 	var f thethingstest.Faults
 	fs.DurationVar(&f.Latency, "latency", 0, "latency added before every response")
 	fs.IntVar(&f.Every503, "every503", 0, "answer every Nth non-stream request 503")
@@ -57,6 +58,7 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	}
 	opts := []thethingstest.Option{
 		thethingstest.WithAddr(*addr),
+		thethingstest.WithControlAPI(),
 		thethingstest.WithFaults(f),
 		thethingstest.WithEndDateInclusive(*endInclusive),
 		thethingstest.WithLegacyWriteResponse(*legacy),
@@ -76,7 +78,7 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	if err := srv.Start(); err != nil {
 		return err
 	}
-	info := emulatorInfo{URL: srv.URL(), Tokens: srv.Tokens(), Codes: []codeInfo{}}
+	info := emulatorInfo{URL: srv.URL(), Tokens: srv.Tokens(), Codes: []codeInfo{}, Control: controlURL(srv.URL())}
 	for _, c := range acs {
 		info.Codes = append(info.Codes, codeInfo{Code: c.Code, Product: c.ProductID})
 	}
@@ -100,6 +102,19 @@ type emulatorInfo struct {
 	Tokens []string   `json:"tokens"`
 	Codes  []codeInfo `json:"codes"`
 	MQTT   string     `json:"mqtt"`
+	// Control is where the server's counters, ground truth and faults
+	// are served (thethingstest.WithControlAPI).
+	Control string `json:"control"`
+}
+
+// controlURL returns the control API's URL on the server of baseURL.
+func controlURL(baseURL string) string {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return ""
+	}
+	u.Path = thethingstest.ControlPrefix
+	return u.String()
 }
 
 type codeInfo struct {
@@ -119,6 +134,7 @@ func printEmulator(w io.Writer, info emulatorInfo) {
 			fmt.Fprintf(w, "activation code: %s\n", c.Code)
 		}
 	}
+	fmt.Fprintf(w, "control API:     %s (counters, ground truth, faults)\n", info.Control)
 	tok := "THING_TOKEN"
 	if len(info.Tokens) > 0 {
 		tok = info.Tokens[0]
@@ -126,6 +142,7 @@ func printEmulator(w io.Writer, info emulatorInfo) {
 	fmt.Fprintf(w, "\ntry, in another shell:\n")
 	fmt.Fprintf(w, "  export THETHINGS_BASE_URL=%s THETHINGS_TOKEN=%s\n", info.URL, tok)
 	fmt.Fprintf(w, "  thethings write temperature 21.5\n  thethings read temperature\n  thethings tail\n")
+	fmt.Fprintf(w, "  curl '%sstored?token=%s&key=temperature'\n", info.Control, tok)
 	fmt.Fprintf(w, "\nstop with Ctrl-C\n")
 }
 

@@ -594,10 +594,11 @@ func TestEmulator(t *testing.T) {
 	}
 	p := start(t, "", "", "emulator", "-addr", "127.0.0.1:0", "-json", "-tokens", "tok-a,tok-b", "-codes", "c1,c2:prod")
 	var info struct {
-		URL    string
-		Tokens []string
-		Codes  []struct{ Code, Product string }
-		MQTT   string
+		URL     string
+		Tokens  []string
+		Codes   []struct{ Code, Product string }
+		MQTT    string
+		Control string
 	}
 	require.NoError(t, json.Unmarshal([]byte(p.next(t)), &info))
 	assert.Equal(t, []string{"tok-a", "tok-b"}, info.Tokens)
@@ -613,6 +614,27 @@ func TestEmulator(t *testing.T) {
 	r = cli(t, info.URL, "", "", "activate", "c2", "-product", "prod")
 	require.Equal(t, 0, r.code, r.stderr)
 
+	// Its ground truth and faults over HTTP.
+	assert.True(t, strings.HasSuffix(info.Control, "/_thethingstest/"), info.Control)
+	var stored struct {
+		Count  int
+		Values []struct{ Key, Value any }
+	}
+	getJSON(t, info.Control+"stored?token=tok-b&key=k", &stored)
+	assert.Equal(t, 1, stored.Count)
+	assert.Equal(t, 42.0, stored.Values[0].Value)
+	req, err := http.NewRequest(http.MethodPut, info.Control+"faults", strings.NewReader(`{"every503":1,"noRetryAfter":true}`))
+	require.NoError(t, err)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, err = http.Get(info.URL + "things/tok-b/resources/k")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "faults set over HTTP apply")
+	http.DefaultClient.CloseIdleConnections()
+
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	assert.Equal(t, 0, p.wait(t), p.stderr.String())
 
@@ -623,7 +645,8 @@ func TestEmulator(t *testing.T) {
 	require.True(t, found)
 	assert.Contains(t, p.next(t), "activation code:")
 	assert.Contains(t, p.next(t), "activation code:")
-	resp, err := http.Get(url + "things/" + tok + "/resources/k")
+	assert.Contains(t, p.next(t), "control API:")
+	resp, err = http.Get(url + "things/" + tok + "/resources/k")
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
@@ -635,6 +658,15 @@ func TestEmulator(t *testing.T) {
 	refused(t, "", "negative", "emulator", "-addr", "127.0.0.1:0", "-latency", "-1s")
 	r = cli(t, "", "", "", "emulator", "-addr", "256.0.0.1:99999")
 	assert.Equal(t, 1, r.code, "a listen error: %s", r.stderr)
+}
+
+func getJSON(t *testing.T, url string, dst any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(dst))
 }
 
 // TestRunInProcess covers run itself, as a program embedding the CLI would
