@@ -240,6 +240,10 @@ func TestUsage(t *testing.T) {
 	assert.Equal(t, 0, r.code)
 	assert.Equal(t, 1, strings.Count(r.stdout, "Usage: thethings read KEY"), r.stdout)
 
+	r = cli(t, "", "", "", "-token", "sentinel-token-value", "write", "-token", "sentinel-token-value", "-h")
+	assert.Equal(t, 0, r.code)
+	assert.NotContains(t, r.stdout+r.stderr, "sentinel-token-value", "-h shows no token as a default")
+
 	r = cli(t, "", "", "", "read", "-nope", "k")
 	assert.Equal(t, 2, r.code)
 	assert.Contains(t, r.stderr, "flag provided but not defined: -nope")
