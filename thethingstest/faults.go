@@ -39,8 +39,9 @@ import (
 // 502, 504 or 500, or 503 without Retry-After, and store-then-drop
 // (DropEvery with DropStores): the values are stored but the client cannot
 // know it. A client that re-sends blindly stores duplicates
-// (Server.Duplicates counts them); one that gives up loses nothing but
-// cannot tell.
+// (Server.Duplicates counts them); one that gives up reports as failed
+// values that were stored. Every503 and DropStores false are the opposite
+// case: nothing was stored.
 //
 // Stream faults: StreamCutAfter is read when a stream opens; StopKeepAlives,
 // SplitFrames and CoalesceFrames are read for every frame, so they take
@@ -49,10 +50,10 @@ type Faults struct {
 	// Latency is added before every response.
 	Latency time.Duration
 	// Every503 answers every Nth non-stream request 503 with Retry-After
-	// and a JSON error body; nothing is stored.
+	// (unless NoRetryAfter) and a JSON error body; nothing is stored.
 	Every503 int
 	// Every429 answers every Nth non-stream request 429 "Too Many
-	// Requests" with Retry-After; nothing is stored.
+	// Requests" with Retry-After (unless NoRetryAfter); nothing is stored.
 	Every429 int
 	// RetryAfter is the Retry-After value for the two above, sent in whole
 	// seconds (rounded up, at least 1). Zero means 1s.

@@ -48,6 +48,16 @@ func (c *heldConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// CloseWrite half-closes the connection, which net/http does before closing
+// a connection whose request body it did not read, so that the client
+// still gets the answer.
+func (c *heldConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 // hold makes writes wait for release.
 func (c *heldConn) hold() {
 	c.mu.Lock()
