@@ -494,6 +494,7 @@ func TestTail(t *testing.T) {
 	assert.Equal(t, 0, p.wait(t), p.stderr.String())
 
 	// Without -n it runs until interrupted, which is a normal end.
+	require.Eventually(t, func() bool { return srv.OpenSubscriptions() == 0 }, 10*time.Second, 10*time.Millisecond, "the first tail's stream closes")
 	p = start(t, srv.URL(), tok, "tail")
 	require.Eventually(t, func() bool { return srv.OpenSubscriptions() == 1 }, 10*time.Second, 10*time.Millisecond)
 	require.NoError(t, c.Write(ctx, []thethings.Value{{Key: "b", Value: 7}}))
