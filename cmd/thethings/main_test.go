@@ -443,7 +443,7 @@ func TestReadResumesAfterInterrupt(t *testing.T) {
 	}
 	srv, tok := newServer(t)
 	seed(t, srv, tok, "slow", 3500)
-	srv.SetFaults(thethingstest.Faults{Latency: 300 * time.Millisecond})
+	srv.SetFaults(thethingstest.Faults{Latency: 500 * time.Millisecond})
 
 	p := start(t, srv.URL(), tok, "read", "slow")
 	assert.Equal(t, "datetime,key,value,lat,long", p.next(t))
