@@ -124,7 +124,7 @@ func TestAPIErrorFields(t *testing.T) {
 	assert.Regexp(t, `^thethings: GET /v2/utils/date: 429 Too Many Requests: Too many requests`, err.Error())
 
 	// A huge non-JSON error body is read only up to a bound and summarised.
-	c2, mt2 := mockClient(t, thethings.WithRetry(thethings.RetryPolicy{}))
+	c2, mt2 := mockClient(t, thethings.WithRetry(thethings.NoRetries))
 	big := make([]byte, 1<<20)
 	for i := range big {
 		big[i] = 'x'
@@ -134,12 +134,12 @@ func TestAPIErrorFields(t *testing.T) {
 	require.ErrorAs(t, err, &apiErr)
 	assert.Equal(t, 502, apiErr.StatusCode)
 	assert.Less(t, len(apiErr.Message), 300)
-	assert.Equal(t, 1, mt2.GetTotalCallCount(), "zero RetryPolicy disables retries")
+	assert.Equal(t, 1, mt2.GetTotalCallCount(), "NoRetries disables retries")
 }
 
 func TestPathEscaping(t *testing.T) {
 	t.Parallel()
-	for _, token := range []string{"a/b", "..", "x?y=1#z", "%2F", "sp ace"} {
+	for _, token := range []string{"a/b", "..", "x?y=1#z", "%2F", "ü+ß"} {
 		mt := httpmock.NewMockTransport()
 		var seen string
 		mt.RegisterNoResponder(func(r *http.Request) (*http.Response, error) {

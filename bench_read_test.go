@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -83,7 +84,8 @@ func valuesHeap(tb testing.TB, n int) (peak uint64, requests int) {
 		tb.Fatal(err)
 	}
 	recs = nil
-	c, err := NewClient("tok", WithBaseURL(srv.URL()))
+	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	c, err := NewClient("tok", WithBaseURL(srv.URL()), WithHTTPClient(hc))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -108,7 +110,7 @@ func valuesHeap(tb testing.TB, n int) (peak uint64, requests int) {
 	if count != n {
 		tb.Fatalf("got %d values, want %d", count, n)
 	}
-	c.tr.HTTP.CloseIdleConnections()
+	hc.CloseIdleConnections()
 	return peak, srv.Requests("read")
 }
 

@@ -21,13 +21,14 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings/internal/stream"
+	"github.com/thethings-go/thethings/internal/wire"
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // subscribeBenchFrames are data frames as the emulator sends them, shared
-// with internal/stream's tests.
+// with internal/wire's fuzz test as seeds.
 func subscribeBenchFrames() [][]byte {
-	data, err := os.ReadFile("internal/stream/testdata/frames.txt")
+	data, err := os.ReadFile("internal/wire/testdata/frames.txt")
 	if err != nil {
 		panic(err)
 	}
@@ -78,7 +79,7 @@ func BenchmarkSubscribeFrames(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				items, err := stream.DecodeItems(f)
+				items, err := wire.DecodeFrame(f)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -294,7 +294,7 @@ func prime(t testing.TB, srv *thethingstest.Server, n int) {
 	if n == 0 {
 		return
 	}
-	c, err := thethings.NewClient("primer", thethings.WithBaseURL(srv.URL()), thethings.WithRetry(thethings.RetryPolicy{}))
+	c, err := thethings.NewClient("primer", thethings.WithBaseURL(srv.URL()), thethings.WithRetry(thethings.NoRetries))
 	require.NoError(t, err)
 	for i := range n {
 		require.NoError(t, c.Write(context.Background(), numbered(i, 1)))

@@ -14,26 +14,6 @@ import (
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
-// startEmulator starts an emulator on loopback for the test and closes it
-// at the end. The thing sentinelToken is known to it.
-func startEmulator(t testing.TB, opts ...thethingstest.Option) *thethingstest.Server {
-	t.Helper()
-	srv := thethingstest.NewServer(t, append([]thethingstest.Option{thethingstest.WithThingTokens(sentinelToken)}, opts...)...)
-	t.Cleanup(func() { srv.Close() })
-	return srv
-}
-
-// fastRetry keeps retry waits short in tests.
-var fastRetry = thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 3, MinWait: time.Millisecond, MaxWait: 5 * time.Millisecond})
-
-// emulatorClient returns a client for sentinelToken on srv.
-func emulatorClient(t testing.TB, srv *thethingstest.Server, opts ...thethings.Option) *thethings.Client {
-	t.Helper()
-	c, err := thethings.NewClient(sentinelToken, append([]thethings.Option{thethings.WithBaseURL(srv.URL()), fastRetry}, opts...)...)
-	require.NoError(t, err)
-	return c
-}
-
 func TestActivateAgainstEmulator(t *testing.T) {
 	t.Parallel()
 	srv := startEmulator(t, thethingstest.WithActivationCodes(

@@ -141,7 +141,7 @@ func ExampleParseTime() {
 	// 2015-05-20T13:00:00.123Z
 	// 2015-05-20T13:00:00Z
 	// 2015-05-20T13:00:00Z
-	// thethings: time "yesterday" is in no form the platform uses: thethings: invalid value true
+	// thethings: time "yesterday" is in no form the platform uses: invalid value true
 }
 
 // Answers of the platform other than success are *APIError. Match them
@@ -188,7 +188,7 @@ func ExampleAPIError() {
 }
 
 // Reads are retried on 429 and 5xx answers; waits honour Retry-After but
-// never exceed MaxWait. The zero RetryPolicy disables retries.
+// never exceed MaxWait. NoRetries disables them.
 func ExampleWithRetry() {
 	// Every second request is answered 503 with Retry-After: 1.
 	srv, err := thethingstest.New(
@@ -221,7 +221,7 @@ func ExampleWithRetry() {
 
 	once, err := thethings.NewClient("my-thing-token",
 		thethings.WithBaseURL(srv.URL()),
-		thethings.WithRetry(thethings.RetryPolicy{}), // no retries
+		thethings.WithRetry(thethings.NoRetries), // no retries
 	)
 	if err != nil {
 		log.Fatal(err)

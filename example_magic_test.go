@@ -26,7 +26,7 @@ func ExampleClient_SetLocation() {
 	err := c.SetLocation(ctx, thethings.Geo{Lat: 123, Long: 2})
 	fmt.Println(err)
 	// Output:
-	// thethings: latitude 123 outside [-90, 90]: thethings: invalid value
+	// thethings: latitude 123 outside [-90, 90]: invalid value
 }
 
 func ExampleClient_Location() {

@@ -11,26 +11,6 @@ import (
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
-// exampleToken is the thing the examples' emulator knows.
-const exampleToken = "example-thing-token"
-
-// startExampleEmulator starts a local emulator of the platform that knows
-// one thing token, and returns a client for that thing.
-func startExampleEmulator(opts ...thethingstest.Option) (*thethingstest.Server, *thethings.Client) {
-	srv, err := thethingstest.New(append([]thethingstest.Option{thethingstest.WithThingTokens(exampleToken)}, opts...)...)
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		log.Fatal(err)
-	}
-	c, err := thethings.NewClient(exampleToken, thethings.WithBaseURL(srv.URL()))
-	if err != nil {
-		log.Fatal(err)
-	}
-	return srv, c
-}
-
 // Readings taken offline, with their own timestamps and positions, are
 // written in one request. They need not be sorted.
 func ExampleClient_Write() {
@@ -119,7 +99,7 @@ func ExampleWriteError() {
 	// Output:
 	// 2 values not written, unknown: false
 	// invalid key: true
-	// thethings: 2 values not written: values[1] (key "bad key"): key "bad key": character ' ' not allowed (letters, digits, '.', '-', '_'): thethings: invalid key
+	// thethings: 2 values not written: values[1] (key "bad key"): key "bad key": character ' ' not allowed (letters, digits, '.', '-', '_'): invalid key
 	// 1 value, unknown: true - key temperature
 	// outcome unknown: true
 }
@@ -142,4 +122,27 @@ func ExampleWithStore() {
 	// Output:
 	// position stored: 0
 	// backfill stored: 1
+}
+
+// A write split into several requests can fail with one WriteError per
+// fate, joined; FailedValues collects the values of all of them.
+func ExampleFailedValues() {
+	srv, c := startExampleEmulator()
+	defer srv.Close()
+
+	// 250 values go out as three requests of 100, 100 and 50. The
+	// connection of the second is lost after the platform read it.
+	values := make([]thethings.Value, 250)
+	for i := range values {
+		values[i] = thethings.Value{Key: "counter", Value: i}
+	}
+	srv.SetFaults(thethingstest.Faults{DropEvery: 2, DropStores: true})
+	err := c.Write(context.Background(), values)
+
+	notWritten, unknown := thethings.FailedValues(err)
+	fmt.Println("may be stored:", len(unknown), "from", unknown[0].Value)
+	fmt.Println("not written:", len(notWritten), "from", notWritten[0].Value)
+	// Output:
+	// may be stored: 100 from 100
+	// not written: 50 from 200
 }

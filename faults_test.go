@@ -56,8 +56,10 @@ func runCell(t *testing.T, cell faultCell, op func(env faultEnv) error, opts ...
 	prime(t, srv, cell.prime)
 	srv.SetFaults(cell.faults)
 	bc := newBodyCounter(t)
+	policy := fastRetryPolicy
+	policy.RetryWrites = cell.retryWrites
 	c := emulatorClient(t, srv, thethings.WithHTTPClient(bc.httpClient()), thethings.WithStreamHTTPClient(&http.Client{Transport: bc}),
-		thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 3, MinWait: time.Millisecond, MaxWait: 5 * time.Millisecond, RetryWrites: cell.retryWrites}))
+		thethings.WithRetry(policy))
 	deadline := cell.deadline
 	if deadline == 0 {
 		deadline = 5 * time.Second
@@ -501,6 +503,10 @@ func TestFaultMatrixSubscribe(t *testing.T) {
 					if !tc.gap[next] {
 						write()
 					}
+				}
+				if err := ctx.Err(); err != nil {
+					// The sequence ends silently when ctx ends.
+					return errors.Join(writeErr, err)
 				}
 				return errors.New("the sequence ended without error")
 			})

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings/internal/cursor"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // fuzzToken is the thing token of the fuzzed clients. It must never show in
@@ -59,7 +60,7 @@ func FuzzPageDecoder(f *testing.F) {
 			if !strings.HasPrefix(err.Error(), "thethings: ") {
 				t.Fatalf("error without the package prefix: %v", err)
 			}
-			if !errors.Is(err, errSyntax) && !errors.Is(err, ErrInvalidValue) {
+			if !errors.Is(err, wire.ErrSyntax) && !errors.Is(err, ErrInvalidValue) {
 				t.Fatalf("error is neither a syntax nor a value error: %v", err)
 			}
 		} else {
@@ -359,7 +360,7 @@ func readWithCursor(t *testing.T, cur string) {
 	t.Helper()
 	ct := &cursorTransport{}
 	c, err := NewClient(fuzzToken, WithBaseURL("http://127.0.0.1:1/v2/"),
-		WithHTTPClient(&http.Client{Transport: ct}), WithRetry(RetryPolicy{}))
+		WithHTTPClient(&http.Client{Transport: ct}), WithRetry(NoRetries))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,7 +499,7 @@ func TestReadOptionsOutOfRangeInstants(t *testing.T) {
 		{End: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)},
 	} {
 		ct := &cursorTransport{}
-		c, err := NewClient(fuzzToken, WithHTTPClient(&http.Client{Transport: ct}), WithRetry(RetryPolicy{}))
+		c, err := NewClient(fuzzToken, WithHTTPClient(&http.Client{Transport: ct}), WithRetry(NoRetries))
 		if err != nil {
 			t.Fatal(err)
 		}

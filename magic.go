@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/thethings-go/thethings/internal/transport"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // The magic resources $geo and $settings hold a thing's current state
@@ -43,15 +43,15 @@ func parseGeoJSON(raw json.RawMessage) (Geo, error) {
 	switch {
 	case json.Unmarshal(raw, &point) == nil && point.Coordinates != nil:
 		if point.Type != "" && point.Type != "Point" {
-			return Geo{}, fmt.Errorf("thethings: $geo is a GeoJSON %q, not a Point: %w", point.Type, ErrInvalidValue)
+			return Geo{}, errorf("thethings: $geo is a GeoJSON %q, not a Point: %w", point.Type, ErrInvalidValue)
 		}
 		coords = point.Coordinates
 	case json.Unmarshal(raw, &coords) == nil:
 	default:
-		return Geo{}, fmt.Errorf("thethings: $geo value %.100s is no GeoJSON point: %w", raw, ErrInvalidValue)
+		return Geo{}, errorf("thethings: $geo value %.100s is no GeoJSON point: %w", raw, ErrInvalidValue)
 	}
 	if len(coords) < 2 {
-		return Geo{}, fmt.Errorf("thethings: $geo value %.100s has no [long, lat]: %w", raw, ErrInvalidValue)
+		return Geo{}, errorf("thethings: $geo value %.100s has no [long, lat]: %w", raw, ErrInvalidValue)
 	}
 	return Geo{Long: coords[0], Lat: coords[1]}, nil
 }
@@ -82,7 +82,7 @@ func (c *Client) Settings(ctx context.Context) (map[string]any, error) {
 	}
 	var m map[string]any
 	if err := decodeNumbers(raw, &m); err != nil {
-		return nil, fmt.Errorf("thethings: $settings is no object: %w", ErrInvalidValue)
+		return nil, errorf("thethings: $settings is no object: %w", ErrInvalidValue)
 	}
 	if m == nil {
 		m = map[string]any{}
@@ -96,7 +96,7 @@ func (c *Client) Settings(ctx context.Context) (map[string]any, error) {
 // ErrInvalidValue, both before any I/O; a path that is not set gives an
 // error matching ErrResourceNotFound.
 func (c *Client) Setting(ctx context.Context, path string, dst any) error {
-	if err := validateSettingPath(path); err != nil {
+	if err := wire.ValidateSettingPath(path); err != nil {
 		return err
 	}
 	if err := checkPointer(keySettings+"."+path, dst); err != nil {
@@ -117,7 +117,7 @@ func (c *Client) Setting(ctx context.Context, path string, dst any) error {
 // matches ErrOutcomeUnknown.
 func (c *Client) SetSettings(ctx context.Context, s map[string]any) error {
 	if s == nil {
-		return fmt.Errorf("thethings: nil settings (use an empty map to clear them): %w", ErrInvalidValue)
+		return errorf("thethings: nil settings (use an empty map to clear them): %w", ErrInvalidValue)
 	}
 	return c.writeMagic(ctx, keySettings, s)
 }
@@ -128,7 +128,7 @@ func (c *Client) SetSettings(ctx context.Context, s map[string]any) error {
 // any I/O. If the request may have reached the platform without an answer,
 // the error matches ErrOutcomeUnknown.
 func (c *Client) SetSetting(ctx context.Context, path string, v any) error {
-	if err := validateSettingPath(path); err != nil {
+	if err := wire.ValidateSettingPath(path); err != nil {
 		return err
 	}
 	return c.writeMagic(ctx, keySettings+"."+path, v)
@@ -136,40 +136,34 @@ func (c *Client) SetSetting(ctx context.Context, path string, v any) error {
 
 // readMagic returns the value of the first item of a magic resource's read.
 func (c *Client) readMagic(ctx context.Context, key string) (json.RawMessage, error) {
-	var items []struct {
-		Key   string          `json:"key"`
-		Value json.RawMessage `json:"value"`
-	}
+	var answer json.RawMessage
 	rt := c.thingRoute("resources", key)
-	if _, err := c.call(ctx, transport.Idempotent, http.MethodGet, rt, nil, &items); err != nil {
+	if _, err := c.call(ctx, transport.Idempotent, http.MethodGet, rt, nil, &answer); err != nil {
 		return nil, err
 	}
-	if len(items) == 0 || len(items[0].Value) == 0 {
-		return nil, fmt.Errorf("thethings: GET %s: empty answer: %w", c.displayPath(rt), ErrResourceNotFound)
+	items, err := wire.DecodeFrame(answer)
+	if err != nil {
+		return nil, errorf("thethings: GET %s: %w", c.displayPath(rt), err)
 	}
-	return items[0].Value, nil
+	if len(items) == 0 || items[0].Value == nil {
+		return nil, errorf("thethings: GET %s: empty answer: %w", c.displayPath(rt), ErrResourceNotFound)
+	}
+	// The value goes on as JSON to the GeoJSON parser or the caller's type.
+	raw, err := json.Marshal(items[0].Value)
+	if err != nil {
+		return nil, errorf("thethings: GET %s: %w", c.displayPath(rt), err)
+	}
+	return raw, nil
 }
 
 // writeMagic sends one magic resource in a request of its own.
 func (c *Client) writeMagic(ctx context.Context, key string, v any) error {
-	value, err := json.Marshal(v)
+	body, err := wire.AppendItem([]byte(`{"values":[`), key, v, nil, time.Time{})
 	if err != nil {
-		return fmt.Errorf("thethings: %s value: %w: %w", key, err, ErrInvalidValue)
+		return errorf("thethings: %s: %w", key, err)
 	}
-	type item struct {
-		Key   string          `json:"key"`
-		Value json.RawMessage `json:"value"`
-	}
-	body, err := json.Marshal(struct {
-		Values []item `json:"values"`
-	}{[]item{{key, value}}})
-	if err != nil {
-		return fmt.Errorf("thethings: %s value: %w: %w", key, err, ErrInvalidValue)
-	}
-	maybe, err := c.call(ctx, transport.Write, http.MethodPost, c.thingRoute(), body, nil)
-	if err != nil && maybe && !errors.Is(err, ErrOutcomeUnknown) {
-		return fmt.Errorf("%w: %w", err, ErrOutcomeUnknown)
-	}
+	body = append(body, "]}"...)
+	_, err = c.call(ctx, transport.Write, http.MethodPost, c.thingRoute(), body, nil)
 	return err
 }
 
@@ -178,3 +172,9 @@ func decodeNumbers(raw []byte, dst any) error {
 	d.UseNumber()
 	return d.Decode(dst)
 }
+
+// Magic resource keys.
+const (
+	keyGeo      = wire.KeyGeo
+	keySettings = wire.KeySettings
+)

@@ -19,7 +19,7 @@ import (
 
 func TestLocationRoundTrip(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	ctx := context.Background()
 	_, err := c.Location(ctx)
 	assert.ErrorIs(t, err, thethings.ErrResourceNotFound, "never set")
@@ -80,7 +80,7 @@ func TestLocationForms(t *testing.T) {
 
 func TestSettingsRoundTrip(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	ctx := context.Background()
 	s, err := c.Settings(ctx)
 	require.NoError(t, err)
@@ -117,7 +117,7 @@ func TestSettingsRoundTrip(t *testing.T) {
 
 func TestSettingsBadInputBeforeIO(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	ctx := context.Background()
 	var dst string
 	for _, path := range []string{"", ".", "a.", ".a", "a..b", "a b", "a/b", "$geo", "a?b"} {
@@ -145,7 +145,7 @@ func TestMagicWriteOutcome(t *testing.T) {
 		"503 with RetryAfter": {httpmock.NewStringResponder(503, `{}`).HeaderSet(http.Header{"Retry-After": {"1"}}), false},
 	}
 	t.Run("connection lost after sending", func(t *testing.T) {
-		srv, c := readsEmulator(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 1}))
+		srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 1}))
 		err := c.SetSetting(context.Background(), "a", 1)
 		assert.ErrorIs(t, err, thethings.ErrOutcomeUnknown)
 		assert.NotContains(t, err.Error(), sentinelToken)
@@ -153,7 +153,7 @@ func TestMagicWriteOutcome(t *testing.T) {
 	})
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			c, mt := mockClient(t, thethings.WithRetry(thethings.RetryPolicy{}))
+			c, mt := mockClient(t, thethings.WithRetry(thethings.NoRetries))
 			mt.RegisterResponder(http.MethodPost, "https://api.thethings.io/v2/things/"+sentinelToken, tc.responder)
 			for _, err := range []error{
 				c.SetLocation(context.Background(), thethings.Geo{Lat: 1, Long: 2}),

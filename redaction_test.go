@@ -66,7 +66,7 @@ var operations = map[string]func(ctx context.Context, c *thethings.Client) error
 				return err
 			}
 		}
-		return nil
+		return ctx.Err() // the sequence ends silently when ctx ends
 	},
 }
 

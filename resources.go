@@ -3,15 +3,10 @@ package thethings
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"iter"
-	"math"
 	"net/http"
 	"net/url"
-	"reflect"
 	"slices"
 	"strconv"
 	"sync"
@@ -31,8 +26,8 @@ const maxPageBody = 256 << 20
 // ReadOptions select what Read and Values return. A nil *ReadOptions reads
 // from the newest value with the defaults.
 type ReadOptions struct {
-	// Limit is the page size, 1..1000. Zero means the platform's default
-	// of 1 for Read and 1000 for Values.
+	// Limit is the page size, 1..1000. Zero means 1000, for Read and
+	// Values alike.
 	Limit int
 	// Start and End bound the window [Start, End): Start is inclusive, End
 	// exclusive, whatever the server does with its endDate parameter. A
@@ -57,7 +52,7 @@ type Page struct {
 	// when the value was written with one. Value.Value holds the JSON as
 	// encoding/json decodes it with UseNumber: json.Number for numbers (no
 	// precision lost), string, bool, nil for null, map[string]any and
-	// []any for objects and arrays. The accessors Float64, Int64, String
+	// []any for objects and arrays. The accessors Float64, Int64, Text
 	// and Decode convert it, accepting numbers stored as strings.
 	Values []Value
 	// Next resumes the read after this page. It is "" when nothing older
@@ -74,7 +69,10 @@ type Page struct {
 // error matching ErrResourceNotFound. Bad keys and options are refused
 // before any I/O (ErrInvalidKey, ErrInvalidOption, ErrInvalidCursor).
 func (c *Client) Read(ctx context.Context, key string, opts *ReadOptions) (*Page, error) {
-	p, err := c.newPager(key, opts, 1)
+	if err := checkContext(ctx); err != nil {
+		return nil, err
+	}
+	p, err := c.newPager(key, opts, maxPage)
 	if err != nil {
 		return nil, err
 	}
@@ -110,6 +108,10 @@ func (c *Client) Read(ctx context.Context, key string, opts *ReadOptions) (*Page
 // With opts.Cursor the iteration resumes from a Page's Next.
 func (c *Client) Values(ctx context.Context, key string, opts *ReadOptions) iter.Seq2[Value, error] {
 	return func(yield func(Value, error) bool) {
+		if err := checkContext(ctx); err != nil {
+			yield(Value{}, err)
+			return
+		}
 		p, err := c.newPager(key, opts, maxPage)
 		if err != nil {
 			yield(Value{}, err)
@@ -143,7 +145,7 @@ type pager struct {
 }
 
 func (c *Client) newPager(key string, opts *ReadOptions, defaultLimit int) (*pager, error) {
-	if err := validateKey(key, false); err != nil {
+	if err := wire.ValidateKey(key, false); err != nil {
 		return nil, err
 	}
 	var o ReadOptions
@@ -151,7 +153,7 @@ func (c *Client) newPager(key string, opts *ReadOptions, defaultLimit int) (*pag
 		o = *opts
 	}
 	if o.Limit < 0 || o.Limit > maxPage {
-		return nil, fmt.Errorf("thethings: read limit %d outside 1..%d: %w", o.Limit, maxPage, ErrInvalidOption)
+		return nil, errorf("thethings: read limit %d outside 1..%d: %w", o.Limit, maxPage, ErrInvalidOption)
 	}
 	if o.Limit == 0 {
 		o.Limit = defaultLimit
@@ -163,12 +165,12 @@ func (c *Client) newPager(key string, opts *ReadOptions, defaultLimit int) (*pag
 	for i, t := range []time.Time{o.Start, o.End} {
 		ms := []int64{start, end}[i]
 		if y := t.UTC().Year(); !t.IsZero() && (y < 1 || y > 9999 || ms < cursor.MinMillis || ms > cursor.MaxMillis) {
-			return nil, fmt.Errorf("thethings: read window bound %s outside the years 1..9999: %w",
+			return nil, errorf("thethings: read window bound %s outside the years 1..9999: %w",
 				t.UTC().Format(time.RFC3339Nano), ErrInvalidOption)
 		}
 	}
 	if hasStart && hasEnd && end < start {
-		return nil, fmt.Errorf("thethings: read window ends (%s) before it starts (%s): %w",
+		return nil, errorf("thethings: read window ends (%s) before it starts (%s): %w",
 			o.End.UTC().Format(time.RFC3339Nano), o.Start.UTC().Format(time.RFC3339Nano), ErrInvalidOption)
 	}
 	if o.Cursor == "" {
@@ -177,13 +179,13 @@ func (c *Client) newPager(key string, opts *ReadOptions, defaultLimit int) (*pag
 	}
 	st, err := cursor.Decode(o.Cursor)
 	if err != nil {
-		return nil, fmt.Errorf("thethings: read cursor not made by this SDK, or altered: %w", ErrInvalidCursor)
+		return nil, errorf("thethings: read cursor not made by this SDK, or altered: %w", ErrInvalidCursor)
 	}
 	if st.Key != key {
-		return nil, fmt.Errorf("thethings: read cursor belongs to another key than %q: %w", key, ErrInvalidCursor)
+		return nil, errorf("thethings: read cursor belongs to another key than %q: %w", key, ErrInvalidCursor)
 	}
 	if hasStart && (!st.HasStart || st.Start != start) || hasEnd && (!st.HasEnd || st.End != end) {
-		return nil, fmt.Errorf("thethings: Start and End differ from the cursor's window: %w", ErrInvalidOption)
+		return nil, errorf("thethings: Start and End differ from the cursor's window: %w", ErrInvalidOption)
 	}
 	p.st = st
 	return p, nil
@@ -284,11 +286,11 @@ func (p *pager) next(ctx context.Context) ([]Value, error) {
 	clear(vals[len(dst):])
 	p.done = !capped && (reachedStart || len(items) < reqLimit)
 	if !p.done && len(dst) == 0 && !modeChanged {
-		return nil, fmt.Errorf("thethings: read %q: %d values or more share the datetime %s: %w",
+		return nil, errorf("thethings: read %q: %d values or more share the datetime %s: %w",
 			p.key, len(st.Seen), millisQuery(st.T), ErrPaginationStalled)
 	}
 	if len(st.Seen) > cursor.MaxSeen {
-		return nil, fmt.Errorf("thethings: read %q: more than %d values share the datetime %s: %w",
+		return nil, errorf("thethings: read %q: more than %d values share the datetime %s: %w",
 			p.key, cursor.MaxSeen, millisQuery(st.T), ErrPaginationStalled)
 	}
 	return dst, nil
@@ -304,11 +306,11 @@ func (p *pager) fetch(ctx context.Context, rt route, limit int) ([]rawItem, []Va
 	_, err = p.body.ReadFrom(io.LimitReader(resp.Body, maxPageBody))
 	resp.Body.Close()
 	if err != nil {
-		return nil, nil, fmt.Errorf("thethings: GET %s: read answer: %s", p.c.displayPath(rt), p.c.redact(err.Error()))
+		return nil, nil, errorf("thethings: GET %s: read answer: %s", p.c.displayPath(rt), p.c.redact(err.Error()))
 	}
 	items, vals, err := p.dec.decode(p.body.Bytes(), limit)
 	if err != nil {
-		return nil, nil, fmt.Errorf("thethings: GET %s: %w", p.c.displayPath(rt), err)
+		return nil, nil, errorf("thethings: GET %s: %w", p.c.displayPath(rt), err)
 	}
 	if !slices.IsSortedFunc(items, func(a, b rawItem) int { return cmpDesc(a.ms, b.ms) }) {
 		idx := make([]int, len(items))
@@ -379,166 +381,6 @@ func (s *multiset) count(fp uint64) int {
 	return n
 }
 
-// Float64 returns a number, or a string holding one (the platform keeps
-// what was written, and "9000" is common), as a float64. Anything else, or
-// a number float64 cannot hold, is an error matching ErrInvalidValue.
-func (v Value) Float64() (float64, error) {
-	var f float64
-	var err error
-	switch x := v.Value.(type) {
-	case json.Number:
-		f, err = strconv.ParseFloat(string(x), 64)
-	case string:
-		f, err = strconv.ParseFloat(x, 64)
-	case float64:
-		f = x
-	case float32:
-		f = float64(x)
-	case json.RawMessage:
-		return Value{Value: decodeAny(x)}.Float64()
-	default:
-		rv := reflect.ValueOf(x)
-		switch {
-		case rv.CanInt():
-			f = float64(rv.Int())
-		case rv.CanUint():
-			f = float64(rv.Uint())
-		default:
-			return 0, v.convError("float64")
-		}
-	}
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, v.convError("float64")
-	}
-	return f, nil
-}
-
-// Int64 returns an integral number, or a string holding one, as an int64.
-// "12", "12.0" and "1.2e1" are 12; "12.5", values outside the int64 range
-// and non-numbers are errors matching ErrInvalidValue.
-func (v Value) Int64() (int64, error) {
-	var s string
-	switch x := v.Value.(type) {
-	case json.Number:
-		s = string(x)
-	case string:
-		s = x
-	case float64:
-		return floatToInt(x, v)
-	case float32:
-		return floatToInt(float64(x), v)
-	case json.RawMessage:
-		return Value{Key: v.Key, Value: decodeAny(x)}.Int64()
-	default:
-		rv := reflect.ValueOf(x)
-		switch {
-		case rv.CanInt():
-			return rv.Int(), nil
-		case rv.CanUint() && rv.Uint() <= math.MaxInt64:
-			return int64(rv.Uint()), nil
-		}
-		return 0, v.convError("int64")
-	}
-	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return i, nil
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, v.convError("int64")
-	}
-	return floatToInt(f, v)
-}
-
-func floatToInt(f float64, v Value) (int64, error) {
-	if f != math.Trunc(f) || f < math.MinInt64 || f >= math.MaxInt64 {
-		return 0, v.convError("int64")
-	}
-	return int64(f), nil
-}
-
-// String returns a string value as it is, and a number or a bool in its
-// JSON form ("9000", "21.5", "true"). null, objects and arrays are errors
-// matching ErrInvalidValue. (It is not a fmt.Stringer.)
-func (v Value) String() (string, error) {
-	switch x := v.Value.(type) {
-	case string:
-		return x, nil
-	case json.Number:
-		return string(x), nil
-	case bool:
-		return strconv.FormatBool(x), nil
-	case float64:
-		return strconv.FormatFloat(x, 'g', -1, 64), nil
-	case float32:
-		return strconv.FormatFloat(float64(x), 'g', -1, 32), nil
-	case json.RawMessage:
-		return Value{Key: v.Key, Value: decodeAny(x)}.String()
-	}
-	rv := reflect.ValueOf(v.Value)
-	switch {
-	case rv.CanInt():
-		return strconv.FormatInt(rv.Int(), 10), nil
-	case rv.CanUint():
-		return strconv.FormatUint(rv.Uint(), 10), nil
-	}
-	return "", v.convError("string")
-}
-
-// Decode stores the value in dst, a non-nil pointer, as encoding/json
-// would decode the value's JSON. A string holding JSON (such as "9000"
-// for an int) is decoded from its contents when the string itself does not
-// fit dst. Errors match ErrInvalidValue.
-func (v Value) Decode(dst any) error {
-	return decodeInto(v.Key, v.Value, dst)
-}
-
-func decodeInto(key string, val, dst any) error {
-	if err := checkPointer(key, dst); err != nil {
-		return err
-	}
-	raw, ok := val.(json.RawMessage)
-	if !ok {
-		var err error
-		if raw, err = json.Marshal(val); err != nil {
-			return fmt.Errorf("thethings: decode %q: %w: %w", key, err, ErrInvalidValue)
-		}
-	}
-	err := json.Unmarshal(raw, dst)
-	var typeErr *json.UnmarshalTypeError
-	if errors.As(err, &typeErr) && typeErr.Value == "string" {
-		var s string
-		if json.Unmarshal(raw, &s) == nil && json.Unmarshal([]byte(s), dst) == nil {
-			return nil
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("thethings: decode %q into %T: %w: %w", key, dst, err, ErrInvalidValue)
-	}
-	return nil
-}
-
-func checkPointer(key string, dst any) error {
-	if rv := reflect.ValueOf(dst); rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return fmt.Errorf("thethings: decode %q into %T: need a non-nil pointer: %w", key, dst, ErrInvalidValue)
-	}
-	return nil
-}
-
-func (v Value) convError(to string) error {
-	return fmt.Errorf("thethings: value of %q (%T %v) is no %s: %w", v.Key, v.Value, v.Value, to, ErrInvalidValue)
-}
-
-// decodeAny decodes JSON the way read values are: numbers as json.Number.
-func decodeAny(raw []byte) any {
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	var x any
-	if d.Decode(&x) != nil {
-		return nil
-	}
-	return x
-}
-
 // rawItem is what pagination needs of a decoded item: its millisecond and
 // the fingerprint of its value and geo.
 type rawItem struct {
@@ -556,9 +398,6 @@ type pageDecoder struct {
 	items []rawItem
 	vals  []Value
 }
-
-// errSyntax is wrapped by the errors about malformed read answers.
-var errSyntax = wire.ErrSyntax
 
 // answerDecoders hold the scratch buffers of decoding read answers, which
 // a page's values do not need once they are built.
@@ -613,7 +452,7 @@ func (d *pageDecoder) decode(b []byte, hint int) ([]rawItem, []Value, error) {
 func parseAnswerTime(s string) (time.Time, error) {
 	t, err := ParseTime(s)
 	if err != nil {
-		return t, fmt.Errorf("thethings: read answer: %w", err)
+		return t, errorf("thethings: read answer: %w", err)
 	}
 	return t, nil
 }

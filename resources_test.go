@@ -21,21 +21,6 @@ import (
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
-// readsEmulator starts an emulator that knows sentinelToken, and a client
-// for it without retries.
-// readsEmulator starts an emulator with a client that does not retry, so
-// that request counts are exact.
-func readsEmulator(t testing.TB, opts ...thethingstest.Option) (*thethingstest.Server, *thethings.Client) {
-	t.Helper()
-	srv := startEmulator(t, opts...)
-	return srv, readsClient(t, srv)
-}
-
-func readsClient(t testing.TB, srv *thethingstest.Server) *thethings.Client {
-	t.Helper()
-	return emulatorClient(t, srv, thethings.WithRetry(thethings.RetryPolicy{}))
-}
-
 var readsBase = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // seedNumbers stores n values i = 0..n-1 under key, one second apart from readsBase.
@@ -115,7 +100,7 @@ func assertNewestFirst(t testing.TB, vals []thethings.Value) {
 
 func TestValuesSmoke(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	seedNumbers(t, srv, "temp", 2500)
 	n := 0
 	for v, err := range c.Values(context.Background(), "temp", nil) {
@@ -184,7 +169,7 @@ func TestValuesExactlyOnceProperty(t *testing.T) {
 		t.Run(fmt.Sprintf("inclusive=%v", inclusive), func(t *testing.T) {
 			t.Parallel()
 			rng := rand.New(rand.NewSource(int64(map[bool]int{false: 1, true: 2}[inclusive])))
-			srv, c := readsEmulator(t, thethingstest.WithEndDateInclusive(inclusive))
+			srv, c := setup(t, thethingstest.WithEndDateInclusive(inclusive))
 			for iter := range 8 {
 				key := fmt.Sprintf("k%d", iter)
 				oldest, newest := randomHistory(t, rng, srv, key, 500+rng.Intn(3000), 999)
@@ -235,7 +220,7 @@ func TestValuesExactlyOnceProperty(t *testing.T) {
 func TestValuesRequestCount(t *testing.T) {
 	t.Parallel()
 	const n = 100_000
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	seedNumbers(t, srv, "big", n)
 	count := 0
 	for v, err := range c.Values(context.Background(), "big", nil) {
@@ -257,7 +242,7 @@ func TestValuesRequestCount(t *testing.T) {
 
 func TestValuesBreakSendsNoFurtherRequest(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	seedNumbers(t, srv, "temp", 3000)
 	for _, stopAfter := range []int{1, 1000, 1500} {
 		before := srv.Requests("read")
@@ -279,7 +264,8 @@ func TestValuesBreakSendsNoFurtherRequest(t *testing.T) {
 
 func TestValuesErrorMidwayYieldedOnce(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, _ := setup(t)
+	c := emulatorClient(t, srv, thethings.WithRetry(thethings.NoRetries))
 	seedNumbers(t, srv, "temp", 5000)
 	srv.SetFaults(thethingstest.Faults{Every503: 2})
 	n, errs := 0, 0
@@ -303,7 +289,7 @@ func TestValuesErrorMidwayYieldedOnce(t *testing.T) {
 
 func TestReadCursorResumesInANewClient(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	seedNumbers(t, srv, "temp", 2500)
 	p, err := c.Read(context.Background(), "temp", &thethings.ReadOptions{Limit: 1000})
 	require.NoError(t, err)
@@ -313,7 +299,7 @@ func TestReadCursorResumesInANewClient(t *testing.T) {
 	require.NotContains(t, saved, sentinelToken)
 
 	// A new client, as after a restart.
-	c2 := readsClient(t, srv)
+	c2 := emulatorClient(t, srv)
 	p2, err := c2.Read(context.Background(), "temp", &thethings.ReadOptions{Limit: 10, Cursor: saved})
 	require.NoError(t, err)
 	require.Len(t, p2.Values, 10)
@@ -343,11 +329,11 @@ func TestReadCursorResumesInANewClient(t *testing.T) {
 func TestReadDefaultsAndWindow(t *testing.T) {
 	t.Parallel()
 	for _, inclusive := range []bool{false, true} {
-		srv, c := readsEmulator(t, thethingstest.WithEndDateInclusive(inclusive))
+		srv, c := setup(t, thethingstest.WithEndDateInclusive(inclusive))
 		seedNumbers(t, srv, "temp", 100)
 		p, err := c.Read(context.Background(), "temp", nil)
 		require.NoError(t, err)
-		require.Len(t, p.Values, 1, "default limit is the platform's 1")
+		require.Len(t, p.Values, 100, "the default limit is 1000, as for Values")
 		v, _ := p.Values[0].Int64()
 		assert.EqualValues(t, 99, v)
 
@@ -382,7 +368,7 @@ func TestReadDefaultsAndWindow(t *testing.T) {
 
 func TestReadUnknownKey(t *testing.T) {
 	t.Parallel()
-	_, c := readsEmulator(t)
+	_, c := setup(t)
 	_, err := c.Read(context.Background(), "never", nil)
 	assert.ErrorIs(t, err, thethings.ErrResourceNotFound)
 	assert.ErrorIs(t, err, thethings.ErrNotFound)
@@ -397,7 +383,7 @@ func TestReadUnknownKey(t *testing.T) {
 
 func TestReadBadInputBeforeIO(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	seedNumbers(t, srv, "temp", 10)
 	other, err := c.Read(context.Background(), "temp", &thethings.ReadOptions{Limit: 2})
 	require.NoError(t, err)
@@ -456,7 +442,7 @@ func TestReadBadInputBeforeIO(t *testing.T) {
 func TestValuesStalls(t *testing.T) {
 	t.Parallel()
 	for _, inclusive := range []bool{false, true} {
-		srv, c := readsEmulator(t, thethingstest.WithEndDateInclusive(inclusive))
+		srv, c := setup(t, thethingstest.WithEndDateInclusive(inclusive))
 		recs := make([]thethingstest.Record, 1001)
 		for i := range recs {
 			recs[i] = thethingstest.Record{Value: json.RawMessage(fmt.Sprint(i)), Datetime: readsBase.Add(time.Hour)}
@@ -491,7 +477,7 @@ func TestValuesStalls(t *testing.T) {
 
 func TestValuesContextCancelled(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	seedNumbers(t, srv, "temp", 3000)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -514,7 +500,7 @@ func TestValuesContextCancelled(t *testing.T) {
 // mockRead serves body for every read of key "k".
 func mockRead(t *testing.T, body string) *thethings.Client {
 	t.Helper()
-	c, mt := mockClient(t, thethings.WithRetry(thethings.RetryPolicy{}))
+	c, mt := mockClient(t, thethings.WithRetry(thethings.NoRetries))
 	mt.RegisterRegexpResponder(http.MethodGet, regexp.MustCompile(`/resources/k(\?|$)`),
 		httpmock.NewStringResponder(200, body))
 	return c
@@ -647,7 +633,7 @@ func TestValueAccessors(t *testing.T) {
 		} else {
 			assert.ErrorIs(t, err, thethings.ErrInvalidValue, "%#v", tc.v)
 		}
-		s, err := v.String()
+		s, err := v.Text()
 		if tc.w.sOK {
 			assert.NoError(t, err, "%#v", tc.v)
 			assert.Equal(t, tc.w.s, s, "%#v", tc.v)
@@ -685,7 +671,7 @@ func TestValueDecode(t *testing.T) {
 
 func TestValuesErrorsCarryNoToken(t *testing.T) {
 	t.Parallel()
-	srv, c := readsEmulator(t)
+	srv, c := setup(t)
 	seedNumbers(t, srv, "temp", 10)
 	srv.SetFaults(thethingstest.Faults{Every503: 1})
 	for _, err := range c.Values(context.Background(), "temp", nil) {

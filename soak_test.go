@@ -405,7 +405,7 @@ func TestSoak(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // a duplicate would arrive now
 	stopSub()
 	subErr := <-subDone
-	assert.ErrorIs(t, subErr, context.Canceled, "the subscription ends with its context")
+	assert.NoError(t, subErr, "the subscription ends with its context, silently")
 
 	var stats map[string]int
 	emu.get(t, "stats", &stats)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/thethings-go/thethings/internal/stream"
 	"github.com/thethings-go/thethings/internal/transport"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 const (
@@ -145,8 +146,8 @@ func WithBackfill(keys ...string) SubscribeOption {
 			return optionError("backfill without keys")
 		}
 		for _, k := range keys {
-			if err := validateKey(k, false); err != nil {
-				return fmt.Errorf("thethings: backfill key: %w: %w", err, ErrInvalidOption)
+			if err := wire.ValidateKey(k, false); err != nil {
+				return errorf("thethings: backfill key: %w: %w", err, ErrInvalidOption)
 			}
 			if !slices.Contains(c.backfill, k) {
 				c.backfill = append(c.backfill, k)
@@ -203,10 +204,10 @@ func newSubscribeConfig(opts []SubscribeOption) (*subscribeConfig, error) {
 // the reconnect budget is spent (the last failure is wrapped), the platform
 // refused the subscription for good (401/403: ErrUnauthorized; an unknown
 // token: ErrThingNotFound; other 4xx but 408 and 429), a frame exceeded
-// 1 MiB (ErrFrameTooLarge), an option was invalid (ErrInvalidOption), or
-// ctx ended (the error matches ctx.Err()). Breaking out of the loop, or
-// ctx ending, closes the connection at once and leaves no goroutine or
-// timer behind.
+// 1 MiB (ErrFrameTooLarge), or an option or a nil ctx was invalid
+// (ErrInvalidOption). When ctx ends, the sequence ends with no error: the
+// caller asked for it. Breaking out of the loop, or ctx ending, closes the
+// connection at once and leaves no goroutine or timer behind.
 //
 // Values of live messages carry what the platform sent, decoded like read
 // values: numbers as json.Number (exact), strings, bools, nil, and
@@ -222,6 +223,10 @@ func (c *Client) Subscribe(ctx context.Context, opts ...SubscribeOption) iter.Se
 		}
 		if cfgErr != nil {
 			yield(Message{}, cfgErr)
+			return
+		}
+		if err := checkContext(ctx); err != nil {
+			yield(Message{}, err)
 			return
 		}
 		s := newSubscriber(c, cfg, yield)
@@ -289,8 +294,7 @@ func (s *subscriber) run(ctx context.Context) {
 			return
 		}
 		if ctx.Err() != nil {
-			s.yield(Message{}, ctxError(ctx))
-			return
+			return // the caller ended it: no error
 		}
 		if established {
 			failures = 0
@@ -305,7 +309,7 @@ func (s *subscriber) run(ctx context.Context) {
 		}
 		failures++
 		if s.cfg.maxAttempts >= 0 && failures > s.cfg.maxAttempts {
-			s.yield(Message{}, fmt.Errorf("thethings: subscription gave up after %d reconnect attempts: %w", failures-1, err))
+			s.yield(Message{}, errorf("thethings: subscription gave up after %d reconnect attempts: %w", failures-1, err))
 			return
 		}
 		wait := s.backoff(failures-1, err)
@@ -314,7 +318,6 @@ func (s *subscriber) run(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				s.yield(Message{}, ctxError(ctx))
 				return
 			case <-t.C:
 			}
@@ -323,23 +326,14 @@ func (s *subscriber) run(ctx context.Context) {
 	}
 }
 
-// backoff is the wait before reconnect attempt n+1: the Retry-After of a
-// 429 or 503 answer, else exponential with jitter; at most MaxWait.
+// backoff is the wait before reconnect attempt n+1, by the client's
+// retry rules.
 func (s *subscriber) backoff(n int, err error) time.Duration {
-	p := transport.Policy{MinWait: s.c.retry.MinWait, MaxWait: s.c.retry.MaxWait}
 	var ae *APIError
-	if errors.As(err, &ae) && ae.RetryAfter > 0 {
-		return min(ae.RetryAfter, p.MaxWait)
+	if errors.As(err, &ae) {
+		return transport.Wait(s.c.tr.Policy, n, ae.RetryAfter)
 	}
-	return transport.Backoff(p, n, nil)
-}
-
-func ctxError(ctx context.Context) error {
-	err := ctx.Err()
-	if cause := context.Cause(ctx); cause != nil && cause != err {
-		return fmt.Errorf("thethings: subscription ended: %w (%w)", err, cause)
-	}
-	return fmt.Errorf("thethings: subscription ended: %w", err)
+	return transport.Wait(s.c.tr.Policy, n, 0)
 }
 
 // permanentSubscribeError reports answers that a reconnect cannot fix.
@@ -373,7 +367,7 @@ func (s *subscriber) connError(what string, err error) error {
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	return &connError{msg: "thethings: GET " + s.path + ": " + what + ": " + s.c.redact(err.Error()), err: err}
+	return &connError{msg: wire.OnePrefix("thethings: GET " + s.path + ": " + what + ": " + s.c.redact(err.Error())), err: err}
 }
 
 // connect runs one connection until it ends. established reports whether
@@ -409,7 +403,7 @@ func (s *subscriber) connect(ctx context.Context) (established bool, err error) 
 		return false, s.c.apiError(resp, http.MethodGet, s.path)
 	}
 
-	idleErr := fmt.Errorf("%w: nothing received for %s", ErrIdleTimeout, s.idle)
+	idleErr := errorf("%w: nothing received for %s", ErrIdleTimeout, s.idle)
 	wd := stream.NewWatchdog(s.idle, cancel, idleErr)
 	defer wd.Stop()
 	dec := stream.NewDecoder(resp.Body, maxFrame)
@@ -449,9 +443,9 @@ func (s *subscriber) connect(ctx context.Context) (established bool, err error) 
 			}
 			continue // other objects carry nothing for us
 		}
-		items, err := stream.DecodeItems(frame)
+		items, err := wire.DecodeFrame(frame)
 		if err != nil {
-			return true, &connError{msg: "thethings: GET " + s.path + ": " + s.c.redact(err.Error()), err: err}
+			return true, &connError{msg: wire.OnePrefix("thethings: GET " + s.path + ": " + s.c.redact(err.Error())), err: err}
 		}
 		msg := s.live(items, now)
 		if len(msg.Values) == 0 {
@@ -474,7 +468,7 @@ func (s *subscriber) readError(connCtx context.Context, err error) error {
 	}
 	switch {
 	case errors.Is(err, stream.ErrFrameTooLarge):
-		return fmt.Errorf("thethings: GET %s: %w", s.path, ErrFrameTooLarge)
+		return errorf("thethings: GET %s: %w", s.path, ErrFrameTooLarge)
 	case err == io.EOF:
 		return s.connError("stream", errors.New("closed by the platform"))
 	case errors.Is(err, stream.ErrPartialFrame):
@@ -532,7 +526,7 @@ func (s *subscriber) statusFrame(frame []byte, httpStatus int) error {
 
 // live turns a data frame into a Message, dropping values that a backfill
 // delivered already.
-func (s *subscriber) live(items []stream.Item, now time.Time) Message {
+func (s *subscriber) live(items []wire.Item, now time.Time) Message {
 	values := make([]Value, 0, len(items))
 	for i := range items {
 		v := itemValue(&items[i])
@@ -552,7 +546,7 @@ func (s *subscriber) live(items []stream.Item, now time.Time) Message {
 	return Message{Values: values}
 }
 
-func itemValue(it *stream.Item) Value {
+func itemValue(it *wire.Item) Value {
 	v := Value{Key: it.Key, Value: it.Value, Datetime: it.Time}
 	if v.Datetime.IsZero() && it.RawTime != "" {
 		if t, err := ParseTime(it.RawTime); err == nil {
@@ -585,7 +579,7 @@ func (s *subscriber) backfill(ctx context.Context) {
 		for v, err := range s.c.Values(ctx, key, &ReadOptions{Start: from}) {
 			if err != nil {
 				if !errors.Is(err, ErrResourceNotFound) {
-					errs = append(errs, fmt.Errorf("thethings: backfill of %q: %w", key, err))
+					errs = append(errs, errorf("thethings: backfill of %q: %w", key, err))
 				}
 				break
 			}

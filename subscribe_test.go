@@ -233,8 +233,7 @@ func TestSubscribeSingleUse(t *testing.T) {
 	for _, err := range seq {
 		errs = append(errs, err)
 	}
-	require.Len(t, errs, 1)
-	assert.ErrorIs(t, errs[0], context.Canceled, "ctx cancel yields ctx's error once")
+	assert.Empty(t, errs, "ctx cancel ends the sequence with no error")
 	errs = nil
 	for _, err := range seq {
 		errs = append(errs, err)
@@ -506,8 +505,7 @@ func TestSubscribeContextCancelClosesAtOnce(t *testing.T) {
 		errs = append(errs, err)
 	}
 	assert.Less(t, time.Since(start), 2*time.Second)
-	require.Len(t, errs, 1)
-	assert.ErrorIs(t, errs[0], context.Canceled)
+	assert.Empty(t, errs, "the caller's cancel is no error")
 	assert.Equal(t, 1, log.count(thethings.StateConnected))
 	assert.Zero(t, log.count(thethings.StateReconnecting))
 	waitNoSubscriptions(t, srv)
@@ -941,8 +939,7 @@ func TestSubscribeCancelDuringBackoff(t *testing.T) {
 		for _, err := range c.Subscribe(ctx) {
 			errs = append(errs, err)
 		}
-		require.Len(t, errs, 1)
-		assert.ErrorIs(t, errs[0], context.DeadlineExceeded)
+		assert.Empty(t, errs, "ctx's end is no error")
 		assert.Equal(t, time.Minute, time.Since(start), "the wait ends with ctx")
 		assert.Len(t, s.times(), 1)
 	})

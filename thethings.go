@@ -15,11 +15,11 @@
 //
 // # Errors
 //
-// Every error message starts with "thethings:". Answers of the platform are
+// Every error message starts with "thethings:", once. Answers of the platform are
 // returned as [*APIError], which matches the sentinel errors with errors.Is:
 // [ErrUnauthorized], [ErrNotFound], [ErrThingNotFound], [ErrResourceNotFound],
 // [ErrActivationCodeNotFound] and [ErrRateLimited]. Bad input is refused before
-// any I/O with an error matching [ErrNoToken], [ErrInvalidOption],
+// any I/O with an error matching [ErrNoToken], [ErrInvalidToken], [ErrInvalidOption],
 // [ErrInvalidKey], [ErrInvalidValue] or [ErrInvalidCursor]. A request that
 // may or may not have been processed matches [ErrOutcomeUnknown]. The other
 // sentinels belong to one feature each: [ErrWriterClosed] (Writer),
@@ -104,18 +104,17 @@
 package thethings
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/thethings-go/thethings/internal/transport"
@@ -136,110 +135,45 @@ const (
 	redacted          = "***"
 )
 
-// Sentinel errors. Match them with errors.Is; an [*APIError] carries the details.
-var (
-	// ErrNoToken: an empty thing token was given.
-	ErrNoToken = errors.New("thethings: no thing token")
-	// ErrUnauthorized: the platform refused the credentials (HTTP 401, or 403 not caused by rate limiting).
-	ErrUnauthorized = errors.New("thethings: unauthorized")
-	// ErrNotFound: something named in the request does not exist (HTTP 404).
-	ErrNotFound = errors.New("thethings: not found")
-	// ErrThingNotFound: the thing token is unknown to the platform. It also matches ErrNotFound.
-	ErrThingNotFound = errors.New("thethings: thing not found")
-	// ErrResourceNotFound: the key was never written. It also matches ErrNotFound.
-	ErrResourceNotFound = errors.New("thethings: resource not found")
-	// ErrActivationCodeNotFound: the activation code is unknown, used, or not for that product.
-	ErrActivationCodeNotFound = errors.New("thethings: activation code not found")
-	// ErrRateLimited: the platform asked to slow down (HTTP 429); see APIError.RetryAfter.
-	ErrRateLimited = errors.New("thethings: rate limited")
-	// ErrInvalidKey: a resource key breaks the platform's key rules.
-	ErrInvalidKey = errors.New("thethings: invalid key")
-	// ErrInvalidValue: a value, geo position, time or argument cannot be sent.
-	ErrInvalidValue = errors.New("thethings: invalid value")
-	// ErrInvalidOption: an option is out of range or malformed.
-	ErrInvalidOption = errors.New("thethings: invalid option")
-	// ErrInvalidCursor: a read cursor was not made by this SDK, or was altered.
-	ErrInvalidCursor = errors.New("thethings: invalid cursor")
-	// ErrOutcomeUnknown: the request may or may not have been processed (the
-	// connection failed after it was sent, or the platform answered 5xx).
-	ErrOutcomeUnknown = errors.New("thethings: outcome unknown")
-	// ErrWriterClosed: a value was added to a closed [Writer].
-	ErrWriterClosed = errors.New("thethings: writer closed")
-	// ErrIdleTimeout: a subscription received nothing, not even a keep-alive, for too long.
-	ErrIdleTimeout = errors.New("thethings: subscription idle timeout")
-	// ErrPaginationStalled: the platform's answers make no progress (more
-	// values share one timestamp than a page can hold).
-	ErrPaginationStalled = errors.New("thethings: pagination stalled")
-	// ErrFrameTooLarge: a subscription frame was larger than 1 MiB. The
-	// subscription ends with it rather than hold unbounded memory.
-	ErrFrameTooLarge = errors.New("thethings: subscription frame larger than 1 MiB")
-)
-
-// APIError is an answer of the platform other than success.
-type APIError struct {
-	StatusCode int           // HTTP status code
-	Status     string        // the platform's "status" field, usually "error"
-	Code       int           // the platform's "code" field, when present
-	Message    string        // the platform's "message", thing token redacted
-	Method     string        // HTTP method of the request
-	Path       string        // request path, thing token redacted
-	RetryAfter time.Duration // from the Retry-After header of 429 and 503 answers
-}
-
-// Error reads "thethings: METHOD PATH: STATUS: message", token redacted.
-func (e *APIError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "thethings: %s %s: %d %s", e.Method, e.Path, e.StatusCode, http.StatusText(e.StatusCode))
-	if e.Message != "" {
-		b.WriteString(": ")
-		b.WriteString(e.Message)
-	}
-	if e.RetryAfter > 0 {
-		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
-	}
-	return b.String()
-}
-
-// Is maps the error onto the sentinel errors: 401 → ErrUnauthorized; 404 →
-// ErrNotFound and, by the platform's message, ErrThingNotFound or
-// ErrResourceNotFound; "activation code not found" → ErrActivationCodeNotFound;
-// 429 (and 403 for rate limits) → ErrRateLimited.
-func (e *APIError) Is(target error) bool {
-	msg := strings.ToLower(e.Message)
-	rateLimited := e.StatusCode == http.StatusTooManyRequests ||
-		(e.StatusCode == http.StatusForbidden && strings.Contains(msg, "rate limit"))
-	switch target {
-	case ErrUnauthorized:
-		return e.StatusCode == http.StatusUnauthorized || (e.StatusCode == http.StatusForbidden && !rateLimited)
-	case ErrRateLimited:
-		return rateLimited
-	case ErrActivationCodeNotFound:
-		return strings.Contains(msg, "activation code not found")
-	case ErrNotFound:
-		return e.StatusCode == http.StatusNotFound || strings.Contains(msg, "activation code not found")
-	case ErrThingNotFound:
-		return e.StatusCode == http.StatusNotFound && isThingMessage(msg)
-	case ErrResourceNotFound:
-		return e.StatusCode == http.StatusNotFound && strings.Contains(msg, "resource not found")
-	}
-	return false
-}
-
-func isThingMessage(msg string) bool {
-	return strings.Contains(msg, "thing token") || strings.Contains(msg, "thing with")
-}
-
-// RetryPolicy bounds automatic retries. The zero value disables retries;
-// without WithRetry a client uses MaxRetries 3, MinWait 500ms, MaxWait 10s.
+// RetryPolicy bounds automatic retries. A zero field means that field's
+// default, so RetryPolicy{RetryWrites: true} is the default policy with
+// write retries; [NoRetries] turns retries off.
 type RetryPolicy struct {
-	MaxRetries  int           // retries after the first attempt, 0..100; 0 disables
+	MaxRetries  int           // retries after the first attempt, up to 100; 0 means 3, negative means none
 	MinWait     time.Duration // first wait before jitter; 0 means 500ms
 	MaxWait     time.Duration // cap for every wait and for Retry-After; 0 means 10s
 	RetryWrites bool          // also retry writes whose outcome is unknown (may duplicate values)
 }
 
-func defaultRetryPolicy() RetryPolicy {
-	return RetryPolicy{MaxRetries: defaultMaxRetries, MinWait: defaultMinWait, MaxWait: defaultMaxWait}
+// NoRetries is the policy of a client that sends every request once.
+var NoRetries = RetryPolicy{MaxRetries: -1}
+
+// withDefaults fills the zero fields of p and checks the others.
+func (p RetryPolicy) withDefaults() (RetryPolicy, error) {
+	switch {
+	case p.MaxRetries == 0:
+		p.MaxRetries = defaultMaxRetries
+	case p.MaxRetries < 0:
+		p.MaxRetries = 0
+	case p.MaxRetries > 100:
+		return p, optionError("MaxRetries %d above 100", p.MaxRetries)
+	}
+	if p.MinWait < 0 || p.MaxWait < 0 {
+		return p, optionError("negative retry wait")
+	}
+	if p.MinWait == 0 {
+		p.MinWait = defaultMinWait
+		if p.MaxWait > 0 {
+			p.MinWait = min(defaultMinWait, p.MaxWait)
+		}
+	}
+	if p.MaxWait == 0 {
+		p.MaxWait = max(defaultMaxWait, p.MinWait)
+	}
+	if p.MaxWait < p.MinWait {
+		return p, optionError("MaxWait %s below MinWait %s", p.MaxWait, p.MinWait)
+	}
+	return p, nil
 }
 
 // Option configures a Client. An invalid option makes NewClient or Activate
@@ -253,10 +187,6 @@ type config struct {
 	retry     RetryPolicy
 	userAgent string
 	logger    *slog.Logger
-}
-
-func optionError(format string, args ...any) error {
-	return fmt.Errorf("thethings: %s: %w", fmt.Sprintf(format, args...), ErrInvalidOption)
 }
 
 // WithBaseURL sets the API's base URL, "https://api.thethings.io/v2/" by
@@ -326,23 +256,9 @@ func WithStreamHTTPClient(hc *http.Client) Option {
 // WithRetry sets the retry policy. See RetryPolicy for the defaults.
 func WithRetry(p RetryPolicy) Option {
 	return func(c *config) error {
-		if p.MaxRetries < 0 || p.MaxRetries > 100 {
-			return optionError("MaxRetries %d out of range 0..100", p.MaxRetries)
-		}
-		if p.MinWait < 0 || p.MaxWait < 0 {
-			return optionError("negative retry wait")
-		}
-		if p.MinWait == 0 {
-			p.MinWait = defaultMinWait
-			if p.MaxWait > 0 {
-				p.MinWait = min(defaultMinWait, p.MaxWait)
-			}
-		}
-		if p.MaxWait == 0 {
-			p.MaxWait = max(defaultMaxWait, p.MinWait)
-		}
-		if p.MaxWait < p.MinWait {
-			return optionError("MaxWait %s below MinWait %s", p.MaxWait, p.MinWait)
+		p, err := p.withDefaults()
+		if err != nil {
+			return err
 		}
 		c.retry = p
 		return nil
@@ -385,10 +301,11 @@ type Client struct {
 }
 
 // NewClient returns a client for the thing with the given token. It does no
-// I/O. An empty token is ErrNoToken.
+// I/O. An empty token is ErrNoToken; a token holding a space or a control
+// character (a trailing newline from a file) is ErrInvalidToken.
 func NewClient(thingToken string, opts ...Option) (*Client, error) {
-	if thingToken == "" {
-		return nil, ErrNoToken
+	if err := checkToken(thingToken); err != nil {
+		return nil, err
 	}
 	cfg, err := newConfig(opts)
 	if err != nil {
@@ -397,8 +314,32 @@ func NewClient(thingToken string, opts ...Option) (*Client, error) {
 	return newClient(thingToken, "", cfg), nil
 }
 
+// checkToken refuses an empty token, and one that holds a space or a
+// control character. The error does not show the token.
+func checkToken(token string) error {
+	if token == "" {
+		return ErrNoToken
+	}
+	for _, r := range token {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError {
+			return errorf("thethings: thing token holds a space, a control character or invalid UTF-8 at rune %d (%q): %w",
+				utf8.RuneCountInString(token[:strings.IndexRune(token, r)]), r, ErrInvalidToken)
+		}
+	}
+	return nil
+}
+
+// checkContext refuses a nil context, which would panic later.
+func checkContext(ctx context.Context) error {
+	if ctx == nil {
+		return optionError("nil context.Context (use context.Background())")
+	}
+	return nil
+}
+
 func newConfig(opts []Option) (*config, error) {
-	cfg := &config{retry: defaultRetryPolicy()}
+	cfg := &config{}
+	cfg.retry, _ = RetryPolicy{}.withDefaults()
 	for _, o := range opts {
 		if o == nil {
 			return nil, optionError("nil option")
@@ -456,17 +397,12 @@ func newClient(token, thingID string, cfg *config) *Client {
 	if token != "" {
 		c.redactor = strings.NewReplacer(token, redacted, url.PathEscape(token), redacted, url.QueryEscape(token), redacted)
 	}
-	c.tr = &transport.Transport{
-		HTTP: cfg.http,
-		Policy: transport.Policy{
-			MaxRetries:  cfg.retry.MaxRetries,
-			MinWait:     cfg.retry.MinWait,
-			MaxWait:     cfg.retry.MaxWait,
-			RetryWrites: cfg.retry.RetryWrites,
-		},
-		Logger: cfg.logger,
-		Redact: c.redact,
-	}
+	c.tr = transport.New(cfg.http, transport.Policy{
+		MaxRetries:  cfg.retry.MaxRetries,
+		MinWait:     cfg.retry.MinWait,
+		MaxWait:     cfg.retry.MaxWait,
+		RetryWrites: cfg.retry.RetryWrites,
+	}, cfg.logger, c.redact)
 	return c
 }
 
@@ -496,74 +432,6 @@ func (c *Client) GoString() string { return c.String() }
 
 // LogValue keeps the token out of structured logs.
 func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
-
-// Activate activates a thing with an activation code and returns a client
-// for its new thing token. productID may be "" when the account has one
-// product. Activation is never retried once the request may have reached the
-// platform: if the answer is lost, the error matches ErrOutcomeUnknown and
-// the thing may have been activated (its token can be read in the panel).
-func Activate(ctx context.Context, activationCode, productID string, opts ...Option) (*Client, error) {
-	if strings.TrimSpace(activationCode) == "" {
-		return nil, fmt.Errorf("thethings: empty activation code: %w", ErrInvalidValue)
-	}
-	cfg, err := newConfig(opts)
-	if err != nil {
-		return nil, err
-	}
-	anon := newClient("", "", cfg)
-	body, err := json.Marshal(struct {
-		ActivationCode string `json:"activationCode"`
-		ProductID      string `json:"productId,omitempty"`
-	}{activationCode, productID})
-	if err != nil {
-		return nil, fmt.Errorf("thethings: encode activation: %w", err)
-	}
-	var out struct {
-		Status     string `json:"status"`
-		Message    string `json:"message"`
-		ThingToken string `json:"thingToken"`
-		ThingID    string `json:"thingId"`
-	}
-	rt := route{path: "things/", redacted: "things/"}
-	if _, err := anon.call(ctx, transport.Once, http.MethodPost, rt, body, &out); err != nil {
-		return nil, err
-	}
-	if out.ThingToken == "" {
-		return nil, fmt.Errorf("thethings: activation answered %q without a thing token: %w", out.Status, ErrOutcomeUnknown)
-	}
-	return newClient(out.ThingToken, out.ThingID, cfg), nil
-}
-
-// ServerTime returns the platform's clock (GET utils/date), so that a device
-// without a real-time clock can stamp its readings. Both answer formats of
-// the endpoint are understood.
-func (c *Client) ServerTime(ctx context.Context) (time.Time, error) {
-	q := url.Values{"thingToken": {c.token}, "format": {"UTC"}}
-	rt := route{path: "utils/date?" + q.Encode(), redacted: "utils/date?format=UTC&thingToken=" + redacted}
-	var out struct {
-		Date json.RawMessage `json:"date"`
-	}
-	if _, err := c.call(ctx, transport.Idempotent, http.MethodGet, rt, nil, &out); err != nil {
-		return time.Time{}, err
-	}
-	return parseServerDate(out.Date)
-}
-
-func parseServerDate(raw json.RawMessage) (time.Time, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) > 0 && raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return time.Time{}, fmt.Errorf("thethings: server date: %w", err)
-		}
-		return ParseTime(s)
-	}
-	if sec, err := strconv.ParseFloat(string(raw), 64); err == nil && sec > 0 {
-		whole := int64(sec)
-		return time.Unix(whole, int64((sec-float64(whole))*1e9)).UTC().Truncate(time.Millisecond), nil
-	}
-	return time.Time{}, fmt.Errorf("thethings: server date %q not understood: %w", raw, ErrInvalidValue)
-}
 
 // route is a request target relative to the base URL, with the same target
 // as it may be shown: thing token redacted.
@@ -606,6 +474,9 @@ func (c *Client) displayPath(rt route) string {
 // without an answer are *transport.Error. maybe reports whether the request
 // may have been processed though the call failed.
 func (c *Client) send(ctx context.Context, kind transport.Kind, method string, rt route, body []byte) (resp *http.Response, maybe bool, err error) {
+	if err := checkContext(ctx); err != nil {
+		return nil, false, err
+	}
 	h := http.Header{"Accept": {"application/json"}, "User-Agent": {c.userAgent}}
 	if body != nil {
 		h.Set("Content-Type", "application/json")
@@ -620,29 +491,24 @@ func (c *Client) send(ctx context.Context, kind transport.Kind, method string, r
 	}
 	resp, res, err := c.tr.Do(ctx, req)
 	if err != nil {
-		var te *transport.Error
-		if errors.As(err, &te) && te.MaybeSent && kind != transport.Idempotent {
-			return nil, true, fmt.Errorf("%w: %w", err, ErrOutcomeUnknown)
-		}
 		return nil, res.MaybeProcessed, err
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return resp, false, nil
 	}
 	defer resp.Body.Close()
-	apiErr := c.apiError(resp, method, req.Path)
-	maybe = res.MaybeProcessed
-	if kind != transport.Idempotent && resp.StatusCode >= 500 && resp.StatusCode != http.StatusNotImplemented &&
-		(resp.StatusCode != http.StatusServiceUnavailable || apiErr.RetryAfter == 0) {
-		maybe = true
-	}
-	return nil, maybe, apiErr
+	return nil, res.MaybeProcessed, c.apiError(resp, method, req.Path)
 }
 
 // call is send followed by decoding a JSON answer into out (when non-nil).
+// A failed request that is not idempotent and may have been processed
+// matches ErrOutcomeUnknown.
 func (c *Client) call(ctx context.Context, kind transport.Kind, method string, rt route, body []byte, out any) (maybe bool, err error) {
 	resp, maybe, err := c.send(ctx, kind, method, rt, body)
 	if err != nil {
+		if maybe && kind != transport.Idempotent {
+			err = errorf("%w: %w", err, ErrOutcomeUnknown)
+		}
 		return maybe, err
 	}
 	defer resp.Body.Close()
@@ -651,41 +517,7 @@ func (c *Client) call(ctx context.Context, kind transport.Kind, method string, r
 		return false, nil
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return false, fmt.Errorf("thethings: %s %s: decode answer: %s", method, c.displayPath(rt), c.redact(err.Error()))
+		return false, errorf("thethings: %s %s: decode answer: %s", method, c.displayPath(rt), c.redact(err.Error()))
 	}
 	return false, nil
-}
-
-// apiError reads the platform's error envelope (at most 64 KiB).
-func (c *Client) apiError(resp *http.Response, method, path string) *APIError {
-	e := &APIError{StatusCode: resp.StatusCode, Method: method, Path: path}
-	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-		if d, ok := transport.RetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			e.RetryAfter = d
-		}
-	}
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	var env struct {
-		Status  string          `json:"status"`
-		Code    json.RawMessage `json:"code"`
-		Message json.RawMessage `json:"message"`
-	}
-	if json.Unmarshal(data, &env) == nil {
-		e.Status = c.redact(env.Status)
-		e.Code, _ = strconv.Atoi(strings.Trim(string(env.Code), `"`))
-		var s string
-		if json.Unmarshal(env.Message, &s) == nil {
-			e.Message = c.redact(s)
-		} else if len(env.Message) > 0 {
-			e.Message = c.redact(string(env.Message))
-		}
-	} else {
-		// Redact before cutting: a token straddling the cut would leave
-		// its first part behind.
-		e.Message = c.redact(strings.TrimSpace(string(data)))
-		if len(e.Message) > 200 {
-			e.Message = e.Message[:200] + "..."
-		}
-	}
-	return e
 }

@@ -1,108 +1,21 @@
 package thethings
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"math"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/thethings-go/thethings/internal/transport"
+	"github.com/thethings-go/thethings/internal/wire"
 )
-
-// Geo is a position: latitude in [-90, 90], longitude in [-180, 180].
-type Geo struct {
-	Lat  float64
-	Long float64
-}
-
-// validate reports a position out of range, NaN or infinite.
-func (g Geo) validate() error {
-	switch {
-	case math.IsNaN(g.Lat) || math.IsNaN(g.Long) || math.IsInf(g.Lat, 0) || math.IsInf(g.Long, 0):
-		return fmt.Errorf("thethings: geo %v,%v is not a number: %w", g.Lat, g.Long, ErrInvalidValue)
-	case g.Lat < -90 || g.Lat > 90:
-		return fmt.Errorf("thethings: latitude %v outside [-90, 90]: %w", g.Lat, ErrInvalidValue)
-	case g.Long < -180 || g.Long > 180:
-		return fmt.Errorf("thethings: longitude %v outside [-180, 180]: %w", g.Long, ErrInvalidValue)
-	}
-	return nil
-}
-
-// Value is one reading of a resource (key). Written values may carry any
-// JSON value: numbers, strings, bools, maps, slices, structs, or a
-// json.RawMessage passed through as it is. Read values carry what the
-// platform returned (see the accessors in resources.go).
-type Value struct {
-	Key      string
-	Value    any
-	Geo      *Geo      // where the reading was taken, or nil
-	Datetime time.Time // when it was taken; zero means "now" on the platform's clock
-}
-
-// Magic resource keys.
-const (
-	keyGeo      = "$geo"
-	keySettings = "$settings"
-)
-
-// validateKey checks a resource key: letters, digits, '.', '-', '_'; or a
-// magic key ($geo, $settings, $settings.<path>) when magic is true.
-func validateKey(key string, magic bool) error {
-	if key == "" {
-		return fmt.Errorf("thethings: empty key: %w", ErrInvalidKey)
-	}
-	if strings.HasPrefix(key, "$") {
-		if !magic {
-			return fmt.Errorf("thethings: key %q: '$' is only for the magic resources: %w", key, ErrInvalidKey)
-		}
-		if key == keyGeo || key == keySettings {
-			return nil
-		}
-		if path, ok := strings.CutPrefix(key, keySettings+"."); ok {
-			return validateSettingPath(path)
-		}
-		return fmt.Errorf("thethings: key %q is no known magic resource ($geo, $settings, $settings.<path>): %w", key, ErrInvalidKey)
-	}
-	for i := 0; i < len(key); i++ {
-		if !keyByte(key[i]) {
-			return fmt.Errorf("thethings: key %q: character %q not allowed (letters, digits, '.', '-', '_'): %w", key, key[i], ErrInvalidKey)
-		}
-	}
-	return nil
-}
-
-// validateSettingPath checks a dotted $settings path such as "a.b": non-empty
-// segments of key characters.
-func validateSettingPath(path string) error {
-	if path == "" {
-		return fmt.Errorf("thethings: empty settings path: %w", ErrInvalidKey)
-	}
-	for _, seg := range strings.Split(path, ".") {
-		if seg == "" {
-			return fmt.Errorf("thethings: settings path %q has an empty segment: %w", path, ErrInvalidKey)
-		}
-		for i := 0; i < len(seg); i++ {
-			if !keyByte(seg[i]) || seg[i] == '.' {
-				return fmt.Errorf("thethings: settings path %q: character %q not allowed: %w", path, seg[i], ErrInvalidKey)
-			}
-		}
-	}
-	return nil
-}
-
-func keyByte(b byte) bool {
-	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '.' || b == '-' || b == '_'
-}
-
-// unixYear1 is 0001-01-01T00:00:00Z: datetimes are sent with years 1..9999.
-const unixYear1 = -62135596800
 
 // Batches of a Write: values per request.
 const (
@@ -110,71 +23,12 @@ const (
 	maxBatchSize     = 1000
 )
 
-// WriteError reports values that were not written. Every failure of
-// [Client.Write] and every failed request of a [Writer] is one: Values lists
-// exactly the values concerned, in the order they were given.
-//
-// Unknown tells their fate. When false, the platform certainly did not store
-// them (the request was refused, never sent, or they failed validation) and
-// writing them again is safe. When true, the request may have been stored (the
-// connection failed after it was sent, or the platform answered 5xx), so
-// writing them again may store them twice. Such an error matches
-// [ErrOutcomeUnknown] with errors.Is.
-//
-// A split write whose requests end differently returns one WriteError per
-// fate joined with errors.Join: errors.As finds the first, and walking the
-// join (an interface{ Unwrap() []error }) finds all.
-type WriteError struct {
-	Values  []Value // the values not written, or whose fate is unknown
-	Unknown bool    // true when the platform may have stored them
-	Err     error   // the cause
-}
-
-// Error says how many values were not written, or may not have been, and why.
-func (e *WriteError) Error() string {
-	cause := "unknown error"
-	if e.Err != nil {
-		cause = strings.TrimPrefix(e.Err.Error(), "thethings: ")
-	}
-	if e.Unknown {
-		return fmt.Sprintf("thethings: %s may or may not have been written (outcome unknown): %s", countValues(len(e.Values)), cause)
-	}
-	return fmt.Sprintf("thethings: %s not written: %s", countValues(len(e.Values)), cause)
-}
-
-// countValues is "1 value" or "n values".
-func countValues(n int) string {
-	if n == 1 {
-		return "1 value"
-	}
-	return strconv.Itoa(n) + " values"
-}
-
-// Unwrap returns the cause.
-func (e *WriteError) Unwrap() error { return e.Err }
-
-// Is reports whether target is ErrOutcomeUnknown and the values' fate is
-// unknown.
-func (e *WriteError) Is(target error) bool {
-	return target == ErrOutcomeUnknown && e.Unknown
-}
-
-// valueError names the offending value of a refused write.
-type valueError struct {
-	index int
-	key   string
-	err   error
-}
-
-func (e *valueError) Error() string {
-	return fmt.Sprintf("thethings: values[%d] (key %q): %s", e.index, e.key, strings.TrimPrefix(e.err.Error(), "thethings: "))
-}
-
-func (e *valueError) Unwrap() error { return e.err }
-
 // WriteOption configures one write, or every write of a [Writer] through
 // [WithWriteOptions].
-type WriteOption func(*writeConfig)
+//
+// Like every option type of the package, it returns an error for an
+// invalid setting, which the call it is passed to returns.
+type WriteOption func(*writeConfig) error
 
 type writeConfig struct {
 	noStore     bool
@@ -184,13 +38,19 @@ type writeConfig struct {
 // WithStore(false) sends the values to the thing's subscribers without
 // storing them (?store=false). Values are stored by default.
 func WithStore(store bool) WriteOption {
-	return func(c *writeConfig) { c.noStore = !store }
+	return func(c *writeConfig) error {
+		c.noStore = !store
+		return nil
+	}
 }
 
 // WithBroadcast(false) stores the values without pushing them to the thing's
 // subscribers (?broadcast=false). Values are broadcast by default.
 func WithBroadcast(broadcast bool) WriteOption {
-	return func(c *writeConfig) { c.noBroadcast = !broadcast }
+	return func(c *writeConfig) error {
+		c.noBroadcast = !broadcast
+		return nil
+	}
 }
 
 func newWriteConfig(opts []WriteOption) (writeConfig, error) {
@@ -199,7 +59,9 @@ func newWriteConfig(opts []WriteOption) (writeConfig, error) {
 		if o == nil {
 			return wc, optionError("nil write option")
 		}
-		o(&wc)
+		if err := o(&wc); err != nil {
+			return wc, err
+		}
 	}
 	if wc.noStore && wc.noBroadcast {
 		return wc, optionError("WithStore(false) and WithBroadcast(false) together would drop the values")
@@ -246,6 +108,9 @@ func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption)
 	if len(values) == 0 {
 		return nil
 	}
+	if err := checkContext(ctx); err != nil {
+		return &WriteError{Values: slices.Clone(values), Err: err}
+	}
 	wc, err := newWriteConfig(opts)
 	if err != nil {
 		return &WriteError{Values: slices.Clone(values), Err: err}
@@ -253,7 +118,7 @@ func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption)
 	bodies := make([][]byte, 0, (len(values)+defaultBatchSize-1)/defaultBatchSize)
 	for lo := 0; lo < len(values); lo += defaultBatchSize {
 		hi := min(lo+defaultBatchSize, len(values))
-		body, err := appendBatch(make([]byte, 0, batchSizeHint(values[lo:hi])), values[lo:hi], lo)
+		body, err := appendBatch(nil, values[lo:hi], lo, false)
 		if err != nil {
 			return &WriteError{Values: slices.Clone(values), Err: err}
 		}
@@ -263,7 +128,7 @@ func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption)
 	for i, body := range bodies {
 		lo := i * defaultBatchSize
 		if err := ctx.Err(); err != nil {
-			return &WriteError{Values: slices.Clone(values[lo:]), Err: fmt.Errorf("thethings: write: %w", err)}
+			return &WriteError{Values: slices.Clone(values[lo:]), Err: errorf("thethings: write: %w", err)}
 		}
 		maybe, err := c.postValues(ctx, rt, body)
 		if err == nil {
@@ -279,7 +144,7 @@ func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption)
 		}
 		rest := &WriteError{
 			Values: slices.Clone(values[hi:]),
-			Err:    fmt.Errorf("thethings: not sent: request %d of %d failed before it", i+1, len(bodies)),
+			Err:    errorf("thethings: not sent: request %d of %d failed before it", i+1, len(bodies)),
 		}
 		return errors.Join(first, rest)
 	}
@@ -299,254 +164,96 @@ func (c *Client) postValues(ctx context.Context, rt route, body []byte) (maybe b
 	return false, nil
 }
 
-// batchSizeHint estimates the encoded size of values, so that a batch is
-// usually encoded without growing its buffer.
-func batchSizeHint(values []Value) int {
-	n := len(`{"values":[]}`)
-	for i := range values {
+// fields gives wire the fields of values[i].
+func fields(values []Value) wire.Fields {
+	return func(i int) (string, any, *wire.Geo, time.Time) {
 		v := &values[i]
-		n += len(`{"key":"","value":},`) + len(v.Key) + 24
-		if s, ok := v.Value.(string); ok {
-			n += len(s) + 2
-		}
-		if v.Geo != nil {
-			n += len(`,"geo":{"lat":,"long":}`) + 40
-		}
-		if !v.Datetime.IsZero() {
-			n += len(`,"datetime":"2006-01-02T15:04:05.000Z"`)
-		}
+		return v.Key, v.Value, (*wire.Geo)(v.Geo), v.Datetime
 	}
-	return n
 }
 
-// appendBatch appends {"values":[...]} for values to b. The index of a
-// refused value in an error is counted from base.
-func appendBatch(b []byte, values []Value, base int) ([]byte, error) {
-	b = append(b, `{"values":[`...)
-	for i := range values {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		var err error
-		if b, err = appendItem(b, &values[i]); err != nil {
-			return b, &valueError{index: base + i, key: values[i].Key, err: err}
-		}
-	}
-	return append(b, "]}"...), nil
+// appendBatch appends {"values":[...]} for values to b, validating them
+// unless checkItem passed them all (checked). The index of a refused value
+// in an error is counted from base.
+func appendBatch(b []byte, values []Value, base int, checked bool) ([]byte, error) {
+	return wire.AppendBatch(b, len(values), base, fields(values), checked)
 }
 
-// checkItem reports what appendItem would refuse, without encoding the
-// common value types.
+// checkItem reports what appendBatch would refuse.
 func checkItem(v *Value) error {
-	if err := validateKey(v.Key, true); err != nil {
-		return err
-	}
-	switch x := v.Value.(type) {
-	case nil, bool, string, int, int64, int32, int16, int8, uint, uint64, uint32, uint16, uint8:
-	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return fmt.Errorf("thethings: value %v is not a number JSON can carry: %w", x, ErrInvalidValue)
-		}
-	default:
-		var scratch [256]byte
-		if _, err := appendJSON(scratch[:0], v.Value); err != nil {
-			return err
-		}
-	}
-	if v.Geo != nil {
-		if err := v.Geo.validate(); err != nil {
-			return err
-		}
-	}
-	return checkDatetime(v.Datetime)
+	return wire.CheckItem(v.Key, v.Value, (*wire.Geo)(v.Geo), v.Datetime)
 }
 
-func checkDatetime(t time.Time) error {
-	if t.IsZero() {
-		return nil
+// Activate activates a thing with an activation code and returns a client
+// for its new thing token. productID may be "" when the account has one
+// product. Activation is never retried once the request may have reached the
+// platform: if the answer is lost, the error matches ErrOutcomeUnknown and
+// the thing may have been activated (its token can be read in the panel).
+func Activate(ctx context.Context, activationCode, productID string, opts ...Option) (*Client, error) {
+	if err := checkContext(ctx); err != nil {
+		return nil, err
 	}
-	if s := t.Unix(); s < unixYear1 || s >= unixYear10000 {
-		return fmt.Errorf("thethings: datetime %s outside the years 1..9999: %w", t.UTC().Format(time.RFC3339), ErrInvalidValue)
+	if strings.TrimSpace(activationCode) == "" {
+		return nil, errorf("thethings: empty activation code: %w", ErrInvalidValue)
 	}
-	return nil
-}
-
-// appendItem validates v and appends its JSON object to b.
-func appendItem(b []byte, v *Value) ([]byte, error) {
-	if err := validateKey(v.Key, true); err != nil {
-		return b, err
-	}
-	// A valid key needs no escaping.
-	b = append(b, `{"key":"`...)
-	b = append(b, v.Key...)
-	b = append(b, `","value":`...)
-	var err error
-	if b, err = appendJSON(b, v.Value); err != nil {
-		return b, err
-	}
-	if v.Geo != nil {
-		if err := v.Geo.validate(); err != nil {
-			return b, err
-		}
-		b = append(b, `,"geo":{"lat":`...)
-		b = appendFloat(b, v.Geo.Lat, 64)
-		b = append(b, `,"long":`...)
-		b = appendFloat(b, v.Geo.Long, 64)
-		b = append(b, '}')
-	}
-	if !v.Datetime.IsZero() {
-		if err := checkDatetime(v.Datetime); err != nil {
-			return b, err
-		}
-		b = append(b, `,"datetime":"`...)
-		b = appendWireTime(b, v.Datetime)
-		b = append(b, '"')
-	}
-	return append(b, '}'), nil
-}
-
-// appendJSON appends v as encoding/json would encode it (HTML characters
-// escaped), with fast paths for the common types. NaN, infinities and
-// values encoding/json refuses are errors matching ErrInvalidValue.
-func appendJSON(b []byte, v any) ([]byte, error) {
-	switch x := v.(type) {
-	case nil:
-		return append(b, "null"...), nil
-	case bool:
-		return strconv.AppendBool(b, x), nil
-	case string:
-		return appendString(b, x), nil
-	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return b, fmt.Errorf("thethings: value %v is not a number JSON can carry: %w", x, ErrInvalidValue)
-		}
-		return appendFloat(b, x, 64), nil
-	case float32:
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return b, fmt.Errorf("thethings: value %v is not a number JSON can carry: %w", x, ErrInvalidValue)
-		}
-		return appendFloat(b, float64(x), 32), nil
-	case int:
-		return strconv.AppendInt(b, int64(x), 10), nil
-	case int64:
-		return strconv.AppendInt(b, x, 10), nil
-	case int32:
-		return strconv.AppendInt(b, int64(x), 10), nil
-	case int16:
-		return strconv.AppendInt(b, int64(x), 10), nil
-	case int8:
-		return strconv.AppendInt(b, int64(x), 10), nil
-	case uint:
-		return strconv.AppendUint(b, uint64(x), 10), nil
-	case uint64:
-		return strconv.AppendUint(b, x, 10), nil
-	case uint32:
-		return strconv.AppendUint(b, uint64(x), 10), nil
-	case uint16:
-		return strconv.AppendUint(b, uint64(x), 10), nil
-	case uint8:
-		return strconv.AppendUint(b, uint64(x), 10), nil
-	case json.Number:
-		if x == "" {
-			return append(b, '0'), nil
-		}
-		if !validNumber(string(x)) {
-			return b, fmt.Errorf("thethings: json.Number %q is not a JSON number: %w", string(x), ErrInvalidValue)
-		}
-		return append(b, x...), nil
-	case json.RawMessage:
-		if len(x) == 0 {
-			return append(b, "null"...), nil
-		}
-		if !json.Valid(x) {
-			return b, fmt.Errorf("thethings: json.RawMessage is not valid JSON: %w", ErrInvalidValue)
-		}
-		return append(b, x...), nil
-	}
-	data, err := json.Marshal(v)
+	cfg, err := newConfig(opts)
 	if err != nil {
-		return b, fmt.Errorf("thethings: value of type %T cannot be encoded as JSON: %s: %w", v, strings.TrimPrefix(err.Error(), "json: "), ErrInvalidValue)
+		return nil, err
 	}
-	return append(b, data...), nil
+	anon := newClient("", "", cfg)
+	body, err := json.Marshal(struct {
+		ActivationCode string `json:"activationCode"`
+		ProductID      string `json:"productId,omitempty"`
+	}{activationCode, productID})
+	if err != nil {
+		return nil, errorf("thethings: encode activation: %w", err)
+	}
+	var out struct {
+		Status     string `json:"status"`
+		Message    string `json:"message"`
+		ThingToken string `json:"thingToken"`
+		ThingID    string `json:"thingId"`
+	}
+	rt := route{path: "things/", redacted: "things/"}
+	if _, err := anon.call(ctx, transport.Once, http.MethodPost, rt, body, &out); err != nil {
+		return nil, err
+	}
+	if out.ThingToken == "" {
+		return nil, errorf("thethings: activation answered %q without a thing token: %w", out.Status, ErrOutcomeUnknown)
+	}
+	if err := checkToken(out.ThingToken); err != nil {
+		return nil, errorf("thethings: activation answered an unusable thing token: %w", err)
+	}
+	return newClient(out.ThingToken, out.ThingID, cfg), nil
 }
 
-// appendFloat formats f exactly as encoding/json does: shortest
-// representation, exponent form only for very small or large magnitudes.
-func appendFloat(b []byte, f float64, bits int) []byte {
-	abs := math.Abs(f)
-	format := byte('f')
-	if abs != 0 {
-		if bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21) {
-			format = 'e'
-		}
+// ServerTime returns the platform's clock (GET utils/date), so that a device
+// without a real-time clock can stamp its readings. Both answer formats of
+// the endpoint are understood.
+func (c *Client) ServerTime(ctx context.Context) (time.Time, error) {
+	q := url.Values{"thingToken": {c.token}, "format": {"UTC"}}
+	rt := route{path: "utils/date?" + q.Encode(), redacted: "utils/date?format=UTC&thingToken=" + redacted}
+	var out struct {
+		Date json.RawMessage `json:"date"`
 	}
-	b = strconv.AppendFloat(b, f, format, -1, bits)
-	if format == 'e' {
-		// Clean up e-09 to e-9, as encoding/json does.
-		n := len(b)
-		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
+	if _, err := c.call(ctx, transport.Idempotent, http.MethodGet, rt, nil, &out); err != nil {
+		return time.Time{}, err
 	}
-	return b
+	return parseServerDate(out.Date)
 }
 
-// appendString appends s as a JSON string. Printable ASCII without
-// characters that need escaping is copied; anything else is escaped by
-// encoding/json, so that the output is what encoding/json produces.
-func appendString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			data, _ := json.Marshal(s) // strings always encode
-			return append(b, data...)
+func parseServerDate(raw json.RawMessage) (time.Time, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) > 0 && raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return time.Time{}, errorf("thethings: server date: %w", err)
 		}
+		return ParseTime(s)
 	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
-
-// validNumber reports whether s is a JSON number.
-func validNumber(s string) bool {
-	if s == "" {
-		return false
+	if sec, err := strconv.ParseFloat(string(raw), 64); err == nil && sec > 0 {
+		whole := int64(sec)
+		return time.Unix(whole, int64((sec-float64(whole))*1e9)).UTC().Truncate(time.Millisecond), nil
 	}
-	if s[0] == '-' {
-		s = s[1:]
-		if s == "" {
-			return false
-		}
-	}
-	switch {
-	case s[0] == '0':
-		s = s[1:]
-	case '1' <= s[0] && s[0] <= '9':
-		s = s[1:]
-		for len(s) > 0 && '0' <= s[0] && s[0] <= '9' {
-			s = s[1:]
-		}
-	default:
-		return false
-	}
-	if len(s) >= 2 && s[0] == '.' && '0' <= s[1] && s[1] <= '9' {
-		s = s[2:]
-		for len(s) > 0 && '0' <= s[0] && s[0] <= '9' {
-			s = s[1:]
-		}
-	}
-	if len(s) >= 2 && (s[0] == 'e' || s[0] == 'E') {
-		s = s[1:]
-		if s[0] == '+' || s[0] == '-' {
-			s = s[1:]
-			if s == "" {
-				return false
-			}
-		}
-		for len(s) > 0 && '0' <= s[0] && s[0] <= '9' {
-			s = s[1:]
-		}
-	}
-	return s == ""
+	return time.Time{}, errorf("thethings: server date %q not understood: %w", raw, ErrInvalidValue)
 }

@@ -3,13 +3,13 @@ package thethings
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/thethings-go/thethings/internal/transport"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // Writer defaults.
@@ -180,7 +180,7 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 		return nil
 	}
 	if len(values) > w.cfg.maxBuffered {
-		return &WriteError{Values: slices.Clone(values), Err: fmt.Errorf("thethings: %d values cannot fit in a writer buffer of %d: %w", len(values), w.cfg.maxBuffered, ErrInvalidValue)}
+		return &WriteError{Values: slices.Clone(values), Err: errorf("thethings: %d values cannot fit in a writer buffer of %d: %w", len(values), w.cfg.maxBuffered, ErrInvalidValue)}
 	}
 	geos, err := validateValues(values)
 	if err != nil {
@@ -207,7 +207,7 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 		select {
 		case <-changed:
 		case <-ctx.Done():
-			return fmt.Errorf("thethings: writer buffer full, %s not taken: %w", countValues(len(values)), ctx.Err())
+			return errorf("thethings: writer buffer full, %s not taken: %w", countValues(len(values)), ctx.Err())
 		}
 	}
 }
@@ -218,7 +218,7 @@ func validateValues(values []Value) ([]Geo, error) {
 	var geos []Geo
 	for i := range values {
 		if err := checkItem(&values[i]); err != nil {
-			return nil, &valueError{index: i, key: values[i].Key, err: err}
+			return nil, &wire.ItemError{Index: i, Key: values[i].Key, Err: err}
 		}
 		if g := values[i].Geo; g != nil {
 			if geos == nil {
@@ -316,7 +316,7 @@ func (w *Writer) Flush(ctx context.Context) error {
 			errs := w.errs
 			w.errs = nil
 			if w.resolved < target {
-				errs = append(errs, fmt.Errorf("thethings: flush: closed meanwhile, Close reports the rest: %w", ErrWriterClosed))
+				errs = append(errs, errorf("thethings: flush: closed meanwhile, Close reports the rest: %w", ErrWriterClosed))
 			}
 			w.mu.Unlock()
 			return errors.Join(errs...)
@@ -330,7 +330,7 @@ func (w *Writer) Flush(ctx context.Context) error {
 			errs := w.errs
 			w.errs = nil
 			w.mu.Unlock()
-			return errors.Join(append(errs, fmt.Errorf("thethings: flush: %w", ctx.Err()))...)
+			return errors.Join(append(errs, errorf("thethings: flush: %w", ctx.Err()))...)
 		}
 	}
 }
@@ -372,7 +372,7 @@ func (w *Writer) Close(ctx context.Context) error {
 			}
 			errs = append(errs, &WriteError{
 				Values: w.buf.first(w.buf.n),
-				Err:    fmt.Errorf("thethings: writer closed before sending: %w", cause),
+				Err:    errorf("thethings: writer closed before sending: %w", cause),
 			})
 			w.buf = ring{}
 		}
@@ -521,7 +521,7 @@ func (b *badValues) others(batch []Value) []Value {
 // encode encodes batch. Values that no longer encode are left out and
 // returned; body is nil when none is left.
 func (w *Writer) encode(batch []Value) ([]byte, *badValues) {
-	body, err := appendBatch(make([]byte, 0, batchSizeHint(batch)), batch, 0)
+	body, err := appendBatch(nil, batch, 0, true)
 	if err == nil {
 		return body, nil
 	}
@@ -534,10 +534,11 @@ func (w *Writer) encode(batch []Value) ([]byte, *badValues) {
 			body = append(body, ',')
 		}
 		var ierr error
-		if body, ierr = appendItem(body, &batch[i]); ierr != nil {
+		v := &batch[i]
+		if body, ierr = wire.AppendCheckedItem(body, v.Key, v.Value, (*wire.Geo)(v.Geo), v.Datetime); ierr != nil {
 			body = body[:mark]
 			if bad.err == nil {
-				bad.err = &valueError{index: i, key: batch[i].Key, err: ierr}
+				bad.err = &wire.ItemError{Index: i, Key: batch[i].Key, Err: ierr}
 			}
 			bad.idx = append(bad.idx, i)
 			continue
@@ -582,7 +583,7 @@ func (w *Writer) backoff(err error) time.Duration {
 	if p.MaxWait <= 0 {
 		p.MaxWait = max(defaultMaxWait, p.MinWait)
 	}
-	d := transport.Backoff(p, min(w.attempt-1, 30), nil)
+	d := transport.Wait(p, min(w.attempt-1, 30), 0)
 	var ae *APIError
 	if errors.As(err, &ae) && ae.RetryAfter > 0 {
 		d = max(d, min(ae.RetryAfter, p.MaxWait))

@@ -246,7 +246,7 @@ func TestWriterRetriesRefusedBatches(t *testing.T) {
 func TestWriterBackoffGrowsWithJitter(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c, mt := mockClient(t, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 0, MinWait: 8 * time.Millisecond, MaxWait: time.Second}))
+		c, mt := mockClient(t, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: -1, MinWait: 8 * time.Millisecond, MaxWait: time.Second}))
 		var mu sync.Mutex
 		var at []time.Time
 		mt.RegisterResponder(http.MethodPost, writeURL, func(*http.Request) (*http.Response, error) {
@@ -494,7 +494,7 @@ func TestWriterCloseCancelledListsUnsent(t *testing.T) {
 
 func TestWriterCloseCancelledInFlightIsUnknown(t *testing.T) {
 	t.Parallel()
-	srv, c := startWriteEmulator(t, thethingstest.WithFaults(thethingstest.Faults{Latency: time.Minute}))
+	srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{Latency: time.Minute}))
 	w := c.NewWriter(thethings.WithBatchSize(2))
 	vals := intValues("n", 0, 5)
 	require.NoError(t, w.Add(context.Background(), vals...))
@@ -575,7 +575,7 @@ func TestWriterLeavesNoGoroutine(t *testing.T) {
 
 func TestWriterEmulatorConcurrentAdds(t *testing.T) {
 	t.Parallel()
-	srv, c := startWriteEmulator(t)
+	srv, c := setup(t)
 	w := c.NewWriter(thethings.WithMaxBuffered(500))
 	const producers, each = 8, 1250
 	var wg sync.WaitGroup
@@ -625,7 +625,7 @@ func storedInts(t *testing.T, srv *thethingstest.Server, key string) []int {
 // stored exactly once.
 func TestWriterFaultsLoseNothing(t *testing.T) {
 	t.Parallel()
-	srv, c := startWriteEmulator(t, thethingstest.WithFaults(thethingstest.Faults{Every503: 7, Every429: 11, RetryAfter: time.Millisecond}))
+	srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{Every503: 7, Every429: 11, RetryAfter: time.Millisecond}))
 	var reported atomic.Int32
 	w := c.NewWriter(thethings.WithBatchSize(500), thethings.WithErrorHandler(func(*thethings.WriteError) { reported.Add(1) }))
 	const producers, each = 4, 25000
@@ -683,7 +683,7 @@ func TestWriterDropsAreReported(t *testing.T) {
 	for _, stores := range []bool{false, true} {
 		t.Run("DropStores="+strconv.FormatBool(stores), func(t *testing.T) {
 			t.Parallel()
-			srv, c := startWriteEmulator(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 5, DropStores: stores, Every503: 13, RetryAfter: time.Millisecond}))
+			srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 5, DropStores: stores, Every503: 13, RetryAfter: time.Millisecond}))
 			var mu sync.Mutex
 			var handled []thethings.Value
 			w := c.NewWriter(thethings.WithErrorHandler(func(we *thethings.WriteError) {
@@ -772,7 +772,7 @@ func TestWriterFlushTimeoutKeepsValues(t *testing.T) {
 // Writer; a batch the platform refuses reaches the handler with its values.
 func TestWriterEmulator(t *testing.T) {
 	t.Parallel()
-	srv, c := startWriteEmulator(t)
+	srv, c := setup(t)
 	var mu sync.Mutex
 	var handled []*thethings.WriteError
 	w := c.NewWriter(thethings.WithBatchSize(2), thethings.WithFlushInterval(0),

@@ -2,7 +2,8 @@
 // device REST API (v2): the same routes, answers, error bodies and quirks
 // as the platform, with ground truth to assert on and faults to inject. Use
 // it to test code built on the SDK, or any other client of the API, without
-// the real platform. It uses only the standard library.
+// the real platform. It uses only the standard library, except for the
+// embedded MQTT broker of WithMQTT (mochi-mqtt).
 //
 // In a test, NewServer starts a server on a free loopback port and closes
 // it when the test ends; give its URL and a thing token to the client under
@@ -61,6 +62,12 @@
 // write of that thing, one JSON array with that request's items in request
 // order. Each frame is its own chunk with no separator. A subscriber that
 // falls 256 frames behind is disconnected instead of blocking writers.
+//
+// With WithMQTT the server also runs the platform's MQTT device API on an
+// embedded broker (MQTTURL): a publish on v2/things/{token} is a write, a
+// write reaches subscribers of that topic as the stream's data array, and
+// subscribing to v2/activations/{code}/{random} activates a code.
+// RestartMQTT drops every MQTT connection to test reconnects.
 //
 // # Switches: where sources disagree
 //

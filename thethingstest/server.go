@@ -33,6 +33,7 @@ type config struct {
 	defaultKeepAlive time.Duration
 	faults           Faults
 	control          bool
+	mqtt             bool
 }
 
 // ActivationCode is an activation code the emulator accepts once on
@@ -210,6 +211,7 @@ type Server struct {
 	seq       atomic.Uint64 // insertion sequence for stored records
 
 	handler http.Handler
+	mq      *mqttBroker // nil without WithMQTT
 
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -277,6 +279,9 @@ func New(opts ...Option) (*Server, error) {
 		s.AddActivationCode(c)
 	}
 	s.handler = oneWrite(s.recoverer(http.HandlerFunc(s.route)))
+	if cfg.mqtt {
+		s.mq = &mqttBroker{}
+	}
 	return s, nil
 }
 
@@ -298,6 +303,10 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
+	if err := s.startMQTT(); err != nil {
+		ln.Close()
+		return err
+	}
 	srv, err := s.setListener(ln, true)
 	if err != nil {
 		ln.Close()
@@ -312,6 +321,9 @@ func (s *Server) Start() error {
 
 // Serve serves on ln until Close; it blocks. It returns nil after Close.
 func (s *Server) Serve(ln net.Listener) error {
+	if err := s.startMQTT(); err != nil {
+		return err
+	}
 	srv, err := s.setListener(ln, false)
 	if err != nil {
 		return err
@@ -363,6 +375,7 @@ func (s *Server) Close() error {
 		srv := s.srv
 		s.srvMu.Unlock()
 		close(s.done)
+		s.stopMQTT()
 		if srv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if e := srv.Shutdown(ctx); e != nil {

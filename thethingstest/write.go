@@ -316,6 +316,7 @@ func (s *Server) write(r *http.Request, token string, body []byte) (int, []byte)
 		}
 		buf = append(buf, ']')
 		th.broadcast(buf)
+		s.publishMQTT(token, buf)
 	}
 	if s.cfg.legacyWrite {
 		return http.StatusCreated, respLegacy

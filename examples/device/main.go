@@ -261,10 +261,8 @@ func (d *device) subscribe(ctx context.Context, intervals chan time.Duration, re
 	for msg, err := range d.c.Subscribe(ctx,
 		thethings.WithKeepAlive(20*time.Second),
 		thethings.WithStateHandler(onState)) {
-		if err != nil {
-			if ctx.Err() == nil {
-				d.out.printf("subscription: ended: %v", err)
-			}
+		if err != nil { // the sequence ends silently when ctx ends
+			d.out.printf("subscription: ended: %v", err)
 			return
 		}
 		for _, v := range msg.Values {

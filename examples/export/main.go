@@ -359,7 +359,7 @@ func (e *encoder) value(v thethings.Value) error {
 	when := v.Datetime.UTC().Format("2006-01-02T15:04:05.000Z")
 	if e.csv != nil {
 		// Numbers, strings and bools as they are; objects and arrays as JSON.
-		s, err := v.String()
+		s, err := v.Text()
 		if err != nil {
 			b, jerr := json.Marshal(v.Value)
 			if jerr != nil {

@@ -241,9 +241,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		if v.Key != door {
 			continue // something else written to the thing meanwhile
 		}
-		s, _ := v.String()
+		s, _ := v.Text()
 		p("   received live: %s = %s, %s after the write", v.Key, s, time.Since(written).Round(100*time.Microsecond))
 		break // leaving the loop closes the connection
+	}
+	if writeErr != nil {
+		return fmt.Errorf("write while subscribed: %w", writeErr)
+	}
+	if err := subCtx.Err(); err != nil { // the loop ends silently when subCtx ends
+		return fmt.Errorf("subscribe: nothing received: %w", err)
 	}
 
 	p("\nDone. Every step above used the public API of github.com/thethings-go/thethings.")

@@ -156,7 +156,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			<-writerDone
 		}
 	}
-	if subErr != nil && subCtx.Err() == nil {
+	if subErr != nil { // the subscription ends silently when subCtx ends
 		return subErr
 	}
 	if ctx.Err() != nil {

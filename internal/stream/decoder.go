@@ -1,7 +1,8 @@
-// Package stream reads the thethings.iO subscription stream: a chunked HTTP
-// body of concatenated JSON values with no separator, whose chunk
-// boundaries mean nothing. It also holds the idle watchdog that finds dead
-// streams.
+// Package stream owns the framing of the thethings.iO subscription stream:
+// it splits a chunked HTTP body of concatenated JSON values with no
+// separator, whose chunk boundaries mean nothing, into frames, and holds the
+// idle watchdog that finds dead streams. It does not decode the items a
+// frame carries: internal/wire does.
 package stream
 
 import (
@@ -180,9 +181,6 @@ func (d *Decoder) fill() error {
 	d.err = io.ErrNoProgress
 	return nil
 }
-
-// Buffered returns the size of the decoder's buffer, for memory accounting.
-func (d *Decoder) Buffered() int { return len(d.buf) }
 
 // IsKeepAlive reports whether frame is an empty JSON object: the stream's
 // keep-alive. It does not allocate.

@@ -1,5 +1,8 @@
-// Package transport sends the SDK's HTTP requests through go-retryablehttp
-// with a retry policy that knows which requests are safe to repeat.
+// Package transport is the one place that decides, for every request the
+// SDK sends over HTTP, whether it may be sent again, whether a failed
+// attempt may have been processed by the server (outcome unknown), and how
+// long to wait first. Unary calls go through Transport.Do; the features that
+// retry on their own (the Writer, Subscribe) ask Decide and Wait.
 //
 // Three kinds of request exist. Reads are idempotent and are retried on
 // network errors, 429 and 5xx but 501. Writes are retried only when the server
@@ -20,6 +23,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -47,19 +51,8 @@ const (
 	Once
 )
 
-// String names the kind for logs.
-func (k Kind) String() string {
-	switch k {
-	case Idempotent:
-		return "read"
-	case Write:
-		return "write"
-	default:
-		return "once"
-	}
-}
-
-// Policy bounds retries. Zero MinWait and MaxWait mean no wait.
+// Policy bounds retries. Zero MinWait and MaxWait mean no wait; the caller
+// applies its own defaults.
 type Policy struct {
 	MaxRetries  int
 	MinWait     time.Duration
@@ -68,12 +61,36 @@ type Policy struct {
 }
 
 // Transport sends requests with retries. It is immutable and safe for
-// concurrent use.
+// concurrent use; make it with New.
 type Transport struct {
-	HTTP   *http.Client
 	Policy Policy
-	Logger *slog.Logger // nil: silent
-	Redact func(string) string
+	logger *slog.Logger
+	redact func(string) string
+	rc     *retryablehttp.Client
+}
+
+// New returns a Transport sending through hc under p. logger (nil: silent)
+// gets a Debug line per retry; redact is applied to every error text and
+// log line.
+func New(hc *http.Client, p Policy, logger *slog.Logger, redact func(string) string) *Transport {
+	t := &Transport{Policy: p, logger: logger, redact: redact}
+	// One retryablehttp client for every call: the state of a call travels
+	// in its request's context. check waits itself, so Backoff is zero.
+	t.rc = &retryablehttp.Client{
+		HTTPClient: hc,
+		RetryMax:   max(p.MaxRetries, 0),
+		CheckRetry: func(ctx context.Context, resp *http.Response, err error) (bool, error) {
+			return callOf(ctx).check(ctx, resp, err)
+		},
+		Backoff:      func(time.Duration, time.Duration, int, *http.Response) time.Duration { return 0 },
+		ErrorHandler: retryablehttp.PassthroughErrorHandler,
+		RequestLogHook: func(_ retryablehttp.Logger, r *http.Request, _ int) {
+			c := callOf(r.Context())
+			c.gotConn.Store(false)
+			c.wrote.Store(false)
+		},
+	}
+	return t
 }
 
 // Request is one logical call, possibly sent several times.
@@ -88,8 +105,6 @@ type Request struct {
 
 // Result describes how a call went.
 type Result struct {
-	// Attempts is the number of times the request was sent or tried.
-	Attempts int
 	// MaybeProcessed is true when some attempt may have reached the server
 	// and been processed without this process seeing a success: a network
 	// error after the request was written, or a 5xx answer other than 501 and
@@ -125,6 +140,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // the caller closes its body. Without an answer the error is an *Error.
 func (t *Transport) Do(ctx context.Context, r *Request) (*http.Response, Result, error) {
 	st := &call{t: t, kind: r.Kind, path: r.Path, method: r.Method}
+	ctx = context.WithValue(ctx, callKey{}, st)
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn:      func(httptrace.GotConnInfo) { st.gotConn.Store(true) },
 		WroteHeaders: func() { st.wrote.Store(true) },
@@ -135,23 +151,13 @@ func (t *Transport) Do(ctx context.Context, r *Request) (*http.Response, Result,
 	}
 	req, err := retryablehttp.NewRequestWithContext(ctx, r.Method, r.URL, body)
 	if err != nil {
-		return nil, Result{}, &Error{Method: r.Method, Path: r.Path, Err: stripURL(err), redact: t.Redact}
+		return nil, Result{}, &Error{Method: r.Method, Path: r.Path, Err: stripURL(err), redact: t.redact}
 	}
 	for k, v := range r.Header {
 		req.Header[k] = v
 	}
-	rc := &retryablehttp.Client{
-		HTTPClient:     t.HTTP,
-		RetryWaitMin:   t.Policy.MinWait,
-		RetryWaitMax:   t.Policy.MaxWait,
-		RetryMax:       t.Policy.MaxRetries,
-		CheckRetry:     st.check,
-		Backoff:        st.backoff,
-		ErrorHandler:   retryablehttp.PassthroughErrorHandler,
-		RequestLogHook: st.before,
-	}
-	resp, err := rc.Do(req)
-	res := Result{Attempts: st.attempts, MaybeProcessed: st.maybe}
+	resp, err := t.rc.Do(req)
+	res := Result{MaybeProcessed: st.maybe}
 	if err != nil {
 		if resp != nil && resp.Body != nil {
 			resp.Body.Close()
@@ -160,10 +166,15 @@ func (t *Transport) Do(ctx context.Context, r *Request) (*http.Response, Result,
 			// Cancelled while waiting to retry: keep what the last attempt met.
 			err = fmt.Errorf("%w (after: %w)", ctx.Err(), stripURL(st.attemptErr))
 		}
-		return nil, res, &Error{Method: r.Method, Path: r.Path, Err: stripURL(err), MaybeSent: st.maybe, redact: t.Redact}
+		return nil, res, &Error{Method: r.Method, Path: r.Path, Err: stripURL(err), MaybeSent: st.maybe, redact: t.redact}
 	}
 	return resp, res, nil
 }
+
+// callKey is the context key of a request's *call.
+type callKey struct{}
+
+func callOf(ctx context.Context) *call { return ctx.Value(callKey{}).(*call) }
 
 // call is the state of one logical call across its attempts.
 type call struct {
@@ -175,13 +186,7 @@ type call struct {
 	gotConn    atomic.Bool // this attempt got a connection
 	wrote      atomic.Bool // this attempt wrote its headers
 	maybe      bool        // some attempt may have been processed
-	wait       time.Duration
 	attemptErr error
-}
-
-func (c *call) before(_ retryablehttp.Logger, _ *http.Request, _ int) {
-	c.gotConn.Store(false)
-	c.wrote.Store(false)
 }
 
 // maybeSent reports whether a failed attempt may have reached the server.
@@ -200,11 +205,7 @@ func (c *call) maybeSent(err error) bool {
 	return !(c.gotConn.Load() && !c.wrote.Load())
 }
 
-func (c *call) backoff(_, _ time.Duration, _ int, _ *http.Response) time.Duration {
-	return c.wait
-}
-
-// check decides whether to send the request again.
+// check decides whether to send the request again and, if so, waits.
 func (c *call) check(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	c.attempts++
 	retry, maybe := Decide(c.kind, c.t.Policy.RetryWrites, resp, err, c.maybeSent(err))
@@ -217,69 +218,90 @@ func (c *call) check(ctx context.Context, resp *http.Response, err error) (bool,
 	if ctx.Err() != nil || !retry || c.attempts > c.t.Policy.MaxRetries {
 		return false, nil
 	}
-	wait := Backoff(c.t.Policy, c.attempts-1, resp)
+	wait := Wait(c.t.Policy, c.attempts-1, RetryAfterOf(resp, time.Now()))
 	if d, ok := ctx.Deadline(); ok && time.Until(d) <= wait {
 		// The context would end before the next attempt: return what we have.
 		return false, nil
 	}
-	c.wait = wait
-	if l := c.t.Logger; l != nil {
-		attrs := []any{"op", c.method + " " + c.path, "attempt", c.attempts, "wait", wait}
+	if l := c.t.logger; l != nil {
+		attrs := []slog.Attr{slog.String("op", c.method+" "+c.path), slog.Int("attempt", c.attempts), slog.Duration("wait", wait)}
 		if resp != nil {
-			attrs = append(attrs, "status", resp.StatusCode)
+			attrs = append(attrs, slog.Int("status", resp.StatusCode))
 		}
 		if err != nil {
 			msg := stripURL(err).Error()
-			if c.t.Redact != nil {
-				msg = c.t.Redact(msg)
+			if c.t.redact != nil {
+				msg = c.t.redact(msg)
 			}
-			attrs = append(attrs, "error", msg)
+			attrs = append(attrs, slog.String("error", msg))
 		}
-		l.LogAttrs(ctx, slog.LevelDebug, "thethings: retrying request", argsToAttrs(attrs)...)
+		l.LogAttrs(ctx, slog.LevelDebug, "thethings: retrying request", attrs...)
+	}
+	if resp != nil {
+		// Free the connection while waiting.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+	}
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false, ctx.Err()
+		case <-t.C:
+		}
 	}
 	return true, nil
 }
 
-func argsToAttrs(args []any) []slog.Attr {
-	out := make([]slog.Attr, 0, len(args)/2)
-	for i := 0; i+1 < len(args); i += 2 {
-		out = append(out, slog.Any(args[i].(string), args[i+1]))
-	}
-	return out
-}
-
-// Decide is the retry policy for one attempt. It reports whether the request
-// may be sent again, and whether this attempt may have been processed by the
-// server. sent tells whether a failed attempt may have reached the server.
+// Decide is the retry rule for one attempt, the one every retrying part of
+// the SDK applies: given the request's kind, whether the caller accepts
+// duplicate writes, and how the attempt ended (an answer resp, or an error
+// err without one), it reports whether the request may be sent again, and
+// whether this attempt may have been processed by the server (the outcome
+// is unknown). sent tells whether a failed attempt may have reached the
+// server: false only when it certainly did not (a failed dial, nothing
+// written).
 func Decide(kind Kind, retryWrites bool, resp *http.Response, err error, sent bool) (retry, maybeProcessed bool) {
 	if err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-			return false, sent
-		}
-		if permanent(err) {
-			return false, false
-		}
-		if !sent {
-			// Nothing left this process: safe to repeat whatever the kind.
-			return true, false
-		}
-		return repeatable(kind, retryWrites), true
+		return DecideError(kind, retryWrites, err, sent)
 	}
 	if resp == nil {
 		return false, false
 	}
-	code := resp.StatusCode
+	return DecideAnswer(kind, retryWrites, resp.StatusCode, resp.Header.Get("Retry-After") != "")
+}
+
+// DecideAnswer is Decide for an answer already read (an APIError): its
+// status code, and whether it carried a Retry-After header.
+func DecideAnswer(kind Kind, retryWrites bool, status int, retryAfter bool) (retry, maybeProcessed bool) {
 	switch {
-	case code == http.StatusTooManyRequests:
+	case status == http.StatusTooManyRequests:
 		return kind != Once, false
-	case code == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") != "":
+	case status == http.StatusServiceUnavailable && retryAfter:
 		return kind != Once, false
-	case code == http.StatusNotImplemented:
+	case status == http.StatusNotImplemented:
 		return false, false
-	case code >= 500:
+	case status >= 500:
 		return repeatable(kind, retryWrites), true
 	}
 	return false, false
+}
+
+// DecideError is Decide for a failure without an answer, such as the Err
+// of an *Error, whose MaybeSent is sent.
+func DecideError(kind Kind, retryWrites bool, err error, sent bool) (retry, maybeProcessed bool) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false, sent
+	}
+	if permanent(err) {
+		return false, false
+	}
+	if !sent {
+		// Nothing left this process: safe to repeat whatever the kind.
+		return true, false
+	}
+	return repeatable(kind, retryWrites), true
 }
 
 // repeatable reports whether a request that may have been processed may be
@@ -302,14 +324,12 @@ func permanent(err error) bool {
 		strings.Contains(msg, "certificate")
 }
 
-// Backoff returns how long to wait before retry number n+1 (n from 0):
-// the server's Retry-After on 429 and 503 when given, else MinWait*2^n with
-// equal jitter; never more than MaxWait.
-func Backoff(p Policy, n int, resp *http.Response) time.Duration {
-	if resp != nil && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-		if d, ok := RetryAfter(resp.Header.Get("Retry-After"), time.Now()); ok {
-			return min(d, p.MaxWait)
-		}
+// Wait is how long to wait before retry number n+1 (n from 0), the one
+// wait rule of the SDK: the server's Retry-After when it gave one (> 0),
+// else MinWait*2^n with equal jitter; never more than MaxWait.
+func Wait(p Policy, n int, retryAfter time.Duration) time.Duration {
+	if retryAfter > 0 {
+		return min(retryAfter, p.MaxWait)
 	}
 	if p.MinWait <= 0 {
 		return 0
@@ -324,6 +344,15 @@ func Backoff(p Policy, n int, resp *http.Response) time.Duration {
 		return base
 	}
 	return half + rand.N(half+1)
+}
+
+// RetryAfterOf is the Retry-After of a 429 or 503 answer, or 0.
+func RetryAfterOf(resp *http.Response, now time.Time) time.Duration {
+	if resp == nil || resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+		return 0
+	}
+	d, _ := RetryAfter(resp.Header.Get("Retry-After"), now)
+	return d
 }
 
 // RetryAfter parses a Retry-After header: delay seconds or an HTTP date.

@@ -114,19 +114,22 @@ func TestBackoff(t *testing.T) {
 	for n := range 10 {
 		base := min(p.MinWait<<n, p.MaxWait)
 		for range 50 {
-			d := Backoff(p, n, nil)
+			d := Wait(p, n, 0)
 			assert.GreaterOrEqual(t, d, base/2, "attempt %d", n)
 			assert.LessOrEqual(t, d, base, "attempt %d", n)
 		}
 	}
+	wait := func(n int, resp *http.Response) time.Duration { return Wait(p, n, RetryAfterOf(resp, time.Now())) }
 	// Retry-After is honoured, and clamped to MaxWait.
-	assert.Equal(t, time.Second, Backoff(p, 0, answer(429, "1")))
-	assert.Equal(t, time.Second, Backoff(p, 0, answer(503, "3600")))
-	assert.Equal(t, time.Duration(0), Backoff(p, 3, answer(429, "0")))
-	// Without a usable Retry-After the exponential wait applies.
-	d := Backoff(p, 0, answer(429, "soon"))
-	assert.True(t, d >= 50*time.Millisecond && d <= 100*time.Millisecond, d)
-	assert.Equal(t, time.Duration(0), Backoff(Policy{}, 4, nil))
+	assert.Equal(t, time.Second, wait(0, answer(429, "1")))
+	assert.Equal(t, time.Second, wait(0, answer(503, "3600")))
+	assert.Zero(t, RetryAfterOf(answer(500, "7"), time.Now()), "only 429 and 503 carry one")
+	// Without a usable Retry-After (absent, 0, unparsable) the exponential wait applies.
+	for _, ra := range []string{"", "0", "soon"} {
+		d := wait(0, answer(429, ra))
+		assert.True(t, d >= 50*time.Millisecond && d <= 100*time.Millisecond, "%q: %s", ra, d)
+	}
+	assert.Equal(t, time.Duration(0), Wait(Policy{}, 4, 0))
 }
 
 // scripted is an in-memory RoundTripper answering from a script; inside a
@@ -163,16 +166,13 @@ func TestDoWaitsInFakeTime(t *testing.T) {
 		rt := &scripted{steps: []func(*http.Request) (*http.Response, error){
 			status(503, ""), status(429, "7"), status(500, ""), status(200, ""),
 		}}
-		tr := &Transport{
-			HTTP:   &http.Client{Transport: rt},
-			Policy: Policy{MaxRetries: 5, MinWait: time.Second, MaxWait: 5 * time.Second},
-		}
+		tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 5, MinWait: time.Second, MaxWait: 5 * time.Second}, nil, nil)
 		start := time.Now()
-		resp, res, err := tr.Do(context.Background(), &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/x", Path: "/v2/x"})
+		resp, _, err := tr.Do(context.Background(), &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/x", Path: "/v2/x"})
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, 200, resp.StatusCode)
-		assert.Equal(t, 4, res.Attempts)
+		assert.Equal(t, 4, rt.calls)
 		require.Len(t, rt.at, 4)
 		w1 := rt.at[1].Sub(rt.at[0])
 		w2 := rt.at[2].Sub(rt.at[1])
@@ -188,18 +188,15 @@ func TestDoGivesUpBeforeTheDeadline(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		rt := &scripted{steps: []func(*http.Request) (*http.Response, error){status(429, "4")}}
-		tr := &Transport{
-			HTTP:   &http.Client{Transport: rt},
-			Policy: Policy{MaxRetries: 5, MinWait: time.Second, MaxWait: 10 * time.Second},
-		}
+		tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 5, MinWait: time.Second, MaxWait: 10 * time.Second}, nil, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		start := time.Now()
-		resp, res, err := tr.Do(ctx, &Request{Kind: Write, Method: "POST", URL: "http://h/v2/x", Path: "/v2/x", Body: []byte(`{}`)})
+		resp, _, err := tr.Do(ctx, &Request{Kind: Write, Method: "POST", URL: "http://h/v2/x", Path: "/v2/x", Body: []byte(`{}`)})
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, 429, resp.StatusCode, "the last answer, not a context error")
-		assert.Equal(t, 1, res.Attempts)
+		assert.Equal(t, 1, rt.calls)
 		assert.Zero(t, time.Since(start), "no wait that the deadline would cut")
 	})
 }
@@ -208,18 +205,15 @@ func TestDoCancelDuringWait(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
 		rt := &scripted{steps: []func(*http.Request) (*http.Response, error){status(503, "")}}
-		tr := &Transport{
-			HTTP:   &http.Client{Transport: rt},
-			Policy: Policy{MaxRetries: 5, MinWait: 10 * time.Second, MaxWait: 10 * time.Second},
-		}
+		tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 5, MinWait: 10 * time.Second, MaxWait: 10 * time.Second}, nil, nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(time.Second, cancel)
 		start := time.Now()
-		_, res, err := tr.Do(ctx, &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/x", Path: "/v2/x"})
+		_, _, err := tr.Do(ctx, &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/x", Path: "/v2/x"})
 		require.Error(t, err)
 		assert.ErrorIs(t, err, context.Canceled)
 		assert.Equal(t, time.Second, time.Since(start), "returns as soon as the context ends")
-		assert.Equal(t, 1, res.Attempts)
+		assert.Equal(t, 1, rt.calls)
 		var te *Error
 		require.ErrorAs(t, err, &te)
 		assert.True(t, te.MaybeSent, "a 503 without Retry-After may have been processed")
@@ -229,7 +223,7 @@ func TestDoCancelDuringWait(t *testing.T) {
 func TestDoWriteNotRetriedWhenAmbiguous(t *testing.T) {
 	t.Parallel()
 	rt := &scripted{steps: []func(*http.Request) (*http.Response, error){status(500, ""), status(201, "")}}
-	tr := &Transport{HTTP: &http.Client{Transport: rt}, Policy: Policy{MaxRetries: 3}}
+	tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 3}, nil, nil)
 	resp, res, err := tr.Do(context.Background(), &Request{Kind: Write, Method: "POST", URL: "http://h/v2/x", Path: "/v2/x", Body: []byte(`{}`)})
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -238,7 +232,7 @@ func TestDoWriteNotRetriedWhenAmbiguous(t *testing.T) {
 	assert.True(t, res.MaybeProcessed)
 
 	rt = &scripted{steps: []func(*http.Request) (*http.Response, error){status(500, ""), status(201, "")}}
-	tr = &Transport{HTTP: &http.Client{Transport: rt}, Policy: Policy{MaxRetries: 3, RetryWrites: true}}
+	tr = New(&http.Client{Transport: rt}, Policy{MaxRetries: 3, RetryWrites: true}, nil, nil)
 	resp, res, err = tr.Do(context.Background(), &Request{Kind: Write, Method: "POST", URL: "http://h/v2/x", Path: "/v2/x", Body: []byte(`{}`)})
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -253,11 +247,7 @@ func TestErrorIsRedacted(t *testing.T) {
 	rt := &scripted{steps: []func(*http.Request) (*http.Response, error){func(r *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("dial to %s failed: %w", r.URL, &net.OpError{Op: "dial", Err: errors.New("refused")})
 	}}}
-	tr := &Transport{
-		HTTP:   &http.Client{Transport: rt},
-		Policy: Policy{MaxRetries: 1},
-		Redact: func(s string) string { return strings.ReplaceAll(s, secret, "***") },
-	}
+	tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 1}, nil, func(s string) string { return strings.ReplaceAll(s, secret, "***") })
 	_, _, err := tr.Do(context.Background(), &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/things/" + secret, Path: "/v2/things/***"})
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), secret)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"strconv"
 	"time"
@@ -53,6 +52,9 @@ type Decoder struct {
 	// decoded, and every item must have a datetime string. Errors wrap
 	// ErrSyntax.
 	Lenient bool
+	// OptionalTime, with Lenient, accepts items without a datetime or
+	// with a null one, as subscription frames carry.
+	OptionalTime bool
 	// ParseTime, if set, parses a datetime string that is not in the
 	// platform's own form; its error fails the call.
 	ParseTime func(string) (time.Time, error)
@@ -320,8 +322,8 @@ func (d *Decoder) item(b []byte, i int) (int, error) {
 			return i, d.fail(b, i)
 		}
 	}
-	if d.Lenient && seen&hasTime == 0 {
-		return i, fmt.Errorf("thethings: read answer item without datetime: %w", ErrSyntax)
+	if d.Lenient && !d.OptionalTime && seen&hasTime == 0 {
+		return i, Errorf("thethings: read answer item without datetime: %w", ErrSyntax)
 	}
 	if l.geo >= 0 {
 		l.geo = int32(len(d.geos))
@@ -407,7 +409,7 @@ func (d *Decoder) value(b []byte, i, end int, it *Item, l *lit) error {
 		dec.UseNumber()
 		var x any
 		if err := dec.Decode(&x); err != nil {
-			return d.failed(fmt.Errorf("thethings: read answer value: %w: %w", err, ErrSyntax))
+			return d.failed(Errorf("thethings: read answer value: %w: %w", err, ErrSyntax))
 		}
 		it.Value = x
 	}
@@ -416,7 +418,7 @@ func (d *Decoder) value(b []byte, i, end int, it *Item, l *lit) error {
 
 // datetime decodes the datetime at b[i:end].
 func (d *Decoder) datetime(b []byte, i, end int, it *Item) error {
-	if b[i] == 'n' && !d.Lenient {
+	if b[i] == 'n' && (!d.Lenient || d.OptionalTime) {
 		it.Time, it.RawTime = time.Time{}, ""
 		return nil
 	}
@@ -480,7 +482,7 @@ func parseGeo(b []byte, strict bool) (Geo, error) {
 			}
 			f, err := strconv.ParseFloat(string(b[i:end]), 64)
 			if err != nil {
-				return g, fmt.Errorf("thethings: read answer geo %s: %w", name, ErrSyntax)
+				return g, Errorf("thethings: read answer geo %s: %w", name, ErrSyntax)
 			}
 			if isLat {
 				g.Lat, hasLat = f, true
@@ -503,7 +505,7 @@ func parseGeo(b []byte, strict bool) (Geo, error) {
 		}
 	}
 	if !hasLat || !hasLong {
-		return g, fmt.Errorf("thethings: read answer geo without lat and long: %w", ErrSyntax)
+		return g, Errorf("thethings: read answer geo without lat and long: %w", ErrSyntax)
 	}
 	return g, nil
 }

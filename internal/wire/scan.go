@@ -1,13 +1,16 @@
-// Package wire is allocation-free decoding of the platform's JSON items:
-// the arrays of {"key":..,"value":..,"datetime":..,"geo":{"lat":..,"long":..}}
-// that read answers and subscription data frames carry, and the scanning
-// primitives that decoding is built from. Values come out as encoding/json
-// decodes them into an interface with UseNumber.
+// Package wire is the one JSON layer for the platform's items, the
+// {"key":..,"value":..,"datetime":..,"geo":{"lat":..,"long":..}} objects
+// that writes send and read answers and subscription frames carry. It owns
+// their validation (keys, values, positions, datetimes) and the sentinels
+// ErrInvalidKey and ErrInvalidValue, their encoding (AppendItem,
+// AppendBatch: what encoding/json would produce, without its cost), their
+// allocation-free decoding (Decoder: values come out as encoding/json
+// decodes them into an interface with UseNumber), the one Geo, and the
+// scanning primitives decoding is built from.
 package wire
 
 import (
 	"errors"
-	"fmt"
 	"time"
 )
 
@@ -16,7 +19,7 @@ import (
 var ErrSyntax = errors.New("malformed read answer")
 
 func syntaxErr(b []byte, i int) error {
-	return fmt.Errorf("thethings: %w at offset %d of %d", ErrSyntax, i, len(b))
+	return Errorf("thethings: %w at offset %d of %d", ErrSyntax, i, len(b))
 }
 
 // IsSpace reports whether c is JSON whitespace.

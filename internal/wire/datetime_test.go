@@ -1,4 +1,4 @@
-package thethings
+package wire
 
 import (
 	"math/rand/v2"
@@ -6,10 +6,10 @@ import (
 	"time"
 )
 
-// TestAppendWireTimeMatchesFormat checks the hand-written date formatter
+// TestAppendDatetimeMatchesFormat checks the hand-written date formatter
 // against time.Format over random instants of every four-digit year, with
 // and without milliseconds, in zones other than UTC, and at the edges.
-func TestAppendWireTimeMatchesFormat(t *testing.T) {
+func TestAppendDatetimeMatchesFormat(t *testing.T) {
 	t.Parallel()
 	want := func(t time.Time) string {
 		t = t.UTC().Truncate(time.Millisecond)
@@ -20,7 +20,7 @@ func TestAppendWireTimeMatchesFormat(t *testing.T) {
 	}
 	check := func(tm time.Time) {
 		t.Helper()
-		if got, w := string(appendWireTime(nil, tm)), want(tm); got != w {
+		if got, w := string(AppendDatetime(nil, tm)), want(tm); got != w {
 			t.Fatalf("%v: got %s, want %s", tm, got, w)
 		}
 	}

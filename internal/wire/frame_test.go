@@ -1,0 +1,181 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDecodeFrame(t *testing.T) {
+	frame := `[{"key":"big","value":12345678901234567890.000000001,"datetime":"2026-03-04T05:06:07.089Z","geo":{"lat":41.39,"long":2.15}},` +
+		`{"key":"s","value":"plain"},{"key":"esc","value":"a\"b\\c\u00e9 ✓"},` +
+		`{"key":"t","value":true},{"key":"f","value":false},{"key":"n","value":null},` +
+		`{"key":"obj","value":{"a":[1,2.50,{"b":"x"}]},"datetime":"20260304050607"},` +
+		`{"key":"neg","value":-0.5e3,"datetime":"2026-03-04T05:06:07Z","extra":1}]`
+	items, err := DecodeFrame([]byte(frame))
+	require.NoError(t, err)
+	require.Len(t, items, 8)
+
+	assert.Equal(t, "big", items[0].Key)
+	assert.Equal(t, json.Number("12345678901234567890.000000001"), items[0].Value)
+	assert.Equal(t, time.Date(2026, 3, 4, 5, 6, 7, 89e6, time.UTC), items[0].Time)
+	assert.Equal(t, &Geo{Lat: 41.39, Long: 2.15}, items[0].Geo)
+
+	assert.Equal(t, "plain", items[1].Value)
+	assert.Equal(t, "a\"b\\cé ✓", items[2].Value)
+	assert.Equal(t, true, items[3].Value)
+	assert.Equal(t, false, items[4].Value)
+	assert.Nil(t, items[5].Value)
+	assert.Equal(t, map[string]any{"a": []any{json.Number("1"), json.Number("2.50"), map[string]any{"b": "x"}}}, items[6].Value)
+	assert.True(t, items[6].Time.IsZero())
+	assert.Equal(t, "20260304050607", items[6].RawTime)
+	assert.Equal(t, json.Number("-0.5e3"), items[7].Value)
+	assert.Equal(t, time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC), items[7].Time)
+	assert.Nil(t, items[7].Geo)
+
+	for _, bad := range []string{`[1]`, `[{"key":"a","value":}]`, `{"key":"a"}`, `[{"key":3}]`, `[{"key":"a","value":"\x01"}]`} {
+		_, err := DecodeFrame([]byte(bad))
+		assert.Error(t, err, bad)
+	}
+}
+
+// FuzzDecodeItems checks that the strict decoder gives exactly what
+// encoding/json gives when it accepts a frame, that DecodeFrame then gives
+// the same, and that DecodeFrame never panics.
+func FuzzDecodeItems(f *testing.F) {
+	data, err := os.ReadFile("testdata/frames.txt")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, fr := range bytes.Split(data, []byte("\n"))[:4] {
+		f.Add(fr)
+	}
+	for _, s := range []string{
+		`[]`, ` [ ] `, `[{}]`, `[{"key":"a","value":-0.5e+3},{"value":{"x":[1,"}"]},"key":"b"}]`,
+		`[{"key":"a","value":01}]`, `[{"key":"a","value":1.}]`, `[{"key":"a","value":"é"}]`,
+		`[{"key":"a","key":"b"}]`, `[{"KEY":"a"}]`, `[{"key":"a","datetime":null,"geo":null}]`,
+		`[{"key":"a","geo":{"long":2,"lat":1}}]`, `[{"key":"a","datetime":"2026-01-02T03:04:05Z"}]`,
+		`[{"key":"a","value":tru}]`, `[{"key":"a","value":[1,2]]`, `[null]`, `[{"key":"a"},]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		var strict Decoder
+		fast, ferr := strict.Decode(frame, 0)
+		slow, err := slowItems(frame)
+		lenient, lerr := DecodeFrame(frame)
+		if ferr == nil {
+			if err != nil {
+				t.Fatalf("strict decoder accepted what encoding/json refuses (%v): %q", err, frame)
+			}
+			assert.Equal(t, slow, fast, "%q", frame)
+			require.NoError(t, lerr, "%q", frame)
+			assert.Equal(t, fast, lenient, "%q", frame)
+		}
+	})
+}
+
+// The encoding/json reference decoding of a frame.
+
+type wireItem struct {
+	Key      string    `json:"key"`
+	Value    itemValue `json:"value"`
+	Datetime itemTime  `json:"datetime"`
+	Geo      *Geo      `json:"geo"`
+}
+
+// slowItems decodes a data frame with encoding/json.
+func slowItems(frame []byte) ([]Item, error) {
+	var items0 []wireItem
+	if err := json.Unmarshal(frame, &items0); err != nil {
+		return nil, fmt.Errorf("stream: data frame: %w", err)
+	}
+	items := make([]Item, len(items0))
+	for i := range items0 {
+		w := &items0[i]
+		items[i] = Item{Key: w.Key, Value: w.Value.v, Time: w.Datetime.t, RawTime: w.Datetime.raw, Geo: w.Geo}
+	}
+	return items, nil
+}
+
+// itemValue decodes a value as encoding/json with UseNumber would, without
+// a Decoder for the common scalar cases.
+type itemValue struct{ v any }
+
+func (iv *itemValue) UnmarshalJSON(b []byte) error {
+	switch c := b[0]; {
+	case c == '-' || c >= '0' && c <= '9':
+		iv.v = json.Number(b)
+		return nil
+	case c == '"':
+		if s, ok := plainString(b); ok {
+			iv.v = s
+			return nil
+		}
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		iv.v = s
+		return nil
+	case c == 't':
+		iv.v = true
+		return nil
+	case c == 'f':
+		iv.v = false
+		return nil
+	case c == 'n':
+		iv.v = nil
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	return dec.Decode(&iv.v)
+}
+
+// plainString returns the content of a quoted JSON string that holds only
+// printable ASCII without escapes, which needs no decoding.
+func plainString(b []byte) (string, bool) {
+	if len(b) < 2 {
+		return "", false
+	}
+	inner := b[1 : len(b)-1]
+	for _, c := range inner {
+		if c < 0x20 || c >= 0x80 || c == '\\' || c == '"' {
+			return "", false
+		}
+	}
+	return string(inner), true
+}
+
+// itemTime decodes "datetime".
+type itemTime struct {
+	t   time.Time
+	raw string
+}
+
+func (it *itemTime) UnmarshalJSON(b []byte) error {
+	if b[0] == 'n' {
+		return nil
+	}
+	if b[0] != '"' {
+		it.raw = string(b)
+		return nil
+	}
+	if t, ok := ParseISOMillis(b[1 : len(b)-1]); ok {
+		it.t = t
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	it.raw = s
+	return nil
+}

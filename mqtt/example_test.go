@@ -1,0 +1,99 @@
+package mqtt_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"strings"
+	"time"
+
+	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/mqtt"
+	"github.com/thethings-go/thethings/thethingstest"
+)
+
+// A device writes over MQTT; the values are readable over REST. Against
+// the platform, leave WithBroker out (DefaultBroker, TLS).
+func ExampleDial() {
+	srv, _ := thethingstest.New(thethingstest.WithMQTT(), thethingstest.WithThingTokens("my-thing-token"))
+	_ = srv.Start()
+	defer srv.Close()
+	ctx := context.Background()
+
+	dev, err := mqtt.Dial(ctx, "my-thing-token",
+		mqtt.WithBroker(srv.MQTTURL()),
+		mqtt.WithWill(thethings.Value{Key: "status", Value: "offline"}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer dev.Close()
+	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	if err := dev.Write(ctx, []thethings.Value{{Key: "temperature", Value: 21.5, Datetime: at}}); err != nil {
+		log.Fatal(err)
+	}
+
+	rest, _ := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	page, err := rest.Read(ctx, "temperature", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(page.Values[0].Value, page.Values[0].Datetime)
+	fmt.Println(strings.Replace(fmt.Sprint(dev), srv.MQTTURL(), "tcp://…", 1)) // the token never shows
+	// Output:
+	// 21.5 2026-05-01 12:00:00 +0000 UTC
+	// mqtt.Client{broker: tcp://…, thing: ***}
+}
+
+// Activate turns an activation code into a thing; persist its token.
+func ExampleActivate() {
+	srv, _ := thethingstest.New(thethingstest.WithMQTT(), thethingstest.WithThingTokens(),
+		thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: "A1B2-C3D4"}))
+	_ = srv.Start()
+	defer srv.Close()
+	ctx := context.Background()
+
+	dev, err := mqtt.Activate(ctx, "A1B2-C3D4", mqtt.WithBroker(srv.MQTTURL()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer dev.Close()
+	fmt.Println(dev.ThingToken() == srv.Tokens()[0])
+
+	_, err = mqtt.Activate(ctx, "A1B2-C3D4", mqtt.WithBroker(srv.MQTTURL()))
+	fmt.Println(errors.Is(err, thethings.ErrActivationCodeNotFound))
+	// Output:
+	// true
+	// true
+}
+
+// Subscribe delivers every write to the thing, here a backend's REST
+// write, as one Message.
+func ExampleClient_Subscribe() {
+	srv, _ := thethingstest.New(thethingstest.WithMQTT(), thethingstest.WithThingTokens("my-thing-token"))
+	_ = srv.Start()
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	dev, err := mqtt.Dial(ctx, "my-thing-token", mqtt.WithBroker(srv.MQTTURL()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer dev.Close()
+	go func() {
+		for srv.OpenSubscriptions() == 0 { // wait until the loop below subscribed
+			time.Sleep(time.Millisecond)
+		}
+		backend, _ := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+		_ = backend.Write(ctx, []thethings.Value{{Key: "led", Value: "on"}})
+	}()
+	for msg, err := range dev.Subscribe(ctx) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(msg.Values[0].Key, msg.Values[0].Value)
+		break
+	}
+	// Output: led on
+}

@@ -1,0 +1,322 @@
+package mqtt_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/mqtt"
+)
+
+// hostileBroker accepts CONNECT, answers CONNACK, and then handles every
+// other packet with onPacket (packet type, connection).
+type hostileBroker struct {
+	// refuseFrom, when not 0, makes connection number refuseFrom (from 1)
+	// and later ones end at CONNECT without a CONNACK.
+	refuseFrom atomic.Int64
+	accepted   atomic.Int64
+
+	ln    net.Listener
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newHostileBroker(t *testing.T, onPacket func(typ byte, body []byte, c net.Conn) bool) *hostileBroker {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hostileBroker{ln: ln}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n := h.accepted.Add(1)
+			h.mu.Lock()
+			h.conns = append(h.conns, c)
+			h.mu.Unlock()
+			h.wg.Add(1)
+			go func() {
+				defer h.wg.Done()
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for first := true; ; first = false {
+					typ, body, err := readPacket(r)
+					if err != nil {
+						return
+					}
+					if first {
+						if r := h.refuseFrom.Load(); r != 0 && n >= r {
+							return
+						}
+						if _, err := c.Write([]byte{0x20, 2, 0, 0}); err != nil {
+							return
+						}
+						continue
+					}
+					if !onPacket(typ, body, c) {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		h.mu.Lock()
+		for _, c := range h.conns {
+			c.Close()
+		}
+		h.mu.Unlock()
+		h.wg.Wait()
+	})
+	return h
+}
+
+func (h *hostileBroker) url() string { return "tcp://" + h.ln.Addr().String() }
+
+// readPacket reads one MQTT packet and returns its type and body.
+func readPacket(r *bufio.Reader) (byte, []byte, error) {
+	h, err := r.ReadByte()
+	if err != nil {
+		return 0, nil, err
+	}
+	n, mul := 0, 1
+	for {
+		b, err := r.ReadByte()
+		if err != nil {
+			return 0, nil, err
+		}
+		n += int(b&127) * mul
+		if b < 128 {
+			break
+		}
+		mul *= 128
+	}
+	body := make([]byte, n)
+	_, err = io.ReadFull(r, body)
+	return h >> 4, body, err
+}
+
+const (
+	publish         = 3
+	subscribePacket = 8
+)
+
+// A PUBLISH the broker never acknowledged has an unknown outcome, whether
+// the connection drops or the caller's ctx ends.
+func TestWriteOutcomeUnknown(t *testing.T) {
+	values := []thethings.Value{{Key: "a", Value: 1}}
+	t.Run("connection dropped", func(t *testing.T) {
+		h := newHostileBroker(t, func(typ byte, _ []byte, _ net.Conn) bool { return typ != publish })
+		c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		err = c.Write(ctxT(t), values)
+		var we *thethings.WriteError
+		if !errors.Is(err, thethings.ErrOutcomeUnknown) || !errors.As(err, &we) || !we.Unknown || len(we.Values) != 1 {
+			t.Fatalf("Write = %v, want an unknown-outcome WriteError", err)
+		}
+		if strings.Contains(err.Error(), token) {
+			t.Fatal("token in error")
+		}
+	})
+	t.Run("ctx ended", func(t *testing.T) {
+		h := newHostileBroker(t, func(byte, []byte, net.Conn) bool { return true }) // never acknowledges
+		c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		more := append(make([]thethings.Value, 0, 150), values...)
+		for range 149 {
+			more = append(more, thethings.Value{Key: "b", Value: 2})
+		}
+		err = c.Write(ctx, more)
+		if !errors.Is(err, thethings.ErrOutcomeUnknown) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Write = %v, want unknown outcome and DeadlineExceeded", err)
+		}
+		var notWritten, unknown []thethings.Value
+		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+			var we *thethings.WriteError
+			if errors.As(e, &we) && we.Unknown {
+				unknown = append(unknown, we.Values...)
+			} else if errors.As(e, &we) {
+				notWritten = append(notWritten, we.Values...)
+			}
+		}
+		if len(unknown) != 100 || len(notWritten) != 50 {
+			t.Fatalf("unknown %d, not written %d: want the first message's 100 and the unsent 50", len(unknown), len(notWritten))
+		}
+	})
+}
+
+// A dial that cannot finish ends with the caller's ctx, and leaves nothing
+// running.
+func TestDialHonoursCtx(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers CONNECT
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = mqtt.Dial(ctx, token, mqtt.WithBroker("tcp://"+ln.Addr().String()))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Dial = %v, want DeadlineExceeded", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("Dial outlived its ctx")
+	}
+}
+
+// A Write whose ctx ended before anything was sent says so: its values
+// were certainly not written.
+func TestWriteWithEndedCtxSendsNothing(t *testing.T) {
+	srv := newServer(t, []string{token})
+	c := dial(t, srv, token)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := c.Write(ctx, []thethings.Value{{Key: "k", Value: 1}})
+	var we *thethings.WriteError
+	if !errors.Is(err, context.Canceled) || errors.Is(err, thethings.ErrOutcomeUnknown) || !errors.As(err, &we) || len(we.Values) != 1 {
+		t.Fatalf("Write = %v, want a not-written WriteError matching context.Canceled", err)
+	}
+	if srv.StoredCount(token, "k") != 0 {
+		t.Fatal("stored")
+	}
+}
+
+// A broker that refuses the subscription ends the sequence with an error.
+func TestSubscribeRefused(t *testing.T) {
+	h := newHostileBroker(t, func(typ byte, body []byte, c net.Conn) bool {
+		if typ == subscribePacket {
+			_, err := c.Write([]byte{0x90, 3, body[0], body[1], 0x80})
+			return err == nil
+		}
+		return true
+	})
+	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var errs []error
+	for _, err := range c.Subscribe(ctxT(t)) {
+		errs = append(errs, err)
+	}
+	if len(errs) != 1 || errs[0] == nil || !strings.Contains(errs[0].Error(), "refused the subscription") {
+		t.Fatalf("Subscribe yielded %v, want one refusal", errs)
+	}
+}
+
+// pub encodes a QoS 0 PUBLISH.
+func pub(topic, payload string) []byte {
+	n := 2 + len(topic) + len(payload) // < 128 here
+	b := []byte{0x30, byte(n), byte(len(topic) >> 8), byte(len(topic))}
+	return append(append(b, topic...), payload...)
+}
+
+// A message that does not decode is an error; the sequence goes on. The
+// platform's data array and a forwarded write body both decode.
+func TestSubscribeMalformedMessage(t *testing.T) {
+	topic := "v2/things/" + token
+	h := newHostileBroker(t, func(typ byte, body []byte, c net.Conn) bool {
+		if typ != subscribePacket {
+			return true
+		}
+		out := []byte{0x90, 3, body[0], body[1], 1}
+		out = append(out, pub(topic, `[{"key":"a","value":1}]`)...)
+		out = append(out, pub(topic, `[{"key":`)...)
+		out = append(out, pub("v2/things/other", `[{"key":"x","value":1}]`)...)
+		out = append(out, pub(topic, `{"values":[{"key":"b","value":"2"}]}`)...)
+		_, err := c.Write(out)
+		return err == nil
+	})
+	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var got []string
+	for m, err := range c.Subscribe(ctxT(t)) {
+		switch {
+		case err != nil:
+			if strings.Contains(err.Error(), token) || !strings.HasPrefix(err.Error(), "thethings: mqtt: message: ") {
+				t.Fatalf("error %q", err)
+			}
+			got = append(got, "error")
+		default:
+			got = append(got, m.Values[0].Key)
+		}
+		if len(got) == 3 {
+			break
+		}
+	}
+	if strings.Join(got, ",") != "a,error,b" {
+		t.Fatalf("got %v, want a, an error, b", got)
+	}
+}
+
+// A broker that stops answering is found out by the keep-alive, and the
+// client reconnects by itself.
+func TestKeepAliveFindsADeadLink(t *testing.T) {
+	h := newHostileBroker(t, func(byte, []byte, net.Conn) bool {
+		return true // takes PINGREQ, never answers it
+	})
+	var logs syncBuffer
+	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()), mqtt.WithKeepAlive(time.Second),
+		mqtt.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	eventually(t, "a reconnect after the unanswered ping", func() bool {
+		return strings.Contains(logs.String(), "pingresp not received") && strings.Contains(logs.String(), "reconnected")
+	})
+}
+
+// When the broker activated the thing but connecting as it fails, Activate
+// still returns the Client, so the token is not lost, and the Client keeps
+// reconnecting.
+func TestActivateKeepsTheTokenWhenTheThingCannotConnect(t *testing.T) {
+	h := newHostileBroker(t, func(typ byte, body []byte, c net.Conn) bool {
+		if typ != subscribePacket {
+			return true
+		}
+		topicLen := int(body[2])<<8 | int(body[3])
+		topic := string(body[4 : 4+topicLen])
+		out := append([]byte{0x90, 3, body[0], body[1], 1}, pub(topic, `{"status":"created","thingToken":"new-thing-token"}`)...)
+		_, err := c.Write(out)
+		return err == nil
+	})
+	h.refuseFrom.Store(2)
+	c, err := mqtt.Activate(ctxT(t), "CODE", mqtt.WithBroker(h.url()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.ThingToken() != "new-thing-token" {
+		t.Fatalf("token %q", c.ThingToken())
+	}
+	eventually(t, "reconnect attempts", func() bool { return h.accepted.Load() >= 4 })
+}

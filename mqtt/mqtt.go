@@ -1,0 +1,448 @@
+// Package mqtt speaks the thethings.iO device API over MQTT 3.1.1, with the
+// same [thethings.Value] and [thethings.Message] types, the same validation
+// and the same errors as the REST client in package thethings.
+//
+// The platform's broker takes the REST write body on the topic
+// v2/things/{thingToken} and sends the thing's writes, REST or MQTT, to
+// subscribers of that topic as the REST subscription's data array.
+// A [Client] holds one long-lived connection: it reconnects by itself when the
+// link drops and subscribes again, so a device on a cellular link pays for
+// one TLS handshake, not one per request.
+//
+// The thing token is part of every topic; it is never in an error, a log
+// line or a printed form of a [Client].
+package mqtt
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/wire"
+)
+
+// DefaultBroker is the platform's broker, over TLS.
+const DefaultBroker = "mqtts://mqtt.thethings.io:8883"
+
+const (
+	redacted       = "***"
+	topicPrefix    = "v2/things/"
+	connectTimeout = 30 * time.Second
+	quiesce        = 250 // ms to let a DISCONNECT out on Close
+	minBackoff     = 100 * time.Millisecond
+	maxBackoff     = 30 * time.Second
+)
+
+// errClosed is what a closed Client answers.
+var errClosed = wire.Errorf("thethings: mqtt: client closed: %w", net.ErrClosed)
+
+// secret is a string that prints as "***" under every fmt verb and slog.
+type secret string
+
+func (secret) String() string               { return redacted }
+func (secret) GoString() string             { return redacted }
+func (secret) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte(redacted)) }
+func (secret) LogValue() slog.Value         { return slog.StringValue(redacted) }
+func (secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+func (s secret) reveal() string             { return string(s) }
+func (secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+
+// Client is one thing's MQTT connection. It is safe for concurrent use.
+// Close it when done: it holds a connection and a goroutine that restores
+// the connection when it drops.
+type Client struct {
+	token    secret
+	topic    secret
+	cfg      *config
+	willBody []byte
+	redactor *strings.Replacer
+
+	life   context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+
+	subMu sync.Mutex // serializes (un)subscribe decisions
+
+	mu        sync.Mutex
+	cur       *conn         // nil while reconnecting
+	up        chan struct{} // closed while cur != nil
+	listeners map[*listener]struct{}
+}
+
+// conn is one MQTT session; a Client makes a new one for every reconnect.
+type conn struct {
+	pc         paho.Client
+	lost       chan error // the connection-lost callback's cause
+	subscribed bool       // guarded by Client.subMu
+}
+
+// Dial connects to the broker as the thing with the given token. It
+// returns once the broker accepted the connection; ctx bounds that. Bad
+// options, an empty token (ErrNoToken) or one that cannot be part of a
+// topic fail before any I/O.
+func Dial(ctx context.Context, thingToken string, opts ...Option) (*Client, error) {
+	if ctx == nil {
+		return nil, optionError("nil context")
+	}
+	cfg, err := newConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkToken(thingToken); err != nil {
+		return nil, err
+	}
+	c := newClient(thingToken, cfg)
+	if len(cfg.will) > 0 {
+		if c.willBody, err = encode(cfg.will, 0); err != nil {
+			return nil, wire.Errorf("thethings: mqtt: last will: %w", err)
+		}
+	}
+	cn, err := c.connect(ctx, c.willBody)
+	if err != nil {
+		c.cancel()
+		return nil, err
+	}
+	c.setUp(cn)
+	c.wg.Add(1)
+	go c.run(cn)
+	cfg.logger.Info("thethings: mqtt: connected", "broker", cfg.broker)
+	return c, nil
+}
+
+// checkToken refuses, as thethings.NewClient does, an empty token
+// (ErrNoToken) and one holding a space, a control character or invalid
+// UTF-8 (ErrInvalidToken); and one holding a character that would break
+// the topic: '/', '+' or '#'. The error does not show the token.
+func checkToken(token string) error {
+	if token == "" {
+		return wire.Errorf("thethings: mqtt: %w", thethings.ErrNoToken)
+	}
+	for i, r := range []rune(token) {
+		if unicode.IsSpace(r) || unicode.IsControl(r) || r == utf8.RuneError || r == '/' || r == '+' || r == '#' {
+			return wire.Errorf("thethings: mqtt: thing token holds a space, a control character, invalid UTF-8 or one of / + # at rune %d (%q): %w",
+				i, r, thethings.ErrInvalidToken)
+		}
+	}
+	return nil
+}
+
+func newClient(token string, cfg *config) *Client {
+	if cfg.clientID == "" {
+		cfg.clientID = "thethings-" + randomHex(6)
+	}
+	life, cancel := context.WithCancel(context.Background())
+	return &Client{
+		token:     secret(token),
+		topic:     secret(topicPrefix + token),
+		cfg:       cfg,
+		redactor:  redactor(token),
+		life:      life,
+		cancel:    cancel,
+		up:        make(chan struct{}),
+		listeners: make(map[*listener]struct{}),
+	}
+}
+
+// redactor replaces token with "***"; it changes nothing without a token.
+func redactor(token string) *strings.Replacer {
+	if token == "" {
+		return strings.NewReplacer()
+	}
+	return strings.NewReplacer(token, redacted, url.PathEscape(token), redacted)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// ThingToken returns the thing token: persist it after [Activate].
+func (c *Client) ThingToken() string { return c.token.reveal() }
+
+// String describes the client without its token.
+func (c *Client) String() string {
+	if c == nil {
+		return "mqtt.Client(nil)"
+	}
+	return fmt.Sprintf("mqtt.Client{broker: %s, thing: %s}", c.cfg.broker, redacted)
+}
+
+// GoString is String: the token is never printed.
+func (c *Client) GoString() string { return c.String() }
+
+// Format prints String under every verb.
+func (c *Client) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String())) }
+
+// LogValue is String for log/slog.
+func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalJSON encodes String, so a Client inside a logged struct shows no token.
+func (c *Client) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
+
+// redact removes the thing token from s.
+func (c *Client) redact(s string) string { return c.redactor.Replace(s) }
+
+// fail wraps err under "thethings: mqtt: what: ", token redacted, keeping
+// err matchable with errors.Is and errors.As.
+func (c *Client) fail(what string, err error) error {
+	return &wrapped{msg: wire.OnePrefix("thethings: mqtt: " + what + ": " + c.redact(err.Error())), err: err}
+}
+
+type wrapped struct {
+	msg string
+	err error
+}
+
+func (e *wrapped) Error() string { return e.msg }
+func (e *wrapped) Unwrap() error { return e.err }
+
+// Close disconnects and stops reconnecting. Subscriptions end; Write and
+// Subscribe fail afterwards. No goroutine of the Client is left when it
+// returns. It is idempotent and always returns nil.
+func (c *Client) Close() error {
+	c.once.Do(func() {
+		c.cancel()
+		c.wg.Wait()
+	})
+	return nil
+}
+
+// dial opens the network connection, TLS included, bounded by ctx.
+func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+	d := net.Dialer{Timeout: connectTimeout}
+	nc, err := d.DialContext(ctx, "tcp", c.cfg.addr)
+	if err != nil || !c.cfg.tls {
+		return nc, err
+	}
+	tc := c.cfg.tlsConfig
+	if tc == nil {
+		tc = &tls.Config{MinVersion: tls.VersionTLS12}
+	} else {
+		tc = tc.Clone()
+	}
+	if tc.ServerName == "" {
+		tc.ServerName = c.cfg.host
+	}
+	t := tls.Client(nc, tc)
+	if err := t.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+// connect opens one MQTT session, bounded by ctx. will is the Last Will
+// body or nil.
+func (c *Client) connect(ctx context.Context, will []byte) (*conn, error) {
+	cn := &conn{lost: make(chan error, 1)}
+	var (
+		watchMu sync.Mutex
+		stop    func() bool
+	)
+	o := paho.NewClientOptions().
+		AddBroker("tcp://" + c.cfg.addr).
+		SetClientID(c.cfg.clientID).
+		SetKeepAlive(c.cfg.keepAlive).
+		SetPingTimeout(min(max(c.cfg.keepAlive/2, time.Second), 10*time.Second)).
+		SetConnectTimeout(connectTimeout).
+		SetCleanSession(true).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetOrderMatters(true).
+		SetProtocolVersion(4).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { c.deliver(m) }).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			select {
+			case cn.lost <- err:
+			default:
+			}
+		}).
+		SetCustomOpenConnectionFn(func(*url.URL, paho.ClientOptions) (net.Conn, error) {
+			nc, err := c.dial(ctx)
+			if err != nil {
+				return nil, err
+			}
+			// Until the broker answers, ctx ending closes the connection.
+			s := context.AfterFunc(ctx, func() { nc.Close() })
+			watchMu.Lock()
+			stop = s
+			watchMu.Unlock()
+			return nc, nil
+		})
+	if will != nil {
+		o.SetBinaryWill(c.topic.reveal(), will, c.cfg.qos, false)
+	}
+	cn.pc = paho.NewClient(o)
+	t := cn.pc.Connect()
+	<-t.Done() // the dial and the handshake end with ctx or their timeouts
+	watchMu.Lock()
+	s := stop
+	watchMu.Unlock()
+	if s != nil && !s() {
+		if t.Error() == nil {
+			cn.pc.Disconnect(0)
+		}
+		return nil, c.fail("connect to "+c.cfg.broker, context.Cause(ctx))
+	}
+	if err := t.Error(); err != nil {
+		if ctx.Err() != nil {
+			err = context.Cause(ctx)
+		}
+		return nil, c.fail("connect to "+c.cfg.broker, err)
+	}
+	return cn, nil
+}
+
+// setUp makes cn the current connection.
+func (c *Client) setUp(cn *conn) {
+	c.mu.Lock()
+	c.cur = cn
+	close(c.up)
+	c.mu.Unlock()
+}
+
+// setDown marks the Client as reconnecting.
+func (c *Client) setDown() {
+	c.mu.Lock()
+	if c.cur != nil {
+		c.cur = nil
+		c.up = make(chan struct{})
+	}
+	c.mu.Unlock()
+}
+
+// current waits for a live connection.
+func (c *Client) current(ctx context.Context) (*conn, error) {
+	for {
+		c.mu.Lock()
+		cn, up := c.cur, c.up
+		c.mu.Unlock()
+		if c.life.Err() != nil {
+			return nil, errClosed
+		}
+		if cn != nil {
+			return cn, nil
+		}
+		select {
+		case <-up:
+		case <-ctx.Done():
+			return nil, c.fail("waiting for the broker", context.Cause(ctx))
+		case <-c.life.Done():
+			return nil, errClosed
+		}
+	}
+}
+
+// run restores the connection whenever it drops, until Close.
+func (c *Client) run(cn *conn) {
+	defer c.wg.Done()
+	log := c.cfg.logger
+	if cn == nil {
+		if cn = c.reconnect(); cn == nil {
+			return
+		}
+	}
+	for {
+		select {
+		case <-c.life.Done():
+			c.setDown()
+			cn.pc.Disconnect(quiesce)
+			log.Info("thethings: mqtt: closed", "broker", c.cfg.broker)
+			return
+		case err := <-cn.lost:
+			c.setDown()
+			log.Warn("thethings: mqtt: connection lost", "broker", c.cfg.broker, "err", c.redact(errString(err)))
+			if cn = c.reconnect(); cn == nil {
+				return
+			}
+		}
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "closed"
+	}
+	return err.Error()
+}
+
+// reconnect dials until a session is up and subscribed as the listeners
+// want, with capped jittered backoff; nil after Close.
+func (c *Client) reconnect() *conn {
+	log := c.cfg.logger
+	for attempt := 0; ; attempt++ {
+		t := time.NewTimer(backoff(attempt))
+		select {
+		case <-c.life.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		log.Info("thethings: mqtt: reconnecting", "broker", c.cfg.broker, "attempt", attempt+1)
+		cn, err := c.connect(c.life, c.willBody)
+		if err != nil {
+			if c.life.Err() != nil {
+				return nil
+			}
+			log.Warn("thethings: mqtt: reconnect failed", "broker", c.cfg.broker, "err", err.Error())
+			continue
+		}
+		c.setUp(cn)
+		if err := c.syncSubscription(c.life); err != nil {
+			if c.life.Err() != nil {
+				cn.pc.Disconnect(0)
+				return nil
+			}
+			log.Warn("thethings: mqtt: subscribe again failed", "broker", c.cfg.broker, "err", err.Error())
+			c.setDown()
+			cn.pc.Disconnect(0)
+			continue
+		}
+		log.Info("thethings: mqtt: reconnected", "broker", c.cfg.broker)
+		return cn
+	}
+}
+
+// backoff is the wait before reconnect attempt n: 100ms doubling to 30s,
+// jittered down by up to half.
+func backoff(n int) time.Duration {
+	d := maxBackoff
+	if n < 20 {
+		d = min(minBackoff<<n, maxBackoff)
+	}
+	var b [1]byte
+	_, _ = rand.Read(b[:])
+	return d/2 + time.Duration(int64(d/2)*int64(b[0])/255)
+}
+
+// wait waits for a paho token, bounded by ctx and Close.
+func (c *Client) wait(ctx context.Context, t paho.Token) error {
+	select {
+	case <-t.Done():
+		return t.Error()
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-c.life.Done():
+		return errClosed
+	}
+}
+
+// isNotConnected reports a paho refusal that sent nothing.
+func isNotConnected(err error) bool { return errors.Is(err, paho.ErrNotConnected) }

@@ -1,0 +1,563 @@
+package mqtt_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/mqtt"
+)
+
+const token = "tok-SENTINEL-7f3a9c"
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func dial(t *testing.T, srv *server, tok string, opts ...mqtt.Option) *mqtt.Client {
+	t.Helper()
+	c, err := mqtt.Dial(ctxT(t), tok, append([]mqtt.Option{mqtt.WithBroker(srv.MQTTURL())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func restClient(t *testing.T, srv *server, tok string) *thethings.Client {
+	t.Helper()
+	c, err := thethings.NewClient(tok, thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// eventually polls cond until it holds or the test's patience ends.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// subscribe runs c.Subscribe in a goroutine until the test ends and
+// returns its messages; it returns once the broker holds the subscription.
+func subscribe(t *testing.T, srv *server, c *mqtt.Client) <-chan thethings.Message {
+	t.Helper()
+	before := srv.OpenSubscriptions()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := make(chan thethings.Message, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for m, err := range c.Subscribe(ctx) {
+			if errors.Is(err, net.ErrClosed) {
+				return // the test closed the client
+			}
+			if err != nil {
+				t.Errorf("subscribe: %v", err)
+				continue
+			}
+			out <- m
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	eventually(t, "subscribed", func() bool { return srv.OpenSubscriptions() > before })
+	return out
+}
+
+func receive(t *testing.T, ch <-chan thethings.Message) thethings.Message {
+	t.Helper()
+	select {
+	case m := <-ch:
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message")
+		return thethings.Message{}
+	}
+}
+
+func TestWriteThenReadOverREST(t *testing.T) {
+	srv := newServer(t, []string{token})
+	c := dial(t, srv, token)
+	at := time.Date(2026, 3, 4, 5, 6, 7, 890e6, time.UTC)
+	err := c.Write(ctxT(t), []thethings.Value{
+		{Key: "temp", Value: 21.5, Geo: &thethings.Geo{Lat: 41.39, Long: 2.15}, Datetime: at},
+		{Key: "temp", Value: 22, Datetime: at.Add(time.Second)},
+		{Key: "door", Value: "open"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// QoS 1: the broker acknowledged after the server stored the values.
+	page, err := restClient(t, srv, token).Read(ctxT(t), "temp", &thethings.ReadOptions{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Values) != 2 {
+		t.Fatalf("read %d values, want 2: %+v", len(page.Values), page.Values)
+	}
+	old := page.Values[1]
+	if f, _ := old.Float64(); f != 21.5 || !old.Datetime.Equal(at) || old.Geo == nil || *old.Geo != (thethings.Geo{Lat: 41.39, Long: 2.15}) {
+		t.Fatalf("read back %+v (geo %v), want 21.5 at %v with geo", old, old.Geo, at)
+	}
+	if got := srv.StoredCount(token, "door"); got != 1 {
+		t.Fatalf("door stored %d times", got)
+	}
+}
+
+func TestWriteQoS0(t *testing.T) {
+	srv := newServer(t, []string{token})
+	c := dial(t, srv, token, mqtt.WithQoS(0))
+	if err := c.Write(ctxT(t), []thethings.Value{{Key: "n", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	// No acknowledgement: the value arrives when it arrives.
+	eventually(t, "stored", func() bool { return srv.StoredCount(token, "n") == 1 })
+}
+
+func TestWriteSplitsBatches(t *testing.T) {
+	srv := newServer(t, []string{token})
+	c := dial(t, srv, token)
+	values := make([]thethings.Value, 250)
+	for i := range values {
+		values[i] = thethings.Value{Key: "n", Value: i, Datetime: time.UnixMilli(int64(1e12 + i)).UTC()}
+	}
+	if err := c.Write(ctxT(t), values); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.StoredCount(token, "n"); got != 250 {
+		t.Fatalf("stored %d, want 250", got)
+	}
+}
+
+func TestSubscribeGetsRESTAndMQTTWrites(t *testing.T) {
+	srv := newServer(t, []string{token})
+	c := dial(t, srv, token)
+	msgs := subscribe(t, srv, c)
+
+	if err := restClient(t, srv, token).Write(ctxT(t), []thethings.Value{{Key: "led", Value: "1"}, {Key: "x", Value: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, msgs)
+	if len(m.Values) != 2 || m.Values[0].Key != "led" || m.Values[0].Value != "1" || m.Values[1].Key != "x" {
+		t.Fatalf("REST write arrived as %+v", m)
+	}
+
+	other := dial(t, srv, token)
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := other.Write(ctxT(t), []thethings.Value{{Key: "temp", Value: 19.25, Datetime: at, Geo: &thethings.Geo{Lat: 1, Long: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	m = receive(t, msgs)
+	if len(m.Values) != 1 || m.Values[0].Key != "temp" || !m.Values[0].Datetime.Equal(at) || m.Values[0].Geo == nil {
+		t.Fatalf("MQTT write arrived as %+v", m)
+	}
+	if f, err := m.Values[0].Float64(); err != nil || f != 19.25 {
+		t.Fatalf("value %v, %v", f, err)
+	}
+}
+
+func TestMQTTWriteReachesRESTSubscribers(t *testing.T) {
+	srv := newServer(t, []string{token})
+	rest := restClient(t, srv, token)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	got := make(chan thethings.Message, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for m, err := range rest.Subscribe(ctx) {
+			if err == nil {
+				got <- m
+				return
+			}
+		}
+	}()
+	defer func() { cancel(); <-done }()
+	eventually(t, "REST subscription open", func() bool { return srv.OpenSubscriptions() == 1 })
+	if err := dial(t, srv, token).Write(ctxT(t), []thethings.Value{{Key: "k", Value: true}}); err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, got)
+	if len(m.Values) != 1 || m.Values[0].Key != "k" || m.Values[0].Value != true {
+		t.Fatalf("got %+v", m)
+	}
+}
+
+func TestPublishToUnknownThingIsDropped(t *testing.T) {
+	srv := newServer(t, []string{token})
+	c := dial(t, srv, "not-a-thing")
+	if err := c.Write(ctxT(t), []thethings.Value{{Key: "k", Value: 1}}); err != nil {
+		t.Fatal(err) // the broker acknowledges: QoS 1 is not a read-back
+	}
+	if got := srv.StoredCount("not-a-thing", "k"); got != 0 {
+		t.Fatalf("stored %d values for an unknown thing", got)
+	}
+	for _, tok := range srv.Tokens() {
+		if tok == "not-a-thing" {
+			t.Fatal("a publish created a thing")
+		}
+	}
+}
+
+func TestActivate(t *testing.T) {
+	srv := newServer(t, nil, "CODE-1")
+	url := srv.MQTTURL()
+	c, err := mqtt.Activate(ctxT(t), "CODE-1", mqtt.WithBroker(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tok := c.ThingToken()
+	if tok == "" || len(srv.Tokens()) != 1 || srv.Tokens()[0] != tok {
+		t.Fatalf("token %q, server knows %v", tok, srv.Tokens())
+	}
+	if err := c.Write(ctxT(t), []thethings.Value{{Key: "hello", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if srv.StoredCount(tok, "hello") != 1 {
+		t.Fatal("the activated client's write was not stored")
+	}
+
+	// The code is spent; another never existed.
+	for _, code := range []string{"CODE-1", "NO-SUCH-CODE"} {
+		_, err := mqtt.Activate(ctxT(t), code, mqtt.WithBroker(url))
+		if !errors.Is(err, thethings.ErrActivationCodeNotFound) {
+			t.Fatalf("Activate(%q) = %v, want ErrActivationCodeNotFound", code, err)
+		}
+		if !strings.HasPrefix(err.Error(), "thethings: ") || strings.Count(err.Error(), "thethings:") != 1 {
+			t.Fatalf("error text %q", err)
+		}
+	}
+}
+
+func TestReconnectAfterBrokerRestart(t *testing.T) {
+	srv := newServer(t, []string{token})
+	var logs syncBuffer
+	c := dial(t, srv, token, mqtt.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	msgs := subscribe(t, srv, c)
+	rest := restClient(t, srv, token)
+
+	for round := range 2 {
+		if err := srv.RestartMQTT(); err != nil {
+			t.Fatal(err)
+		}
+		// The broker forgot every subscription; the client restores its own.
+		eventually(t, "subscribed again", func() bool { return srv.OpenSubscriptions() == 1 })
+		if err := rest.Write(ctxT(t), []thethings.Value{{Key: "round", Value: round}}); err != nil {
+			t.Fatal(err)
+		}
+		m := receive(t, msgs)
+		if len(m.Values) != 1 || m.Values[0].Key != "round" {
+			t.Fatalf("after restart %d: %+v", round, m)
+		}
+		if err := c.Write(ctxT(t), []thethings.Value{{Key: "after", Value: round}}); err != nil {
+			t.Fatal(err)
+		}
+		if got := receive(t, msgs); got.Values[0].Key != "after" {
+			t.Fatalf("own write after restart arrived as %+v", got)
+		}
+	}
+	if !strings.Contains(logs.String(), "reconnected") {
+		t.Fatalf("no reconnect logged:\n%s", logs.String())
+	}
+}
+
+func TestWriteWaitsForTheConnection(t *testing.T) {
+	srv := newServer(t, []string{token})
+	c := dial(t, srv, token)
+	if err := srv.RestartMQTT(); err != nil {
+		t.Fatal(err)
+	}
+	// Whether the client noticed yet or not, the write goes through.
+	if err := c.Write(ctxT(t), []thethings.Value{{Key: "k", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if srv.StoredCount(token, "k") != 1 {
+		t.Fatal("not stored")
+	}
+}
+
+func TestLastWill(t *testing.T) {
+	srv := newServer(t, []string{token})
+	dial(t, srv, token, mqtt.WithWill(thethings.Value{Key: "status", Value: "offline"}))
+	// A broker restart ends the connection without the client's DISCONNECT:
+	// the broker writes the will.
+	if err := srv.RestartMQTT(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "will written", func() bool { return srv.StoredCount(token, "status") == 1 })
+
+	// A clean Close sends no will.
+	c := dial(t, srv, "tok-2", mqtt.WithWill(thethings.Value{Key: "status", Value: "offline"}))
+	srv.AddThing("tok-2")
+	c.Close()
+	if err := dial(t, srv, "tok-2").Write(ctxT(t), []thethings.Value{{Key: "marker", Value: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.StoredCount("tok-2", "status"); n != 0 {
+		t.Fatalf("will written %d times after Close", n)
+	}
+}
+
+// proxy forwards loopback connections to addr and counts what clients send.
+type proxy struct {
+	ln      net.Listener
+	accepts atomic.Int64
+	sent    atomic.Int64
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   []net.Conn
+}
+
+func newProxy(t *testing.T, addr string) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return proxyOn(t, ln, addr)
+}
+
+func proxyOn(t *testing.T, ln net.Listener, addr string) *proxy {
+	p := &proxy{ln: ln}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.accepts.Add(1)
+			out, err := net.Dial("tcp", addr)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			p.wg.Add(2)
+			go func() { defer p.wg.Done(); _, _ = io.Copy(counter{out, &p.sent}, in); out.Close() }()
+			go func() { defer p.wg.Done(); _, _ = io.Copy(in, out); in.Close() }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+// counter counts the bytes written through it.
+type counter struct {
+	w io.Writer
+	n *atomic.Int64
+}
+
+func (c counter) Write(b []byte) (int, error) {
+	c.n.Add(int64(len(b))) // before: the answer may come before Write returns
+	return c.w.Write(b)
+}
+
+func (p *proxy) url() string { return "tcp://" + p.ln.Addr().String() }
+
+func TestBadInputRefusedBeforeIO(t *testing.T) {
+	srv := newServer(t, []string{token})
+	p := newProxy(t, strings.TrimPrefix(srv.MQTTURL(), "tcp://"))
+	ctx := ctxT(t)
+	broker := mqtt.WithBroker(p.url())
+
+	bad := []struct {
+		name string
+		opts []mqtt.Option
+		tok  string
+		want error
+	}{
+		{"empty token", nil, "", thethings.ErrNoToken},
+		{"token with slash", nil, "a/b", thethings.ErrInvalidToken},
+		{"token with wildcard", nil, "a+", thethings.ErrInvalidToken},
+		{"token with newline", nil, token + "\n", thethings.ErrInvalidToken},
+		{"nil option", []mqtt.Option{nil}, token, thethings.ErrInvalidOption},
+		{"bad scheme", []mqtt.Option{mqtt.WithBroker("http://x")}, token, thethings.ErrInvalidOption},
+		{"broker path", []mqtt.Option{mqtt.WithBroker("tcp://x/y")}, token, thethings.ErrInvalidOption},
+		{"QoS 2", []mqtt.Option{mqtt.WithQoS(2)}, token, thethings.ErrInvalidOption},
+		{"keep-alive 0", []mqtt.Option{mqtt.WithKeepAlive(0)}, token, thethings.ErrInvalidOption},
+		{"empty client ID", []mqtt.Option{mqtt.WithClientID("")}, token, thethings.ErrInvalidOption},
+		{"nil TLS config", []mqtt.Option{mqtt.WithTLSConfig(nil)}, token, thethings.ErrInvalidOption},
+		{"TLS config for plain broker", []mqtt.Option{mqtt.WithTLSConfig(&tls.Config{})}, token, thethings.ErrInvalidOption},
+		{"empty will", []mqtt.Option{mqtt.WithWill()}, token, thethings.ErrInvalidOption},
+		{"bad will key", []mqtt.Option{mqtt.WithWill(thethings.Value{Key: "a b", Value: 1})}, token, thethings.ErrInvalidKey},
+		{"NaN will", []mqtt.Option{mqtt.WithWill(thethings.Value{Key: "a", Value: math.NaN()})}, token, thethings.ErrInvalidValue},
+	}
+	for _, tc := range bad {
+		_, err := mqtt.Dial(ctx, tc.tok, append([]mqtt.Option{broker}, tc.opts...)...)
+		if !errors.Is(err, tc.want) {
+			t.Errorf("%s: Dial = %v, want %v", tc.name, err, tc.want)
+		} else if msg := err.Error(); !strings.HasPrefix(msg, "thethings: mqtt: ") || strings.Count(msg, "thethings:") != 1 || strings.Contains(msg, token) {
+			t.Errorf("%s: error text %q", tc.name, msg)
+		}
+	}
+	//lint:ignore SA1012 a nil context is the point
+	if _, err := mqtt.Dial(nil, token, broker); !errors.Is(err, thethings.ErrInvalidOption) {
+		t.Errorf("nil ctx: %v", err)
+	}
+	for _, code := range []string{"", " ", "a/b", "a#"} {
+		if _, err := mqtt.Activate(ctx, code, broker); !errors.Is(err, thethings.ErrInvalidValue) {
+			t.Errorf("Activate(%q) = %v", code, err)
+		}
+	}
+	if n := p.accepts.Load(); n != 0 {
+		t.Fatalf("%d connections for refused input", n)
+	}
+
+	c, err := mqtt.Dial(ctx, token, broker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sent := p.sent.Load() // CONNECT, answered: nothing else is on its way
+	geoOff := &thethings.Geo{Lat: 91}
+	badWrites := []struct {
+		values []thethings.Value
+		want   error
+	}{
+		{[]thethings.Value{{Key: "ok", Value: 1}, {Key: "bad key", Value: 1}}, thethings.ErrInvalidKey},
+		{[]thethings.Value{{Key: "$nope", Value: 1}}, thethings.ErrInvalidKey},
+		{[]thethings.Value{{Key: "ok", Value: math.Inf(1)}}, thethings.ErrInvalidValue},
+		{[]thethings.Value{{Key: "ok", Value: make(chan int)}}, thethings.ErrInvalidValue},
+		{[]thethings.Value{{Key: "ok", Value: 1, Geo: geoOff}}, thethings.ErrInvalidValue},
+		{[]thethings.Value{{Key: "ok", Value: 1, Datetime: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}, thethings.ErrInvalidValue},
+	}
+	for _, w := range badWrites {
+		err := c.Write(ctx, w.values)
+		var we *thethings.WriteError
+		if !errors.Is(err, w.want) || !errors.As(err, &we) || len(we.Values) != len(w.values) || we.Unknown {
+			t.Errorf("Write(%v) = %v, want a WriteError of all values matching %v", w.values, err, w.want)
+		}
+	}
+	//lint:ignore SA1012 a nil context is the point
+	if err := c.Write(nil, []thethings.Value{{Key: "ok", Value: 1}}); !errors.Is(err, thethings.ErrInvalidOption) {
+		t.Errorf("nil ctx: %v", err)
+	}
+	//lint:ignore SA1012 a nil context is the point
+	for _, err := range c.Subscribe(nil) {
+		if !errors.Is(err, thethings.ErrInvalidOption) {
+			t.Errorf("Subscribe(nil) = %v", err)
+		}
+	}
+	if now := p.sent.Load(); now != sent {
+		t.Fatalf("refused writes sent %d bytes to the broker", now-sent)
+	}
+	if err := c.Write(ctx, []thethings.Value{{Key: "ok", Value: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if p.sent.Load() == sent || srv.StoredCount(token, "ok") != 1 {
+		t.Fatal("the proxy does not see writes: the check above proves nothing")
+	}
+}
+
+// TLS is the default and verifies the broker: a TLS front on the test
+// server's broker with a certificate for 127.0.0.1.
+func TestTLS(t *testing.T) {
+	srv := newServer(t, []string{token})
+	hs := httptest.NewUnstartedServer(nil)
+	hs.StartTLS()
+	certs, roots := hs.TLS.Certificates, x509.NewCertPool()
+	roots.AddCert(hs.Certificate())
+	hs.Close()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: certs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := proxyOn(t, ln, strings.TrimPrefix(srv.MQTTURL(), "tcp://"))
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+
+	for _, scheme := range []string{"mqtts", "ssl"} {
+		c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(scheme+"://127.0.0.1:"+port), mqtt.WithTLSConfig(&tls.Config{RootCAs: roots}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Write(ctxT(t), []thethings.Value{{Key: scheme, Value: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if srv.StoredCount(token, scheme) != 1 {
+			t.Fatalf("%s: not stored", scheme)
+		}
+	}
+	// Without the test root the certificate is refused.
+	_, err = mqtt.Dial(ctxT(t), token, mqtt.WithBroker("mqtts://127.0.0.1:"+port))
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &unknown) || strings.Contains(err.Error(), token) {
+		t.Fatalf("Dial without the root = %v, want an unknown-authority error", err)
+	}
+	if p.accepts.Load() != 3 {
+		t.Fatalf("%d TLS connections, want 3", p.accepts.Load())
+	}
+}
+
+// clientGoroutines lists goroutines running MQTT client code, except the
+// test's own (a Subscribe loop runs on its caller's goroutine).
+func clientGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "thethings/mqtt_test.") || strings.Contains(g, "runtime.goexit1()") {
+			continue // the test's own, or one that has returned and is exiting
+		}
+		if strings.Contains(g, "eclipse/paho.mqtt.golang") || strings.Contains(g, "thethings-go/thethings/mqtt.") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// Close leaves no goroutine of the client, even mid-reconnect.
+func TestCloseLeavesNoGoroutine(t *testing.T) {
+	srv := newServer(t, []string{token})
+	for _, restart := range []bool{false, true} {
+		c := dial(t, srv, token)
+		msgs := subscribe(t, srv, c)
+		if err := c.Write(ctxT(t), []thethings.Value{{Key: "k", Value: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		receive(t, msgs)
+		if restart {
+			if err := srv.RestartMQTT(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Close()
+		if g := clientGoroutines(); len(g) > 0 {
+			t.Fatalf("restart %v: %d goroutines left after Close:\n%s", restart, len(g), strings.Join(g, "\n\n"))
+		}
+		eventually(t, "the broker saw the client go", func() bool { return srv.OpenSubscriptions() == 0 })
+	}
+}

@@ -1,0 +1,99 @@
+package mqtt_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/mqtt"
+)
+
+// syncBuffer is a bytes.Buffer for concurrent log writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestTokenNeverShown(t *testing.T) {
+	srv := newServer(t, []string{token})
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var errs []error
+	keep := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	c := dial(t, srv, token, mqtt.WithLogger(logger), mqtt.WithWill(thethings.Value{Key: "w", Value: 1}))
+	keep(c.Write(ctxT(t), []thethings.Value{{Key: "bad key", Value: 1}}))
+	short, cancel := context.WithCancel(context.Background())
+	cancel()
+	keep(c.Write(short, []thethings.Value{{Key: "k", Value: 1}}))
+	if err := srv.RestartMQTT(); err != nil {
+		t.Fatal(err)
+	}
+	keep(c.Write(ctxT(t), []thethings.Value{{Key: "k", Value: 2}})) // across the reconnect: nil
+	// A broker that is gone: dial errors, reconnect logs.
+	dead, cancelDead := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancelDead()
+	_, err := mqtt.Dial(dead, token, mqtt.WithBroker("tcp://127.0.0.1:1"), mqtt.WithLogger(logger))
+	keep(err)
+	c.Close()
+	keep(c.Write(ctxT(t), []thethings.Value{{Key: "k", Value: 3}}))
+	for _, err := range c.Subscribe(ctxT(t)) {
+		keep(err)
+	}
+	if len(errs) < 4 {
+		t.Fatalf("only %d errors collected: %v", len(errs), errs)
+	}
+
+	var shown []string
+	for _, err := range errs {
+		shown = append(shown, err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", err))
+		if !strings.HasPrefix(err.Error(), "thethings: ") || strings.Count(err.Error(), "thethings:") != 1 {
+			t.Errorf("error text %q: want one leading \"thethings: \"", err)
+		}
+	}
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%d", "%x"} {
+		shown = append(shown, fmt.Sprintf(verb, c), fmt.Sprintf(verb, struct{ C *mqtt.Client }{c}))
+	}
+	logger.Info("client", "c", c)
+	j, _ := json.Marshal(c)
+	shown = append(shown, string(j), logs.String())
+	for _, s := range shown {
+		if strings.Contains(s, token) {
+			t.Errorf("token shown in %q", s)
+		}
+	}
+	if !strings.Contains(logs.String(), "reconnected") {
+		t.Errorf("the logs saw no reconnect, so they prove little:\n%s", logs.String())
+	}
+	// paho's own loggers print topics: they stay off.
+	for name, l := range map[string]paho.Logger{"ERROR": paho.ERROR, "CRITICAL": paho.CRITICAL, "WARN": paho.WARN, "DEBUG": paho.DEBUG} {
+		if _, ok := l.(paho.NOOPLogger); !ok {
+			t.Errorf("paho.%s is %T, want it off", name, l)
+		}
+	}
+}

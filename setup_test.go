@@ -1,0 +1,87 @@
+// The tests' setup, in one place: one way to get a test server and a
+// client for it (setup), one fast retry policy, and the httpmock client for
+// the tests that pin exact requests.
+package thethings_test
+
+import (
+	"log"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/jarcoal/httpmock"
+	"github.com/stretchr/testify/require"
+	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/thethingstest"
+)
+
+const sentinelToken = "TKN-SENTINEL-a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7"
+
+// mockClient returns a client whose unary calls go to a fresh httpmock
+// transport; unmatched requests fail the call.
+func mockClient(t *testing.T, opts ...thethings.Option) (*thethings.Client, *httpmock.MockTransport) {
+	t.Helper()
+	mt := httpmock.NewMockTransport()
+	mt.RegisterNoResponder(httpmock.NewNotFoundResponder(t.Fatal))
+	opts = append([]thethings.Option{
+		thethings.WithHTTPClient(&http.Client{Transport: mt}),
+		fastRetry,
+	}, opts...)
+	c, err := thethings.NewClient(sentinelToken, opts...)
+	require.NoError(t, err)
+	return c, mt
+}
+
+// startEmulator starts an emulator on loopback for the test and closes it
+// at the end. The thing sentinelToken is known to it.
+func startEmulator(t testing.TB, opts ...thethingstest.Option) *thethingstest.Server {
+	t.Helper()
+	srv := thethingstest.NewServer(t, append([]thethingstest.Option{thethingstest.WithThingTokens(sentinelToken)}, opts...)...)
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
+// fastRetryPolicy is the retry policy of the tests: the default number of
+// retries, millisecond waits.
+var fastRetryPolicy = thethings.RetryPolicy{MaxRetries: 3, MinWait: time.Millisecond, MaxWait: 5 * time.Millisecond}
+
+// fastRetry is WithRetry(fastRetryPolicy).
+var fastRetry = thethings.WithRetry(fastRetryPolicy)
+
+// emulatorClient returns a client for sentinelToken on srv.
+func emulatorClient(t testing.TB, srv *thethingstest.Server, opts ...thethings.Option) *thethings.Client {
+	t.Helper()
+	c, err := thethings.NewClient(sentinelToken, append([]thethings.Option{thethings.WithBaseURL(srv.URL()), fastRetry}, opts...)...)
+	require.NoError(t, err)
+	return c
+}
+
+// setup starts a test server that knows sentinelToken, closed when the
+// test ends, and returns it with a client for that thing with
+// fastRetryPolicy. Without faults no request is retried, so request counts
+// are exact.
+func setup(t testing.TB, opts ...thethingstest.Option) (*thethingstest.Server, *thethings.Client) {
+	t.Helper()
+	srv := startEmulator(t, opts...)
+	return srv, emulatorClient(t, srv)
+}
+
+// exampleToken is the thing the examples' emulator knows.
+const exampleToken = "example-thing-token"
+
+// startExampleEmulator starts a local emulator of the platform that knows
+// one thing token, and returns a client for that thing.
+func startExampleEmulator(opts ...thethingstest.Option) (*thethingstest.Server, *thethings.Client) {
+	srv, err := thethingstest.New(append([]thethingstest.Option{thethingstest.WithThingTokens(exampleToken)}, opts...)...)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
+	c, err := thethings.NewClient(exampleToken, thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	return srv, c
+}

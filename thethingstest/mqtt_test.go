@@ -1,0 +1,145 @@
+package thethingstest
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// rawMQTT is a plain MQTT client on the test server's broker, to check
+// the bytes it sends and takes.
+func rawMQTT(t testing.TB, url string) paho.Client {
+	t.Helper()
+	o := paho.NewClientOptions().AddBroker(url).SetClientID("raw-" + t.Name()).
+		SetAutoReconnect(false).SetCleanSession(true).SetOrderMatters(true)
+	c := paho.NewClient(o)
+	tok := c.Connect()
+	require.True(t, tok.WaitTimeout(10*time.Second))
+	require.NoError(t, tok.Error())
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c
+}
+
+// rawSubscribe subscribes to topic and returns its payloads.
+func rawSubscribe(t testing.TB, c paho.Client, topic string) <-chan string {
+	t.Helper()
+	ch := make(chan string, 16)
+	tok := c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { ch <- string(m.Payload()) })
+	require.True(t, tok.WaitTimeout(10*time.Second))
+	require.NoError(t, tok.Error())
+	return ch
+}
+
+func next(t testing.TB, ch <-chan string) string {
+	t.Helper()
+	select {
+	case s := <-ch:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatal("no MQTT message")
+		return ""
+	}
+}
+
+func rawPublish(t testing.TB, c paho.Client, topic, body string) {
+	t.Helper()
+	tok := c.Publish(topic, 1, false, body)
+	require.True(t, tok.WaitTimeout(10*time.Second))
+	require.NoError(t, tok.Error())
+}
+
+func TestMQTTURL(t *testing.T) {
+	assert.Empty(t, mustNew(t).MQTTURL(), "without WithMQTT")
+	assert.Error(t, mustNew(t).RestartMQTT())
+	e := start(t, WithMQTT())
+	assert.True(t, strings.HasPrefix(e.srv.MQTTURL(), "tcp://127.0.0.1:"), e.srv.MQTTURL())
+}
+
+func TestMQTTPublishIsAWrite(t *testing.T) {
+	e := start(t, WithMQTT(), WithThingTokens("tok"))
+	c := rawMQTT(t, e.srv.MQTTURL())
+	mqttSub := rawSubscribe(t, c, "v2/things/tok")
+	restSub := e.subscribe("tok", "")
+	assert.Equal(t, `{"status":"success","message":"subscribed"}`, restSub.mustChunk(5*time.Second))
+
+	rawPublish(t, c, "v2/things/tok", `{"values":[{"key":"temp","value":21.5,"geo":{"lat":1,"long":2},"datetime":"20260102030405"}]}`)
+	want := `[{"key":"temp","value":21.5,"datetime":"2026-01-02T03:04:05.000Z","geo":{"lat":1,"long":2}}]`
+	// Subscribers get the stream's data array, not the published body.
+	assert.JSONEq(t, want, next(t, mqttSub))
+	assert.JSONEq(t, want, restSub.data(5*time.Second))
+	items := e.readItems("tok", "temp", "")
+	require.Len(t, items, 1)
+	assert.Equal(t, 1, e.srv.StoredCount("tok", "temp"))
+
+	// A REST write reaches MQTT subscribers as the same array.
+	e.mustWrite("tok", `{"values":[{"key":"green","value":"1"}]}`)
+	got := next(t, mqttSub)
+	assert.True(t, strings.HasPrefix(got, `[{"key":"green","value":"1"`), got)
+}
+
+func TestMQTTDropsWhatTheRESTAPIRefuses(t *testing.T) {
+	e := start(t, WithMQTT(), WithThingTokens("tok"))
+	c := rawMQTT(t, e.srv.MQTTURL())
+	sub := rawSubscribe(t, c, "v2/things/tok")
+	rawPublish(t, c, "v2/things/unknown", `{"values":[{"key":"a","value":1}]}`)
+	rawPublish(t, c, "v2/things/tok", `{"values":[{"key":"bad key","value":1}]}`)
+	rawPublish(t, c, "v2/things/tok", `not json`)
+	rawPublish(t, c, "v2/things/tok", `{"values":[{"key":"ok","value":1}]}`)
+	// Messages on one connection keep their order: had the others gone
+	// through, they would arrive first.
+	assert.JSONEq(t, `[{"key":"ok","value":1}]`, dropDatetime(t, next(t, sub)))
+	assert.Equal(t, []string{"tok"}, e.srv.Tokens())
+	assert.Equal(t, 0, e.srv.StoredCount("tok", "bad key"))
+	assert.Equal(t, 1, e.srv.StoredCount("tok", "ok"))
+}
+
+// dropDatetime removes the server-stamped datetime of a one-item array.
+func dropDatetime(t testing.TB, frame string) string {
+	t.Helper()
+	i := strings.Index(frame, `,"datetime":"`)
+	require.GreaterOrEqual(t, i, 0, frame)
+	j := strings.Index(frame[i+13:], `"`)
+	return frame[:i] + frame[i+13+j+1:]
+}
+
+func TestMQTTActivation(t *testing.T) {
+	e := start(t, WithMQTT(), WithThingTokens(), WithActivationCodes(ActivationCode{Code: "C1"}))
+	c := rawMQTT(t, e.srv.MQTTURL())
+	answer := next(t, rawSubscribe(t, c, "v2/activations/C1/r4nd0m"))
+	assert.Contains(t, answer, `"status":"created"`)
+	tokens := e.srv.Tokens()
+	require.Len(t, tokens, 1)
+	assert.Contains(t, answer, `"thingToken":"`+tokens[0]+`"`)
+
+	answer = next(t, rawSubscribe(t, c, "v2/activations/C1/again"))
+	assert.JSONEq(t, `{"status":"error","message":"activation code not found"}`, answer)
+	assert.Len(t, e.srv.Tokens(), 1)
+	// The REST activation of a spent code fails too.
+	r := e.post("things", `{"activationCode":"C1"}`)
+	assert.Equal(t, http.StatusBadRequest, r.status)
+}
+
+func TestMQTTRestartAndSubscriptionCount(t *testing.T) {
+	e := start(t, WithMQTT(), WithThingTokens("tok"))
+	url := e.srv.MQTTURL()
+	c := rawMQTT(t, url)
+	rawSubscribe(t, c, "v2/things/tok")
+	rawSubscribe(t, c, "v2/things/tok/data") // not a thing topic: not counted
+	assert.Equal(t, 1, e.srv.OpenSubscriptions())
+	require.NoError(t, e.srv.RestartMQTT())
+	waitFor(t, "the broker to drop the client", func() bool { return !c.IsConnectionOpen() })
+	assert.Equal(t, 0, e.srv.OpenSubscriptions())
+	assert.Equal(t, url, e.srv.MQTTURL(), "same address after a restart")
+	c2 := rawMQTT(t, url)
+	sub := rawSubscribe(t, c2, "v2/things/tok")
+	e.mustWrite("tok", `{"values":[{"key":"k","value":1}]}`)
+	next(t, sub)
+	tok := c2.Unsubscribe("v2/things/tok")
+	require.True(t, tok.WaitTimeout(10*time.Second))
+	assert.Equal(t, 0, e.srv.OpenSubscriptions())
+}
