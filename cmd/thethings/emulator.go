@@ -40,6 +40,7 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	fs.BoolVar(&f.CoalesceFrames, "coalesce-frames", false, "flush stream frames together")
 	endInclusive := fs.Bool("enddate-inclusive", false, "make the read endDate bound inclusive")
 	legacy := fs.Bool("legacy-write-response", false, `answer writes {"status":"Success","message":"Created"}`)
+	withMQTT := fs.Bool("mqtt", false, "also run an MQTT broker bridged to the API, on a port of its own")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -63,6 +64,9 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 		thethingstest.WithEndDateInclusive(*endInclusive),
 		thethingstest.WithLegacyWriteResponse(*legacy),
 	}
+	if *withMQTT {
+		opts = append(opts, thethingstest.WithMQTT())
+	}
 	if *tokens == "" && *codes == "" {
 		acs = []thethingstest.ActivationCode{{Code: randomString(18)}, {Code: randomString(18)}}
 	}
@@ -78,7 +82,7 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	if err := srv.Start(); err != nil {
 		return err
 	}
-	info := emulatorInfo{URL: srv.URL(), Tokens: srv.Tokens(), Codes: []codeInfo{}, Control: controlURL(srv.URL())}
+	info := emulatorInfo{URL: srv.URL(), Tokens: srv.Tokens(), Codes: []codeInfo{}, Control: controlURL(srv.URL()), MQTT: srv.MQTTURL()}
 	for _, c := range acs {
 		info.Codes = append(info.Codes, codeInfo{Code: c.Code, Product: c.ProductID})
 	}
@@ -133,6 +137,9 @@ func printEmulator(w io.Writer, info emulatorInfo) {
 		} else {
 			fmt.Fprintf(w, "activation code: %s\n", c.Code)
 		}
+	}
+	if info.MQTT != "" {
+		fmt.Fprintf(w, "MQTT broker:     %s\n", info.MQTT)
 	}
 	fmt.Fprintf(w, "control API:     %s (counters, ground truth, faults)\n", info.Control)
 	tok := "THING_TOKEN"

@@ -184,7 +184,7 @@ func isUsage(err error) bool {
 		return false
 	}
 	for _, s := range []error{thethings.ErrInvalidKey, thethings.ErrInvalidValue, thethings.ErrInvalidOption,
-		thethings.ErrInvalidCursor, thethings.ErrNoToken} {
+		thethings.ErrInvalidCursor, thethings.ErrInvalidToken, thethings.ErrNoToken} {
 		if errors.Is(err, s) {
 			return true
 		}

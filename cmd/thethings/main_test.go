@@ -25,6 +25,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/mqtt"
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
@@ -251,6 +252,13 @@ func TestUsage(t *testing.T) {
 	r = cli(t, "", "", "", "time")
 	assert.Equal(t, 2, r.code)
 	assert.Contains(t, r.stderr, "no thing token")
+
+	url, conns := noServer(t)
+	r = cli(t, url, "two words", "", "time")
+	assert.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "invalid thing token")
+	assert.NotContains(t, r.stderr, "two words")
+	assert.Zero(t, conns())
 }
 
 func TestWrite(t *testing.T) {
@@ -597,7 +605,7 @@ func TestEmulator(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no SIGTERM")
 	}
-	p := start(t, "", "", "emulator", "-addr", "127.0.0.1:0", "-json", "-tokens", "tok-a,tok-b", "-codes", "c1,c2:prod")
+	p := start(t, "", "", "emulator", "-addr", "127.0.0.1:0", "-json", "-tokens", "tok-a,tok-b", "-codes", "c1,c2:prod", "-mqtt")
 	var info struct {
 		URL     string
 		Tokens  []string
@@ -609,9 +617,17 @@ func TestEmulator(t *testing.T) {
 	assert.Equal(t, []string{"tok-a", "tok-b"}, info.Tokens)
 	assert.Equal(t, []struct{ Code, Product string }{{"c1", ""}, {"c2", "prod"}}, info.Codes)
 	require.True(t, strings.HasPrefix(info.URL, "http://127.0.0.1:"), info.URL)
+	require.True(t, strings.HasPrefix(info.MQTT, "tcp://127.0.0.1:"), info.MQTT)
+	mc, err := mqtt.Dial(context.Background(), "tok-a", mqtt.WithBroker(info.MQTT))
+	require.NoError(t, err)
+	require.NoError(t, mc.Write(context.Background(), []thethings.Value{{Key: "over-mqtt", Value: 5}}))
+	require.NoError(t, mc.Close())
+	r := cli(t, info.URL, "tok-a", "", "read", "over-mqtt")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, []string{"5"}, csvValues(t, r.stdout, true), "the broker is bridged to the API")
 
 	// The CLI works against it.
-	r := cli(t, info.URL, "tok-b", "", "write", "k", "42")
+	r = cli(t, info.URL, "tok-b", "", "write", "k", "42")
 	require.Equal(t, 0, r.code, r.stderr)
 	r = cli(t, info.URL, "tok-b", "", "read", "k")
 	require.Equal(t, 0, r.code, r.stderr)
