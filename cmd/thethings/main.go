@@ -112,8 +112,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	name := args[0]
 	if name == "help" {
-		usage(stdout)
-		return exitOK
+		if len(args) == 1 {
+			usage(stdout)
+			return exitOK
+		}
+		name, args = args[1], []string{args[1], "-h"} // help CMD: CMD -h
 	}
 	for _, c := range commands {
 		if c.name == name {

@@ -240,6 +240,8 @@ func TestUsage(t *testing.T) {
 	r = cli(t, "", "", "", "read", "-h")
 	assert.Equal(t, 0, r.code)
 	assert.Equal(t, 1, strings.Count(r.stdout, "Usage: thethings read KEY"), r.stdout)
+	assert.Contains(t, r.stdout, "-resume")
+	assert.Equal(t, r, cli(t, "", "", "", "help", "read"))
 
 	r = cli(t, "", "", "", "-token", "sentinel-token-value", "write", "-token", "sentinel-token-value", "-h")
 	assert.Equal(t, 0, r.code)
