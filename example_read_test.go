@@ -31,32 +31,28 @@ func ExampleClient_Read() {
 	defer done()
 	ctx := context.Background()
 
-	page, err := c.Read(ctx, "temperature", &thethings.ReadOptions{Limit: 3})
-	if err != nil {
-		log.Fatal(err)
+	opts := &thethings.ReadOptions{Limit: 3}
+	for {
+		page, err := c.Read(ctx, "temperature", opts)
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, v := range page.Values {
+			f, _ := v.Float64()
+			fmt.Println(v.Datetime.Format(time.Kitchen), f)
+		}
+		if page.Next == "" {
+			break // nothing older
+		}
+		// Next can be stored and used later, even by another process.
+		opts.Cursor = page.Next
 	}
-	for _, v := range page.Values {
-		f, _ := v.Float64()
-		fmt.Println(v.Datetime.Format(time.Kitchen), f)
-	}
-
-	// Next can be stored and used later, even by another process.
-	page, err = c.Read(ctx, "temperature", &thethings.ReadOptions{Limit: 3, Cursor: page.Next})
-	if err != nil {
-		log.Fatal(err)
-	}
-	for _, v := range page.Values {
-		f, _ := v.Float64()
-		fmt.Println(v.Datetime.Format(time.Kitchen), f)
-	}
-	fmt.Println("more:", page.Next != "")
 	// Output:
 	// 10:04AM 24.5
 	// 10:03AM 23.5
 	// 10:02AM 22.5
 	// 10:01AM 21.5
 	// 10:00AM 20.5
-	// more: false
 }
 
 func ExampleClient_Values() {

@@ -321,7 +321,7 @@ func TestSoak(t *testing.T) {
 
 	// The writer: one value every millisecond, flushed now and then so that
 	// its reports do not pile up.
-	w := c.NewWriter(thethings.WithBatchSize(25), thethings.WithFlushInterval(20*time.Millisecond), thethings.WithMaxBuffered(5000))
+	w := mustWriter(t, c, thethings.WithBatchSize(25), thethings.WithFlushInterval(20*time.Millisecond), thethings.WithMaxBuffered(5000))
 	// What the Writer reported, kept compact: value → "unknown" or "not
 	// written".
 	reported := map[int32]bool{} // true: unknown

@@ -104,8 +104,10 @@
 package thethings
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -118,6 +120,7 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/thethings-go/thethings/internal/transport"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // DefaultBaseURL is the platform's device API.
@@ -289,7 +292,10 @@ func WithLogger(l *slog.Logger) Option {
 // Client talks to the platform on behalf of one thing. It is immutable and
 // safe for concurrent use.
 type Client struct {
-	token     string
+	// The token and what removes it from text are closures: fmt prints a
+	// func as an address under every verb, so no printed form of a Client,
+	// of a Client value or of a struct holding one reaches the token.
+	token     func() string
 	thingID   string
 	base      *url.URL
 	tr        *transport.Transport
@@ -297,7 +303,7 @@ type Client struct {
 	retry     RetryPolicy
 	userAgent string
 	logger    *slog.Logger
-	redactor  *strings.Replacer
+	redactor  func(string) string
 }
 
 // NewClient returns a client for the thing with the given token. It does no
@@ -386,7 +392,7 @@ func newClient(token, thingID string, cfg *config) *Client {
 		ua = cfg.userAgent + " " + ua
 	}
 	c := &Client{
-		token:     token,
+		token:     func() string { return token },
 		thingID:   thingID,
 		base:      cfg.base,
 		stream:    cfg.stream,
@@ -395,7 +401,7 @@ func newClient(token, thingID string, cfg *config) *Client {
 		logger:    cfg.logger,
 	}
 	if token != "" {
-		c.redactor = strings.NewReplacer(token, redacted, url.PathEscape(token), redacted, url.QueryEscape(token), redacted)
+		c.redactor = strings.NewReplacer(token, redacted, url.PathEscape(token), redacted, url.QueryEscape(token), redacted).Replace
 	}
 	c.tr = transport.New(cfg.http, transport.Policy{
 		MaxRetries:  cfg.retry.MaxRetries,
@@ -411,12 +417,12 @@ func (c *Client) redact(s string) string {
 	if c.redactor == nil {
 		return s
 	}
-	return c.redactor.Replace(s)
+	return c.redactor(s)
 }
 
 // ThingToken returns the thing's token. After Activate, persist it: the
 // activation code cannot be used again.
-func (c *Client) ThingToken() string { return c.token }
+func (c *Client) ThingToken() string { return c.token() }
 
 // ThingID returns the thing's id as reported by Activate, or "" when the
 // client was made by NewClient.
@@ -429,6 +435,16 @@ func (c *Client) String() string {
 
 // GoString is String, so that %#v does not print the token either.
 func (c *Client) GoString() string { return c.String() }
+
+// Format prints String under every verb, so that verbs which bypass
+// String (%d, %x) do not walk the Client's fields.
+func (c *Client) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		fmt.Fprintf(f, "%q", c.String())
+		return
+	}
+	_, _ = io.WriteString(f, c.String())
+}
 
 // LogValue keeps the token out of structured logs.
 func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
@@ -452,7 +468,7 @@ func escapeSegment(s string) string {
 
 // thingRoute is things/{token}[/suffix...], each suffix segment escaped.
 func (c *Client) thingRoute(segments ...string) route {
-	p := "things/" + escapeSegment(c.token)
+	p := "things/" + escapeSegment(c.token())
 	r := "things/" + redacted
 	for _, s := range segments {
 		p += "/" + escapeSegment(s)
@@ -501,23 +517,181 @@ func (c *Client) send(ctx context.Context, kind transport.Kind, method string, r
 }
 
 // call is send followed by decoding a JSON answer into out (when non-nil).
-// A failed request that is not idempotent and may have been processed
-// matches ErrOutcomeUnknown.
+// The answer is read through a size bound (maxAnswer); a GET whose body
+// is cut by a network error is sent again, like any failed read.
 func (c *Client) call(ctx context.Context, kind transport.Kind, method string, rt route, body []byte, out any) (maybe bool, err error) {
-	resp, maybe, err := c.send(ctx, kind, method, rt, body)
-	if err != nil {
-		if maybe && kind != transport.Idempotent {
-			err = errorf("%w: %w", err, ErrOutcomeUnknown)
+	var buf bytes.Buffer
+	if kind == transport.Idempotent && out != nil {
+		if _, err := c.get(ctx, rt, maxAnswer, &buf, false, nil); err != nil {
+			return false, err
 		}
-		return maybe, err
+	} else {
+		resp, maybe, err := c.send(ctx, kind, method, rt, body)
+		if err != nil {
+			if maybe && kind != transport.Idempotent {
+				err = errorf("%w: %w", err, ErrOutcomeUnknown)
+			}
+			return maybe, err
+		}
+		if out == nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+			resp.Body.Close()
+			return false, nil
+		}
+		_, err = c.readAnswer(ctx, resp, method, rt, maxAnswer, &buf, false, nil)
+		resp.Body.Close()
+		if err != nil {
+			// The request was processed: only its answer is lost.
+			return true, &causeError{msg: err.Error() + ": outcome unknown", errs: []error{err, ErrOutcomeUnknown}}
+		}
 	}
-	defer resp.Body.Close()
-	if out == nil {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
-		return false, nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return false, errorf("thethings: %s %s: decode answer: %s", method, c.displayPath(rt), c.redact(err.Error()))
+	d := json.NewDecoder(&buf)
+	if err := d.Decode(out); err != nil {
+		return false, &causeError{
+			msg:  wire.OnePrefix(fmt.Sprintf("thethings: %s %s: decode answer: %s", method, c.displayPath(rt), shorten(c.redact(err.Error())))),
+			errs: []error{err, ErrInvalidValue},
+		}
 	}
 	return false, nil
+}
+
+// maxAnswer bounds the body of every answer but read pages (see
+// maxPageBody), compressed or not: the bound counts the bytes decoded.
+const maxAnswer = 1 << 20
+
+// get sends an idempotent GET and reads its answer into buf, at most limit
+// bytes. A body cut by a network error is a failed attempt: the request is
+// sent again under the client's RetryPolicy. With partial, an answer over
+// the limit leaves its first limit+1 bytes in buf and reports cut; without,
+// it is an error matching ErrInvalidValue. enough, if set, makes a reader
+// of each answer a function that says when the bytes read so far are all
+// that is wanted: reading then stops there, and cut is reported.
+func (c *Client) get(ctx context.Context, rt route, limit int64, buf *bytes.Buffer, partial bool, enough func() func([]byte) bool) (cut bool, err error) {
+	for attempt := 0; ; attempt++ {
+		resp, _, err := c.send(ctx, transport.Idempotent, http.MethodGet, rt, nil)
+		if err != nil {
+			return false, err
+		}
+		var stop func([]byte) bool
+		if enough != nil {
+			stop = enough()
+		}
+		cut, err = c.readAnswer(ctx, resp, http.MethodGet, rt, limit, buf, partial, stop)
+		resp.Body.Close()
+		// A body cut mid-way is a failed attempt like any other: the
+		// transport's rule decides (a network error on a read: retry).
+		var ce *causeError
+		if err == nil || ctx.Err() != nil || !errors.As(err, &ce) || !ce.network || attempt >= c.retry.MaxRetries {
+			return cut, err
+		}
+		if retry, _ := transport.DecideError(transport.Idempotent, false, ce.errs[0], true); !retry {
+			return cut, err
+		}
+		wait := transport.Wait(transport.Policy{MinWait: c.retry.MinWait, MaxWait: c.retry.MaxWait}, attempt, 0)
+		if d, ok := ctx.Deadline(); ok && time.Until(d) <= wait {
+			return cut, err
+		}
+		if c.logger != nil {
+			c.logger.LogAttrs(ctx, slog.LevelDebug, "thethings: retrying request",
+				slog.String("op", "GET "+c.displayPath(rt)), slog.Int("attempt", attempt+1),
+				slog.Duration("wait", wait), slog.String("error", err.Error()))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return cut, err
+		case <-t.C:
+		}
+	}
+}
+
+// readAnswer reads resp's body into buf, at most limit bytes (see get for
+// partial). A read error keeps its cause, and ctx's error when ctx ended,
+// for errors.Is, while its text stays redacted.
+func (c *Client) readAnswer(ctx context.Context, resp *http.Response, method string, rt route, limit int64, buf *bytes.Buffer, partial bool, enough func([]byte) bool) (cut bool, err error) {
+	buf.Reset()
+	tooLarge := func() error {
+		return errorf("thethings: %s %s: answer larger than %d bytes: %w", method, c.displayPath(rt), limit, ErrInvalidValue)
+	}
+	if resp.ContentLength > limit && !partial {
+		return false, tooLarge()
+	}
+	if enough == nil {
+		_, err = buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
+	} else {
+		cut, err = readUntil(resp.Body, buf, limit, enough)
+	}
+	if err != nil {
+		ce := &causeError{msg: wire.OnePrefix(fmt.Sprintf("thethings: %s %s: read answer: %s", method, c.displayPath(rt), c.redact(err.Error()))), errs: []error{err}, network: true}
+		if ctx.Err() != nil {
+			ce.network = false
+			if !errors.Is(err, ctx.Err()) {
+				ce.errs = append(ce.errs, ctx.Err())
+			}
+		}
+		return false, ce
+	}
+	if cut || int64(buf.Len()) > limit {
+		if !partial {
+			return true, tooLarge()
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// readUntil reads r into buf until EOF, until buf holds more than limit
+// bytes, or until enough says buf holds all that is wanted; cut reports
+// that reading stopped before EOF.
+func readUntil(r io.Reader, buf *bytes.Buffer, limit int64, enough func([]byte) bool) (cut bool, err error) {
+	for {
+		if int64(buf.Len()) > limit || enough(buf.Bytes()) {
+			return true, nil
+		}
+		buf.Grow(bytes.MinRead)
+		b := buf.AvailableBuffer()
+		b = b[:min(int64(cap(b)), limit+1-int64(buf.Len()))]
+		n, err := r.Read(b)
+		buf.Write(b[:n])
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
+
+// causeError is an error whose text was redacted and cut, while its causes
+// stay reachable for errors.Is and errors.As.
+type causeError struct {
+	msg     string
+	errs    []error
+	network bool // reading an answer failed on the connection
+}
+
+func (e *causeError) Error() string   { return e.msg }
+func (e *causeError) Unwrap() []error { return e.errs }
+
+// maxMessage bounds the platform's message kept in an APIError.
+const maxMessage = 512
+
+// maxQuote bounds how much of a bad input an error message quotes.
+const maxQuote = 64
+
+// shorten cuts s to its first maxQuote bytes (on a rune boundary), marking
+// the cut, so that no answer, however large, makes a large error message.
+func shorten(s string) string { return cutText(s, maxQuote) }
+
+// cutText cuts s to at most n bytes on a rune boundary, marking the cut.
+func cutText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }

@@ -238,7 +238,10 @@ func TestErrorsSayPrefixOnce(t *testing.T) {
 	for _, err := range sub.Subscribe(ctx, thethings.WithReconnect(0)) {
 		add(err)
 	}
-	require.Len(t, errs, before+1, "the malformed frame ends the subscription")
+	// The malformed item is reported and the stream goes on, until the
+	// server closes it.
+	require.Len(t, errs, before+2)
+	assert.ErrorIs(t, errs[before], thethings.ErrInvalidValue)
 	for _, err := range errs {
 		assert.Equal(t, 1, strings.Count(err.Error(), "thethings:"), "%q", err)
 		assert.True(t, strings.HasPrefix(err.Error(), "thethings: "), "%q", err)

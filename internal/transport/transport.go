@@ -49,6 +49,12 @@ const (
 	Write
 	// Once requests (activation) are retried only when they never left this process.
 	Once
+	// Verified write requests are like Write, but never re-sent blindly
+	// whatever Policy.RetryWrites says, nor after a 503 with Retry-After
+	// (a proxy may answer so after the platform stored): their caller
+	// verifies an ambiguous outcome by reading back, then re-sends only
+	// what is missing.
+	Verified
 )
 
 // Policy bounds retries. Zero MinWait and MaxWait mean no wait; the caller
@@ -278,7 +284,7 @@ func DecideAnswer(kind Kind, retryWrites bool, status int, retryAfter bool) (ret
 	switch {
 	case status == http.StatusTooManyRequests:
 		return kind != Once, false
-	case status == http.StatusServiceUnavailable && retryAfter:
+	case status == http.StatusServiceUnavailable && retryAfter && kind != Verified:
 		return kind != Once, false
 	case status == http.StatusNotImplemented:
 		return false, false
@@ -309,6 +315,57 @@ func DecideError(kind Kind, retryWrites bool, err error, sent bool) (retry, mayb
 // activation never.
 func repeatable(kind Kind, retryWrites bool) bool {
 	return kind == Idempotent || kind == Write && retryWrites
+}
+
+// Outcome is what the answer to a write says about its values.
+type Outcome int
+
+const (
+	// Stored: a 2xx answer.
+	Stored Outcome = iota
+	// NotStored: certainly not stored, for a passing reason (a dial
+	// failure or a request that never left this process, 429, 503 with
+	// Retry-After): send again after a wait.
+	NotStored
+	// Ambiguous: the values may have been stored (a connection lost or a
+	// timeout after sending, 500, 502, 503 without Retry-After, 504 and
+	// any other 5xx but 501): find out before sending again.
+	Ambiguous
+	// Permanent: refused for good (4xx but 429, 501, an unusable URL or
+	// certificate); sending again cannot help.
+	Permanent
+)
+
+// Classify says what a write's result means for its values: status is the
+// HTTP status of its answer (0 without one), retryAfter whether that answer
+// carried Retry-After, err the failure without an answer (an *Error, whose
+// MaybeSent tells whether the request may have reached the server). For a
+// Verified write only a failed dial and 429 are NotStored: a 503 with
+// Retry-After may come from a proxy after the platform stored.
+func Classify(kind Kind, status int, retryAfter bool, err error) Outcome {
+	if status == 0 {
+		if err == nil {
+			return Stored
+		}
+		var te *Error
+		if errors.As(err, &te) && !te.MaybeSent {
+			if permanent(te.Err) {
+				return Permanent
+			}
+			return NotStored
+		}
+		return Ambiguous
+	}
+	switch {
+	case status >= 200 && status < 300:
+		return Stored
+	case status == http.StatusTooManyRequests,
+		status == http.StatusServiceUnavailable && retryAfter && kind != Verified:
+		return NotStored
+	case status >= 500 && status != http.StatusNotImplemented:
+		return Ambiguous
+	}
+	return Permanent
 }
 
 func permanent(err error) bool {

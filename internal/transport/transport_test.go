@@ -125,7 +125,7 @@ func TestBackoff(t *testing.T) {
 	assert.Equal(t, time.Second, wait(0, answer(503, "3600")))
 	assert.Zero(t, RetryAfterOf(answer(500, "7"), time.Now()), "only 429 and 503 carry one")
 	// Without a usable Retry-After (absent, 0, unparsable) the exponential wait applies.
-	for _, ra := range []string{"", "0", "soon"} {
+	for _, ra := range []string{"", "0", "soon", "Mon, 02 Jan 2006 15:04:05 GMT"} {
 		d := wait(0, answer(429, ra))
 		assert.True(t, d >= 50*time.Millisecond && d <= 100*time.Millisecond, "%q: %s", ra, d)
 	}
@@ -254,4 +254,37 @@ func TestErrorIsRedacted(t *testing.T) {
 	assert.NotContains(t, fmt.Sprintf("%+v", err), secret)
 	assert.Contains(t, err.Error(), "/v2/things/***")
 	assert.Equal(t, 2, rt.calls)
+}
+
+func TestClassify(t *testing.T) {
+	sent := &Error{Err: errors.New("connection reset"), MaybeSent: true}
+	notSent := &Error{Err: errors.New("connection refused")}
+	cases := []struct {
+		kind       Kind
+		status     int
+		retryAfter bool
+		err        error
+		want       Outcome
+	}{
+		{Write, 201, false, nil, Stored},
+		{Verified, 200, false, nil, Stored},
+		{Write, 0, false, notSent, NotStored},
+		{Verified, 0, false, notSent, NotStored},
+		{Write, 0, false, sent, Ambiguous},
+		{Verified, 429, true, nil, NotStored},
+		{Write, 503, true, nil, NotStored},
+		{Verified, 503, true, nil, Ambiguous}, // a proxy may say so after the store
+		{Write, 503, false, nil, Ambiguous},
+		{Write, 500, false, nil, Ambiguous},
+		{Write, 502, false, nil, Ambiguous},
+		{Write, 504, false, nil, Ambiguous},
+		{Write, 501, false, nil, Permanent},
+		{Write, 400, false, nil, Permanent},
+		{Write, 401, false, nil, Permanent},
+		{Write, 404, false, nil, Permanent},
+		{Write, 0, false, &Error{Err: errors.New(`unsupported protocol scheme "ftp"`)}, Permanent},
+	}
+	for _, c := range cases {
+		assert.Equal(t, c.want, Classify(c.kind, c.status, c.retryAfter, c.err), "%v %d retryAfter=%v %v", c.kind, c.status, c.retryAfter, c.err)
+	}
 }
