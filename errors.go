@@ -55,6 +55,14 @@ var (
 	// ErrFrameTooLarge: a subscription frame was larger than the limit
 	// (see WithMaxFrameSize). The frame is skipped; the subscription goes on.
 	ErrFrameTooLarge = errors.New("thethings: subscription frame too large")
+	// ErrSpoolLocked: another Writer, in this process or another, has the
+	// spool directory open ([Client.NewWriter]).
+	ErrSpoolLocked = errors.New("thethings: spool directory in use by another writer")
+	// ErrSpoolCorrupt: a spool file is damaged (other than a record cut
+	// short at its end by a crash, which is dropped: it was never
+	// acknowledged) or was not made by a Writer ([Client.NewWriter]). The
+	// error names the file.
+	ErrSpoolCorrupt = errors.New("thethings: spool corrupt")
 )
 
 // APIError is an answer of the platform other than success.

@@ -693,3 +693,16 @@ func TestValuesErrorsCarryNoToken(t *testing.T) {
 		assert.False(t, errors.Is(err, thethings.ErrResourceNotFound))
 	}
 }
+
+func TestReadDefaultsToFullPages(t *testing.T) {
+	t.Parallel()
+	srv, c := setup(t)
+	seedNumbers(t, srv, "n", 1500)
+	page, err := c.Read(context.Background(), "n", nil)
+	require.NoError(t, err)
+	assert.Len(t, page.Values, 1000, "Read(ctx, key, nil) reads a page of 1000, as Values does")
+	assert.NotEmpty(t, page.Next)
+	page, err = c.Read(context.Background(), "n", &thethings.ReadOptions{})
+	require.NoError(t, err)
+	assert.Len(t, page.Values, 1000)
+}

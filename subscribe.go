@@ -229,8 +229,8 @@ func newSubscribeConfig(opts []SubscribeOption) (*subscribeConfig, error) {
 // The loop receives an error as the last element of the sequence when the
 // reconnect budget is spent (the last failure is wrapped), the platform
 // refused the subscription for good (401/403: ErrUnauthorized; an unknown
-// token: ErrThingNotFound; other 4xx but 408 and 429), or an option or a
-// nil ctx was invalid (ErrInvalidOption). When ctx ends, the sequence ends
+// token: ErrThingNotFound; other 4xx but 408 and 429; 501; a redirect), or
+// an option or a nil ctx was invalid (ErrInvalidOption). When ctx ends, the sequence ends
 // with no error: the caller asked for it. Two errors do not end the
 // sequence: a frame over the size limit (see WithMaxFrameSize) is skipped
 // and yielded as an error matching ErrFrameTooLarge, and items of a data
@@ -368,17 +368,20 @@ func (s *subscriber) backoff(n int, err error) time.Duration {
 	return transport.Wait(s.c.tr.Policy, n, 0)
 }
 
-// permanentSubscribeError reports answers that a reconnect cannot fix.
+// permanentSubscribeError reports answers that a reconnect cannot fix, by
+// the transport's rule for streams. A 403 that asks to slow down counts as
+// the 429 it means.
 func permanentSubscribeError(err error) bool {
 	var ae *APIError
 	if !errors.As(err, &ae) {
 		return false
 	}
-	if errors.Is(ae, ErrUnauthorized) || errors.Is(ae, ErrNotFound) {
-		return true
+	status := ae.StatusCode
+	if errors.Is(ae, ErrRateLimited) {
+		status = http.StatusTooManyRequests
 	}
-	st := ae.StatusCode
-	return st >= 400 && st < 500 && st != http.StatusRequestTimeout && st != http.StatusTooManyRequests && !errors.Is(ae, ErrRateLimited)
+	retry, _ := transport.DecideAnswer(transport.Stream, false, status, ae.RetryAfter > 0)
+	return !retry
 }
 
 // connError is a failure of the subscription's connection whose message

@@ -272,6 +272,7 @@ func TestSubscribeNotRetried(t *testing.T) {
 		"401":                {401, `{"status":"error","code":401,"message":"Invalid thing token"}`, thethings.ErrUnauthorized},
 		"403":                {403, `{"status":"error","message":"Forbidden"}`, thethings.ErrUnauthorized},
 		"400":                {400, `{"status":"error","message":"bad keepAlive"}`, nil},
+		"501":                {501, `{"status":"error","message":"Not Implemented"}`, nil},
 		"error first frame":  {200, `{"status":"error","message":"Thing token doesn't exist"}`, thethings.ErrThingNotFound},
 		"error frame + code": {200, `{"status":"error","code":401,"message":"nope ` + sentinelToken + `"}`, thethings.ErrUnauthorized},
 	} {

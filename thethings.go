@@ -22,9 +22,9 @@
 // any I/O with an error matching [ErrNoToken], [ErrInvalidToken], [ErrInvalidOption],
 // [ErrInvalidKey], [ErrInvalidValue] or [ErrInvalidCursor]. A request that
 // may or may not have been processed matches [ErrOutcomeUnknown]. The other
-// sentinels belong to one feature each: [ErrWriterClosed] (Writer),
-// [ErrPaginationStalled] (reads), [ErrIdleTimeout] and [ErrFrameTooLarge]
-// (Subscribe).
+// sentinels belong to one feature each: [ErrWriterClosed], [ErrSpoolLocked]
+// and [ErrSpoolCorrupt] (Writer), [ErrPaginationStalled] (reads),
+// [ErrIdleTimeout] and [ErrFrameTooLarge] (Subscribe).
 //
 // # Retries
 //
@@ -32,17 +32,19 @@
 // retried only when the platform certainly did not store the values: the
 // request never left this process, or it was answered 429, or 503 with
 // Retry-After. Anything ambiguous (a connection lost after the request was
-// sent, a 500, a timeout) is not retried, unless [RetryPolicy.RetryWrites]
-// asks for retries that may duplicate values: [Client.Write] returns a
-// [*WriteError] with Unknown set, the magic setters an error matching
-// [ErrOutcomeUnknown]. Activation is never repeated once it may have reached
-// the platform. Waits grow exponentially with jitter; Retry-After is
+// sent, a 500, a timeout) is never re-sent blindly: [Client.Write] and the
+// [Writer] read the values that carry a Datetime back and send again only
+// what is missing; values without one are reported in a [*WriteError] with
+// Unknown set, and the magic setters return an error matching
+// [ErrOutcomeUnknown], unless [RetryPolicy.RetryWrites] asks for retries that
+// may duplicate values. Activation is never repeated once it may have
+// reached the platform. Waits grow exponentially with jitter; Retry-After is
 // honoured but clamped to [RetryPolicy.MaxWait], and no retry is attempted
 // that the context's deadline would cut short.
 //
 // Two features retry beyond [RetryPolicy.MaxRetries]: a [Writer] keeps a
-// refused batch buffered and sends it again, with the same waits, until it
-// is written or Close gives up; [Client.Subscribe] reconnects with the same
+// batch refused for a passing reason buffered (or spooled) and sends it
+// again, with the same waits, until it is written or Close gives up; [Client.Subscribe] reconnects with the same
 // waits as often as [WithReconnect] allows (by default, forever).
 //
 // # Times
@@ -57,9 +59,12 @@
 // [Client.Write] sends a batch of values, each with an optional [Geo] and its
 // own Datetime, split into requests of at most 100 values. A [Writer]
 // batches values in the background for devices and gateways: a bounded
-// buffer, flushes by size and interval, retries of rejected batches, and a
-// Close that reports every value it could not send. Any failure to write is
-// a [*WriteError] naming exactly the values not written.
+// buffer, or with [WithSpool] a crash-safe spool on disk; flushes by size and
+// interval; retries, with ambiguous outcomes verified by reading back, so
+// that values with a Datetime are stored exactly once; a Close that reports
+// every value it could not send; and [Writer.Stats]. Any failure to write is
+// a [*WriteError] naming exactly the values not written; [FailedValues]
+// collects them from joined errors.
 //
 // # Reading history
 //
@@ -85,6 +90,16 @@
 // live. Backfill covers stored, ordinary keys (not magic resources), and
 // relies on the platform's clock and this machine's agreeing within two
 // seconds (see [WithBackfill]). Leaving the loop closes the connection.
+//
+// Package mqtt (github.com/thethings-go/thethings/mqtt) speaks the
+// platform's MQTT device API with the same [Value] and [Message] types, for
+// devices that keep one connection open.
+//
+// # Testing
+//
+// Package thethingstest (github.com/thethings-go/thethings/thethingstest) is
+// an in-memory fake of the platform, REST and MQTT, with faults to inject and
+// ground truth to assert on; every example of this package runs against it.
 //
 // # Magic resources
 //
@@ -127,7 +142,7 @@ import (
 const DefaultBaseURL = "https://api.thethings.io/v2/"
 
 // Version is this SDK's version, sent in the User-Agent header.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
 const (
 	defaultMaxRetries = 3
@@ -485,6 +500,22 @@ func (c *Client) displayPath(rt route) string {
 	return p
 }
 
+// request is the transport's request for a call.
+func (c *Client) request(kind transport.Kind, method string, rt route, body []byte) *transport.Request {
+	h := http.Header{"Accept": {"application/json"}, "User-Agent": {c.userAgent}}
+	if body != nil {
+		h.Set("Content-Type", "application/json")
+	}
+	return &transport.Request{
+		Kind:   kind,
+		Method: method,
+		URL:    c.base.String() + rt.path,
+		Path:   c.displayPath(rt),
+		Body:   body,
+		Header: h,
+	}
+}
+
 // send performs one logical call and returns the response of a 2xx answer
 // for the caller to read and close. Other answers become *APIError; failures
 // without an answer are *transport.Error. maybe reports whether the request
@@ -493,18 +524,7 @@ func (c *Client) send(ctx context.Context, kind transport.Kind, method string, r
 	if err := checkContext(ctx); err != nil {
 		return nil, false, err
 	}
-	h := http.Header{"Accept": {"application/json"}, "User-Agent": {c.userAgent}}
-	if body != nil {
-		h.Set("Content-Type", "application/json")
-	}
-	req := &transport.Request{
-		Kind:   kind,
-		Method: method,
-		URL:    c.base.String() + rt.path,
-		Path:   c.displayPath(rt),
-		Body:   body,
-		Header: h,
-	}
+	req := c.request(kind, method, rt, body)
 	resp, res, err := c.tr.Do(ctx, req)
 	if err != nil {
 		return nil, res.MaybeProcessed, err
@@ -516,34 +536,29 @@ func (c *Client) send(ctx context.Context, kind transport.Kind, method string, r
 	return nil, res.MaybeProcessed, c.apiError(resp, method, req.Path)
 }
 
-// call is send followed by decoding a JSON answer into out (when non-nil).
-// The answer is read through a size bound (maxAnswer); a GET whose body
-// is cut by a network error is sent again, like any failed read.
+// call is one logical call whose JSON answer is decoded into out (when
+// non-nil), read through a size bound (maxAnswer). A failed call that may
+// have been processed, unless it is a read, matches ErrOutcomeUnknown.
 func (c *Client) call(ctx context.Context, kind transport.Kind, method string, rt route, body []byte, out any) (maybe bool, err error) {
 	var buf bytes.Buffer
-	if kind == transport.Idempotent && out != nil {
-		if _, err := c.get(ctx, rt, maxAnswer, &buf, false, nil); err != nil {
-			return false, err
-		}
-	} else {
-		resp, maybe, err := c.send(ctx, kind, method, rt, body)
-		if err != nil {
-			if maybe && kind != transport.Idempotent {
-				err = errorf("%w: %w", err, ErrOutcomeUnknown)
-			}
-			return maybe, err
-		}
-		if out == nil {
+	if out == nil {
+		var resp *http.Response
+		resp, maybe, err = c.send(ctx, kind, method, rt, body)
+		if err == nil {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 			resp.Body.Close()
-			return false, nil
 		}
-		_, err = c.readAnswer(ctx, resp, method, rt, maxAnswer, &buf, false, nil)
-		resp.Body.Close()
-		if err != nil {
-			// The request was processed: only its answer is lost.
-			return true, &causeError{msg: err.Error() + ": outcome unknown", errs: []error{err, ErrOutcomeUnknown}}
+	} else {
+		_, maybe, err = c.ask(ctx, kind, method, rt, body, maxAnswer, &buf, false, nil)
+	}
+	if err != nil {
+		if maybe && kind != transport.Idempotent {
+			err = errorf("%w: %w", err, ErrOutcomeUnknown)
 		}
+		return maybe, err
+	}
+	if out == nil {
+		return false, nil
 	}
 	d := json.NewDecoder(&buf)
 	if err := d.Decode(out); err != nil {
@@ -559,54 +574,45 @@ func (c *Client) call(ctx context.Context, kind transport.Kind, method string, r
 // maxPageBody), compressed or not: the bound counts the bytes decoded.
 const maxAnswer = 1 << 20
 
-// get sends an idempotent GET and reads its answer into buf, at most limit
-// bytes. A body cut by a network error is a failed attempt: the request is
-// sent again under the client's RetryPolicy. With partial, an answer over
-// the limit leaves its first limit+1 bytes in buf and reports cut; without,
-// it is an error matching ErrInvalidValue. enough, if set, makes a reader
-// of each answer a function that says when the bytes read so far are all
-// that is wanted: reading then stops there, and cut is reported.
+// get is ask for a GET.
 func (c *Client) get(ctx context.Context, rt route, limit int64, buf *bytes.Buffer, partial bool, enough func() func([]byte) bool) (cut bool, err error) {
-	for attempt := 0; ; attempt++ {
-		resp, _, err := c.send(ctx, transport.Idempotent, http.MethodGet, rt, nil)
-		if err != nil {
-			return false, err
+	cut, _, err = c.ask(ctx, transport.Idempotent, http.MethodGet, rt, nil, limit, buf, partial, enough)
+	return cut, err
+}
+
+// ask performs one logical call and reads its 2xx answer into buf, at most
+// limit bytes. Other answers become *APIError; failures without an answer
+// are *transport.Error. An answer cut by a network error is a failed
+// attempt, which the transport may repeat (a read) or report as maybe
+// processed. With partial, an answer over the limit leaves its first
+// limit+1 bytes in buf and reports cut; without, it is an error matching
+// ErrInvalidValue. enough, if set, makes a reader of each answer a function
+// that says when the bytes read so far are all that is wanted: reading then
+// stops there, and cut is reported.
+func (c *Client) ask(ctx context.Context, kind transport.Kind, method string, rt route, body []byte, limit int64, buf *bytes.Buffer, partial bool, enough func() func([]byte) bool) (cut, maybe bool, err error) {
+	if err := checkContext(ctx); err != nil {
+		return false, false, err
+	}
+	req := c.request(kind, method, rt, body)
+	res, err := c.tr.DoRead(ctx, req, func(resp *http.Response) error {
+		if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+			return c.apiError(resp, method, req.Path)
 		}
 		var stop func([]byte) bool
 		if enough != nil {
 			stop = enough()
 		}
-		cut, err = c.readAnswer(ctx, resp, http.MethodGet, rt, limit, buf, partial, stop)
-		resp.Body.Close()
-		// A body cut mid-way is a failed attempt like any other: the
-		// transport's rule decides (a network error on a read: retry).
-		var ce *causeError
-		if err == nil || ctx.Err() != nil || !errors.As(err, &ce) || !ce.network || attempt >= c.retry.MaxRetries {
-			return cut, err
-		}
-		if retry, _ := transport.DecideError(transport.Idempotent, false, ce.errs[0], true); !retry {
-			return cut, err
-		}
-		wait := transport.Wait(transport.Policy{MinWait: c.retry.MinWait, MaxWait: c.retry.MaxWait}, attempt, 0)
-		if d, ok := ctx.Deadline(); ok && time.Until(d) <= wait {
-			return cut, err
-		}
-		if c.logger != nil {
-			c.logger.LogAttrs(ctx, slog.LevelDebug, "thethings: retrying request",
-				slog.String("op", "GET "+c.displayPath(rt)), slog.Int("attempt", attempt+1),
-				slog.Duration("wait", wait), slog.String("error", err.Error()))
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return cut, err
-		case <-t.C:
-		}
+		var err error
+		cut, err = c.readAnswer(ctx, resp, method, rt, limit, buf, partial, stop)
+		return err
+	})
+	if err != nil {
+		return false, res.MaybeProcessed, err
 	}
+	return cut, false, nil
 }
 
-// readAnswer reads resp's body into buf, at most limit bytes (see get for
+// readAnswer reads resp's body into buf, at most limit bytes (see ask for
 // partial). A read error keeps its cause, and ctx's error when ctx ended,
 // for errors.Is, while its text stays redacted.
 func (c *Client) readAnswer(ctx context.Context, resp *http.Response, method string, rt route, limit int64, buf *bytes.Buffer, partial bool, enough func([]byte) bool) (cut bool, err error) {
@@ -623,9 +629,8 @@ func (c *Client) readAnswer(ctx context.Context, resp *http.Response, method str
 		cut, err = readUntil(resp.Body, buf, limit, enough)
 	}
 	if err != nil {
-		ce := &causeError{msg: wire.OnePrefix(fmt.Sprintf("thethings: %s %s: read answer: %s", method, c.displayPath(rt), c.redact(err.Error()))), errs: []error{err}, network: true}
+		ce := &causeError{msg: wire.OnePrefix(fmt.Sprintf("thethings: %s %s: read answer: %s", method, c.displayPath(rt), c.redact(err.Error()))), errs: []error{err}}
 		if ctx.Err() != nil {
-			ce.network = false
 			if !errors.Is(err, ctx.Err()) {
 				ce.errs = append(ce.errs, ctx.Err())
 			}
@@ -666,9 +671,8 @@ func readUntil(r io.Reader, buf *bytes.Buffer, limit int64, enough func([]byte) 
 // causeError is an error whose text was redacted and cut, while its causes
 // stay reachable for errors.Is and errors.As.
 type causeError struct {
-	msg     string
-	errs    []error
-	network bool // reading an answer failed on the connection
+	msg  string
+	errs []error
 }
 
 func (e *causeError) Error() string   { return e.msg }

@@ -161,7 +161,6 @@ func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption)
 func (c *Client) writeBatch(ctx context.Context, wc writeConfig, batch []Value, body []byte) error {
 	d := &delivery{c: c, wc: wc, orig: batch, retryWrites: c.retry.RetryWrites, body: body}
 	d.start(false)
-	p := transport.Policy{MinWait: c.retry.MinWait, MaxWait: c.retry.MaxWait}
 	var failed []error
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -180,7 +179,7 @@ func (c *Client) writeBatch(ctx context.Context, wc writeConfig, batch []Value, 
 		if !d.maybe || attempt >= c.retry.MaxRetries {
 			return d.giveUp(failed, r.err)
 		}
-		wait := transport.Wait(p, attempt, r.retryAfter)
+		wait := transport.Wait(c.tr.Policy, attempt, r.retryAfter)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
 			return d.giveUp(failed, r.err)
 		}
