@@ -20,16 +20,6 @@ import (
 	"github.com/thethings-go/thethings/internal/wire"
 )
 
-// ErrSpoolLocked is returned by [Client.NewWriter] when another Writer,
-// in this process or another, has the spool directory open.
-var ErrSpoolLocked = errors.New("thethings: spool directory in use by another writer")
-
-// ErrSpoolCorrupt is returned by [Client.NewWriter] when a spool file is
-// damaged (other than a record cut short at its end by a crash, which is
-// dropped: it was never acknowledged) or was not made by a Writer. The
-// error names the file.
-var ErrSpoolCorrupt = errors.New("thethings: spool corrupt")
-
 // The spool is a directory of append-only segment files and one file
 // recording how far the platform is known to hold them:
 //

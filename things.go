@@ -131,11 +131,10 @@ func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption)
 		}
 		bodies = append(bodies, body)
 	}
-	rt := c.writeRoute(wc)
 	for i := range bodies {
 		lo := i * defaultBatchSize
 		hi := min(lo+defaultBatchSize, len(values))
-		err := c.writeBatch(ctx, rt, values[lo:hi], bodies[i])
+		err := c.writeBatch(ctx, wc, values[lo:hi], bodies[i])
 		if err == nil {
 			continue
 		}
@@ -159,10 +158,9 @@ func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption)
 // writeBatch delivers one request's values: it sends them, reads back an
 // ambiguous outcome of the values with a Datetime and sends again only what
 // is missing, within the client's RetryPolicy.
-func (c *Client) writeBatch(ctx context.Context, rt route, batch []Value, body []byte) error {
-	d := &delivery{c: c, rt: rt, orig: batch, retryWrites: c.retry.RetryWrites, body: body}
+func (c *Client) writeBatch(ctx context.Context, wc writeConfig, batch []Value, body []byte) error {
+	d := &delivery{c: c, wc: wc, orig: batch, retryWrites: c.retry.RetryWrites, body: body}
 	d.start(false)
-	p := transport.Policy{MinWait: c.retry.MinWait, MaxWait: c.retry.MaxWait}
 	var failed []error
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -181,7 +179,7 @@ func (c *Client) writeBatch(ctx context.Context, rt route, batch []Value, body [
 		if !d.maybe || attempt >= c.retry.MaxRetries {
 			return d.giveUp(failed, r.err)
 		}
-		wait := transport.Wait(p, attempt, r.retryAfter)
+		wait := transport.Wait(c.tr.Policy, attempt, r.retryAfter)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
 			return d.giveUp(failed, r.err)
 		}
@@ -269,7 +267,7 @@ func Activate(ctx context.Context, activationCode, productID string, opts ...Opt
 		return nil, err
 	}
 	if out.ThingToken == "" {
-		return nil, errorf("thethings: activation answered %q without a thing token: %w", out.Status, ErrOutcomeUnknown)
+		return nil, errorf("thethings: activation answered %q without a thing token: %w", shorten(out.Status), ErrOutcomeUnknown)
 	}
 	if err := checkToken(out.ThingToken); err != nil {
 		return nil, errorf("thethings: activation answered an unusable thing token: %w", err)
@@ -281,7 +279,7 @@ func Activate(ctx context.Context, activationCode, productID string, opts ...Opt
 // without a real-time clock can stamp its readings. Both answer formats of
 // the endpoint are understood.
 func (c *Client) ServerTime(ctx context.Context) (time.Time, error) {
-	q := url.Values{"thingToken": {c.token}, "format": {"UTC"}}
+	q := url.Values{"thingToken": {c.token()}, "format": {"UTC"}}
 	rt := route{path: "utils/date?" + q.Encode(), redacted: "utils/date?format=UTC&thingToken=" + redacted}
 	var out struct {
 		Date json.RawMessage `json:"date"`
@@ -294,16 +292,28 @@ func (c *Client) ServerTime(ctx context.Context) (time.Time, error) {
 
 func parseServerDate(raw json.RawMessage) (time.Time, error) {
 	raw = bytes.TrimSpace(raw)
+	var t time.Time
 	if len(raw) > 0 && raw[0] == '"' {
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return time.Time{}, errorf("thethings: server date: %w", err)
+			return time.Time{}, errorf("thethings: server date: %w: %w", err, ErrInvalidValue)
 		}
-		return ParseTime(s)
-	}
-	if sec, err := strconv.ParseFloat(string(raw), 64); err == nil && sec > 0 {
+		var err error
+		if t, err = ParseTime(s); err != nil {
+			return time.Time{}, err
+		}
+	} else if sec, err := strconv.ParseFloat(string(raw), 64); err == nil && sec > 0 && sec < maxUnixSeconds {
 		whole := int64(sec)
-		return time.Unix(whole, int64((sec-float64(whole))*1e9)).UTC().Truncate(time.Millisecond), nil
+		t = time.Unix(whole, int64((sec-float64(whole))*1e9)).UTC().Truncate(time.Millisecond)
+	} else {
+		return time.Time{}, errorf("thethings: server date %q not understood: %w", shorten(string(raw)), ErrInvalidValue)
 	}
-	return time.Time{}, errorf("thethings: server date %q not understood: %w", raw, ErrInvalidValue)
+	if y := t.Year(); y < 1 || y > 9999 {
+		return time.Time{}, errorf("thethings: server date %s outside the years 1..9999: %w", t.Format(time.RFC3339), ErrInvalidValue)
+	}
+	return t, nil
 }
+
+// maxUnixSeconds is the end of the year 9999, the last the platform's date
+// forms can hold.
+const maxUnixSeconds = 253402300800

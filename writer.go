@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/thethings-go/thethings/internal/transport"
@@ -193,7 +194,7 @@ type WriterStats struct {
 type Writer struct {
 	c     *Client
 	cfg   writerConfig
-	rt    route
+	wc    writeConfig // the route is built per request: no field holds the token
 	p     transport.Policy
 	sp    *spool          // nil: the buffer is in memory
 	ctx   context.Context // the requests' context, cancelled to abort
@@ -214,6 +215,8 @@ type Writer struct {
 	closed   bool // closeErr is set
 	stats    WriterStats
 	cur      *delivery // the batch being delivered, if any
+
+	handling atomic.Bool // the error handler runs (Close may be called from it)
 
 	stampMu sync.Mutex
 	last    map[string]stamp // per key, the last millisecond stamped
@@ -243,7 +246,7 @@ func (c *Client) NewWriter(opts ...WriterOption) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{c: c, cfg: cfg, rt: c.writeRoute(wc), changed: make(chan struct{}), done: make(chan struct{})}
+	w := &Writer{c: c, cfg: cfg, wc: wc, changed: make(chan struct{}), done: make(chan struct{})}
 	w.p = transport.Policy{MinWait: c.retry.MinWait, MaxWait: c.retry.MaxWait}
 	if w.p.MinWait <= 0 {
 		w.p.MinWait = defaultMinWait
@@ -600,7 +603,11 @@ func (w *Writer) Close(ctx context.Context) error {
 	case <-w.done:
 	case <-ctx.Done():
 		w.abort()
-		<-w.done
+		if !w.handling.Load() {
+			<-w.done
+		}
+		// Else Close was called from the error handler, on the writer's
+		// goroutine, which ends as soon as the handler returns.
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -719,7 +726,7 @@ func (w *Writer) next(k int, verify bool) *delivery {
 		batch = w.buf.first(min(k, w.buf.n))
 		w.mu.Unlock()
 	}
-	d := &delivery{c: w.c, rt: w.rt, orig: batch, retryWrites: w.c.retry.RetryWrites}
+	d := &delivery{c: w.c, wc: w.wc, orig: batch, retryWrites: w.c.retry.RetryWrites}
 	d.start(verify)
 	if err != nil {
 		d.broken = err
@@ -786,10 +793,12 @@ func (w *Writer) deliver(d *delivery) bool {
 		}
 		w.broadcastLocked()
 		w.mu.Unlock()
-		if h := w.cfg.onError; h != nil {
+		if h := w.cfg.onError; h != nil && len(r.failed) > 0 {
+			w.handling.Store(true)
 			for _, f := range r.failed {
 				h(f)
 			}
+			w.handling.Store(false)
 		}
 		if ackErr != nil {
 			// The spool can no longer record progress: stop rather than
@@ -817,7 +826,7 @@ func (w *Writer) deliver(d *delivery) bool {
 // resolved by reading the batch's keys back, never by guessing.
 type delivery struct {
 	c           *Client
-	rt          route
+	wc          writeConfig // the route is built per request: no field holds the token
 	orig        []Value
 	retryWrites bool
 
@@ -965,7 +974,7 @@ func (d *delivery) step(ctx context.Context) (r stepResult) {
 	}
 	resend := d.tries > 0
 	d.tries++
-	err := d.c.postValues(ctx, kind, d.rt, body)
+	err := d.c.postValues(ctx, kind, d.c.writeRoute(d.wc), body)
 	oc := transport.Classify(kind, statusOf(err), retryAfterOf(err) > 0, err)
 	r.err = err
 	r.retryAfter = retryAfterOf(err)
@@ -1077,7 +1086,14 @@ func (c *Client) missing(ctx context.Context, batch []Value, gone []bool) ([]int
 		}
 		s.lo, s.hi = min(s.lo, id.ms), max(s.hi, id.ms)
 	}
+	missing := 0
+	for _, n := range need {
+		missing += n
+	}
 	for _, key := range keys {
+		if missing == 0 {
+			break // all found: no need to read on to the end of the window
+		}
 		s := spans[key]
 		opts := &ReadOptions{Start: time.UnixMilli(s.lo), End: time.UnixMilli(s.hi + 1)}
 		for v, err := range c.Values(ctx, key, opts) {
@@ -1093,6 +1109,9 @@ func (c *Client) missing(ctx context.Context, batch []Value, gone []bool) ([]int
 			}
 			if need[id] > 0 {
 				need[id]--
+				if missing--; missing == 0 {
+					break
+				}
 			}
 		}
 	}
