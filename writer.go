@@ -1179,7 +1179,7 @@ func (b *badValues) report(batch []Value) *WriteError {
 
 // identOf is the identity of a value with a Datetime: its key, its
 // millisecond and its value as canonical JSON (numbers as the float64 they
-// denote, object members sorted), so that what was sent and what the
+// denote, -0 as 0, object members sorted), so that what was sent and what the
 // platform answers compare equal however either spells them.
 func identOf(key string, t time.Time, v any) (ident, error) {
 	raw, err := wire.AppendValue(nil, v)
@@ -1188,7 +1188,7 @@ func identOf(key string, t time.Time, v any) (ident, error) {
 	}
 	id := ident{key: key, ms: t.UnixMilli()}
 	if f, err := strconv.ParseFloat(string(raw), 64); err == nil {
-		id.value = strconv.FormatFloat(f, 'g', -1, 64)
+		id.value = string(appendFloat(nil, f))
 		return id, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -1206,7 +1206,7 @@ func appendCanonical(b []byte, x any) []byte {
 	switch x := x.(type) {
 	case json.Number:
 		if f, err := strconv.ParseFloat(string(x), 64); err == nil {
-			return strconv.AppendFloat(b, f, 'g', -1, 64)
+			return appendFloat(b, f)
 		}
 		return append(b, x...)
 	case string:
@@ -1237,4 +1237,13 @@ func appendCanonical(b []byte, x any) []byte {
 	default:
 		return append(b, "null"...)
 	}
+}
+
+// appendFloat appends f in canonical form: -0 as 0, as the platform
+// (JavaScript) answers it.
+func appendFloat(b []byte, f float64) []byte {
+	if f == 0 {
+		f = 0 // -0 too
+	}
+	return strconv.AppendFloat(b, f, 'g', -1, 64)
 }

@@ -4,6 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"net"
 	"sync"
 	"testing"
@@ -408,4 +412,37 @@ func TestWriteVerifiesAKeyNeverStored(t *testing.T) {
 	assertStoredOnce(t, srv, "n", 5)
 	assert.Equal(t, 3, srv.Requests(thethingstest.RouteWrite))
 	assert.Equal(t, 1, srv.Requests(thethingstest.RouteRead))
+}
+
+// TestVerifyNegativeZero: the platform answers -0 as 0 (JavaScript's
+// JSON.stringify does): a read back still finds a value written as -0,
+// alone or inside an array.
+func TestVerifyNegativeZero(t *testing.T) {
+	t.Parallel()
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	var posts atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			_, _ = io.Copy(io.Discard, r.Body)
+			if posts.Add(1) == 1 {
+				// Stored, then the connection is lost.
+				conn, _, err := http.NewResponseController(w).Hijack()
+				if err == nil {
+					conn.Close()
+				}
+				return
+			}
+			w.WriteHeader(http.StatusCreated)
+			return
+		}
+		d := at.Format("2006-01-02T15:04:05.000Z")
+		fmt.Fprintf(w, `[{"value":0,"datetime":%q},{"value":[0],"datetime":%q}]`, d, d)
+	}))
+	defer srv.Close()
+	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(srv.URL+"/v2/"), fastRetry)
+	require.NoError(t, err)
+	negZero := math.Copysign(0, -1)
+	vals := []thethings.Value{{Key: "z", Value: negZero, Datetime: at}, {Key: "z", Value: []any{negZero}, Datetime: at}}
+	require.NoError(t, c.Write(context.Background(), vals))
+	assert.Equal(t, int32(1), posts.Load(), "found stored: not sent again")
 }
