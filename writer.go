@@ -647,6 +647,7 @@ func (w *Writer) Close(ctx context.Context) error {
 				})
 				w.buf = ring{}
 			}
+			w.resolved = w.taken // every value is reported: none pending
 		}
 		w.cur = nil
 		w.closeErr = errors.Join(errs...)
