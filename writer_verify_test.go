@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync/atomic"
-	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
