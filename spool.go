@@ -540,6 +540,12 @@ func (s *spool) sync(ticket int64) error {
 	err := f.Sync()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err != nil && s.synced >= target {
+		// Meanwhile a new segment was started, which synced this one, and
+		// its values, acknowledged, let compaction close the file: they are
+		// durable.
+		err = nil
+	}
 	if err != nil {
 		s.err = errorf("thethings: spool: %w", err)
 		return s.err
