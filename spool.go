@@ -532,6 +532,9 @@ func (s *spool) sync(ticket int64) error {
 	s.mu.Lock()
 	if s.synced >= ticket || s.err != nil {
 		err := s.err
+		if s.synced >= ticket {
+			err = nil // durable, whatever failed since
+		}
 		s.mu.Unlock()
 		return err
 	}
