@@ -49,7 +49,7 @@ func BenchmarkDecodePage(b *testing.B) {
 	b.Run("pageDecoder/reused", func(b *testing.B) { // as Values decodes
 		b.SetBytes(int64(len(body)))
 		b.ReportAllocs()
-		d := pageDecoder{key: "temperature"}
+		d := pageDecoder{key: "temperature", max: 1000} // bounded, as a read is
 		for b.Loop() {
 			if _, vals, err := d.decode(body, 1000); err != nil || len(vals) != 1000 {
 				b.Fatal(err, len(vals))
@@ -60,7 +60,7 @@ func BenchmarkDecodePage(b *testing.B) {
 		b.SetBytes(int64(len(body)))
 		b.ReportAllocs()
 		for b.Loop() {
-			d := pageDecoder{key: "temperature"}
+			d := pageDecoder{key: "temperature", max: 1000}
 			if _, vals, err := d.decode(body, 1000); err != nil || len(vals) != 1000 {
 				b.Fatal(err, len(vals))
 			}

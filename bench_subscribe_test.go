@@ -66,11 +66,14 @@ func BenchmarkSubscribeFrames(b *testing.B) {
 		s := newSubscriber(c, cfg, nil)
 		now := time.Now()
 		r := bytes.NewReader(data)
+		wd := stream.NewWatchdog(time.Hour, func(error) {}, nil)
+		defer wd.Stop()
 		b.ReportAllocs()
 		b.SetBytes(int64(len(data)))
 		for b.Loop() {
 			r.Reset(data)
-			d := stream.NewDecoder(r, maxFrame)
+			// As connect reads: every read feeds the watchdog.
+			d := stream.NewDecoder(&feeder{r: r, wd: wd}, cfg.maxFrame)
 			for {
 				f, err := d.Next()
 				if err == io.EOF {
@@ -79,7 +82,7 @@ func BenchmarkSubscribeFrames(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				items, err := wire.DecodeFrame(f)
+				items, err := wire.DecodeFrameEach(f)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -186,7 +186,10 @@ func BenchmarkWriterThroughput(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
-			w := c.NewWriter()
+			w, err := c.NewWriter()
+			if err != nil {
+				b.Fatal(err)
+			}
 			for n := range b.N {
 				v := Value{Key: "t", Value: float64(n), Datetime: start.Add(time.Duration(n) * time.Millisecond)}
 				if err := w.Add(ctx, v); err != nil {

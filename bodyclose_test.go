@@ -104,7 +104,10 @@ var bodyOps = map[string]bodyOp{
 		return c.Write(ctx, numbered(0, 150)) // two requests
 	}),
 	"Writer": withClient(func(ctx context.Context, c *thethings.Client) error {
-		w := c.NewWriter(thethings.WithBatchSize(5), thethings.WithFlushInterval(0))
+		w, err := c.NewWriter(thethings.WithBatchSize(5), thethings.WithFlushInterval(0))
+		if err != nil {
+			return err
+		}
 		if err := w.Add(ctx, numbered(0, 12)...); err != nil {
 			return errors.Join(err, w.Close(ctx))
 		}

@@ -52,9 +52,17 @@ var (
 	// ErrPaginationStalled: the platform's answers make no progress (more
 	// values share one timestamp than a page can hold).
 	ErrPaginationStalled = errors.New("thethings: pagination stalled")
-	// ErrFrameTooLarge: a subscription frame was larger than 1 MiB. The
-	// subscription ends with it rather than hold unbounded memory.
-	ErrFrameTooLarge = errors.New("thethings: subscription frame larger than 1 MiB")
+	// ErrFrameTooLarge: a subscription frame was larger than the limit
+	// (see WithMaxFrameSize). The frame is skipped; the subscription goes on.
+	ErrFrameTooLarge = errors.New("thethings: subscription frame too large")
+	// ErrSpoolLocked: another Writer, in this process or another, has the
+	// spool directory open ([Client.NewWriter]).
+	ErrSpoolLocked = errors.New("thethings: spool directory in use by another writer")
+	// ErrSpoolCorrupt: a spool file is damaged (other than a record cut
+	// short at its end by a crash, which is dropped: it was never
+	// acknowledged) or was not made by a Writer ([Client.NewWriter]). The
+	// error names the file.
+	ErrSpoolCorrupt = errors.New("thethings: spool corrupt")
 )
 
 // APIError is an answer of the platform other than success.
@@ -127,22 +135,19 @@ func (c *Client) apiError(resp *http.Response, method, path string) *APIError {
 		Code    json.RawMessage `json:"code"`
 		Message json.RawMessage `json:"message"`
 	}
+	// Redact before cutting: a token straddling the cut would leave its
+	// first part behind.
 	if json.Unmarshal(data, &env) == nil {
-		e.Status = c.redact(env.Status)
+		e.Status = cutText(c.redact(env.Status), maxQuote)
 		e.Code, _ = strconv.Atoi(strings.Trim(string(env.Code), `"`))
 		var s string
 		if json.Unmarshal(env.Message, &s) == nil {
-			e.Message = c.redact(s)
+			e.Message = cutText(c.redact(s), maxMessage)
 		} else if len(env.Message) > 0 {
-			e.Message = c.redact(string(env.Message))
+			e.Message = cutText(c.redact(string(env.Message)), maxMessage)
 		}
 	} else {
-		// Redact before cutting: a token straddling the cut would leave
-		// its first part behind.
-		e.Message = c.redact(strings.TrimSpace(string(data)))
-		if len(e.Message) > 200 {
-			e.Message = e.Message[:200] + "..."
-		}
+		e.Message = cutText(c.redact(strings.TrimSpace(string(data))), 200)
 	}
 	return e
 }

@@ -383,7 +383,10 @@ func ExampleWriter_Flush() {
 		log.Fatal(err)
 	}
 
-	w := c.NewWriter(thethings.WithFlushInterval(time.Minute))
+	w, err := c.NewWriter(thethings.WithFlushInterval(time.Minute))
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer w.Close(ctx)
 	for i := range 3 {
 		if err := w.Add(ctx, thethings.Value{Key: "battery", Value: 90 - i}); err != nil {

@@ -31,32 +31,28 @@ func ExampleClient_Read() {
 	defer done()
 	ctx := context.Background()
 
-	page, err := c.Read(ctx, "temperature", &thethings.ReadOptions{Limit: 3})
-	if err != nil {
-		log.Fatal(err)
+	opts := &thethings.ReadOptions{Limit: 3}
+	for {
+		page, err := c.Read(ctx, "temperature", opts)
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, v := range page.Values {
+			f, _ := v.Float64()
+			fmt.Println(v.Datetime.Format(time.Kitchen), f)
+		}
+		if page.Next == "" {
+			break // nothing older
+		}
+		// Next can be stored and used later, even by another process.
+		opts.Cursor = page.Next
 	}
-	for _, v := range page.Values {
-		f, _ := v.Float64()
-		fmt.Println(v.Datetime.Format(time.Kitchen), f)
-	}
-
-	// Next can be stored and used later, even by another process.
-	page, err = c.Read(ctx, "temperature", &thethings.ReadOptions{Limit: 3, Cursor: page.Next})
-	if err != nil {
-		log.Fatal(err)
-	}
-	for _, v := range page.Values {
-		f, _ := v.Float64()
-		fmt.Println(v.Datetime.Format(time.Kitchen), f)
-	}
-	fmt.Println("more:", page.Next != "")
 	// Output:
 	// 10:04AM 24.5
 	// 10:03AM 23.5
 	// 10:02AM 22.5
 	// 10:01AM 21.5
 	// 10:00AM 20.5
-	// more: false
 }
 
 func ExampleClient_Values() {
@@ -80,4 +76,63 @@ func ExampleClient_Values() {
 	fmt.Printf("%d values, mean %.2f\n", n, sum/float64(n))
 	// Output:
 	// 60 values, mean 25.00
+}
+
+// Text gives a value in the form a person reads it: strings as they are,
+// numbers and bools in their JSON form. Value is no fmt.Stringer, so that
+// %s never hides a value that is not text.
+func ExampleValue_Text() {
+	srv, c := startExampleEmulator()
+	defer srv.Close()
+	ctx := context.Background()
+	t := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+	err := c.Write(ctx, []thethings.Value{
+		{Key: "status", Value: "on", Datetime: t},
+		{Key: "status", Value: 9000, Datetime: t.Add(time.Minute)},
+		{Key: "status", Value: true, Datetime: t.Add(2 * time.Minute)},
+		{Key: "status", Value: map[string]int{"a": 1}, Datetime: t.Add(3 * time.Minute)},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	page, err := c.Read(ctx, "status", nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, v := range page.Values {
+		s, err := v.Text()
+		fmt.Printf("%q %v\n", s, err != nil)
+	}
+	// Output:
+	// "" true
+	// "true" false
+	// "9000" false
+	// "on" false
+}
+
+// Decode fills a struct from an object value, as encoding/json would.
+func ExampleValue_Decode() {
+	srv, c := startExampleEmulator()
+	defer srv.Close()
+	ctx := context.Background()
+	type reading struct {
+		Temp  float64 `json:"temp"`
+		Hum   int     `json:"hum"`
+		Label string  `json:"label"`
+	}
+	err := c.Write(ctx, []thethings.Value{{Key: "env", Value: reading{Temp: 21.5, Hum: 40, Label: "hall"}}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	page, err := c.Read(ctx, "env", &thethings.ReadOptions{Limit: 1})
+	if err != nil {
+		log.Fatal(err)
+	}
+	var r reading
+	if err := page.Values[0].Decode(&r); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%+v\n", r)
+	// Output:
+	// {Temp:21.5 Hum:40 Label:hall}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"os"
 	"time"
 
 	"github.com/thethings-go/thethings"
@@ -47,13 +48,16 @@ func ExampleWriter() {
 	defer srv.Close()
 	ctx := context.Background()
 
-	w := c.NewWriter(
+	w, err := c.NewWriter(
 		thethings.WithBatchSize(100),
 		thethings.WithFlushInterval(time.Second),
 		thethings.WithErrorHandler(func(we *thethings.WriteError) {
-			log.Printf("%d values not written (unknown: %v): %v", len(we.Values), we.Unknown, we.Err)
+			log.Printf("%d values refused: %v", len(we.Values), we.Err)
 		}),
 	)
+	if err != nil {
+		log.Fatal(err) // an invalid option
+	}
 	for i := range 250 {
 		if err := w.Add(ctx, thethings.Value{Key: "counter", Value: i}); err != nil {
 			log.Fatal(err) // a bad value, a full buffer past ctx, or a closed writer
@@ -145,4 +149,62 @@ func ExampleFailedValues() {
 	// Output:
 	// may be stored: 100 from 100
 	// not written: 50 from 200
+}
+
+// A spooled Writer keeps its buffer in a directory: Add returns once the
+// values are on disk, so they survive a crash or a reboot, and the next
+// Writer on the same directory sends what the platform has not confirmed,
+// exactly once.
+func ExampleWithSpool() {
+	srv, c := startExampleEmulator()
+	defer srv.Close()
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "readings-spool")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	w, err := c.NewWriter(thethings.WithSpool(dir), thethings.WithSpoolLimit(64<<20))
+	if err != nil {
+		log.Fatal(err) // a spool in use by another Writer, or damaged
+	}
+	for i := range 250 {
+		if err := w.Add(ctx, thethings.Value{Key: "counter", Value: i}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if err := w.Close(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("stored:", srv.StoredCount(exampleToken, "counter"))
+	// Output:
+	// stored: 250
+}
+
+// Stats tells a device whether it is online and how much is waiting.
+func ExampleWriter_Stats() {
+	srv, c := startExampleEmulator()
+	defer srv.Close()
+	ctx := context.Background()
+
+	w, err := c.NewWriter()
+	if err != nil {
+		log.Fatal(err)
+	}
+	for i := range 150 {
+		if err := w.Add(ctx, thethings.Value{Key: "counter", Value: i}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	if err := w.Flush(ctx); err != nil {
+		log.Fatal(err)
+	}
+	st := w.Stats()
+	fmt.Printf("online: %v, pending: %d, sent: %d\n", st.Online, st.Pending, st.Sent)
+	if err := w.Close(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// online: true, pending: 0, sent: 150
 }

@@ -252,7 +252,7 @@ func TestFaultMatrixWriter(t *testing.T) {
 			t.Parallel()
 			var handled []*thethings.WriteError
 			env, err := runCell(t, tc.faultCell, func(env faultEnv) error {
-				w := env.c.NewWriter(thethings.WithBatchSize(10), thethings.WithFlushInterval(0),
+				w := mustWriter(t, env.c, thethings.WithServerTimestamps(), thethings.WithBatchSize(10), thethings.WithFlushInterval(0),
 					thethings.WithErrorHandler(func(we *thethings.WriteError) { handled = append(handled, we) }))
 				if err := w.Add(env.ctx, numbered(0, n)...); err != nil {
 					return errors.Join(err, w.Close(env.ctx))

@@ -53,7 +53,11 @@ func parseGeoJSON(raw json.RawMessage) (Geo, error) {
 	if len(coords) < 2 {
 		return Geo{}, errorf("thethings: $geo value %.100s has no [long, lat]: %w", raw, ErrInvalidValue)
 	}
-	return Geo{Long: coords[0], Lat: coords[1]}, nil
+	g := Geo{Long: coords[0], Lat: coords[1]}
+	if err := g.validate(); err != nil {
+		return Geo{}, err // a position off the globe is no position
+	}
+	return g, nil
 }
 
 // SetLocation sets the thing's current position, the magic resource $geo,

@@ -29,7 +29,10 @@ var operations = map[string]func(ctx context.Context, c *thethings.Client) error
 		return c.Write(ctx, []thethings.Value{{Key: "temp", Value: 1}})
 	},
 	"Writer": func(ctx context.Context, c *thethings.Client) error {
-		w := c.NewWriter()
+		w, err := c.NewWriter()
+		if err != nil {
+			return err
+		}
 		if err := w.Add(ctx, thethings.Value{Key: "temp", Value: 1}); err != nil {
 			return err
 		}

@@ -3,9 +3,7 @@ package thethings
 import (
 	"bytes"
 	"context"
-	"io"
 	"iter"
-	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -13,15 +11,26 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings/internal/cursor"
-	"github.com/thethings-go/thethings/internal/transport"
 	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // maxPage is the most values the platform returns for one request.
 const maxPage = 1000
 
-// maxPageBody bounds the body of one read answer.
-const maxPageBody = 256 << 20
+// A read answer is read up to pageBodyBase plus maxItemBody per value
+// asked for, compressed or not, and decoded only up to the values asked
+// for: no answer, however long, costs more than a bounded multiple of a
+// full page.
+const (
+	pageBodyBase = 1 << 20
+	maxItemBody  = 64 << 10
+)
+
+// pageCountFrom is the answer size from which the items read are counted,
+// to stop reading at the values asked for.
+const pageCountFrom = 1 << 20
+
+func pageBodyLimit(limit int) int64 { return pageBodyBase + int64(limit)*maxItemBody }
 
 // ReadOptions select what Read and Values return. A nil *ReadOptions reads
 // from the newest value with the defaults.
@@ -105,6 +114,9 @@ func (c *Client) Read(ctx context.Context, key string, opts *ReadOptions) (*Page
 // Only the current page is held in memory. Breaking out of the loop sends
 // no further request. An error is yielded once, with a zero Value, and ends
 // the sequence; a key that was never written gives ErrResourceNotFound.
+// Such an error is a [*ReadError] whose Cursor resumes after the last value
+// yielded. A page shorter than asked for does not end the sequence: only
+// a page with nothing older does.
 // With opts.Cursor the iteration resumes from a Page's Next.
 func (c *Client) Values(ctx context.Context, key string, opts *ReadOptions) iter.Seq2[Value, error] {
 	return func(yield func(Value, error) bool) {
@@ -118,9 +130,11 @@ func (c *Client) Values(ctx context.Context, key string, opts *ReadOptions) iter
 			return
 		}
 		for !p.done {
+			resume := p.st
+			resume.Seen = slices.Clone(resume.Seen)
 			page, err := p.next(ctx)
 			if err != nil {
-				yield(Value{}, err)
+				yield(Value{}, &ReadError{Cursor: cursor.Encode(resume), Err: err})
 				return
 			}
 			for i := range page {
@@ -132,6 +146,22 @@ func (c *Client) Values(ctx context.Context, key string, opts *ReadOptions) iter
 		}
 	}
 }
+
+// ReadError is the error [Client.Values] yields when a page cannot be read.
+// Cursor resumes the iteration just after the last value yielded: pass it
+// as ReadOptions.Cursor to Values or Read, in this process or another, to
+// go on without starting over. Err is the cause (errors.Is and errors.As
+// see through a ReadError).
+type ReadError struct {
+	Cursor string
+	Err    error
+}
+
+// Error is the cause's text.
+func (e *ReadError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *ReadError) Unwrap() error { return e.Err }
 
 // pager walks key's history page by page; st is the resume point.
 type pager struct {
@@ -237,7 +267,11 @@ func (p *pager) next(ctx context.Context) ([]Value, error) {
 		if st.Inclusive {
 			e--
 		}
-		q.Set("endDate", millisQuery(e))
+		// After a value at the last instant of the year 9999 no endDate
+		// can be written: none is needed, the filter below does the work.
+		if e <= cursor.MaxMillis {
+			q.Set("endDate", millisQuery(e))
+		}
 	}
 	rt := p.c.thingRoute("resources", p.key)
 	rt.path += "?" + q.Encode()
@@ -284,10 +318,20 @@ func (p *pager) next(ctx context.Context) ([]Value, error) {
 		dst = append(dst, vals[i])
 	}
 	clear(vals[len(dst):])
-	p.done = !capped && (reachedStart || len(items) < reqLimit)
-	if !p.done && len(dst) == 0 && !modeChanged {
+	switch {
+	case capped:
+		p.done = false
+	case reachedStart || len(items) == 0:
+		p.done = true
+	case len(dst) > 0 || modeChanged:
+		// A page shorter than asked for is no proof of the end of
+		// history (v0.2): only a page that brings nothing new is.
+		p.done = false
+	case len(items) >= reqLimit:
 		return nil, errorf("thethings: read %q: %d values or more share the datetime %s: %w",
 			p.key, len(st.Seen), millisQuery(st.T), ErrPaginationStalled)
+	default:
+		p.done = true
 	}
 	if len(st.Seen) > cursor.MaxSeen {
 		return nil, errorf("thethings: read %q: more than %d values share the datetime %s: %w",
@@ -298,17 +342,28 @@ func (p *pager) next(ctx context.Context) ([]Value, error) {
 
 // fetch reads and decodes one page, sorted newest first.
 func (p *pager) fetch(ctx context.Context, rt route, limit int) ([]rawItem, []Value, error) {
-	resp, _, err := p.c.send(ctx, transport.Idempotent, http.MethodGet, rt, nil)
+	bound := pageBodyLimit(limit)
+	cut, err := p.c.get(ctx, rt, bound, &p.body, true, func() func([]byte) bool {
+		// Count the items only past the size of any usual page: then stop
+		// reading at the items asked for.
+		var count wire.Counter
+		return func(b []byte) bool {
+			if len(b) < pageCountFrom {
+				return false
+			}
+			n, closed := count.Scan(b)
+			return closed || n >= limit
+		}
+	})
 	if err != nil {
 		return nil, nil, err
 	}
-	p.body.Reset()
-	_, err = p.body.ReadFrom(io.LimitReader(resp.Body, maxPageBody))
-	resp.Body.Close()
-	if err != nil {
-		return nil, nil, errorf("thethings: GET %s: read answer: %s", p.c.displayPath(rt), p.c.redact(err.Error()))
-	}
+	p.dec.max = limit
 	items, vals, err := p.dec.decode(p.body.Bytes(), limit)
+	if err != nil && cut {
+		return nil, nil, errorf("thethings: GET %s: answer larger than %d bytes without %d whole values: %w",
+			p.c.displayPath(rt), bound, limit, ErrInvalidValue)
+	}
 	if err != nil {
 		return nil, nil, errorf("thethings: GET %s: %w", p.c.displayPath(rt), err)
 	}
@@ -395,6 +450,7 @@ type rawItem struct {
 // reused from page to page.
 type pageDecoder struct {
 	key   string
+	max   int // if positive, decoding ends after max items (see wire.Decoder.Max)
 	items []rawItem
 	vals  []Value
 }
@@ -411,7 +467,7 @@ func (d *pageDecoder) decode(b []byte, hint int) ([]rawItem, []Value, error) {
 	hint = min(hint, maxPage)
 	w := answerDecoders.Get().(*wire.Decoder)
 	defer answerDecoders.Put(w)
-	w.Key = d.key
+	w.Key, w.Max = d.key, d.max
 	items, err := w.Decode(b, hint)
 	if err != nil {
 		return nil, nil, err

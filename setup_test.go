@@ -4,13 +4,17 @@
 package thethings_test
 
 import (
+	"fmt"
 	"log"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jarcoal/httpmock"
 	"github.com/stretchr/testify/require"
+
 	"github.com/thethings-go/thethings"
 	"github.com/thethings-go/thethings/thethingstest"
 )
@@ -84,4 +88,17 @@ func startExampleEmulator(opts ...thethingstest.Option) (*thethingstest.Server, 
 		log.Fatal(err)
 	}
 	return srv, c
+}
+
+// countingServer answers every request with status and counts them.
+func countingServer(t *testing.T, status int, body string) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		n.Add(1)
+		w.WriteHeader(status)
+		fmt.Fprint(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &n
 }

@@ -321,7 +321,7 @@ func TestSoak(t *testing.T) {
 
 	// The writer: one value every millisecond, flushed now and then so that
 	// its reports do not pile up.
-	w := c.NewWriter(thethings.WithBatchSize(25), thethings.WithFlushInterval(20*time.Millisecond), thethings.WithMaxBuffered(5000))
+	w := mustWriter(t, c, thethings.WithBatchSize(25), thethings.WithFlushInterval(20*time.Millisecond), thethings.WithMaxBuffered(5000))
 	// What the Writer reported, kept compact: value → "unknown" or "not
 	// written".
 	reported := map[int32]bool{} // true: unknown
@@ -497,10 +497,10 @@ func TestSoak(t *testing.T) {
 		live, back, missed, dup, phantom, st[thethings.StateConnected], st[thethings.StateDisconnected], backfillFailures)
 	t.Logf("soak: goroutines %d at start, %d at the end", baseline, goroutines)
 	t.Logf("soak: heap in use (after GC), %d samples: first quarter peak %.2f MiB, last quarter peak %.2f MiB, ratio %.2f (min %.2f, max %.2f MiB)",
-		len(heap), mib(first), mib(last), ratio, mib(slices.Min(heap)), mib(slices.Max(heap)))
+		len(heap), inMiB(first), inMiB(last), ratio, inMiB(slices.Min(heap)), inMiB(slices.Max(heap)))
 	samples := make([]string, len(heap))
 	for i, h := range heap {
-		samples[i] = fmt.Sprintf("%.2f", mib(h))
+		samples[i] = fmt.Sprintf("%.2f", inMiB(h))
 	}
 	t.Logf("soak: heap samples (MiB): %s", strings.Join(samples, " "))
 	if t.Failed() {
@@ -508,4 +508,4 @@ func TestSoak(t *testing.T) {
 	}
 }
 
-func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+func inMiB(b uint64) float64 { return float64(b) / mib }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"iter"
 	"net/http"
@@ -32,8 +33,14 @@ const (
 	// received, for the difference between this machine's clock and the
 	// platform's and for the time a frame takes to arrive.
 	backfillSkew = 2 * time.Second
-	// maxFrame bounds one frame of the stream.
-	maxFrame = stream.DefaultMaxFrame
+	// Bounds of WithMaxFrameSize.
+	minFrameLimit = 1 << 10
+	maxFrameLimit = 1 << 30
+	// seenMax and seenHorizon bound the backfill bookkeeping: at most
+	// seenMax delivered values are remembered, none longer than
+	// seenHorizon after it was received, whatever its datetime.
+	seenMax     = 4096
+	seenHorizon = 10 * time.Minute
 )
 
 // Message is what one write on the platform delivers to a subscription:
@@ -85,6 +92,7 @@ type subscribeConfig struct {
 	maxAttempts int // -1: forever
 	backfill    []string
 	onState     func(State, error)
+	maxFrame    int
 }
 
 // WithKeepAlive sets the interval of the platform's keep-alive frames, sent
@@ -133,7 +141,10 @@ func WithReconnect(maxAttempts int) SubscribeOption {
 // written during the gap with an explicit datetime older than the window is
 // not recovered, and this machine's clock is assumed to be within about 2s
 // of the platform's. The values of the gap are held in memory until they
-// are delivered.
+// are delivered. Delivered values are remembered as 64-bit fingerprints,
+// at most 4096 of them and none for longer than ten minutes, whatever
+// their datetimes: a value forgotten so may be delivered again by a later
+// backfill.
 //
 // A failed history read does not end the subscription: it is reported to
 // the state handler as StateConnected with the error as cause, the values
@@ -160,7 +171,8 @@ func WithBackfill(keys ...string) SubscribeOption {
 // WithStateHandler reports the subscription's connection states and the
 // errors met while reconnecting. f is called synchronously from the
 // goroutine ranging over the subscription, so it delays the subscription
-// while it runs; it must not range over the subscription itself.
+// while it runs (the idle watchdog does not count that time); it must not
+// range over the subscription itself.
 func WithStateHandler(f func(s State, cause error)) SubscribeOption {
 	return func(c *subscribeConfig) error {
 		if f == nil {
@@ -171,8 +183,22 @@ func WithStateHandler(f func(s State, cause error)) SubscribeOption {
 	}
 }
 
+// WithMaxFrameSize bounds one frame of the stream, 16 MiB by default,
+// 1 KiB at least and 1 GiB at most. A larger frame is skipped as it
+// arrives, without holding more than n bytes of it, and yielded as an error
+// matching ErrFrameTooLarge; the subscription goes on.
+func WithMaxFrameSize(n int) SubscribeOption {
+	return func(c *subscribeConfig) error {
+		if n < minFrameLimit || n > maxFrameLimit {
+			return optionError("max frame size %d outside 1 KiB..1 GiB", n)
+		}
+		c.maxFrame = n
+		return nil
+	}
+}
+
 func newSubscribeConfig(opts []SubscribeOption) (*subscribeConfig, error) {
-	cfg := &subscribeConfig{keepAlive: defaultKeepAlive, maxAttempts: -1}
+	cfg := &subscribeConfig{keepAlive: defaultKeepAlive, maxAttempts: -1, maxFrame: stream.DefaultMaxFrame}
 	for _, o := range opts {
 		if o == nil {
 			return nil, optionError("nil subscribe option")
@@ -200,14 +226,20 @@ func newSubscribeConfig(opts []SubscribeOption) (*subscribeConfig, error) {
 // in part. Errors met meanwhile go to the WithStateHandler function, not to
 // the loop.
 //
-// The loop receives an error only as the last element of the sequence:
-// the reconnect budget is spent (the last failure is wrapped), the platform
+// The loop receives an error as the last element of the sequence when the
+// reconnect budget is spent (the last failure is wrapped), the platform
 // refused the subscription for good (401/403: ErrUnauthorized; an unknown
-// token: ErrThingNotFound; other 4xx but 408 and 429), a frame exceeded
-// 1 MiB (ErrFrameTooLarge), or an option or a nil ctx was invalid
-// (ErrInvalidOption). When ctx ends, the sequence ends with no error: the
-// caller asked for it. Breaking out of the loop, or ctx ending, closes the
-// connection at once and leaves no goroutine or timer behind.
+// token: ErrThingNotFound; other 4xx but 408 and 429; 501; a redirect), or
+// an option or a nil ctx was invalid (ErrInvalidOption). When ctx ends, the sequence ends
+// with no error: the caller asked for it. Two errors do not end the
+// sequence: a frame over the size limit (see WithMaxFrameSize) is skipped
+// and yielded as an error matching ErrFrameTooLarge, and items of a data
+// frame that cannot be decoded are yielded as an error matching
+// ErrInvalidValue, after the frame's other items. The watchdog also bounds
+// the connection attempt (a server that accepts and sends nothing), and
+// never counts time spent in the loop body or the state handler. Breaking
+// out of the loop, or ctx ending, closes the connection at once and leaves
+// no goroutine or timer behind.
 //
 // Values of live messages carry what the platform sent, decoded like read
 // values: numbers as json.Number (exact), strings, bools, nil, and
@@ -336,20 +368,20 @@ func (s *subscriber) backoff(n int, err error) time.Duration {
 	return transport.Wait(s.c.tr.Policy, n, 0)
 }
 
-// permanentSubscribeError reports answers that a reconnect cannot fix.
+// permanentSubscribeError reports answers that a reconnect cannot fix, by
+// the transport's rule for streams. A 403 that asks to slow down counts as
+// the 429 it means.
 func permanentSubscribeError(err error) bool {
-	if errors.Is(err, ErrFrameTooLarge) {
-		return true
-	}
 	var ae *APIError
 	if !errors.As(err, &ae) {
 		return false
 	}
-	if errors.Is(ae, ErrUnauthorized) || errors.Is(ae, ErrNotFound) {
-		return true
+	status := ae.StatusCode
+	if errors.Is(ae, ErrRateLimited) {
+		status = http.StatusTooManyRequests
 	}
-	st := ae.StatusCode
-	return st >= 400 && st < 500 && st != http.StatusRequestTimeout && st != http.StatusTooManyRequests && !errors.Is(ae, ErrRateLimited)
+	retry, _ := transport.DecideAnswer(transport.Stream, false, status, ae.RetryAfter > 0)
+	return !retry
 }
 
 // connError is a failure of the subscription's connection whose message
@@ -381,8 +413,16 @@ func (s *subscriber) connect(ctx context.Context) (established bool, err error) 
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", s.c.userAgent)
+	// The watchdog runs from the start: a server that accepts the
+	// connection and sends nothing is as dead as a silent stream.
+	idleErr := errorf("%w: nothing received for %s", ErrIdleTimeout, s.idle)
+	wd := stream.NewWatchdog(s.idle, cancel, idleErr)
+	defer wd.Stop()
 	resp, err := s.c.stream.Do(req)
 	if err != nil {
+		if connCtx.Err() != nil && ctx.Err() == nil {
+			return false, context.Cause(connCtx)
+		}
 		return false, s.connError("connect", err)
 	}
 	// Close the body as soon as the connection is cancelled (watchdog,
@@ -403,12 +443,17 @@ func (s *subscriber) connect(ctx context.Context) (established bool, err error) 
 		return false, s.c.apiError(resp, http.MethodGet, s.path)
 	}
 
-	idleErr := errorf("%w: nothing received for %s", ErrIdleTimeout, s.idle)
-	wd := stream.NewWatchdog(s.idle, cancel, idleErr)
-	defer wd.Stop()
-	dec := stream.NewDecoder(resp.Body, maxFrame)
+	// Every byte received feeds the watchdog, so a long frame coming
+	// slowly is not taken for silence.
+	dec := stream.NewDecoder(&feeder{r: resp.Body, wd: wd}, s.cfg.maxFrame)
 	for {
 		frame, err := dec.Next()
+		if errors.Is(err, stream.ErrFrameTooLarge) {
+			if !s.deliver(wd, Message{}, errorf("thethings: GET %s: frame of more than %d bytes skipped: %w", s.path, s.cfg.maxFrame, ErrFrameTooLarge)) {
+				return established, nil
+			}
+			continue
+		}
 		if err != nil {
 			return established, s.readError(connCtx, err)
 		}
@@ -420,15 +465,15 @@ func (s *subscriber) connect(ctx context.Context) (established bool, err error) 
 			}
 			established = true
 			s.lastFrame = now
+			wd.Pause() // the handler's time is not the stream's silence
 			s.state(StateConnected, nil)
 			if !s.gapFrom.IsZero() {
-				wd.Pause()
 				s.backfill(connCtx)
 				if s.stopped {
 					return true, nil
 				}
-				wd.Feed()
 			}
+			wd.Feed()
 			if frame[0] != '[' {
 				continue
 			}
@@ -443,21 +488,43 @@ func (s *subscriber) connect(ctx context.Context) (established bool, err error) 
 			}
 			continue // other objects carry nothing for us
 		}
-		items, err := wire.DecodeFrame(frame)
-		if err != nil {
-			return true, &connError{msg: wire.OnePrefix("thethings: GET " + s.path + ": " + s.c.redact(err.Error())), err: err}
-		}
-		msg := s.live(items, now)
-		if len(msg.Values) == 0 {
-			continue
-		}
-		wd.Pause() // the consumer's time is not the stream's silence
-		if !s.yield(msg, nil) {
-			s.stopped = true
+		items, derr := wire.DecodeFrameEach(frame)
+		if msg := s.live(items, now); len(msg.Values) > 0 && !s.deliver(wd, msg, nil) {
 			return true, nil
 		}
-		wd.Feed()
+		if derr != nil {
+			err := &causeError{msg: wire.OnePrefix("thethings: GET " + s.path + ": " + shorten(s.c.redact(derr.Error()))), errs: []error{derr, ErrInvalidValue}}
+			if !s.deliver(wd, Message{}, err) {
+				return true, nil
+			}
+		}
 	}
+}
+
+// deliver yields to the loop with the watchdog paused (the consumer's time
+// is not the stream's silence). It reports false when the loop stopped.
+func (s *subscriber) deliver(wd *stream.Watchdog, msg Message, err error) bool {
+	wd.Pause()
+	if !s.yield(msg, err) {
+		s.stopped = true
+		return false
+	}
+	wd.Feed()
+	return true
+}
+
+// feeder feeds the watchdog on every read that brings bytes.
+type feeder struct {
+	r  io.Reader
+	wd *stream.Watchdog
+}
+
+func (f *feeder) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if n > 0 {
+		f.wd.Feed()
+	}
+	return n, err
 }
 
 // readError names why reading the stream failed: the watchdog's or ctx's
@@ -467,8 +534,6 @@ func (s *subscriber) readError(connCtx context.Context, err error) error {
 		return context.Cause(connCtx)
 	}
 	switch {
-	case errors.Is(err, stream.ErrFrameTooLarge):
-		return errorf("thethings: GET %s: %w", s.path, ErrFrameTooLarge)
 	case err == io.EOF:
 		return s.connError("stream", errors.New("closed by the platform"))
 	case errors.Is(err, stream.ErrPartialFrame):
@@ -505,7 +570,7 @@ func (s *subscriber) statusFrame(frame []byte, httpStatus int) error {
 	if json.Unmarshal(frame, &env) != nil || env.Status == "" || strings.EqualFold(env.Status, "success") {
 		return nil
 	}
-	e := &APIError{StatusCode: httpStatus, Status: env.Status, Method: http.MethodGet, Path: s.path}
+	e := &APIError{StatusCode: httpStatus, Status: cutText(s.c.redact(env.Status), maxQuote), Method: http.MethodGet, Path: s.path}
 	e.Code, _ = strconv.Atoi(strings.Trim(string(env.Code), `"`))
 	if e.Code >= 400 && e.Code <= 599 {
 		// The platform's code says what kind of refusal this is; let
@@ -520,7 +585,7 @@ func (s *subscriber) statusFrame(frame []byte, httpStatus int) error {
 	} else {
 		e.Message = string(env.Message)
 	}
-	e.Message = s.c.redact(e.Message)
+	e.Message = cutText(s.c.redact(e.Message), maxMessage)
 	return e
 }
 
@@ -625,11 +690,16 @@ func (s *subscriber) backfill(ctx context.Context) {
 
 // fingerprint identifies a value by key and canonical JSON value (numbers
 // in float64 form, object keys sorted), so that a value decoded from the
-// stream and the same value read from history compare equal.
-func fingerprint(v Value) string {
+// stream and the same value read from history compare equal. It is a
+// 64-bit FNV-1a hash: the bookkeeping keeps no value's JSON.
+func fingerprint(v Value) uint64 {
+	h := fnv.New64a()
+	_, _ = io.WriteString(h, v.Key)
+	_, _ = h.Write([]byte{0})
 	raw, err := json.Marshal(v.Value)
 	if err != nil {
-		return v.Key + "\x00" + fmt.Sprint(v.Value)
+		_, _ = fmt.Fprint(h, v.Value)
+		return h.Sum64()
 	}
 	var generic any
 	if json.Unmarshal(raw, &generic) == nil {
@@ -637,62 +707,64 @@ func fingerprint(v Value) string {
 			raw = canon
 		}
 	}
-	return v.Key + "\x00" + string(raw)
+	_, _ = h.Write(raw)
+	return h.Sum64()
 }
 
 // seenSet remembers recently delivered values of the backfill keys by
-// fingerprint and datetime. Entries older than any future backfill window
-// are pruned as it grows.
+// fingerprint and datetime, in the order they were delivered. It is
+// bounded whatever the values' dates: entries older than any future
+// backfill window are pruned as it grows, and so are entries delivered
+// more than seenHorizon ago, and the oldest beyond seenMax.
 type seenSet struct {
-	m     map[string][]seenEntry
-	n     int
-	limit int
+	es      []seenEntry
+	compact int // prune when len(es) passes it
 }
 
 type seenEntry struct {
-	t        time.Time
-	approx   bool // t is the local receipt time: the item had no datetime
-	backfill bool // delivered by a backfill
+	fp       uint64
+	ms       int64 // the value's datetime, Unix milliseconds
+	at       int64 // when it was delivered, Unix nanoseconds (local clock)
+	approx   bool  // ms is the local receipt time: the item had no datetime
+	backfill bool  // delivered by a backfill
 }
 
 // match reports whether fp was delivered at t (within backfillSkew when
 // either time is approximate). onlyBackfill restricts it to backfilled
 // values.
-func (ss *seenSet) match(fp string, t time.Time, approx, onlyBackfill bool) bool {
-	for _, e := range ss.m[fp] {
-		if onlyBackfill && !e.backfill {
+func (ss *seenSet) match(fp uint64, t time.Time, approx, onlyBackfill bool) bool {
+	ms := t.UnixMilli()
+	skew := backfillSkew.Milliseconds()
+	for i := range ss.es {
+		e := &ss.es[i]
+		if e.fp != fp || onlyBackfill && !e.backfill {
 			continue
 		}
 		if approx || e.approx {
-			if d := e.t.Sub(t); d <= backfillSkew && d >= -backfillSkew {
+			if d := e.ms - ms; d <= skew && d >= -skew {
 				return true
 			}
-		} else if e.t.Truncate(time.Millisecond).Equal(t.Truncate(time.Millisecond)) {
+		} else if e.ms == ms {
 			return true
 		}
 	}
 	return false
 }
 
-func (ss *seenSet) add(fp string, t time.Time, approx, backfill bool, pruneBefore time.Time) {
-	if ss.m == nil {
-		ss.m = make(map[string][]seenEntry)
-		ss.limit = 256
-	}
-	ss.m[fp] = append(ss.m[fp], seenEntry{t: t, approx: approx, backfill: backfill})
-	ss.n++
-	if ss.n <= ss.limit {
+func (ss *seenSet) add(fp uint64, t time.Time, approx, backfill bool, pruneBefore time.Time) {
+	now := time.Now().UnixNano()
+	ss.es = append(ss.es, seenEntry{fp: fp, ms: t.UnixMilli(), at: now, approx: approx, backfill: backfill})
+	if len(ss.es) <= max(ss.compact, 256) && len(ss.es) <= seenMax {
 		return
 	}
-	ss.n = 0
-	for fp, es := range ss.m {
-		es = slices.DeleteFunc(es, func(e seenEntry) bool { return e.t.Before(pruneBefore) })
-		if len(es) == 0 {
-			delete(ss.m, fp)
-			continue
-		}
-		ss.m[fp] = es
-		ss.n += len(es)
+	before, horizon := pruneBefore.UnixMilli(), now-int64(seenHorizon)
+	es := slices.DeleteFunc(ss.es, func(e seenEntry) bool { return e.ms < before || e.at < horizon })
+	if n := len(es) - seenMax*3/4; n > 0 && len(es) > seenMax {
+		es = es[:copy(es, es[n:])] // forget the oldest deliveries
 	}
-	ss.limit = max(256, 2*ss.n)
+	if cap(es) > 2*max(len(es), 256) {
+		es = slices.Clip(slices.Clone(es)) // give back a grown array
+	}
+	ss.es = es
+	ss.compact = 2 * len(es)
 }

@@ -272,6 +272,7 @@ func TestSubscribeNotRetried(t *testing.T) {
 		"401":                {401, `{"status":"error","code":401,"message":"Invalid thing token"}`, thethings.ErrUnauthorized},
 		"403":                {403, `{"status":"error","message":"Forbidden"}`, thethings.ErrUnauthorized},
 		"400":                {400, `{"status":"error","message":"bad keepAlive"}`, nil},
+		"501":                {501, `{"status":"error","message":"Not Implemented"}`, nil},
 		"error first frame":  {200, `{"status":"error","message":"Thing token doesn't exist"}`, thethings.ErrThingNotFound},
 		"error frame + code": {200, `{"status":"error","code":401,"message":"nope ` + sentinelToken + `"}`, thethings.ErrUnauthorized},
 	} {
@@ -522,19 +523,29 @@ func TestSubscribeFrameTooLarge(t *testing.T) {
 		for range 2 << 10 {
 			_, _ = bw.WriteString(strings.Repeat("x", 1024))
 		}
-		_, _ = bw.WriteString(`"}]`)
+		_, _ = bw.WriteString(`"}][{"key":"after","value":1}]`)
 		_ = bw.Flush()
+		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 	}))
 	defer ts.Close()
 	c := subClient(t, ts.URL)
 	var errs []error
-	for _, err := range c.Subscribe(subCtx(t)) {
-		errs = append(errs, err)
+	var got []thethings.Message
+	for msg, err := range c.Subscribe(subCtx(t), thethings.WithMaxFrameSize(1<<20)) {
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		got = append(got, msg)
+		break
 	}
+	// The frame is skipped and reported; the stream goes on.
 	require.Len(t, errs, 1)
 	assert.ErrorIs(t, errs[0], thethings.ErrFrameTooLarge)
-	assert.Equal(t, int32(1), calls.Load(), "not retried")
+	require.Len(t, got, 1)
+	assert.Equal(t, "after", got[0].Values[0].Key)
+	assert.Equal(t, int32(1), calls.Load(), "the same connection")
 }
 
 func TestSubscribeManySubscriptions(t *testing.T) {

@@ -22,9 +22,9 @@
 // any I/O with an error matching [ErrNoToken], [ErrInvalidToken], [ErrInvalidOption],
 // [ErrInvalidKey], [ErrInvalidValue] or [ErrInvalidCursor]. A request that
 // may or may not have been processed matches [ErrOutcomeUnknown]. The other
-// sentinels belong to one feature each: [ErrWriterClosed] (Writer),
-// [ErrPaginationStalled] (reads), [ErrIdleTimeout] and [ErrFrameTooLarge]
-// (Subscribe).
+// sentinels belong to one feature each: [ErrWriterClosed], [ErrSpoolLocked]
+// and [ErrSpoolCorrupt] (Writer), [ErrPaginationStalled] (reads),
+// [ErrIdleTimeout] and [ErrFrameTooLarge] (Subscribe).
 //
 // # Retries
 //
@@ -32,17 +32,19 @@
 // retried only when the platform certainly did not store the values: the
 // request never left this process, or it was answered 429, or 503 with
 // Retry-After. Anything ambiguous (a connection lost after the request was
-// sent, a 500, a timeout) is not retried, unless [RetryPolicy.RetryWrites]
-// asks for retries that may duplicate values: [Client.Write] returns a
-// [*WriteError] with Unknown set, the magic setters an error matching
-// [ErrOutcomeUnknown]. Activation is never repeated once it may have reached
-// the platform. Waits grow exponentially with jitter; Retry-After is
+// sent, a 500, a timeout) is never re-sent blindly: [Client.Write] and the
+// [Writer] read the values that carry a Datetime back and send again only
+// what is missing; values without one are reported in a [*WriteError] with
+// Unknown set, and the magic setters return an error matching
+// [ErrOutcomeUnknown], unless [RetryPolicy.RetryWrites] asks for retries that
+// may duplicate values. Activation is never repeated once it may have
+// reached the platform. Waits grow exponentially with jitter; Retry-After is
 // honoured but clamped to [RetryPolicy.MaxWait], and no retry is attempted
 // that the context's deadline would cut short.
 //
 // Two features retry beyond [RetryPolicy.MaxRetries]: a [Writer] keeps a
-// refused batch buffered and sends it again, with the same waits, until it
-// is written or Close gives up; [Client.Subscribe] reconnects with the same
+// batch refused for a passing reason buffered (or spooled) and sends it
+// again, with the same waits, until it is written or Close gives up; [Client.Subscribe] reconnects with the same
 // waits as often as [WithReconnect] allows (by default, forever).
 //
 // # Times
@@ -57,9 +59,12 @@
 // [Client.Write] sends a batch of values, each with an optional [Geo] and its
 // own Datetime, split into requests of at most 100 values. A [Writer]
 // batches values in the background for devices and gateways: a bounded
-// buffer, flushes by size and interval, retries of rejected batches, and a
-// Close that reports every value it could not send. Any failure to write is
-// a [*WriteError] naming exactly the values not written.
+// buffer, or with [WithSpool] a crash-safe spool on disk; flushes by size and
+// interval; retries, with ambiguous outcomes verified by reading back, so
+// that values with a Datetime are stored exactly once; a Close that reports
+// every value it could not send; and [Writer.Stats]. Any failure to write is
+// a [*WriteError] naming exactly the values not written; [FailedValues]
+// collects them from joined errors.
 //
 // # Reading history
 //
@@ -86,6 +91,16 @@
 // relies on the platform's clock and this machine's agreeing within two
 // seconds (see [WithBackfill]). Leaving the loop closes the connection.
 //
+// Package mqtt (github.com/thethings-go/thethings/mqtt) speaks the
+// platform's MQTT device API with the same [Value] and [Message] types, for
+// devices that keep one connection open.
+//
+// # Testing
+//
+// Package thethingstest (github.com/thethings-go/thethings/thethingstest) is
+// an in-memory fake of the platform, REST and MQTT, with faults to inject and
+// ground truth to assert on; every example of this package runs against it.
+//
 // # Magic resources
 //
 // [Client.Location], [Client.SetLocation], [Client.Settings],
@@ -104,8 +119,10 @@
 package thethings
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -118,13 +135,14 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/thethings-go/thethings/internal/transport"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // DefaultBaseURL is the platform's device API.
 const DefaultBaseURL = "https://api.thethings.io/v2/"
 
 // Version is this SDK's version, sent in the User-Agent header.
-const Version = "0.1.0"
+const Version = "0.2.0"
 
 const (
 	defaultMaxRetries = 3
@@ -289,7 +307,10 @@ func WithLogger(l *slog.Logger) Option {
 // Client talks to the platform on behalf of one thing. It is immutable and
 // safe for concurrent use.
 type Client struct {
-	token     string
+	// The token and what removes it from text are closures: fmt prints a
+	// func as an address under every verb, so no printed form of a Client,
+	// of a Client value or of a struct holding one reaches the token.
+	token     func() string
 	thingID   string
 	base      *url.URL
 	tr        *transport.Transport
@@ -297,7 +318,7 @@ type Client struct {
 	retry     RetryPolicy
 	userAgent string
 	logger    *slog.Logger
-	redactor  *strings.Replacer
+	redactor  func(string) string
 }
 
 // NewClient returns a client for the thing with the given token. It does no
@@ -386,7 +407,7 @@ func newClient(token, thingID string, cfg *config) *Client {
 		ua = cfg.userAgent + " " + ua
 	}
 	c := &Client{
-		token:     token,
+		token:     func() string { return token },
 		thingID:   thingID,
 		base:      cfg.base,
 		stream:    cfg.stream,
@@ -395,7 +416,7 @@ func newClient(token, thingID string, cfg *config) *Client {
 		logger:    cfg.logger,
 	}
 	if token != "" {
-		c.redactor = strings.NewReplacer(token, redacted, url.PathEscape(token), redacted, url.QueryEscape(token), redacted)
+		c.redactor = strings.NewReplacer(token, redacted, url.PathEscape(token), redacted, url.QueryEscape(token), redacted).Replace
 	}
 	c.tr = transport.New(cfg.http, transport.Policy{
 		MaxRetries:  cfg.retry.MaxRetries,
@@ -411,12 +432,12 @@ func (c *Client) redact(s string) string {
 	if c.redactor == nil {
 		return s
 	}
-	return c.redactor.Replace(s)
+	return c.redactor(s)
 }
 
 // ThingToken returns the thing's token. After Activate, persist it: the
 // activation code cannot be used again.
-func (c *Client) ThingToken() string { return c.token }
+func (c *Client) ThingToken() string { return c.token() }
 
 // ThingID returns the thing's id as reported by Activate, or "" when the
 // client was made by NewClient.
@@ -429,6 +450,16 @@ func (c *Client) String() string {
 
 // GoString is String, so that %#v does not print the token either.
 func (c *Client) GoString() string { return c.String() }
+
+// Format prints String under every verb, so that verbs which bypass
+// String (%d, %x) do not walk the Client's fields.
+func (c *Client) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		fmt.Fprintf(f, "%q", c.String())
+		return
+	}
+	_, _ = io.WriteString(f, c.String())
+}
 
 // LogValue keeps the token out of structured logs.
 func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
@@ -452,7 +483,7 @@ func escapeSegment(s string) string {
 
 // thingRoute is things/{token}[/suffix...], each suffix segment escaped.
 func (c *Client) thingRoute(segments ...string) route {
-	p := "things/" + escapeSegment(c.token)
+	p := "things/" + escapeSegment(c.token())
 	r := "things/" + redacted
 	for _, s := range segments {
 		p += "/" + escapeSegment(s)
@@ -469,6 +500,22 @@ func (c *Client) displayPath(rt route) string {
 	return p
 }
 
+// request is the transport's request for a call.
+func (c *Client) request(kind transport.Kind, method string, rt route, body []byte) *transport.Request {
+	h := http.Header{"Accept": {"application/json"}, "User-Agent": {c.userAgent}}
+	if body != nil {
+		h.Set("Content-Type", "application/json")
+	}
+	return &transport.Request{
+		Kind:   kind,
+		Method: method,
+		URL:    c.base.String() + rt.path,
+		Path:   c.displayPath(rt),
+		Body:   body,
+		Header: h,
+	}
+}
+
 // send performs one logical call and returns the response of a 2xx answer
 // for the caller to read and close. Other answers become *APIError; failures
 // without an answer are *transport.Error. maybe reports whether the request
@@ -477,18 +524,7 @@ func (c *Client) send(ctx context.Context, kind transport.Kind, method string, r
 	if err := checkContext(ctx); err != nil {
 		return nil, false, err
 	}
-	h := http.Header{"Accept": {"application/json"}, "User-Agent": {c.userAgent}}
-	if body != nil {
-		h.Set("Content-Type", "application/json")
-	}
-	req := &transport.Request{
-		Kind:   kind,
-		Method: method,
-		URL:    c.base.String() + rt.path,
-		Path:   c.displayPath(rt),
-		Body:   body,
-		Header: h,
-	}
+	req := c.request(kind, method, rt, body)
 	resp, res, err := c.tr.Do(ctx, req)
 	if err != nil {
 		return nil, res.MaybeProcessed, err
@@ -500,24 +536,166 @@ func (c *Client) send(ctx context.Context, kind transport.Kind, method string, r
 	return nil, res.MaybeProcessed, c.apiError(resp, method, req.Path)
 }
 
-// call is send followed by decoding a JSON answer into out (when non-nil).
-// A failed request that is not idempotent and may have been processed
-// matches ErrOutcomeUnknown.
+// call is one logical call whose JSON answer is decoded into out (when
+// non-nil), read through a size bound (maxAnswer). A failed call that may
+// have been processed, unless it is a read, matches ErrOutcomeUnknown.
 func (c *Client) call(ctx context.Context, kind transport.Kind, method string, rt route, body []byte, out any) (maybe bool, err error) {
-	resp, maybe, err := c.send(ctx, kind, method, rt, body)
+	var buf bytes.Buffer
+	if out == nil {
+		var resp *http.Response
+		resp, maybe, err = c.send(ctx, kind, method, rt, body)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+			resp.Body.Close()
+		}
+	} else {
+		_, maybe, err = c.ask(ctx, kind, method, rt, body, maxAnswer, &buf, false, nil)
+	}
 	if err != nil {
 		if maybe && kind != transport.Idempotent {
 			err = errorf("%w: %w", err, ErrOutcomeUnknown)
 		}
 		return maybe, err
 	}
-	defer resp.Body.Close()
 	if out == nil {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		return false, nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return false, errorf("thethings: %s %s: decode answer: %s", method, c.displayPath(rt), c.redact(err.Error()))
+	d := json.NewDecoder(&buf)
+	if err := d.Decode(out); err != nil {
+		return false, &causeError{
+			msg:  wire.OnePrefix(fmt.Sprintf("thethings: %s %s: decode answer: %s", method, c.displayPath(rt), shorten(c.redact(err.Error())))),
+			errs: []error{err, ErrInvalidValue},
+		}
 	}
 	return false, nil
+}
+
+// maxAnswer bounds the body of every answer but read pages (see
+// maxPageBody), compressed or not: the bound counts the bytes decoded.
+const maxAnswer = 1 << 20
+
+// get is ask for a GET.
+func (c *Client) get(ctx context.Context, rt route, limit int64, buf *bytes.Buffer, partial bool, enough func() func([]byte) bool) (cut bool, err error) {
+	cut, _, err = c.ask(ctx, transport.Idempotent, http.MethodGet, rt, nil, limit, buf, partial, enough)
+	return cut, err
+}
+
+// ask performs one logical call and reads its 2xx answer into buf, at most
+// limit bytes. Other answers become *APIError; failures without an answer
+// are *transport.Error. An answer cut by a network error is a failed
+// attempt, which the transport may repeat (a read) or report as maybe
+// processed. With partial, an answer over the limit leaves its first
+// limit+1 bytes in buf and reports cut; without, it is an error matching
+// ErrInvalidValue. enough, if set, makes a reader of each answer a function
+// that says when the bytes read so far are all that is wanted: reading then
+// stops there, and cut is reported.
+func (c *Client) ask(ctx context.Context, kind transport.Kind, method string, rt route, body []byte, limit int64, buf *bytes.Buffer, partial bool, enough func() func([]byte) bool) (cut, maybe bool, err error) {
+	if err := checkContext(ctx); err != nil {
+		return false, false, err
+	}
+	req := c.request(kind, method, rt, body)
+	res, err := c.tr.DoRead(ctx, req, func(resp *http.Response) error {
+		if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+			return c.apiError(resp, method, req.Path)
+		}
+		var stop func([]byte) bool
+		if enough != nil {
+			stop = enough()
+		}
+		var err error
+		cut, err = c.readAnswer(ctx, resp, method, rt, limit, buf, partial, stop)
+		return err
+	})
+	if err != nil {
+		return false, res.MaybeProcessed, err
+	}
+	return cut, false, nil
+}
+
+// readAnswer reads resp's body into buf, at most limit bytes (see ask for
+// partial). A read error keeps its cause, and ctx's error when ctx ended,
+// for errors.Is, while its text stays redacted.
+func (c *Client) readAnswer(ctx context.Context, resp *http.Response, method string, rt route, limit int64, buf *bytes.Buffer, partial bool, enough func([]byte) bool) (cut bool, err error) {
+	buf.Reset()
+	tooLarge := func() error {
+		return errorf("thethings: %s %s: answer larger than %d bytes: %w", method, c.displayPath(rt), limit, ErrInvalidValue)
+	}
+	if resp.ContentLength > limit && !partial {
+		return false, tooLarge()
+	}
+	if enough == nil {
+		_, err = buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
+	} else {
+		cut, err = readUntil(resp.Body, buf, limit, enough)
+	}
+	if err != nil {
+		ce := &causeError{msg: wire.OnePrefix(fmt.Sprintf("thethings: %s %s: read answer: %s", method, c.displayPath(rt), c.redact(err.Error()))), errs: []error{err}}
+		if ctx.Err() != nil {
+			if !errors.Is(err, ctx.Err()) {
+				ce.errs = append(ce.errs, ctx.Err())
+			}
+		}
+		return false, ce
+	}
+	if cut || int64(buf.Len()) > limit {
+		if !partial {
+			return true, tooLarge()
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// readUntil reads r into buf until EOF, until buf holds more than limit
+// bytes, or until enough says buf holds all that is wanted; cut reports
+// that reading stopped before EOF.
+func readUntil(r io.Reader, buf *bytes.Buffer, limit int64, enough func([]byte) bool) (cut bool, err error) {
+	for {
+		if int64(buf.Len()) > limit || enough(buf.Bytes()) {
+			return true, nil
+		}
+		buf.Grow(bytes.MinRead)
+		b := buf.AvailableBuffer()
+		b = b[:min(int64(cap(b)), limit+1-int64(buf.Len()))]
+		n, err := r.Read(b)
+		buf.Write(b[:n])
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
+
+// causeError is an error whose text was redacted and cut, while its causes
+// stay reachable for errors.Is and errors.As.
+type causeError struct {
+	msg  string
+	errs []error
+}
+
+func (e *causeError) Error() string   { return e.msg }
+func (e *causeError) Unwrap() []error { return e.errs }
+
+// maxMessage bounds the platform's message kept in an APIError.
+const maxMessage = 512
+
+// maxQuote bounds how much of a bad input an error message quotes.
+const maxQuote = 64
+
+// shorten cuts s to its first maxQuote bytes (on a rune boundary), marking
+// the cut, so that no answer, however large, makes a large error message.
+func shorten(s string) string { return cutText(s, maxQuote) }
+
+// cutText cuts s to at most n bytes on a rune boundary, marking the cut.
+func cutText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }

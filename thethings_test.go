@@ -117,3 +117,107 @@ func TestWithRetryMaxWaitBelowDefaultMinWait(t *testing.T) {
 	_, err := thethings.NewClient(sentinelToken, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 1, MaxWait: 10 * time.Millisecond}))
 	assert.NoError(t, err, "an unset MinWait follows a small MaxWait down")
 }
+
+func TestRetryPolicyZeroFieldsAreDefaults(t *testing.T) {
+	t.Parallel()
+	fast := thethings.RetryPolicy{MinWait: time.Millisecond, MaxWait: 2 * time.Millisecond}
+	for name, tc := range map[string]struct {
+		policy   thethings.RetryPolicy
+		requests int32
+	}{
+		"zero MaxRetries is the default 3": {fast, 4},
+		"RetryWrites alone keeps retries":  {thethings.RetryPolicy{RetryWrites: true, MinWait: time.Millisecond, MaxWait: time.Millisecond}, 4},
+		"negative MaxRetries is none":      {thethings.RetryPolicy{MaxRetries: -1, MinWait: time.Millisecond}, 1},
+		"NoRetries":                        {thethings.NoRetries, 1},
+		"explicit":                         {thethings.RetryPolicy{MaxRetries: 1, MinWait: time.Millisecond, MaxWait: time.Millisecond}, 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv, n := countingServer(t, http.StatusBadGateway, `{"status":"error"}`)
+			c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(srv.URL), thethings.WithRetry(tc.policy))
+			require.NoError(t, err)
+			_, err = c.ServerTime(context.Background())
+			var ae *thethings.APIError
+			require.ErrorAs(t, err, &ae)
+			assert.Equal(t, tc.requests, n.Load())
+		})
+	}
+}
+
+func TestTokenWithSpaceIsRefused(t *testing.T) {
+	t.Parallel()
+	for _, tok := range []string{" ", "abc\n", "abc\r\n", "a b", "\tabc", "abc\x00", "abc\u00a0"} {
+		c, err := thethings.NewClient(tok)
+		assert.Nil(t, c)
+		assert.ErrorIs(t, err, thethings.ErrInvalidToken, "%q", tok)
+		if err != nil {
+			assert.NotContains(t, err.Error(), "abc")
+		}
+	}
+	_, err := thethings.NewClient("")
+	assert.ErrorIs(t, err, thethings.ErrNoToken)
+
+	// A token answered by activation is checked too.
+	srv, _ := countingServer(t, http.StatusCreated, `{"status":"created","thingToken":"tok\n","thingId":"x"}`)
+	c, err := thethings.Activate(context.Background(), "code", "", thethings.WithBaseURL(srv.URL))
+	assert.Nil(t, c)
+	assert.ErrorIs(t, err, thethings.ErrInvalidToken)
+}
+
+func TestNilContextIsAnError(t *testing.T) {
+	t.Parallel()
+	srv := startEmulator(t)
+	c := emulatorClient(t, srv)
+	var ctx context.Context // nil
+	vals := []thethings.Value{{Key: "k", Value: 1}}
+	calls := map[string]func() error{
+		"Write": func() error { return c.Write(ctx, vals) },
+		"Read": func() error {
+			_, err := c.Read(ctx, "k", nil)
+			return err
+		},
+		"Values": func() error {
+			for _, err := range c.Values(ctx, "k", nil) {
+				return err
+			}
+			return nil
+		},
+		"Subscribe": func() error {
+			for _, err := range c.Subscribe(ctx) {
+				return err
+			}
+			return nil
+		},
+		"Activate": func() error {
+			_, err := thethings.Activate(ctx, "code", "", thethings.WithBaseURL(srv.URL()))
+			return err
+		},
+		"ServerTime": func() error {
+			_, err := c.ServerTime(ctx)
+			return err
+		},
+		"Location": func() error {
+			_, err := c.Location(ctx)
+			return err
+		},
+		"SetLocation": func() error { return c.SetLocation(ctx, thethings.Geo{}) },
+		"Settings": func() error {
+			_, err := c.Settings(ctx)
+			return err
+		},
+		"Setting": func() error {
+			var v any
+			return c.Setting(ctx, "a", &v)
+		},
+		"SetSettings": func() error { return c.SetSettings(ctx, map[string]any{"a": 1}) },
+		"SetSetting":  func() error { return c.SetSetting(ctx, "a", 1) },
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			var err error
+			require.NotPanics(t, func() { err = call() })
+			assert.ErrorIs(t, err, thethings.ErrInvalidOption)
+		})
+	}
+	assert.Zero(t, srv.StoredCount(sentinelToken, "k"))
+}

@@ -99,11 +99,18 @@ func (c *Client) writeRoute(wc writeConfig) route {
 // Any other failure is a [*WriteError] too, listing exactly the values not
 // written: those of the failed request and of every later one. When the
 // failed request may have been stored (see [WriteError].Unknown), its values
-// and the later ones come as two WriteErrors joined with errors.Join. A
-// request whose outcome is unknown is not sent again unless
-// [RetryPolicy.RetryWrites] is set; requests the platform refused without
-// storing (429, 503 with Retry-After, a failed dial) are retried under the
-// client's [RetryPolicy]. Any 2xx answer is success, whatever its body.
+// and the later ones come as two WriteErrors joined with errors.Join.
+//
+// Requests the platform refused without storing (429, a failed dial, and
+// for values without a Datetime 503 with Retry-After) are retried under the
+// client's [RetryPolicy]. When a request's outcome is ambiguous (a
+// connection lost after sending, a timeout, a 5xx), its values with a
+// Datetime are not guessed at: Write reads their keys back over the
+// request's time span, counts what the platform holds, and sends again only
+// what is missing, within MaxRetries; values still in doubt then are a
+// WriteError with Unknown. Values without a Datetime cannot be verified:
+// they are reported Unknown at once, unless [RetryPolicy.RetryWrites] sends
+// them again blindly. Any 2xx answer is success, whatever its body.
 func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption) error {
 	if len(values) == 0 {
 		return nil
@@ -124,44 +131,85 @@ func (c *Client) Write(ctx context.Context, values []Value, opts ...WriteOption)
 		}
 		bodies = append(bodies, body)
 	}
-	rt := c.writeRoute(wc)
-	for i, body := range bodies {
+	for i := range bodies {
 		lo := i * defaultBatchSize
-		if err := ctx.Err(); err != nil {
-			return &WriteError{Values: slices.Clone(values[lo:]), Err: errorf("thethings: write: %w", err)}
-		}
-		maybe, err := c.postValues(ctx, rt, body)
+		hi := min(lo+defaultBatchSize, len(values))
+		err := c.writeBatch(ctx, wc, values[lo:hi], bodies[i])
 		if err == nil {
 			continue
 		}
-		if !maybe {
-			return &WriteError{Values: slices.Clone(values[lo:]), Err: err}
-		}
-		hi := min(lo+defaultBatchSize, len(values))
-		first := &WriteError{Values: slices.Clone(values[lo:hi]), Unknown: true, Err: err}
 		if hi == len(values) {
-			return first
+			return err
+		}
+		if we, ok := err.(*WriteError); ok && !we.Unknown {
+			// Not written, like every later value: one fate, one error.
+			we.Values = append(we.Values, values[hi:]...)
+			return we
 		}
 		rest := &WriteError{
 			Values: slices.Clone(values[hi:]),
 			Err:    errorf("thethings: not sent: request %d of %d failed before it", i+1, len(bodies)),
 		}
-		return errors.Join(first, rest)
+		return errors.Join(err, rest)
 	}
 	return nil
 }
 
-// postValues sends one write request. maybe reports that the values may
-// have been stored although err is not nil.
-func (c *Client) postValues(ctx context.Context, rt route, body []byte) (maybe bool, err error) {
-	resp, maybe, err := c.send(ctx, transport.Write, http.MethodPost, rt, body)
+// writeBatch delivers one request's values: it sends them, reads back an
+// ambiguous outcome of the values with a Datetime and sends again only what
+// is missing, within the client's RetryPolicy.
+func (c *Client) writeBatch(ctx context.Context, wc writeConfig, batch []Value, body []byte) error {
+	d := &delivery{c: c, wc: wc, orig: batch, retryWrites: c.retry.RetryWrites, body: body}
+	d.start(false)
+	var failed []error
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return d.giveUp(failed, errorf("thethings: write: %w", err))
+		}
+		r := d.step(ctx)
+		for _, f := range r.failed {
+			failed = append(failed, f)
+		}
+		if r.done {
+			return joinErrors(failed)
+		}
+		// The transport has already retried what certainly stored
+		// nothing; an ambiguous outcome or a failed read back is retried
+		// here, as often as the policy allows.
+		if !d.maybe || attempt >= c.retry.MaxRetries {
+			return d.giveUp(failed, r.err)
+		}
+		wait := transport.Wait(c.tr.Policy, attempt, r.retryAfter)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
+			return d.giveUp(failed, r.err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	}
+}
+
+// joinErrors is errors.Join, but one error is returned as it is.
+func joinErrors(errs []error) error {
+	if len(errs) == 1 {
+		return errs[0]
+	}
+	return errors.Join(errs...)
+}
+
+// postValues sends one write request.
+func (c *Client) postValues(ctx context.Context, kind transport.Kind, rt route, body []byte) error {
+	resp, _, err := c.send(ctx, kind, http.MethodPost, rt, body)
 	if err != nil {
-		return maybe, err
+		return err
 	}
 	// Any 2xx is success: the platform's documents show two different bodies.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 	resp.Body.Close()
-	return false, nil
+	return nil
 }
 
 // fields gives wire the fields of values[i].
@@ -219,7 +267,7 @@ func Activate(ctx context.Context, activationCode, productID string, opts ...Opt
 		return nil, err
 	}
 	if out.ThingToken == "" {
-		return nil, errorf("thethings: activation answered %q without a thing token: %w", out.Status, ErrOutcomeUnknown)
+		return nil, errorf("thethings: activation answered %q without a thing token: %w", shorten(out.Status), ErrOutcomeUnknown)
 	}
 	if err := checkToken(out.ThingToken); err != nil {
 		return nil, errorf("thethings: activation answered an unusable thing token: %w", err)
@@ -231,7 +279,7 @@ func Activate(ctx context.Context, activationCode, productID string, opts ...Opt
 // without a real-time clock can stamp its readings. Both answer formats of
 // the endpoint are understood.
 func (c *Client) ServerTime(ctx context.Context) (time.Time, error) {
-	q := url.Values{"thingToken": {c.token}, "format": {"UTC"}}
+	q := url.Values{"thingToken": {c.token()}, "format": {"UTC"}}
 	rt := route{path: "utils/date?" + q.Encode(), redacted: "utils/date?format=UTC&thingToken=" + redacted}
 	var out struct {
 		Date json.RawMessage `json:"date"`
@@ -244,16 +292,28 @@ func (c *Client) ServerTime(ctx context.Context) (time.Time, error) {
 
 func parseServerDate(raw json.RawMessage) (time.Time, error) {
 	raw = bytes.TrimSpace(raw)
+	var t time.Time
 	if len(raw) > 0 && raw[0] == '"' {
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return time.Time{}, errorf("thethings: server date: %w", err)
+			return time.Time{}, errorf("thethings: server date: %w: %w", err, ErrInvalidValue)
 		}
-		return ParseTime(s)
-	}
-	if sec, err := strconv.ParseFloat(string(raw), 64); err == nil && sec > 0 {
+		var err error
+		if t, err = ParseTime(s); err != nil {
+			return time.Time{}, err
+		}
+	} else if sec, err := strconv.ParseFloat(string(raw), 64); err == nil && sec > 0 && sec < maxUnixSeconds {
 		whole := int64(sec)
-		return time.Unix(whole, int64((sec-float64(whole))*1e9)).UTC().Truncate(time.Millisecond), nil
+		t = time.Unix(whole, int64((sec-float64(whole))*1e9)).UTC().Truncate(time.Millisecond)
+	} else {
+		return time.Time{}, errorf("thethings: server date %q not understood: %w", shorten(string(raw)), ErrInvalidValue)
 	}
-	return time.Time{}, errorf("thethings: server date %q not understood: %w", raw, ErrInvalidValue)
+	if y := t.Year(); y < 1 || y > 9999 {
+		return time.Time{}, errorf("thethings: server date %s outside the years 1..9999: %w", t.Format(time.RFC3339), ErrInvalidValue)
+	}
+	return t, nil
 }
+
+// maxUnixSeconds is the end of the year 9999, the last the platform's date
+// forms can hold.
+const maxUnixSeconds = 253402300800

@@ -720,3 +720,14 @@ func TestWriteEmulatorStoreAndBroadcast(t *testing.T) {
 	assert.NotContains(t, frame, "quiet")
 	assert.Equal(t, 1, srv.StoredCount(sentinelToken, "both"))
 }
+
+// A key error names the character, not the first byte of its encoding.
+func TestKeyErrorNamesCharacter(t *testing.T) {
+	t.Parallel()
+	c, err := thethings.NewClient(sentinelToken)
+	require.NoError(t, err)
+	err = c.Write(context.Background(), []thethings.Value{{Key: "temp°C", Value: 1}})
+	require.ErrorIs(t, err, thethings.ErrInvalidKey)
+	assert.Contains(t, err.Error(), `'°'`)
+	assert.NotContains(t, err.Error(), "Â")
+}

@@ -44,7 +44,7 @@ func ParseTime(s string) (time.Time, error) {
 			return t, nil
 		}
 	}
-	return time.Time{}, errorf("thethings: time %q is in no form the platform uses: %w", s, ErrInvalidValue)
+	return time.Time{}, errorf("thethings: time %q is in no form the platform uses: %w", shorten(s), ErrInvalidValue)
 }
 
 // hasZone reports whether an upper-cased ISO 8601 string ends in a zone.

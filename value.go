@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"strconv"
@@ -179,7 +180,7 @@ func checkPointer(key string, dst any) error {
 }
 
 func (v Value) convError(to string) error {
-	return errorf("thethings: value of %q (%T %v) is no %s: %w", v.Key, v.Value, v.Value, to, ErrInvalidValue)
+	return errorf("thethings: value of %q (%T %s) is no %s: %w", shorten(v.Key), v.Value, shorten(fmt.Sprint(v.Value)), to, ErrInvalidValue)
 }
 
 // decodeAny decodes JSON the way read values are: numbers as json.Number.

@@ -106,7 +106,7 @@ func TestWriterFlushesOnBatchSize(t *testing.T) {
 		c, mt := mockClient(t)
 		var rec recorded
 		mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{"status":"created"}`))
-		w := c.NewWriter(thethings.WithBatchSize(10), thethings.WithFlushInterval(0))
+		w := mustWriter(t, c, thethings.WithBatchSize(10), thethings.WithFlushInterval(0))
 		ctx := context.Background()
 		require.NoError(t, w.Add(ctx, intValues("n", 0, 9)...))
 		time.Sleep(time.Hour)
@@ -128,7 +128,7 @@ func TestWriterFlushesOnInterval(t *testing.T) {
 		c, mt := mockClient(t)
 		var rec recorded
 		mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{"status":"created"}`))
-		w := c.NewWriter(thethings.WithFlushInterval(500 * time.Millisecond))
+		w := mustWriter(t, c, thethings.WithFlushInterval(500*time.Millisecond))
 		defer w.Close(context.Background())
 		require.NoError(t, w.Add(context.Background(), intValues("n", 0, 3)...))
 		time.Sleep(499 * time.Millisecond)
@@ -140,7 +140,7 @@ func TestWriterFlushesOnInterval(t *testing.T) {
 		assert.Equal(t, seq(0, 3), bodyInts(t, rec.Bodies()[0]))
 
 		// The default interval is one second.
-		w2 := c.NewWriter()
+		w2 := mustWriter(t, c)
 		defer w2.Close(context.Background())
 		require.NoError(t, w2.Add(context.Background(), intValues("m", 0, 1)...))
 		time.Sleep(999 * time.Millisecond)
@@ -157,7 +157,7 @@ func TestWriterFlush(t *testing.T) {
 	c, mt := mockClient(t)
 	var rec recorded
 	mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{"status":"created"}`))
-	w := c.NewWriter(thethings.WithFlushInterval(0), thethings.WithBatchSize(4))
+	w := mustWriter(t, c, thethings.WithFlushInterval(0), thethings.WithBatchSize(4))
 	ctx := context.Background()
 	require.NoError(t, w.Flush(ctx), "nothing to flush")
 	require.NoError(t, w.Add(ctx, intValues("n", 0, 6)...))
@@ -175,7 +175,7 @@ func TestWriterWriteOptions(t *testing.T) {
 	c, mt := mockClient(t)
 	var rec recorded
 	mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{}`))
-	w := c.NewWriter(thethings.WithWriteOptions(thethings.WithBroadcast(false)))
+	w := mustWriter(t, c, thethings.WithWriteOptions(thethings.WithBroadcast(false)))
 	require.NoError(t, w.Add(context.Background(), intValues("n", 0, 1)...))
 	require.NoError(t, w.Close(context.Background()))
 	require.Len(t, rec.queries, 1)
@@ -220,7 +220,7 @@ func TestWriterRetriesRefusedBatches(t *testing.T) {
 					return ok(r)
 				})
 				var handled []*thethings.WriteError
-				w := c.NewWriter(thethings.WithBatchSize(3), thethings.WithFlushInterval(0),
+				w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithBatchSize(3), thethings.WithFlushInterval(0),
 					thethings.WithErrorHandler(func(we *thethings.WriteError) { handled = append(handled, we) }))
 				ctx := context.Background()
 				start := time.Now()
@@ -258,7 +258,7 @@ func TestWriterBackoffGrowsWithJitter(t *testing.T) {
 			}
 			return httpmock.NewStringResponse(201, `{}`), nil
 		})
-		w := c.NewWriter(thethings.WithFlushInterval(0))
+		w := mustWriter(t, c, thethings.WithFlushInterval(0))
 		require.NoError(t, w.Add(context.Background(), intValues("n", 0, 1)...))
 		require.NoError(t, w.Close(context.Background()))
 		require.Len(t, at, 7)
@@ -286,7 +286,7 @@ func TestWriterReportsPermanentAndUnknown(t *testing.T) {
 	})
 	var mu sync.Mutex
 	var handled []*thethings.WriteError
-	w := c.NewWriter(thethings.WithBatchSize(2), thethings.WithFlushInterval(0),
+	w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithBatchSize(2), thethings.WithFlushInterval(0),
 		thethings.WithErrorHandler(func(we *thethings.WriteError) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -323,7 +323,7 @@ func TestWriterCloseReturnsUnflushedErrors(t *testing.T) {
 	t.Parallel()
 	c, mt := mockClient(t)
 	mt.RegisterResponder(http.MethodPost, writeURL, httpmock.NewStringResponder(404, `{"status":"error","message":"Thing token doesn't exist"}`))
-	w := c.NewWriter()
+	w := mustWriter(t, c, thethings.WithServerTimestamps())
 	vals := intValues("n", 0, 150)
 	require.NoError(t, w.Add(context.Background(), vals...))
 	err := w.Close(context.Background())
@@ -348,7 +348,7 @@ func TestWriterBoundedBuffer(t *testing.T) {
 			<-release
 			return ok(r)
 		})
-		w := c.NewWriter(thethings.WithBatchSize(2), thethings.WithMaxBuffered(4), thethings.WithFlushInterval(0))
+		w := mustWriter(t, c, thethings.WithBatchSize(2), thethings.WithMaxBuffered(4), thethings.WithFlushInterval(0))
 		ctx := context.Background()
 		require.NoError(t, w.Add(ctx, intValues("n", 0, 2)...)) // goes in flight and blocks
 		synctest.Wait()
@@ -392,7 +392,7 @@ func TestWriterBoundedBuffer(t *testing.T) {
 func TestWriterAddValidation(t *testing.T) {
 	t.Parallel()
 	c, mt := mockClient(t)
-	w := c.NewWriter(thethings.WithMaxBuffered(100))
+	w := mustWriter(t, c, thethings.WithMaxBuffered(100))
 	ctx := context.Background()
 	vals := intValues("n", 0, 3)
 	vals[1].Key = "bad key"
@@ -419,7 +419,7 @@ func TestWriterCopiesGeo(t *testing.T) {
 	c, mt := mockClient(t)
 	var rec recorded
 	mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{}`))
-	w := c.NewWriter()
+	w := mustWriter(t, c, thethings.WithServerTimestamps())
 	g := thethings.Geo{Lat: 1, Long: 2}
 	ctx := context.Background()
 	require.NoError(t, w.Add(ctx, thethings.Value{Key: "a", Value: 1, Geo: &g}))
@@ -438,7 +438,7 @@ func TestWriterClosed(t *testing.T) {
 			<-release
 			return httpmock.NewStringResponse(201, `{}`), nil
 		})
-		w := c.NewWriter(thethings.WithBatchSize(1), thethings.WithMaxBuffered(1))
+		w := mustWriter(t, c, thethings.WithBatchSize(1), thethings.WithMaxBuffered(1))
 		ctx := context.Background()
 		require.NoError(t, w.Add(ctx, intValues("n", 0, 1)...))
 		blocked := make(chan error, 1)
@@ -475,7 +475,7 @@ func TestWriterCloseCancelledListsUnsent(t *testing.T) {
 			<-release
 			return httpmock.NewStringResponse(201, `{}`), nil
 		})
-		w := c.NewWriter(thethings.WithBatchSize(2))
+		w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithBatchSize(2))
 		vals := intValues("n", 0, 5)
 		require.NoError(t, w.Add(context.Background(), vals...))
 		synctest.Wait() // the first batch is in flight
@@ -495,7 +495,7 @@ func TestWriterCloseCancelledListsUnsent(t *testing.T) {
 func TestWriterCloseCancelledInFlightIsUnknown(t *testing.T) {
 	t.Parallel()
 	srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{Latency: time.Minute}))
-	w := c.NewWriter(thethings.WithBatchSize(2))
+	w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithBatchSize(2))
 	vals := intValues("n", 0, 5)
 	require.NoError(t, w.Add(context.Background(), vals...))
 	for srv.Requests("write") == 0 {
@@ -523,18 +523,15 @@ func TestWriterInvalidOptions(t *testing.T) {
 	}
 	for name, opts := range cases {
 		t.Run(name, func(t *testing.T) {
-			w := c.NewWriter(opts...)
-			ctx := context.Background()
-			assert.ErrorIs(t, w.Add(ctx, intValues("n", 0, 1)...), thethings.ErrInvalidOption)
-			assert.ErrorIs(t, w.Flush(ctx), thethings.ErrInvalidOption)
-			assert.ErrorIs(t, w.Close(ctx), thethings.ErrInvalidOption)
-			assert.ErrorIs(t, w.Close(ctx), thethings.ErrInvalidOption)
+			w, err := c.NewWriter(opts...)
+			assert.Nil(t, w)
+			assert.ErrorIs(t, err, thethings.ErrInvalidOption)
 		})
 	}
 	// Boundaries are valid.
-	w := c.NewWriter(thethings.WithBatchSize(1000), thethings.WithMaxBuffered(1000), thethings.WithFlushInterval(0))
+	w := mustWriter(t, c, thethings.WithBatchSize(1000), thethings.WithMaxBuffered(1000), thethings.WithFlushInterval(0))
 	require.NoError(t, w.Close(context.Background()))
-	w = c.NewWriter(thethings.WithBatchSize(1), thethings.WithMaxBuffered(1))
+	w = mustWriter(t, c, thethings.WithBatchSize(1), thethings.WithMaxBuffered(1))
 	require.NoError(t, w.Close(context.Background()))
 	assert.Zero(t, mt.GetTotalCallCount())
 }
@@ -545,7 +542,7 @@ func TestWriterLeavesNoGoroutine(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	c, mt := mockClient(t)
 	mt.RegisterResponder(http.MethodPost, writeURL, httpmock.NewStringResponder(201, `{}`))
-	w := c.NewWriter(thethings.WithFlushInterval(time.Millisecond))
+	w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithFlushInterval(time.Millisecond))
 	require.NoError(t, w.Add(context.Background(), intValues("n", 0, 250)...))
 	require.NoError(t, w.Close(context.Background()))
 	goleak.VerifyNone(t, before)
@@ -557,7 +554,7 @@ func TestWriterLeavesNoGoroutine(t *testing.T) {
 		<-release
 		return httpmock.NewStringResponse(201, `{}`), nil
 	})
-	w = c.NewWriter()
+	w = mustWriter(t, c, thethings.WithServerTimestamps())
 	require.NoError(t, w.Add(context.Background(), intValues("n", 0, 250)...))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -576,7 +573,7 @@ func TestWriterLeavesNoGoroutine(t *testing.T) {
 func TestWriterEmulatorConcurrentAdds(t *testing.T) {
 	t.Parallel()
 	srv, c := setup(t)
-	w := c.NewWriter(thethings.WithMaxBuffered(500))
+	w := mustWriter(t, c, thethings.WithMaxBuffered(500))
 	const producers, each = 8, 1250
 	var wg sync.WaitGroup
 	for p := range producers {
@@ -627,7 +624,7 @@ func TestWriterFaultsLoseNothing(t *testing.T) {
 	t.Parallel()
 	srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{Every503: 7, Every429: 11, RetryAfter: time.Millisecond}))
 	var reported atomic.Int32
-	w := c.NewWriter(thethings.WithBatchSize(500), thethings.WithErrorHandler(func(*thethings.WriteError) { reported.Add(1) }))
+	w := mustWriter(t, c, thethings.WithBatchSize(500), thethings.WithErrorHandler(func(*thethings.WriteError) { reported.Add(1) }))
 	const producers, each = 4, 25000
 	var wg sync.WaitGroup
 	for p := range producers {
@@ -686,7 +683,7 @@ func TestWriterDropsAreReported(t *testing.T) {
 			srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 5, DropStores: stores, Every503: 13, RetryAfter: time.Millisecond}))
 			var mu sync.Mutex
 			var handled []thethings.Value
-			w := c.NewWriter(thethings.WithErrorHandler(func(we *thethings.WriteError) {
+			w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithErrorHandler(func(we *thethings.WriteError) {
 				mu.Lock()
 				defer mu.Unlock()
 				assert.True(t, we.Unknown)
@@ -751,7 +748,7 @@ func TestWriterFlushTimeoutKeepsValues(t *testing.T) {
 			}
 			return ok(r)
 		})
-		w := c.NewWriter(thethings.WithFlushInterval(0))
+		w := mustWriter(t, c, thethings.WithFlushInterval(0))
 		require.NoError(t, w.Add(context.Background(), intValues("n", 0, 3)...))
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -775,7 +772,7 @@ func TestWriterEmulator(t *testing.T) {
 	srv, c := setup(t)
 	var mu sync.Mutex
 	var handled []*thethings.WriteError
-	w := c.NewWriter(thethings.WithBatchSize(2), thethings.WithFlushInterval(0),
+	w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithBatchSize(2), thethings.WithFlushInterval(0),
 		thethings.WithWriteOptions(thethings.WithBroadcast(false)),
 		thethings.WithErrorHandler(func(we *thethings.WriteError) {
 			mu.Lock()
@@ -811,4 +808,12 @@ func TestWriterEmulator(t *testing.T) {
 	require.NotNil(t, recs[0].Geo)
 	assert.Equal(t, thethingstest.Geo{Lat: -33.5, Long: 151.25}, *recs[0].Geo)
 	assert.Zero(t, srv.StoredCount(sentinelToken, "ok"))
+}
+
+// mustWriter is NewWriter for options that are valid.
+func mustWriter(tb testing.TB, c *thethings.Client, opts ...thethings.WriterOption) *thethings.Writer {
+	tb.Helper()
+	w, err := c.NewWriter(opts...)
+	require.NoError(tb, err)
+	return w
 }

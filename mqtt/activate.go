@@ -43,12 +43,7 @@ func Activate(ctx context.Context, activationCode string, opts ...Option) (*Clie
 		return nil, wire.Errorf("thethings: mqtt: activation: the broker sent an unusable thing token: %w", err)
 	}
 	c := newClient(token, cfg)
-	if len(cfg.will) > 0 {
-		if c.willBody, err = encode(cfg.will, 0); err != nil {
-			return nil, wire.Errorf("thethings: mqtt: last will: %w", err)
-		}
-	}
-	cn, err := c.connect(ctx, c.willBody)
+	cn, err := c.connect(ctx)
 	if err != nil {
 		cfg.logger.Warn("thethings: mqtt: activated, connecting as the thing failed; reconnecting", "broker", cfg.broker, "err", err.Error())
 		cn = nil
@@ -62,9 +57,11 @@ func Activate(ctx context.Context, activationCode string, opts ...Option) (*Clie
 
 // activate runs the activation exchange on a session of its own.
 func activate(ctx context.Context, cfg *config, code string) (string, error) {
-	a := newClient("", cfg)
+	acfg := *cfg
+	acfg.will = nil // the Last Will is the thing's, not this session's
+	a := newClient("", &acfg)
 	defer a.cancel()
-	cn, err := a.connect(ctx, nil)
+	cn, err := a.connect(ctx)
 	if err != nil {
 		return "", err
 	}

@@ -237,7 +237,8 @@ func pub(topic, payload string) []byte {
 }
 
 // A message that does not decode is an error; the sequence goes on. The
-// platform's data array and a forwarded write body both decode.
+// platform's data array and a forwarded write body both decode. A message
+// with some bad items delivers its good ones, then the error.
 func TestSubscribeMalformedMessage(t *testing.T) {
 	topic := "v2/things/" + token
 	h := newHostileBroker(t, func(typ byte, body []byte, c net.Conn) bool {
@@ -249,6 +250,7 @@ func TestSubscribeMalformedMessage(t *testing.T) {
 		out = append(out, pub(topic, `[{"key":`)...)
 		out = append(out, pub("v2/things/other", `[{"key":"x","value":1}]`)...)
 		out = append(out, pub(topic, `{"values":[{"key":"b","value":"2"}]}`)...)
+		out = append(out, pub(topic, `[{"key":"c","value":3},{"key":5},{"key":"d","value":4}]`)...)
 		_, err := c.Write(out)
 		return err == nil
 	})
@@ -266,14 +268,18 @@ func TestSubscribeMalformedMessage(t *testing.T) {
 			}
 			got = append(got, "error")
 		default:
-			got = append(got, m.Values[0].Key)
+			var keys []string
+			for _, v := range m.Values {
+				keys = append(keys, v.Key)
+			}
+			got = append(got, strings.Join(keys, "+"))
 		}
-		if len(got) == 3 {
+		if len(got) == 5 {
 			break
 		}
 	}
-	if strings.Join(got, ",") != "a,error,b" {
-		t.Fatalf("got %v, want a, an error, b", got)
+	if strings.Join(got, ",") != "a,error,b,c+d,error" {
+		t.Fatalf("got %v, want a, an error, b, c+d, an error", got)
 	}
 }
 

@@ -33,6 +33,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/transport"
 	"github.com/thethings-go/thethings/internal/wire"
 )
 
@@ -69,7 +70,6 @@ type Client struct {
 	token    secret
 	topic    secret
 	cfg      *config
-	willBody []byte
 	redactor *strings.Replacer
 
 	life   context.Context // ends at Close
@@ -94,8 +94,9 @@ type conn struct {
 
 // Dial connects to the broker as the thing with the given token. It
 // returns once the broker accepted the connection; ctx bounds that. Bad
-// options, an empty token (ErrNoToken) or one that cannot be part of a
-// topic fail before any I/O.
+// options (thethings.ErrInvalidOption), an empty token
+// (thethings.ErrNoToken) or one that cannot be part of a topic
+// (thethings.ErrInvalidToken) fail before any I/O.
 func Dial(ctx context.Context, thingToken string, opts ...Option) (*Client, error) {
 	if ctx == nil {
 		return nil, optionError("nil context")
@@ -108,12 +109,7 @@ func Dial(ctx context.Context, thingToken string, opts ...Option) (*Client, erro
 		return nil, err
 	}
 	c := newClient(thingToken, cfg)
-	if len(cfg.will) > 0 {
-		if c.willBody, err = encode(cfg.will, 0); err != nil {
-			return nil, wire.Errorf("thethings: mqtt: last will: %w", err)
-		}
-	}
-	cn, err := c.connect(ctx, c.willBody)
+	cn, err := c.connect(ctx)
 	if err != nil {
 		c.cancel()
 		return nil, err
@@ -248,9 +244,9 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 	return t, nil
 }
 
-// connect opens one MQTT session, bounded by ctx. will is the Last Will
-// body or nil.
-func (c *Client) connect(ctx context.Context, will []byte) (*conn, error) {
+// connect opens one MQTT session, bounded by ctx, with the Last Will if
+// one was set.
+func (c *Client) connect(ctx context.Context) (*conn, error) {
 	cn := &conn{lost: make(chan error, 1)}
 	var (
 		watchMu sync.Mutex
@@ -286,8 +282,8 @@ func (c *Client) connect(ctx context.Context, will []byte) (*conn, error) {
 			watchMu.Unlock()
 			return nc, nil
 		})
-	if will != nil {
-		o.SetBinaryWill(c.topic.reveal(), will, c.cfg.qos, false)
+	if c.cfg.will != nil {
+		o.SetBinaryWill(c.topic.reveal(), c.cfg.will, c.cfg.qos, false)
 	}
 	cn.pc = paho.NewClient(o)
 	t := cn.pc.Connect()
@@ -396,7 +392,7 @@ func (c *Client) reconnect() *conn {
 		case <-t.C:
 		}
 		log.Info("thethings: mqtt: reconnecting", "broker", c.cfg.broker, "attempt", attempt+1)
-		cn, err := c.connect(c.life, c.willBody)
+		cn, err := c.connect(c.life)
 		if err != nil {
 			if c.life.Err() != nil {
 				return nil
@@ -421,15 +417,9 @@ func (c *Client) reconnect() *conn {
 }
 
 // backoff is the wait before reconnect attempt n: 100ms doubling to 30s,
-// jittered down by up to half.
+// jittered down by up to half, by the SDK's one wait rule.
 func backoff(n int) time.Duration {
-	d := maxBackoff
-	if n < 20 {
-		d = min(minBackoff<<n, maxBackoff)
-	}
-	var b [1]byte
-	_, _ = rand.Read(b[:])
-	return d/2 + time.Duration(int64(d/2)*int64(b[0])/255)
+	return transport.Wait(transport.Policy{MinWait: minBackoff, MaxWait: maxBackoff}, n, 0)
 }
 
 // wait waits for a paho token, bounded by ctx and Close.

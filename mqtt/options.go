@@ -26,7 +26,7 @@ type config struct {
 	tlsConfig *tls.Config
 	clientID  string
 	keepAlive time.Duration
-	will      []thethings.Value
+	will      []byte // the Last Will's write body, or nil
 	qos       byte
 	logger    *slog.Logger
 }
@@ -141,7 +141,11 @@ func WithWill(values ...thethings.Value) Option {
 		if len(values) == 0 {
 			return optionError("WithWill without values")
 		}
-		c.will = append([]thethings.Value(nil), values...)
+		will, err := encode(values, 0)
+		if err != nil {
+			return wire.Errorf("thethings: mqtt: last will: %w", err)
+		}
+		c.will = will
 		return nil
 	}
 }

@@ -112,8 +112,10 @@ func (e *refusedError) Error() string {
 //
 // The sequence ends without an error when ctx ends or the loop breaks. A
 // message that does not decode is yielded as an error and the sequence
-// goes on; so is a run of messages dropped because the loop fell more than
-// 1024 messages behind. It ends with an error when the Client is closed or
+// goes on; when only some of its items do not decode, a Message with the
+// others comes first, then the error. A run of messages dropped because the
+// loop fell more than 1024 messages behind is yielded as an error too, and
+// the sequence goes on. It ends with an error when the Client is closed or
 // the broker refuses the subscription.
 func (c *Client) Subscribe(ctx context.Context) iter.Seq2[thethings.Message, error] {
 	return func(yield func(thethings.Message, error) bool) {
@@ -174,16 +176,10 @@ func (c *Client) Subscribe(ctx context.Context) iter.Seq2[thethings.Message, err
 					return
 				}
 				values, err := decode(p)
-				if err != nil {
-					if !yield(thethings.Message{}, c.fail("message", err)) {
-						return
-					}
-					continue
+				if len(values) > 0 && !yield(thethings.Message{Values: values}, nil) {
+					return
 				}
-				if len(values) == 0 {
-					continue
-				}
-				if !yield(thethings.Message{Values: values}, nil) {
+				if err != nil && !yield(thethings.Message{}, c.fail("message", err)) {
 					return
 				}
 			}
@@ -193,7 +189,8 @@ func (c *Client) Subscribe(ctx context.Context) iter.Seq2[thethings.Message, err
 
 // decode reads a message of the thing topic: the platform sends the REST
 // stream's data array; a broker that forwards what a device published
-// sends the REST write body, {"values":[...]}.
+// sends the REST write body, {"values":[...]}. The items that decode are
+// returned even when others do not, with an error counting those.
 func decode(p []byte) ([]thethings.Value, error) {
 	p = bytes.TrimSpace(p)
 	if len(p) > 0 && p[0] == '{' {
@@ -208,10 +205,7 @@ func decode(p []byte) ([]thethings.Value, error) {
 		}
 		p = body.Values
 	}
-	items, err := wire.DecodeFrame(p)
-	if err != nil {
-		return nil, err
-	}
+	items, err := wire.DecodeFrameEach(p)
 	values := make([]thethings.Value, len(items))
 	for i := range items {
 		it := &items[i]
@@ -226,5 +220,5 @@ func decode(p []byte) ([]thethings.Value, error) {
 		}
 		values[i] = v
 	}
-	return values, nil
+	return values, err
 }

@@ -72,8 +72,8 @@ type Faults struct {
 	// dropped write before dropping it; false drops it unstored.
 	DropStores bool
 	// StoreThenFailEvery stores and broadcasts every Nth write request
-	// (counted with DropEvery, see the order above), then answers it with
-	// StoreThenFailStatus instead of 201.
+	// (counted with DropEvery; see the order of evaluation in the doc of
+	// Faults), then answers it with StoreThenFailStatus instead of 201.
 	StoreThenFailEvery int
 	// StoreThenFailStatus is the status of those answers: 500, 502, 503 or
 	// 504; 0 means 502. The body is what sends it in practice: the

@@ -67,6 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs.SetOutput(stderr)
 	duration := fs.Duration("duration", 10*time.Second, "how long to run; 0 runs until SIGINT")
 	interval := fs.Duration("interval", 500*time.Millisecond, "sampling interval until $settings.interval says otherwise")
+	spool := fs.String("spool", "", "keep the readings waiting in this directory, so that they survive a crash or a reboot")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -125,7 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		runCtx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
-	d := &device{c: c, out: out, interval: *interval}
+	d := &device{c: c, out: out, interval: *interval, spool: *spool}
 	taken, notWritten, err := d.run(runCtx)
 	if err != nil {
 		return err
@@ -145,19 +146,29 @@ type device struct {
 	c        *thethings.Client
 	out      *printer
 	interval time.Duration
+	spool    string // a directory for the Writer's buffer, or "" to keep it in memory
 }
 
 // run samples until ctx ends, then closes the Writer. It returns how many
 // readings were taken and how many of them could not be written.
 func (d *device) run(ctx context.Context) (taken, notWritten int, err error) {
-	w := d.c.NewWriter(
+	opts := []thethings.WriterOption{
 		thethings.WithBatchSize(100),
 		thethings.WithFlushInterval(time.Second),
 		thethings.WithMaxBuffered(10000), // about 1 MB of readings at most
 		thethings.WithErrorHandler(func(we *thethings.WriteError) {
 			d.out.printf("writer: %d readings not written (outcome unknown: %v): %v", len(we.Values), we.Unknown, we.Err)
 		}),
-	)
+	}
+	if d.spool != "" {
+		// On disk: what waits survives a reboot and is sent, once, by the
+		// next run with the same directory.
+		opts = append(opts, thethings.WithSpool(d.spool))
+	}
+	w, err := d.c.NewWriter(opts...)
+	if err != nil {
+		return 0, 0, err
+	}
 
 	// The interval: the setting if there is one, else the flag.
 	if ms, ok := d.readInterval(ctx); ok {

@@ -63,8 +63,19 @@ func number(t *testing.T, out, pattern string) int {
 // a backend, and every reading in the emulator at the end.
 func TestDeviceSurvivesOutageAndFollowsSettings(t *testing.T) {
 	t.Parallel()
+	t.Run("memory", func(t *testing.T) {
+		t.Parallel()
+		testDeviceOutage(t)
+	})
+	t.Run("spool", func(t *testing.T) {
+		t.Parallel()
+		testDeviceOutage(t, "-spool", t.TempDir())
+	})
+}
+
+func testDeviceOutage(t *testing.T, args ...string) {
 	var out syncBuffer
-	err := run(context.Background(), []string{"-duration", "5s", "-interval", "50ms"}, &out, &out, func(string) string { return "" })
+	err := run(context.Background(), append([]string{"-duration", "5s", "-interval", "50ms"}, args...), &out, &out, func(string) string { return "" })
 	require.NoError(t, err)
 	s := out.String()
 	t.Log("\n" + s)

@@ -34,7 +34,7 @@ func TestQuickstartEmbedded(t *testing.T) {
 		"  21.5   at 41.3874,2.1686",
 		"5. Wrote 1500 counter values",
 		"Values walked them newest first: 1500 of 1500 values, 0 missed, 0 repeated",
-		"(2 requests: the platform answers at most 1000 values per request)",
+		"(3 requests: the platform answers at most 1000 values per request)",
 		"6. $geo set and read back: lat 41.390205, long 2.154007",
 		"then its interval to 30: map[interval:30 name:quickstart]; $settings.quickstart.interval = 30",
 		"8. Subscribed to the thing's realtime channel; writing door = open ...",

@@ -159,8 +159,7 @@ func Decode(str string) (State, error) {
 	if !s.HasT && (s.T != 0 || len(s.Seen) != 0) || !s.HasStart && s.Start != 0 || !s.HasEnd && s.End != 0 {
 		return State{}, ErrInvalid
 	}
-	// T is below the window's end, which a read sends as T+1 at most.
-	if !inRange(s.T) || s.T == MaxMillis || !inRange(s.Start) || !inRange(s.End) {
+	if !inRange(s.T) || !inRange(s.Start) || !inRange(s.End) {
 		return State{}, ErrInvalid
 	}
 	return s, nil

@@ -72,9 +72,19 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
+// A value stamped at the last millisecond of the year 9999 is a value like
+// any other: the cursor after it must be accepted.
+func TestDecodeAcceptsTheLastInstant(t *testing.T) {
+	s := State{Key: "k", HasT: true, T: MaxMillis, Seen: []uint64{7}}
+	got, err := Decode(Encode(s))
+	if err != nil || got.T != MaxMillis {
+		t.Fatalf("Decode(Encode(%+v)) = %+v, %v", s, got, err)
+	}
+}
+
 func TestDecodeRefusesInstantsOutOfRange(t *testing.T) {
 	for _, s := range []State{
-		{Key: "k", HasT: true, T: MaxMillis},
+		{Key: "k", HasT: true, T: MaxMillis + 1},
 		{Key: "k", HasT: true, T: MinMillis - 1},
 		{Key: "k", HasT: true, T: 1<<63 - 1},
 		{Key: "k", HasStart: true, Start: MinMillis - 1},

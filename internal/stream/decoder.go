@@ -14,8 +14,8 @@ import (
 )
 
 // DefaultMaxFrame is the largest frame a Decoder accepts unless told
-// otherwise: 1 MiB.
-const DefaultMaxFrame = 1 << 20
+// otherwise: 16 MiB.
+const DefaultMaxFrame = 16 << 20
 
 const (
 	initialBuffer = 512      // enough for the subscribed frame, keep-alives and small writes
@@ -23,8 +23,12 @@ const (
 )
 
 // ErrFrameTooLarge reports a frame longer than the decoder's limit. The
-// stream cannot be resynchronised after it.
+// decoder skips such a frame without buffering more than the limit of it,
+// and goes on with the next one.
 var ErrFrameTooLarge = errors.New("stream frame too large")
+
+// errSkipped is scan's report that an oversize frame was skipped.
+var errSkipped = errors.New("skipped")
 
 // SyntaxError reports bytes that cannot start a frame.
 type SyntaxError struct {
@@ -54,8 +58,9 @@ type Decoder struct {
 	fatal error // sticky framing error
 
 	// state of the frame being scanned, which starts at buf[off]
-	scanned int // bytes of the frame already scanned
-	sc      wire.Scanner
+	scanned  int // bytes of the frame already scanned
+	sc       wire.Scanner
+	skipping bool // the frame is over the limit: its bytes are dropped as they come
 }
 
 // NewDecoder returns a decoder reading r that refuses frames longer than
@@ -73,15 +78,19 @@ var ErrPartialFrame = fmt.Errorf("stream ended inside a frame: %w", io.ErrUnexpe
 
 // Next returns the next frame. The slice is valid until the next call of
 // Next. At the end of the stream Next returns io.EOF between frames and
-// ErrPartialFrame inside one; a frame over the limit is
-// ErrFrameTooLarge; read errors are returned as they are. Every error is
-// final.
+// ErrPartialFrame inside one; read errors are returned as they are. Every
+// such error is final. A frame over the limit is skipped, without
+// buffering more than the limit of it, and reported as ErrFrameTooLarge
+// once it has passed: the next call goes on with the following frame.
 func (d *Decoder) Next() ([]byte, error) {
 	if d.fatal != nil {
 		return nil, d.fatal
 	}
 	for {
 		frame, err := d.scan()
+		if err == errSkipped {
+			return nil, fmt.Errorf("%w: more than %d bytes", ErrFrameTooLarge, d.max)
+		}
 		if err != nil {
 			d.fatal = err
 			return nil, err
@@ -90,7 +99,7 @@ func (d *Decoder) Next() ([]byte, error) {
 			return frame, nil
 		}
 		if d.err != nil {
-			if (d.err == io.EOF || d.err == io.ErrUnexpectedEOF) && (d.scanned > 0 || d.off < d.end) {
+			if (d.err == io.EOF || d.err == io.ErrUnexpectedEOF) && (d.scanned > 0 || d.skipping || d.off < d.end) {
 				d.err = ErrPartialFrame
 			}
 			return nil, d.err
@@ -105,6 +114,15 @@ func (d *Decoder) Next() ([]byte, error) {
 // scan looks for the end of the frame that starts at buf[off]. It returns
 // nil, nil when more bytes are needed.
 func (d *Decoder) scan() ([]byte, error) {
+	if d.skipping {
+		n, done := d.sc.Scan(d.buf[d.off:d.end])
+		d.off += n
+		if !done {
+			return nil, nil
+		}
+		d.skipping = false
+		return nil, errSkipped
+	}
 	if d.scanned == 0 {
 		for d.off < d.end && wire.IsSpace(d.buf[d.off]) {
 			d.off++
@@ -122,7 +140,14 @@ func (d *Decoder) scan() ([]byte, error) {
 	n, done := d.sc.Scan(d.buf[d.off+d.scanned : d.end])
 	d.scanned += n
 	if d.scanned > d.max {
-		return nil, fmt.Errorf("%w: more than %d bytes", ErrFrameTooLarge, d.max)
+		// Drop what was read of the frame and the rest as it comes.
+		d.off += d.scanned
+		d.scanned = 0
+		if done {
+			return nil, errSkipped
+		}
+		d.skipping = true
+		return nil, nil
 	}
 	if !done {
 		return nil, nil

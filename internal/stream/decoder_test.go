@@ -167,18 +167,41 @@ func TestDecoderFrameLimit(t *testing.T) {
 			assert.ErrorIs(t, err, io.EOF)
 			assert.Equal(t, []string{"{}", exact, "{}"}, frames)
 
+			// A frame over the limit is skipped, reported once, and the
+			// stream goes on.
 			over := `["` + strings.Repeat("x", limit-3) + `"]`
-			frames, err = readAll(NewDecoder(mk("{}"+over+"{}"), limit))
-			assert.ErrorIs(t, err, ErrFrameTooLarge)
-			assert.Equal(t, []string{"{}"}, frames)
+			d := NewDecoder(mk("{}"+over+"[1]"+over+over+"{}"), limit)
+			var got []string
+			tooLarge := 0
+			for {
+				f, err := d.Next()
+				if errors.Is(err, ErrFrameTooLarge) {
+					tooLarge++
+					continue
+				}
+				if err != nil {
+					assert.ErrorIs(t, err, io.EOF)
+					break
+				}
+				got = append(got, string(f))
+			}
+			assert.Equal(t, []string{"{}", "[1]", "{}"}, got)
+			assert.Equal(t, 3, tooLarge)
 		})
 	}
-	// An endless frame stops at the limit instead of eating memory.
-	endless := io.MultiReader(strings.NewReader(`["`), infiniteX{})
-	d := NewDecoder(endless, DefaultMaxFrame)
+	// A long frame is skipped without buffering more than the limit of it.
+	long := io.MultiReader(strings.NewReader(`["`), io.LimitReader(infiniteX{}, 64*limit), strings.NewReader(`"]{}`))
+	d := NewDecoder(long, limit)
 	_, err := d.Next()
 	assert.ErrorIs(t, err, ErrFrameTooLarge)
-	assert.LessOrEqual(t, d.buffered(), DefaultMaxFrame+1)
+	assert.LessOrEqual(t, d.buffered(), limit+1)
+	f, err := d.Next()
+	require.NoError(t, err)
+	assert.Equal(t, "{}", string(f))
+	// Cut inside a skipped frame: a partial frame, as any other.
+	d = NewDecoder(io.MultiReader(strings.NewReader(`["`), io.LimitReader(infiniteX{}, 4*limit)), limit)
+	_, err = d.Next()
+	assert.ErrorIs(t, err, ErrPartialFrame)
 }
 
 type infiniteX struct{}

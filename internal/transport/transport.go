@@ -1,8 +1,10 @@
 // Package transport is the one place that decides, for every request the
 // SDK sends over HTTP, whether it may be sent again, whether a failed
 // attempt may have been processed by the server (outcome unknown), and how
-// long to wait first. Unary calls go through Transport.Do; the features that
-// retry on their own (the Writer, Subscribe) ask Decide and Wait.
+// long to wait first. Unary calls go through Transport.Do, or DoRead when
+// an answer cut mid-way must be asked again; the features that retry on
+// their own (the Writer, Subscribe, the MQTT reconnect) ask Decide, Classify
+// and Wait.
 //
 // Three kinds of request exist. Reads are idempotent and are retried on
 // network errors, 429 and 5xx but 501. Writes are retried only when the server
@@ -49,6 +51,16 @@ const (
 	Write
 	// Once requests (activation) are retried only when they never left this process.
 	Once
+	// Verified write requests are like Write, but never re-sent blindly
+	// whatever Policy.RetryWrites says, nor after a 503 with Retry-After
+	// (a proxy may answer so after the platform stored): their caller
+	// verifies an ambiguous outcome by reading back, then re-sends only
+	// what is missing.
+	Verified
+	// Stream requests (a subscription) are like Idempotent, and are also
+	// repeated after 408: a long request timed out by the platform or a
+	// proxy is opened again.
+	Stream
 )
 
 // Policy bounds retries. Zero MinWait and MaxWait mean no wait; the caller
@@ -171,6 +183,80 @@ func (t *Transport) Do(ctx context.Context, r *Request) (*http.Response, Result,
 	return resp, res, nil
 }
 
+// DoRead is Do followed by read, which reads and closes nothing itself: it
+// gets every answer Do returns, whatever its status, and DoRead closes its
+// body after. A 2xx body whose reading fails on the connection (the answer
+// was cut mid-way) is a failed attempt like any other: DoRead decides by
+// DecideError whether r may be sent again and, within the policy, waits
+// and sends it again; read then starts over on the new answer. Result
+// tells whether some attempt may have been processed, a cut answer
+// included.
+func (t *Transport) DoRead(ctx context.Context, r *Request, read func(*http.Response) error) (Result, error) {
+	var maybe bool
+	for attempt := 0; ; attempt++ {
+		resp, res, err := t.Do(ctx, r)
+		res.MaybeProcessed = res.MaybeProcessed || maybe
+		if err != nil {
+			return res, err
+		}
+		body := &watched{ReadCloser: resp.Body}
+		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+			resp.Body = body
+		}
+		err = read(resp)
+		resp.Body.Close()
+		if err == nil || body.err == nil {
+			return res, err
+		}
+		retry, m := DecideError(r.Kind, t.Policy.RetryWrites, body.err, true)
+		maybe = maybe || m
+		res.MaybeProcessed = res.MaybeProcessed || m
+		if ctx.Err() != nil || !retry || attempt >= t.Policy.MaxRetries {
+			return res, err
+		}
+		wait := Wait(t.Policy, attempt, 0)
+		if d, ok := ctx.Deadline(); ok && time.Until(d) <= wait {
+			return res, err
+		}
+		if l := t.logger; l != nil {
+			l.LogAttrs(ctx, slog.LevelDebug, "thethings: retrying request",
+				slog.String("op", r.Method+" "+r.Path), slog.Int("attempt", attempt+1),
+				slog.Duration("wait", wait), slog.String("error", t.text(body.err)))
+		}
+		tm := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			tm.Stop()
+			return res, err
+		case <-tm.C:
+		}
+	}
+}
+
+// watched is an answer's body that keeps the first error reading it met,
+// io.EOF aside.
+type watched struct {
+	io.ReadCloser
+	err error
+}
+
+func (w *watched) Read(p []byte) (int, error) {
+	n, err := w.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// text is err's text without any URL, redacted.
+func (t *Transport) text(err error) string {
+	msg := stripURL(err).Error()
+	if t.redact != nil {
+		msg = t.redact(msg)
+	}
+	return msg
+}
+
 // callKey is the context key of a request's *call.
 type callKey struct{}
 
@@ -229,11 +315,7 @@ func (c *call) check(ctx context.Context, resp *http.Response, err error) (bool,
 			attrs = append(attrs, slog.Int("status", resp.StatusCode))
 		}
 		if err != nil {
-			msg := stripURL(err).Error()
-			if c.t.redact != nil {
-				msg = c.t.redact(msg)
-			}
-			attrs = append(attrs, slog.String("error", msg))
+			attrs = append(attrs, slog.String("error", c.t.text(err)))
 		}
 		l.LogAttrs(ctx, slog.LevelDebug, "thethings: retrying request", attrs...)
 	}
@@ -278,10 +360,12 @@ func DecideAnswer(kind Kind, retryWrites bool, status int, retryAfter bool) (ret
 	switch {
 	case status == http.StatusTooManyRequests:
 		return kind != Once, false
-	case status == http.StatusServiceUnavailable && retryAfter:
+	case status == http.StatusServiceUnavailable && retryAfter && kind != Verified:
 		return kind != Once, false
 	case status == http.StatusNotImplemented:
 		return false, false
+	case status == http.StatusRequestTimeout && kind == Stream:
+		return true, false
 	case status >= 500:
 		return repeatable(kind, retryWrites), true
 	}
@@ -308,7 +392,58 @@ func DecideError(kind Kind, retryWrites bool, err error, sent bool) (retry, mayb
 // sent again: reads always, writes only when the caller accepts duplicates,
 // activation never.
 func repeatable(kind Kind, retryWrites bool) bool {
-	return kind == Idempotent || kind == Write && retryWrites
+	return kind == Idempotent || kind == Stream || kind == Write && retryWrites
+}
+
+// Outcome is what the answer to a write says about its values.
+type Outcome int
+
+const (
+	// Stored: a 2xx answer.
+	Stored Outcome = iota
+	// NotStored: certainly not stored, for a passing reason (a dial
+	// failure or a request that never left this process, 429, 503 with
+	// Retry-After): send again after a wait.
+	NotStored
+	// Ambiguous: the values may have been stored (a connection lost or a
+	// timeout after sending, 500, 502, 503 without Retry-After, 504 and
+	// any other 5xx but 501): find out before sending again.
+	Ambiguous
+	// Permanent: refused for good (4xx but 429, 501, an unusable URL or
+	// certificate); sending again cannot help.
+	Permanent
+)
+
+// Classify says what a write's result means for its values: status is the
+// HTTP status of its answer (0 without one), retryAfter whether that answer
+// carried Retry-After, err the failure without an answer (an *Error, whose
+// MaybeSent tells whether the request may have reached the server). For a
+// Verified write only a failed dial and 429 are NotStored: a 503 with
+// Retry-After may come from a proxy after the platform stored.
+func Classify(kind Kind, status int, retryAfter bool, err error) Outcome {
+	if status == 0 {
+		if err == nil {
+			return Stored
+		}
+		var te *Error
+		if errors.As(err, &te) && !te.MaybeSent {
+			if permanent(te.Err) {
+				return Permanent
+			}
+			return NotStored
+		}
+		return Ambiguous
+	}
+	switch {
+	case status >= 200 && status < 300:
+		return Stored
+	case status == http.StatusTooManyRequests,
+		status == http.StatusServiceUnavailable && retryAfter && kind != Verified:
+		return NotStored
+	case status >= 500 && status != http.StatusNotImplemented:
+		return Ambiguous
+	}
+	return Permanent
 }
 
 func permanent(err error) bool {

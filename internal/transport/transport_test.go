@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -125,7 +126,7 @@ func TestBackoff(t *testing.T) {
 	assert.Equal(t, time.Second, wait(0, answer(503, "3600")))
 	assert.Zero(t, RetryAfterOf(answer(500, "7"), time.Now()), "only 429 and 503 carry one")
 	// Without a usable Retry-After (absent, 0, unparsable) the exponential wait applies.
-	for _, ra := range []string{"", "0", "soon"} {
+	for _, ra := range []string{"", "0", "soon", "Mon, 02 Jan 2006 15:04:05 GMT"} {
 		d := wait(0, answer(429, ra))
 		assert.True(t, d >= 50*time.Millisecond && d <= 100*time.Millisecond, "%q: %s", ra, d)
 	}
@@ -254,4 +255,108 @@ func TestErrorIsRedacted(t *testing.T) {
 	assert.NotContains(t, fmt.Sprintf("%+v", err), secret)
 	assert.Contains(t, err.Error(), "/v2/things/***")
 	assert.Equal(t, 2, rt.calls)
+}
+
+func TestClassify(t *testing.T) {
+	sent := &Error{Err: errors.New("connection reset"), MaybeSent: true}
+	notSent := &Error{Err: errors.New("connection refused")}
+	cases := []struct {
+		kind       Kind
+		status     int
+		retryAfter bool
+		err        error
+		want       Outcome
+	}{
+		{Write, 201, false, nil, Stored},
+		{Verified, 200, false, nil, Stored},
+		{Write, 0, false, notSent, NotStored},
+		{Verified, 0, false, notSent, NotStored},
+		{Write, 0, false, sent, Ambiguous},
+		{Verified, 429, true, nil, NotStored},
+		{Write, 503, true, nil, NotStored},
+		{Verified, 503, true, nil, Ambiguous}, // a proxy may say so after the store
+		{Write, 503, false, nil, Ambiguous},
+		{Write, 500, false, nil, Ambiguous},
+		{Write, 502, false, nil, Ambiguous},
+		{Write, 504, false, nil, Ambiguous},
+		{Write, 501, false, nil, Permanent},
+		{Write, 400, false, nil, Permanent},
+		{Write, 401, false, nil, Permanent},
+		{Write, 404, false, nil, Permanent},
+		{Write, 0, false, &Error{Err: errors.New(`unsupported protocol scheme "ftp"`)}, Permanent},
+	}
+	for _, c := range cases {
+		assert.Equal(t, c.want, Classify(c.kind, c.status, c.retryAfter, c.err), "%v %d retryAfter=%v %v", c.kind, c.status, c.retryAfter, c.err)
+	}
+}
+
+// cutServer answers each request on a loopback listener: the first cut
+// answers promise 10 bytes and send 3 before closing; then whole answers.
+func cutServer(t *testing.T, cut int) (url string, hits func() int) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var n atomic.Int32
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 4096)
+			_, _ = c.Read(buf)
+			if int(n.Add(1)) <= cut {
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\n012")
+			} else {
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789")
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return "http://" + ln.Addr().String() + "/p", func() int { return int(n.Load()) }
+}
+
+// A body cut mid-way is a failed attempt: a read is sent again, activation
+// is not and may have been processed.
+func TestDoReadCutBody(t *testing.T) {
+	read := func(tr *Transport, url string, kind Kind) (string, Result, error) {
+		var got []byte
+		res, err := tr.DoRead(context.Background(), &Request{Kind: kind, Method: "GET", URL: url, Path: "/p"}, func(resp *http.Response) error {
+			var err error
+			got, err = io.ReadAll(resp.Body)
+			return err
+		})
+		return string(got), res, err
+	}
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	t.Cleanup(hc.CloseIdleConnections)
+	tr := New(hc, Policy{MaxRetries: 2}, nil, nil)
+
+	url, hits := cutServer(t, 2)
+	got, _, err := read(tr, url, Idempotent)
+	require.NoError(t, err)
+	assert.Equal(t, "0123456789", got)
+	assert.Equal(t, 3, hits())
+
+	url, hits = cutServer(t, 3)
+	_, _, err = read(tr, url, Idempotent)
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "retries spent: the last cut is the error")
+	assert.Equal(t, 3, hits())
+
+	url, hits = cutServer(t, 1)
+	_, res, err := read(tr, url, Once)
+	assert.Error(t, err)
+	assert.Equal(t, 1, hits())
+	assert.True(t, res.MaybeProcessed)
+}
+
+// A subscription reconnects after what a read retries, and after 408.
+func TestDecideStream(t *testing.T) {
+	for status, want := range map[int]bool{200: false, 302: false, 400: false, 401: false, 404: false, 408: true, 429: true, 500: true, 501: false, 502: true, 503: true} {
+		retry, _ := DecideAnswer(Stream, false, status, false)
+		assert.Equal(t, want, retry, "status %d", status)
+	}
 }

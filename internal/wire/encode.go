@@ -252,6 +252,9 @@ func notANumber(x float64) error {
 	return Errorf("thethings: value %v is not a number JSON can carry: %w", x, ErrInvalidValue)
 }
 
+// AppendValue appends v as the "value" member of an item carries it.
+func AppendValue(b []byte, v any) ([]byte, error) { return appendJSON(b, v) }
+
 // appendJSON appends v as encoding/json would encode it (HTML characters
 // escaped), with fast paths for the common types. NaN, infinities and
 // values encoding/json refuses are errors matching ErrInvalidValue.

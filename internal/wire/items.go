@@ -67,6 +67,10 @@ type Decoder struct {
 	Reuse bool
 	// Fingerprint makes Decode compute the Fingerprints of the items.
 	Fingerprint bool
+	// Max, if positive, ends decoding after Max items: what follows them
+	// is not looked at, so an answer longer than asked for (or cut after
+	// them) costs nothing more.
+	Max int
 
 	items []Item
 	fps   []uint64
@@ -133,6 +137,12 @@ func (d *Decoder) Decode(b []byte, hint int) ([]Item, error) {
 			var err error
 			if i, err = d.item(b, i); err != nil {
 				return nil, err
+			}
+			if len(d.items) == d.Max {
+				if d.Reuse {
+					d.place()
+				}
+				return d.items, nil
 			}
 			i = SkipWS(b, i)
 			if i < len(b) && b[i] == ',' {

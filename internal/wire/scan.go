@@ -145,6 +145,7 @@ type Scanner struct {
 	esc     bool
 	n       int // bytes scanned so far
 	control int // 1 + offset of the first control character inside a string, or 0
+	commas  int // commas at depth 1: elements of an array ended so far
 }
 
 // Scan scans b, the continuation of the value, and returns how many of its
@@ -176,6 +177,10 @@ func (s *Scanner) Scan(b []byte) (n int, done bool) {
 				s.depth, s.inStr, s.esc = 0, false, false
 				s.n += i + 1
 				return i + 1, true
+			}
+		case ',':
+			if depth == 1 {
+				s.commas++
 			}
 		}
 	}

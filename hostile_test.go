@@ -1,0 +1,884 @@
+package thethings_test
+
+// Tests against hostile or broken servers: endless and oversized answers,
+// compressed bombs, bodies cut by resets, stalls, short pages, echoes of
+// the token. Each call is bounded by a deadline, so that a regression
+// fails instead of hanging the suite. Memory bounds are measured as the
+// peak heap sampled while the call runs, in a process of their own.
+
+import (
+	"bufio"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/metrics"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/thethings-go/thethings"
+)
+
+// hostileClient talks to a hostile server through a transport of its own,
+// with compression on (as the default transport has it) and fast retries.
+func hostileClient(t testing.TB, baseURL string, opts ...thethings.Option) *thethings.Client {
+	t.Helper()
+	tr := &http.Transport{}
+	streamTr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	t.Cleanup(streamTr.CloseIdleConnections)
+	opts = append([]thethings.Option{
+		thethings.WithBaseURL(baseURL),
+		thethings.WithHTTPClient(&http.Client{Transport: tr}),
+		thethings.WithStreamHTTPClient(&http.Client{Transport: streamTr}),
+		thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 3, MinWait: 5 * time.Millisecond, MaxWait: 20 * time.Millisecond}),
+	}, opts...)
+	c, err := thethings.NewClient(sentinelToken, opts...)
+	require.NoError(t, err)
+	return c
+}
+
+// hostileCtx bounds one call of a hostile test.
+func hostileCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// endless writes prefix, then unit until the client goes away.
+func endless(w http.ResponseWriter, prefix, unit string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 64<<10)
+	_, _ = bw.WriteString(prefix)
+	u := []byte(strings.Repeat(unit, max(1, (32<<10)/len(unit))))
+	for {
+		if _, err := bw.Write(u); err != nil {
+			return
+		}
+	}
+}
+
+// gzipped writes prefix, then unit repeated to n bytes, then suffix, gzip
+// compressed: a small answer that decodes to a large one.
+func gzipped(w http.ResponseWriter, prefix, unit, suffix string, n int) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Encoding", "gzip")
+	w.WriteHeader(http.StatusOK)
+	gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+	_, _ = gz.Write([]byte(prefix))
+	chunk := []byte(strings.Repeat(unit, (1<<20)/len(unit)))
+	for written := 0; written < n; written += len(chunk) {
+		if _, err := gz.Write(chunk); err != nil {
+			return
+		}
+	}
+	_, _ = gz.Write([]byte(suffix))
+	_ = gz.Close()
+}
+
+// magicOps are the calls that read one small answer.
+var magicOps = map[string]func(ctx context.Context, c *thethings.Client, base string) error{
+	"Settings": func(ctx context.Context, c *thethings.Client, _ string) error {
+		_, err := c.Settings(ctx)
+		return err
+	},
+	"Location": func(ctx context.Context, c *thethings.Client, _ string) error {
+		_, err := c.Location(ctx)
+		return err
+	},
+	"ServerTime": func(ctx context.Context, c *thethings.Client, _ string) error {
+		_, err := c.ServerTime(ctx)
+		return err
+	},
+	"Activate": func(ctx context.Context, _ *thethings.Client, base string) error {
+		tr := &http.Transport{}
+		defer tr.CloseIdleConnections()
+		_, err := thethings.Activate(ctx, "code", "", thethings.WithBaseURL(base), thethings.WithHTTPClient(&http.Client{Transport: tr}))
+		return err
+	},
+}
+
+func TestHostileAnswersAreBounded(t *testing.T) {
+	t.Parallel()
+	for _, compressed := range []bool{false, true} {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if compressed {
+				gzipped(w, `[{"key":"$settings","value":{"a":"`, "a", `"}}]`, 64<<20)
+				return
+			}
+			endless(w, `[{"key":"$settings","value":{"a":"`, "a")
+		}))
+		t.Cleanup(ts.Close)
+		for name, op := range magicOps {
+			t.Run(fmt.Sprintf("%s/gzip=%v", name, compressed), func(t *testing.T) {
+				c := hostileClient(t, ts.URL)
+				err := op(hostileCtx(t, 20*time.Second), c, ts.URL)
+				require.Error(t, err)
+				assert.ErrorIs(t, err, thethings.ErrInvalidValue)
+				assert.NotErrorIs(t, err, context.DeadlineExceeded)
+				assert.Less(t, len(err.Error()), 300, err.Error())
+				assert.True(t, strings.HasPrefix(err.Error(), "thethings: "), err.Error())
+			})
+		}
+	}
+}
+
+func TestHostileErrorBodyIsBounded(t *testing.T) {
+	t.Parallel()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		bw := bufio.NewWriter(w)
+		_, _ = bw.WriteString(`{"status":"error","message":"`)
+		for {
+			if _, err := bw.WriteString(strings.Repeat(sentinelToken, 100)); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(ts.Close)
+	c := hostileClient(t, ts.URL)
+	_, err := c.Read(hostileCtx(t, 10*time.Second), "k", nil)
+	var ae *thethings.APIError
+	require.ErrorAs(t, err, &ae)
+	assert.NotContains(t, err.Error(), sentinelToken)
+	assert.Less(t, len(err.Error()), 1000)
+}
+
+// A Read stops decoding at the values asked for: an endless array of tiny
+// items gives a page, not an out-of-memory crash.
+func TestHostileReadStopsAtTheLimit(t *testing.T) {
+	t.Parallel()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		endless(w, `[`, `{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`)
+	}))
+	t.Cleanup(ts.Close)
+	c := hostileClient(t, ts.URL)
+	page, err := c.Read(hostileCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 10})
+	require.NoError(t, err)
+	assert.Len(t, page.Values, 10)
+
+	// One value larger than a page may be: a typed error.
+	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		endless(w, `[{"key":"k","datetime":"2015-01-30T15:35:33.000Z","value":"`, "x")
+	}))
+	t.Cleanup(big.Close)
+	_, err = hostileClient(t, big.URL).Read(hostileCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 10})
+	assert.ErrorIs(t, err, thethings.ErrInvalidValue)
+}
+
+// childEnv names the test a child process runs alone.
+const childEnv = "THETHINGS_HOSTILE_CHILD"
+
+// inOwnProcess runs the calling test in a child process of its own, so that
+// no other test's heap is measured with it, and reports whether this is
+// that child.
+func inOwnProcess(t *testing.T) bool {
+	t.Helper()
+	if os.Getenv(childEnv) == t.Name() {
+		return true
+	}
+	if raceEnabled {
+		t.Skip("the race detector distorts heap figures")
+	}
+	if testing.Short() {
+		t.Skip("memory test skipped in -short mode")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), childEnv+"="+t.Name())
+	out, err := cmd.CombinedOutput()
+	t.Logf("child process:\n%s", out)
+	if err != nil {
+		t.Fatalf("child process: %v", err)
+	}
+	return false
+}
+
+// peakHeap runs f while sampling the heap in use, and returns the peak
+// growth over the heap before f.
+func peakHeap(f func()) uint64 {
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	metrics.Read(s)
+	base := s[0].Value.Uint64()
+	var peak uint64
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		sample := []metrics.Sample{{Name: s[0].Name}}
+		for {
+			metrics.Read(sample)
+			peak = max(peak, sample[0].Value.Uint64())
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	f()
+	close(stop)
+	<-done
+	if peak < base {
+		return 0
+	}
+	return peak - base
+}
+
+const mib = 1 << 20
+
+func TestHostileAnswerMemory(t *testing.T) {
+	if !inOwnProcess(t) {
+		return
+	}
+	cases := map[string]struct {
+		handler http.HandlerFunc
+		call    func(ctx context.Context, c *thethings.Client) error
+		bound   uint64
+	}{
+		// 256 MiB of settings in a gzip answer of about 1 MiB.
+		"Settings/gzip": {
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				gzipped(w, `[{"key":"$settings","value":{"a":"`, "a", `"}}]`, 256*mib)
+			},
+			call: func(ctx context.Context, c *thethings.Client) error {
+				_, err := c.Settings(ctx)
+				return err
+			},
+			bound: 16 * mib,
+		},
+		// Read with limit 10 against 250 MiB of tiny items.
+		"Read/tiny-items": {
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				bw := bufio.NewWriterSize(w, 64<<10)
+				_, _ = bw.WriteString("[")
+				item := `{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`
+				for n := 0; n < 250*mib; n += len(item) {
+					if _, err := bw.WriteString(item); err != nil {
+						return
+					}
+				}
+				_, _ = bw.WriteString(`{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"}]`)
+				_ = bw.Flush()
+			},
+			call: func(ctx context.Context, c *thethings.Client) error {
+				_, err := c.Read(ctx, "k", &thethings.ReadOptions{Limit: 10})
+				return err
+			},
+			bound: 16 * mib,
+		},
+		// Values (pages of 1000) against an endless array.
+		"Values/endless": {
+			handler: func(w http.ResponseWriter, r *http.Request) {
+				endless(w, `[`, `{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`)
+			},
+			call: func(ctx context.Context, c *thethings.Client) error {
+				n := 0
+				for _, err := range c.Values(ctx, "k", nil) {
+					if err != nil {
+						return err
+					}
+					if n++; n == 5000 {
+						break
+					}
+				}
+				return nil
+			},
+			bound: 32 * mib,
+		},
+	}
+	for name, tc := range cases {
+		ts := httptest.NewServer(tc.handler)
+		c := hostileClient(t, ts.URL)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var err error
+		peak := peakHeap(func() { err = tc.call(ctx, c) })
+		cancel()
+		ts.Close()
+		t.Logf("%s: peak heap growth %.1f MiB (bound %d MiB), err %v", name, float64(peak)/mib, tc.bound/mib, err)
+		assert.NotErrorIs(t, err, context.DeadlineExceeded, name)
+		assert.LessOrEqual(t, peak, tc.bound, name)
+	}
+}
+
+func TestHostileErrorMessagesQuoteAShortPrefix(t *testing.T) {
+	t.Parallel()
+	huge := strings.Repeat("9", 1<<20)
+	_, err := thethings.ParseTime(huge)
+	require.ErrorIs(t, err, thethings.ErrInvalidValue)
+	assert.Less(t, len(err.Error()), 200)
+
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"date":"`+strings.Repeat("x", 512<<10)+`"}`)
+	}))
+	t.Cleanup(ts.Close)
+	_, err = hostileClient(t, ts.URL).ServerTime(hostileCtx(t, 10*time.Second))
+	require.ErrorIs(t, err, thethings.ErrInvalidValue)
+	assert.Less(t, len(err.Error()), 200)
+}
+
+// holder is a caller's struct holding SDK values.
+type holder struct {
+	Name   string
+	Client *thethings.Client
+	Value  thethings.Client
+	Writer *thethings.Writer
+	Err    error
+}
+
+func TestHostileTokenInNoPrintedForm(t *testing.T) {
+	t.Parallel()
+	// A stream whose status frame echoes the token in every field.
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		_, _ = fmt.Fprintf(w, `{"status":"error %[1]s","code":404,"message":"thing %[1]s not found"}`, sentinelToken)
+	}))
+	t.Cleanup(ts.Close)
+	c := hostileClient(t, ts.URL)
+	var subErr error
+	for _, err := range c.Subscribe(hostileCtx(t, 10*time.Second), thethings.WithReconnect(0)) {
+		subErr = err
+	}
+	var ae *thethings.APIError
+	require.ErrorAs(t, subErr, &ae)
+
+	w, err := c.NewWriter()
+	require.NoError(t, err)
+	// Closed first: fmt reads every field, and a running Writer's change
+	// under it (that would be a data race, not a leak).
+	require.NoError(t, w.Close(context.Background()))
+	h := holder{Name: "h", Client: c, Value: *c, Writer: w, Err: ae}
+	subjects := map[string]any{
+		"*Client": c, "Client": *c, "holder": h, "*holder": &h, "*Writer": w,
+		"*APIError": ae, "APIError": *ae, "[]any": []any{c, *c, w, ae},
+	}
+	var forms []string
+	for name, v := range subjects {
+		for _, verb := range []string{"%v", "%+v", "%#v", "%d", "%s", "%q", "%x", "%X", "%T"} {
+			forms = append(forms, name+" "+verb+": "+fmt.Sprintf(verb, v))
+		}
+		var buf strings.Builder
+		slog.New(slog.NewTextHandler(&buf, nil)).Info("m", "v", v)
+		slog.New(slog.NewJSONHandler(&buf, nil)).Info("m", "v", v)
+		log.New(&buf, "", 0).Print(v)
+		log.New(&buf, "", 0).Printf("%+v", v)
+		forms = append(forms, name+" logs: "+buf.String())
+		if b, err := json.Marshal(v); err == nil {
+			forms = append(forms, name+" json: "+string(b))
+		}
+	}
+	for _, f := range forms {
+		assert.NotContains(t, f, sentinelToken, f)
+	}
+	assert.Equal(t, sentinelToken, c.ThingToken())
+}
+
+// stall answers 200, sends the start of a body, and then nothing.
+func stall(prefix string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, prefix)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}
+}
+
+func TestHostileCausesKept(t *testing.T) {
+	t.Parallel()
+	ts := httptest.NewServer(stall(`[{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`))
+	t.Cleanup(ts.Close)
+	ops := map[string]func(ctx context.Context, c *thethings.Client, base string) error{
+		"Read": func(ctx context.Context, c *thethings.Client, _ string) error {
+			_, err := c.Read(ctx, "k", nil)
+			return err
+		},
+		"Values": func(ctx context.Context, c *thethings.Client, _ string) error {
+			for _, err := range c.Values(ctx, "k", nil) {
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	for k, v := range magicOps {
+		ops[k] = v
+	}
+	for name, op := range ops {
+		for _, cause := range []error{context.DeadlineExceeded, context.Canceled} {
+			t.Run(name+"/"+cause.Error(), func(t *testing.T) {
+				t.Parallel()
+				c := hostileClient(t, ts.URL)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if cause == context.DeadlineExceeded {
+					ctx, cancel = context.WithTimeout(ctx, 300*time.Millisecond)
+				} else {
+					ctx, cancel = context.WithCancel(ctx)
+					time.AfterFunc(300*time.Millisecond, cancel)
+				}
+				defer cancel()
+				err := op(ctx, c, ts.URL)
+				require.Error(t, err)
+				assert.ErrorIs(t, err, cause)
+				assert.NotContains(t, err.Error(), sentinelToken)
+				assert.True(t, strings.HasPrefix(err.Error(), "thethings: "), err.Error())
+			})
+		}
+	}
+}
+
+// resetAfter answers with a Content-Length, sends half of body, and resets
+// the connection.
+func resetAfter(t *testing.T, conn net.Conn, body string) {
+	t.Helper()
+	_, _ = fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:len(body)/2])
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0) // RST, not FIN
+	}
+	_ = conn.Close()
+}
+
+func TestHostileReadBodyCutIsRetried(t *testing.T) {
+	t.Parallel()
+	body := `[{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},{"key":"k","value":2,"datetime":"2015-01-30T15:35:32.000Z"}]`
+	var calls atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				resetAfter(t, conn, body)
+			}
+			return
+		}
+		_, _ = io.WriteString(w, body)
+	}))
+	t.Cleanup(ts.Close)
+	c := hostileClient(t, ts.URL)
+	page, err := c.Read(hostileCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 2})
+	require.NoError(t, err)
+	assert.Len(t, page.Values, 2)
+	assert.Equal(t, int32(2), calls.Load())
+}
+
+// history is a hostile read server: n values one second apart that it
+// answers at most perPage at a time, whatever the limit asked; fail, when
+// set, decides which requests get a 500.
+type history struct {
+	n, perPage int
+	base       time.Time
+	calls      atomic.Int32
+	fail       func(call int32) bool
+}
+
+func (h *history) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	call := h.calls.Add(1)
+	if h.fail != nil && h.fail(call) {
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = io.WriteString(w, `{"status":"error","message":"boom"}`)
+		return
+	}
+	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	end := time.Unix(1<<40, 0)
+	if s := r.URL.Query().Get("endDate"); s != "" {
+		e, err := thethings.ParseTime(s)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		end = e
+	}
+	var items []string
+	for i := h.n - 1; i >= 0 && len(items) < min(limit, h.perPage); i-- {
+		at := h.base.Add(time.Duration(i) * time.Second)
+		if !at.Before(end) {
+			continue
+		}
+		items = append(items, fmt.Sprintf(`{"key":"k","value":%d,"datetime":%q}`, i, at.Format("2006-01-02T15:04:05.000Z")))
+	}
+	_, _ = io.WriteString(w, "["+strings.Join(items, ",")+"]")
+}
+
+func newHistory(n, perPage int) *history {
+	return &history{n: n, perPage: perPage, base: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+func TestHostileValuesFollowShortPages(t *testing.T) {
+	t.Parallel()
+	h := newHistory(2500, 500)
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	got := map[int64]int{}
+	for v, err := range hostileClient(t, ts.URL).Values(hostileCtx(t, 20*time.Second), "k", nil) {
+		require.NoError(t, err)
+		i, _ := v.Int64()
+		got[i]++
+	}
+	assert.Len(t, got, 2500)
+	for i, n := range got {
+		require.Equal(t, 1, n, "value %d", i)
+	}
+}
+
+func TestHostileValuesResumeAfterAnError(t *testing.T) {
+	t.Parallel()
+	h := newHistory(2500, 1000)
+	h.fail = func(call int32) bool { return call >= 2 }
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	c := hostileClient(t, ts.URL, thethings.WithRetry(thethings.NoRetries))
+	var seen []int64
+	var failed error
+	for v, err := range c.Values(hostileCtx(t, 20*time.Second), "k", nil) {
+		if err != nil {
+			failed = err
+			break
+		}
+		i, _ := v.Int64()
+		seen = append(seen, i)
+	}
+	var re *thethings.ReadError
+	require.ErrorAs(t, failed, &re)
+	var ae *thethings.APIError
+	assert.ErrorAs(t, failed, &ae)
+	require.NotEmpty(t, re.Cursor)
+	assert.Len(t, seen, 1000)
+
+	// Another process, a healthy server: the rest, nothing twice.
+	ok := httptest.NewServer(newHistory(2500, 1000))
+	t.Cleanup(ok.Close)
+	for v, err := range hostileClient(t, ok.URL).Values(hostileCtx(t, 20*time.Second), "k", &thethings.ReadOptions{Cursor: re.Cursor}) {
+		require.NoError(t, err)
+		i, _ := v.Int64()
+		seen = append(seen, i)
+	}
+	require.Len(t, seen, 2500)
+	sort.Slice(seen, func(a, b int) bool { return seen[a] < seen[b] })
+	for i, v := range seen {
+		require.EqualValues(t, i, v)
+	}
+}
+
+// silentListener accepts connections and never answers.
+func silentListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func TestHostileSubscribeWatchdogCoversConnect(t *testing.T) {
+	t.Parallel()
+	base := silentListener(t)
+	// A custom stream client without any header timeout: only the
+	// watchdog can end the attempt.
+	c := hostileClient(t, base)
+	var states stateRecorder
+	start := time.Now()
+	var last error
+	for _, err := range c.Subscribe(hostileCtx(t, 20*time.Second), thethings.WithKeepAlive(time.Second),
+		thethings.WithReconnect(0), thethings.WithStateHandler(states.record)) {
+		last = err
+	}
+	elapsed := time.Since(start)
+	require.Error(t, last)
+	assert.ErrorIs(t, last, thethings.ErrIdleTimeout)
+	assert.NotErrorIs(t, last, context.DeadlineExceeded)
+	assert.Less(t, elapsed, 8*time.Second, "the attempt lasts about the idle timeout (3s)")
+}
+
+type stateRecorder struct {
+	mu     sync.Mutex
+	states []thethings.State
+	causes []error
+}
+
+func (s *stateRecorder) record(st thethings.State, cause error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.states = append(s.states, st)
+	s.causes = append(s.causes, cause)
+}
+
+func TestHostileSubscribeSlowStateHandler(t *testing.T) {
+	t.Parallel()
+	var conns atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conns.Add(1)
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, `{"status":"success","message":"subscribed"}`)
+		w.(http.Flusher).Flush()
+		tick := time.NewTicker(500 * time.Millisecond)
+		defer tick.Stop()
+		for n := 0; ; n++ {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-tick.C:
+			}
+			frame := `{}`
+			if n%4 == 3 {
+				frame = `[{"key":"k","value":1}]`
+			}
+			if _, err := io.WriteString(w, frame); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	}))
+	t.Cleanup(ts.Close)
+	c := hostileClient(t, ts.URL)
+	slow := func(st thethings.State, _ error) {
+		if st == thethings.StateConnected {
+			time.Sleep(3500 * time.Millisecond) // keep-alive 1s: idle timeout 3s
+		}
+	}
+	msgs := 0
+	for msg, err := range c.Subscribe(hostileCtx(t, 20*time.Second), thethings.WithKeepAlive(time.Second), thethings.WithStateHandler(slow)) {
+		require.NoError(t, err)
+		msgs += len(msg.Values)
+		if msgs == 2 {
+			break
+		}
+	}
+	assert.Equal(t, 2, msgs)
+	assert.Equal(t, int32(1), conns.Load(), "one healthy connection, never killed")
+}
+
+func TestHostileSubscribeFramesGoOn(t *testing.T) {
+	t.Parallel()
+	var conns atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conns.Add(1)
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, `{"status":"success","message":"subscribed"}`)
+		// An oversize frame, then one with a malformed item between good ones.
+		_, _ = io.WriteString(w, `[{"key":"big","value":"`+strings.Repeat("x", 8<<10)+`"}]`)
+		_, _ = io.WriteString(w, `[{"key":"a","value":1},{"key":"bad","value":01},{"key":"b","value":2}]`)
+		_, _ = io.WriteString(w, `[{"key":"c","value":3}]`)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(ts.Close)
+	c := hostileClient(t, ts.URL)
+	var keys []string
+	var errs []error
+	for msg, err := range c.Subscribe(hostileCtx(t, 10*time.Second), thethings.WithMaxFrameSize(4<<10)) {
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, v := range msg.Values {
+			keys = append(keys, v.Key)
+		}
+		if len(keys) == 3 {
+			break
+		}
+	}
+	assert.Equal(t, []string{"a", "b", "c"}, keys)
+	require.Len(t, errs, 2)
+	assert.ErrorIs(t, errs[0], thethings.ErrFrameTooLarge)
+	assert.ErrorIs(t, errs[1], thethings.ErrInvalidValue)
+	assert.Equal(t, int32(1), conns.Load())
+}
+
+func TestHostileSubscribeInvalidMaxFrameSize(t *testing.T) {
+	t.Parallel()
+	c := hostileClient(t, "http://127.0.0.1:1")
+	for _, n := range []int{-1, 0, 100, 2 << 30} {
+		for _, err := range c.Subscribe(context.Background(), thethings.WithMaxFrameSize(n)) {
+			assert.ErrorIs(t, err, thethings.ErrInvalidOption, n)
+		}
+	}
+}
+
+// Values delivered live on a backfill key, dated far in the future, are
+// remembered as small fingerprints, and not for ever.
+func TestHostileBackfillBookkeepingIsBounded(t *testing.T) {
+	if !inOwnProcess(t) {
+		return
+	}
+	const n, size = 5000, 16 << 10
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		bw := bufio.NewWriterSize(w, 64<<10)
+		_, _ = bw.WriteString(`{"status":"success","message":"subscribed"}`)
+		pad := strings.Repeat("v", size)
+		for i := range n {
+			at := time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond)
+			_, _ = fmt.Fprintf(bw, `[{"key":"k","value":"%d%s","datetime":%q}]`, i, pad, at.Format("2006-01-02T15:04:05.000Z"))
+		}
+		_ = bw.Flush()
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer ts.Close()
+	c := hostileClient(t, ts.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	got := 0
+	var after uint64
+	for msg, err := range c.Subscribe(ctx, thethings.WithBackfill("k")) {
+		require.NoError(t, err, "after %d values", got)
+		got += len(msg.Values)
+		if got == n {
+			// Inside the loop the subscription, and what it keeps, is alive.
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			after = ms.HeapAlloc
+			break
+		}
+	}
+	require.Equal(t, n, got)
+	t.Logf("heap in use after GC with %d values of %d KiB delivered: %.1f MiB", n, size>>10, float64(after)/mib)
+	assert.Less(t, after, uint64(16*mib))
+}
+
+func TestHostileServerTimeOutOfRange(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{
+		`{"date":1e300}`, `{"date":-5}`, `{"date":253402300800}`, `{"date":"0000-01-01T00:00:00Z"}`,
+		`{"date":"9999-12-31T23:59:59-01:00"}`,
+	} {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, body) }))
+		_, err := hostileClient(t, ts.URL).ServerTime(hostileCtx(t, 10*time.Second))
+		ts.Close()
+		assert.ErrorIs(t, err, thethings.ErrInvalidValue, body)
+	}
+}
+
+func TestHostileLocationOffTheGlobe(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{`[999,-999]`, `{"type":"Point","coordinates":[0,91]}`, `[181,0]`} {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.WriteString(w, `[{"key":"$geo","value":`+v+`}]`)
+		}))
+		_, err := hostileClient(t, ts.URL).Location(hostileCtx(t, 10*time.Second))
+		ts.Close()
+		assert.ErrorIs(t, err, thethings.ErrInvalidValue, v)
+	}
+}
+
+func TestHostileCursorAtTheLastInstant(t *testing.T) {
+	t.Parallel()
+	var queries []string
+	var mu sync.Mutex
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		queries = append(queries, r.URL.RawQuery)
+		mu.Unlock()
+		_, _ = io.WriteString(w, `[{"key":"k","value":1,"datetime":"9999-12-31T23:59:59.999Z"}]`)
+	}))
+	t.Cleanup(ts.Close)
+	c := hostileClient(t, ts.URL)
+	page, err := c.Read(hostileCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 1})
+	require.NoError(t, err)
+	require.Len(t, page.Values, 1)
+	require.NotEmpty(t, page.Next)
+	page, err = c.Read(hostileCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 1, Cursor: page.Next})
+	require.NoError(t, err)
+	assert.Empty(t, page.Values, "the value is not delivered twice")
+	assert.Empty(t, page.Next)
+}
+
+func TestHostileRetryAfterZeroStillWaits(t *testing.T) {
+	t.Parallel()
+	for _, ra := range []string{"0", "Mon, 02 Jan 2006 15:04:05 GMT"} {
+		var calls atomic.Int32
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if calls.Add(1) <= 3 {
+				w.Header().Set("Retry-After", ra)
+				w.WriteHeader(http.StatusTooManyRequests)
+				return
+			}
+			_, _ = io.WriteString(w, `[]`)
+		}))
+		c := hostileClient(t, ts.URL, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 3, MinWait: 100 * time.Millisecond, MaxWait: time.Second}))
+		start := time.Now()
+		_, err := c.Read(hostileCtx(t, 10*time.Second), "k", nil)
+		elapsed := time.Since(start)
+		ts.Close()
+		require.NoError(t, err)
+		assert.Equal(t, int32(4), calls.Load())
+		// Three waits of at least half of 100, 200 and 400 ms.
+		assert.GreaterOrEqual(t, elapsed, 350*time.Millisecond, "Retry-After %q", ra)
+	}
+}
+
+func TestHostileWriterCloseInsideErrorHandler(t *testing.T) {
+	t.Parallel()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"status":"error","message":"invalid value"}`)
+	}))
+	t.Cleanup(ts.Close)
+	c := hostileClient(t, ts.URL)
+	var w *thethings.Writer
+	returned := make(chan error, 1)
+	var once sync.Once
+	w, err := c.NewWriter(thethings.WithFlushInterval(10*time.Millisecond), thethings.WithErrorHandler(func(*thethings.WriteError) {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			returned <- w.Close(ctx)
+		})
+	}))
+	require.NoError(t, err)
+	require.NoError(t, w.Add(hostileCtx(t, 5*time.Second), thethings.Value{Key: "k", Value: 1}))
+	select {
+	case <-returned:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close called in the error handler hangs past its context")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var we *thethings.WriteError
+	assert.True(t, errors.As(w.Close(ctx), &we))
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package thethings_test
+
+const raceEnabled = false

@@ -1,0 +1,327 @@
+package thethings_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/thethingstest"
+)
+
+// offlineClient is a client whose every request fails to dial.
+func offlineClient(t *testing.T) *thethings.Client {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL("http://"+addr+"/v2/"), fastRetry)
+	require.NoError(t, err)
+	return c
+}
+
+// spoolOffline adds n values to a spooled writer that cannot reach the
+// platform and closes it: the values stay in dir.
+func spoolOffline(t *testing.T, dir string, from, n int) {
+	t.Helper()
+	w := mustWriter(t, offlineClient(t), thethings.WithSpool(dir), thethings.WithFlushInterval(0))
+	for i := from; i < from+n; i += 10 {
+		require.NoError(t, w.Add(context.Background(), intValues("n", i, min(10, from+n-i))...))
+	}
+	assert.Equal(t, int64(n), w.Stats().Pending)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	err := w.Close(ctx)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), fmt.Sprintf("%d values left in the spool", n))
+}
+
+// drain opens the spool in dir with a client of srv and closes it, which
+// sends what the spool holds.
+func drain(t *testing.T, srv *thethingstest.Server, dir string) thethings.WriterStats {
+	t.Helper()
+	w := mustWriter(t, emulatorClient(t, srv), thethings.WithSpool(dir))
+	require.NoError(t, w.Close(context.Background()))
+	return w.Stats()
+}
+
+func segments(t *testing.T, dir string) []string {
+	t.Helper()
+	segs, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+	require.NoError(t, err)
+	return segs
+}
+
+// TestSpoolKeepsValuesAcrossWriters: values added while offline are sent,
+// once, by the next writer on the same spool.
+func TestSpoolKeepsValuesAcrossWriters(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	spoolOffline(t, dir, 0, 250)
+	srv := startEmulator(t)
+	st := drain(t, srv, dir)
+	assertStoredOnce(t, srv, "n", 250)
+	assert.Zero(t, st.Pending)
+	// The first batch may have been in flight: it is read back first.
+	assert.Equal(t, 1, srv.Requests(thethingstest.RouteRead))
+	// Everything acknowledged: one empty segment is left.
+	require.Len(t, segments(t, dir), 1)
+	st = drain(t, srv, dir)
+	assert.Zero(t, st.Sent+st.Verified)
+	assertStoredOnce(t, srv, "n", 250)
+}
+
+// TestSpoolCorruptionIsAnError: a damaged record in the middle of a
+// segment, or a file the writer did not make, is an error naming the file.
+func TestSpoolCorruptionIsAnError(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	spoolOffline(t, dir, 0, 100)
+	segs := segments(t, dir)
+	require.Len(t, segs, 1)
+	data, err := os.ReadFile(segs[0])
+	require.NoError(t, err)
+	for _, at := range []int{len(data) / 2, len(data) / 3, 8 + 4} { // a payload, another, a header
+		bad := append([]byte(nil), data...)
+		bad[at] ^= 0x20
+		require.NoError(t, os.WriteFile(segs[0], bad, 0o600))
+		_, err = emulatorClient(t, startEmulator(t)).NewWriter(thethings.WithSpool(dir))
+		require.Error(t, err, "byte %d flipped", at)
+		assert.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
+		assert.Contains(t, err.Error(), segs[0])
+	}
+	require.NoError(t, os.WriteFile(segs[0], data, 0o600))
+
+	foreign := filepath.Join(dir, "notes.txt")
+	require.NoError(t, os.WriteFile(foreign, []byte("hello"), 0o600))
+	_, err = emulatorClient(t, startEmulator(t)).NewWriter(thethings.WithSpool(dir))
+	assert.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
+	assert.Contains(t, err.Error(), foreign)
+	require.NoError(t, os.Remove(foreign))
+
+	ack := filepath.Join(dir, "ACKED")
+	good, err := os.ReadFile(ack)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(ack, []byte("garbage, not an acknowledgement record at all, nope!!!!!!!!!!!!!!"), 0o600))
+	_, err = emulatorClient(t, startEmulator(t)).NewWriter(thethings.WithSpool(dir))
+	assert.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
+	assert.Contains(t, err.Error(), ack)
+	require.NoError(t, os.Remove(ack))
+	_, err = emulatorClient(t, startEmulator(t)).NewWriter(thethings.WithSpool(dir))
+	assert.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
+	assert.Contains(t, err.Error(), ack)
+	require.NoError(t, os.WriteFile(ack, good, 0o600))
+
+	srv := startEmulator(t)
+	drain(t, srv, dir)
+	assertStoredOnce(t, srv, "n", 100)
+}
+
+// TestSpoolTornTailIsRecovered: a record cut short at the end of the last
+// segment, as a crash in the middle of a write leaves it, is dropped; the
+// values before it are sent.
+func TestSpoolTornTailIsRecovered(t *testing.T) {
+	t.Parallel()
+	for _, cut := range []int{1, 5, 12, 20} {
+		t.Run(strconv.Itoa(cut), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			spoolOffline(t, dir, 0, 100)
+			segs := segments(t, dir)
+			st, err := os.Stat(segs[0])
+			require.NoError(t, err)
+			require.NoError(t, os.Truncate(segs[0], st.Size()-int64(cut)))
+			srv := startEmulator(t)
+			drain(t, srv, dir)
+			assertStoredOnce(t, srv, "n", 99)
+		})
+	}
+	t.Run("zeros", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		spoolOffline(t, dir, 0, 50)
+		f, err := os.OpenFile(segments(t, dir)[0], os.O_APPEND|os.O_WRONLY, 0)
+		require.NoError(t, err)
+		_, err = f.Write(make([]byte, 4096))
+		require.NoError(t, err)
+		require.NoError(t, f.Close())
+		srv := startEmulator(t)
+		drain(t, srv, dir)
+		assertStoredOnce(t, srv, "n", 50)
+	})
+}
+
+// TestSpoolSecondWriterIsAnError: one spool, one writer at a time.
+func TestSpoolSecondWriterIsAnError(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	srv := startEmulator(t)
+	c := emulatorClient(t, srv)
+	w := mustWriter(t, c, thethings.WithSpool(dir))
+	_, err := c.NewWriter(thethings.WithSpool(dir))
+	assert.ErrorIs(t, err, thethings.ErrSpoolLocked)
+	require.NoError(t, w.Close(context.Background()))
+	w = mustWriter(t, c, thethings.WithSpool(dir))
+	require.NoError(t, w.Close(context.Background()))
+
+	_, err = c.NewWriter(thethings.WithSpool(dir), thethings.WithServerTimestamps())
+	assert.ErrorIs(t, err, thethings.ErrInvalidOption)
+}
+
+// TestSpoolBoundBlocksAdd: a full spool makes Add wait, ctx-aware, and
+// rotating and compacting segments keeps the disk bounded.
+func TestSpoolBoundBlocksAdd(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	w := mustWriter(t, offlineClient(t), thethings.WithSpool(dir), thethings.WithSpoolLimit(64<<10))
+	ctx := context.Background()
+	added := 0
+	for {
+		ctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		err := w.Add(ctx, intValues("n", added, 100)...)
+		cancel()
+		if err != nil {
+			assert.ErrorIs(t, err, context.DeadlineExceeded)
+			break
+		}
+		added += 100
+		require.Less(t, added, 10000, "the bound holds")
+	}
+	assert.Positive(t, added)
+	ctx2, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	require.Error(t, w.Close(ctx2))
+
+	srv := startEmulator(t)
+	c := emulatorClient(t, srv)
+	w = mustWriter(t, c, thethings.WithSpool(dir), thethings.WithSpoolLimit(64<<10), thethings.WithFlushInterval(0))
+	for i := added; i < added+5000; i += 100 {
+		require.NoError(t, w.Add(ctx, intValues("n", i, 100)...))
+	}
+	require.NoError(t, w.Close(ctx))
+	assertStoredOnce(t, srv, "n", added+5000)
+	assert.LessOrEqual(t, len(segments(t, dir)), 2, "acknowledged segments are deleted")
+}
+
+const crashEnv = "THETHINGS_SPOOL_CRASH_CHILD"
+
+// TestSpoolCrashChild is the child process of TestSpoolCrash: it adds
+// sequence-numbered values to a spooled writer and prints each value range
+// before Add ("try a b") and once Add returned ("ack b"), until killed.
+func TestSpoolCrashChild(t *testing.T) {
+	spec := os.Getenv(crashEnv)
+	if spec == "" {
+		t.Skip("child of TestSpoolCrash")
+	}
+	var dir, url string
+	var from int
+	_, err := fmt.Sscanf(spec, "%s %s %d", &dir, &url, &from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(url), fastRetry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := c.NewWriter(thethings.WithSpool(dir), thethings.WithBatchSize(20), thethings.WithFlushInterval(5*time.Millisecond),
+		thethings.WithErrorHandler(func(we *thethings.WriteError) {
+			fmt.Printf("error handler: %d values: %v\n", len(we.Values), we)
+		}))
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(3)
+	}
+	if from < 0 { // drain and exit
+		if err := w.Close(context.Background()); err != nil {
+			fmt.Println("error", err)
+			os.Exit(3)
+		}
+		fmt.Println("drained")
+		os.Exit(0)
+	}
+	for i := from; ; i += 7 {
+		fmt.Printf("try %d %d\n", i, i+6)
+		if err := w.Add(context.Background(), intValues("n", i, 7)...); err != nil {
+			fmt.Println("error", err)
+			os.Exit(3)
+		}
+		fmt.Printf("ack %d\n", i+6)
+	}
+}
+
+// TestSpoolCrash kills a process writing through a spooled writer with
+// SIGKILL at random moments, 15 times, while the platform stores some
+// writes and drops their answers. Every value whose Add returned is stored
+// exactly once; a value whose Add was cut is stored at most once.
+func TestSpoolCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	t.Parallel()
+	srv := startEmulator(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 3, DropStores: true}))
+	dir := t.TempDir()
+	acked, tried := -1, -1
+	cut := map[int]bool{}
+	run := func(from int, life time.Duration) {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSpoolCrashChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d", crashEnv, dir, srv.URL(), from))
+		out, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		timer := time.AfterFunc(life, func() { _ = cmd.Process.Signal(syscall.SIGKILL) })
+		defer timer.Stop()
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			switch {
+			case len(f) == 3 && f[0] == "try":
+				tried, _ = strconv.Atoi(f[2])
+			case len(f) == 2 && f[0] == "ack":
+				acked, _ = strconv.Atoi(f[1])
+			case len(f) > 0 && f[0] == "error":
+				t.Errorf("child: %s", sc.Text())
+			}
+		}
+		_ = cmd.Wait()
+		for v := acked + 1; v <= tried; v++ {
+			cut[v] = true // its Add never returned
+		}
+	}
+	for range 15 {
+		run(tried+1, time.Duration(150+rand.IntN(250))*time.Millisecond)
+	}
+	run(-1, time.Minute)
+	require.Positive(t, acked)
+	t.Logf("%d values added, %d of them cut by a kill", tried+1, len(cut))
+
+	assert.Zero(t, srv.Duplicates())
+	count := map[int]int{}
+	for _, v := range storedInts(t, srv, "n") {
+		count[v]++
+	}
+	for v := 0; v <= tried; v++ {
+		switch {
+		case count[v] > 1:
+			t.Errorf("value %d stored %d times", v, count[v])
+		case count[v] == 0 && !cut[v]:
+			t.Errorf("acknowledged value %d not stored", v)
+		}
+	}
+	for v := range count {
+		assert.LessOrEqual(t, v, tried, "stored a value never added")
+	}
+}

@@ -1,0 +1,372 @@
+package thethings_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/thethingstest"
+)
+
+// ambiguousFaults are the outages that store a write and then tell the
+// client nothing useful: a 5xx from the platform or a proxy, or a
+// connection dropped after the store.
+var ambiguousFaults = map[string]thethingstest.Faults{
+	"500":             {StoreThenFailStatus: 500},
+	"502":             {StoreThenFailStatus: 502},
+	"503":             {StoreThenFailStatus: 503},
+	"503 Retry-After": {StoreThenFailStatus: 503, StoreThenFailRetryAfter: time.Millisecond},
+	"504":             {StoreThenFailStatus: 504},
+	"dropped":         {DropStores: true},
+}
+
+// every makes f strike every nth write request.
+func every(f thethingstest.Faults, n int) thethingstest.Faults {
+	if f.DropStores {
+		f.DropEvery = n
+	} else {
+		f.StoreThenFailEvery = n
+	}
+	return f
+}
+
+// assertStoredOnce checks that key holds exactly the ints 0..n-1, once each.
+func assertStoredOnce(t *testing.T, srv *thethingstest.Server, key string, n int) {
+	t.Helper()
+	assert.Zero(t, srv.Duplicates(), "duplicates")
+	got := storedInts(t, srv, key)
+	if !assert.Len(t, got, n) {
+		seen := map[int]int{}
+		for _, v := range got {
+			seen[v]++
+		}
+		for v := range n {
+			if seen[v] != 1 {
+				t.Errorf("value %d stored %d times", v, seen[v])
+				break
+			}
+		}
+		return
+	}
+	assert.Equal(t, seq(0, n), got)
+}
+
+// TestWriterExactlyOnceUnderAmbiguousFaults: 20,000 values through a Writer
+// while every 7th write is stored and then answered with a 5xx or dropped.
+// Every value is stored exactly once and the error handler is never called.
+func TestWriterExactlyOnceUnderAmbiguousFaults(t *testing.T) {
+	t.Parallel()
+	for name, f := range ambiguousFaults {
+		t.Run(name, func(t *testing.T) {
+			srv, c := setup(t, thethingstest.WithFaults(every(f, 7)))
+			w := mustWriter(t, c, thethings.WithFlushInterval(0), thethings.WithErrorHandler(func(we *thethings.WriteError) {
+				t.Errorf("error handler called: %v", we)
+			}))
+			ctx := context.Background()
+			const n = 20000
+			for i := 0; i < n; i += 100 {
+				require.NoError(t, w.Add(ctx, intValues("n", i, 100)...))
+			}
+			require.NoError(t, w.Close(ctx))
+			assertStoredOnce(t, srv, "n", n)
+			st := w.Stats()
+			assert.Zero(t, st.Pending)
+			assert.Zero(t, st.Failed)
+			assert.Positive(t, st.Verified, "ambiguous batches were found stored")
+			assert.Equal(t, int64(n), st.Sent+st.Verified+st.Resent, "every value confirmed once")
+			// One read per ambiguous batch: every 7th of about 200 writes.
+			assert.LessOrEqual(t, srv.Requests(thethingstest.RouteRead), srv.Requests(thethingstest.RouteWrite)/7+1)
+		})
+	}
+}
+
+// TestWriteExactlyOnceUnderAmbiguousFaults: the same for Write, 300 dated
+// values per fault kind, every second write faulted.
+func TestWriteExactlyOnceUnderAmbiguousFaults(t *testing.T) {
+	t.Parallel()
+	for name, f := range ambiguousFaults {
+		t.Run(name, func(t *testing.T) {
+			srv, c := setup(t, thethingstest.WithFaults(every(f, 2)))
+			vals := datedValues("n", 0, 300, time.Now())
+			require.NoError(t, c.Write(context.Background(), vals))
+			assertStoredOnce(t, srv, "n", 300)
+			assert.Equal(t, 3, srv.Requests(thethingstest.RouteWrite), "nothing sent again: each ambiguous batch was found whole")
+			assert.Equal(t, 1, srv.Requests(thethingstest.RouteRead), "one read for the one ambiguous batch")
+		})
+	}
+}
+
+// TestWriteResendsOnlyTheMissing: a write dropped before the platform
+// stored it is read back, found missing and sent again, once.
+func TestWriteResendsOnlyTheMissing(t *testing.T) {
+	t.Parallel()
+	srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 2}))
+	vals := datedValues("n", 0, 200, time.Now())
+	require.NoError(t, c.Write(context.Background(), vals))
+	assertStoredOnce(t, srv, "n", 200)
+	assert.Equal(t, 3, srv.Requests(thethingstest.RouteWrite))
+	assert.Equal(t, 1, srv.Requests(thethingstest.RouteRead))
+}
+
+// TestVerifyCountsDuplicatesAsAMultiset: identical values (same key,
+// millisecond and value) in one batch are counted: of three sent, the read
+// back finds as many as the platform holds.
+func TestVerifyCountsDuplicatesAsAMultiset(t *testing.T) {
+	t.Parallel()
+	for _, inclusive := range []bool{false, true} {
+		t.Run(fmt.Sprint("endDate inclusive ", inclusive), func(t *testing.T) {
+			srv, c := setup(t, thethingstest.WithEndDateInclusive(inclusive),
+				thethingstest.WithFaults(thethingstest.Faults{StoreThenFailEvery: 1, StoreThenFailStatus: 502}))
+			at := time.Now().UTC().Truncate(time.Millisecond)
+			vals := []thethings.Value{
+				{Key: "n", Value: 7, Datetime: at}, {Key: "n", Value: 7, Datetime: at}, {Key: "n", Value: 7, Datetime: at},
+				{Key: "n", Value: 8, Datetime: at.Add(time.Millisecond)},
+			}
+			// Stored, then 502: the read back finds all four.
+			require.NoError(t, c.Write(context.Background(), vals))
+			assert.Len(t, srv.Stored(sentinelToken, "n"), 4)
+			assert.Equal(t, 1, srv.Requests(thethingstest.RouteWrite))
+			assert.Equal(t, 1, srv.Requests(thethingstest.RouteRead))
+		})
+	}
+}
+
+// TestWriteHappyPathSendsNothingElse: verification costs no request when
+// nothing goes wrong.
+func TestWriteHappyPathSendsNothingElse(t *testing.T) {
+	t.Parallel()
+	srv, c := setup(t)
+	w := mustWriter(t, c, thethings.WithFlushInterval(0))
+	ctx := context.Background()
+	for i := 0; i < 1000; i += 100 {
+		require.NoError(t, w.Add(ctx, intValues("n", i, 100)...))
+	}
+	require.NoError(t, w.Close(ctx))
+	require.NoError(t, c.Write(ctx, datedValues("m", 0, 300, time.Now())))
+	assert.Equal(t, 13, srv.Requests(thethingstest.RouteWrite))
+	assert.Zero(t, srv.Requests(thethingstest.RouteRead))
+	st := w.Stats()
+	assert.Equal(t, thethings.WriterStats{Sent: 1000, Online: true}, st)
+}
+
+// TestWriterPermanentRefusalReachesHandler: only a permanent answer ends in
+// the error handler, and it is counted as Failed.
+func TestWriterPermanentRefusalReachesHandler(t *testing.T) {
+	t.Parallel()
+	srv := startEmulator(t)
+	c, err := thethings.NewClient("unknown-thing-token", thethings.WithBaseURL(srv.URL()), fastRetry)
+	require.NoError(t, err)
+	var handled []*thethings.WriteError
+	var mu sync.Mutex
+	w := mustWriter(t, c, thethings.WithErrorHandler(func(we *thethings.WriteError) {
+		mu.Lock()
+		defer mu.Unlock()
+		handled = append(handled, we)
+	}))
+	require.NoError(t, w.Add(context.Background(), intValues("n", 0, 3)...))
+	err = w.Close(context.Background())
+	assert.ErrorIs(t, err, thethings.ErrThingNotFound)
+	mu.Lock()
+	require.Len(t, handled, 1)
+	assert.Len(t, handled[0].Values, 3)
+	mu.Unlock()
+	st := w.Stats()
+	assert.Equal(t, int64(3), st.Failed)
+	assert.ErrorIs(t, st.LastError, thethings.ErrThingNotFound)
+}
+
+// TestWriterNilContext: a nil context is an error, never a panic.
+func TestWriterNilContext(t *testing.T) {
+	t.Parallel()
+	_, c := setup(t)
+	w := mustWriter(t, c)
+	//lint:ignore SA1012 a nil context is what is tested
+	assert.ErrorIs(t, w.Add(nil, intValues("n", 0, 1)...), thethings.ErrInvalidOption) //nolint:staticcheck
+	//lint:ignore SA1012 a nil context is what is tested
+	assert.ErrorIs(t, w.Flush(nil), thethings.ErrInvalidOption) //nolint:staticcheck
+	//lint:ignore SA1012 a nil context is what is tested
+	assert.ErrorIs(t, w.Close(nil), thethings.ErrInvalidOption) //nolint:staticcheck
+	require.NoError(t, w.Close(context.Background()))
+}
+
+// TestWriterOutage: the platform is unreachable for 3 s in the middle of a
+// run. The writer says it is offline, keeps every value, and once the
+// platform is back delivers them all, once.
+func TestWriterOutage(t *testing.T) {
+	srv := startEmulator(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 9, DropStores: true}))
+	ignore := goleak.IgnoreCurrent()
+	px := startProxy(t, srv.URL())
+	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(px.url), fastRetry)
+	require.NoError(t, err)
+	w := mustWriter(t, c, thethings.WithBatchSize(50), thethings.WithFlushInterval(20*time.Millisecond))
+	ctx := context.Background()
+	const n = 3000
+	sawOffline := false
+	for i := 0; i < n; i += 10 {
+		if i == 600 {
+			px.down()
+		}
+		if i == 2400 {
+			px.up()
+		}
+		require.NoError(t, w.Add(ctx, intValues("n", i, 10)...))
+		time.Sleep(17 * time.Millisecond) // 3 s of outage over 1,800 values
+		if st := w.Stats(); !st.Online {
+			sawOffline = true
+			assert.Positive(t, st.Pending)
+			assert.Error(t, st.LastError)
+		}
+	}
+	require.NoError(t, w.Flush(ctx))
+	st := w.Stats()
+	assert.True(t, sawOffline, "Stats showed the outage")
+	assert.True(t, st.Online)
+	assert.Zero(t, st.Pending)
+	require.NoError(t, w.Close(ctx))
+	px.close()
+	assertStoredOnce(t, srv, "n", n)
+	goleak.VerifyNone(t, ignore)
+}
+
+// proxy forwards TCP connections to a server; down closes its listener and
+// every connection, up listens again on the same address.
+type proxy struct {
+	t      *testing.T
+	addr   string
+	target string
+	url    string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]bool
+	wg    sync.WaitGroup
+}
+
+func startProxy(t *testing.T, targetURL string) *proxy {
+	t.Helper()
+	var host string
+	_, err := fmt.Sscanf(targetURL, "http://%s", &host)
+	require.NoError(t, err)
+	host = host[:len(host)-len("/v2/")]
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &proxy{t: t, addr: ln.Addr().String(), target: host, conns: map[net.Conn]bool{}}
+	p.url = "http://" + p.addr + "/v2/"
+	p.serve(ln)
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *proxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns[c], p.conns[up] = true, true
+			p.mu.Unlock()
+			p.wg.Add(2)
+			go p.pipe(c, up)
+			go p.pipe(up, c)
+		}
+	}()
+}
+
+func (p *proxy) pipe(dst, src net.Conn) {
+	defer p.wg.Done()
+	_, _ = io.Copy(dst, src)
+	dst.Close()
+	src.Close()
+	p.mu.Lock()
+	delete(p.conns, dst)
+	delete(p.conns, src)
+	p.mu.Unlock()
+}
+
+func (p *proxy) down() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+}
+
+func (p *proxy) up() {
+	ln, err := net.Listen("tcp", p.addr)
+	require.NoError(p.t, err)
+	p.serve(ln)
+}
+
+func (p *proxy) close() {
+	p.down()
+	p.wg.Wait()
+}
+
+// datedValues are n int values from `from`, one millisecond apart from at.
+func datedValues(key string, from, n int, at time.Time) []thethings.Value {
+	vals := intValues(key, from, n)
+	for i := range vals {
+		vals[i].Datetime = at.Add(time.Duration(i) * time.Millisecond)
+	}
+	return vals
+}
+
+// TestWriterMixedBatch: in one ambiguous batch, the values with a Datetime
+// are read back and found; those without one, which cannot be, are
+// reported Unknown, and nothing is sent twice.
+func TestWriterMixedBatch(t *testing.T) {
+	t.Parallel()
+	srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{StoreThenFailEvery: 1, StoreThenFailStatus: 504}))
+	var mu sync.Mutex
+	var unknown []thethings.Value
+	w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithFlushInterval(0),
+		thethings.WithErrorHandler(func(we *thethings.WriteError) {
+			mu.Lock()
+			defer mu.Unlock()
+			assert.True(t, we.Unknown)
+			unknown = append(unknown, we.Values...)
+		}))
+	vals := intValues("n", 0, 10)
+	at := time.Now()
+	for i := range vals {
+		if i%2 == 0 {
+			vals[i].Datetime = at.Add(time.Duration(i) * time.Millisecond)
+		}
+	}
+	require.NoError(t, w.Add(context.Background(), vals...))
+	err := w.Close(context.Background())
+	assert.ErrorIs(t, err, thethings.ErrOutcomeUnknown)
+	mu.Lock()
+	assert.Equal(t, []int{1, 3, 5, 7, 9}, valueInts(unknown))
+	mu.Unlock()
+	assert.Equal(t, seq(0, 10), storedInts(t, srv, "n"))
+	assert.Equal(t, 1, srv.Requests(thethingstest.RouteWrite))
+	st := w.Stats()
+	assert.Equal(t, int64(5), st.Verified)
+	assert.Equal(t, int64(5), st.Failed)
+}
