@@ -285,11 +285,15 @@ func TestReconnectAfterBrokerRestart(t *testing.T) {
 
 func TestWriteWaitsForTheConnection(t *testing.T) {
 	srv := newServer(t, []string{token})
-	c := dial(t, srv, token)
+	var logs syncBuffer
+	c := dial(t, srv, token, mqtt.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	if err := srv.RestartMQTT(); err != nil {
 		t.Fatal(err)
 	}
-	// Whether the client noticed yet or not, the write goes through.
+	// Once the client saw the loss, a write waits for the new connection
+	// and goes through. (Before, it may go out on the dead connection and
+	// come back with its outcome unknown, as Write documents.)
+	eventually(t, "the loss seen", func() bool { return strings.Contains(logs.String(), "connection lost") })
 	if err := c.Write(ctxT(t), []thethings.Value{{Key: "k", Value: 1}}); err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,11 @@ func TestTokenNeverShown(t *testing.T) {
 	if err := srv.RestartMQTT(); err != nil {
 		t.Fatal(err)
 	}
-	keep(c.Write(ctxT(t), []thethings.Value{{Key: "k", Value: 2}})) // across the reconnect: nil
+	// A write racing the restart may go out on the dead connection (its
+	// outcome unknown) before the loss is seen and the reconnect logged: the
+	// test waits for the reconnect its logs are to show.
+	eventually(t, "a reconnect", func() bool { return strings.Contains(logs.String(), "reconnected") })
+	keep(c.Write(ctxT(t), []thethings.Value{{Key: "k", Value: 2}})) // after the reconnect: nil
 	// A broker that is gone: dial errors, reconnect logs.
 	dead, cancelDead := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancelDead()

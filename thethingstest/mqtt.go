@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 
 	mochi "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
@@ -132,7 +131,7 @@ func (s *Server) serveMQTT(addr string) error {
 	if err := srv.AddHook(&bridge{s: s, srv: srv, subs: map[*mochi.Client]map[string]bool{}}, nil); err != nil {
 		return err
 	}
-	l := listeners.NewTCP(listeners.Config{ID: "tcp", Address: addr})
+	l := newTCPListener("tcp", addr)
 	if err := srv.AddListener(l); err != nil {
 		return err
 	}

@@ -1,8 +1,10 @@
 package thethingstest
 
 import (
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,4 +144,67 @@ func TestMQTTRestartAndSubscriptionCount(t *testing.T) {
 	tok := c2.Unsubscribe("v2/things/tok")
 	require.True(t, tok.WaitTimeout(10*time.Second))
 	assert.Equal(t, 0, e.srv.OpenSubscriptions())
+}
+
+// Close and RestartMQTT end connections that have not sent CONNECT yet,
+// and wait for every connection's goroutine, including one accepted while
+// the broker closes (the race detector checks that wait).
+func TestMQTTCloseEndsConnectionsBeingSetUp(t *testing.T) {
+	s := mustNew(t, WithThingTokens("tok"), WithMQTT())
+	require.NoError(t, s.Start())
+	addr := strings.TrimPrefix(s.MQTTURL(), "tcp://")
+
+	// silent dials the broker and sends half a CONNECT; its read ends
+	// when the broker closes the connection.
+	silent := func() <-chan error {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Close() })
+		_, err = c.Write([]byte{0x10})
+		require.NoError(t, err)
+		ended := make(chan error, 1)
+		go func() {
+			_, err := c.Read(make([]byte, 1))
+			ended <- err
+		}()
+		return ended
+	}
+	// within runs f, failing if it does not return.
+	within := func(what string, f func() error) {
+		t.Helper()
+		done := make(chan error, 1)
+		go func() { done <- f() }()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s waits for a connection that never sent CONNECT", what)
+		}
+	}
+	ended := silent()
+	within("RestartMQTT", s.RestartMQTT)
+	require.Error(t, <-ended, "RestartMQTT closed the silent connection")
+
+	ended = silent()
+	var dialers sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 { // connections arriving while the broker closes
+		dialers.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if c, err := net.Dial("tcp", addr); err == nil {
+					_, _ = c.Write([]byte{0x10})
+					_ = c.Close()
+				}
+			}
+		})
+	}
+	within("Close", s.Close)
+	close(stop)
+	dialers.Wait()
+	require.Error(t, <-ended, "Close closed the silent connection")
 }

@@ -143,17 +143,29 @@ func TestDeviceWithTokenFollowsPushedSetting(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, backend.SetSetting(ctx, "interval", 40))
 
+	// The device runs until it has followed the change, however long that
+	// takes on a loaded machine (SIGINT, here: runCtx cancelled).
+	runCtx, interrupt := context.WithCancel(ctx)
+	defer interrupt()
+	var out syncBuffer
+	pushed := make(chan struct{})
 	go func() {
+		defer close(pushed)
 		for srv.OpenSubscriptions() == 0 {
 			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(300 * time.Millisecond)
+		time.Sleep(300 * time.Millisecond) // some readings at 40ms first
 		assert.NoError(t, backend.SetSetting(ctx, "interval", 20))
+		for !strings.Contains(out.String(), "settings: interval 40ms -> 20ms") && runCtx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		interrupt()
 	}()
 	env := map[string]string{"THETHINGS_TOKEN": token, "THETHINGS_BASE_URL": srv.URL()}
 	start := time.Now()
-	var out syncBuffer
-	err = run(ctx, []string{"-duration", "1500ms", "-interval", "100ms"}, &out, &out, func(k string) string { return env[k] })
+	err = run(runCtx, []string{"-duration", "0", "-interval", "100ms"}, &out, &out, func(k string) string { return env[k] })
+	interrupt()
+	<-pushed
 	require.NoError(t, err)
 	s := out.String()
 	assert.Contains(t, s, "device: thing a-re…")

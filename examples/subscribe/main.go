@@ -54,6 +54,13 @@ const demoToken = "subscribe-demo-thing"
 
 // run is main without the process: the tests call it.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	return runUntil(ctx, nil, args, stdout, stderr, getenv)
+}
+
+// runUntil is run that also stops following when until is closed, as when
+// -duration has passed: the tests end the demo on what happened, not on
+// the clock.
+func runUntil(ctx context.Context, until <-chan struct{}, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	fs := flag.NewFlagSet("subscribe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	keysFlag := fs.String("keys", "temperature,door", "comma-separated keys to follow and backfill; empty follows every key without backfill")
@@ -116,6 +123,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		followCtx, cancel = context.WithTimeout(followCtx, *duration)
 		defer cancel()
 	}
+	if until != nil {
+		go func() {
+			select {
+			case <-until:
+				stopFollowing()
+			case <-followCtx.Done():
+			}
+		}()
+	}
 
 	f := &follower{out: out, keys: keys, last: map[string]string{}}
 
@@ -144,7 +160,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			stopWriter()
 			<-writerDone
 			// Let what the writer wrote last arrive: stop cutting streams,
-			// and give a reconnect in progress time to backfill.
+			// and give a reconnect in progress time to backfill. The
+			// writer's writes all completed, so what is stored is final.
 			emu.SetFaults(thethingstest.Faults{})
 			f.waitFor(subCtx, stored(emu, keys), 10*time.Second)
 		}
@@ -256,13 +273,13 @@ func (f *follower) counts() (live, backfill int) {
 	return f.live, f.backfill
 }
 
-// waitFor waits until n values were received, for at most d.
+// waitFor waits until every value of want was received, for at most d.
 func (f *follower) waitFor(ctx context.Context, want []seen, d time.Duration) {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
 	for {
 		f.mu.Lock()
-		if len(f.got) >= len(want) {
+		if missed, _ := f.checkLocked(want); missed == 0 {
 			f.mu.Unlock()
 			return
 		}
@@ -284,6 +301,11 @@ func (f *follower) waitFor(ctx context.Context, want []seen, d time.Duration) {
 func (f *follower) check(want []seen) (missed, repeated int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.checkLocked(want)
+}
+
+// checkLocked is check with f.mu held.
+func (f *follower) checkLocked(want []seen) (missed, repeated int) {
 	count := map[seen]int{}
 	for _, s := range f.got {
 		count[s]++
@@ -338,7 +360,10 @@ func demoWriter(ctx context.Context, baseURL string, out *printer) {
 			door = map[string]string{"open": "closed", "closed": "open"}[door]
 			vals = append(vals, thethings.Value{Key: "door", Value: door})
 		}
-		if err := c.Write(ctx, vals); err != nil && ctx.Err() == nil {
+		// A write cancelled in flight may still be stored after the writer
+		// has returned, after the check has read what was stored: each
+		// write is let finish.
+		if err := c.Write(context.WithoutCancel(ctx), vals); err != nil {
 			out.printf("writer: %v", err)
 		}
 	}
