@@ -93,8 +93,10 @@ func spoolError(name, format string, args ...any) error {
 
 // openSpool opens (creating if need be) the spool in dir, locks it, checks
 // every file and drops a record torn by a crash at the end of the last
-// segment.
-func openSpool(dir string, limit int64) (_ *spool, err error) {
+// segment. batch is the size of the batches the writer will send: it is
+// recorded before any is sent, so that a writer opened after a crash knows
+// how many values may have been in flight.
+func openSpool(dir string, limit int64, batch int) (_ *spool, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, errorf("thethings: spool: %w", err)
 	}
@@ -155,7 +157,8 @@ func openSpool(dir string, limit int64) (_ *spool, err error) {
 		first := s.segs[0].first
 		end := s.segs[len(s.segs)-1].first + s.segs[len(s.segs)-1].count
 		if s.ackSeq < first {
-			s.ackSeq = first // deleted segments were acknowledged
+			// Segments are deleted only once acknowledged: one is lost.
+			return nil, spoolError(s.segs[0].name, "starts at value %d, but values from %d are not acknowledged: a segment before it is missing", first, s.ackSeq)
 		}
 		if s.ackSeq > end {
 			return nil, spoolError(filepath.Join(dir, ackName), "acknowledges %d values, the segments hold %d", s.ackSeq, end)
@@ -186,6 +189,13 @@ func openSpool(dir string, limit int64) (_ *spool, err error) {
 	if err := s.seekRead(); err != nil {
 		return nil, err
 	}
+	if batch > s.batch {
+		// Keep the larger: the batch a previous writer may have had in
+		// flight is read back whole.
+		if err := s.writeAck(s.ackSeq, batch); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -213,6 +223,10 @@ func (s *spool) readAck() error {
 		return errorf("thethings: spool: %w", err)
 	}
 	if n == 0 {
+		if len(s.segs) > 0 {
+			// Every value would be sent again: refuse to guess.
+			return spoolError(name, "empty beside %d segments", len(s.segs))
+		}
 		return s.writeAck(0, 0) // a new spool
 	}
 	if n != 2*ackSlot {
@@ -518,6 +532,9 @@ func (s *spool) sync(ticket int64) error {
 	s.mu.Lock()
 	if s.synced >= ticket || s.err != nil {
 		err := s.err
+		if s.synced >= ticket {
+			err = nil // durable, whatever failed since
+		}
 		s.mu.Unlock()
 		return err
 	}
@@ -526,6 +543,12 @@ func (s *spool) sync(ticket int64) error {
 	err := f.Sync()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err != nil && s.synced >= target {
+		// Meanwhile a new segment was started, which synced this one, and
+		// its values, acknowledged, let compaction close the file: they are
+		// durable.
+		err = nil
+	}
 	if err != nil {
 		s.err = errorf("thethings: spool: %w", err)
 		return s.err
@@ -536,8 +559,16 @@ func (s *spool) sync(ticket int64) error {
 	return nil
 }
 
-// next reads up to k durable values after those already read.
-func (s *spool) next(k int) ([]Value, error) {
+// next reads up to k durable values after those already read. A failure
+// is sticky: the spool takes and gives nothing more.
+func (s *spool) next(k int) (_ []Value, err error) {
+	defer func() {
+		if err != nil {
+			s.mu.Lock()
+			s.err = err
+			s.mu.Unlock()
+		}
+	}()
 	s.mu.Lock()
 	avail := int(s.durSeq - s.rseq)
 	s.mu.Unlock()

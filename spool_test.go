@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -324,4 +325,193 @@ func TestSpoolCrash(t *testing.T) {
 	for v := range count {
 		assert.LessOrEqual(t, v, tried, "stored a value never added")
 	}
+}
+
+// TestSpoolCloseEndsBlockedAdd: an Add waiting for room in a full spool,
+// with a context that never ends, returns ErrWriterClosed once the writer is
+// closed, as it does with a buffer in memory.
+func TestSpoolCloseEndsBlockedAdd(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	w := mustWriter(t, offlineClient(t), thethings.WithSpool(dir), thethings.WithSpoolLimit(64<<10))
+	var refused []thethings.Value
+	for added := 0; refused == nil; added += 100 {
+		require.Less(t, added, 10000, "the bound holds")
+		vals := intValues("n", added, 100)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		if err := w.Add(ctx, vals...); err != nil {
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			refused = vals
+		}
+		cancel()
+	}
+	blocked := make(chan error, 1)
+	go func() { blocked <- w.Add(context.Background(), refused...) }()
+	time.Sleep(100 * time.Millisecond) // let it block: no signal tells
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	require.Error(t, w.Close(ctx))
+	select {
+	case err := <-blocked:
+		assert.ErrorIs(t, err, thethings.ErrWriterClosed)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Add still blocked after Close")
+	}
+}
+
+// TestSpoolRestartWithSmallerBatchVerifiesInFlight: a writer with batches of
+// 100 dies while its first batch, stored, waits for its answer; the next
+// writer on the spool has batches of 10. It must read back the whole batch
+// that may have been in flight, not only its own first 10 values.
+func TestSpoolRestartWithSmallerBatchVerifiesInFlight(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	vals := datedValues("n", 0, 100, time.Now())
+	w := mustWriter(t, offlineClient(t), thethings.WithSpool(dir), thethings.WithBatchSize(100), thethings.WithFlushInterval(0))
+	require.NoError(t, w.Add(context.Background(), vals...))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.Error(t, w.Close(ctx)) // the values stay in the spool
+	// As if the batch had reached the platform before the writer died.
+	srv, c := setup(t)
+	require.NoError(t, c.Write(context.Background(), vals))
+
+	w = mustWriter(t, c, thethings.WithSpool(dir), thethings.WithBatchSize(10))
+	require.NoError(t, w.Close(context.Background()))
+	assertStoredOnce(t, srv, "n", 100)
+	assert.Equal(t, int64(100), w.Stats().Verified)
+}
+
+// TestSpoolAddContextBoundsOnlyTheWait: ctx bounds Add's wait for room, not
+// the sync of values already written: an Add with an ended context and room
+// takes its values (nil), which are then sent once.
+func TestSpoolAddContextBoundsOnlyTheWait(t *testing.T) {
+	t.Parallel()
+	srv, c := setup(t)
+	w := mustWriter(t, c, thethings.WithSpool(t.TempDir()), thethings.WithFlushInterval(0))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.NoError(t, w.Add(ctx, intValues("n", 0, 10)...))
+	assert.Equal(t, int64(10), w.Stats().Pending)
+	require.NoError(t, w.Close(context.Background()))
+	assertStoredOnce(t, srv, "n", 10)
+	assert.Zero(t, w.Stats().Pending)
+}
+
+// TestSpoolCloseWaitsForAddsBeingSynced: Close, even cut short by its
+// context, lets the Adds already writing finish their sync before it closes
+// the spool: each Add says either taken (and the values are in the spool
+// for the next writer) or ErrWriterClosed (and they are not).
+func TestSpoolCloseWaitsForAddsBeingSynced(t *testing.T) {
+	t.Parallel()
+	for round := range 5 {
+		dir := t.TempDir()
+		w := mustWriter(t, offlineClient(t), thethings.WithSpool(dir), thethings.WithFlushInterval(0))
+		var taken atomic.Int64
+		errs := make(chan error, 8)
+		for g := range 8 {
+			go func() {
+				for i := 0; ; i++ {
+					err := w.Add(context.Background(), intValues("n", (g*1000+i)*10, 10)...)
+					if err != nil {
+						errs <- err
+						return
+					}
+					taken.Add(10)
+				}
+			}()
+		}
+		time.Sleep(time.Duration(round+1) * 10 * time.Millisecond)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		require.Error(t, w.Close(ctx))
+		for range 8 {
+			require.ErrorIs(t, <-errs, thethings.ErrWriterClosed)
+		}
+		w = mustWriter(t, offlineClient(t), thethings.WithSpool(dir), thethings.WithFlushInterval(0))
+		assert.Equal(t, taken.Load(), w.Stats().Pending, "the spool holds what Add took")
+		ctx, cancel = context.WithCancel(context.Background())
+		cancel()
+		require.Error(t, w.Close(ctx))
+	}
+}
+
+// TestSpoolLostFilesAreAnError: an empty acknowledgement file beside
+// segments, or a first segment missing (its values not acknowledged), is
+// damage: an error naming the file, not values sent twice or skipped.
+func TestSpoolLostFilesAreAnError(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	w := mustWriter(t, offlineClient(t), thethings.WithSpool(dir), thethings.WithSpoolLimit(1<<20), thethings.WithFlushInterval(0))
+	for added := 0; len(segments(t, dir)) < 2; added += 100 {
+		require.Less(t, added, 10000)
+		require.NoError(t, w.Add(context.Background(), intValues("n", added, 100)...))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.Error(t, w.Close(ctx))
+	open := func() error {
+		w, err := offlineClient(t).NewWriter(thethings.WithSpool(dir))
+		if err == nil {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			_ = w.Close(ctx)
+		}
+		return err
+	}
+
+	ack := filepath.Join(dir, "ACKED")
+	good, err := os.ReadFile(ack)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(ack, nil, 0o600))
+	err = open()
+	assert.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
+	assert.ErrorContains(t, err, ack)
+	require.NoError(t, os.WriteFile(ack, good, 0o600))
+
+	segs := segments(t, dir)
+	require.NoError(t, os.Remove(segs[0]))
+	err = open()
+	assert.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
+	assert.ErrorContains(t, err, segs[1])
+}
+
+// TestSpoolDamageWhileOpenStopsTheWriter: a record damaged while the
+// writer runs is found when the writer reads it: the writer stops sending
+// (rather than spin or skip values) and Close reports ErrSpoolCorrupt at
+// once; the values stay in the spool.
+func TestSpoolDamageWhileOpenStopsTheWriter(t *testing.T) {
+	t.Parallel()
+	srv := startEmulator(t)
+	px := startProxy(t, srv.URL())
+	px.down()
+	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(px.url), fastRetry)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithBatchSize(10), thethings.WithFlushInterval(0))
+	for i := 0; i < 3000; i += 100 {
+		require.NoError(t, w.Add(context.Background(), intValues("n", i, 100)...))
+	}
+	segs := segments(t, dir)
+	require.Len(t, segs, 1)
+	data, err := os.ReadFile(segs[0])
+	require.NoError(t, err)
+	f, err := os.OpenFile(segs[0], os.O_RDWR, 0)
+	require.NoError(t, err)
+	at := int64(len(data) * 3 / 4) // past what the reader has buffered
+	require.Greater(t, at, int64(64<<10))
+	_, err = f.WriteAt([]byte{data[at] ^ 0x20}, at)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	px.up()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = w.Close(ctx)
+	require.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
+	assert.ErrorContains(t, err, segs[0])
+	assert.NotErrorIs(t, err, context.DeadlineExceeded, "Close waited for its context")
+	assert.Zero(t, srv.Duplicates())
+	assert.Equal(t, seq(0, srv.StoredCount(sentinelToken, "n")), storedInts(t, srv, "n"), "nothing skipped")
+	assert.Less(t, srv.StoredCount(sentinelToken, "n"), 2300)
 }

@@ -256,7 +256,7 @@ func (c *Client) NewWriter(opts ...WriterOption) (*Writer, error) {
 	}
 	w.stats.Online = true
 	if cfg.spoolDir != "" {
-		if w.sp, err = openSpool(cfg.spoolDir, cfg.spoolLimit); err != nil {
+		if w.sp, err = openSpool(cfg.spoolDir, cfg.spoolLimit, cfg.batchSize); err != nil {
 			return nil, err
 		}
 		n := int64(w.sp.pending())
@@ -285,6 +285,14 @@ func (w *Writer) Stats() WriterStats {
 // (with a spool: durably): their fate is reported by the writer. Values (and
 // what they point to, but Geo, which is copied) must not be modified after
 // Add.
+//
+// ctx bounds only the wait for room. With a spool, once the values are
+// written Add waits for their sync whatever ctx does, so that its answer is
+// the truth: nil means taken, an error wrapping ctx's error means not taken
+// (add them again), never "not taken" for values that will be sent. Only a
+// failure of the disk itself (an error that does not wrap ctx's) leaves the
+// values' fate open: they may be in the spool, and the writer takes nothing
+// more.
 func (w *Writer) Add(ctx context.Context, values ...Value) error {
 	if err := checkContext(ctx); err != nil {
 		return err
@@ -356,12 +364,16 @@ func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.T
 			return err
 		}
 		if room != nil {
-			// Full: send what waits, even a partial batch.
+			// Full: send what waits, even a partial batch. Close ends the
+			// wait too (changed).
 			w.flushTo = max(w.flushTo, w.taken)
+			changed := w.changed
 			w.mu.Unlock()
 			w.wake()
 			select {
 			case <-room:
+				continue
+			case <-changed:
 				continue
 			case <-ctx.Done():
 				return errorf("thethings: writer spool full, %s not taken: %w", countValues(len(values)), ctx.Err())
@@ -390,15 +402,18 @@ func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.T
 // millisecond could not get past them.
 const maxPerMilli = 100
 
-// stamp is the last millisecond given to a key and how many values got it.
+// stamp is the last millisecond given to a key and the values (as their
+// canonical JSON) that got it.
 type stamp struct {
-	ms int64
-	n  int
+	ms   int64
+	vals []string
 }
 
 // stamps returns the Datetime of each value: its own, or the device clock
 // (UTC, milliseconds), moved to the next millisecond for a key that already
-// has maxPerMilli values at this one.
+// has maxPerMilli values, or one equal to this value, at this one. Two
+// identical values of a key never share a stamp: a read back could not
+// tell them apart across batches.
 func (w *Writer) stamps(values []Value) []time.Time {
 	now := time.Now().UnixMilli()
 	out := make([]time.Time, len(values))
@@ -412,19 +427,26 @@ func (w *Writer) stamps(values []Value) []time.Time {
 			out[i] = values[i].Datetime
 			continue
 		}
+		id, _ := identOf("", time.Time{}, values[i].Value) // validated: no error
 		st := w.last[values[i].Key]
 		switch {
 		case st.ms < now:
-			st = stamp{ms: now}
-		case st.n >= maxPerMilli:
-			st = stamp{ms: st.ms + 1}
+			st = stamp{ms: now, vals: st.vals[:0]}
+		case len(st.vals) >= maxPerMilli || slices.Contains(st.vals, id.value):
+			st = stamp{ms: st.ms + 1, vals: st.vals[:0]}
 		}
-		st.n++
+		st.vals = append(st.vals, id.value)
 		w.last[values[i].Key] = st
 		out[i] = time.UnixMilli(st.ms).UTC()
 	}
 	if len(w.last) > 10000 {
-		clear(w.last) // many keys: forget, at worst a page more to read back
+		// Many keys: forget those stamped in the past, which the clock
+		// cannot give again (unless it jumps back).
+		for k, st := range w.last {
+			if st.ms < now {
+				delete(w.last, k)
+			}
+		}
 	}
 	return out
 }
@@ -589,6 +611,14 @@ func (w *Writer) Close(ctx context.Context) error {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	for w.adding > 0 {
+		// Adds writing to the spool finish their sync (it is short) before
+		// the spool is closed: each then tells the truth.
+		changed := w.changed
+		w.mu.Unlock()
+		<-changed
+		w.mu.Lock()
+	}
 	if !w.closed {
 		errs := w.errs
 		w.errs = nil
@@ -617,6 +647,7 @@ func (w *Writer) Close(ctx context.Context) error {
 				})
 				w.buf = ring{}
 			}
+			w.resolved = w.taken // every value is reported: none pending
 		}
 		w.cur = nil
 		w.closeErr = errors.Join(errs...)
@@ -708,7 +739,17 @@ func (w *Writer) next(k int, verify bool) *delivery {
 // good, waiting between attempts. It reports false when the writer was
 // aborted, leaving the values where they are.
 func (w *Writer) deliver(d *delivery) bool {
-	if len(d.orig) == 0 && d.broken == nil {
+	if d.broken != nil {
+		// The spool cannot be read: stop rather than skip values or spin.
+		// They stay in it, and opening it again names the damage.
+		w.mu.Lock()
+		w.stats.LastError = d.broken
+		w.errs = append(w.errs, d.broken)
+		w.broadcastLocked()
+		w.mu.Unlock()
+		return false
+	}
+	if len(d.orig) == 0 {
 		return true
 	}
 	w.mu.Lock()
@@ -859,12 +900,6 @@ func (d *delivery) pick(idx []int) []Value {
 // step does one request, or the reads of one verification, and says what
 // came of it.
 func (d *delivery) step(ctx context.Context) (r stepResult) {
-	if d.broken != nil {
-		r.done = true
-		r.err = d.broken
-		r.failed = append(r.failed, &WriteError{Values: d.unresolved(), Err: d.broken})
-		return r
-	}
 	if d.verify {
 		missing, err := d.c.missing(ctx, d.orig, d.gone)
 		if err != nil {
@@ -1145,7 +1180,7 @@ func (b *badValues) report(batch []Value) *WriteError {
 
 // identOf is the identity of a value with a Datetime: its key, its
 // millisecond and its value as canonical JSON (numbers as the float64 they
-// denote, object members sorted), so that what was sent and what the
+// denote, -0 as 0, object members sorted), so that what was sent and what the
 // platform answers compare equal however either spells them.
 func identOf(key string, t time.Time, v any) (ident, error) {
 	raw, err := wire.AppendValue(nil, v)
@@ -1154,7 +1189,7 @@ func identOf(key string, t time.Time, v any) (ident, error) {
 	}
 	id := ident{key: key, ms: t.UnixMilli()}
 	if f, err := strconv.ParseFloat(string(raw), 64); err == nil {
-		id.value = strconv.FormatFloat(f, 'g', -1, 64)
+		id.value = string(appendFloat(nil, f))
 		return id, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -1172,7 +1207,7 @@ func appendCanonical(b []byte, x any) []byte {
 	switch x := x.(type) {
 	case json.Number:
 		if f, err := strconv.ParseFloat(string(x), 64); err == nil {
-			return strconv.AppendFloat(b, f, 'g', -1, 64)
+			return appendFloat(b, f)
 		}
 		return append(b, x...)
 	case string:
@@ -1203,4 +1238,13 @@ func appendCanonical(b []byte, x any) []byte {
 	default:
 		return append(b, "null"...)
 	}
+}
+
+// appendFloat appends f in canonical form: -0 as 0, as the platform
+// (JavaScript) answers it.
+func appendFloat(b []byte, f float64) []byte {
+	if f == 0 {
+		f = 0 // -0 too
+	}
+	return strconv.AppendFloat(b, f, 'g', -1, 64)
 }

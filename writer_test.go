@@ -488,6 +488,7 @@ func TestWriterCloseCancelledListsUnsent(t *testing.T) {
 		// batches never sent are not.
 		assertUnknownThenUnsent(t, err, vals, 2)
 		assert.Equal(t, err, w.Close(context.Background()))
+		assert.Zero(t, w.Stats().Pending, "every value reported")
 		close(release)
 	})
 }

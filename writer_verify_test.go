@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -369,4 +373,76 @@ func TestWriterMixedBatch(t *testing.T) {
 	st := w.Stats()
 	assert.Equal(t, int64(5), st.Verified)
 	assert.Equal(t, int64(5), st.Failed)
+}
+
+// TestWriterStampsIdenticalValuesApart: identical values of one key added
+// in the same millisecond get different stamps, so that a read back for one
+// batch cannot count a value of an earlier batch as its own. Here the second
+// of two batches of one is dropped unstored: it must be sent again, not
+// taken for the first one.
+func TestWriterStampsIdenticalValuesApart(t *testing.T) {
+	t.Parallel()
+	srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 2}))
+	w := mustWriter(t, c, thethings.WithBatchSize(1), thethings.WithFlushInterval(0))
+	ctx := context.Background()
+	require.NoError(t, w.Add(ctx, thethings.Value{Key: "n", Value: 5}, thethings.Value{Key: "n", Value: 5.0}, thethings.Value{Key: "n", Value: 6}))
+	require.NoError(t, w.Close(ctx))
+	assert.Equal(t, []int{5, 5, 6}, storedInts(t, srv, "n"))
+	assert.Zero(t, srv.Duplicates())
+	var fives []time.Time
+	for _, r := range srv.Stored(sentinelToken, "n") {
+		if string(r.Value) == "5" {
+			fives = append(fives, r.Datetime)
+		}
+	}
+	require.Len(t, fives, 2)
+	assert.NotEqual(t, fives[0], fives[1], "identical values, distinct milliseconds")
+}
+
+// TestWriteVerifiesAKeyNeverStored: the read back of a key the platform
+// never stored answers 404 "resource not found": none of its values is
+// stored, which is an answer, not an error. They are sent again.
+func TestWriteVerifiesAKeyNeverStored(t *testing.T) {
+	t.Parallel()
+	srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 2}))
+	ctx := context.Background()
+	require.NoError(t, c.Write(ctx, datedValues("a", 0, 3, time.Now())))
+	// Dropped unstored: key n does not exist when it is read back.
+	require.NoError(t, c.Write(ctx, datedValues("n", 0, 5, time.Now())))
+	assertStoredOnce(t, srv, "n", 5)
+	assert.Equal(t, 3, srv.Requests(thethingstest.RouteWrite))
+	assert.Equal(t, 1, srv.Requests(thethingstest.RouteRead))
+}
+
+// TestVerifyNegativeZero: the platform answers -0 as 0 (JavaScript's
+// JSON.stringify does): a read back still finds a value written as -0,
+// alone or inside an array.
+func TestVerifyNegativeZero(t *testing.T) {
+	t.Parallel()
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	var posts atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			_, _ = io.Copy(io.Discard, r.Body)
+			if posts.Add(1) == 1 {
+				// Stored, then the connection is lost.
+				conn, _, err := http.NewResponseController(w).Hijack()
+				if err == nil {
+					conn.Close()
+				}
+				return
+			}
+			w.WriteHeader(http.StatusCreated)
+			return
+		}
+		d := at.Format("2006-01-02T15:04:05.000Z")
+		fmt.Fprintf(w, `[{"value":0,"datetime":%q},{"value":[0],"datetime":%q}]`, d, d)
+	}))
+	defer srv.Close()
+	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(srv.URL+"/v2/"), fastRetry)
+	require.NoError(t, err)
+	negZero := math.Copysign(0, -1)
+	vals := []thethings.Value{{Key: "z", Value: negZero, Datetime: at}, {Key: "z", Value: []any{negZero}, Datetime: at}}
+	require.NoError(t, c.Write(context.Background(), vals))
+	assert.Equal(t, int32(1), posts.Load(), "found stored: not sent again")
 }
