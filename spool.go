@@ -605,6 +605,11 @@ func (s *spool) next(k int) (_ []Value, err error) {
 			return nil, spoolError(sg.name, "read at byte %d: %v", s.roff, err)
 		}
 		n := int(binary.LittleEndian.Uint32(hdr[0:4]))
+		if crc32.Checksum(hdr[:8], castagnoli) != binary.LittleEndian.Uint32(hdr[8:12]) || n == 0 || n > maxRecord {
+			// Damaged since it was opened: checked before the length is
+			// trusted with an allocation.
+			return nil, spoolError(sg.name, "record at byte %d: bad header", s.roff)
+		}
 		p := make([]byte, n)
 		if _, err := io.ReadFull(s.rbuf, p); err != nil {
 			return nil, spoolError(sg.name, "read at byte %d: %v", s.roff, err)

@@ -3,12 +3,14 @@ package thethings_test
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -482,36 +484,61 @@ func TestSpoolLostFilesAreAnError(t *testing.T) {
 // once; the values stay in the spool.
 func TestSpoolDamageWhileOpenStopsTheWriter(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t)
-	px := startProxy(t, srv.URL())
-	px.down()
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(px.url), fastRetry)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithBatchSize(10), thethings.WithFlushInterval(0))
-	for i := 0; i < 3000; i += 100 {
-		require.NoError(t, w.Add(context.Background(), intValues("n", i, 100)...))
-	}
-	segs := segments(t, dir)
-	require.Len(t, segs, 1)
-	data, err := os.ReadFile(segs[0])
-	require.NoError(t, err)
-	f, err := os.OpenFile(segs[0], os.O_RDWR, 0)
-	require.NoError(t, err)
-	at := int64(len(data) * 3 / 4) // past what the reader has buffered
-	require.Greater(t, at, int64(64<<10))
-	_, err = f.WriteAt([]byte{data[at] ^ 0x20}, at)
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
-	px.up()
+	// damage changes one segment file, past what the reader has buffered.
+	for name, damage := range map[string]func(t *testing.T, data []byte, f *os.File){
+		"payload byte flipped": func(t *testing.T, data []byte, f *os.File) {
+			at := int64(len(data) * 3 / 4)
+			require.Greater(t, at, int64(64<<10))
+			_, err := f.WriteAt([]byte{data[at] ^ 0x20}, at)
+			require.NoError(t, err)
+		},
+		// A length must not be trusted with an allocation before its
+		// header's checksum was checked.
+		"record length huge": func(t *testing.T, data []byte, f *os.File) {
+			off := len("TTSPOOL1")
+			for off < len(data)*3/4 {
+				off += 12 + int(binary.LittleEndian.Uint32(data[off:]))
+			}
+			require.Greater(t, off, 64<<10)
+			_, err := f.WriteAt([]byte{0xf0, 0xff, 0xff, 0xff}, int64(off))
+			require.NoError(t, err)
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := startEmulator(t)
+			px := startProxy(t, srv.URL())
+			px.down()
+			c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(px.url), fastRetry)
+			require.NoError(t, err)
+			dir := t.TempDir()
+			w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithBatchSize(10), thethings.WithFlushInterval(0))
+			for i := 0; i < 3000; i += 100 {
+				require.NoError(t, w.Add(context.Background(), intValues("n", i, 100)...))
+			}
+			segs := segments(t, dir)
+			require.Len(t, segs, 1)
+			data, err := os.ReadFile(segs[0])
+			require.NoError(t, err)
+			f, err := os.OpenFile(segs[0], os.O_RDWR, 0)
+			require.NoError(t, err)
+			damage(t, data, f)
+			require.NoError(t, f.Close())
+			px.up()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err = w.Close(ctx)
-	require.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
-	assert.ErrorContains(t, err, segs[0])
-	assert.NotErrorIs(t, err, context.DeadlineExceeded, "Close waited for its context")
-	assert.Zero(t, srv.Duplicates())
-	assert.Equal(t, seq(0, srv.StoredCount(sentinelToken, "n")), storedInts(t, srv, "n"), "nothing skipped")
-	assert.Less(t, srv.StoredCount(sentinelToken, "n"), 2300)
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err = w.Close(ctx)
+			runtime.ReadMemStats(&after)
+			assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(1<<30), "bytes allocated while the damage was met")
+			require.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
+			assert.ErrorContains(t, err, segs[0])
+			assert.NotErrorIs(t, err, context.DeadlineExceeded, "Close waited for its context")
+			assert.Zero(t, srv.Duplicates())
+			assert.Equal(t, seq(0, srv.StoredCount(sentinelToken, "n")), storedInts(t, srv, "n"), "nothing skipped")
+			assert.Less(t, srv.StoredCount(sentinelToken, "n"), 2300)
+		})
+	}
 }
