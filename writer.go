@@ -1038,6 +1038,9 @@ func (d *delivery) resolveAll() {
 
 // statusOf is the HTTP status of an *APIError in err, else 0.
 func statusOf(err error) int {
+	if err == nil {
+		return 0 // before ae, which escapes: no allocation per success
+	}
 	var ae *APIError
 	if errors.As(err, &ae) {
 		return ae.StatusCode
@@ -1046,6 +1049,9 @@ func statusOf(err error) int {
 }
 
 func retryAfterOf(err error) time.Duration {
+	if err == nil {
+		return 0 // before ae, which escapes: no allocation per success
+	}
 	var ae *APIError
 	if errors.As(err, &ae) {
 		return ae.RetryAfter
