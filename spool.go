@@ -462,12 +462,14 @@ func (s *spool) newSegment() error {
 }
 
 // encodeRecords encodes values as spool records, with the Datetimes in
-// stamps.
+// stamps (nil: the values' own).
 func encodeRecords(values []Value, stamps []time.Time) ([]byte, error) {
 	b := make([]byte, 0, len(values)*(recHeader+80))
 	for i := range values {
 		v := values[i]
-		v.Datetime = stamps[i]
+		if stamps != nil {
+			v.Datetime = stamps[i]
+		}
 		at := len(b)
 		b = append(b, make([]byte, recHeader)...)
 		var err error

@@ -409,12 +409,16 @@ type stamp struct {
 	vals []string
 }
 
-// stamps returns the Datetime of each value: its own, or the device clock
+// stamps returns the Datetime of each value, or nil if every value has its
+// own: a value's own, or the device clock
 // (UTC, milliseconds), moved to the next millisecond for a key that already
 // has maxPerMilli values, or one equal to this value, at this one. Two
 // identical values of a key never share a stamp: a read back could not
 // tell them apart across batches.
 func (w *Writer) stamps(values []Value) []time.Time {
+	if !slices.ContainsFunc(values, func(v Value) bool { return v.Datetime.IsZero() }) {
+		return nil // every value has its own: nothing to allocate
+	}
 	now := time.Now().UnixMilli()
 	out := make([]time.Time, len(values))
 	w.stampMu.Lock()
@@ -1034,6 +1038,9 @@ func (d *delivery) resolveAll() {
 
 // statusOf is the HTTP status of an *APIError in err, else 0.
 func statusOf(err error) int {
+	if err == nil {
+		return 0 // before ae, which escapes: no allocation per success
+	}
 	var ae *APIError
 	if errors.As(err, &ae) {
 		return ae.StatusCode
@@ -1042,6 +1049,9 @@ func statusOf(err error) int {
 }
 
 func retryAfterOf(err error) time.Duration {
+	if err == nil {
+		return 0 // before ae, which escapes: no allocation per success
+	}
 	var ae *APIError
 	if errors.As(err, &ae) {
 		return ae.RetryAfter
