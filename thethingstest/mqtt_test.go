@@ -3,6 +3,7 @@ package thethingstest
 import (
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -207,4 +208,36 @@ func TestMQTTCloseEndsConnectionsBeingSetUp(t *testing.T) {
 	close(stop)
 	dialers.Wait()
 	require.Error(t, <-ended, "Close closed the silent connection")
+}
+
+// The listener's Close ends its connections itself and never calls the
+// broker's close callback: that callback lists the clients under a read
+// lock it takes twice, which deadlocks against a client detaching at the
+// same moment (seen as a hung Close in a test run). The deadlock cannot be
+// provoked on demand, so this pins the rule that avoids it.
+func TestMQTTListenerCloseEndsConnectionsItself(t *testing.T) {
+	l := newTCPListener("t", "127.0.0.1:0")
+	require.NoError(t, l.Init(nil))
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		l.Serve(func(_ string, c net.Conn) error {
+			_, err := c.Read(make([]byte, 1)) // a client's read loop
+			return err
+		})
+	}()
+	c, err := net.Dial("tcp", l.Address())
+	require.NoError(t, err)
+	defer c.Close()
+	waitFor(t, "the connection to be served", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.conns) == 1
+	})
+	l.Close(func(string) { t.Error("Close called the broker's callback") })
+	<-served
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = c.Read(make([]byte, 1))
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, os.ErrDeadlineExceeded, "Close closed the connection")
 }

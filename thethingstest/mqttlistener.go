@@ -13,8 +13,14 @@ import (
 // may begin waiting for the connections before that goroutine has counted
 // itself in: a data race, and a Close that returns with a connection still
 // being set up. This one counts each connection in before its goroutine
-// starts and refuses connections once closing; its Close closes the
-// connections still being set up and waits for every one to end.
+// starts and refuses connections once closing; its Close closes every
+// connection itself and waits for each one to end.
+//
+// It never calls the broker's close callback: that lists the listener's
+// clients under a read lock which it takes a second time inside, so a
+// client detaching at that moment (its write lock queued between the two)
+// deadlocks the broker's Close. Closing the connections ends each client's
+// read loop, which detaches it as a shutdown would, Last Will included.
 type tcpListener struct {
 	id, addr string
 	ln       net.Listener
@@ -73,7 +79,7 @@ func (l *tcpListener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-func (l *tcpListener) Close(closeClients listeners.CloseFn) {
+func (l *tcpListener) Close(listeners.CloseFn) {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -84,10 +90,9 @@ func (l *tcpListener) Close(closeClients listeners.CloseFn) {
 	if l.ln != nil {
 		_ = l.ln.Close()
 	}
-	closeClients(l.id)
 	l.mu.Lock()
 	for c := range l.conns {
-		_ = c.Close() // still being set up: not a client of the broker yet
+		_ = c.Close()
 	}
 	l.mu.Unlock()
 	l.wg.Wait()
