@@ -907,7 +907,8 @@ func (d *delivery) step(ctx context.Context) (r stepResult) {
 	if d.verify {
 		missing, err := d.c.missing(ctx, d.orig, d.gone)
 		if err != nil {
-			if errors.Is(err, ErrPaginationStalled) || transport.Classify(transport.Idempotent, statusOf(err), false, err) == transport.Permanent && !errors.Is(err, ErrResourceNotFound) {
+			status, _ := answerOf(err)
+			if errors.Is(err, ErrPaginationStalled) || transport.Classify(transport.Idempotent, status, false, err) == transport.Permanent && !errors.Is(err, ErrResourceNotFound) {
 				// The thing is gone or the token refused: nothing can be
 				// stored any more.
 				r.done, r.answered, r.err = true, true, err
@@ -915,7 +916,7 @@ func (d *delivery) step(ctx context.Context) (r stepResult) {
 				return r
 			}
 			r.err, r.transient = err, true
-			r.answered = statusOf(err) != 0
+			r.answered = status != 0
 			return r
 		}
 		r.answered = true
@@ -980,10 +981,11 @@ func (d *delivery) step(ctx context.Context) (r stepResult) {
 	resend := d.tries > 0
 	d.tries++
 	err := d.c.postValues(ctx, kind, d.c.writeRoute(d.wc), body)
-	oc := transport.Classify(kind, statusOf(err), retryAfterOf(err) > 0, err)
+	status, retryAfter := answerOf(err)
+	oc := transport.Classify(kind, status, retryAfter > 0, err)
 	r.err = err
-	r.retryAfter = retryAfterOf(err)
-	r.answered = statusOf(err) != 0
+	r.retryAfter = retryAfter
+	r.answered = status != 0
 	n := len(d.send)
 	switch oc {
 	case transport.Stored:
@@ -1036,27 +1038,17 @@ func (d *delivery) resolveAll() {
 	}
 }
 
-// statusOf is the HTTP status of an *APIError in err, else 0.
-func statusOf(err error) int {
+// answerOf is the HTTP status and Retry-After of an *APIError in err, else
+// zeros.
+func answerOf(err error) (status int, retryAfter time.Duration) {
 	if err == nil {
-		return 0 // before ae, which escapes: no allocation per success
+		return 0, 0 // before ae, which escapes: no allocation per success
 	}
 	var ae *APIError
 	if errors.As(err, &ae) {
-		return ae.StatusCode
+		return ae.StatusCode, ae.RetryAfter
 	}
-	return 0
-}
-
-func retryAfterOf(err error) time.Duration {
-	if err == nil {
-		return 0 // before ae, which escapes: no allocation per success
-	}
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return ae.RetryAfter
-	}
-	return 0
+	return 0, 0
 }
 
 // ident identifies a value with a Datetime on the platform.
