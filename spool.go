@@ -320,15 +320,15 @@ func (s *spool) scan(sg *segment, last bool) error {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return errorf("thethings: spool: %w", err)
 		}
-		n := int64(binary.LittleEndian.Uint32(hdr[0:4]))
-		if crc32.Checksum(hdr[:8], castagnoli) != binary.LittleEndian.Uint32(hdr[8:12]) {
+		if !headerSumOK(&hdr) {
 			if last && allZero(r) {
 				// Space the file system gave the file but no write filled.
 				return truncate(f, sg.name, off)
 			}
 			return spoolError(sg.name, "record at byte %d: bad header checksum", off)
 		}
-		if n == 0 || n > maxRecord {
+		n, ok := recordLen(&hdr)
+		if !ok {
 			return spoolError(sg.name, "record at byte %d: length %d", off, n)
 		}
 		if off+recHeader+n > size {
@@ -348,6 +348,18 @@ func (s *spool) scan(sg *segment, last bool) error {
 		sg.count++
 	}
 	return nil
+}
+
+// headerSumOK reports whether a record header's own checksum holds.
+func headerSumOK(hdr *[recHeader]byte) bool {
+	return crc32.Checksum(hdr[:8], castagnoli) == binary.LittleEndian.Uint32(hdr[8:12])
+}
+
+// recordLen is the payload length a record header gives, and whether it is
+// one a spool writes (1..maxRecord).
+func recordLen(hdr *[recHeader]byte) (int64, bool) {
+	n := int64(binary.LittleEndian.Uint32(hdr[0:4]))
+	return n, n > 0 && n <= maxRecord
 }
 
 // allZero reports whether the rest of r is zero bytes.
@@ -606,8 +618,8 @@ func (s *spool) next(k int) (_ []Value, err error) {
 		if _, err := io.ReadFull(s.rbuf, hdr[:]); err != nil {
 			return nil, spoolError(sg.name, "read at byte %d: %v", s.roff, err)
 		}
-		n := int(binary.LittleEndian.Uint32(hdr[0:4]))
-		if crc32.Checksum(hdr[:8], castagnoli) != binary.LittleEndian.Uint32(hdr[8:12]) || n == 0 || n > maxRecord {
+		n, ok := recordLen(&hdr)
+		if !headerSumOK(&hdr) || !ok {
 			// Damaged since it was opened: checked before the length is
 			// trusted with an allocation.
 			return nil, spoolError(sg.name, "record at byte %d: bad header", s.roff)
