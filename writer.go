@@ -194,8 +194,7 @@ type WriterStats struct {
 type Writer struct {
 	c     *Client
 	cfg   writerConfig
-	wc    writeConfig // the route is built per request: no field holds the token
-	p     transport.Policy
+	wc    writeConfig     // the route is built per request: no field holds the token
 	sp    *spool          // nil: the buffer is in memory
 	ctx   context.Context // the requests' context, cancelled to abort
 	abort context.CancelFunc
@@ -247,13 +246,6 @@ func (c *Client) NewWriter(opts ...WriterOption) (*Writer, error) {
 		return nil, err
 	}
 	w := &Writer{c: c, cfg: cfg, wc: wc, changed: make(chan struct{}), done: make(chan struct{})}
-	w.p = transport.Policy{MinWait: c.retry.MinWait, MaxWait: c.retry.MaxWait}
-	if w.p.MinWait <= 0 {
-		w.p.MinWait = defaultMinWait
-	}
-	if w.p.MaxWait <= 0 {
-		w.p.MaxWait = max(defaultMaxWait, w.p.MinWait)
-	}
 	w.stats.Online = true
 	if cfg.spoolDir != "" {
 		if w.sp, err = openSpool(cfg.spoolDir, cfg.spoolLimit, cfg.batchSize); err != nil {
@@ -816,7 +808,7 @@ func (w *Writer) deliver(d *delivery) bool {
 		if w.ctx.Err() != nil {
 			return false
 		}
-		wait.Reset(transport.Wait(w.p, attempt, r.retryAfter))
+		wait.Reset(transport.Wait(w.c.tr.Policy, attempt, r.retryAfter))
 		select {
 		case <-wait.C:
 		case <-w.ctx.Done():
