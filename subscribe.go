@@ -139,7 +139,9 @@ func WithReconnect(maxAttempts int) SubscribeOption {
 // backfilled one are dropped too. So two writes of the same value with the
 // same explicit datetime arrive once. The window is in time, so a value
 // written during the gap with an explicit datetime older than the window is
-// not recovered, and this machine's clock is assumed to be within about 2s
+// not recovered (a Writer's values are stamped at Add: those it delivers
+// late, after an outage, are such values; give it WithServerTimestamps when
+// a subscriber's backfill must see them), and this machine's clock is assumed to be within about 2s
 // of the platform's. The values of the gap are held in memory until they
 // are delivered. Delivered values are remembered as 64-bit fingerprints,
 // at most 4096 of them and none for longer than ten minutes, whatever
