@@ -1,0 +1,441 @@
+package thethings
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/thethings-go/thethings/internal/transport"
+	"github.com/thethings-go/thethings/internal/wire"
+)
+
+// delivery follows one batch from its first request until the platform is
+// known to hold each value or refused it for good. Values with a Datetime
+// are identified by (key, millisecond, value): an ambiguous outcome is
+// resolved by reading the batch's keys back, never by guessing.
+type delivery struct {
+	c           *Client
+	wc          writeConfig // the route is built per request: no field holds the token
+	orig        []Value
+	retryWrites bool
+
+	body []byte // the encoded batch, for its first request (optional)
+
+	send   []int  // indices in orig to send next
+	gone   []bool // orig[i] is resolved: stored, or reported
+	stored []bool // the last read back found orig[i] stored
+	verify bool   // read back before sending again
+	maybe  bool   // some request may have stored values not yet accounted for
+	tries  int    // requests sent
+	broken error  // the batch could not be read from the spool
+	found  int    // dated values the last read back found stored
+}
+
+// stepResult is what one step of a delivery did.
+type stepResult struct {
+	done                   bool          // every value is resolved
+	answered               bool          // the platform answered (2xx or a refusal)
+	err                    error         // the failure of this step, if any
+	retryAfter             time.Duration // the platform's Retry-After, if any
+	transient              bool          // err may pass: try again after a wait
+	failed                 []*WriteError // values refused for good, or of unknown fate
+	sent, verified, resent int
+}
+
+func (d *delivery) start(verify bool) {
+	d.gone = make([]bool, len(d.orig))
+	d.stored = make([]bool, len(d.orig))
+	d.send = make([]int, len(d.orig))
+	for i := range d.send {
+		d.send[i] = i
+	}
+	if verify {
+		d.verify, d.maybe = true, true
+		d.send = nil
+	}
+}
+
+// unresolved returns the values not yet known stored or reported.
+func (d *delivery) unresolved() []Value {
+	var out []Value
+	for i, g := range d.gone {
+		if !g && !d.stored[i] {
+			out = append(out, d.orig[i])
+		}
+	}
+	return out
+}
+
+// giveUp ends a delivery that ran out of attempts: the values refused for
+// good (failed), and the unresolved ones, whose fate is unknown while a
+// read back is due.
+func (d *delivery) giveUp(failed []error, cause error) error {
+	if vals := d.unresolved(); len(vals) > 0 {
+		failed = append(failed, &WriteError{Values: vals, Unknown: d.verify, Err: cause})
+	}
+	return joinErrors(failed)
+}
+
+// pick returns the values of orig at idx.
+func (d *delivery) pick(idx []int) []Value {
+	out := make([]Value, len(idx))
+	for j, i := range idx {
+		out[j] = d.orig[i]
+	}
+	return out
+}
+
+// step does one request, or the reads of one verification, and says what
+// came of it.
+func (d *delivery) step(ctx context.Context) (r stepResult) {
+	if d.verify {
+		missing, err := d.c.missing(ctx, d.orig, d.gone)
+		if err != nil {
+			status, _ := answerOf(err)
+			if errors.Is(err, ErrPaginationStalled) || transport.Classify(transport.Idempotent, status, false, err) == transport.Permanent && !errors.Is(err, ErrResourceNotFound) {
+				// The thing is gone or the token refused: nothing can be
+				// stored any more.
+				r.done, r.answered, r.err = true, true, err
+				r.failed = append(r.failed, &WriteError{Values: d.unresolved(), Unknown: true, Err: err})
+				return r
+			}
+			r.err, r.transient = err, true
+			r.answered = status != 0
+			return r
+		}
+		r.answered = true
+		found := 0
+		for i, g := range d.gone {
+			if !g && !d.orig[i].Datetime.IsZero() {
+				d.stored[i] = !slices.Contains(missing, i)
+				if d.stored[i] {
+					found++
+				}
+			}
+		}
+		r.verified = max(found-d.found, 0)
+		d.found = found
+		d.verify = false
+		// Values without a Datetime still waiting are blind re-sends.
+		for _, i := range d.send {
+			if d.orig[i].Datetime.IsZero() {
+				missing = append(missing, i)
+			}
+		}
+		slices.Sort(missing)
+		d.send = missing
+		if len(d.send) == 0 {
+			d.maybe = false
+			d.resolveAll()
+			r.done = true
+			return r
+		}
+	}
+	vals := d.pick(d.send)
+	body, bad := d.body, (*badValues)(nil)
+	if body == nil || len(vals) != len(d.orig) {
+		body, bad = encodeBatch(vals)
+	}
+	d.body = nil
+	if bad != nil {
+		// Changed after Add: they no longer encode.
+		var keep []int
+		for j, i := range d.send {
+			if slices.Contains(bad.idx, j) {
+				d.gone[i] = true
+			} else {
+				keep = append(keep, i)
+			}
+		}
+		r.failed = append(r.failed, bad.report(vals))
+		d.send = keep
+		if body == nil {
+			d.resolveAll()
+			r.done = true
+			return r
+		}
+	}
+	kind := transport.Write
+	for _, i := range d.send {
+		if !d.orig[i].Datetime.IsZero() {
+			kind = transport.Verified
+			break
+		}
+	}
+	resend := d.tries > 0
+	d.tries++
+	err := d.c.postValues(ctx, kind, d.c.writeRoute(d.wc), body)
+	status, retryAfter := answerOf(err)
+	oc := transport.Classify(kind, status, retryAfter > 0, err)
+	r.err = err
+	r.retryAfter = retryAfter
+	r.answered = status != 0
+	n := len(d.send)
+	switch oc {
+	case transport.Stored:
+		if resend {
+			r.resent = n
+		} else {
+			r.sent = n
+		}
+		// Whatever an earlier read back found is stored too.
+		d.resolveAll()
+		r.done = true
+	case transport.NotStored:
+		r.transient = true
+	case transport.Ambiguous:
+		r.transient = true
+		d.maybe = true
+		var dated, blind, unknown []int
+		for _, i := range d.send {
+			switch {
+			case !d.orig[i].Datetime.IsZero():
+				dated = append(dated, i)
+			case d.retryWrites:
+				blind = append(blind, i)
+			default:
+				unknown = append(unknown, i)
+				d.gone[i] = true
+			}
+		}
+		if len(unknown) > 0 {
+			r.failed = append(r.failed, &WriteError{Values: d.pick(unknown), Unknown: true, Err: err})
+		}
+		d.send = blind
+		d.verify = len(dated) > 0
+		if !d.verify && len(blind) == 0 {
+			d.resolveAll()
+			r.done = true
+		}
+	case transport.Permanent:
+		r.failed = append(r.failed, &WriteError{Values: d.pick(d.send), Err: err})
+		d.send = nil
+		d.resolveAll()
+		r.done = true
+	}
+	return r
+}
+
+func (d *delivery) resolveAll() {
+	for i := range d.gone {
+		d.gone[i] = true
+	}
+}
+
+// answerOf is the HTTP status and Retry-After of an *APIError in err, else
+// zeros.
+func answerOf(err error) (status int, retryAfter time.Duration) {
+	if err == nil {
+		return 0, 0 // before ae, which escapes: no allocation per success
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.StatusCode, ae.RetryAfter
+	}
+	return 0, 0
+}
+
+// ident identifies a value with a Datetime on the platform.
+type ident struct {
+	key   string
+	ms    int64
+	value string // canonical JSON
+}
+
+// missing reads back the keys of the dated values of batch not marked gone,
+// over the batch's time span, and returns the indices of those the platform
+// does not hold, counting values as a multiset: of N identical values
+// (same key, millisecond and value) of which M are found, N-M are missing.
+// One read per key, plus one per further page of a key with more than 999
+// values in the span.
+func (c *Client) missing(ctx context.Context, batch []Value, gone []bool) ([]int, error) {
+	type span struct{ lo, hi int64 }
+	spans := map[string]*span{}
+	var keys []string
+	need := map[ident]int{}
+	ids := make([]ident, len(batch))
+	for i := range batch {
+		v := &batch[i]
+		if gone[i] || v.Datetime.IsZero() {
+			continue
+		}
+		id, err := identOf(v.Key, v.Datetime, v.Value)
+		if err != nil {
+			return nil, err
+		}
+		ids[i] = id
+		need[id]++
+		s := spans[v.Key]
+		if s == nil {
+			s = &span{lo: id.ms, hi: id.ms}
+			spans[v.Key] = s
+			keys = append(keys, v.Key)
+		}
+		s.lo, s.hi = min(s.lo, id.ms), max(s.hi, id.ms)
+	}
+	missing := 0
+	for _, n := range need {
+		missing += n
+	}
+	for _, key := range keys {
+		if missing == 0 {
+			break // all found: no need to read on to the end of the window
+		}
+		s := spans[key]
+		opts := &ReadOptions{Start: time.UnixMilli(s.lo), End: time.UnixMilli(s.hi + 1)}
+		for v, err := range c.Values(ctx, key, opts) {
+			if errors.Is(err, ErrResourceNotFound) && !errors.Is(err, ErrThingNotFound) {
+				break // never written: nothing of it is stored
+			}
+			if err != nil {
+				return nil, errorf("thethings: verify the values of key %q: %w", key, err)
+			}
+			id, err := identOf(key, v.Datetime, v.Value)
+			if err != nil {
+				continue // not one of ours
+			}
+			if need[id] > 0 {
+				need[id]--
+				if missing--; missing == 0 {
+					break
+				}
+			}
+		}
+	}
+	var out []int
+	for i := len(batch) - 1; i >= 0; i-- {
+		if gone[i] || batch[i].Datetime.IsZero() {
+			continue
+		}
+		if need[ids[i]] > 0 {
+			need[ids[i]]--
+			out = append(out, i)
+		}
+	}
+	slices.Reverse(out)
+	return out, nil
+}
+
+// encodeBatch encodes batch. Values that no longer encode are left out and
+// returned; body is nil when none is left.
+func encodeBatch(batch []Value) ([]byte, *badValues) {
+	body, err := appendBatch(nil, batch, 0, true)
+	if err == nil {
+		return body, nil
+	}
+	body = append(body[:0], `{"values":[`...)
+	bad := &badValues{}
+	n := 0
+	for i := range batch {
+		mark := len(body)
+		if n > 0 {
+			body = append(body, ',')
+		}
+		var ierr error
+		v := &batch[i]
+		if body, ierr = wire.AppendCheckedItem(body, v.Key, v.Value, (*wire.Geo)(v.Geo), v.Datetime); ierr != nil {
+			body = body[:mark]
+			if bad.err == nil {
+				bad.err = &wire.ItemError{Index: i, Key: batch[i].Key, Err: ierr}
+			}
+			bad.idx = append(bad.idx, i)
+			continue
+		}
+		n++
+	}
+	if n == 0 {
+		return nil, bad
+	}
+	return append(body, "]}"...), bad
+}
+
+// badValues are values of a batch that no longer encode: they were changed
+// after Add. Their error's index counts from the start of the batch.
+type badValues struct {
+	idx []int
+	err error // the first one's
+}
+
+func (b *badValues) report(batch []Value) *WriteError {
+	we := &WriteError{Err: b.err}
+	for _, i := range b.idx {
+		we.Values = append(we.Values, batch[i])
+	}
+	return we
+}
+
+// identOf is the identity of a value with a Datetime: its key, its
+// millisecond and its value as canonical JSON (numbers as the float64 they
+// denote, -0 as 0, object members sorted), so that what was sent and what the
+// platform answers compare equal however either spells them.
+func identOf(key string, t time.Time, v any) (ident, error) {
+	raw, err := wire.AppendValue(nil, v)
+	if err != nil {
+		return ident{}, err
+	}
+	id := ident{key: key, ms: t.UnixMilli()}
+	if f, err := strconv.ParseFloat(string(raw), 64); err == nil {
+		id.value = string(appendFloat(nil, f))
+		return id, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var x any
+	if err := dec.Decode(&x); err != nil {
+		return ident{}, err
+	}
+	id.value = string(appendCanonical(nil, x))
+	return id, nil
+}
+
+// appendCanonical appends x, as decoded with UseNumber, in canonical JSON.
+func appendCanonical(b []byte, x any) []byte {
+	switch x := x.(type) {
+	case json.Number:
+		if f, err := strconv.ParseFloat(string(x), 64); err == nil {
+			return appendFloat(b, f)
+		}
+		return append(b, x...)
+	case string:
+		return strconv.AppendQuote(b, x)
+	case []any:
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendCanonical(b, e)
+		}
+		return append(b, ']')
+	case map[string]any:
+		keys := slices.Sorted(maps.Keys(x))
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendQuote(b, k)
+			b = append(b, ':')
+			b = appendCanonical(b, x[k])
+		}
+		return append(b, '}')
+	case bool:
+		return strconv.AppendBool(b, x)
+	default:
+		return append(b, "null"...)
+	}
+}
+
+// appendFloat appends f in canonical form: -0 as 0, as the platform
+// (JavaScript) answers it.
+func appendFloat(b []byte, f float64) []byte {
+	if f == 0 {
+		f = 0 // -0 too
+	}
+	return strconv.AppendFloat(b, f, 'g', -1, 64)
+}
