@@ -1,7 +1,7 @@
 // Command thethings is a command line client for the thethings.iO device
 // API, and a local fake of it for tests and experiments.
 //
-//	go install github.com/thethings-go/thethings/cmd/thethings@latest
+//	go install ./cmd/thethings    # from a clone, until the module is published
 //
 // Usage:
 //
@@ -370,6 +370,6 @@ func version() string {
 			}
 		}
 	}
-	return fmt.Sprintf("thethings %s (module %s, SDK %s), built with %s for %s/%s",
+	return fmt.Sprintf("thethings version %s: module %s, SDK %s, built with %s for %s/%s",
 		v, path, thethings.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
