@@ -143,7 +143,9 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintf(w, `
 The token comes from -token or THETHINGS_TOKEN, the base URL from -base-url
-or THETHINGS_BASE_URL. A VALUE is JSON when it parses as JSON, else a string.
+or THETHINGS_BASE_URL. A VALUE is JSON when it parses as JSON, else a string
+(-json refuses what is not JSON). Control characters the platform or a
+device sent are printed escaped.
 Exit status: 0 ok, 1 platform or network error, 2 bad command line or input,
 3 no such value, setting or position.
 Run "thethings COMMAND -h" for a command's flags.
@@ -210,13 +212,14 @@ func isUsage(err error) bool {
 
 // retryable reports whether the same command may succeed later: a network
 // failure, a timeout, a rate limit or a 5xx answer; not a refusal of the
-// credentials or the input, nor the user's interrupt.
+// credentials or the input, nor the user's interrupt. (The CLI sets no
+// deadline of its own, so a deadline met is a request's timeout: the
+// network.)
 // TODO: thethings.Retryable once the SDK has it.
 func retryable(err error) bool {
 	var ae *thethings.APIError
 	switch {
-	case isUsage(err), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, thethings.ErrPaginationStalled):
+	case isUsage(err), errors.Is(err, context.Canceled), errors.Is(err, thethings.ErrPaginationStalled):
 		return false
 	case errors.Is(err, thethings.ErrRateLimited):
 		return true
