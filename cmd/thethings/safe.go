@@ -11,7 +11,7 @@ import (
 // clipboard (OSC 52), BEL rings, and the C1 controls U+0080–U+009F (U+009B
 // is CSI) act like ESC sequences on many terminals. Nothing of it reaches
 // the terminal raw: text goes through clean, JSON through appendSafeJSON,
-// and both ask escapeOf which characters to escape.
+// and both ask escaped which characters to escape.
 
 // escaped reports whether r (n bytes of UTF-8, or a byte that is not
 // UTF-8 when r is utf8.RuneError and n is 1) is printed escaped: the C0
