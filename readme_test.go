@@ -63,6 +63,9 @@ func TestReadmeOwnModule(t *testing.T) {
 	if err != nil {
 		t.Skip("no go command:", err)
 	}
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("no POSIX shell for the README's commands:", err)
+	}
 	out, err := exec.Command(goCmd, "env", "GOMOD").Output()
 	if err != nil {
 		t.Fatal(err)
