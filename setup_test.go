@@ -5,7 +5,6 @@ package thethings_test
 
 import (
 	"fmt"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -68,26 +67,6 @@ func setup(t testing.TB, opts ...thethingstest.Option) (*thethingstest.Server, *
 	t.Helper()
 	srv := startEmulator(t, opts...)
 	return srv, emulatorClient(t, srv)
-}
-
-// exampleToken is the thing the examples' emulator knows.
-const exampleToken = "example-thing-token"
-
-// startExampleEmulator starts a local emulator of the platform that knows
-// one thing token, and returns a client for that thing.
-func startExampleEmulator(opts ...thethingstest.Option) (*thethingstest.Server, *thethings.Client) {
-	srv, err := thethingstest.New(append([]thethingstest.Option{thethingstest.WithThingTokens(exampleToken)}, opts...)...)
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		log.Fatal(err)
-	}
-	c, err := thethings.NewClient(exampleToken, thethings.WithBaseURL(srv.URL()))
-	if err != nil {
-		log.Fatal(err)
-	}
-	return srv, c
 }
 
 // countingServer answers every request with status and counts them.
