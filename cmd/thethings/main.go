@@ -14,6 +14,7 @@
 //	thethings settings [get PATH | set PATH VALUE]
 //	thethings geo [LAT,LONG]
 //	thethings time
+//	thethings firmware keygen | sign | verify | latest | download
 //
 // Every command but emulator and activate needs a thing token, from -token
 // or the THETHINGS_TOKEN environment variable; the API's base URL comes from
@@ -87,6 +88,7 @@ func init() {
 		{"settings", "[get PATH | set PATH VALUE]", "print or change the thing's settings", runSettings},
 		{"geo", "[LAT,LONG]", "print or set the thing's position", runGeo},
 		{"time", "", "print the platform's clock", runTime},
+		{"firmware", "keygen | sign | verify | latest | download (see thethings firmware -h)", "sign, check and download firmware bundles", runFirmware},
 	}
 }
 
