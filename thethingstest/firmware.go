@@ -279,7 +279,7 @@ type cutWriter struct {
 func (c *cutWriter) Write(p []byte) (int, error) {
 	n := 0
 	for len(p) > 0 {
-		chunk := p[:min(len(p), 64<<10)]
+		chunk := p[:min(len(p), 32<<10)]
 		if c.cut > 0 && c.written+int64(len(chunk)) > c.cut {
 			chunk = chunk[:c.cut-c.written]
 			_, _ = c.ResponseWriter.Write(chunk)
