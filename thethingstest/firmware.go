@@ -185,26 +185,22 @@ func (s *Server) routeFirmware(w http.ResponseWriter, r *http.Request, segs []st
 		return false
 	}
 	token, rest := segs[1], segs[2:]
+	route, method := Route(""), http.MethodGet
+	var h http.HandlerFunc
 	switch {
 	case len(rest) == 1 && rest[0] == "resources":
-		s.dispatch(w, r, RouteResources, http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
-			s.handleResources(w, token)
-		})
+		route, h = RouteResources, func(w http.ResponseWriter, _ *http.Request) { s.handleResources(w, token) }
 	case len(rest) == 2 && rest[0] == "firmwares" && rest[1] == "latest":
-		s.dispatch(w, r, RouteFirmwares, http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
-			s.handleFirmwares(w, token)
-		})
+		route, h = RouteFirmwares, func(w http.ResponseWriter, _ *http.Request) { s.handleFirmwares(w, token) }
 	case len(rest) == 3 && rest[0] == "firmwares" && rest[1] == "download" && rest[2] != "":
-		s.dispatch(w, r, RouteFirmwareDownload, http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
-			s.handleDownload(w, r, token, rest[2])
-		})
+		route, h = RouteFirmwareDownload, func(w http.ResponseWriter, r *http.Request) { s.handleDownload(w, r, token, rest[2]) }
 	case len(rest) == 3 && rest[0] == "code" && rest[1] == "functions" && rest[2] != "":
-		s.dispatch(w, r, RouteFunction, http.MethodPost, func(w http.ResponseWriter, r *http.Request) {
-			s.handleFunction(w, r, token, rest[2])
-		})
+		route, method = RouteFunction, http.MethodPost
+		h = func(w http.ResponseWriter, r *http.Request) { s.handleFunction(w, r, token, rest[2]) }
 	default:
 		return false
 	}
+	s.dispatch(w, r, route, method, h)
 	return true
 }
 
