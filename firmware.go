@@ -177,6 +177,9 @@ func (d *download) attempt(ctx context.Context) error {
 	c := d.c
 	req := c.request(transport.Idempotent, http.MethodGet, d.rt, nil)
 	req.Header.Set("Accept", "application/octet-stream, */*")
+	// The file's own bytes, so that a resumed range starts where this
+	// answer's bytes stopped.
+	req.Header.Set("Accept-Encoding", "identity")
 	if d.n > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(d.n, 10)+"-")
 		if d.etag != "" {
