@@ -70,9 +70,10 @@ func run(ctx context.Context, args []string, out io.Writer, getenv func(string) 
 		return err
 	}
 	// First of all: roll back an update whose trial run did not commit.
+	// Whatever Boot meets, this version runs: a device must start.
 	rolledBack, err := ota.Boot(self)
 	if err != nil {
-		return err
+		fmt.Fprintf(out, "boot: %v\n", err)
 	}
 	if rolledBack {
 		fmt.Fprintf(out, "version %s was not committed: rolled back, restarting the previous version\n", version)
