@@ -1,7 +1,8 @@
-package ota_test
+package ota
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"io"
 	"net/http"
@@ -12,9 +13,13 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/ota"
 	"github.com/thethings-go/thethings/thethingstest"
 )
+
+// benchPriv signs the benchmarks' bundles.
+var benchPriv = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+
+const benchToken = "bench-thing"
 
 // zeroes is a payload reader of n bytes that holds none of them.
 type zeroes struct{ n int64 }
@@ -33,12 +38,12 @@ func (z *zeroes) Read(p []byte) (int, error) {
 func benchServer(b *testing.B, size int64) (*thethingstest.Server, *thethings.Client, string) {
 	b.Helper()
 	var bundle bytesWriter
-	if err := ota.Sign(&bundle, &zeroes{size}, "2", testPriv); err != nil {
+	if err := Sign(&bundle, &zeroes{size}, "2", benchPriv); err != nil {
 		b.Fatal(err)
 	}
-	srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(token))
+	srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
 	id := srv.AddFirmware("2", bundle.b)
-	c, err := thethings.NewClient(token, thethings.WithBaseURL(srv.URL()))
+	c, err := thethings.NewClient(benchToken, thethings.WithBaseURL(srv.URL()))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -77,10 +82,35 @@ func peakHeap(b *testing.B) (stop func()) {
 	}
 }
 
-// BenchmarkDownloadVerify is DownloadFirmware piped into Verify, as
+// BenchmarkDownloadVerify is DownloadFirmware into the verifier, as
 // Updater.Apply does, without the disk: the payload goes to io.Discard.
 func BenchmarkDownloadVerify(b *testing.B) {
+	pub := benchPriv.Public().(ed25519.PublicKey)
 	for _, size := range []int64{64 << 20, 8 << 20} {
+		b.Run(sizeName(size), func(b *testing.B) {
+			_, c, id := benchServer(b, size)
+			b.SetBytes(size)
+			b.ReportAllocs()
+			stop := peakHeap(b)
+			for b.Loop() {
+				collect(b)
+				v, _ := newVerifier(pub, io.Discard, nil)
+				if _, err := c.DownloadFirmware(context.Background(), id, v, size+maxBundleExtra); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := v.finish(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			stop()
+		})
+	}
+}
+
+// BenchmarkDownloadPipeVerify is what a program composes from the public
+// calls: DownloadFirmware into an io.Pipe, read by Verify.
+func BenchmarkDownloadPipeVerify(b *testing.B) {
+	for _, size := range []int64{64 << 20} {
 		b.Run(sizeName(size), func(b *testing.B) {
 			_, c, id := benchServer(b, size)
 			b.SetBytes(size)
@@ -93,7 +123,7 @@ func BenchmarkDownloadVerify(b *testing.B) {
 					_, err := c.DownloadFirmware(context.Background(), id, pw, size+1<<20)
 					pw.CloseWithError(err)
 				}()
-				if _, err := ota.Verify(pr, testPub, io.Discard); err != nil {
+				if _, err := Verify(pr, benchPriv.Public().(ed25519.PublicKey), io.Discard); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -114,7 +144,7 @@ func BenchmarkCopySHA256(b *testing.B) {
 			stop := peakHeap(b)
 			for b.Loop() {
 				collect(b)
-				resp, err := hc.Get(srv.URL() + "things/" + token + "/firmwares/download/" + id)
+				resp, err := hc.Get(srv.URL() + "things/" + benchToken + "/firmwares/download/" + id)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -142,4 +172,55 @@ func collect(b *testing.B) {
 
 func sizeName(n int64) string {
 	return map[int64]string{8 << 20: "8MiB", 64 << 20: "64MiB"}[n]
+}
+
+// BenchmarkDownloadVerifyRatio times DownloadFirmware into the verifier and
+// the io.Copy into sha256 of the same bytes in turns, in one run, and
+// reports the ratio of their times: on a shared machine, whose load drifts
+// between benchmarks, the ratio of interleaved runs is the figure that
+// holds.
+func BenchmarkDownloadVerifyRatio(b *testing.B) {
+	const size = 64 << 20
+	pub := benchPriv.Public().(ed25519.PublicKey)
+	srv, c, id := benchServer(b, size)
+	hc := &http.Client{}
+	defer hc.CloseIdleConnections()
+	sdk := func() {
+		v, _ := newVerifier(pub, io.Discard, nil)
+		if _, err := c.DownloadFirmware(context.Background(), id, v, size+maxBundleExtra); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := v.finish(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	floor := func() {
+		resp, err := hc.Get(srv.URL() + "things/" + benchToken + "/firmwares/download/" + id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if _, err := io.Copy(sha256.New(), resp.Body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var tSDK, tFloor time.Duration
+	i := 0
+	for b.Loop() {
+		runs := []func(){sdk, floor}
+		times := []*time.Duration{&tSDK, &tFloor}
+		if i%2 == 1 {
+			runs[0], runs[1], times[0], times[1] = floor, sdk, &tFloor, &tSDK
+		}
+		for k, run := range runs {
+			collect(b)
+			start := time.Now()
+			run()
+			*times[k] += time.Since(start)
+		}
+		i++
+	}
+	b.ReportMetric(float64(tSDK)/float64(i)/1e6, "sdk-ms/op")
+	b.ReportMetric(float64(tFloor)/float64(i)/1e6, "copy-sha256-ms/op")
+	b.ReportMetric(float64(tSDK)/float64(tFloor), "ratio")
 }

@@ -176,6 +176,7 @@ func (u *Updater) apply(ctx context.Context, fw thethings.Firmware) error {
 		return fmt.Errorf("thethings: ota: target: %w", err)
 	}
 	removeLeftovers(dir, "."+base+".new-")
+	removeLeftovers(dir, "."+filepath.Base(statePath(target))+".tmp-")
 	tmp, err := os.CreateTemp(dir, "."+base+".new-*")
 	if err != nil {
 		return fmt.Errorf("thethings: ota: %w", err)
@@ -215,21 +216,13 @@ func (u *Updater) apply(ctx context.Context, fw thethings.Firmware) error {
 	return syncDir(dir)
 }
 
-// fetch streams the bundle of fw from the platform through Verify into
-// dst, refusing before its payload a bundle too large or signed as
-// another version than fw's (which Check found newer than the running
-// one): an old bundle offered as a new version is no downgrade path.
+// fetch downloads the bundle of fw from the platform into a verifier
+// that passes its payload to dst, refusing before its payload a bundle too
+// large or signed as another version than fw's (which Check found newer
+// than the running one): an old bundle offered as a new version is no
+// downgrade path. A bundle that fails stops the download at once.
 func (u *Updater) fetch(ctx context.Context, fw thethings.Firmware, dst io.Writer) (Manifest, error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		_, err := u.c.DownloadFirmware(ctx, fw.ID, pw, u.cfg.maxSize+maxBundleExtra)
-		pw.CloseWithError(err) // nil: EOF for the reader
-		done <- err
-	}()
-	m, err := verify(pr, u.pub, dst, func(m Manifest) error {
+	v, err := newVerifier(u.pub, dst, func(m Manifest) error {
 		switch {
 		case m.Size > u.cfg.maxSize:
 			return fmt.Errorf("thethings: ota: payload of %d bytes, more than %d: %w", m.Size, u.cfg.maxSize, ErrTooLarge)
@@ -238,15 +231,14 @@ func (u *Updater) fetch(ctx context.Context, fw thethings.Firmware, dst io.Write
 		}
 		return nil
 	})
-	pr.CloseWithError(errStopped) // ends the download if Verify stopped early
-	cancel()
-	if derr := <-done; err != nil && derr != nil && errors.Is(err, derr) {
-		return m, derr // the download failed, which cut the bundle short
+	if err != nil {
+		return Manifest{}, err
 	}
-	return m, err
+	if _, err := u.c.DownloadFirmware(ctx, fw.ID, v, u.cfg.maxSize+maxBundleExtra); err != nil && v.err == nil {
+		return v.m, err
+	}
+	return v.finish()
 }
-
-var errStopped = errors.New("thethings: ota: verification stopped")
 
 // keepPrevious makes target+".previous" the target's current content, by
 // a hard link or else an fsync'd copy, placed by a rename.
