@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,4 +236,31 @@ func newHandlerServer(t *testing.T, h http.HandlerFunc) string {
 	hs := httptest.NewServer(h)
 	t.Cleanup(hs.Close)
 	return hs.URL
+}
+
+// A server that cuts every resumed answer before its first byte makes no
+// progress: the download gives up after MaxRetries such attempts.
+func TestDownloadFirmwareStalledResumeIsBounded(t *testing.T) {
+	var requests atomic.Int32
+	url := newHandlerServer(t, func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.Header().Set("Content-Length", "100")
+		if r.Header.Get("Range") != "" {
+			w.Header().Set("Content-Range", "bytes 10-99/100")
+			w.WriteHeader(http.StatusPartialContent)
+		} else {
+			_, _ = w.Write(make([]byte, 10))
+		}
+		http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler)
+	})
+	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(url), fastRetry)
+	require.NoError(t, err)
+	var got bytes.Buffer
+	n, err := c.DownloadFirmware(context.Background(), "x", &got, 1000)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "download cut after 10 bytes")
+	assert.NotContains(t, err.Error(), sentinelToken)
+	assert.Equal(t, int64(10), n)
+	assert.Equal(t, int32(1+1+fastRetryPolicy.MaxRetries), requests.Load(), "the first answer, then 1+MaxRetries resumes without progress")
 }
