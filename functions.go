@@ -21,7 +21,9 @@ const maxFunctionName = 128
 // A function has effects, so a call is never sent twice once it may have
 // reached the platform: not after a 5xx answer, a connection cut, or a
 // timeout; such a failure matches ErrOutcomeUnknown. Only a request that
-// certainly never left this process is sent again. name must be letters,
+// certainly never left this process is sent again. A 429 answer
+// (ErrRateLimited) is returned too: the function did not run, and the
+// caller may call again after the [APIError]'s RetryAfter. name must be letters,
 // digits, '-' and '_', and params must encode as JSON; else the error
 // matches ErrInvalidValue, before any I/O.
 func (c *Client) CallFunction(ctx context.Context, name string, params any) (json.RawMessage, error) {

@@ -37,10 +37,10 @@ Files are written whole or not at all.
 
 // runFirmware dispatches the firmware subcommands.
 func runFirmware(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "help" {
-		if len(args) == 0 {
-			return usageErr("missing subcommand\n%s", firmwareUsage)
-		}
+	if len(args) == 0 {
+		return usageErr("missing subcommand: want keygen, sign, verify, latest or download")
+	}
+	if args[0] == "-h" || args[0] == "-help" || args[0] == "help" {
 		fmt.Fprint(e.stdout, firmwareUsage)
 		return nil
 	}
