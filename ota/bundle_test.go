@@ -49,6 +49,13 @@ func TestSignVerify(t *testing.T) {
 	_, err = ota.Verify(iotest.HalfReader(bytes.NewReader(b2.Bytes())), testPub, &got)
 	require.NoError(t, err)
 	assert.Equal(t, payload, got.Bytes())
+	got.Reset()
+	_, err = ota.Verify(iotest.OneByteReader(bytes.NewReader(b2.Bytes())), testPub, &got)
+	require.NoError(t, err, "a bundle arriving a byte at a time")
+	assert.Equal(t, payload, got.Bytes())
+	_, err = ota.Verify(iotest.TimeoutReader(bytes.NewReader(b2.Bytes())), testPub, io.Discard)
+	require.ErrorIs(t, err, iotest.ErrTimeout, "a failed read keeps its cause")
+	require.ErrorIs(t, err, ota.ErrInvalidBundle)
 }
 
 func TestVerifyRefuses(t *testing.T) {

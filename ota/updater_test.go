@@ -3,6 +3,7 @@ package ota_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -185,18 +186,25 @@ func TestUpdaterRefusesBadBundles(t *testing.T) {
 	require.NoError(t, ota.Sign(&otherKey, bytes.NewReader([]byte("evil")), "2", otherPriv))
 	tampered := bytes.Clone(good)
 	tampered[len(tampered)-10] ^= 0xff
+	n := int(binary.BigEndian.Uint32(good[5:9])) // the manifest's length
+	badManifest := bytes.Clone(good)
+	badManifest[9+n-2] ^= 0x01
+	badSignature := bytes.Clone(good)
+	badSignature[9+n+10] ^= 0x01
 	for name, tc := range map[string]struct {
 		bundle []byte
 		opts   []ota.Option
 		want   error
 	}{
-		"tampered payload":  {bundle: tampered, want: ota.ErrDigest},
-		"truncated":         {bundle: good[:len(good)-1], want: ota.ErrInvalidBundle},
-		"wrong key":         {bundle: otherKey.Bytes(), want: ota.ErrSignature},
-		"oversize":          {bundle: good, opts: []ota.Option{ota.WithMaxSize(9999)}, want: ota.ErrTooLarge},
-		"other version":     {bundle: sign(t, []byte("x"), "3"), want: ota.ErrVersion},
-		"old bundle as new": {bundle: sign(t, []byte("x"), "1"), want: ota.ErrVersion},
-		"unsigned":          {bundle: []byte("#!/bin/sh\necho pwned\n"), want: ota.ErrInvalidBundle},
+		"tampered payload":   {bundle: tampered, want: ota.ErrDigest},
+		"tampered manifest":  {bundle: badManifest, want: ota.ErrSignature},
+		"tampered signature": {bundle: badSignature, want: ota.ErrSignature},
+		"truncated":          {bundle: good[:len(good)-1], want: ota.ErrInvalidBundle},
+		"wrong key":          {bundle: otherKey.Bytes(), want: ota.ErrSignature},
+		"oversize":           {bundle: good, opts: []ota.Option{ota.WithMaxSize(9999)}, want: ota.ErrTooLarge},
+		"other version":      {bundle: sign(t, []byte("x"), "3"), want: ota.ErrVersion},
+		"old bundle as new":  {bundle: sign(t, []byte("x"), "1"), want: ota.ErrVersion},
+		"unsigned":           {bundle: []byte("#!/bin/sh\necho pwned\n"), want: ota.ErrInvalidBundle},
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t)
