@@ -251,6 +251,12 @@ func (d *download) check(resp *http.Response, path string) error {
 		return errorf("thethings: GET %s: resumed download answered Content-Range %q for bytes %d- of %d: %w",
 			path, cutText(resp.Header.Get("Content-Range"), maxQuote), d.n, d.total, ErrInvalidValue)
 	}
+	if d.total < 0 && total >= 0 { // the first answer did not say
+		d.total = total
+		if total > d.max {
+			return d.tooLarge(path)
+		}
+	}
 	return nil
 }
 
