@@ -264,3 +264,33 @@ func TestDownloadFirmwareStalledResumeIsBounded(t *testing.T) {
 	assert.Equal(t, int64(10), n)
 	assert.Equal(t, int32(1+1+fastRetryPolicy.MaxRetries), requests.Load(), "the first answer, then 1+MaxRetries resumes without progress")
 }
+
+// A first answer without Content-Length, cut, then resumed: the 206 tells
+// the file's length, which bounds the rest.
+func TestDownloadFirmwareChunkedThenResumed(t *testing.T) {
+	file := randomBytes(20, 5)
+	url := newHandlerServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Range") == "" {
+			_, _ = w.Write(file[:10]) // chunked: no length
+			http.NewResponseController(w).Flush()
+			panic(http.ErrAbortHandler)
+		}
+		assert.Equal(t, "bytes=10-", r.Header.Get("Range"))
+		w.Header().Set("Content-Range", "bytes 10-19/20")
+		w.Header().Set("Content-Length", "10")
+		w.WriteHeader(http.StatusPartialContent)
+		_, _ = w.Write(file[10:])
+	})
+	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(url), fastRetry)
+	require.NoError(t, err)
+	var got bytes.Buffer
+	n, err := c.DownloadFirmware(context.Background(), "x", &got, 100)
+	require.NoError(t, err)
+	assert.Equal(t, int64(20), n)
+	assert.Equal(t, file, got.Bytes())
+
+	got.Reset()
+	_, err = c.DownloadFirmware(context.Background(), "x", &got, 15)
+	require.ErrorIs(t, err, thethings.ErrInvalidValue, "the 206 says 20 bytes, over the bound")
+	assert.Equal(t, 10, got.Len())
+}
