@@ -123,20 +123,23 @@ func (u *Updater) Check(ctx context.Context) (thethings.Firmware, bool, error) {
 		return fw, false, err
 	}
 	if hasState && (st.Phase == phaseRolledBack || st.Phase == phaseFailed) {
-		u.pending = append(u.pending, report{Version: st.To, State: st.Phase, Error: st.Error})
-		next := state{Phase: phaseRejected, To: st.To}
-		if st.Phase == phaseFailed {
-			err = removeState(u.cfg.target)
-		} else {
-			err = writeState(u.cfg.target, next)
+		// The state keeps the report until the platform has it.
+		if u.write(ctx, report{Version: st.To, State: st.Phase, Error: st.Error}) {
+			next := state{Phase: phaseRejected, To: st.To}
+			if st.Phase == phaseFailed {
+				err = removeState(u.cfg.target)
+			} else {
+				err = writeState(u.cfg.target, next)
+			}
+			if err != nil {
+				return fw, false, err
+			}
+			st = next
 		}
-		if err != nil {
-			return fw, false, err
-		}
-		st = next
 	}
 	u.flush(ctx)
-	if !ok || hasState && st.Phase == phaseRejected && version.Compare(fw.Version, st.To) == 0 {
+	rejected := hasState && (st.Phase == phaseRejected || st.Phase == phaseRolledBack)
+	if !ok || rejected && version.Compare(fw.Version, st.To) == 0 {
 		return fw, false, nil
 	}
 	return fw, version.Compare(fw.Version, u.current) > 0, nil
@@ -330,20 +333,21 @@ func (u *Updater) send(ctx context.Context, r report) {
 }
 
 func (u *Updater) flush(ctx context.Context) {
-	if u.cfg.reportKey == "" {
-		u.pending = nil
-		return
-	}
-	for len(u.pending) > 0 {
-		r := u.pending[0]
-		if len(r.Error) > maxReportError {
-			r.Error = strings.ToValidUTF8(r.Error[:maxReportError], "")
-		}
-		err := u.c.Write(ctx, []thethings.Value{{Key: u.cfg.reportKey, Value: r}})
-		var we *thethings.WriteError
-		if err != nil && (!errors.As(err, &we) || !we.Unknown) {
-			return // not written: kept for later
-		}
+	for len(u.pending) > 0 && u.write(ctx, u.pending[0]) {
 		u.pending = u.pending[1:]
 	}
+}
+
+// write sends one report; it reports false when the report was certainly
+// not written, to be sent again later.
+func (u *Updater) write(ctx context.Context, r report) bool {
+	if u.cfg.reportKey == "" {
+		return true
+	}
+	if len(r.Error) > maxReportError {
+		r.Error = strings.ToValidUTF8(r.Error[:maxReportError], "")
+	}
+	err := u.c.Write(ctx, []thethings.Value{{Key: u.cfg.reportKey, Value: r}})
+	var we *thethings.WriteError
+	return err == nil || errors.As(err, &we) && we.Unknown
 }

@@ -5,10 +5,14 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -251,4 +255,57 @@ func TestNewUpdaterRefusesBadOptions(t *testing.T) {
 		_, err := ota.NewUpdater(tc.c, tc.pub, tc.cur, tc.opts...)
 		assert.ErrorIs(t, err, thethings.ErrInvalidOption)
 	}
+}
+
+// failingWrites is a transport whose POSTs fail to connect while fail is set.
+type failingWrites struct {
+	fail atomic.Bool
+	base *http.Transport
+}
+
+func (f *failingWrites) RoundTrip(r *http.Request) (*http.Response, error) {
+	if f.fail.Load() && r.Method == http.MethodPost {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("no route")}
+	}
+	return f.base.RoundTrip(r)
+}
+
+// A rollback report the platform did not get stays on disk until it does;
+// meanwhile the rolled-back version is not taken again.
+func TestUpdaterKeepsRollbackReportUntilSent(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.srv.AddFirmware("2", sign(t, []byte("program v2"), "2"))
+	applied, err := f.updater(t, "1").Apply(ctx)
+	require.NoError(t, err)
+	require.True(t, applied)
+	for range 2 { // the trial run, then the start that rolls back
+		_, err := ota.Boot(f.target)
+		require.NoError(t, err)
+	}
+	require.Equal(t, "program v1", f.content(t))
+
+	tr := &failingWrites{base: http.DefaultTransport.(*http.Transport).Clone()}
+	t.Cleanup(tr.base.CloseIdleConnections)
+	tr.fail.Store(true)
+	c, err := thethings.NewClient(token, thethings.WithBaseURL(f.srv.URL()),
+		thethings.WithHTTPClient(&http.Client{Transport: tr}), thethings.WithRetry(thethings.NoRetries))
+	require.NoError(t, err)
+	u, err := ota.NewUpdater(c, testPub, "1", ota.WithTarget(f.target))
+	require.NoError(t, err)
+	_, newer, err := u.Check(ctx)
+	require.NoError(t, err)
+	assert.False(t, newer, "not taken again, reported or not")
+	assert.Equal(t, []string{"2:applied"}, f.reports(t))
+
+	// A new process, and the platform reachable: the report goes out once.
+	tr.fail.Store(false)
+	u, err = ota.NewUpdater(c, testPub, "1", ota.WithTarget(f.target))
+	require.NoError(t, err)
+	for range 2 {
+		_, newer, err = u.Check(ctx)
+		require.NoError(t, err)
+		assert.False(t, newer)
+	}
+	assert.Equal(t, []string{"2:applied", "2:rolled-back"}, f.reports(t))
 }
