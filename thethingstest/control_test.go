@@ -45,11 +45,12 @@ func TestControlAPI(t *testing.T) {
 	assert.Equal(t, "application/json", r.header.Get("Content-Type"))
 	require.NoError(t, json.Unmarshal(r.body, &state))
 	assert.Equal(t, []string{"tok", "other"}, state.Tokens)
-	assert.Equal(t, map[string]int{"root": 0, "activate": 0, "write": 2, "read": 1, "subscribe": 1, "date": 0, "other": 0}, state.Requests)
+	assert.Equal(t, map[string]int{"root": 0, "activate": 0, "write": 2, "read": 1, "subscribe": 1, "date": 0, "other": 0,
+		"resources": 0, "firmwares": 0, "firmware-download": 0, "function": 0}, state.Requests)
 	assert.Equal(t, 1, state.Duplicates)
 	assert.Equal(t, 1, state.OpenSubscriptions)
 
-	assert.JSONEq(t, `{"root":0,"activate":0,"write":2,"read":1,"subscribe":1,"date":0,"other":0}`, string(e.ctl("GET", "requests", "").body), "control requests are not counted")
+	assert.JSONEq(t, `{"root":0,"activate":0,"write":2,"read":1,"subscribe":1,"date":0,"other":0,"resources":0,"firmwares":0,"firmware-download":0,"function":0}`, string(e.ctl("GET", "requests", "").body), "control requests are not counted")
 	assert.JSONEq(t, `{"duplicates":1}`, string(e.ctl("GET", "duplicates", "").body))
 	assert.JSONEq(t, `{"open":1}`, string(e.ctl("GET", "subscriptions", "").body))
 	assert.JSONEq(t, `["h","t"]`, string(e.ctl("GET", "keys?token=tok", "").body))

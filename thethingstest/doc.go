@@ -30,6 +30,10 @@
 //	GET  /v2/things/{token}                    subscribe: chunked stream of JSON frames
 //	GET  /v2/things/{token}/resources/{key}    read: ?limit=&startDate=&endDate=
 //	GET  /v2/utils/date                        ?thingToken=&format=UTC|unix_timestamp
+//	GET  /v2/things/{token}/resources          {"resources":[keys...]}
+//	GET  /v2/things/{token}/firmwares/latest   firmwares added with AddFirmware
+//	GET  /v2/things/{token}/firmwares/download/{id}  the file; Range: bytes=N-
+//	POST /v2/things/{token}/code/functions/{name}    functions of WithFunction
 //
 // Status codes, bodies and messages follow the platform's device-development
 // guide; where the guide prints an error body without "code" (activation

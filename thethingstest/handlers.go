@@ -123,6 +123,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 			s.handleRead(w, r, token, key)
 		})
 		return
+	case s.routeFirmware(w, r, segs):
+		return
 	case len(segs) == 2 && segs[0] == "utils" && segs[1] == "date":
 		s.dispatch(w, r, RouteDate, "GET", s.handleDate)
 		return

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -34,6 +35,8 @@ type config struct {
 	faults           Faults
 	control          bool
 	mqtt             bool
+	functions        map[string]Function
+	firmwareFaults   FirmwareFaults
 }
 
 // ActivationCode is an activation code the emulator accepts once on
@@ -182,7 +185,8 @@ const (
 
 // Routes returns every Route, in a fixed order.
 func Routes() []Route {
-	return []Route{RouteRoot, RouteActivate, RouteWrite, RouteRead, RouteSubscribe, RouteDate, RouteOther}
+	return []Route{RouteRoot, RouteActivate, RouteWrite, RouteRead, RouteSubscribe, RouteDate,
+		RouteResources, RouteFirmwares, RouteFirmwareDownload, RouteFunction, RouteOther}
 }
 
 // Server is an in-memory fake of the thethings.iO device REST API v2.
@@ -209,6 +213,8 @@ type Server struct {
 	dups      atomic.Int64
 	openSubs  atomic.Int64
 	seq       atomic.Uint64 // insertion sequence for stored records
+
+	fw firmwareStore // firmwares and functions (firmware.go)
 
 	handler http.Handler
 	mq      *mqttBroker // nil without WithMQTT
@@ -269,6 +275,7 @@ func New(opts ...Option) (*Server, error) {
 	for _, r := range Routes() {
 		s.routes[r] = new(atomic.Int64)
 	}
+	s.fw.functions, s.fw.faults = cfg.functions, cfg.firmwareFaults
 	if !cfg.tokensSet {
 		s.AddThing(randomID())
 	}
@@ -453,10 +460,14 @@ func randomID() string {
 }
 
 // Requests returns how many requests were routed to route (RouteOther
-// counts unknown paths and wrong methods). An unknown Route gives 0.
+// counts unknown paths and wrong methods; FunctionRoute(name) the calls
+// that reached one function). An unknown Route gives 0.
 func (s *Server) Requests(route Route) int {
 	if c, ok := s.routes[route]; ok {
 		return int(c.Load())
+	}
+	if name, ok := strings.CutPrefix(string(route), string(FunctionRoute(""))); ok {
+		return int(s.fw.counter(name).Load())
 	}
 	return 0
 }

@@ -41,6 +41,8 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	endInclusive := fs.Bool("enddate-inclusive", false, "make the read endDate bound inclusive")
 	legacy := fs.Bool("legacy-write-response", false, `answer writes {"status":"Success","message":"Created"}`)
 	withMQTT := fs.Bool("mqtt", false, "also run an MQTT broker bridged to the API, on a port of its own")
+	var fw emulatorFirmware
+	fw.register(fs)
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -67,6 +69,11 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	if *withMQTT {
 		opts = append(opts, thethingstest.WithMQTT())
 	}
+	fwOpts, addFirmwares, err := fw.setup()
+	if err != nil {
+		return err
+	}
+	opts = append(opts, fwOpts...)
 	if *tokens == "" && *codes == "" {
 		acs = []thethingstest.ActivationCode{{Code: randomString(18)}, {Code: randomString(18)}}
 	}
@@ -79,6 +86,7 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
+	addFirmwares(srv)
 	if err := srv.Start(); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@
 //	thethings geo [LAT,LONG]
 //	thethings time
 //	thethings version
+//	thethings firmware keygen | sign | verify | latest | download
 //
 // Every command but emulator and activate needs a thing token, from -token
 // or the THETHINGS_TOKEN environment variable; the API's base URL comes from
@@ -97,6 +98,7 @@ func init() {
 		{"geo", "[LAT,LONG]", "print or set the thing's position", runGeo},
 		{"time", "", "print the platform's clock", runTime},
 		{"version", "", "print the version of thethings and of Go it was built with", runVersion},
+		{"firmware", "keygen | sign | verify | latest | download (see thethings firmware -h)", "sign, check and download firmware bundles", runFirmware},
 	}
 }
 
