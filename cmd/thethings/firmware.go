@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"encoding/base64"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"unicode"
 
 	"github.com/thethings-go/thethings"
 	"github.com/thethings-go/thethings/ota"
@@ -192,7 +190,7 @@ func firmwarePlatform(ctx context.Context, e *env, fs *flagSet, sub string, args
 			return err
 		}
 		if !ok {
-			return fmt.Errorf("thethings: the platform offers no firmware: %w", thethings.ErrNotFound)
+			return fmt.Errorf("thethings: the platform offers no firmware: %w", thethings.ErrResourceNotFound)
 		}
 		return printJSON(e.stdout, struct {
 			ID      string `json:"id"`
@@ -245,24 +243,14 @@ func writeWhole(path string, fill func(io.Writer) error) error {
 	return err
 }
 
-// printJSON prints v as one JSON line with every control character
-// escaped, C1 and DEL included, so nothing the platform sent drives the
-// terminal.
+// printJSON prints v as one JSON line, escaped as every output of the CLI
+// is, so nothing the platform sent drives the terminal.
 func printJSON(w io.Writer, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	var out bytes.Buffer
-	for _, r := range string(b) {
-		if unicode.IsControl(r) {
-			fmt.Fprintf(&out, `\u%04x`, r)
-			continue
-		}
-		out.WriteRune(r)
-	}
-	out.WriteByte('\n')
-	_, err = w.Write(out.Bytes())
+	_, err = w.Write(append(appendSafeJSON(nil, b), '\n'))
 	return err
 }
 

@@ -130,7 +130,7 @@ func TestFirmwareLatestDownloadAgainstEmulator(t *testing.T) {
 func TestFirmwareLatestNone(t *testing.T) {
 	srv, tok := newServer(t)
 	r := cli(t, srv.URL(), tok, "", "firmware", "latest")
-	assert.NotEqual(t, 0, r.code)
+	assert.Equal(t, 3, r.code, "nothing there")
 	assert.Contains(t, r.stderr, "no firmware")
 	assert.Empty(t, r.stdout)
 }
