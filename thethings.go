@@ -205,6 +205,9 @@ type config struct {
 	retry     RetryPolicy
 	userAgent string
 	logger    *slog.Logger
+	now       func() time.Time // the device's clock
+	// platformClock: a Writer stamps on the platform's clock always.
+	platformClock bool
 }
 
 // WithBaseURL sets the API's base URL, "https://api.thethings.io/v2/" by
@@ -319,6 +322,10 @@ type Client struct {
 	userAgent string
 	logger    *slog.Logger
 	redactor  func(string) string
+	now       func() time.Time // the device's clock (WithClock)
+	// platformAlways: a Writer stamps on the platform's clock always.
+	platformAlways bool
+	clock          *platformClock // learned from every answer
 }
 
 // NewClient returns a client for the thing with the given token. It does no
@@ -407,18 +414,24 @@ func newClient(token, thingID string, cfg *config) *Client {
 		ua = cfg.userAgent + " " + ua
 	}
 	c := &Client{
-		token:     func() string { return token },
-		thingID:   thingID,
-		base:      cfg.base,
-		stream:    cfg.stream,
-		retry:     cfg.retry,
-		userAgent: ua,
-		logger:    cfg.logger,
+		token:          func() string { return token },
+		thingID:        thingID,
+		base:           cfg.base,
+		stream:         cfg.stream,
+		retry:          cfg.retry,
+		userAgent:      ua,
+		logger:         cfg.logger,
+		now:            cfg.now,
+		platformAlways: cfg.platformClock,
+		clock:          &platformClock{},
+	}
+	if c.now == nil {
+		c.now = time.Now
 	}
 	if token != "" {
 		c.redactor = strings.NewReplacer(token, redacted, url.PathEscape(token), redacted, url.QueryEscape(token), redacted).Replace
 	}
-	c.tr = transport.New(cfg.http, transport.Policy{
+	c.tr = transport.New(withDateHook(cfg.http, c.clock), transport.Policy{
 		MaxRetries:  cfg.retry.MaxRetries,
 		MinWait:     cfg.retry.MinWait,
 		MaxWait:     cfg.retry.MaxWait,

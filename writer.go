@@ -28,10 +28,14 @@ type WriterStats struct {
 	Resent int64
 	// Failed counts values reported to the error handler.
 	Failed int64
-	// Online is false from a request that got no answer from the platform
-	// or a transient refusal (429, 5xx) until the next one that succeeds.
+	// Online is true from the first request the platform answers with
+	// 2xx until one that gets no answer, a passing refusal (408, 429, a
+	// rate limit, 5xx) or a pause (see [Writer]), and false before any.
 	Online bool
+	// LastSuccess is when a request last got a 2xx answer; zero before.
+	LastSuccess time.Time
 	// LastError is the last failure met, transient or not; nil until then.
+	// While delivery is paused it says why.
 	LastError error
 }
 
@@ -80,13 +84,23 @@ type Writer struct {
 	closing  bool
 	closeErr error
 	closed   bool // closeErr is set
+	pauseErr error // why delivery is paused (the thing refused...), or nil
 	stats    WriterStats
 	cur      *delivery // the batch being delivered, if any
 
 	handling atomic.Bool // the error handler runs (Close may be called from it)
 
+	// Values waiting for the platform's clock (see settle), oldest first,
+	// under mu; written counts the values ever put in the buffer, so that
+	// each has a sequence number.
+	waiting  []waitStamp
+	written  int64
+	deferred atomic.Int64 // waiting values not yet stamped
+	refined  bool         // settle asked ServerTime for the platform's clock
+
 	stampMu sync.Mutex
 	last    map[string]stamp // per key, the last millisecond stamped
+	ahead   map[ident]int    // values the caller dated at or after the clock
 }
 
 // NewWriter returns a batching writer for this client's thing. It starts
@@ -114,13 +128,13 @@ func (c *Client) NewWriter(opts ...WriterOption) (*Writer, error) {
 		return nil, err
 	}
 	w := &Writer{c: c, cfg: cfg, wc: wc, changed: make(chan struct{}), done: make(chan struct{})}
-	w.stats.Online = true
 	if cfg.spoolDir != "" {
 		if w.sp, err = openSpool(cfg.spoolDir, cfg.spoolLimit, cfg.batchSize); err != nil {
 			return nil, err
 		}
 		n := int64(w.sp.pending())
 		w.taken, w.flushTo = n, n // send what a previous writer left at once
+		w.written = n
 	}
 	w.ctx, w.abort = context.WithCancel(context.Background())
 	w.kick = make(chan struct{}, 1)
@@ -170,12 +184,12 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 	if err != nil {
 		return &WriteError{Values: slices.Clone(values), Err: err}
 	}
-	var stamps []time.Time
+	var st stamped
 	if !w.cfg.serverTime {
-		stamps = w.stamps(values)
+		st = w.stamps(values)
 	}
 	if w.sp != nil {
-		return w.addSpooled(ctx, values, stamps)
+		return w.addSpooled(ctx, values, st)
 	}
 	for {
 		w.mu.Lock()
@@ -184,7 +198,8 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 			return ErrWriterClosed
 		}
 		if w.buf.n+len(values) <= w.cfg.maxBuffered {
-			w.buf.push(values, geos, stamps)
+			w.buf.push(values, geos, st.times)
+			w.queueLocked(st.wait, len(values))
 			w.taken += int64(len(values))
 			full := w.buf.n >= w.cfg.batchSize
 			w.mu.Unlock()
@@ -204,8 +219,8 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 }
 
 // addSpooled appends values to the spool and waits until they are durable.
-func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.Time) error {
-	recs, err := encodeRecords(values, stamps)
+func (w *Writer) addSpooled(ctx context.Context, values []Value, st stamped) error {
+	recs, err := encodeRecords(values, st.times)
 	if err != nil {
 		return &WriteError{Values: slices.Clone(values), Err: err}
 	}
@@ -239,6 +254,7 @@ func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.T
 				return errorf("thethings: writer spool full, %s not taken: %w", countValues(len(values)), ctx.Err())
 			}
 		}
+		w.queueLocked(st.wait, len(values))
 		w.adding++
 		w.mu.Unlock()
 		err = w.sp.sync(ticket)
@@ -255,64 +271,6 @@ func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.T
 		}
 		return err
 	}
-}
-
-// maxPerMilli is how many values of one key the writer stamps with the same
-// millisecond: reading back a span with more than a page of values at one
-// millisecond could not get past them.
-const maxPerMilli = 100
-
-// stamp is the last millisecond given to a key and the values (as their
-// canonical JSON) that got it.
-type stamp struct {
-	ms   int64
-	vals []string
-}
-
-// stamps returns the Datetime of each value, or nil if every value has its
-// own: a value's own, or the device clock
-// (UTC, milliseconds), moved to the next millisecond for a key that already
-// has maxPerMilli values, or one equal to this value, at this one. Two
-// identical values of a key never share a stamp: a read back could not
-// tell them apart across batches.
-func (w *Writer) stamps(values []Value) []time.Time {
-	if !slices.ContainsFunc(values, func(v Value) bool { return v.Datetime.IsZero() }) {
-		return nil // every value has its own: nothing to allocate
-	}
-	now := time.Now().UnixMilli()
-	out := make([]time.Time, len(values))
-	w.stampMu.Lock()
-	defer w.stampMu.Unlock()
-	if w.last == nil {
-		w.last = map[string]stamp{}
-	}
-	for i := range values {
-		if !values[i].Datetime.IsZero() {
-			out[i] = values[i].Datetime
-			continue
-		}
-		id, _ := identOf("", time.Time{}, values[i].Value) // validated: no error
-		st := w.last[values[i].Key]
-		switch {
-		case st.ms < now:
-			st = stamp{ms: now, vals: st.vals[:0]}
-		case len(st.vals) >= maxPerMilli || slices.Contains(st.vals, id.value):
-			st = stamp{ms: st.ms + 1, vals: st.vals[:0]}
-		}
-		st.vals = append(st.vals, id.value)
-		w.last[values[i].Key] = st
-		out[i] = time.UnixMilli(st.ms).UTC()
-	}
-	if len(w.last) > 10000 {
-		// Many keys: forget those stamped in the past, which the clock
-		// cannot give again (unless it jumps back).
-		for k, st := range w.last {
-			if st.ms < now {
-				delete(w.last, k)
-			}
-		}
-	}
-	return out
 }
 
 // validateValues checks values as Write does and returns copies of their
@@ -431,6 +389,9 @@ func (w *Writer) Close(ctx context.Context) error {
 		if cause == nil {
 			cause = context.Canceled
 		}
+		if w.pauseErr != nil {
+			cause = errorf("%w (delivery paused: %w)", cause, w.pauseErr)
+		}
 		if w.sp != nil {
 			if left := w.sp.pending(); left > 0 {
 				errs = append(errs, errorf("thethings: writer closed with %s left in the spool, sent by the next writer on it: %w", countValues(left), cause))
@@ -492,6 +453,7 @@ func (w *Writer) run() {
 			return
 		}
 	}
+	clockTries := 0
 	for {
 		w.mu.Lock()
 		pending := w.taken - w.resolved
@@ -505,6 +467,14 @@ func (w *Writer) run() {
 		}
 		w.mu.Unlock()
 		if k > 0 {
+			if err := w.settle(); err != nil {
+				if !w.await(err, clockTries) {
+					return
+				}
+				clockTries++
+				continue
+			}
+			clockTries = 0
 			if !w.deliver(w.next(k, false)) {
 				return
 			}
@@ -521,10 +491,32 @@ func (w *Writer) run() {
 	}
 }
 
+// await marks the writer offline for err, met before a batch could be
+// sent, and waits before try number n+1. It reports false when the writer
+// was aborted.
+func (w *Writer) await(err error, n int) bool {
+	w.mu.Lock()
+	w.stats.Online = false
+	w.stats.LastError = err
+	w.broadcastLocked()
+	w.mu.Unlock()
+	t := time.NewTimer(transport.Wait(w.c.tr.Policy, n, 0))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-w.ctx.Done():
+		return false
+	}
+}
+
 // next takes the k oldest values as the next batch.
 func (w *Writer) next(k int, verify bool) *delivery {
 	var batch []Value
 	var err error
+	w.mu.Lock()
+	start := w.resolved
+	w.mu.Unlock()
 	if w.sp != nil {
 		batch, err = w.sp.next(k)
 	} else {
@@ -532,6 +524,7 @@ func (w *Writer) next(k int, verify bool) *delivery {
 		batch = w.buf.first(min(k, w.buf.n))
 		w.mu.Unlock()
 	}
+	w.applyStamps(batch, start)
 	d := &delivery{c: w.c, wc: w.wc, orig: batch, retryWrites: w.c.retry.RetryWrites}
 	d.start(verify)
 	if err != nil {
@@ -576,10 +569,22 @@ func (w *Writer) deliver(d *delivery) bool {
 			w.stats.LastError = r.err
 		}
 		switch {
-		case r.transient:
-			w.stats.Online = false
-		case r.answered:
+		case r.ok:
 			w.stats.Online = true
+			w.stats.LastSuccess = time.Now()
+		case r.err != nil:
+			w.stats.Online = false
+		}
+		failed := r.failed
+		switch {
+		case r.paused && w.pauseErr == nil:
+			// Once per pause: the values stay, the handler hears why.
+			failed = append(failed, &WriteError{Err: errorf("thethings: delivery paused, %s kept: %w", countValues(int(w.taken-w.resolved)), r.err)})
+			fallthrough
+		case r.paused:
+			w.pauseErr = r.err
+		case r.err == nil:
+			w.pauseErr = nil
 		}
 		for _, f := range r.failed {
 			w.stats.Failed += int64(len(f.Values))
@@ -599,9 +604,9 @@ func (w *Writer) deliver(d *delivery) bool {
 		}
 		w.broadcastLocked()
 		w.mu.Unlock()
-		if h := w.cfg.onError; h != nil && len(r.failed) > 0 {
+		if h := w.cfg.onError; h != nil && len(failed) > 0 {
 			w.handling.Store(true)
-			for _, f := range r.failed {
+			for _, f := range failed {
 				h(f)
 			}
 			w.handling.Store(false)
