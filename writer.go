@@ -45,20 +45,36 @@ type WriterStats struct {
 // concurrent use. Create it with [Client.NewWriter] and always Close it.
 //
 // A Writer loses nothing for a passing reason, and stores nothing twice that
-// carries a Datetime. Every value is stamped at Add with the device clock
-// unless it has a Datetime or [WithServerTimestamps] is given. A request
-// that stored nothing (a failed dial, 429, 503 with Retry-After) is sent
-// again after a capped, jittered backoff drawn from the client's
-// [RetryPolicy]. A request whose outcome is ambiguous (the connection lost
-// after sending, a timeout, 500, 502, 503, 504) is not guessed at: the
-// writer reads each of the batch's keys back over the batch's time span,
-// counts what the platform holds, and sends again only what is missing; if
-// the read fails too, it tries again later, keeping the values. Only a
-// permanent refusal (400, 401, 404) ends in a [*WriteError], passed to the
-// error handler and returned by the next Flush or Close. Values without a
-// Datetime cannot be verified: an ambiguous request of them is a
-// [*WriteError] with Unknown set, unless [RetryPolicy.RetryWrites] sends
-// them again blindly.
+// carries a Datetime. Every value is stamped at Add unless it has a Datetime
+// or [WithServerTimestamps] is given: with the device clock, or with the
+// platform's when the device's reads before 2025 (a board that never set
+// it) or [WithPlatformClock] says so; see [WithClock]. No stamp makes a
+// value identical (key, millisecond, value) to another of the writer's. A
+// request that stored nothing (a failed dial, 408, 429, a rate-limit 403,
+// 503 with Retry-After) is sent again after a capped, jittered backoff
+// drawn from the client's [RetryPolicy]. A request whose outcome is
+// ambiguous (the connection lost after sending, a timeout, 500, 502, 503,
+// 504) is not guessed at: the writer reads each of the batch's keys back
+// over the batch's time span, counts what the platform holds, and sends
+// again only what is missing; if the read fails too, it tries again later,
+// keeping the values. Values that cannot be read back (without a Datetime,
+// of a magic key, at the last millisecond of 9999) cannot be verified: an
+// ambiguous request of them is a [*WriteError] with Unknown set, unless
+// [RetryPolicy.RetryWrites] sends them again blindly.
+//
+// Only two things end a value: the platform holds it, or the platform
+// refused that value (a 400 in its JSON envelope), which is a [*WriteError]
+// passed to the error handler and returned by the next Flush or Close.
+// Anything else pauses delivery and keeps the values: a refusal of the
+// thing (401, 403 other than a rate limit, 404 thing or token not found)
+// or an answer that is not the platform's (no JSON envelope: a proxy's or
+// a wrong URL's page). While paused, [Writer.Stats] reports Online false
+// and the reason in LastError, the error handler is called once with a
+// [*WriteError] without values whose Err matches the refusal
+// ([ErrThingNotFound], [ErrUnauthorized], ...), and the writer tries again
+// with the policy's backoff, capped at MaxWait, until the refusal ends.
+// Flush and Close then wait until their context ends; Close reports what
+// was not sent (with a spool, leaves it there for the next writer).
 //
 // While the platform cannot be reached the values stay in the buffer
 // (bounded by [WithMaxBuffered]) or in the spool ([WithSpool]), and Add
@@ -83,7 +99,7 @@ type Writer struct {
 	changed  chan struct{} // closed and replaced whenever the state above changes
 	closing  bool
 	closeErr error
-	closed   bool // closeErr is set
+	closed   bool  // closeErr is set
 	pauseErr error // why delivery is paused (the thing refused...), or nil
 	stats    WriterStats
 	cur      *delivery // the batch being delivered, if any
