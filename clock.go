@@ -52,20 +52,19 @@ type platformClock struct {
 	at    time.Time // the platform's time at mono
 	mono  time.Time // time.Now() then, with its monotonic reading
 	known bool
+	date  string    // the last Date header not yet parsed (parsing allocates:
+	dated time.Time // done only when the clock is read), and when it came
 }
 
-// observe learns from the Date header of an answer received now. The
-// header has whole seconds: the platform's time is taken as the middle of
-// that second.
+// observe learns from the Date header of an answer received now.
 func (p *platformClock) observe(date string) {
 	if date == "" || p.precise.Load() {
 		return
 	}
-	t, err := http.ParseTime(date)
-	if err != nil || t.Year() < 2000 {
-		return
-	}
-	p.set(t.Add(500*time.Millisecond), false)
+	now := time.Now()
+	p.mu.Lock()
+	p.date, p.dated = date, now
+	p.mu.Unlock()
 }
 
 // set records that the platform's clock reads t now.
@@ -73,6 +72,10 @@ func (p *platformClock) set(t time.Time, precise bool) {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.setLocked(t, now, precise)
+}
+
+func (p *platformClock) setLocked(t, now time.Time, precise bool) {
 	if p.precise.Load() && !precise {
 		return
 	}
@@ -82,47 +85,20 @@ func (p *platformClock) set(t time.Time, precise bool) {
 	}
 }
 
-// now returns the platform's clock now, and whether it is known.
+// now returns the platform's clock now, and whether it is known. A Date
+// header has whole seconds: the platform's time is taken as the middle of
+// that second.
 func (p *platformClock) now() (time.Time, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.date != "" {
+		if t, err := http.ParseTime(p.date); err == nil && t.Year() >= 2000 {
+			p.setLocked(t.Add(500*time.Millisecond), p.dated, false)
+		}
+		p.date = ""
+	}
 	if !p.known {
 		return time.Time{}, false
 	}
 	return p.at.Add(time.Since(p.mono)), true
-}
-
-// dateTransport passes every answer's Date header to a platformClock: it
-// sits under the retrying client, so it sees every answer, failed
-// attempts and refusals included.
-type dateTransport struct {
-	next  http.RoundTripper
-	clock *platformClock
-}
-
-func (t dateTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := t.next.RoundTrip(r)
-	if err == nil {
-		t.clock.observe(resp.Header.Get("Date"))
-	}
-	return resp, err
-}
-
-// CloseIdleConnections closes the idle connections of the transport below.
-func (t dateTransport) CloseIdleConnections() {
-	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
-	}
-}
-
-// withDateHook returns a copy of hc whose transport tells clock the Date
-// of every answer.
-func withDateHook(hc *http.Client, clock *platformClock) *http.Client {
-	cp := *hc
-	next := cp.Transport
-	if next == nil {
-		next = http.DefaultTransport
-	}
-	cp.Transport = dateTransport{next: next, clock: clock}
-	return &cp
 }

@@ -431,7 +431,7 @@ func newClient(token, thingID string, cfg *config) *Client {
 	if token != "" {
 		c.redactor = strings.NewReplacer(token, redacted, url.PathEscape(token), redacted, url.QueryEscape(token), redacted).Replace
 	}
-	c.tr = transport.New(withDateHook(cfg.http, c.clock), transport.Policy{
+	c.tr = transport.New(cfg.http, transport.Policy{
 		MaxRetries:  cfg.retry.MaxRetries,
 		MinWait:     cfg.retry.MinWait,
 		MaxWait:     cfg.retry.MaxWait,
@@ -542,6 +542,7 @@ func (c *Client) send(ctx context.Context, kind transport.Kind, method string, r
 	if err != nil {
 		return nil, res.MaybeProcessed, err
 	}
+	c.clock.observe(resp.Header.Get("Date"))
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return resp, false, nil
 	}
@@ -608,6 +609,7 @@ func (c *Client) ask(ctx context.Context, kind transport.Kind, method string, rt
 	}
 	req := c.request(kind, method, rt, body)
 	res, err := c.tr.DoRead(ctx, req, func(resp *http.Response) error {
+		c.clock.observe(resp.Header.Get("Date"))
 		if resp.StatusCode < 200 || resp.StatusCode >= 300 {
 			return c.apiError(resp, method, req.Path)
 		}
