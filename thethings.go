@@ -307,6 +307,37 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithClock sets the device's clock, time.Now by default. A [Writer] stamps
+// values added without a Datetime with it, unless it reads earlier than
+// 2025-01-01 (a board that has no battery-backed clock and has not synced
+// it yet): those values are stamped on the platform's clock instead (see
+// [WithPlatformClock]). Tests use it to play a device whose clock is wrong.
+// A nil now is an error.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) error {
+		if now == nil {
+			return optionError("nil clock")
+		}
+		c.now = now
+		return nil
+	}
+}
+
+// WithPlatformClock makes a [Writer] stamp every value added without a
+// Datetime on the platform's clock, even when the device's clock looks
+// right. The client learns the platform's clock from the Date header of
+// every answer, refined to the millisecond by [Client.ServerTime] when a
+// Writer needs it; a value's age is measured on the monotonic clock, so
+// neither a wrong nor a stepped device clock moves its stamp. Values added
+// before the platform ever answered wait, in the Writer's buffer or spool,
+// and are stamped once it does, before they are sent.
+func WithPlatformClock() Option {
+	return func(c *config) error {
+		c.platformClock = true
+		return nil
+	}
+}
+
 // Client talks to the platform on behalf of one thing. It is immutable and
 // safe for concurrent use.
 type Client struct {

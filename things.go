@@ -101,8 +101,8 @@ func (c *Client) writeRoute(wc writeConfig) route {
 // failed request may have been stored (see [WriteError].Unknown), its values
 // and the later ones come as two WriteErrors joined with errors.Join.
 //
-// Requests the platform refused without storing (429, a failed dial, and
-// for values without a Datetime 503 with Retry-After) are retried under the
+// Requests the platform refused without storing (408, 429, a failed dial,
+// and for values without a Datetime 503 with Retry-After) are retried under the
 // client's [RetryPolicy]. When a request's outcome is ambiguous (a
 // connection lost after sending, a timeout, a 5xx), its values with a
 // Datetime are not guessed at: Write reads their keys back over the

@@ -430,6 +430,7 @@ func (w *Writer) Close(ctx context.Context) error {
 				w.buf = ring{}
 			}
 			w.resolved = w.taken // every value is reported: none pending
+			w.waiting = nil
 		}
 		w.cur = nil
 		w.closeErr = errors.Join(errs...)

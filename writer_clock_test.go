@@ -169,3 +169,10 @@ func TestWriterStampsWaitingValuesByTheirAge(t *testing.T) {
 		}
 	})
 }
+
+// TestWithClockNil: a nil clock is an invalid option, not a panic later.
+func TestWithClockNil(t *testing.T) {
+	t.Parallel()
+	_, err := thethings.NewClient(sentinelToken, thethings.WithClock(nil))
+	assert.ErrorIs(t, err, thethings.ErrInvalidOption)
+}

@@ -390,3 +390,36 @@ func TestWriterUnverifiableBatchDoesNotBlock(t *testing.T) {
 		})
 	}
 }
+
+// TestWriterPausesOnReadBack: the read back of an ambiguous write meets a
+// refusal of the thing: the batch waits, unresolved, and is resolved once
+// reads are answered again, stored once.
+func TestWriterPausesOnReadBack(t *testing.T) {
+	t.Parallel()
+	srv := startEmulator(t, thethingstest.WithFaults(thethingstest.Faults{StoreThenFailEvery: 1}))
+	rp := startRefuser(t, srv)
+	rp.setFunc(func(r *http.Request) *canned {
+		if isWrite(r) {
+			return nil
+		}
+		return htmlNotFound
+	})
+	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(rp.url), pausePolicy)
+	require.NoError(t, err)
+	h := newPauseHandler()
+	w := mustWriter(t, c, thethings.WithBatchSize(10), thethings.WithFlushInterval(0), thethings.WithErrorHandler(h.handle))
+	ctx := context.Background()
+	require.NoError(t, w.Add(ctx, intValues("n", 0, 10)...))
+	go func() { _ = w.Flush(ctx) }()
+	h.wait(t)
+	rp.waitRefused(t, 2)
+	assert.ErrorIs(t, w.Stats().LastError, thethings.ErrNotFound)
+	assert.Equal(t, int64(10), w.Stats().Pending)
+	srv.SetFaults(thethingstest.Faults{})
+	rp.set(nil)
+	require.NoError(t, w.Flush(ctx))
+	require.NoError(t, w.Close(ctx))
+	assert.Len(t, h.all(), 1)
+	assert.Equal(t, int64(10), w.Stats().Verified)
+	assertStoredOnce(t, srv, "n", 10)
+}
