@@ -50,6 +50,12 @@ func (w *Writer) clockNow() (ms int64, ok bool) {
 	return t.UnixMilli(), ok
 }
 
+// needsPlatformClock reports whether the writer stamps on the platform's
+// clock.
+func (w *Writer) needsPlatformClock() bool {
+	return w.c.platformAlways || w.c.now().Before(minPlausible)
+}
+
 // stamps returns the Datetime of each value, or nil if every value has its
 // own: a value's own, or the clock's now (see clockNow; UTC, milliseconds),
 // moved on as stampAt says. Values for which the clock is not known yet,
@@ -164,22 +170,26 @@ func (w *Writer) queueLocked(wait []waitStamp, n int) {
 
 // settle stamps the values waiting for the platform's clock, once it is
 // known: each at the platform's time when it was added, measured back on
-// the monotonic clock. The first time, it asks the platform for its clock
-// to the millisecond (a Date header has whole seconds). It returns an
-// error while the platform's clock cannot be learned.
+// the monotonic clock. The first time the writer needs the platform's
+// clock, it asks for it to the millisecond (a Date header has whole
+// seconds). It returns an error while values wait and the platform's
+// clock cannot be learned.
 func (w *Writer) settle() error {
-	if w.deferred.Load() == 0 {
-		return nil
-	}
-	if !w.refined && !w.c.clock.precise.Load() {
-		_, err := w.c.ServerTime(w.ctx)
-		if _, ok := w.c.clock.now(); !ok {
-			if err == nil {
-				err = errorf("thethings: the platform's clock is unknown")
+	waiting := w.deferred.Load() > 0
+	if !w.refined && !w.cfg.serverTime && !w.c.clock.precise.Load() && w.needsPlatformClock() {
+		if _, known := w.c.clock.now(); known || waiting {
+			_, err := w.c.ServerTime(w.ctx)
+			if _, ok := w.c.clock.now(); !ok {
+				if err == nil {
+					err = errorf("thethings: the platform's clock is unknown")
+				}
+				return errorf("thethings: values wait for the platform's clock: %w", err)
 			}
-			return errorf("thethings: values wait for the platform's clock: %w", err)
+			w.refined = true
 		}
-		w.refined = true
+	}
+	if !waiting {
+		return nil
 	}
 	pnow, _ := w.c.clock.now()
 	mono := time.Now()

@@ -176,3 +176,24 @@ func TestWithClockNil(t *testing.T) {
 	_, err := thethings.NewClient(sentinelToken, thethings.WithClock(nil))
 	assert.ErrorIs(t, err, thethings.ErrInvalidOption)
 }
+
+// TestWriterWithPlatformClock: with WithPlatformClock a device clock that
+// looks right but is hours off is not used.
+func TestWriterWithPlatformClock(t *testing.T) {
+	t.Parallel()
+	srv := startEmulator(t)
+	ahead := func() time.Time { return time.Now().Add(3 * time.Hour) }
+	c := emulatorClient(t, srv, thethings.WithClock(ahead), thethings.WithPlatformClock())
+	w := mustWriter(t, c, thethings.WithFlushInterval(0))
+	ctx := context.Background()
+	start := time.Now()
+	require.NoError(t, w.Add(ctx, intValues("n", 0, 5)...))
+	require.NoError(t, w.Flush(ctx))
+	require.NoError(t, w.Add(ctx, intValues("n", 5, 5)...)) // stamped at Add: the clock is known
+	require.NoError(t, w.Close(ctx))
+	end := time.Now()
+	assertStoredOnce(t, srv, "n", 10)
+	for _, r := range srv.Stored(sentinelToken, "n") {
+		assert.WithinRange(t, r.Datetime, start.Add(-time.Second), end.Add(time.Second), "value %s", r.Value)
+	}
+}
