@@ -589,7 +589,7 @@ func (w *Writer) deliver(d *delivery) bool {
 		case r.ok:
 			w.stats.Online = true
 			w.stats.LastSuccess = time.Now()
-		case r.err != nil:
+		case r.transient || r.paused:
 			w.stats.Online = false
 		}
 		failed := r.failed

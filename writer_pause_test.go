@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/thethings-go/thethings"
 	"github.com/thethings-go/thethings/thethingstest"
@@ -422,4 +423,47 @@ func TestWriterPausesOnReadBack(t *testing.T) {
 	assert.Len(t, h.all(), 1)
 	assert.Equal(t, int64(10), w.Stats().Verified)
 	assertStoredOnce(t, srv, "n", 10)
+}
+
+// TestWriterOnlineFollowsAnswers: Online is false before the platform
+// answered, true from the first 2xx, false during an outage and true again
+// from the first 2xx after it; LastSuccess says when.
+func TestWriterOnlineFollowsAnswers(t *testing.T) {
+	srv := startEmulator(t)
+	ignore := goleak.IgnoreCurrent()
+	px := startProxy(t, srv.URL())
+	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(px.url), pausePolicy)
+	require.NoError(t, err)
+	w := mustWriter(t, c, thethings.WithFlushInterval(0))
+	ctx := context.Background()
+	st := w.Stats()
+	assert.False(t, st.Online, "no answer yet")
+	assert.True(t, st.LastSuccess.IsZero())
+
+	require.NoError(t, w.Add(ctx, intValues("n", 0, 5)...))
+	require.NoError(t, w.Flush(ctx))
+	st = w.Stats()
+	assert.True(t, st.Online)
+	first := st.LastSuccess
+	assert.False(t, first.IsZero())
+
+	px.down()
+	require.NoError(t, w.Add(ctx, intValues("n", 5, 5)...))
+	fctx, cancel := context.WithCancel(ctx)
+	flushed := make(chan error, 1)
+	go func() { flushed <- w.Flush(fctx) }()
+	waitStats(t, w, func(st thethings.WriterStats) bool { return !st.Online })
+	assert.Error(t, w.Stats().LastError)
+	cancel()
+	require.Error(t, <-flushed)
+
+	px.up()
+	require.NoError(t, w.Flush(ctx))
+	st = w.Stats()
+	assert.True(t, st.Online, "online again after the outage")
+	assert.True(t, st.LastSuccess.After(first))
+	require.NoError(t, w.Close(ctx))
+	px.close()
+	assertStoredOnce(t, srv, "n", 10)
+	goleak.VerifyNone(t, ignore)
 }
