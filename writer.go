@@ -316,9 +316,10 @@ func (w *Writer) isClosing() bool {
 // Flush sends every value added before it and waits until each has been
 // written or reported. It returns the [*WriteError]s met since the last Flush
 // or Close, joined with errors.Join, or nil. Values refused for a passing
-// reason are still being retried while Flush waits; if ctx ends first, Flush
-// returns an error wrapping ctx's error, and those values stay buffered. After
-// Close, Flush returns [ErrWriterClosed].
+// reason, or whose delivery is paused (see [Writer]), are still being
+// retried while Flush waits; if ctx ends first, Flush returns an error
+// wrapping ctx's error, and those values stay buffered. After Close, Flush
+// returns [ErrWriterClosed].
 func (w *Writer) Flush(ctx context.Context) error {
 	if err := checkContext(ctx); err != nil {
 		return err
@@ -363,8 +364,9 @@ func (w *Writer) Flush(ctx context.Context) error {
 // request in flight and returns, besides, a WriteError listing every value
 // still unsent (and one marked Unknown for a request cut while in flight), so
 // nothing is lost silently; with a spool, those values stay in it instead,
-// for the next writer on the same dir, and the error says how many.
-// Close is idempotent and safe to call from many goroutines: every call
+// for the next writer on the same dir, and the error says how many. While
+// delivery is paused, Close waits for ctx to end, and its error also
+// matches the pause's reason. Close is idempotent and safe to call from many goroutines: every call
 // waits for the same end and returns the same result.
 func (w *Writer) Close(ctx context.Context) error {
 	if err := checkContext(ctx); err != nil {
