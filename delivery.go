@@ -121,6 +121,13 @@ func refusal(err error) transport.Refusal {
 	return transport.Refuse(ae.StatusCode, ae.Status != "", errors.Is(ae, ErrRateLimited))
 }
 
+// fromPlatform reports whether err is an answer in the platform's JSON
+// envelope, not a proxy's page that happens to say the same words.
+func fromPlatform(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status != ""
+}
+
 // pick returns the values of orig at idx.
 func (d *delivery) pick(idx []int) []Value {
 	out := make([]Value, len(idx))
@@ -350,7 +357,7 @@ func (c *Client) missing(ctx context.Context, batch []Value, gone []bool) ([]int
 		s := spans[key]
 		opts := &ReadOptions{Start: time.UnixMilli(s.lo), End: time.UnixMilli(s.hi + 1)}
 		for v, err := range c.Values(ctx, key, opts) {
-			if errors.Is(err, ErrResourceNotFound) && !errors.Is(err, ErrThingNotFound) {
+			if errors.Is(err, ErrResourceNotFound) && !errors.Is(err, ErrThingNotFound) && fromPlatform(err) {
 				break // never written: nothing of it is stored
 			}
 			if err != nil {
