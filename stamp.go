@@ -3,6 +3,8 @@ package thethings
 import (
 	"slices"
 	"time"
+
+	"github.com/thethings-go/thethings/internal/transport"
 )
 
 // maxPerMilli is how many values of one key the writer stamps with the same
@@ -226,5 +228,24 @@ func (w *Writer) applyStamps(batch []Value, start int64) {
 	w.waiting = w.waiting[i:]
 	if len(w.waiting) == 0 {
 		w.waiting = nil
+	}
+}
+
+// await marks the writer offline for err, met before a batch could be
+// sent, and waits before try number n+1. It reports false when the writer
+// was aborted.
+func (w *Writer) await(err error, n int) bool {
+	w.mu.Lock()
+	w.stats.Online = false
+	w.stats.LastError = err
+	w.broadcastLocked()
+	w.mu.Unlock()
+	t := time.NewTimer(transport.Wait(w.c.tr.Policy, n, 0))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-w.ctx.Done():
+		return false
 	}
 }

@@ -510,25 +510,6 @@ func (w *Writer) run() {
 	}
 }
 
-// await marks the writer offline for err, met before a batch could be
-// sent, and waits before try number n+1. It reports false when the writer
-// was aborted.
-func (w *Writer) await(err error, n int) bool {
-	w.mu.Lock()
-	w.stats.Online = false
-	w.stats.LastError = err
-	w.broadcastLocked()
-	w.mu.Unlock()
-	t := time.NewTimer(transport.Wait(w.c.tr.Policy, n, 0))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-w.ctx.Done():
-		return false
-	}
-}
-
 // next takes the k oldest values as the next batch.
 func (w *Writer) next(k int, verify bool) *delivery {
 	var batch []Value
