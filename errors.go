@@ -154,7 +154,9 @@ func (c *Client) apiError(resp *http.Response, method, path string) *APIError {
 
 // WriteError reports values that were not written. Every failure of
 // [Client.Write] and every failed request of a [Writer] is one: Values lists
-// exactly the values concerned, in the order they were given.
+// exactly the values concerned, in the order they were given. A Writer's
+// error handler also gets one without Values when delivery pauses (see
+// [Writer]): the values are kept, not handed back.
 //
 // Unknown tells their fate. When false, the platform certainly did not store
 // them (the request was refused, never sent, or they failed validation) and
@@ -180,6 +182,9 @@ func (e *WriteError) Error() string {
 	}
 	if e.Unknown {
 		return fmt.Sprintf("thethings: %s may or may not have been written (outcome unknown): %s", countValues(len(e.Values)), cause)
+	}
+	if len(e.Values) == 0 {
+		return "thethings: " + cause // a pause of a Writer: no value ends
 	}
 	return fmt.Sprintf("thethings: %s not written: %s", countValues(len(e.Values)), cause)
 }

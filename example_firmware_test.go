@@ -8,12 +8,25 @@ import (
 	"log"
 	"time"
 
+	"github.com/thethings-go/thethings"
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
+// LatestFirmware picks the highest version the platform offers: as numbers
+// when both versions are numbers (10 is newer than 9), else by semver.
 func ExampleClient_LatestFirmware() {
-	srv, c := startExampleEmulator()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
 	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 	srv.AddFirmware("9", []byte("firmware 9"))
 	srv.AddFirmware("10", []byte("firmware 10"))
 
@@ -25,9 +38,21 @@ func ExampleClient_LatestFirmware() {
 	// Output: true 10
 }
 
+// DownloadFirmware streams a firmware file into any io.Writer, never more
+// than maxBytes of it.
 func ExampleClient_DownloadFirmware() {
-	srv, c := startExampleEmulator()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
 	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 	id := srv.AddFirmware("2", []byte("the new firmware"))
 
 	// In a device, w is a file beside the program (see package ota, which
@@ -41,15 +66,27 @@ func ExampleClient_DownloadFirmware() {
 	// Output: 16 the new firmware
 }
 
+// CallFunction runs a cloud-code function for the thing and returns its
+// answer as raw JSON.
 func ExampleClient_CallFunction() {
-	srv, c := startExampleEmulator(thethingstest.WithFunction("double", func(_ context.Context, params json.RawMessage) (any, error) {
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"), thethingstest.WithFunction("double", func(_ context.Context, params json.RawMessage) (any, error) {
 		var p struct{ N int }
 		if err := json.Unmarshal(params, &p); err != nil {
 			return nil, err
 		}
 		return map[string]int{"n": 2 * p.N}, nil
 	}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
 	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 
 	answer, err := c.CallFunction(context.Background(), "double", map[string]int{"n": 21})
 	if err != nil {
@@ -59,10 +96,21 @@ func ExampleClient_CallFunction() {
 	// Output: {"n":42}
 }
 
+// Resources lists the keys the thing has values of.
 func ExampleClient_Resources() {
-	srv, c := startExampleEmulator()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
 	defer srv.Close()
-	if err := srv.Seed(exampleToken, "temperature", thethingstest.Record{Value: json.RawMessage("21.5"), Datetime: time.Now()}); err != nil {
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Seed("my-thing-token", "temperature", thethingstest.Record{Value: json.RawMessage("21.5"), Datetime: time.Now()}); err != nil {
 		log.Fatal(err)
 	}
 

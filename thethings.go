@@ -205,6 +205,9 @@ type config struct {
 	retry     RetryPolicy
 	userAgent string
 	logger    *slog.Logger
+	now       func() time.Time // the device's clock
+	// platformClock: a Writer stamps on the platform's clock always.
+	platformClock bool
 }
 
 // WithBaseURL sets the API's base URL, "https://api.thethings.io/v2/" by
@@ -304,6 +307,37 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithClock sets the device's clock, time.Now by default. A [Writer] stamps
+// values added without a Datetime with it, unless it reads earlier than
+// 2025-01-01 (a board that has no battery-backed clock and has not synced
+// it yet): those values are stamped on the platform's clock instead (see
+// [WithPlatformClock]). Tests use it to play a device whose clock is wrong.
+// A nil now is an error.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) error {
+		if now == nil {
+			return optionError("nil clock")
+		}
+		c.now = now
+		return nil
+	}
+}
+
+// WithPlatformClock makes a [Writer] stamp every value added without a
+// Datetime on the platform's clock, even when the device's clock looks
+// right. The client learns the platform's clock from the Date header of
+// every answer, refined to the millisecond by [Client.ServerTime] when a
+// Writer needs it; a value's age is measured on the monotonic clock, so
+// neither a wrong nor a stepped device clock moves its stamp. Values added
+// before the platform ever answered wait, in the Writer's buffer or spool,
+// and are stamped once it does, before they are sent.
+func WithPlatformClock() Option {
+	return func(c *config) error {
+		c.platformClock = true
+		return nil
+	}
+}
+
 // Client talks to the platform on behalf of one thing. It is immutable and
 // safe for concurrent use.
 type Client struct {
@@ -319,6 +353,10 @@ type Client struct {
 	userAgent string
 	logger    *slog.Logger
 	redactor  func(string) string
+	now       func() time.Time // the device's clock (WithClock)
+	// platformAlways: a Writer stamps on the platform's clock always.
+	platformAlways bool
+	clock          *platformClock // learned from every answer
 }
 
 // NewClient returns a client for the thing with the given token. It does no
@@ -407,13 +445,19 @@ func newClient(token, thingID string, cfg *config) *Client {
 		ua = cfg.userAgent + " " + ua
 	}
 	c := &Client{
-		token:     func() string { return token },
-		thingID:   thingID,
-		base:      cfg.base,
-		stream:    cfg.stream,
-		retry:     cfg.retry,
-		userAgent: ua,
-		logger:    cfg.logger,
+		token:          func() string { return token },
+		thingID:        thingID,
+		base:           cfg.base,
+		stream:         cfg.stream,
+		retry:          cfg.retry,
+		userAgent:      ua,
+		logger:         cfg.logger,
+		now:            cfg.now,
+		platformAlways: cfg.platformClock,
+		clock:          &platformClock{},
+	}
+	if c.now == nil {
+		c.now = time.Now
 	}
 	if token != "" {
 		c.redactor = strings.NewReplacer(token, redacted, url.PathEscape(token), redacted, url.QueryEscape(token), redacted).Replace
@@ -529,6 +573,7 @@ func (c *Client) send(ctx context.Context, kind transport.Kind, method string, r
 	if err != nil {
 		return nil, res.MaybeProcessed, err
 	}
+	c.clock.observe(resp.Header.Get("Date"))
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return resp, false, nil
 	}
@@ -595,6 +640,7 @@ func (c *Client) ask(ctx context.Context, kind transport.Kind, method string, rt
 	}
 	req := c.request(kind, method, rt, body)
 	res, err := c.tr.DoRead(ctx, req, func(resp *http.Response) error {
+		c.clock.observe(resp.Header.Get("Date"))
 		if resp.StatusCode < 200 || resp.StatusCode >= 300 {
 			return c.apiError(resp, method, req.Path)
 		}

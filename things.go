@@ -101,8 +101,8 @@ func (c *Client) writeRoute(wc writeConfig) route {
 // failed request may have been stored (see [WriteError].Unknown), its values
 // and the later ones come as two WriteErrors joined with errors.Join.
 //
-// Requests the platform refused without storing (429, a failed dial, and
-// for values without a Datetime 503 with Retry-After) are retried under the
+// Requests the platform refused without storing (408, 429, a failed dial,
+// and for values without a Datetime 503 with Retry-After) are retried under the
 // client's [RetryPolicy]. When a request's outcome is ambiguous (a
 // connection lost after sending, a timeout, a 5xx), its values with a
 // Datetime are not guessed at: Write reads their keys back over the
@@ -176,7 +176,7 @@ func (c *Client) writeBatch(ctx context.Context, wc writeConfig, batch []Value, 
 		// The transport has already retried what certainly stored
 		// nothing; an ambiguous outcome or a failed read back is retried
 		// here, as often as the policy allows.
-		if !d.maybe || attempt >= c.retry.MaxRetries {
+		if r.paused || !d.maybe || attempt >= c.retry.MaxRetries {
 			return d.giveUp(failed, r.err)
 		}
 		wait := transport.Wait(c.tr.Policy, attempt, r.retryAfter)
@@ -287,7 +287,11 @@ func (c *Client) ServerTime(ctx context.Context) (time.Time, error) {
 	if _, err := c.call(ctx, transport.Idempotent, http.MethodGet, rt, nil, &out); err != nil {
 		return time.Time{}, err
 	}
-	return parseServerDate(out.Date)
+	t, err := parseServerDate(out.Date)
+	if err == nil {
+		c.clock.set(t, true)
+	}
+	return t, err
 }
 
 func parseServerDate(raw json.RawMessage) (time.Time, error) {

@@ -7,9 +7,9 @@
 // and Wait.
 //
 // Three kinds of request exist. Reads are idempotent and are retried on
-// network errors, 429 and 5xx but 501. Writes are retried only when the server
-// certainly did not store the values: the request never left this process,
-// or the server answered 429, or 503 with Retry-After. Activation is never
+// network errors, 408, 429 and 5xx but 501. Writes are retried only when the
+// server certainly did not store the values: the request never left this
+// process, or the server answered 408, 429, or 503 with Retry-After. Activation is never
 // repeated once it may have reached the server.
 //
 // Waits are exponential with jitter. Retry-After is honoured but clamped to
@@ -44,7 +44,7 @@ import (
 type Kind int
 
 const (
-	// Idempotent requests (GET) are retried on network errors, 429 and 5xx but 501.
+	// Idempotent requests (GET) are retried on network errors, 408, 429 and 5xx but 501.
 	Idempotent Kind = iota
 	// Write requests (POST of values) are retried only when the server
 	// certainly did not store them, unless Policy.RetryWrites is set.
@@ -57,9 +57,8 @@ const (
 	// verifies an ambiguous outcome by reading back, then re-sends only
 	// what is missing.
 	Verified
-	// Stream requests (a subscription) are like Idempotent, and are also
-	// repeated after 408: a long request timed out by the platform or a
-	// proxy is opened again.
+	// Stream requests (a subscription) are like Idempotent: a long
+	// request timed out by the platform or a proxy (408) is opened again.
 	Stream
 )
 
@@ -364,8 +363,9 @@ func DecideAnswer(kind Kind, retryWrites bool, status int, retryAfter bool) (ret
 		return kind != Once, false
 	case status == http.StatusNotImplemented:
 		return false, false
-	case status == http.StatusRequestTimeout && kind == Stream:
-		return true, false
+	case status == http.StatusRequestTimeout:
+		// The server gave up waiting for the request: nothing processed.
+		return kind != Once, false
 	case status >= 500:
 		return repeatable(kind, retryWrites), true
 	}
@@ -402,15 +402,16 @@ const (
 	// Stored: a 2xx answer.
 	Stored Outcome = iota
 	// NotStored: certainly not stored, for a passing reason (a dial
-	// failure or a request that never left this process, 429, 503 with
-	// Retry-After): send again after a wait.
+	// failure or a request that never left this process, 408, 429, 503
+	// with Retry-After): send again after a wait.
 	NotStored
 	// Ambiguous: the values may have been stored (a connection lost or a
 	// timeout after sending, 500, 502, 503 without Retry-After, 504 and
 	// any other 5xx but 501): find out before sending again.
 	Ambiguous
-	// Permanent: refused for good (4xx but 429, 501, an unusable URL or
-	// certificate); sending again cannot help.
+	// Permanent: refused (4xx but 408 and 429, 501, an unusable URL or
+	// certificate); sending the same request at once cannot help. Refuse
+	// tells whether the values or the thing were refused.
 	Permanent
 )
 
@@ -437,7 +438,7 @@ func Classify(kind Kind, status int, retryAfter bool, err error) Outcome {
 	switch {
 	case status >= 200 && status < 300:
 		return Stored
-	case status == http.StatusTooManyRequests,
+	case status == http.StatusTooManyRequests, status == http.StatusRequestTimeout,
 		status == http.StatusServiceUnavailable && retryAfter && kind != Verified:
 		return NotStored
 	case status >= 500 && status != http.StatusNotImplemented:

@@ -283,6 +283,8 @@ func TestClassify(t *testing.T) {
 		{Write, 400, false, nil, Permanent},
 		{Write, 401, false, nil, Permanent},
 		{Write, 404, false, nil, Permanent},
+		{Write, 408, false, nil, NotStored},
+		{Verified, 408, false, nil, NotStored},
 		{Write, 0, false, &Error{Err: errors.New(`unsupported protocol scheme "ftp"`)}, Permanent},
 	}
 	for _, c := range cases {
