@@ -104,6 +104,11 @@
 //     platform's Python library sends strings).
 //   - keepAlive must be a positive number of milliseconds; values above 24h
 //     are clamped.
+//   - A $settings path has at most 32 segments and a written value nests
+//     at most 32 levels of arrays and objects; deeper is refused with 400.
+//     A request line and headers over 64 KiB are refused with 431, an MQTT
+//     packet larger than the body limit plus room for its topic closes its
+//     connection before it is read.
 //   - A POST whose Content-Type is set to something other than
 //     application/json is refused with 415 (curl -d without -H sends a form
 //     type); a missing Content-Type is accepted.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -204,7 +203,12 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
 		return nil, false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.maxBody))
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength)) // at most maxBody: checked above
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.cfg.maxBody))
+	body := buf.Bytes()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -359,45 +363,38 @@ func appendItem(b, keyJSON []byte, r rec, withTime bool) []byte {
 
 func (s *Server) readMagic(w http.ResponseWriter, th *thing, key string) {
 	th.mu.RLock()
-	var value any
+	var value json.RawMessage
 	found := true
 	switch keyKind(key) {
 	case kindGeo:
 		if th.geo == nil {
 			found = false
 		} else {
-			value = geoJSON(th.geo[0], th.geo[1])
+			value, _ = json.Marshal(geoJSON(th.geo[0], th.geo[1]))
 		}
+	case kindSettings, kindSettingsPath:
+		value = th.settings // never changed in place: a write stores a new document
+	}
+	th.mu.RUnlock()
+	switch keyKind(key) {
 	case kindSettings:
-		value = deepCopy(th.settings, false)
-		if th.settings == nil {
-			value = map[string]any{}
+		if value == nil {
+			value = json.RawMessage(`{}`)
 		}
 	case kindSettingsPath:
 		path, _ := settingsPath(key)
-		var cur any = th.settings
-		for _, p := range path {
-			m, ok := cur.(map[string]any)
-			if !ok {
-				found = false
-				break
-			}
-			if cur, ok = m[p]; !ok {
-				found = false
-				break
-			}
-		}
-		value = deepCopy(cur, false)
+		value, found = getPath(value, path)
 	}
-	th.mu.RUnlock()
 	if !found {
 		writeDocError(w, http.StatusNotFound, msgResourceNotFound)
 		return
 	}
-	writeValue(w, http.StatusOK, []any{struct {
-		Key   string `json:"key"`
-		Value any    `json:"value"`
-	}{key, value}})
+	// The value is stored compact and valid: it is sent as it is, not
+	// decoded and encoded again.
+	keyJSON, _ := json.Marshal(key)
+	buf := make([]byte, 0, len(keyJSON)+len(value)+22)
+	buf = append(append(append(buf, `[{"key":`...), keyJSON...), `,"value":`...)
+	writeJSON(w, http.StatusOK, append(append(buf, value...), "}]"...))
 }
 
 type geoPoint struct {
@@ -407,15 +404,4 @@ type geoPoint struct {
 
 func geoJSON(long, lat float64) geoPoint {
 	return geoPoint{Type: "Point", Coordinates: [2]float64{long, lat}}
-}
-
-// decodeNumbers decodes JSON keeping numbers exact (json.Number).
-func decodeNumbers(b []byte) (any, error) {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
-		return nil, err
-	}
-	return v, nil
 }

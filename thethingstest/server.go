@@ -122,8 +122,14 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
+// maxHeaderBytes bounds a request's line and headers (net/http's default
+// is 1 MiB); larger ones are answered 431.
+const maxHeaderBytes = 64 << 10
+
 // WithMaxBodyBytes sets the largest accepted request body (default 1 MiB);
-// larger bodies are answered 413. n must be positive.
+// larger bodies are answered 413. It bounds MQTT publishes too: a packet
+// larger than n plus room for its topic is refused before it is read, and
+// its connection closed. n must be positive.
 func WithMaxBodyBytes(n int64) Option {
 	return func(c *config) error {
 		if n <= 0 {
@@ -346,7 +352,12 @@ func (s *Server) setListener(ln net.Listener, track bool) (*http.Server, error) 
 	if s.srv != nil {
 		return nil, errors.New("thethingstest: already serving")
 	}
-	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ConnContext: connContext}
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ConnContext:       connContext,
+	}
 	s.ln = ln
 	if track {
 		s.wg.Add(1)

@@ -52,8 +52,8 @@ type series struct {
 type thing struct {
 	mu       sync.RWMutex
 	series   map[string]*series
-	geo      *[2]float64 // [long, lat] of $geo
-	settings map[string]any
+	geo      *[2]float64     // [long, lat] of $geo
+	settings json.RawMessage // compact JSON object of $settings, nil before any
 
 	subsMu sync.Mutex
 	subs   map[*subscription]struct{}
@@ -255,8 +255,8 @@ func compactJSON(v []byte) (json.RawMessage, error) {
 	return buf.Bytes(), nil
 }
 
-// Settings returns a deep copy of token's current $settings object (numbers
-// as float64, as encoding/json decodes them into any). It is nil for an
+// Settings returns a copy of token's current $settings object (numbers as
+// float64, as encoding/json decodes them into any). It is nil for an
 // unknown token and empty when $settings was never written.
 func (s *Server) Settings(token string) map[string]any {
 	th := s.thing(token)
@@ -264,11 +264,10 @@ func (s *Server) Settings(token string) map[string]any {
 		return nil
 	}
 	th.mu.RLock()
-	defer th.mu.RUnlock()
-	out, _ := deepCopy(th.settings, true).(map[string]any)
-	if out == nil {
-		out = map[string]any{}
-	}
+	doc := th.settings
+	th.mu.RUnlock()
+	out := map[string]any{}
+	_ = json.Unmarshal(doc, &out) // a stored document is a valid object; nil leaves out empty
 	return out
 }
 
@@ -285,33 +284,4 @@ func (s *Server) Location(token string) (g Geo, ok bool) {
 		return Geo{}, false
 	}
 	return Geo{Lat: th.geo[1], Long: th.geo[0]}, true
-}
-
-// deepCopy copies a JSON tree decoded with UseNumber; with toFloat numbers
-// become float64.
-func deepCopy(v any, toFloat bool) any {
-	switch x := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			m[k] = deepCopy(e, toFloat)
-		}
-		return m
-	case []any:
-		a := make([]any, len(x))
-		for i, e := range x {
-			a[i] = deepCopy(e, toFloat)
-		}
-		return a
-	case json.Number:
-		if toFloat {
-			f, err := x.Float64()
-			if err == nil {
-				return f
-			}
-		}
-		return x
-	default:
-		return v
-	}
 }

@@ -19,14 +19,12 @@ type wireValue struct {
 
 // writeItem is a validated element of a write request.
 type writeItem struct {
-	key      string
-	keyJSON  []byte
-	kind     int
-	r        rec            // ms, compact value, geo
-	point    [2]float64     // $geo: [long, lat]
-	settings map[string]any // $settings
-	path     []string       // $settings.<path>
-	pathVal  any
+	key     string
+	keyJSON []byte
+	kind    int
+	r       rec        // ms, compact value, geo
+	point   [2]float64 // $geo: [long, lat]
+	path    []string   // $settings.<path>
 }
 
 func isNull(b json.RawMessage) bool { return len(b) == 0 || string(b) == "null" }
@@ -85,6 +83,9 @@ func (s *Server) parseWrite(body []byte) (items []writeItem, msg string) {
 		it := &items[i]
 		it.key = *wv.Key
 		it.kind = keyKind(it.key)
+		if it.kind == kindInvalid && tooDeepPath(it.key) {
+			return nil, fmt.Sprintf("values[%d]: a $settings path has at most %d segments", i, maxDepth)
+		}
 		if it.kind == kindInvalid {
 			return nil, fmt.Sprintf("invalid key %q: only letters, digits, \".\", \"-\" and \"_\" are allowed (or a magic key such as $geo, $settings, $settings.name)", it.key)
 		}
@@ -99,6 +100,9 @@ func (s *Server) parseWrite(body []byte) (items []writeItem, msg string) {
 		val, err := compactJSON(wv.Value)
 		if err != nil {
 			return nil, fmt.Sprintf("values[%d] (key %q): invalid value", i, it.key)
+		}
+		if jsonDepth(val) > maxDepth {
+			return nil, fmt.Sprintf("values[%d] (key %q): value nested deeper than %d levels", i, it.key, maxDepth)
 		}
 		it.r.val = val
 		if !isNull(wv.Geo) {
@@ -194,19 +198,11 @@ func (s *Server) parseMagic(it *writeItem) string {
 			return "$geo out of range (lat -90..90, long -180..180)"
 		}
 	case kindSettings:
-		v, err := decodeNumbers(it.r.val)
-		m, ok := v.(map[string]any)
-		if err != nil || !ok {
+		if it.r.val[0] != '{' {
 			return "$settings must be an object"
 		}
-		it.settings = m
 	case kindSettingsPath:
-		v, err := decodeNumbers(it.r.val)
-		if err != nil {
-			return "invalid value"
-		}
 		it.path, _ = settingsPath(it.key)
-		it.pathVal = v
 	}
 	return ""
 }
@@ -297,9 +293,9 @@ func (s *Server) write(r *http.Request, token string, body []byte) (int, []byte)
 				p := it.point
 				th.geo = &p
 			case kindSettings:
-				th.settings = it.settings
+				th.settings = it.r.val
 			case kindSettingsPath:
-				th.setPath(it.path, it.pathVal)
+				th.settings = setPath(th.settings, it.path, it.r.val)
 			}
 		}
 		th.mu.Unlock()
@@ -322,24 +318,6 @@ func (s *Server) write(r *http.Request, token string, body []byte) (int, []byte)
 		return http.StatusCreated, respLegacy
 	}
 	return http.StatusCreated, respCreated
-}
-
-// setPath sets settings[path...] = v, creating (or replacing non-object)
-// intermediate objects. The caller holds th.mu for writing.
-func (th *thing) setPath(path []string, v any) {
-	if th.settings == nil {
-		th.settings = map[string]any{}
-	}
-	m := th.settings
-	for _, p := range path[:len(path)-1] {
-		next, ok := m[p].(map[string]any)
-		if !ok {
-			next = map[string]any{}
-			m[p] = next
-		}
-		m = next
-	}
-	m[path[len(path)-1]] = v
 }
 
 // drop closes the connection without answering.
