@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"mime"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -33,6 +35,14 @@ const ControlPrefix = "/_thethingstest/"
 // ("250ms"); a PUT replaces all faults (absent fields are off) and answers
 // the faults now in force. An unknown field or an invalid value is 400 and
 // changes nothing.
+//
+// Since it hands out every token and value, the control API answers only
+// requests addressed to the Server itself: their Host must be the address
+// the connection came in on (127.0.0.1:port, [::1]:port, or localhost:port
+// on loopback), so a web page cannot reach it through a DNS name it
+// rebinds to 127.0.0.1 (403 otherwise); and a request with a body must
+// say Content-Type: application/json, which a browser does not send
+// across origins without asking first (415 otherwise).
 func WithControlAPI() Option {
 	return func(c *config) error { c.control = true; return nil }
 }
@@ -134,6 +144,16 @@ func (s *Server) requestCounts() map[Route]int {
 
 // handleControl serves the paths under ControlPrefix.
 func (s *Server) handleControl(w http.ResponseWriter, r *http.Request, path string) {
+	if !addressedToSelf(r) {
+		writeError(w, http.StatusForbidden, "the control API answers only requests whose Host is its own address")
+		return
+	}
+	if r.ContentLength != 0 {
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+			return
+		}
+	}
 	method := http.MethodGet
 	if path == "faults" {
 		method = "GET, PUT"
@@ -210,4 +230,32 @@ func (s *Server) handleControl(w http.ResponseWriter, r *http.Request, path stri
 	default:
 		writeError(w, http.StatusNotFound, "not found")
 	}
+}
+
+// addressedToSelf reports whether r's Host names the address its
+// connection was accepted on: the same port, and the same IP, or on
+// loopback any loopback IP or "localhost". A name that resolves to the
+// Server (DNS rebinding) is not its address.
+func addressedToSelf(r *http.Request) bool {
+	local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if local == nil {
+		return false
+	}
+	lhost, lport, err := net.SplitHostPort(local.String())
+	if err != nil {
+		return false
+	}
+	host, port, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host, port = r.Host, "80"
+	}
+	lip := net.ParseIP(lhost)
+	if port != lport || lip == nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return lip.IsLoopback()
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && (ip.Equal(lip) || ip.IsLoopback() && lip.IsLoopback())
 }

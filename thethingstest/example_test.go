@@ -97,6 +97,7 @@ func ExampleWithControlAPI() {
 		if err != nil {
 			log.Fatal(err)
 		}
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			log.Fatal(err)

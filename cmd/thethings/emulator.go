@@ -41,6 +41,7 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	endInclusive := fs.Bool("enddate-inclusive", false, "make the read endDate bound inclusive")
 	legacy := fs.Bool("legacy-write-response", false, `answer writes {"status":"Success","message":"Created"}`)
 	withMQTT := fs.Bool("mqtt", false, "also run an MQTT broker bridged to the API, on a port of its own")
+	control := fs.Bool("control", false, "serve counters, every token and value, and faults under "+thethingstest.ControlPrefix+" (to requests addressed to -addr itself)")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -59,13 +60,15 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	}
 	opts := []thethingstest.Option{
 		thethingstest.WithAddr(*addr),
-		thethingstest.WithControlAPI(),
 		thethingstest.WithFaults(f),
 		thethingstest.WithEndDateInclusive(*endInclusive),
 		thethingstest.WithLegacyWriteResponse(*legacy),
 	}
 	if *withMQTT {
 		opts = append(opts, thethingstest.WithMQTT())
+	}
+	if *control {
+		opts = append(opts, thethingstest.WithControlAPI())
 	}
 	if *tokens == "" && *codes == "" {
 		acs = []thethingstest.ActivationCode{{Code: randomString(18)}, {Code: randomString(18)}}
@@ -82,7 +85,10 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	if err := srv.Start(); err != nil {
 		return err
 	}
-	info := emulatorInfo{URL: srv.URL(), Tokens: srv.Tokens(), Codes: []codeInfo{}, Control: controlURL(srv.URL()), MQTT: srv.MQTTURL()}
+	info := emulatorInfo{URL: srv.URL(), Tokens: srv.Tokens(), Codes: []codeInfo{}, MQTT: srv.MQTTURL()}
+	if *control {
+		info.Control = controlURL(srv.URL())
+	}
 	for _, c := range acs {
 		info.Codes = append(info.Codes, codeInfo{Code: c.Code, Product: c.ProductID})
 	}
@@ -107,7 +113,7 @@ type emulatorInfo struct {
 	Codes  []codeInfo `json:"codes"`
 	MQTT   string     `json:"mqtt"`
 	// Control is where the server's counters, ground truth and faults
-	// are served (thethingstest.WithControlAPI).
+	// are served (thethingstest.WithControlAPI); "" without -control.
 	Control string `json:"control"`
 }
 
@@ -141,7 +147,9 @@ func printEmulator(w io.Writer, info emulatorInfo) {
 	if info.MQTT != "" {
 		fmt.Fprintf(w, "MQTT broker:     %s\n", info.MQTT)
 	}
-	fmt.Fprintf(w, "control API:     %s (counters, ground truth, faults)\n", info.Control)
+	if info.Control != "" {
+		fmt.Fprintf(w, "control API:     %s (counters, ground truth, faults)\n", info.Control)
+	}
 	tok := "THING_TOKEN"
 	if len(info.Tokens) > 0 {
 		tok = info.Tokens[0]
@@ -149,7 +157,9 @@ func printEmulator(w io.Writer, info emulatorInfo) {
 	fmt.Fprintf(w, "\ntry, in another shell:\n")
 	fmt.Fprintf(w, "  export THETHINGS_BASE_URL=%s THETHINGS_TOKEN=%s\n", info.URL, tok)
 	fmt.Fprintf(w, "  thethings write temperature 21.5\n  thethings read temperature\n  thethings tail\n")
-	fmt.Fprintf(w, "  curl '%sstored?token=%s&key=temperature'\n", info.Control, tok)
+	if info.Control != "" {
+		fmt.Fprintf(w, "  curl '%sstored?token=%s&key=temperature'\n", info.Control, tok)
+	}
 	fmt.Fprintf(w, "\nstop with Ctrl-C\n")
 }
 
