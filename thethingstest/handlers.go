@@ -242,9 +242,13 @@ func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request) {
 	if req.ProductID != nil {
 		product = *req.ProductID
 	}
-	token, id, ok := s.activate(*req.ActivationCode, product, req.ProductID != nil)
-	if !ok {
+	token, id, err := s.activate(*req.ActivationCode, product, req.ProductID != nil)
+	if errors.Is(err, errCodeNotFound) {
 		writeDocError(w, http.StatusBadRequest, msgCodeNotFound)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, msgStorage)
 		return
 	}
 	writeValue(w, http.StatusCreated, struct {

@@ -248,10 +248,13 @@ func (b *bridge) OnSubscribe(_ *mochi.Client, pk packets.Packet) packets.Packet 
 			continue
 		}
 		var answer []byte
-		if token, _, ok := b.s.activate(code, "", false); ok {
+		switch token, _, err := b.s.activate(code, "", false); {
+		case err == nil:
 			answer, _ = json.Marshal(map[string]string{"status": "created", "message": "thing activated", "thingToken": token})
-		} else {
+		case errors.Is(err, errCodeNotFound):
 			answer, _ = json.Marshal(map[string]string{"status": "error", "message": msgCodeNotFound})
+		default:
+			answer, _ = json.Marshal(map[string]string{"status": "error", "message": msgStorage})
 		}
 		b.srv.Topics.RetainMessage(packets.Packet{
 			FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true},

@@ -34,6 +34,7 @@ type config struct {
 	faults           Faults
 	control          bool
 	mqtt             bool
+	dataDir          string
 }
 
 // ActivationCode is an activation code the emulator accepts once on
@@ -191,7 +192,8 @@ func Routes() []Route {
 	return []Route{RouteRoot, RouteActivate, RouteWrite, RouteRead, RouteSubscribe, RouteDate, RouteOther}
 }
 
-// Server is an in-memory fake of the thethings.iO device REST API v2.
+// Server is a fake of the thethings.iO device REST API v2, in memory unless
+// WithDataDir.
 // All methods are safe for concurrent use.
 //
 // Served by Start or Serve, each answer leaves in one write, headers and
@@ -219,6 +221,10 @@ type Server struct {
 	handler http.Handler
 	mq      *mqttBroker // nil without WithMQTT
 
+	journal     *journal   // nil without WithDataDir
+	logMu       sync.Mutex // orders the records of changes as they are applied
+	loggedCodes map[string]struct{}
+
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
 	srvMu     sync.Mutex
@@ -238,11 +244,11 @@ func NewServer(tb testing.TB, opts ...Option) *Server {
 		tb.Fatal(err)
 		return nil // for a testing.TB whose Fatal returns
 	}
+	tb.Cleanup(func() { _ = s.Close() })
 	if err := s.Start(); err != nil {
 		tb.Fatal(err)
 		return nil
 	}
-	tb.Cleanup(func() { _ = s.Close() })
 	return s
 }
 
@@ -275,20 +281,51 @@ func New(opts ...Option) (*Server, error) {
 	for _, r := range Routes() {
 		s.routes[r] = new(atomic.Int64)
 	}
-	if !cfg.tokensSet {
-		s.AddThing(randomID())
-	}
-	for _, t := range cfg.tokens {
-		s.AddThing(t)
-	}
-	for _, c := range cfg.codes {
-		s.AddActivationCode(c)
+	if err := s.seed(); err != nil {
+		if s.journal != nil {
+			_ = s.journal.close()
+		}
+		return nil, err
 	}
 	s.handler = oneWrite(s.recoverer(http.HandlerFunc(s.route)))
 	if cfg.mqtt {
 		s.mq = &mqttBroker{}
 	}
 	return s, nil
+}
+
+// seed loads the data directory, if any, then adds the things and codes
+// of the options that it does not already hold. A code the data
+// directory knows, even used, is not added again.
+func (s *Server) seed() error {
+	if s.cfg.dataDir != "" {
+		s.loggedCodes = map[string]struct{}{}
+		j, err := openJournal(s.cfg.dataDir, s.replay)
+		if err != nil {
+			return err
+		}
+		s.journal = j
+	}
+	if !s.cfg.tokensSet && len(s.order) == 0 {
+		if err := s.addThing(randomID()); err != nil {
+			return err
+		}
+	}
+	for _, t := range s.cfg.tokens {
+		if err := s.addThing(t); err != nil {
+			return err
+		}
+	}
+	for _, c := range s.cfg.codes {
+		if _, known := s.loggedCodes[c.Code]; known {
+			continue
+		}
+		if err := s.addActivationCode(c); err != nil {
+			return err
+		}
+	}
+	s.loggedCodes = nil
+	return nil
 }
 
 // Handler returns the Server's http.Handler, for mounting on your own
@@ -395,16 +432,29 @@ func (s *Server) Close() error {
 			cancel()
 		}
 		s.wg.Wait()
+		if s.journal != nil {
+			if e := s.journal.close(); err == nil {
+				err = e
+			}
+		}
 	})
 	return err
 }
 
 // AddThing registers an activated thing with the given token. Adding a
-// known token is a no-op.
-func (s *Server) AddThing(token string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.addThingLocked(token)
+// known token is a no-op. With WithDataDir it is kept there; should that
+// fail, writes are answered 500 from then on.
+func (s *Server) AddThing(token string) { _ = s.addThing(token) }
+
+func (s *Server) addThing(token string) error {
+	if s.thing(token) != nil {
+		return nil
+	}
+	return s.commit("thing", func() []byte { return mustJSON(thingRecord{token}) }, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.addThingLocked(token)
+	})
 }
 
 func (s *Server) addThingLocked(token string) {
@@ -414,11 +464,17 @@ func (s *Server) addThingLocked(token string) {
 	}
 }
 
-// AddActivationCode registers (or replaces) an activation code.
-func (s *Server) AddActivationCode(c ActivationCode) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.codes[c.Code] = c
+// AddActivationCode registers (or replaces) an activation code. With
+// WithDataDir it is kept there; should that fail, writes are answered 500
+// from then on.
+func (s *Server) AddActivationCode(c ActivationCode) { _ = s.addActivationCode(c) }
+
+func (s *Server) addActivationCode(c ActivationCode) error {
+	return s.commit("code", func() []byte { return mustJSON(codeRecord{Code: c.Code, Product: c.ProductID}) }, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.codes[c.Code] = c
+	})
 }
 
 // Tokens returns the tokens of all known things in the order they became
@@ -437,23 +493,46 @@ func (s *Server) thing(token string) *thing {
 	return s.things[token]
 }
 
-// activate consumes code and returns a new thing token and thing id.
-func (s *Server) activate(code, productID string, hasProduct bool) (token, id string, ok bool) {
+// errCodeNotFound is activate's answer for an unknown or used code.
+var errCodeNotFound = errors.New(msgCodeNotFound)
+
+// activate consumes code and returns a new thing token and thing id; the
+// error is errCodeNotFound or a failure to store the change.
+func (s *Server) activate(code, productID string, hasProduct bool) (token, id string, err error) {
+	if s.journal != nil {
+		s.logMu.Lock() // the record and the change in the same order
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	c, found := s.codes[code]
 	if !found || (hasProduct && c.ProductID != "" && c.ProductID != productID) {
-		return "", "", false
-	}
-	delete(s.codes, code)
-	for {
-		token = randomID()
-		if _, dup := s.things[token]; !dup {
-			break
+		err = errCodeNotFound
+	} else {
+		for {
+			token = randomID()
+			if _, dup := s.things[token]; !dup {
+				break
+			}
 		}
 	}
-	s.addThingLocked(token)
-	return token, randomID(), true
+	var end int64
+	if err == nil && s.journal != nil {
+		end, err = s.journal.append(recordPayload("activate", mustJSON(codeRecord{Code: code, Token: token})))
+	}
+	if err == nil {
+		delete(s.codes, code)
+		s.addThingLocked(token)
+	}
+	s.mu.Unlock()
+	if s.journal != nil {
+		s.logMu.Unlock()
+		if err == nil {
+			err = s.journal.sync(end)
+		}
+	}
+	if err != nil {
+		return "", "", err
+	}
+	return token, randomID(), nil
 }
 
 // randomID returns 43 random characters of the URL-safe base64 alphabet.

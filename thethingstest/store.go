@@ -200,7 +200,8 @@ func (s *Server) Keys(token string) []string {
 // means the server clock now; datetimes are stored in UTC truncated to
 // milliseconds. Values must be valid JSON; they are stored compact.
 // Duplicates are counted as for HTTP writes. Nothing is stored when an
-// error is returned.
+// invalid record is refused; with WithDataDir, a failure to store on disk
+// may leave the first of many records stored.
 func (s *Server) Seed(token, key string, recs ...Record) error {
 	th := s.thing(token)
 	if th == nil {
@@ -230,16 +231,28 @@ func (s *Server) Seed(token, key string, recs ...Record) error {
 		}
 		prepared[i] = rec{ms: dt.UnixMilli(), val: val, geo: g}
 	}
-	th.mu.Lock()
-	defer th.mu.Unlock()
-	for _, r := range prepared {
-		r.seq = s.seq.Add(1)
-		if th.insert(key, r) {
-			s.dups.Add(1)
+	keyJSON := mustJSON(key)
+	items := make([]writeItem, len(prepared))
+	for i, r := range prepared {
+		items[i] = writeItem{key: key, keyJSON: keyJSON, kind: kindPlain, r: r}
+	}
+	// A data directory gets records of seedRecord values: replaying one
+	// needs memory in proportion to its size.
+	for len(items) > 0 {
+		chunk := items[:min(len(items), seedRecord)]
+		items = items[len(chunk):]
+		dups := 0
+		err := s.commit("write", func() []byte { return writeRecord(token, chunk) }, func() { dups = s.apply(th, chunk) })
+		if err != nil {
+			return err
 		}
+		s.dups.Add(int64(dups))
 	}
 	return nil
 }
+
+// seedRecord is how many values of a Seed go in one record of the data log.
+const seedRecord = 4096
 
 var errEmptyValue = errors.New("value is not valid JSON")
 

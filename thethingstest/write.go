@@ -74,7 +74,12 @@ func (s *Server) parseWrite(body []byte) (items []writeItem, msg string) {
 	if msg != "" {
 		return nil, msg
 	}
-	now := s.now().UnixMilli()
+	return s.parseValues(values, s.now().UnixMilli())
+}
+
+// parseValues validates decoded values; now is the datetime of those
+// without one.
+func (s *Server) parseValues(values []wireValue, now int64) (items []writeItem, msg string) {
 	items = make([]writeItem, len(values))
 	for i, wv := range values {
 		if wv.Key == nil {
@@ -280,25 +285,10 @@ func (s *Server) write(r *http.Request, token string, body []byte) (int, []byte)
 	}
 	if store {
 		dups := 0
-		th.mu.Lock()
-		for i := range items {
-			it := &items[i]
-			switch it.kind {
-			case kindPlain:
-				it.r.seq = s.seq.Add(1)
-				if th.insert(it.key, it.r) {
-					dups++
-				}
-			case kindGeo:
-				p := it.point
-				th.geo = &p
-			case kindSettings:
-				th.settings = it.r.val
-			case kindSettingsPath:
-				th.settings = setPath(th.settings, it.path, it.r.val)
-			}
+		err := s.commit("write", func() []byte { return writeRecord(token, items) }, func() { dups = s.apply(th, items) })
+		if err != nil {
+			return errResp(http.StatusInternalServerError, msgStorage, true)
 		}
-		th.mu.Unlock()
 		s.dups.Add(int64(dups))
 	}
 	if broadcast {
@@ -318,6 +308,31 @@ func (s *Server) write(r *http.Request, token string, body []byte) (int, []byte)
 		return http.StatusCreated, respLegacy
 	}
 	return http.StatusCreated, respCreated
+}
+
+// apply stores validated items and returns how many duplicated a stored
+// value.
+func (s *Server) apply(th *thing, items []writeItem) (dups int) {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	for i := range items {
+		it := &items[i]
+		switch it.kind {
+		case kindPlain:
+			it.r.seq = s.seq.Add(1)
+			if th.insert(it.key, it.r) {
+				dups++
+			}
+		case kindGeo:
+			p := it.point
+			th.geo = &p
+		case kindSettings:
+			th.settings = it.r.val
+		case kindSettingsPath:
+			th.settings = setPath(th.settings, it.path, it.r.val)
+		}
+	}
+	return dups
 }
 
 // drop closes the connection without answering.
