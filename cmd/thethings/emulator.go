@@ -14,14 +14,14 @@ import (
 )
 
 // runEmulator serves a thethingstest.Server until ctx ends (SIGINT or
-// SIGTERM). Its tokens are made up for a local fake, so unlike a real
+// SIGTERM), in memory or, with -data, kept in a directory. Its tokens are made up for a local fake, so unlike a real
 // thing's token they are printed, for the user to pass to clients.
 func runEmulator(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "emulator")
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	tokens := fs.String("tokens", "", "comma-separated thing tokens to seed (default: one made up)")
 	codes := fs.String("codes", "", "comma-separated activation codes, CODE or CODE:PRODUCT (default: two made up)")
-	asJSON := fs.Bool("json", false, `print one JSON line {"url","tokens","codes","mqtt","control"} instead of the text`)
+	asJSON := fs.Bool("json", false, `print one JSON line {"url","tokens","codes","mqtt","control","data"} instead of the text`)
 	var f thethingstest.Faults
 	fs.DurationVar(&f.Latency, "latency", 0, "latency added before every response")
 	fs.IntVar(&f.Every503, "every503", 0, "answer every Nth non-stream request 503")
@@ -41,6 +41,7 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	endInclusive := fs.Bool("enddate-inclusive", false, "make the read endDate bound inclusive")
 	legacy := fs.Bool("legacy-write-response", false, `answer writes {"status":"Success","message":"Created"}`)
 	withMQTT := fs.Bool("mqtt", false, "also run an MQTT broker bridged to the API, on a port of its own")
+	dataDir := fs.String("data", "", "keep things, tokens, codes, values, settings and positions in `DIR`, on disk before each answer, across restarts and crashes (default: in memory, lost when the emulator stops)")
 	control := fs.Bool("control", false, "serve counters, every token and value, and faults under "+thethingstest.ControlPrefix+" (to requests addressed to -addr itself)")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
@@ -70,6 +71,9 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	if *control {
 		opts = append(opts, thethingstest.WithControlAPI())
 	}
+	if *dataDir != "" {
+		opts = append(opts, thethingstest.WithDataDir(*dataDir))
+	}
 	if *tokens == "" && *codes == "" {
 		acs = []thethingstest.ActivationCode{{Code: randomString(18)}, {Code: randomString(18)}}
 	}
@@ -79,13 +83,16 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	opts = append(opts, thethingstest.WithActivationCodes(acs...))
 
 	srv, err := thethingstest.New(opts...)
+	if err != nil && *dataDir != "" {
+		return err // the flags were checked above: the data directory failed
+	}
 	if err != nil {
 		return usageErr("%v", err)
 	}
 	if err := srv.Start(); err != nil {
 		return err
 	}
-	info := emulatorInfo{URL: srv.URL(), Tokens: srv.Tokens(), Codes: []codeInfo{}, MQTT: srv.MQTTURL()}
+	info := emulatorInfo{URL: srv.URL(), Tokens: srv.Tokens(), Codes: []codeInfo{}, MQTT: srv.MQTTURL(), Data: *dataDir}
 	if *control {
 		info.Control = controlURL(srv.URL())
 	}
@@ -115,6 +122,8 @@ type emulatorInfo struct {
 	// Control is where the server's counters, ground truth and faults
 	// are served (thethingstest.WithControlAPI); "" without -control.
 	Control string `json:"control"`
+	// Data is the -data directory; "" when the store is in memory.
+	Data string `json:"data"`
 }
 
 // controlURL returns the control API's URL on the server of baseURL.
@@ -149,6 +158,11 @@ func printEmulator(w io.Writer, info emulatorInfo) {
 	}
 	if info.Control != "" {
 		fmt.Fprintf(w, "control API:     %s (counters, ground truth, faults)\n", info.Control)
+	}
+	if info.Data != "" {
+		fmt.Fprintf(w, "data directory:  %s (kept across restarts)\n", info.Data)
+	} else {
+		fmt.Fprintf(w, "store:           in memory, lost when stopped (keep it with -data DIR)\n")
 	}
 	tok := "THING_TOKEN"
 	if len(info.Tokens) > 0 {

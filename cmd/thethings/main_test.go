@@ -669,6 +669,7 @@ func TestEmulator(t *testing.T) {
 	require.True(t, found)
 	assert.Contains(t, p.next(t), "activation code:")
 	assert.Contains(t, p.next(t), "activation code:")
+	assert.Contains(t, p.next(t), "in memory", "without -data")
 	assert.Empty(t, p.next(t), "no control API without -control")
 	resp, err = http.Get(strings.TrimSuffix(url, "v2/") + "_thethingstest/")
 	require.NoError(t, err)
