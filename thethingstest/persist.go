@@ -120,13 +120,6 @@ func (s *Server) replayActivate(doc []byte) error {
 	return nil
 }
 
-// writeDoc is a write record: the values as a write body would carry
-// them, each with its datetime, and the thing's token.
-type writeDoc struct {
-	Token  string      `json:"token"`
-	Values []wireValue `json:"values"`
-}
-
 // writeRecord encodes items stored for token.
 func writeRecord(token string, items []writeItem) []byte {
 	b := append(append([]byte(`{"token":`), mustJSON(token)...), `,"values":[`...)
@@ -140,20 +133,62 @@ func writeRecord(token string, items []writeItem) []byte {
 }
 
 // replayWrite stores a write record's values again, validated as a write
-// body is: the one rule for what a value is.
+// body is: the one rule for what a value is. The record is JSON as
+// writeRecord made it, compact, so its members are found by scanning
+// rather than decoded: a restart replays millions of them.
 func (s *Server) replayWrite(doc []byte) error {
-	var r writeDoc
-	if err := json.Unmarshal(doc, &r); err != nil {
-		return fmt.Errorf("invalid write record: %w", err)
+	if !json.Valid(doc) {
+		return errors.New("invalid write record")
 	}
-	th := s.things[r.Token]
+	var token, arr []byte
+	eachMember(doc, func(name []byte, vs, ve int) {
+		switch string(name) {
+		case `"token"`:
+			token = doc[vs:ve]
+		case `"values"`:
+			arr = doc[vs:ve]
+		}
+	})
+	if len(token) < 2 || len(arr) < 2 || arr[0] != '[' {
+		return errors.New("invalid write record")
+	}
+	th := s.things[unquoted(token)]
 	if th == nil {
-		return fmt.Errorf("write record for an unknown thing")
+		return errors.New("write record for an unknown thing")
 	}
-	items, msg := s.parseValues(r.Values, 0)
+	var values []wireValue
+	for i := 1; i < len(arr) && arr[i] == '{'; {
+		e := skipValue(arr, i)
+		values = append(values, scanValue(arr[i:e]))
+		i = e + 1 // after ','
+	}
+	items, msg := s.parseValues(values, 0)
 	if msg != "" {
 		return fmt.Errorf("invalid write record: %s", msg)
 	}
 	s.dups.Add(int64(s.apply(th, items)))
 	return nil
+}
+
+// scanValue finds the members of one compact write item; the slices point
+// into obj.
+func scanValue(obj []byte) wireValue {
+	var wv wireValue
+	eachMember(obj, func(name []byte, vs, ve int) {
+		v := json.RawMessage(obj[vs:ve])
+		switch string(name) {
+		case `"key"`:
+			if len(v) >= 2 && v[0] == '"' {
+				key := unquoted(v)
+				wv.Key = &key
+			}
+		case `"value"`:
+			wv.Value = v
+		case `"geo"`:
+			wv.Geo = v
+		case `"datetime"`:
+			wv.Datetime = v
+		}
+	})
+	return wv
 }

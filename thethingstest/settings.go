@@ -75,23 +75,34 @@ func jsonDepth(b []byte) int {
 // member returns the span [start, end) of the value of the last member
 // named key in the compact JSON object obj (the one a decoder keeps).
 func member(obj []byte, key string) (start, end int, ok bool) {
-	if len(obj) < 2 || obj[0] != '{' {
-		return 0, 0, false
-	}
-	for i := 1; i < len(obj) && obj[i] == '"'; {
-		k := skipValue(obj, i)
-		name := obj[i+1 : k-1]
-		vs := k + 1 // after ':'
-		ve := skipValue(obj, vs)
-		if string(name) == key || (bytes.IndexByte(name, '\\') >= 0 && unquoted(obj[i:k]) == key) {
+	eachMember(obj, func(name []byte, vs, ve int) {
+		if string(name[1:len(name)-1]) == key || (bytes.IndexByte(name, '\\') >= 0 && unquoted(name) == key) {
 			start, end, ok = vs, ve, true
 		}
-		i = ve + 1 // after ','
-	}
+	})
 	return start, end, ok
 }
 
+// eachMember calls fn with each member's quoted name and the span of its
+// value in the compact JSON object obj, in order.
+func eachMember(obj []byte, fn func(name []byte, start, end int)) {
+	if len(obj) < 2 || obj[0] != '{' {
+		return
+	}
+	for i := 1; i < len(obj) && obj[i] == '"'; {
+		k := skipValue(obj, i)
+		vs := k + 1 // after ':'
+		ve := skipValue(obj, vs)
+		fn(obj[i:k], vs, ve)
+		i = ve + 1 // after ','
+	}
+}
+
+// unquoted returns the JSON string b (quotes included) as a Go string.
 func unquoted(b []byte) string {
+	if len(b) >= 2 && bytes.IndexByte(b, '\\') < 0 {
+		return string(b[1 : len(b)-1])
+	}
 	var s string
 	_ = json.Unmarshal(b, &s)
 	return s

@@ -122,10 +122,10 @@ func (s *Server) parseValues(values []wireValue, now int64) (items []writeItem, 
 		}
 		it.r.ms = now
 		if !isNull(wv.Datetime) {
-			var ds string
-			if json.Unmarshal(wv.Datetime, &ds) != nil {
+			if wv.Datetime[0] != '"' { // valid JSON: a string or not
 				return nil, fmt.Sprintf("values[%d] (key %q): datetime must be a string", i, it.key)
 			}
+			ds := unquoted(wv.Datetime)
 			ms, err := parseDatetime(ds)
 			if err != nil {
 				return nil, fmt.Sprintf("values[%d] (key %q): invalid datetime %q (use YYYYMMDDHHmmss or ISO 8601)", i, it.key, ds)
