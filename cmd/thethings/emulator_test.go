@@ -1,15 +1,23 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 type emulatorStarted struct {
@@ -137,4 +145,51 @@ func TestEmulatorControlAPIOnlyWithFlag(t *testing.T) {
 		require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 		assert.Equal(t, 0, p.wait(t), p.stderr.String())
 	}
+}
+
+// BenchmarkEmulatorRestart1M starts the emulator binary on a -data
+// directory holding 1,000,000 values and measures the time until it
+// prints its address (it serves them all by then) and its peak resident
+// memory (VmHWM).
+func BenchmarkEmulatorRestart1M(b *testing.B) {
+	if runtime.GOOS != "linux" {
+		b.Skip("reads /proc")
+	}
+	dir := b.TempDir()
+	srv, err := thethingstest.New(thethingstest.WithDataDir(dir), thethingstest.WithThingTokens("tok"))
+	require.NoError(b, err)
+	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	recs := make([]thethingstest.Record, 1_000_000)
+	for i := range recs {
+		recs[i] = thethingstest.Record{Value: json.RawMessage(strconv.Itoa(i%1000) + ".5"), Datetime: base.Add(time.Duration(i) * time.Second)}
+	}
+	require.NoError(b, srv.Seed("tok", "temperature", recs...))
+	require.NoError(b, srv.Close())
+	recs = nil
+
+	var hwm float64
+	for b.Loop() {
+		cmd := exec.Command(bin, "emulator", "-addr", "127.0.0.1:0", "-json", "-data", dir)
+		out, err := cmd.StdoutPipe()
+		require.NoError(b, err)
+		require.NoError(b, cmd.Start())
+		line, err := bufio.NewReader(out).ReadString('\n')
+		require.NoError(b, err, "no address printed")
+		b.StopTimer()
+		var info emulatorStarted
+		require.NoError(b, json.Unmarshal([]byte(line), &info))
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		require.NoError(b, err)
+		for _, l := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+				kb, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+				require.NoError(b, err)
+				hwm = float64(kb) / 1024
+			}
+		}
+		require.NoError(b, cmd.Process.Signal(syscall.SIGTERM))
+		require.NoError(b, cmd.Wait())
+		b.StartTimer()
+	}
+	b.ReportMetric(hwm, "peak-RSS-MiB")
 }
