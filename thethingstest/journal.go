@@ -64,6 +64,9 @@ func openJournal(dir string, replay func(payload []byte) error) (*journal, error
 	}
 	if err := lockFile(f); err != nil {
 		f.Close()
+		if !errors.Is(err, ErrDataDirInUse) {
+			err = fmt.Errorf("thethingstest: data directory: %w", err)
+		}
 		return nil, err
 	}
 	j := &journal{f: f}
