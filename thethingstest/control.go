@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -126,14 +127,6 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// storedDoc is one stored value in the control API.
-type storedDoc struct {
-	Key      string          `json:"key"`
-	Value    json.RawMessage `json:"value"`
-	Datetime string          `json:"datetime"`
-	Geo      *Geo            `json:"geo,omitempty"`
-}
-
 func (s *Server) requestCounts() map[Route]int {
 	m := make(map[Route]int, len(s.routes))
 	for _, r := range Routes() {
@@ -200,15 +193,7 @@ func (s *Server) handleControl(w http.ResponseWriter, r *http.Request, path stri
 		if !ok {
 			return
 		}
-		recs := s.Stored(token, key)
-		out := make([]storedDoc, len(recs))
-		for i, rc := range recs {
-			out[i] = storedDoc{Key: rc.Key, Value: rc.Value, Datetime: rc.Datetime.Format(isoMillis), Geo: rc.Geo}
-		}
-		writeValue(w, http.StatusOK, struct {
-			Count  int         `json:"count"`
-			Values []storedDoc `json:"values"`
-		}{len(out), out})
+		writeJSON(w, http.StatusOK, s.storedJSON(token, key))
 	case "faults":
 		if r.Method == http.MethodPut {
 			body, ok := s.readBody(w, r)
@@ -258,4 +243,35 @@ func addressedToSelf(r *http.Request) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && (ip.Equal(lip) || ip.IsLoopback() && lip.IsLoopback())
+}
+
+// storedJSON is the control API's answer for stored values: encoded from
+// the store under its read lock, without copying the records first, as a
+// read page is.
+func (s *Server) storedJSON(token, key string) []byte {
+	th := s.thing(token)
+	if th == nil {
+		return []byte(`{"count":0,"values":[]}`)
+	}
+	keyJSON := mustJSON(key)
+	th.mu.RLock()
+	defer th.mu.RUnlock()
+	var recs []rec
+	if sr := th.series[key]; sr != nil {
+		recs = sr.recs
+	}
+	size := 32
+	for _, r := range recs {
+		size += itemSizeHint(len(keyJSON), r)
+	}
+	b := make([]byte, 0, size)
+	b = strconv.AppendInt(append(b, `{"count":`...), int64(len(recs)), 10)
+	b = append(b, `,"values":[`...)
+	for i := len(recs) - 1; i >= 0; i-- {
+		if i != len(recs)-1 {
+			b = append(b, ',')
+		}
+		b = appendItem(b, keyJSON, recs[i], true)
+	}
+	return append(b, "]}"...)
 }

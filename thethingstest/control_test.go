@@ -1,10 +1,12 @@
 package thethingstest
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -171,4 +173,31 @@ func TestControlAPI(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &back))
 	assert.Equal(t, all, back)
 	assert.Error(t, json.Unmarshal([]byte(`{"bogus":1}`), &back))
+}
+
+// TestControlStoredCostsItsAnswer: the ground truth of a long series is
+// encoded from the store, not copied record by record first.
+func TestControlStoredCostsItsAnswer(t *testing.T) {
+	s := mustNew(t, WithThingTokens("tok"), WithControlAPI())
+	defer s.Close()
+	recs := make([]Record, 100_000)
+	for i := range recs {
+		recs[i] = Record{Value: json.RawMessage(`21.5`), Datetime: time.UnixMilli(int64(i)), Geo: &Geo{Lat: 1.5, Long: 2}}
+	}
+	require.NoError(t, s.Seed("tok", "k", recs...))
+	req := httptest.NewRequest("GET", "http://127.0.0.1:80"+ControlPrefix+"stored?token=tok&key=k", nil)
+	req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80}))
+	w := httptest.NewRecorder()
+	n := allocated(func() { s.Handler().ServeHTTP(w, req) })
+	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+	var got struct {
+		Count  int
+		Values []json.RawMessage
+	}
+	require.NoError(t, json.Unmarshal(w.Body.Bytes(), &got))
+	assert.Equal(t, 100_000, got.Count)
+	assert.Len(t, got.Values, 100_000)
+	assert.JSONEq(t, `{"key":"k","value":21.5,"datetime":"1970-01-01T00:01:39.999Z","geo":{"lat":1.5,"long":2}}`, string(got.Values[0]))
+	t.Logf("%d MiB allocated for a %d MiB answer", n>>20, w.Body.Len()>>20)
+	assert.Less(t, n, 3*uint64(w.Body.Len()), "allocated %d bytes for a %d-byte answer", n, w.Body.Len())
 }

@@ -344,6 +344,16 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request, token, key s
 	writeJSON(w, http.StatusOK, buf)
 }
 
+// itemSizeHint is about the bytes appendItem (with datetime) appends for
+// r, and a separating comma: a capacity to allocate once.
+func itemSizeHint(keyJSON int, r rec) int {
+	n := len(`{"key":,"value":,"datetime":""},`) + keyJSON + len(r.val) + len(isoMillis)
+	if r.geo != nil {
+		n += len(`,"geo":{"lat":,"long":}`) + 2*12 // coordinates to 1e-9 degrees
+	}
+	return n
+}
+
 // appendItem appends {"key":..,"value":..[,"datetime":..][,"geo":..]}.
 func appendItem(b, keyJSON []byte, r rec, withTime bool) []byte {
 	b = append(b, `{"key":`...)
