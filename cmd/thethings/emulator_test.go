@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -88,6 +89,81 @@ func TestEmulatorDataSurvivesKill(t *testing.T) {
 	r := cli(t, info2.URL, "", "", "activate", "code-1")
 	assert.Equal(t, 1, r.code, "a used code stays used")
 	assert.Contains(t, r.stderr, "activation code not found")
+	require.NoError(t, p2.cmd.Process.Signal(syscall.SIGTERM))
+	assert.Equal(t, 0, p2.wait(t), p2.stderr.String())
+}
+
+// TestEmulatorKilledWhileWriting kills the emulator while 8 writers are
+// sending values, some requests half sent, some half stored: a new
+// emulator on the directory serves every value that was acknowledged.
+func TestEmulatorKilledWhileWriting(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGKILL")
+	}
+	dir := t.TempDir()
+	p, info := startEmulator(t, "-data", dir, "-tokens", "tok")
+	const writers, killAfter = 8, 200
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	enough := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 30 * time.Second}
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				v := fmt.Sprintf("%d.%d", w, i)
+				body := `{"values":[{"key":"k","value":"` + v + `"},{"key":"k","value":"` + v + `b"}]}`
+				resp, err := client.Post(info.URL+"things/tok", "application/json", strings.NewReader(body))
+				if err != nil {
+					return // killed
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusCreated {
+					t.Errorf("status %d", resp.StatusCode)
+					return
+				}
+				mu.Lock()
+				acked[v], acked[v+"b"] = true, true
+				if len(acked) == 2*killAfter {
+					close(enough)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	stopped := make(chan struct{})
+	go func() { wg.Wait(); close(stopped) }()
+	select {
+	case <-enough: // the writers are still writing
+	case <-stopped:
+		t.Fatal("the writers stopped before the kill")
+	}
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGKILL))
+	<-stopped
+	p.wait(t)
+	client.CloseIdleConnections()
+
+	p2, info2 := startEmulator(t, "-data", dir)
+	r := cli(t, info2.URL, "tok", "", "read", "k", "-limit", "100000", "-format", "jsonl")
+	require.Equal(t, 0, r.code, r.stderr)
+	stored := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var it struct{ Value string }
+		require.NoError(t, json.Unmarshal([]byte(line), &it), line)
+		assert.False(t, stored[it.Value], "stored twice: %s", it.Value)
+		stored[it.Value] = true
+	}
+	for v := range acked {
+		assert.True(t, stored[v], "acknowledged, then lost: %s", v)
+	}
+	for v := range stored {
+		if !acked[v] {
+			assert.True(t, stored[strings.TrimSuffix(v, "b")] && stored[strings.TrimSuffix(v, "b")+"b"], "half a write: %s", v)
+		}
+	}
+	t.Logf("%d acknowledged, %d stored", len(acked), len(stored))
 	require.NoError(t, p2.cmd.Process.Signal(syscall.SIGTERM))
 	assert.Equal(t, 0, p2.wait(t), p2.stderr.String())
 }
