@@ -27,7 +27,7 @@ func WithDataDir(dir string) Option {
 	}
 }
 
-// errStorage is the message of a write refused because the data directory
+// msgStorage is the message of a change refused because the data directory
 // failed.
 const msgStorage = "the change could not be stored on disk"
 
@@ -93,7 +93,7 @@ func (s *Server) replay(payload []byte) error {
 func (s *Server) replayThing(doc []byte) error {
 	var r thingRecord
 	if err := json.Unmarshal(doc, &r); err != nil || r.Token == "" {
-		return fmt.Errorf("invalid thing record")
+		return errors.New("invalid thing record")
 	}
 	s.addThingLocked(r.Token)
 	return nil
@@ -102,7 +102,7 @@ func (s *Server) replayThing(doc []byte) error {
 func (s *Server) replayCode(doc []byte) error {
 	var r codeRecord
 	if err := json.Unmarshal(doc, &r); err != nil || r.Code == "" {
-		return fmt.Errorf("invalid code record")
+		return errors.New("invalid code record")
 	}
 	s.codes[r.Code] = ActivationCode{Code: r.Code, ProductID: r.Product}
 	s.loggedCodes[r.Code] = struct{}{}
@@ -112,7 +112,7 @@ func (s *Server) replayCode(doc []byte) error {
 func (s *Server) replayActivate(doc []byte) error {
 	var r codeRecord
 	if err := json.Unmarshal(doc, &r); err != nil || r.Code == "" || r.Token == "" {
-		return fmt.Errorf("invalid activate record")
+		return errors.New("invalid activate record")
 	}
 	delete(s.codes, r.Code)
 	s.loggedCodes[r.Code] = struct{}{}

@@ -442,8 +442,9 @@ func (s *Server) Close() error {
 }
 
 // AddThing registers an activated thing with the given token. Adding a
-// known token is a no-op. With WithDataDir it is kept there; should that
-// fail, writes are answered 500 from then on.
+// known token is a no-op. With WithDataDir it is kept there; should the
+// disk fail, the directory is unusable and writes are answered 500 from
+// then on.
 func (s *Server) AddThing(token string) { _ = s.addThing(token) }
 
 func (s *Server) addThing(token string) error {
@@ -465,8 +466,8 @@ func (s *Server) addThingLocked(token string) {
 }
 
 // AddActivationCode registers (or replaces) an activation code. With
-// WithDataDir it is kept there; should that fail, writes are answered 500
-// from then on.
+// WithDataDir it is kept there; should the disk fail, the directory is
+// unusable and writes are answered 500 from then on.
 func (s *Server) AddActivationCode(c ActivationCode) { _ = s.addActivationCode(c) }
 
 func (s *Server) addActivationCode(c ActivationCode) error {
