@@ -274,7 +274,7 @@ func (s *Server) handleDate(w http.ResponseWriter, r *http.Request) {
 		v := now.Unix()
 		writeValue(w, http.StatusOK, map[string]any{"date": v, "values": []map[string]any{{"value": v}}})
 	default:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid format %q: use UTC or unix_timestamp", q.Get("format")))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid format %s: use UTC or unix_timestamp", quoted(q.Get("format"))))
 	}
 }
 
@@ -290,7 +290,7 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request, token, key s
 	if v, ok := q["limit"]; ok {
 		n, err := strconv.Atoi(v[0])
 		if err != nil || n <= 0 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid limit %q: must be a positive number", v[0]))
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid limit %s: must be a positive number", quoted(v[0])))
 			return
 		}
 		limit = min(n, 1000)
@@ -305,7 +305,7 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request, token, key s
 		if v, ok := q[p.name]; ok {
 			ms, err := parseDatetime(v[0])
 			if err != nil {
-				writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid %s %q", p.name, v[0]))
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid %s %s", p.name, quoted(v[0])))
 				return
 			}
 			*p.dst, *p.has = ms, true

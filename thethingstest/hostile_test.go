@@ -225,3 +225,18 @@ func TestSettingsDocumentPaths(t *testing.T) {
 	assert.Equal(t, `{"x":1,"y":{"z":[2]}}`, string(setPath([]byte(`{"x":1,"y":"old"}`), []string{"y", "z"}, []byte(`[2]`))))
 	assert.Equal(t, `{"x":{"k":"v","y":true}}`, string(setPath([]byte(`{"x":{"k":"v"}}`), []string{"x", "y"}, []byte(`true`))))
 }
+
+func TestErrorMessagesQuoteInputShort(t *testing.T) {
+	e := start(t, WithThingTokens("tok"))
+	long := strings.Repeat("x", 40<<10)
+	for _, r := range []response{
+		e.post("things/tok", `{"values":[{"key":"`+long+` y","value":1}]}`),
+		e.post("things/tok", `{"values":[{"key":"k","value":1,"datetime":"`+long+`"}]}`),
+		e.get("things/tok/resources/k?limit=" + long),
+		e.get("things/tok/resources/k?startDate=" + long),
+		e.get("utils/date?format=" + long),
+	} {
+		assert.Equal(t, http.StatusBadRequest, r.status, "%.200s", r.body)
+		assert.Less(t, len(r.body), 400, "%.200s", r.body)
+	}
+}

@@ -92,7 +92,7 @@ func (s *Server) parseValues(values []wireValue, now int64) (items []writeItem, 
 			return nil, fmt.Sprintf("values[%d]: a $settings path has at most %d segments", i, maxDepth)
 		}
 		if it.kind == kindInvalid {
-			return nil, fmt.Sprintf("invalid key %q: only letters, digits, \".\", \"-\" and \"_\" are allowed (or a magic key such as $geo, $settings, $settings.name)", it.key)
+			return nil, fmt.Sprintf("invalid key %s: only letters, digits, \".\", \"-\" and \"_\" are allowed (or a magic key such as $geo, $settings, $settings.name)", quoted(it.key))
 		}
 		if it.kind == kindPlain {
 			it.keyJSON = append(append(append(make([]byte, 0, len(it.key)+2), '"'), it.key...), '"')
@@ -100,40 +100,40 @@ func (s *Server) parseValues(values []wireValue, now int64) (items []writeItem, 
 			it.keyJSON, _ = json.Marshal(it.key)
 		}
 		if wv.Value == nil {
-			return nil, fmt.Sprintf("values[%d] (key %q): value is required", i, it.key)
+			return nil, fmt.Sprintf("values[%d] (key %s): value is required", i, quoted(it.key))
 		}
 		val, err := compactJSON(wv.Value)
 		if err != nil {
-			return nil, fmt.Sprintf("values[%d] (key %q): invalid value", i, it.key)
+			return nil, fmt.Sprintf("values[%d] (key %s): invalid value", i, quoted(it.key))
 		}
 		if jsonDepth(val) > maxDepth {
-			return nil, fmt.Sprintf("values[%d] (key %q): value nested deeper than %d levels", i, it.key, maxDepth)
+			return nil, fmt.Sprintf("values[%d] (key %s): value nested deeper than %d levels", i, it.key, maxDepth)
 		}
 		it.r.val = val
 		if !isNull(wv.Geo) {
 			lat, long, ok := parseGeo(wv.Geo)
 			if !ok {
-				return nil, fmt.Sprintf("values[%d] (key %q): geo must be {\"lat\":number,\"long\":number}", i, it.key)
+				return nil, fmt.Sprintf("values[%d] (key %s): geo must be {\"lat\":number,\"long\":number}", i, quoted(it.key))
 			}
 			if !validGeo(lat, long) {
-				return nil, fmt.Sprintf("values[%d] (key %q): geo out of range (lat -90..90, long -180..180)", i, it.key)
+				return nil, fmt.Sprintf("values[%d] (key %s): geo out of range (lat -90..90, long -180..180)", i, quoted(it.key))
 			}
 			it.r.geo = &Geo{Lat: lat, Long: long}
 		}
 		it.r.ms = now
 		if !isNull(wv.Datetime) {
 			if wv.Datetime[0] != '"' { // valid JSON: a string or not
-				return nil, fmt.Sprintf("values[%d] (key %q): datetime must be a string", i, it.key)
+				return nil, fmt.Sprintf("values[%d] (key %s): datetime must be a string", i, quoted(it.key))
 			}
 			ds := unquoted(wv.Datetime)
 			ms, err := parseDatetime(ds)
 			if err != nil {
-				return nil, fmt.Sprintf("values[%d] (key %q): invalid datetime %q (use YYYYMMDDHHmmss or ISO 8601)", i, it.key, ds)
+				return nil, fmt.Sprintf("values[%d] (key %s): invalid datetime %s (use YYYYMMDDHHmmss or ISO 8601)", i, quoted(it.key), quoted(ds))
 			}
 			it.r.ms = ms
 		}
 		if m := s.parseMagic(it); m != "" {
-			return nil, fmt.Sprintf("values[%d] (key %q): %s", i, it.key, m)
+			return nil, fmt.Sprintf("values[%d] (key %s): %s", i, quoted(it.key), m)
 		}
 	}
 	return items, ""
@@ -342,4 +342,13 @@ func (s *Server) drop(w http.ResponseWriter) {
 		panic(http.ErrAbortHandler)
 	}
 	_ = conn.Close()
+}
+
+// quoted quotes s for an error message, cut to its first 64 bytes: a
+// request cannot make its answer as large as itself.
+func quoted(s string) string {
+	if len(s) > 64 {
+		return strconv.Quote(s[:64]) + "..."
+	}
+	return strconv.Quote(s)
 }
