@@ -20,7 +20,7 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "emulator")
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	tokens := fs.String("tokens", "", "comma-separated thing tokens to seed (default: one made up)")
-	codes := fs.String("codes", "", "comma-separated activation codes, CODE or CODE:PRODUCT (default: two made up)")
+	codes := fs.String("codes", "", "comma-separated activation codes, CODE or CODE:PRODUCT (default: two made up, unless -data holds unused ones)")
 	asJSON := fs.Bool("json", false, `print one JSON line {"url","tokens","codes","mqtt","control","data"} instead of the text`)
 	var f thethingstest.Faults
 	fs.DurationVar(&f.Latency, "latency", 0, "latency added before every response")
@@ -74,9 +74,6 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	if *dataDir != "" {
 		opts = append(opts, thethingstest.WithDataDir(*dataDir))
 	}
-	if *tokens == "" && *codes == "" {
-		acs = []thethingstest.ActivationCode{{Code: randomString(18)}, {Code: randomString(18)}}
-	}
 	if len(toks) > 0 || *codes != "" {
 		opts = append(opts, thethingstest.WithThingTokens(toks...))
 	}
@@ -89,14 +86,20 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
+	if *tokens == "" && *codes == "" && len(srv.ActivationCodes()) == 0 {
+		// Two codes to try activate with, unless -data kept unused ones.
+		srv.AddActivationCode(thethingstest.ActivationCode{Code: randomString(18)})
+		srv.AddActivationCode(thethingstest.ActivationCode{Code: randomString(18)})
+	}
 	if err := srv.Start(); err != nil {
+		srv.Close()
 		return err
 	}
 	info := emulatorInfo{URL: srv.URL(), Tokens: srv.Tokens(), Codes: []codeInfo{}, MQTT: srv.MQTTURL(), Data: *dataDir}
 	if *control {
 		info.Control = controlURL(srv.URL())
 	}
-	for _, c := range acs {
+	for _, c := range srv.ActivationCodes() {
 		info.Codes = append(info.Codes, codeInfo{Code: c.Code, Product: c.ProductID})
 	}
 	if *asJSON {

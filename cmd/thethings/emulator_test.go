@@ -24,6 +24,7 @@ import (
 type emulatorStarted struct {
 	URL    string
 	Tokens []string
+	Codes  []struct{ Code, Product string }
 	Data   string
 }
 
@@ -85,6 +86,9 @@ func TestEmulatorDataSurvivesKill(t *testing.T) {
 
 	p2, info2 := startEmulator(t, "-data", dir)
 	assert.Equal(t, []string{"tok", token2}, info2.Tokens, "no token made up: the directory has things")
+	require.Len(t, info2.Codes, 2, "two new codes: the one kept was used")
+	assert.NotEqual(t, "code-1", info2.Codes[0].Code)
+	assert.NotEqual(t, "code-1", info2.Codes[1].Code)
 	assert.Equal(t, want, read(info2.URL))
 	r := cli(t, info2.URL, "", "", "activate", "code-1")
 	assert.Equal(t, 1, r.code, "a used code stays used")
@@ -146,6 +150,12 @@ func TestEmulatorKilledWhileWriting(t *testing.T) {
 	client.CloseIdleConnections()
 
 	p2, info2 := startEmulator(t, "-data", dir)
+	require.Len(t, info2.Codes, 2, "no unused code kept: two made up")
+	made := info2.Codes
+	require.NoError(t, p2.cmd.Process.Signal(syscall.SIGTERM))
+	assert.Equal(t, 0, p2.wait(t), p2.stderr.String())
+	p2, info2 = startEmulator(t, "-data", dir)
+	assert.Equal(t, made, info2.Codes, "the made-up codes are kept, none added")
 	r := cli(t, info2.URL, "tok", "", "read", "k", "-limit", "100000", "-format", "jsonl")
 	require.Equal(t, 0, r.code, r.stderr)
 	stored := map[string]bool{}
