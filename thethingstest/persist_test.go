@@ -72,8 +72,10 @@ func TestDataDirKeepsEverything(t *testing.T) {
 	assert.Equal(t, before, stateOf(e2.srv, "t", "h", "seeded"))
 	assert.Equal(t, []string{"tok", act.ThingToken, "added"}, e2.srv.Tokens())
 	assert.JSONEq(t, `{"mode":"eco","n":12345678901234567890,"net":{"ssid":"x"}}`, string(e2.readItems("tok", "$settings", "")[0].Value), "numbers exact")
+	assert.Equal(t, []ActivationCode{{Code: "kept", ProductID: "p"}}, e2.srv.ActivationCodes())
 	assert.Equal(t, http.StatusBadRequest, e2.post("things", `{"activationCode":"used"}`).status)
 	assert.Equal(t, http.StatusCreated, e2.post("things", `{"activationCode":"kept","productId":"p"}`).status)
+	assert.Empty(t, e2.srv.ActivationCodes())
 	e2.mustWrite("tok", `{"values":[{"key":"t","value":"after"}]}`)
 	require.NoError(t, e2.srv.Close())
 
