@@ -199,5 +199,7 @@ func TestControlStoredCostsItsAnswer(t *testing.T) {
 	assert.Len(t, got.Values, 100_000)
 	assert.JSONEq(t, `{"key":"k","value":21.5,"datetime":"1970-01-01T00:01:39.999Z","geo":{"lat":1.5,"long":2}}`, string(got.Values[0]))
 	t.Logf("%d MiB allocated for a %d MiB answer", n>>20, w.Body.Len()>>20)
-	assert.Less(t, n, 3*uint64(w.Body.Len()), "allocated %d bytes for a %d-byte answer", n, w.Body.Len())
+	// About 2x (the answer and the recorder's copy), 3x under -race;
+	// copying the records first cost 8x.
+	assert.Less(t, n, 4*uint64(w.Body.Len()), "allocated %d bytes for a %d-byte answer", n, w.Body.Len())
 }
