@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -130,6 +131,18 @@ func (st *firmwareStore) add(f storedFirmware) {
 	st.firmwares = append(st.firmwares, f)
 }
 
+// find returns a firmware of version whose file is data.
+func (st *firmwareStore) find(version string, data []byte) (storedFirmware, bool) {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	for _, f := range st.firmwares {
+		if f.Version == version && bytes.Equal(f.Data, data) {
+			return f, true
+		}
+	}
+	return storedFirmware{}, false
+}
+
 // get returns the firmware with id.
 func (st *firmwareStore) get(id string) (storedFirmware, bool) {
 	st.mu.RLock()
@@ -169,13 +182,27 @@ func (st *firmwareStore) counter(name string) *atomic.Int64 {
 
 // AddFirmware stores a firmware file under version (as the platform shows
 // it: "3", "1.2.0") and returns its id, as the platform makes one: 24
-// hexadecimal characters. data is copied.
+// hexadecimal characters. data is copied. The same version and file added
+// again keep their first id; with WithDataDir they survive a restart.
 func (s *Server) AddFirmware(version string, data []byte) (id string) {
+	if f, ok := s.fw.find(version, data); ok {
+		return f.ID // the same file again, as an emulator restarted on its data dir adds it
+	}
 	var b [12]byte
 	_, _ = rand.Read(b[:])
-	id = hex.EncodeToString(b[:])
-	s.fw.add(storedFirmware{ID: id, Version: version, Data: bytes.Clone(data)})
-	return id
+	f := storedFirmware{ID: hex.EncodeToString(b[:]), Version: version, Data: bytes.Clone(data)}
+	_ = s.commit("firmware", func() []byte { return mustJSON(f) }, func() { s.fw.add(f) })
+	return f.ID
+}
+
+// replayFirmware applies a firmware record of the data log.
+func (s *Server) replayFirmware(doc []byte) error {
+	var f storedFirmware
+	if err := json.Unmarshal(doc, &f); err != nil || f.ID == "" {
+		return errors.New("invalid firmware record")
+	}
+	s.fw.add(f)
+	return nil
 }
 
 // routeFirmware serves the firmware, function and resources paths; it

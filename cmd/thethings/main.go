@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	thethings emulator [-addr A] [-tokens T1,T2] [-codes C1,C2:PRODUCT] [-json] [fault flags]
+//	thethings emulator [-addr A] [-tokens T1,T2] [-codes C1,C2:PRODUCT] [-data DIR] [-control] [-json] [fault flags]
 //	thethings activate CODE [-product P]
 //	thethings write KEY VALUE [-at TIME] [-geo LAT,LONG]
 //	thethings write < values.jsonl
@@ -89,7 +89,7 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"emulator", "[-addr A] [-tokens T1,T2] [-codes C1,C2:PRODUCT] [-json] [fault flags]", "run a local fake of the platform until interrupted", runEmulator},
+		{"emulator", "[-addr A] [-tokens T1,T2] [-codes C1,C2:PRODUCT] [-data DIR] [-control] [-json] [fault flags]", "run a local fake of the platform until interrupted", runEmulator},
 		{"activate", "CODE [-product P]", "activate a thing and print its new token (shown only this once)", runActivate},
 		{"write", "KEY VALUE [-at TIME] [-geo LAT,LONG]  |  write < values.jsonl", "write a value, or JSON lines from stdin", runWrite},
 		{"read", "KEY [-since TIME] [-until TIME] [-limit N] [-format csv|jsonl] [-resume CURSOR]", "print a key's history, newest first", runRead},

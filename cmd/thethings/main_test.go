@@ -610,7 +610,7 @@ func TestEmulator(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no SIGTERM")
 	}
-	p := start(t, "", "", "emulator", "-addr", "127.0.0.1:0", "-json", "-tokens", "tok-a,tok-b", "-codes", "c1,c2:prod", "-mqtt")
+	p := start(t, "", "", "emulator", "-addr", "127.0.0.1:0", "-json", "-tokens", "tok-a,tok-b", "-codes", "c1,c2:prod", "-mqtt", "-control")
 	var info struct {
 		URL     string
 		Tokens  []string
@@ -651,6 +651,7 @@ func TestEmulator(t *testing.T) {
 	assert.Equal(t, 42.0, stored.Values[0].Value)
 	req, err := http.NewRequest(http.MethodPut, info.Control+"faults", strings.NewReader(`{"every503":1,"noRetryAfter":true}`))
 	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -671,7 +672,12 @@ func TestEmulator(t *testing.T) {
 	require.True(t, found)
 	assert.Contains(t, p.next(t), "activation code:")
 	assert.Contains(t, p.next(t), "activation code:")
-	assert.Contains(t, p.next(t), "control API:")
+	assert.Contains(t, p.next(t), "in memory", "without -data")
+	assert.Empty(t, p.next(t), "no control API without -control")
+	resp, err = http.Get(strings.TrimSuffix(url, "v2/") + "_thethingstest/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "an unknown path, with the fault")
 	resp, err = http.Get(url + "things/" + tok + "/resources/k")
 	require.NoError(t, err)
 	resp.Body.Close()
