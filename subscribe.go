@@ -278,7 +278,9 @@ type subscriber struct {
 	path  string // redacted
 	idle  time.Duration
 
-	stopped bool // yield returned false
+	stopped   bool      // yield returned false
+	upAt      time.Time // when the current connection was established
+	delivered bool      // the current connection delivered a message
 
 	// backfill state
 	keys      map[string]bool
@@ -319,55 +321,44 @@ func (s *subscriber) state(st State, cause error) {
 	}
 }
 
-// run connects and reconnects until the sequence ends.
+// run connects and reconnects until the sequence ends, through the
+// transport's retry loop: the budget (WithReconnect) starts over when a
+// connection is established, the backoff only when one lived (see
+// connect): a platform that accepts and drops at once meets ever longer
+// waits.
 func (s *subscriber) run(ctx context.Context) {
-	failures := 0 // failed attempts since the last established connection
-	for {
+	loop := transport.Loop{Policy: s.c.tr.Policy, Max: s.cfg.maxAttempts}
+	var prev error // the failure that made the next attempt necessary
+	last, end := loop.Run(ctx, func(ctx context.Context) transport.Step {
+		if prev != nil {
+			s.state(StateReconnecting, prev)
+		}
 		established, err := s.connect(ctx)
-		if s.stopped {
-			return
+		if s.stopped || ctx.Err() != nil {
+			return transport.Step{} // the caller ended it: no error
 		}
-		if ctx.Err() != nil {
-			return // the caller ended it: no error
-		}
-		if established {
-			failures = 0
-			if s.keys != nil && s.gapFrom.IsZero() {
-				s.gapFrom = s.lastFrame.Add(-backfillSkew)
-			}
+		if established && s.keys != nil && s.gapFrom.IsZero() {
+			s.gapFrom = s.lastFrame.Add(-backfillSkew)
 		}
 		s.state(StateDisconnected, err)
-		if permanentSubscribeError(err) {
-			s.yield(Message{}, err)
-			return
+		prev = err
+		// A connection lived when it delivered a message or outlasted the
+		// longest wait: then the backoff starts over.
+		lived := s.delivered || established && time.Since(s.upAt) >= s.c.tr.Policy.MaxWait
+		st := transport.Step{Err: err, Retry: !permanentSubscribeError(err), Reset: established, Lived: lived}
+		var ae *APIError
+		if errors.As(err, &ae) {
+			st.RetryAfter = ae.RetryAfter
 		}
-		failures++
-		if s.cfg.maxAttempts >= 0 && failures > s.cfg.maxAttempts {
-			s.yield(Message{}, errorf("thethings: subscription gave up after %d reconnect attempts: %w", failures-1, err))
-			return
-		}
-		wait := s.backoff(failures-1, err)
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		}
-		s.state(StateReconnecting, err)
+		return st
+	})
+	switch {
+	case last.Err == nil || end == transport.Cut || s.stopped || ctx.Err() != nil:
+	case end == transport.Spent:
+		s.yield(Message{}, errorf("thethings: subscription gave up after %d reconnect attempts: %w", s.cfg.maxAttempts, last.Err))
+	default:
+		s.yield(Message{}, last.Err)
 	}
-}
-
-// backoff is the wait before reconnect attempt n+1, by the client's
-// retry rules.
-func (s *subscriber) backoff(n int, err error) time.Duration {
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return transport.Wait(s.c.tr.Policy, n, ae.RetryAfter)
-	}
-	return transport.Wait(s.c.tr.Policy, n, 0)
 }
 
 // permanentSubscribeError reports answers that a reconnect cannot fix, by
@@ -407,6 +398,7 @@ func (s *subscriber) connError(what string, err error) error {
 // connect runs one connection until it ends. established reports whether
 // the platform accepted the subscription.
 func (s *subscriber) connect(ctx context.Context) (established bool, err error) {
+	s.delivered = false
 	connCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	req, err := http.NewRequestWithContext(connCtx, http.MethodGet, s.url, nil)
@@ -466,6 +458,7 @@ func (s *subscriber) connect(ctx context.Context) (established bool, err error) 
 				return false, err
 			}
 			established = true
+			s.upAt = now
 			s.lastFrame = now
 			wd.Pause() // the handler's time is not the stream's silence
 			s.state(StateConnected, nil)
@@ -491,8 +484,11 @@ func (s *subscriber) connect(ctx context.Context) (established bool, err error) 
 			continue // other objects carry nothing for us
 		}
 		items, derr := wire.DecodeFrameEach(frame)
-		if msg := s.live(items, now); len(msg.Values) > 0 && !s.deliver(wd, msg, nil) {
-			return true, nil
+		if msg := s.live(items, now); len(msg.Values) > 0 {
+			s.delivered = true
+			if !s.deliver(wd, msg, nil) {
+				return true, nil
+			}
 		}
 		if derr != nil {
 			err := &causeError{msg: wire.OnePrefix("thethings: GET " + s.path + ": " + shorten(s.c.redact(derr.Error()))), errs: []error{derr, ErrInvalidValue}}

@@ -560,10 +560,12 @@ func (w *Writer) deliver(d *delivery) bool {
 	w.mu.Lock()
 	w.cur = d
 	w.mu.Unlock()
-	wait := time.NewTimer(time.Hour)
-	defer wait.Stop()
-	for attempt := 0; ; attempt++ {
-		r := d.step(w.ctx)
+	// A batch is sent again, after the client's waits, until the platform
+	// holds it or refused it for good, or the writer is aborted.
+	loop := transport.Loop{Policy: w.c.tr.Policy, Max: -1}
+	delivered := false
+	loop.Run(w.ctx, func(ctx context.Context) transport.Step {
+		r := d.step(ctx)
 		var ackErr error
 		if r.done && w.sp != nil {
 			ackErr = w.sp.ack(len(d.orig), w.cfg.batchSize)
@@ -609,19 +611,10 @@ func (w *Writer) deliver(d *delivery) bool {
 		if ackErr != nil {
 			// The spool can no longer record progress: stop rather than
 			// send values twice.
-			return false
+			return transport.Step{Err: ackErr}
 		}
-		if r.done {
-			return true
-		}
-		if w.ctx.Err() != nil {
-			return false
-		}
-		wait.Reset(transport.Wait(w.c.tr.Policy, attempt, r.retryAfter))
-		select {
-		case <-wait.C:
-		case <-w.ctx.Done():
-			return false
-		}
-	}
+		delivered = r.done
+		return transport.Step{Err: r.err, Retry: !r.done, RetryAfter: r.retryAfter}
+	})
+	return delivered
 }
