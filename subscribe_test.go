@@ -955,3 +955,41 @@ func TestSubscribeCancelDuringBackoff(t *testing.T) {
 		assert.Len(t, s.times(), 1)
 	})
 }
+
+// A platform that accepts the subscription and drops it at once does not
+// reset the backoff: the waits keep growing to MaxWait, instead of a
+// reconnect storm at MinWait (issue 20). Waiting on a connection that
+// lived, one that delivered a message, starts the backoff over.
+func TestSubscribeNoReconnectStorm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const deliverAt = 8 // this connection delivers a message, then drops
+		s := &scriptedStreams{script: func(n int, req *http.Request) *http.Response {
+			if n == deliverAt {
+				return pipeStream(req, false, subscribedFrame, `[{"key":"k","value":1}]`)
+			}
+			return pipeStream(req, false, subscribedFrame) // accepted, then EOF
+		}}
+		c := scriptedClient(t, s, thethings.RetryPolicy{MinWait: time.Second, MaxWait: 8 * time.Second})
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		defer cancel()
+		var got int
+		for _, err := range c.Subscribe(ctx) {
+			require.NoError(t, err)
+			got++
+		}
+		assert.Equal(t, 1, got)
+		at := s.times()
+		// 1+2+4+8+8+... s: about 20 attempts in two minutes, not 160.
+		require.Less(t, len(at), 30, "a reconnect storm")
+		require.Greater(t, len(at), deliverAt+1)
+		for i := 1; i < len(at); i++ {
+			n := i - 1 // waits since the backoff last started over
+			if i >= deliverAt { // the wait after the connection that delivered
+				n = i - deliverAt
+			}
+			base := min(time.Second<<n, 8*time.Second)
+			gap := at[i].Sub(at[i-1])
+			assert.True(t, gap >= base/2 && gap <= base, "wait %d is %s, want within [%s, %s]", i, gap, base/2, base)
+		}
+	})
+}

@@ -373,3 +373,42 @@ func TestDecideStream(t *testing.T) {
 		assert.Equal(t, want, retry, "status %d", status)
 	}
 }
+
+// The loop's budget starts over on Reset, its backoff only on Lived.
+func TestLoopResetAndLived(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := Policy{MinWait: time.Second, MaxWait: 64 * time.Second}
+		var at []time.Time
+		steps := []Step{
+			{Retry: true}, {Retry: true, Reset: true}, {Retry: true, Reset: true},
+			{Retry: true, Reset: true, Lived: true}, {Retry: true}, {Retry: true}, {Err: errStatus, Retry: true},
+		}
+		loop := Loop{Policy: p, Max: 3}
+		last, end := loop.Run(t.Context(), func(context.Context) Step {
+			at = append(at, time.Now())
+			return steps[len(at)-1]
+		})
+		assert.Equal(t, Spent, end, "three retries in a row after the last Reset")
+		assert.ErrorIs(t, last.Err, errStatus)
+		require.Len(t, at, 7)
+		// Waits: n=0,1,2 (Reset keeps the backoff), then 0 (Lived), 1, 2.
+		for i, n := range []int{0, 1, 2, 0, 1, 2} {
+			base := p.MinWait << n
+			gap := at[i+1].Sub(at[i])
+			assert.True(t, gap >= base/2 && gap <= base, "wait %d is %s, want within [%s, %s]", i+1, gap, base/2, base)
+		}
+	})
+}
+
+// The loop stops at once when ctx ends during a wait.
+func TestLoopCut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		defer cancel()
+		loop := Loop{Policy: Policy{MinWait: time.Hour, MaxWait: time.Hour}, Max: -1}
+		start := time.Now()
+		_, end := loop.Run(ctx, func(context.Context) Step { return Step{Retry: true} })
+		assert.Equal(t, Cut, end)
+		assert.Equal(t, 3*time.Second, time.Since(start))
+	})
+}
