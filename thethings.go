@@ -30,9 +30,11 @@
 //
 // Reads are retried on network errors, 429 and 5xx answers but 501. Writes are
 // retried only when the platform certainly did not store the values: the
-// request never left this process, or it was answered 429, or 503 with
-// Retry-After. Anything ambiguous (a connection lost after the request was
-// sent, a 500, a timeout) is never re-sent blindly: [Client.Write] and the
+// request never left this process, or it was answered 429, or (for values
+// without a Datetime) 503 with Retry-After. Anything ambiguous (a connection
+// lost after the request was sent, a 500, a timeout, and for values with a
+// Datetime any 503, which a proxy may answer after the platform stored) is
+// never re-sent blindly: [Client.Write] and the
 // [Writer] read the values that carry a Datetime back and send again only
 // what is missing; values without one are reported in a [*WriteError] with
 // Unknown set, and the magic setters return an error matching

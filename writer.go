@@ -43,10 +43,12 @@ type WriterStats struct {
 // A Writer loses nothing for a passing reason, and stores nothing twice that
 // carries a Datetime. Every value is stamped at Add with the device clock
 // unless it has a Datetime or [WithServerTimestamps] is given. A request
-// that stored nothing (a failed dial, 429, 503 with Retry-After) is sent
-// again after a capped, jittered backoff drawn from the client's
-// [RetryPolicy]. A request whose outcome is ambiguous (the connection lost
-// after sending, a timeout, 500, 502, 503, 504) is not guessed at: the
+// that stored nothing (a failed dial, 429; for values without a Datetime
+// also 503 with Retry-After) is sent again after a capped, jittered backoff
+// drawn from the client's [RetryPolicy]. A request whose outcome is
+// ambiguous (the connection lost after sending, a timeout, 500, 502, 503
+// with or without Retry-After, which a proxy may answer after the platform
+// stored, 504) is not guessed at: the
 // writer reads each of the batch's keys back over the batch's time span,
 // counts what the platform holds, and sends again only what is missing; if
 // the read fails too, it tries again later, keeping the values. Only a
