@@ -983,7 +983,7 @@ func TestSubscribeNoReconnectStorm(t *testing.T) {
 		require.Less(t, len(at), 30, "a reconnect storm")
 		require.Greater(t, len(at), deliverAt+1)
 		for i := 1; i < len(at); i++ {
-			n := i - 1 // waits since the backoff last started over
+			n := i - 1          // waits since the backoff last started over
 			if i >= deliverAt { // the wait after the connection that delivered
 				n = i - deliverAt
 			}
