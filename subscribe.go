@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"hash/fnv"
 	"io"
 	"iter"
 	"net/http"
@@ -686,28 +684,10 @@ func (s *subscriber) backfill(ctx context.Context) {
 	}
 }
 
-// fingerprint identifies a value by key and canonical JSON value (numbers
-// in float64 form, object keys sorted), so that a value decoded from the
-// stream and the same value read from history compare equal. It is a
-// 64-bit FNV-1a hash: the bookkeeping keeps no value's JSON.
-func fingerprint(v Value) uint64 {
-	h := fnv.New64a()
-	_, _ = io.WriteString(h, v.Key)
-	_, _ = h.Write([]byte{0})
-	raw, err := json.Marshal(v.Value)
-	if err != nil {
-		_, _ = fmt.Fprint(h, v.Value)
-		return h.Sum64()
-	}
-	var generic any
-	if json.Unmarshal(raw, &generic) == nil {
-		if canon, err := json.Marshal(generic); err == nil {
-			raw = canon
-		}
-	}
-	_, _ = h.Write(raw)
-	return h.Sum64()
-}
+// fingerprint identifies a value by key and canonical JSON value (see
+// wire.Fingerprint), so that a value decoded from the stream and the same
+// value read from history compare equal.
+func fingerprint(v Value) uint64 { return wire.Fingerprint(v.Key, v.Value) }
 
 // seenSet remembers recently delivered values of the backfill keys by
 // fingerprint and datetime, in the order they were delivered. It is

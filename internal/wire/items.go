@@ -522,7 +522,9 @@ func parseGeo(b []byte, strict bool) (Geo, error) {
 
 // fingerprint is FNV-64a over the value's compact JSON and the geo, which
 // tells values of one millisecond apart. Cursors store it: it must not
-// change.
+// change. It is not the SDK's value identity (AppendCanonical): it hashes
+// the value as the platform spells it, which is all one read needs, and
+// cursors made by earlier versions hold it.
 func (d *Decoder) fingerprint(raw []byte, g *Geo) uint64 {
 	if len(raw) > 0 && (raw[0] == '{' || raw[0] == '[') {
 		d.compact.Reset()
