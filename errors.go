@@ -2,7 +2,6 @@ package thethings
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -132,22 +131,12 @@ func optionError(format string, args ...any) error {
 func (c *Client) apiError(resp *http.Response, method, path string) *APIError {
 	e := &APIError{StatusCode: resp.StatusCode, Method: method, Path: path, RetryAfter: transport.RetryAfterOf(resp, time.Now())}
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	var env struct {
-		Status  string          `json:"status"`
-		Code    json.RawMessage `json:"code"`
-		Message json.RawMessage `json:"message"`
-	}
 	// Redact before cutting: a token straddling the cut would leave its
 	// first part behind.
-	if json.Unmarshal(data, &env) == nil {
+	if env, ok := wire.ParseEnvelope(data); ok {
 		e.Status = cutText(c.redact(env.Status), maxQuote)
-		e.Code, _ = strconv.Atoi(strings.Trim(string(env.Code), `"`))
-		var s string
-		if json.Unmarshal(env.Message, &s) == nil {
-			e.Message = cutText(c.redact(s), maxMessage)
-		} else if len(env.Message) > 0 {
-			e.Message = cutText(c.redact(string(env.Message)), maxMessage)
-		}
+		e.Code = env.Code
+		e.Message = cutText(c.redact(env.Message), maxMessage)
 	} else {
 		e.Message = cutText(c.redact(strings.TrimSpace(string(data))), 200)
 	}

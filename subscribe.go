@@ -3,7 +3,6 @@ package thethings
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"iter"
@@ -540,12 +539,6 @@ func (s *subscriber) readError(connCtx context.Context, err error) error {
 	return s.connError("stream", err)
 }
 
-type statusEnvelope struct {
-	Status  string          `json:"status"`
-	Code    json.RawMessage `json:"code"`
-	Message json.RawMessage `json:"message"`
-}
-
 // firstFrame checks the platform's answer to the subscription: any
 // {"status":"success",...} is accepted, whatever its message; so is a
 // first frame without status (a keep-alive or data).
@@ -562,26 +555,19 @@ func (s *subscriber) statusFrame(frame []byte, httpStatus int) error {
 	if !bytes.Contains(frame, []byte(`"status"`)) {
 		return nil
 	}
-	var env statusEnvelope
-	if json.Unmarshal(frame, &env) != nil || env.Status == "" || strings.EqualFold(env.Status, "success") {
+	env, ok := wire.ParseEnvelope(frame)
+	if !ok || env.Status == "" || strings.EqualFold(env.Status, "success") {
 		return nil
 	}
-	e := &APIError{StatusCode: httpStatus, Status: cutText(s.c.redact(env.Status), maxQuote), Method: http.MethodGet, Path: s.path}
-	e.Code, _ = strconv.Atoi(strings.Trim(string(env.Code), `"`))
+	e := &APIError{StatusCode: httpStatus, Status: cutText(s.c.redact(env.Status), maxQuote), Code: env.Code, Method: http.MethodGet, Path: s.path}
 	if e.Code >= 400 && e.Code <= 599 {
 		// The platform's code says what kind of refusal this is; let
 		// errors.Is see it as it would an HTTP status.
 		e.StatusCode = e.Code
-	} else if lower := strings.ToLower(string(env.Message)); strings.Contains(lower, "not found") || isThingMessage(lower) {
+	} else if lower := strings.ToLower(env.Message); strings.Contains(lower, "not found") || isThingMessage(lower) {
 		e.StatusCode = http.StatusNotFound
 	}
-	var msg string
-	if json.Unmarshal(env.Message, &msg) == nil {
-		e.Message = msg
-	} else {
-		e.Message = string(env.Message)
-	}
-	e.Message = cutText(s.c.redact(e.Message), maxMessage)
+	e.Message = cutText(s.c.redact(env.Message), maxMessage)
 	return e
 }
 
