@@ -291,7 +291,7 @@ func parseServerDate(raw json.RawMessage) (time.Time, error) {
 		if t, err = ParseTime(s); err != nil {
 			return time.Time{}, err
 		}
-	} else if sec, err := strconv.ParseFloat(string(raw), 64); err == nil && sec > 0 && sec < maxUnixSeconds {
+	} else if sec, err := strconv.ParseFloat(string(raw), 64); err == nil && sec > 0 && sec < wire.UnixYear10000 {
 		whole := int64(sec)
 		t = time.Unix(whole, int64((sec-float64(whole))*1e9)).UTC().Truncate(time.Millisecond)
 	} else {
@@ -302,7 +302,3 @@ func parseServerDate(raw json.RawMessage) (time.Time, error) {
 	}
 	return t, nil
 }
-
-// maxUnixSeconds is the end of the year 9999, the last the platform's date
-// forms can hold.
-const maxUnixSeconds = 253402300800
