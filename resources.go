@@ -460,7 +460,7 @@ type pageDecoder struct {
 // answerDecoders hold the scratch buffers of decoding read answers, which
 // a page's values do not need once they are built.
 var answerDecoders = sync.Pool{New: func() any {
-	return &wire.Decoder{Lenient: true, Reuse: true, Fingerprint: true, ParseTime: parseAnswerTime}
+	return &wire.Decoder{Reuse: true, Fingerprint: true, ParseTime: parseAnswerTime}
 }}
 
 // decode parses a page of about hint items. The returned slices are

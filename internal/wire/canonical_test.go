@@ -2,6 +2,7 @@ package wire
 
 import (
 	"encoding/json"
+	"math"
 	"testing"
 )
 
@@ -10,7 +11,7 @@ import (
 func TestCanonical(t *testing.T) {
 	same := [][]any{
 		{float64(21.5), json.Number("21.50"), json.Number("2.15e1"), float32(21.5)},
-		{0, -0.0, json.Number("-0"), json.Number("0.0")},
+		{0, math.Copysign(0, -1), json.Number("-0"), json.Number("0.0")},
 		{map[string]any{"b": 1, "a": []any{1.5, "x"}}, json.RawMessage(`{"a":[1.50,"x"],"b":1e0}`)},
 		{"21.5", json.RawMessage(`"21.5"`)},
 		{true, json.RawMessage(`true`)},
