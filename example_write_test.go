@@ -67,7 +67,7 @@ func ExampleWriter() {
 		log.Fatal(err)
 	}
 	fmt.Println("stored:", srv.StoredCount(exampleToken, "counter"))
-	fmt.Println("requests:", srv.Requests("write"))
+	fmt.Println("requests:", srv.Requests(thethingstest.RouteWrite))
 	// Output:
 	// stored: 250
 	// requests: 3

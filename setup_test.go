@@ -70,6 +70,23 @@ func setup(t testing.TB, opts ...thethingstest.Option) (*thethingstest.Server, *
 	return srv, emulatorClient(t, srv)
 }
 
+// eventually waits until cond holds, and fails the test if it does not
+// within 10 seconds: a wait for an event, with a deadline, never an
+// unbounded loop. It may be called from any goroutine (it reports with
+// Errorf); it returns whether cond held.
+func eventually(t testing.TB, what string, cond func() bool) bool {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Errorf("never happened within 10s: %s", what)
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
 // exampleToken is the thing the examples' emulator knows.
 const exampleToken = "example-thing-token"
 
