@@ -132,7 +132,10 @@ func (d *delivery) step(ctx context.Context) (r stepResult) {
 			return r
 		}
 	}
-	vals := d.pick(d.send)
+	vals := d.orig // d.send is sorted: as long as orig, it is all of it
+	if len(d.send) != len(d.orig) {
+		vals = d.pick(d.send)
+	}
 	body, bad := d.body, (*badValues)(nil)
 	if body == nil || len(vals) != len(d.orig) {
 		body, bad = encodeBatch(vals)
