@@ -4,6 +4,7 @@
 package thethings_test
 
 import (
+	"context"
 	"fmt"
 	"log"
 	"net/http"
@@ -85,6 +86,33 @@ func eventually(t testing.TB, what string, cond func() bool) bool {
 		time.Sleep(time.Millisecond)
 	}
 	return true
+}
+
+// serverClient returns a client for sentinelToken at baseURL, a test
+// server of the test's own (not the emulator), with fastRetryPolicy and
+// connections of its own that are closed when the test ends.
+func serverClient(t testing.TB, baseURL string, opts ...thethings.Option) *thethings.Client {
+	t.Helper()
+	unary := &http.Transport{}
+	streamTr := &http.Transport{ResponseHeaderTimeout: 10 * time.Second}
+	t.Cleanup(unary.CloseIdleConnections)
+	t.Cleanup(streamTr.CloseIdleConnections)
+	opts = append([]thethings.Option{
+		thethings.WithBaseURL(baseURL),
+		thethings.WithHTTPClient(&http.Client{Transport: unary, Timeout: 10 * time.Second}),
+		thethings.WithStreamHTTPClient(&http.Client{Transport: streamTr}),
+		fastRetry,
+	}, opts...)
+	c, err := thethings.NewClient(sentinelToken, opts...)
+	require.NoError(t, err)
+	return c
+}
+
+// testCtx is a context that ends after d, or when the test ends.
+func testCtx(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // exampleToken is the thing the examples' emulator knows.
