@@ -149,11 +149,16 @@ func (t *Transport) Do(ctx context.Context, r *Request, handle func(*http.Respon
 	last, end := loop.Run(ctx, func(ctx context.Context) Step {
 		resp, sent, err := t.send(ctx, r)
 		status, transportErr = 0, nil
+		var bad *badRequest
+		if errors.As(err, &bad) {
+			transportErr = bad.err
+			return Step{Err: bad.err} // no retry can mend it
+		}
 		if err != nil {
 			transportErr = err
 			retry, m := DecideError(r.Kind, t.Policy.RetryWrites, err, sent)
 			maybe = maybe || m
-			return Step{Err: err, Retry: retry && resp != noRequest}
+			return Step{Err: err, Retry: retry}
 		}
 		status = resp.StatusCode
 		retry, m := DecideAnswer(r.Kind, t.Policy.RetryWrites, status, resp.Header.Get("Retry-After") != "")
@@ -201,7 +206,7 @@ func (t *Transport) send(ctx context.Context, r *Request) (resp *http.Response, 
 	}
 	req, err := http.NewRequestWithContext(ctx, r.Method, r.URL, body)
 	if err != nil {
-		return noRequest, false, err // no retry can mend it
+		return nil, false, &badRequest{err}
 	}
 	for k, v := range r.Header {
 		req.Header[k] = v
@@ -218,8 +223,10 @@ func (t *Transport) send(ctx context.Context, r *Request) (resp *http.Response, 
 	return nil, !(gotConn.Load() && !wrote.Load()), err
 }
 
-// noRequest is send's answer when r cannot be made into a request.
-var noRequest = &http.Response{}
+// badRequest is send's failure when r cannot be made into a request.
+type badRequest struct{ err error }
+
+func (e *badRequest) Error() string { return e.err.Error() }
 
 func (t *Transport) fail(r *Request, err error, maybe bool) *Error {
 	return &Error{Method: r.Method, Path: r.Path, Err: err, MaybeSent: maybe, redact: t.redact}
