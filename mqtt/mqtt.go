@@ -360,16 +360,20 @@ func (c *Client) run(cn *conn) {
 	defer c.wg.Done()
 	log := c.cfg.logger
 	loop := transport.Loop{Policy: transport.Policy{MinWait: minBackoff, MaxWait: maxBackoff}, Max: -1}
-	attempt := 0
-	if cn == nil {
-		attempt = 1 // wait before the first dial, as after a loss
-	}
+	waitFirst := cn == nil // from Activate, whose first connect failed
+	n := 0                 // reconnect attempts since the last connection
 	loop.Run(c.life, func(ctx context.Context) transport.Step {
-		if attempt++; attempt > 1 {
+		if waitFirst {
+			waitFirst = false
+			return transport.Step{Retry: true} // wait before the first dial, as after a loss
+		}
+		if cn == nil {
+			n++
 			var err error
-			if cn, err = c.reconnect(ctx, attempt-1); err != nil {
+			if cn, err = c.reconnect(ctx, n); err != nil {
 				return transport.Step{Err: err, Retry: ctx.Err() == nil}
 			}
+			n = 0
 		}
 		up := time.Now()
 		select {
@@ -382,6 +386,7 @@ func (c *Client) run(cn *conn) {
 			c.setDown()
 			log.Warn("thethings: mqtt: connection lost", "broker", c.cfg.broker, "err", c.redact(errString(err)))
 			lived := cn.got.Load() || time.Since(up) >= maxBackoff
+			cn = nil
 			return transport.Step{Err: err, Retry: true, Lived: lived}
 		}
 	})
