@@ -111,8 +111,10 @@ func WithKeepAlive(d time.Duration) SubscribeOption {
 // count starts again once a connection is established. By default a
 // subscription reconnects forever; 0 never reconnects. Waits between
 // attempts grow exponentially with jitter from the client's
-// RetryPolicy.MinWait up to RetryPolicy.MaxWait; a Retry-After of a 429
-// or 503 answer is honoured, clamped to MaxWait.
+// RetryPolicy.MinWait up to RetryPolicy.MaxWait, and start over only after
+// a connection lived (it delivered a message, or stayed up past MaxWait):
+// a platform that accepts and drops at once meets ever longer waits. A
+// Retry-After of a 429 or 503 answer is honoured, clamped to MaxWait.
 func WithReconnect(maxAttempts int) SubscribeOption {
 	return func(c *subscribeConfig) error {
 		if maxAttempts < 0 {
