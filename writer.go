@@ -48,10 +48,10 @@ type WriterStats struct {
 // drawn from the client's [RetryPolicy]. A request whose outcome is
 // ambiguous (the connection lost after sending, a timeout, 500, 502, 503
 // with or without Retry-After, which a proxy may answer after the platform
-// stored, 504) is not guessed at: the
-// writer reads each of the batch's keys back over the batch's time span,
-// counts what the platform holds, and sends again only what is missing; if
-// the read fails too, it tries again later, keeping the values. Only a
+// stored, 504) is not guessed at: the writer reads each of the batch's keys
+// back over the batch's time span, counts what the platform holds, and
+// sends again only what is missing; if the read fails too, it tries again
+// later, keeping the values. Only a
 // permanent refusal (400, 401, 404) ends in a [*WriteError], passed to the
 // error handler and returned by the next Flush or Close. Values without a
 // Datetime cannot be verified: an ambiguous request of them is a
