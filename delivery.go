@@ -1,13 +1,9 @@
 package thethings
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -195,7 +191,10 @@ func (d *delivery) step(ctx context.Context) (r stepResult) {
 			return r
 		}
 	}
-	vals := d.pick(d.send)
+	vals := d.orig // d.send is sorted: as long as orig, it is all of it
+	if len(d.send) != len(d.orig) {
+		vals = d.pick(d.send)
+	}
 	body, bad := d.body, (*badValues)(nil)
 	if body == nil || len(vals) != len(d.orig) {
 		body, bad = encodeBatch(vals)
@@ -438,72 +437,11 @@ func (b *badValues) report(batch []Value) *WriteError {
 }
 
 // identOf is the identity of a value with a Datetime: its key, its
-// millisecond and its value as canonical JSON (numbers as the float64 they
-// denote, -0 as 0, object members sorted), so that what was sent and what the
-// platform answers compare equal however either spells them.
+// millisecond and its value as canonical JSON (see wire.AppendCanonical).
 func identOf(key string, t time.Time, v any) (ident, error) {
-	raw, err := wire.AppendValue(nil, v)
+	canon, err := wire.AppendCanonical(nil, v)
 	if err != nil {
 		return ident{}, err
 	}
-	id := ident{key: key, ms: t.UnixMilli()}
-	if f, err := strconv.ParseFloat(string(raw), 64); err == nil {
-		id.value = string(appendFloat(nil, f))
-		return id, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var x any
-	if err := dec.Decode(&x); err != nil {
-		return ident{}, err
-	}
-	id.value = string(appendCanonical(nil, x))
-	return id, nil
-}
-
-// appendCanonical appends x, as decoded with UseNumber, in canonical JSON.
-func appendCanonical(b []byte, x any) []byte {
-	switch x := x.(type) {
-	case json.Number:
-		if f, err := strconv.ParseFloat(string(x), 64); err == nil {
-			return appendFloat(b, f)
-		}
-		return append(b, x...)
-	case string:
-		return strconv.AppendQuote(b, x)
-	case []any:
-		b = append(b, '[')
-		for i, e := range x {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendCanonical(b, e)
-		}
-		return append(b, ']')
-	case map[string]any:
-		keys := slices.Sorted(maps.Keys(x))
-		b = append(b, '{')
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = strconv.AppendQuote(b, k)
-			b = append(b, ':')
-			b = appendCanonical(b, x[k])
-		}
-		return append(b, '}')
-	case bool:
-		return strconv.AppendBool(b, x)
-	default:
-		return append(b, "null"...)
-	}
-}
-
-// appendFloat appends f in canonical form: -0 as 0, as the platform
-// (JavaScript) answers it.
-func appendFloat(b []byte, f float64) []byte {
-	if f == 0 {
-		f = 0 // -0 too
-	}
-	return strconv.AppendFloat(b, f, 'g', -1, 64)
+	return ident{key: key, ms: t.UnixMilli(), value: string(canon)}, nil
 }

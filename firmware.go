@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/thethings-go/thethings/internal/transport"
 	"github.com/thethings-go/thethings/internal/version"
@@ -34,7 +33,7 @@ func (c *Client) Firmwares(ctx context.Context) ([]Firmware, error) {
 		} `json:"firmwares"`
 	}
 	rt := c.thingRoute("firmwares", "latest")
-	if _, err := c.call(ctx, transport.Idempotent, http.MethodGet, rt, nil, &answer); err != nil {
+	if _, err := c.do(ctx, &request{kind: transport.Idempotent, method: http.MethodGet, rt: rt, out: &answer}); err != nil {
 		return nil, err
 	}
 	out := make([]Firmware, 0, len(answer.Firmwares))
@@ -111,29 +110,25 @@ func (c *Client) DownloadFirmware(ctx context.Context, id string, w io.Writer, m
 		return 0, err
 	}
 	d := &download{c: c, rt: c.thingRoute("firmwares", "download", id), w: w, max: maxBytes, total: -1}
-	for stalled := 0; ; {
+	// Each attempt resumes where the last one was cut; one that makes
+	// progress starts the retry budget and the backoff over.
+	loop := transport.Loop{Policy: c.tr.Policy, Max: c.retry.MaxRetries}
+	last, _ := loop.Run(ctx, func(ctx context.Context) transport.Step {
 		before := d.n
 		err := d.attempt(ctx)
-		if err == nil {
-			return d.n, nil
-		}
 		var cut *cutError
 		if !errors.As(err, &cut) {
-			return d.n, err
+			return transport.Step{Err: err}
 		}
 		d.cut = cut
-		if retry, _ := transport.DecideError(transport.Idempotent, false, cut.err, true); !retry || ctx.Err() != nil {
-			return d.n, cut.final(ctx)
-		}
-		if d.n > before {
-			stalled = 0 // progress: resume at once
-			continue
-		}
-		if stalled >= c.retry.MaxRetries || sleepCtx(ctx, transport.Wait(c.tr.Policy, stalled, 0)) != nil {
-			return d.n, cut.final(ctx)
-		}
-		stalled++
+		retry, _ := transport.DecideError(transport.Idempotent, false, cut.err, true)
+		progress := d.n > before
+		return transport.Step{Err: err, Retry: retry, Reset: progress, Lived: progress}
+	})
+	if cut, ok := last.Err.(*cutError); ok {
+		return d.n, cut.final(ctx)
 	}
+	return d.n, last.Err
 }
 
 // download is the state of one DownloadFirmware across its requests.
@@ -172,10 +167,11 @@ func (e *cutError) final(ctx context.Context) error {
 }
 
 // attempt sends one request, from byte d.n on, and copies its answer to
-// d.w. A body cut by the network is a *cutError.
+// d.w. A body cut by the network is a *cutError, which the transport does
+// not retry itself: the next attempt resumes it with a Range request.
 func (d *download) attempt(ctx context.Context) error {
 	c := d.c
-	req := c.request(transport.Idempotent, http.MethodGet, d.rt, nil)
+	req := c.newRequest(&request{kind: transport.Idempotent, method: http.MethodGet, rt: d.rt})
 	req.Header.Set("Accept", "application/octet-stream, */*")
 	// The file's own bytes, so that a resumed range starts where this
 	// answer's bytes stopped.
@@ -186,25 +182,35 @@ func (d *download) attempt(ctx context.Context) error {
 			req.Header.Set("If-Range", d.etag)
 		}
 	}
-	resp, _, err := c.tr.Do(ctx, req)
+	var cut error
+	_, err := c.tr.Do(ctx, req, func(resp *http.Response) error {
+		if err := c.checkResponse(resp, req); err != nil {
+			return err
+		}
+		if err := d.check(resp, req.Path); err != nil {
+			return err
+		}
+		var err error
+		cut, err = d.copy(resp.Body, req.Path)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
-		return c.apiError(resp, http.MethodGet, req.Path)
-	}
-	if err := d.check(resp, req.Path); err != nil {
-		return err
-	}
+	return cut
+}
+
+// copy copies body to d.w, bounded by d.max. A read that fails before the
+// file's end is returned as cut, a *cutError, not as err.
+func (d *download) copy(body io.Reader, path string) (cut, err error) {
 	if d.buf == nil {
 		d.buf = make([]byte, 64<<10)
 	}
 	for {
-		m, rerr := resp.Body.Read(d.buf)
+		m, rerr := body.Read(d.buf)
 		if m > 0 {
 			if d.n+int64(m) > d.max {
-				return d.tooLarge(req.Path)
+				return nil, d.tooLarge(path)
 			}
 			wn, werr := d.w.Write(d.buf[:m])
 			d.n += int64(wn)
@@ -212,16 +218,16 @@ func (d *download) attempt(ctx context.Context) error {
 				werr = io.ErrShortWrite
 			}
 			if werr != nil {
-				return errorf("thethings: GET %s: write firmware: %w", req.Path, werr)
+				return nil, errorf("thethings: GET %s: write firmware: %w", path, werr)
 			}
 		}
 		switch {
 		case rerr == io.EOF && d.total >= 0 && d.n != d.total:
-			return &cutError{d: d, err: io.ErrUnexpectedEOF}
+			return &cutError{d: d, err: io.ErrUnexpectedEOF}, nil
 		case rerr == io.EOF:
-			return nil
+			return nil, nil
 		case rerr != nil:
-			return &cutError{d: d, err: rerr}
+			return &cutError{d: d, err: rerr}, nil
 		}
 	}
 }
@@ -286,19 +292,4 @@ func parseContentRange(s string) (start, total int64, ok bool) {
 		return 0, 0, false
 	}
 	return start, total, true
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

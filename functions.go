@@ -38,11 +38,8 @@ func (c *Client) CallFunction(ctx context.Context, name string, params any) (jso
 	}
 	var buf bytes.Buffer
 	rt := c.thingRoute("code", "functions", name)
-	if _, maybe, err := c.ask(ctx, transport.Once, http.MethodPost, rt, body, maxAnswer, &buf, false, nil); err != nil {
-		if maybe {
-			err = errorf("%w: %w", err, ErrOutcomeUnknown)
-		}
-		return nil, err
+	if _, err := c.do(ctx, &request{kind: transport.Once, method: http.MethodPost, rt: rt, body: body, buf: &buf}); err != nil {
+		return nil, err // matches ErrOutcomeUnknown when it may have run
 	}
 	raw := bytes.TrimSpace(buf.Bytes())
 	if len(raw) == 0 {
@@ -73,7 +70,7 @@ func (c *Client) Resources(ctx context.Context) ([]string, error) {
 	var answer struct {
 		Resources []string `json:"resources"`
 	}
-	if _, err := c.call(ctx, transport.Idempotent, http.MethodGet, c.thingRoute("resources"), nil, &answer); err != nil {
+	if _, err := c.do(ctx, &request{kind: transport.Idempotent, method: http.MethodGet, rt: c.thingRoute("resources"), out: &answer}); err != nil {
 		return nil, err
 	}
 	if answer.Resources == nil {

@@ -4,6 +4,7 @@
 package thethings_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -79,6 +80,50 @@ func setup(t testing.TB, opts ...thethingstest.Option) (*thethingstest.Server, *
 	t.Helper()
 	srv := startEmulator(t, opts...)
 	return srv, emulatorClient(t, srv)
+}
+
+// eventually waits until cond holds, and fails the test if it does not
+// within 10 seconds: a wait for an event, with a deadline, never an
+// unbounded loop. It may be called from any goroutine (it reports with
+// Errorf); it returns whether cond held.
+func eventually(t testing.TB, what string, cond func() bool) bool {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Errorf("never happened within 10s: %s", what)
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
+// serverClient returns a client for sentinelToken at baseURL, a test
+// server of the test's own (not the emulator), with fastRetryPolicy and
+// connections of its own that are closed when the test ends.
+func serverClient(t testing.TB, baseURL string, opts ...thethings.Option) *thethings.Client {
+	t.Helper()
+	unary := &http.Transport{}
+	streamTr := &http.Transport{ResponseHeaderTimeout: 10 * time.Second}
+	t.Cleanup(unary.CloseIdleConnections)
+	t.Cleanup(streamTr.CloseIdleConnections)
+	opts = append([]thethings.Option{
+		thethings.WithBaseURL(baseURL),
+		thethings.WithHTTPClient(&http.Client{Transport: unary, Timeout: 10 * time.Second}),
+		thethings.WithStreamHTTPClient(&http.Client{Transport: streamTr}),
+		fastRetry,
+	}, opts...)
+	c, err := thethings.NewClient(sentinelToken, opts...)
+	require.NoError(t, err)
+	return c
+}
+
+// testCtx is a context that ends after d, or when the test ends.
+func testCtx(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // countingServer answers every request with status and counts them.

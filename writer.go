@@ -50,11 +50,12 @@ type WriterStats struct {
 // platform's when the device's reads before 2025 (a board that never set
 // it) or [WithPlatformClock] says so; see [WithClock]. No stamp makes a
 // value identical (key, millisecond, value) to another of the writer's. A
-// request that stored nothing (a failed dial, 408, 429, a rate-limit 403,
-// 503 with Retry-After) is sent again after a capped, jittered backoff
-// drawn from the client's [RetryPolicy]. A request whose outcome is
-// ambiguous (the connection lost after sending, a timeout, 500, 502, 503,
-// 504) is not guessed at: the writer reads each of the batch's keys back
+// request that stored nothing (a failed dial, 408, 429, a rate-limit 403;
+// for values without a Datetime also 503 with Retry-After) is sent again
+// after a capped, jittered backoff drawn from the client's [RetryPolicy]. A
+// request whose outcome is ambiguous (the connection lost after sending, a
+// timeout, 500, 502, 503 with or without Retry-After, which a proxy may
+// answer after the platform stored, 504) is not guessed at: the writer reads each of the batch's keys back
 // over the batch's time span, counts what the platform holds, and sends
 // again only what is missing; if the read fails too, it tries again later,
 // keeping the values. Values that cannot be read back (without a Datetime,
@@ -553,10 +554,12 @@ func (w *Writer) deliver(d *delivery) bool {
 	w.mu.Lock()
 	w.cur = d
 	w.mu.Unlock()
-	wait := time.NewTimer(time.Hour)
-	defer wait.Stop()
-	for attempt := 0; ; attempt++ {
-		r := d.step(w.ctx)
+	// A batch is sent again, after the client's waits, until the platform
+	// holds it or refused it for good, or the writer is aborted.
+	loop := transport.Loop{Policy: w.c.tr.Policy, Max: -1}
+	delivered := false
+	loop.Run(w.ctx, func(ctx context.Context) transport.Step {
+		r := d.step(ctx)
 		var ackErr error
 		if r.done && w.sp != nil {
 			ackErr = w.sp.ack(len(d.orig), w.cfg.batchSize)
@@ -614,19 +617,10 @@ func (w *Writer) deliver(d *delivery) bool {
 		if ackErr != nil {
 			// The spool can no longer record progress: stop rather than
 			// send values twice.
-			return false
+			return transport.Step{Err: ackErr}
 		}
-		if r.done {
-			return true
-		}
-		if w.ctx.Err() != nil {
-			return false
-		}
-		wait.Reset(transport.Wait(w.c.tr.Policy, attempt, r.retryAfter))
-		select {
-		case <-wait.C:
-		case <-w.ctx.Done():
-			return false
-		}
-	}
+		delivered = r.done
+		return transport.Step{Err: r.err, Retry: !r.done, RetryAfter: r.retryAfter}
+	})
+	return delivered
 }
