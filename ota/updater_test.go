@@ -309,3 +309,71 @@ func TestUpdaterKeepsRollbackReportUntilSent(t *testing.T) {
 	}
 	assert.Equal(t, []string{"2:applied", "2:rolled-back"}, f.reports(t))
 }
+
+// No error of Apply and no report holds the thing's token.
+func TestUpdaterErrorsHoldNoToken(t *testing.T) {
+	f := newFixture(t)
+	f.srv.AddFirmware("2", sign(t, []byte("x"), "3"))
+	_, err := f.updater(t, "1").Apply(context.Background())
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), token)
+	for _, r := range f.srv.Stored(token, "firmware") {
+		assert.NotContains(t, string(r.Value), token)
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	c, err := thethings.NewClient(token, thethings.WithBaseURL("http://"+addr+"/v2/"), thethings.WithRetry(thethings.NoRetries))
+	require.NoError(t, err)
+	u, err := ota.NewUpdater(c, testPub, "1", ota.WithTarget(f.target))
+	require.NoError(t, err)
+	_, err = u.Apply(context.Background())
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), token)
+}
+
+// A rollback report not sent yet survives a newer update applied
+// meanwhile, and so do the reports of that update, through its restart:
+// once the platform is reachable, it gets them all, in order.
+func TestUpdaterReportsSurviveNewerUpdate(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.srv.AddFirmware("2", sign(t, []byte("program v2"), "2"))
+	applied, err := f.updater(t, "1").Apply(ctx)
+	require.NoError(t, err)
+	require.True(t, applied)
+	for range 2 { // the trial run, then the start that rolls back
+		_, err := ota.Boot(f.target)
+		require.NoError(t, err)
+	}
+
+	tr := &failingWrites{base: http.DefaultTransport.(*http.Transport).Clone()}
+	t.Cleanup(tr.base.CloseIdleConnections)
+	tr.fail.Store(true)
+	c, err := thethings.NewClient(token, thethings.WithBaseURL(f.srv.URL()),
+		thethings.WithHTTPClient(&http.Client{Transport: tr}), thethings.WithRetry(thethings.NoRetries))
+	require.NoError(t, err)
+	f.srv.AddFirmware("3", sign(t, []byte("program v3"), "3"))
+	u, err := ota.NewUpdater(c, testPub, "1", ota.WithTarget(f.target))
+	require.NoError(t, err)
+	applied, err = u.Apply(ctx)
+	require.NoError(t, err)
+	require.True(t, applied, "version 3 is newer than the rolled-back 2")
+
+	// Version 3 starts, on trial, and commits, still unable to report.
+	_, err = ota.Boot(f.target)
+	require.NoError(t, err)
+	u, err = ota.NewUpdater(c, testPub, "3", ota.WithTarget(f.target))
+	require.NoError(t, err)
+	require.NoError(t, u.Commit())
+	assert.Equal(t, []string{"2:applied"}, f.reports(t))
+
+	tr.fail.Store(false)
+	_, newer, err := u.Check(ctx)
+	require.NoError(t, err)
+	assert.False(t, newer)
+	assert.Equal(t, []string{"2:applied", "2:rolled-back", "3:applied", "3:committed"}, f.reports(t))
+	assert.ElementsMatch(t, []string{"app", "app.previous"}, f.dirNames(t), "nothing left to send: no state")
+}
