@@ -168,7 +168,11 @@ func boot(fsys fileSystem, target string) (bool, error) {
 		return false, writeState(fsys, target, st)
 	}
 	// The trial run did not commit: the previous version comes back.
-	if _, err := fsys.Stat(previousPath(target)); err != nil {
+	if _, err := fsys.Stat(previousPath(target)); errors.Is(err, fs.ErrNotExist) {
+		// Nothing to go back to: this version stays, and the trial ends,
+		// so that a newer version can be applied.
+		return false, rejected(fsys, target, st, StateFailed, errNotCommitted+"; no previous version to roll back to")
+	} else if err != nil {
 		return false, fmt.Errorf("thethings: ota: boot: cannot roll back: %w", err)
 	}
 	if err := fsys.Rename(previousPath(target), target); err != nil {

@@ -138,7 +138,9 @@ func (u *Updater) Check(ctx context.Context) (thethings.Firmware, bool, error) {
 // the target, fsyncs the directory, and puts the update on trial. It
 // returns true when the new version is in place: the caller restarts into
 // it, and the new version calls Commit once it runs well (see Boot).
-// Nothing that fails verification ever reaches the target.
+// Nothing that fails verification ever reaches the target, and a bundle
+// whose signed version is not newer than the running one is refused
+// (ErrVersion): an old bundle offered as the latest is no downgrade path.
 func (u *Updater) Apply(ctx context.Context) (bool, error) {
 	if st, ok, err := readState(u.fs, u.cfg.target); err != nil {
 		return false, err
@@ -238,6 +240,8 @@ func (u *Updater) fetch(ctx context.Context, fw thethings.Firmware, dst io.Write
 			return fmt.Errorf("thethings: ota: payload of %d bytes, more than %d: %w", m.Size, u.cfg.maxSize, ErrTooLarge)
 		case version.Compare(m.Version, fw.Version) != 0:
 			return fmt.Errorf("thethings: ota: bundle signed as version %.40q, offered as %.40q: %w", m.Version, fw.Version, ErrVersion)
+		case version.Compare(m.Version, u.current) <= 0:
+			return fmt.Errorf("thethings: ota: bundle signed as version %.40q, not newer than the running %.40q: %w", m.Version, u.current, ErrVersion)
 		}
 		return nil
 	})
@@ -304,10 +308,12 @@ func removeLeftovers(fsys fileSystem, dir, prefix string) {
 }
 
 // Commit ends the trial of the running update: it stays. Without an
-// update on trial it does nothing.
+// update on trial, or when the update on trial is not the version this
+// Updater runs (the old version, before it restarted into the new one),
+// it does nothing: only the new version, running, can vouch for itself.
 func (u *Updater) Commit() error {
 	st, ok, err := readState(u.fs, u.cfg.target)
-	if err != nil || !ok || st.Phase != phaseTrial {
+	if err != nil || !ok || st.Phase != phaseTrial || version.Compare(st.To, u.current) != 0 {
 		return err
 	}
 	if err := writeState(u.fs, u.cfg.target, state{Phase: phaseIdle, Unsent: st.Unsent}); err != nil {

@@ -310,6 +310,62 @@ func TestUpdaterKeepsRollbackReportUntilSent(t *testing.T) {
 	assert.Equal(t, []string{"2:applied", "2:rolled-back"}, f.reports(t))
 }
 
+// The old version, still running after Apply, cannot commit the new one
+// it never ran: only the new version vouches for itself.
+func TestUpdaterCommitByOldVersionKeepsTrial(t *testing.T) {
+	f := newFixture(t)
+	f.srv.AddFirmware("2", sign(t, []byte("program v2"), "2"))
+	u := f.updater(t, "1")
+	applied, err := u.Apply(context.Background())
+	require.NoError(t, err)
+	require.True(t, applied)
+	require.NoError(t, u.Commit(), "version 1 calls Commit, as a health signal, before it restarts")
+	for _, want := range []bool{false, true} { // the trial run, then the start that rolls back
+		rolledBack, err := ota.Boot(f.target)
+		require.NoError(t, err)
+		assert.Equal(t, want, rolledBack)
+	}
+	assert.Equal(t, "program v1", f.content(t))
+}
+
+// A trial whose previous version is gone (removed by hand, a file system
+// that lost it) ends: the new version stays, Boot does not fail at every
+// start, and a newer version can still be applied.
+func TestBootWithoutPreviousEndsTrial(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.srv.AddFirmware("2", sign(t, []byte("program v2"), "2"))
+	applied, err := f.updater(t, "1").Apply(ctx)
+	require.NoError(t, err)
+	require.True(t, applied)
+	require.NoError(t, os.Remove(f.target+".previous"))
+	for range 3 {
+		rolledBack, err := ota.Boot(f.target)
+		require.NoError(t, err)
+		assert.False(t, rolledBack)
+	}
+	assert.Equal(t, "program v2", f.content(t))
+	f.srv.AddFirmware("3", sign(t, []byte("program v3"), "3"))
+	applied, err = f.updater(t, "2").Apply(ctx)
+	require.NoError(t, err)
+	assert.True(t, applied, "no trial left pending forever")
+	assert.Equal(t, "program v3", f.content(t))
+	assert.Equal(t, []string{"2:applied", "2:failed", "3:applied"}, f.reports(t))
+}
+
+// Apply compares the signed version with the running one itself, not only
+// through the version the platform lists: versions of mixed forms do not
+// order transitively ("v1.0.0" is newer than "1.0.0-" as text, "1.0.0"
+// equal to "v1.0.0" as semver, older than "1.0.0-" as text).
+func TestUpdaterRefusesSignedVersionNotNewer(t *testing.T) {
+	f := newFixture(t)
+	f.srv.AddFirmware("v1.0.0", sign(t, []byte("program x"), "1.0.0"))
+	applied, err := f.updater(t, "1.0.0-").Apply(context.Background())
+	require.ErrorIs(t, err, ota.ErrVersion)
+	assert.False(t, applied)
+	assert.Equal(t, "program v1", f.content(t))
+}
+
 // No error of Apply and no report holds the thing's token.
 func TestUpdaterErrorsHoldNoToken(t *testing.T) {
 	f := newFixture(t)
