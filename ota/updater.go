@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -141,11 +142,20 @@ func (u *Updater) Check(ctx context.Context) (thethings.Firmware, bool, error) {
 // Nothing that fails verification ever reaches the target, and a bundle
 // whose signed version is not newer than the running one is refused
 // (ErrVersion): an old bundle offered as the latest is no downgrade path.
+//
+// On Windows a running program cannot be replaced by a rename, and
+// renaming it aside first would leave a moment with no program at the
+// target: Apply refuses a target that is the running executable with an
+// error matching errors.ErrUnsupported, before downloading. There, update
+// a program file that a small launcher starts (WithTarget).
 func (u *Updater) Apply(ctx context.Context) (bool, error) {
 	if st, ok, err := readState(u.fs, u.cfg.target); err != nil {
 		return false, err
 	} else if ok && st.Phase == phaseTrial {
 		return false, fmt.Errorf("thethings: ota: version %.40q is on trial; Commit it first: %w", st.To, ErrTrialPending)
+	}
+	if err := replaceable(u.cfg.target, runtime.GOOS); err != nil {
+		return false, err
 	}
 	fw, newer, err := u.Check(ctx)
 	if err != nil || !newer {
@@ -157,6 +167,24 @@ func (u *Updater) Apply(ctx context.Context) (bool, error) {
 	}
 	u.send(ctx, report{Version: fw.Version, State: StateApplied})
 	return true, nil
+}
+
+// replaceable refuses, on Windows (goos), a target that is the running
+// executable: see Apply.
+func replaceable(target, goos string) error {
+	if goos != "windows" {
+		return nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil
+	}
+	a, err1 := os.Stat(exe)
+	b, err2 := os.Stat(target)
+	if err1 == nil && err2 == nil && os.SameFile(a, b) {
+		return fmt.Errorf("thethings: ota: on Windows the running program cannot be replaced; update a file a launcher starts (WithTarget): %w", errors.ErrUnsupported)
+	}
+	return nil
 }
 
 func (u *Updater) apply(ctx context.Context, fw thethings.Firmware) error {
