@@ -60,7 +60,10 @@
 //	{"phase":"trial","from":"1","to":"2","sha256":"<new target>","boots":0,"unsent":[...]}
 //
 // Apply downloads and verifies the bundle into a temporary file in the
-// target's directory, fsyncs it, makes target+".previous" a hard link to
+// target's directory, fsyncs it, checks that it can run where the target
+// runs (when the target is an ELF, Mach-O or PE executable, the new file
+// must be one for the same processor: a program that cannot start never
+// reaches Boot, so nothing would roll it back), makes target+".previous" a hard link to
 // (or an fsync'd copy of) the target, writes the state {phase trial, boots
 // 0}, renames the new file over the target and fsyncs the directory. The
 // target is only ever replaced by a rename, never written, truncated or

@@ -13,7 +13,7 @@ import (
 // the seam through which the tests record them and cut the power after
 // each one.
 type fileSystem interface {
-	Open(name string) (io.ReadCloser, error)
+	Open(name string) (readFile, error)
 	Stat(name string) (fs.FileInfo, error)
 	CreateTemp(dir, pattern string) (tempFile, error)
 	Rename(oldname, newname string) error
@@ -21,6 +21,13 @@ type fileSystem interface {
 	Remove(name string) error
 	ReadDir(dir string) ([]string, error)
 	SyncDir(dir string) error
+}
+
+// readFile is a file open for reading.
+type readFile interface {
+	io.Reader
+	io.ReaderAt
+	io.Closer
 }
 
 // tempFile is a file being written.
@@ -35,7 +42,7 @@ type tempFile interface {
 // osFS is the operating system's file system.
 type osFS struct{}
 
-func (osFS) Open(name string) (io.ReadCloser, error)    { return os.Open(name) }
+func (osFS) Open(name string) (readFile, error)         { return os.Open(name) }
 func (osFS) Stat(name string) (fs.FileInfo, error)      { return os.Stat(name) }
 func (osFS) Rename(oldname, newname string) error       { return os.Rename(oldname, newname) }
 func (osFS) Link(oldname, newname string) error         { return os.Link(oldname, newname) }

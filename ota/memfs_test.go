@@ -183,12 +183,15 @@ func (m *memFS) change(o dirOp) {
 	m.snap(o.op + " " + filepath.Base(o.from) + " " + filepath.Base(o.name))
 }
 
-func (m *memFS) Open(name string) (io.ReadCloser, error) {
+func (m *memFS) Open(name string) (readFile, error) {
 	ino, err := m.entry("open", name)
 	if err != nil {
 		return nil, err
 	}
-	return io.NopCloser(bytes.NewReader(m.inodes[ino].data)), nil
+	return struct {
+		*bytes.Reader
+		io.Closer
+	}{bytes.NewReader(m.inodes[ino].data), io.NopCloser(nil)}, nil
 }
 
 func (m *memFS) Stat(name string) (fs.FileInfo, error) {

@@ -139,7 +139,8 @@ func (u *Updater) Check(ctx context.Context) (thethings.Firmware, bool, error) {
 // the target, fsyncs the directory, and puts the update on trial. It
 // returns true when the new version is in place: the caller restarts into
 // it, and the new version calls Commit once it runs well (see Boot).
-// Nothing that fails verification ever reaches the target, and a bundle
+// Nothing that fails verification ever reaches the target, nor an
+// executable for another processor than the target's, and a bundle
 // whose signed version is not newer than the running one is refused
 // (ErrVersion): an old bundle offered as the latest is no downgrade path.
 //
@@ -215,6 +216,9 @@ func (u *Updater) apply(ctx context.Context, fw thethings.Firmware) error {
 	if err := closeSynced(tmp, info.Mode().Perm()); err != nil {
 		return err
 	}
+	if err := checkFiles(fsys, target, tmp.Name()); err != nil {
+		return err
+	}
 	if err := keepPrevious(fsys, target, info.Mode().Perm()); err != nil {
 		return err
 	}
@@ -238,6 +242,21 @@ func (u *Updater) apply(ctx context.Context, fw thethings.Firmware) error {
 	}
 	keep = true
 	return syncDir(fsys, dir)
+}
+
+// checkFiles applies checkRuns to two files.
+func checkFiles(fsys fileSystem, target, payload string) error {
+	t, err := fsys.Open(target)
+	if err != nil {
+		return fmt.Errorf("thethings: ota: target: %w", err)
+	}
+	defer t.Close()
+	p, err := fsys.Open(payload)
+	if err != nil {
+		return fmt.Errorf("thethings: ota: %w", err)
+	}
+	defer p.Close()
+	return checkRuns(t, p)
 }
 
 // closeSynced gives f the mode, fsyncs and closes it.

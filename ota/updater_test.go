@@ -3,6 +3,7 @@ package ota_test
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -432,4 +433,50 @@ func TestUpdaterReportsSurviveNewerUpdate(t *testing.T) {
 	assert.False(t, newer)
 	assert.Equal(t, []string{"2:applied", "2:rolled-back", "3:applied", "3:committed"}, f.reports(t))
 	assert.ElementsMatch(t, []string{"app", "app.previous"}, f.dirNames(t), "nothing left to send: no state")
+}
+
+// elfProgram is the smallest ELF file debug/elf reads: a 64-bit
+// little-endian header for the machine, then text.
+func elfProgram(machine elf.Machine, text string) []byte {
+	h := make([]byte, 64)
+	copy(h, "\x7fELF\x02\x01\x01")
+	binary.LittleEndian.PutUint16(h[16:], uint16(elf.ET_EXEC))
+	binary.LittleEndian.PutUint16(h[18:], uint16(machine))
+	binary.LittleEndian.PutUint32(h[20:], 1)
+	binary.LittleEndian.PutUint16(h[52:], 64)
+	return append(h, text...)
+}
+
+// A signed payload built for another processor, or no executable at all,
+// would leave a device unable to start (the new program never reaches
+// Boot, so nothing rolls it back): Apply refuses it. One for the same
+// processor is applied.
+func TestUpdaterRefusesPayloadThatCannotRun(t *testing.T) {
+	for name, tc := range map[string]struct {
+		payload []byte
+		want    error
+	}{
+		"other processor": {payload: elfProgram(elf.EM_AARCH64, "v2"), want: ota.ErrInvalidBundle},
+		"no executable":   {payload: []byte("PK\x03\x04 an archive uploaded by mistake"), want: ota.ErrInvalidBundle},
+		"same processor":  {payload: elfProgram(elf.EM_X86_64, "v2")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			program := elfProgram(elf.EM_X86_64, "v1")
+			require.NoError(t, os.WriteFile(f.target, program, 0o755))
+			f.srv.AddFirmware("2", sign(t, tc.payload, "2"))
+			applied, err := f.updater(t, "1").Apply(context.Background())
+			if tc.want == nil {
+				require.NoError(t, err)
+				assert.True(t, applied)
+				assert.Equal(t, string(tc.payload), f.content(t))
+				return
+			}
+			require.ErrorIs(t, err, tc.want)
+			assert.Contains(t, err.Error(), "would not start")
+			assert.False(t, applied)
+			assert.Equal(t, string(program), f.content(t), "the target is untouched")
+			assert.Equal(t, []string{"app"}, f.dirNames(t), "nothing left beside it")
+		})
+	}
 }
