@@ -77,7 +77,9 @@
 // the target and Boot returns rolledBack (the running process is the
 // failed version: exit so a supervisor starts the old one, or re-execute);
 // the state becomes "rejected", and that version is not applied again (a
-// newer one is). A target whose SHA-256 is not the new version's means
+// newer one is). A version whose bundle Apply refused for good (signature,
+// version, size, a payload that would not start) is rejected the same
+// way, so that a fleet does not download a bad bundle at every check. A target whose SHA-256 is not the new version's means
 // Apply was cut before its rename (boots 0) or a rollback after its rename
 // (boots 1); the state is corrected, nothing is renamed. A trial with no
 // previous version left to go back to ends with the new version in place,

@@ -28,10 +28,13 @@ func checkRuns(target, payload io.ReaderAt) error {
 		got = "no executable"
 	}
 	if got != want {
-		return fmt.Errorf("thethings: ota: the payload is %s, the program %s: it would not start: %w", got, want, ErrInvalidBundle)
+		return fmt.Errorf("thethings: ota: the payload is %s, the program %s: %w", got, want, errCannotRun)
 	}
 	return nil
 }
+
+// errCannotRun is the error of a payload that would not start.
+var errCannotRun = fmt.Errorf("it would not start: %w", ErrInvalidBundle)
 
 const machoUniversal = "a universal Mach-O executable"
 

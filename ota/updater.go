@@ -143,6 +143,10 @@ func (u *Updater) Check(ctx context.Context) (thethings.Firmware, bool, error) {
 // executable for another processor than the target's, and a bundle
 // whose signed version is not newer than the running one is refused
 // (ErrVersion): an old bundle offered as the latest is no downgrade path.
+// A version refused for a reason a new download cannot mend (signature,
+// version, size, a payload that would not start) is not downloaded
+// again; a newer one is. A download cut, or a payload damaged on the way
+// (ErrDigest), is tried again at the next Apply.
 //
 // On Windows a running program cannot be replaced by a rename, and
 // renaming it aside first would leave a moment with no program at the
@@ -163,11 +167,30 @@ func (u *Updater) Apply(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	if err := u.apply(ctx, fw); err != nil {
+		if refusedForGood(err) {
+			u.reject(fw.Version)
+		}
 		u.send(ctx, report{Version: fw.Version, State: StateFailed, Error: err.Error()})
 		return false, err
 	}
 	u.send(ctx, report{Version: fw.Version, State: StateApplied})
 	return true, nil
+}
+
+// refusedForGood tells an error of a version's bundle that downloading
+// it again cannot mend (unlike a cut download, or a payload damaged on
+// the way).
+func refusedForGood(err error) bool {
+	return errors.Is(err, ErrSignature) || errors.Is(err, ErrVersion) || errors.Is(err, ErrTooLarge) || errors.Is(err, errCannotRun)
+}
+
+// reject records that version v is not to be downloaded again: 10,000
+// devices do not fetch a bad bundle every interval. A newer version is.
+func (u *Updater) reject(v string) {
+	st, _, err := readState(u.fs, u.cfg.target)
+	if err == nil {
+		_ = writeState(u.fs, u.cfg.target, state{Phase: phaseRejected, To: v, Unsent: st.Unsent})
+	}
 }
 
 // replaceable refuses, on Windows (goos), a target that is the running

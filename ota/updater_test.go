@@ -218,7 +218,7 @@ func TestUpdaterRefusesBadBundles(t *testing.T) {
 			require.ErrorIs(t, err, tc.want)
 			assert.False(t, applied)
 			assert.Equal(t, "program v1", f.content(t), "the target is untouched")
-			assert.Equal(t, []string{"app"}, f.dirNames(t), "nothing left beside it")
+			assert.Subset(t, []string{"app", "app.ota-state"}, f.dirNames(t), "nothing left beside it but a note of the refusal")
 			rolledBack, err := ota.Boot(f.target)
 			require.NoError(t, err)
 			assert.False(t, rolledBack)
@@ -476,7 +476,52 @@ func TestUpdaterRefusesPayloadThatCannotRun(t *testing.T) {
 			assert.Contains(t, err.Error(), "would not start")
 			assert.False(t, applied)
 			assert.Equal(t, string(program), f.content(t), "the target is untouched")
-			assert.Equal(t, []string{"app"}, f.dirNames(t), "nothing left beside it")
+			assert.Subset(t, []string{"app", "app.ota-state"}, f.dirNames(t), "nothing left beside it but a note of the refusal")
+		})
+	}
+}
+
+// A bundle refused for good is not downloaded again at every check (a
+// fleet would fetch it all day); a newer version is. One damaged on the
+// way is downloaded again.
+func TestUpdaterDoesNotRefetchRefusedBundle(t *testing.T) {
+	_, otherPriv, err := ota.GenerateKey()
+	require.NoError(t, err)
+	var otherKey bytes.Buffer
+	require.NoError(t, ota.Sign(&otherKey, bytes.NewReader([]byte("program v2")), "2", otherPriv))
+	damaged := sign(t, []byte("program v2"), "2")
+	damaged[len(damaged)-1] ^= 0xff
+	for name, tc := range map[string]struct {
+		bundle    []byte
+		want      error
+		downloads int
+	}{
+		"wrong key":         {bundle: otherKey.Bytes(), want: ota.ErrSignature, downloads: 1},
+		"old bundle as new": {bundle: sign(t, []byte("program v1"), "1"), want: ota.ErrVersion, downloads: 1},
+		"damaged payload":   {bundle: damaged, want: ota.ErrDigest, downloads: 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			f.srv.AddFirmware("2", tc.bundle)
+			u := f.updater(t, "1")
+			_, err := u.Apply(ctx)
+			require.ErrorIs(t, err, tc.want)
+			applied, err := u.Apply(ctx)
+			assert.False(t, applied)
+			if tc.downloads == 1 {
+				require.NoError(t, err, "refused for good: not tried again")
+				assert.Equal(t, []string{"2:failed"}, f.reports(t))
+			} else {
+				require.ErrorIs(t, err, tc.want)
+			}
+			assert.Equal(t, tc.downloads, f.srv.Requests(thethingstest.RouteFirmwareDownload))
+
+			f.srv.AddFirmware("3", sign(t, []byte("program v3"), "3"))
+			applied, err = u.Apply(ctx)
+			require.NoError(t, err)
+			assert.True(t, applied, "a newer version is applied")
+			assert.Equal(t, "program v3", f.content(t))
 		})
 	}
 }
