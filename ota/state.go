@@ -142,6 +142,11 @@ func fileSHA256(fsys fileSystem, path string) (string, error) {
 // The first start after Apply is the trial run: Boot records it and
 // returns false. Without an update on trial Boot only reads a small file.
 // An error leaves the target as it was.
+//
+// A program that may die before it reaches Boot (a panic in a package's
+// init) can leave the call to what starts it instead: a launcher, or a
+// systemd ExecStartPre command that calls Boot(target) before every start.
+// One or the other, not both: every call counts a start.
 func Boot(target string) (rolledBack bool, err error) {
 	return boot(osFS{}, target)
 }
