@@ -72,6 +72,7 @@ type device struct {
 	old    string   // the version before the update
 	keep   []report // reports that must never be lost
 	depth  int      // how many power cuts deeper to go
+	images *int     // images started on, counted
 }
 
 // check asserts what must hold in any image: the target runs, and while
@@ -108,6 +109,7 @@ func (d *device) check(m *memFS, what string) {
 func (d *device) run(m *memFS, what string) {
 	d.t.Helper()
 	d.check(m, what)
+	*d.images++
 	var ran []string
 	for start := range 5 {
 		rec := m.clone()
@@ -208,14 +210,15 @@ func TestCrashDuringApplyBootCommit(t *testing.T) {
 			if err != nil || !applied {
 				t.Fatalf("Apply: %v, %v", applied, err)
 			}
-			images := m.crashImages()
+			images, started := m.crashImages(), 0
 			for _, commit := range []bool{false, true} {
-				d := &device{t: t, c: c, commit: commit, old: "1", keep: keep, depth: 1}
+				d := &device{t: t, c: c, commit: commit, old: "1", keep: keep, depth: 1, images: &started}
 				for _, img := range images {
 					d.run(img.fs, "during Apply: "+img.what)
 				}
 			}
-			t.Logf("%d operations, %d distinct power-cut images of Apply", len(m.log), len(images))
+			t.Logf("%d operations, %d distinct power-cut images of Apply; the device started on %d images, those of Boot and Commit included",
+				len(m.log), len(images), started)
 		})
 	}
 }
@@ -253,7 +256,7 @@ func TestApplyFailingFileOperation(t *testing.T) {
 		if applied {
 			t.Fatalf("%s: Apply applied and failed: %v", what, err)
 		}
-		d := &device{t: t, c: c, old: "1"}
+		d := &device{t: t, c: c, old: "1", images: new(int)}
 		d.check(m, what)
 		content, _, _ := m.file(crashTarget)
 		st, hasState, _ := readState(m, crashTarget)
