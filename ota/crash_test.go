@@ -18,8 +18,9 @@ import (
 
 // The crash tests run Apply, Boot and Commit on a memFS, then cut the
 // power after every operation, keeping every prefix of the directory
-// changes not yet fsync'd and every file's data as of its last fsync, and
-// start the device on each image left: the target must run, a trial must
+// changes not yet fsync'd and every file's data as of its last fsync (or
+// kill -9 it, which keeps everything), and start the device on each image
+// left: the target must run, a trial must
 // end, the previous version must be there while a trial runs, and no
 // report may be lost.
 

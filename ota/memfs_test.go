@@ -49,7 +49,8 @@ type crashBase struct {
 	inodes  []inode
 	durable map[string]int
 	pending []dirOp
-	op      string // the last operation
+	op      string         // the last operation
+	entries map[string]int // as the program saw them: what a kill -9 keeps
 }
 
 func newMemFS(files map[string]string) *memFS {
@@ -79,7 +80,7 @@ func (m *memFS) record() *memFS {
 func (m *memFS) snap(op string) {
 	m.log = append(m.log, op)
 	if m.recording {
-		m.images = append(m.images, crashBase{slices.Clone(m.inodes), maps.Clone(m.durable), slices.Clone(m.pending), op})
+		m.images = append(m.images, crashBase{slices.Clone(m.inodes), maps.Clone(m.durable), slices.Clone(m.pending), op, maps.Clone(m.entries)})
 	}
 }
 
@@ -92,11 +93,20 @@ type crashImage struct {
 // crashImages returns every distinct file system a power cut during the
 // recording could leave: after each operation, with any subset of the
 // directory changes not yet fsync'd (taken in order), and every file's
-// data as of its last fsync.
+// data as of its last fsync; and what a kill -9 leaves, everything as the
+// program saw it.
 func (m *memFS) crashImages() []crashImage {
 	seen := map[string]bool{}
 	var out []crashImage
 	for i, b := range m.images {
+		k := &memFS{entries: maps.Clone(b.entries), durable: maps.Clone(b.entries), noLinks: m.noLinks, seq: m.seq + 1000}
+		for _, in := range b.inodes {
+			k.inodes = append(k.inodes, inode{data: in.data, synced: in.data, mode: in.mode, syncMode: in.mode})
+		}
+		if key := k.key(); !seen[key] {
+			seen[key] = true
+			out = append(out, crashImage{k, fmt.Sprintf("kill -9 after op %d (%s); log: %s", i, b.op, strings.Join(m.log[:i+1], ", "))})
+		}
 		if len(b.pending) > 12 {
 			panic("too many directory changes without a directory fsync to try every subset")
 		}
@@ -295,6 +305,7 @@ func (f *memFile) Write(p []byte) (int, error) {
 	}
 	in := &f.m.inodes[f.ino]
 	in.data = append(slices.Clip(in.data), p...) // a new array: images keep theirs
+	f.m.snap("write " + filepath.Base(f.name))
 	return len(p), nil
 }
 
