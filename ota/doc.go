@@ -104,6 +104,10 @@
 // report may be sent twice when the power fails just after it was sent;
 // none is lost.
 //
+// A state file that cannot be read as JSON (a failing card) reads as no
+// update pending, with a "failed" report saying so, and is replaced at
+// the next write: it never stops Boot and Apply for good.
+//
 // One process manages a target at a time.
 //
 // # Windows

@@ -46,6 +46,8 @@ func (st *state) queue(r report) {
 func statePath(target string) string    { return target + ".ota-state" }
 func previousPath(target string) string { return target + ".previous" }
 
+const errDamaged = "the update state file was damaged; an update on trial, if any, stays"
+
 // readState returns the target's state; ok is false when there is none.
 func readState(fsys fileSystem, target string) (st state, ok bool, err error) {
 	f, err := fsys.Open(statePath(target))
@@ -61,7 +63,10 @@ func readState(fsys fileSystem, target string) (st state, ok bool, err error) {
 		return st, false, fmt.Errorf("thethings: ota: %w", err)
 	}
 	if err := json.Unmarshal(b, &st); err != nil || st.Phase == "" {
-		return st, false, fmt.Errorf("thethings: ota: state file %s is damaged", filepath.Base(statePath(target)))
+		// A damaged file (a failing card) must not stop Boot and Apply at
+		// every start, forever: it reads as no update pending, with a
+		// report saying so, and the next write replaces it.
+		return state{Phase: phaseIdle, Unsent: []report{{State: StateFailed, Error: errDamaged}}}, true, nil
 	}
 	return st, true, nil
 }

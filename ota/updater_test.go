@@ -525,3 +525,23 @@ func TestUpdaterDoesNotRefetchRefusedBundle(t *testing.T) {
 		})
 	}
 }
+
+// A damaged state file (a failing card) does not stop Boot and Apply at
+// every start, forever: it is reported, and replaced.
+func TestDamagedStateIsReportedAndReplaced(t *testing.T) {
+	f := newFixture(t)
+	require.NoError(t, os.WriteFile(f.target+".ota-state", []byte("{\"phase\":\"tri\x00\x00\x00"), 0o644))
+	rolledBack, err := ota.Boot(f.target)
+	require.NoError(t, err)
+	assert.False(t, rolledBack)
+	f.srv.AddFirmware("2", sign(t, []byte("program v2"), "2"))
+	applied, err := f.updater(t, "1").Apply(context.Background())
+	require.NoError(t, err)
+	assert.True(t, applied)
+	assert.Equal(t, []string{":failed", "2:applied"}, f.reports(t))
+	for _, want := range []bool{false, true} { // the new state works: a trial, then a rollback
+		rolledBack, err := ota.Boot(f.target)
+		require.NoError(t, err)
+		assert.Equal(t, want, rolledBack)
+	}
+}
