@@ -19,9 +19,10 @@ const (
 )
 
 // maxState bounds the state file read; maxUnsent bounds the reports it
-// keeps (the oldest go first), so that it stays far below.
+// keeps (the oldest go first) and maxReportError their errors, so that it
+// stays below even when JSON escapes every character (about 33 KiB).
 const (
-	maxState  = 16 << 10
+	maxState  = 64 << 10
 	maxUnsent = 16
 )
 
@@ -37,7 +38,7 @@ type state struct {
 
 // queue keeps r to be sent later.
 func (st *state) queue(r report) {
-	st.Unsent = append(st.Unsent, r)
+	st.Unsent = append(st.Unsent, r.short())
 	if n := len(st.Unsent) - maxUnsent; n > 0 {
 		st.Unsent = st.Unsent[n:]
 	}

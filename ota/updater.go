@@ -402,6 +402,14 @@ type report struct {
 	Error   string `json:"error,omitempty"`
 }
 
+// short is r with its error cut to maxReportError bytes.
+func (r report) short() report {
+	if len(r.Error) > maxReportError {
+		r.Error = strings.ToValidUTF8(r.Error[:maxReportError], "")
+	}
+	return r
+}
+
 // send writes r after the reports not sent before; when it cannot, r
 // joins them in the state file, for the next Check.
 func (u *Updater) send(ctx context.Context, r report) {
@@ -409,6 +417,7 @@ func (u *Updater) send(ctx context.Context, r report) {
 	if err != nil {
 		return // the state cannot be read: nowhere to keep r either
 	}
+	r = r.short()
 	if len(st.Unsent) == 0 && u.write(ctx, r) {
 		return
 	}
@@ -445,9 +454,6 @@ func (u *Updater) flush(ctx context.Context) (state, bool, error) {
 func (u *Updater) write(ctx context.Context, r report) bool {
 	if u.cfg.reportKey == "" {
 		return true
-	}
-	if len(r.Error) > maxReportError {
-		r.Error = strings.ToValidUTF8(r.Error[:maxReportError], "")
 	}
 	err := u.c.Write(ctx, []thethings.Value{{Key: u.cfg.reportKey, Value: r}})
 	var we *thethings.WriteError
