@@ -63,35 +63,36 @@
 // target's directory, fsyncs it, checks that it can run where the target
 // runs (when the target is an ELF, Mach-O or PE executable, the new file
 // must be one for the same processor: a program that cannot start never
-// reaches Boot, so nothing would roll it back), makes target+".previous" a hard link to
-// (or an fsync'd copy of) the target, writes the state {phase trial, boots
-// 0}, renames the new file over the target and fsyncs the directory. The
-// target is only ever replaced by a rename, never written, truncated or
-// removed in place, so at every instant its name points to one whole
-// program.
+// reaches Boot, so nothing would roll it back), makes target+".previous" a
+// hard link to (or an fsync'd copy of) the target, writes the state {phase
+// trial, boots 0}, renames the new file over the target and fsyncs the
+// directory. The target is only ever replaced by a rename, never written,
+// truncated or removed in place, so at every instant its name points to
+// one whole program.
 //
-// Boot, at every start, reads the state. No state, or no trial: nothing
-// to do. Phase trial with boots 0 and the target's SHA-256 equal to the
-// new version's: this is the trial run, boots becomes 1. Boots 1: the
-// trial run ended without Commit, so target+".previous" is renamed over
-// the target and Boot returns rolledBack (the running process is the
-// failed version: exit so a supervisor starts the old one, or re-execute);
-// the state becomes "rejected", and that version is not applied again (a
-// newer one is). A version whose bundle Apply refused for good (signature,
-// version, size, a payload that would not start) is rejected the same
-// way, so that a fleet does not download a bad bundle at every check. A target whose SHA-256 is not the new version's means
-// Apply was cut before its rename (boots 0) or a rollback after its rename
-// (boots 1); the state is corrected, nothing is renamed. A trial with no
-// previous version left to go back to ends with the new version in place,
-// reported "failed", so that a newer version can still be applied. Commit,
-// by an Updater of the version on trial (the new program, running), ends
-// the trial; the old program, still running after Apply, cannot commit
-// the new one.
+// Boot, at every start, reads the state. No state, or no trial: nothing to
+// do. Phase trial with boots 0 and the target's SHA-256 equal to the new
+// version's: this is the trial run, boots becomes 1. Boots 1: the trial
+// run ended without Commit, so target+".previous" is renamed over the
+// target and Boot returns rolledBack (the running process is the failed
+// version: exit so a supervisor starts the old one, or re-execute); the
+// state becomes "rejected", and that version is not applied again (a newer
+// one is). A version whose bundle Apply refused for good (signature,
+// version, size, a payload that would not start) is rejected the same way,
+// so that a fleet does not download a bad bundle at every check. A target
+// whose SHA-256 is not the new version's means Apply was cut before its
+// rename (boots 0) or a rollback after its rename (boots 1); the state is
+// corrected, nothing is renamed. A trial with no previous version left to
+// go back to ends with the new version in place, reported "failed", so
+// that a newer version can still be applied. Commit, by an Updater of the
+// version on trial (the new program, running), ends the trial; the old
+// program, still running after Apply, cannot commit the new one.
 //
 // The tests cut the power after every file operation of Apply, Boot and
 // Commit, keeping only what was fsync'd (any subset of the directory
 // changes since the last directory fsync, every file's data as of its
-// last fsync), and start the device on each image: the target runs, the
+// last fsync; or kill -9 it, which keeps everything), and start the
+// device on each image: the target runs, the
 // previous version is there while a new one is on trial, a trial ends,
 // and no report is lost.
 //
