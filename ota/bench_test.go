@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/metrics"
 	"sync"
@@ -223,4 +225,37 @@ func BenchmarkDownloadVerifyRatio(b *testing.B) {
 	b.ReportMetric(float64(tSDK)/float64(i)/1e6, "sdk-ms/op")
 	b.ReportMetric(float64(tFloor)/float64(i)/1e6, "copy-sha256-ms/op")
 	b.ReportMetric(float64(tSDK)/float64(tFloor), "ratio")
+}
+
+// BenchmarkBoot is what every start of the program pays: with no update
+// pending, and on the trial run of a 16 MiB program (its SHA-256).
+func BenchmarkBoot(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		size  int
+		trial bool
+	}{{"idle", 16 << 20, false}, {"trial-16MiB", 16 << 20, true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			target := filepath.Join(b.TempDir(), "app")
+			if err := os.WriteFile(target, make([]byte, tc.size), 0o755); err != nil {
+				b.Fatal(err)
+			}
+			sum, err := fileSHA256(osFS{}, target)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if tc.trial {
+					b.StopTimer()
+					if err := writeState(osFS{}, target, state{Phase: phaseTrial, From: "1", To: "2", SHA256: sum}); err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+				}
+				if _, err := Boot(target); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

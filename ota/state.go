@@ -8,38 +8,50 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
-	"runtime"
 )
 
 // Phases of the trial state; see the package documentation.
 const (
-	phaseTrial      = "trial"       // an update is in place or about to be, not committed
-	phaseRolledBack = "rolled-back" // a trial was rolled back; to be reported
-	phaseFailed     = "failed"      // an Apply was cut before its swap; to be reported
-	phaseRejected   = "rejected"    // a rolled-back version, reported: not applied again
+	phaseTrial    = "trial"    // an update is in place or about to be, not committed
+	phaseRejected = "rejected" // the update was rolled back: not applied again
+	phaseIdle     = "idle"     // no update pending; only reports to send
 )
 
-// maxState bounds the state file read.
-const maxState = 16 << 10
+// maxState bounds the state file read; maxUnsent bounds the reports it
+// keeps (the oldest go first) and maxReportError their errors, so that it
+// stays below even when JSON escapes every character (about 33 KiB).
+const (
+	maxState  = 64 << 10
+	maxUnsent = 16
+)
 
 // state is the content of target+".ota-state".
 type state struct {
-	Phase  string `json:"phase"`
-	From   string `json:"from,omitempty"`   // the version before the update
-	To     string `json:"to"`               // the version of the update
-	SHA256 string `json:"sha256,omitempty"` // of the new target file
-	Boots  int    `json:"boots"`            // starts of the new version since Apply
-	Error  string `json:"error,omitempty"`
+	Phase  string   `json:"phase"`
+	From   string   `json:"from,omitempty"`   // the version before the update
+	To     string   `json:"to,omitempty"`     // the version of the update
+	SHA256 string   `json:"sha256,omitempty"` // of the new target file
+	Boots  int      `json:"boots"`            // starts of the new version since Apply
+	Unsent []report `json:"unsent,omitempty"` // reports the platform does not have yet, oldest first
+}
+
+// queue keeps r to be sent later.
+func (st *state) queue(r report) {
+	st.Unsent = append(st.Unsent, r.short())
+	if n := len(st.Unsent) - maxUnsent; n > 0 {
+		st.Unsent = st.Unsent[n:]
+	}
 }
 
 func statePath(target string) string    { return target + ".ota-state" }
 func previousPath(target string) string { return target + ".previous" }
 
+const errDamaged = "the update state file was damaged; an update on trial, if any, stays"
+
 // readState returns the target's state; ok is false when there is none.
-func readState(target string) (st state, ok bool, err error) {
-	f, err := os.Open(statePath(target))
+func readState(fsys fileSystem, target string) (st state, ok bool, err error) {
+	f, err := fsys.Open(statePath(target))
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, false, nil
 	}
@@ -52,34 +64,41 @@ func readState(target string) (st state, ok bool, err error) {
 		return st, false, fmt.Errorf("thethings: ota: %w", err)
 	}
 	if err := json.Unmarshal(b, &st); err != nil || st.Phase == "" {
-		return st, false, fmt.Errorf("thethings: ota: state file %s is damaged", filepath.Base(statePath(target)))
+		// A damaged file (a failing card) must not stop Boot and Apply at
+		// every start, forever: it reads as no update pending, with a
+		// report saying so, and the next write replaces it.
+		return state{Phase: phaseIdle, Unsent: []report{{State: StateFailed, Error: errDamaged}}}, true, nil
 	}
 	return st, true, nil
 }
 
-// writeState replaces the target's state durably.
-func writeState(target string, st state) error {
+// writeState replaces the target's state durably; an idle state with no
+// report to send is removed instead.
+func writeState(fsys fileSystem, target string, st state) error {
+	if st.Phase == phaseIdle && len(st.Unsent) == 0 {
+		return removeState(fsys, target)
+	}
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(statePath(target), b)
+	return writeFileAtomic(fsys, statePath(target), b)
 }
 
 // removeState removes the target's state durably.
-func removeState(target string) error {
-	if err := os.Remove(statePath(target)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+func removeState(fsys fileSystem, target string) error {
+	if err := fsys.Remove(statePath(target)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("thethings: ota: %w", err)
 	}
-	return syncDir(filepath.Dir(target))
+	return syncDir(fsys, filepath.Dir(target))
 }
 
 // writeFileAtomic replaces path with data: a temporary file in the same
 // directory, fsync'd, renamed over path, then the directory fsync'd. A
 // crash leaves the old content or the new, whole.
-func writeFileAtomic(path string, data []byte) error {
+func writeFileAtomic(fsys fileSystem, path string, data []byte) error {
 	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	f, err := fsys.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("thethings: ota: %w", err)
 	}
@@ -91,35 +110,25 @@ func writeFileAtomic(path string, data []byte) error {
 		err = e
 	}
 	if err == nil {
-		err = os.Rename(f.Name(), path)
+		err = fsys.Rename(f.Name(), path)
 	}
 	if err != nil {
-		os.Remove(f.Name())
+		fsys.Remove(f.Name())
 		return fmt.Errorf("thethings: ota: %w", err)
 	}
-	return syncDir(dir)
+	return syncDir(fsys, dir)
 }
 
-// syncDir makes the directory's entries (renames, links, removals)
-// durable. Windows cannot open a directory for it; there it is skipped.
-func syncDir(dir string) error {
-	if runtime.GOOS == "windows" {
-		return nil
-	}
-	d, err := os.Open(dir)
-	if err != nil {
+func syncDir(fsys fileSystem, dir string) error {
+	if err := fsys.SyncDir(dir); err != nil {
 		return fmt.Errorf("thethings: ota: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("thethings: ota: sync %s: %w", filepath.Base(dir), err)
 	}
 	return nil
 }
 
 // fileSHA256 is the hex SHA-256 of a file's content.
-func fileSHA256(path string) (string, error) {
-	f, err := os.Open(path)
+func fileSHA256(fsys fileSystem, path string) (string, error) {
+	f, err := fsys.Open(path)
 	if err != nil {
 		return "", err
 	}
@@ -139,38 +148,58 @@ func fileSHA256(path string) (string, error) {
 // The first start after Apply is the trial run: Boot records it and
 // returns false. Without an update on trial Boot only reads a small file.
 // An error leaves the target as it was.
+//
+// A program that may die before it reaches Boot (a panic in a package's
+// init) can leave the call to what starts it instead: a launcher, or a
+// systemd ExecStartPre command that calls Boot(target) before every start.
+// One or the other, not both: every call counts a start.
 func Boot(target string) (rolledBack bool, err error) {
-	st, ok, err := readState(target)
+	return boot(osFS{}, target)
+}
+
+func boot(fsys fileSystem, target string) (bool, error) {
+	st, ok, err := readState(fsys, target)
 	if err != nil || !ok || st.Phase != phaseTrial {
 		return false, err
 	}
-	sum, err := fileSHA256(target)
+	sum, err := fileSHA256(fsys, target)
 	if err != nil {
 		return false, fmt.Errorf("thethings: ota: boot: %w", err)
 	}
 	switch {
 	case sum != st.SHA256 && st.Boots == 0:
 		// Apply was cut before its rename: the old version is in place.
-		st.Phase, st.Error = phaseFailed, "update interrupted before it took effect"
-		return false, writeState(target, st)
+		st.queue(report{Version: st.To, State: StateFailed, Error: "update interrupted before it took effect"})
+		return false, writeState(fsys, target, state{Phase: phaseIdle, Unsent: st.Unsent})
 	case sum != st.SHA256:
 		// A rollback was cut after its rename: finish recording it.
-		st.Phase = phaseRolledBack
-		return false, writeState(target, st)
+		return false, rejected(fsys, target, st, StateRolledBack, errNotCommitted)
 	case st.Boots == 0:
 		st.Boots = 1 // this is the trial run
-		return false, writeState(target, st)
+		return false, writeState(fsys, target, st)
 	}
 	// The trial run did not commit: the previous version comes back.
-	if _, err := os.Stat(previousPath(target)); err != nil {
+	if _, err := fsys.Stat(previousPath(target)); errors.Is(err, fs.ErrNotExist) {
+		// Nothing to go back to: this version stays, and the trial ends,
+		// so that a newer version can be applied.
+		return false, rejected(fsys, target, st, StateFailed, errNotCommitted+"; no previous version to roll back to")
+	} else if err != nil {
 		return false, fmt.Errorf("thethings: ota: boot: cannot roll back: %w", err)
 	}
-	if err := os.Rename(previousPath(target), target); err != nil {
+	if err := fsys.Rename(previousPath(target), target); err != nil {
 		return false, fmt.Errorf("thethings: ota: boot: roll back: %w", err)
 	}
-	if err := syncDir(filepath.Dir(target)); err != nil {
+	if err := syncDir(fsys, filepath.Dir(target)); err != nil {
 		return true, err
 	}
-	st.Phase, st.Error = phaseRolledBack, "not committed by its trial run"
-	return true, writeState(target, st)
+	return true, rejected(fsys, target, st, StateRolledBack, errNotCommitted)
+}
+
+const errNotCommitted = "not committed by its trial run"
+
+// rejected ends the trial of st, which is not applied again, and keeps a
+// report of it to send.
+func rejected(fsys fileSystem, target string, st state, reportState, why string) error {
+	st.queue(report{Version: st.To, State: reportState, Error: why})
+	return writeState(fsys, target, state{Phase: phaseRejected, To: st.To, Unsent: st.Unsent})
 }

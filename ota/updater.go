@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,7 +78,7 @@ type Updater struct {
 	pub     ed25519.PublicKey
 	current string
 	cfg     config
-	pending []report // reports not sent yet
+	fs      fileSystem
 }
 
 // NewUpdater returns an Updater for the program running version current,
@@ -106,40 +109,24 @@ func NewUpdater(c *thethings.Client, pub ed25519.PublicKey, current string, opts
 		}
 		cfg.target = exe
 	}
-	return &Updater{c: c, pub: pub, current: current, cfg: cfg}, nil
+	return &Updater{c: c, pub: pub, current: current, cfg: cfg, fs: osFS{}}, nil
 }
 
 // Check asks the platform for its latest firmware and reports whether it
 // is newer than the running version (and not a version rolled back
 // before). It also sends the reports a previous run left: a rollback, an
-// interrupted update.
+// interrupted update, a report the platform did not get.
 func (u *Updater) Check(ctx context.Context) (thethings.Firmware, bool, error) {
 	fw, ok, err := u.c.LatestFirmware(ctx)
 	if err != nil {
 		return fw, false, err
 	}
-	st, hasState, err := readState(u.cfg.target)
+	st, hasState, err := u.flush(ctx)
 	if err != nil {
 		return fw, false, err
 	}
-	if hasState && (st.Phase == phaseRolledBack || st.Phase == phaseFailed) {
-		// The state keeps the report until the platform has it.
-		if u.write(ctx, report{Version: st.To, State: st.Phase, Error: st.Error}) {
-			next := state{Phase: phaseRejected, To: st.To}
-			if st.Phase == phaseFailed {
-				err = removeState(u.cfg.target)
-			} else {
-				err = writeState(u.cfg.target, next)
-			}
-			if err != nil {
-				return fw, false, err
-			}
-			st = next
-		}
-	}
-	u.flush(ctx)
-	rejected := hasState && (st.Phase == phaseRejected || st.Phase == phaseRolledBack)
-	if !ok || rejected && version.Compare(fw.Version, st.To) == 0 {
+	rejected := hasState && st.Phase == phaseRejected && version.Compare(fw.Version, st.To) == 0
+	if !ok || rejected {
 		return fw, false, nil
 	}
 	return fw, version.Compare(fw.Version, u.current) > 0, nil
@@ -152,18 +139,37 @@ func (u *Updater) Check(ctx context.Context) (thethings.Firmware, bool, error) {
 // the target, fsyncs the directory, and puts the update on trial. It
 // returns true when the new version is in place: the caller restarts into
 // it, and the new version calls Commit once it runs well (see Boot).
-// Nothing that fails verification ever reaches the target.
+// Nothing that fails verification ever reaches the target, nor an
+// executable for another processor than the target's, and a bundle
+// whose signed version is not newer than the running one is refused
+// (ErrVersion): an old bundle offered as the latest is no downgrade path.
+// A version refused for a reason a new download cannot mend (signature,
+// version, size, a payload that would not start) is not downloaded
+// again; a newer one is. A download cut, or a payload damaged on the way
+// (ErrDigest), is tried again at the next Apply.
+//
+// On Windows a running program cannot be replaced by a rename, and
+// renaming it aside first would leave a moment with no program at the
+// target: Apply refuses a target that is the running executable with an
+// error matching errors.ErrUnsupported, before downloading. There, update
+// a program file that a small launcher starts (WithTarget).
 func (u *Updater) Apply(ctx context.Context) (bool, error) {
-	if st, ok, err := readState(u.cfg.target); err != nil {
+	if st, ok, err := readState(u.fs, u.cfg.target); err != nil {
 		return false, err
 	} else if ok && st.Phase == phaseTrial {
 		return false, fmt.Errorf("thethings: ota: version %.40q is on trial; Commit it first: %w", st.To, ErrTrialPending)
+	}
+	if err := replaceable(u.cfg.target, runtime.GOOS); err != nil {
+		return false, err
 	}
 	fw, newer, err := u.Check(ctx)
 	if err != nil || !newer {
 		return false, err
 	}
 	if err := u.apply(ctx, fw); err != nil {
+		if refusedForGood(err) {
+			u.reject(fw.Version)
+		}
 		u.send(ctx, report{Version: fw.Version, State: StateFailed, Error: err.Error()})
 		return false, err
 	}
@@ -171,16 +177,51 @@ func (u *Updater) Apply(ctx context.Context) (bool, error) {
 	return true, nil
 }
 
+// refusedForGood tells an error of a version's bundle that downloading
+// it again cannot mend (unlike a cut download, or a payload damaged on
+// the way).
+func refusedForGood(err error) bool {
+	return errors.Is(err, ErrSignature) || errors.Is(err, ErrVersion) || errors.Is(err, ErrTooLarge) || errors.Is(err, errCannotRun)
+}
+
+// reject records that version v is not to be downloaded again: 10,000
+// devices do not fetch a bad bundle every interval. A newer version is.
+func (u *Updater) reject(v string) {
+	st, _, err := readState(u.fs, u.cfg.target)
+	if err == nil {
+		_ = writeState(u.fs, u.cfg.target, state{Phase: phaseRejected, To: v, Unsent: st.Unsent})
+	}
+}
+
+// replaceable refuses, on Windows (goos), a target that is the running
+// executable: see Apply.
+func replaceable(target, goos string) error {
+	if goos != "windows" {
+		return nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil
+	}
+	a, err1 := os.Stat(exe)
+	b, err2 := os.Stat(target)
+	if err1 == nil && err2 == nil && os.SameFile(a, b) {
+		return fmt.Errorf("thethings: ota: on Windows the running program cannot be replaced; update a file a launcher starts (WithTarget): %w", errors.ErrUnsupported)
+	}
+	return nil
+}
+
 func (u *Updater) apply(ctx context.Context, fw thethings.Firmware) error {
-	target := u.cfg.target
+	fsys, target := u.fs, u.cfg.target
 	dir, base := filepath.Dir(target), filepath.Base(target)
-	info, err := os.Stat(target)
+	info, err := fsys.Stat(target)
 	if err != nil {
 		return fmt.Errorf("thethings: ota: target: %w", err)
 	}
-	removeLeftovers(dir, "."+base+".new-")
-	removeLeftovers(dir, "."+filepath.Base(statePath(target))+".tmp-")
-	tmp, err := os.CreateTemp(dir, "."+base+".new-*")
+	for _, p := range []string{".new-", ".previous-", ".ota-state.tmp-"} {
+		removeLeftovers(fsys, dir, "."+base+p)
+	}
+	tmp, err := fsys.CreateTemp(dir, "."+base+".new-*")
 	if err != nil {
 		return fmt.Errorf("thethings: ota: %w", err)
 	}
@@ -188,42 +229,80 @@ func (u *Updater) apply(ctx context.Context, fw thethings.Firmware) error {
 	defer func() {
 		if !keep {
 			tmp.Close()
-			os.Remove(tmp.Name())
+			fsys.Remove(tmp.Name())
 		}
 	}()
 	m, err := u.fetch(ctx, fw, tmp)
 	if err != nil {
 		return err
 	}
-	if err := tmp.Chmod(info.Mode().Perm()); err != nil {
-		return fmt.Errorf("thethings: ota: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("thethings: ota: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("thethings: ota: %w", err)
-	}
-	if err := keepPrevious(target); err != nil {
+	if err := closeSynced(tmp, info.Mode().Perm()); err != nil {
 		return err
 	}
-	st := state{Phase: phaseTrial, From: u.current, To: fw.Version, SHA256: m.SHA256}
-	if err := writeState(target, st); err != nil {
+	if err := checkFiles(fsys, target, tmp.Name()); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), target); err != nil {
-		_ = removeState(target)
-		return fmt.Errorf("thethings: ota: swap: %w", err)
+	if err := keepPrevious(fsys, target, info.Mode().Perm()); err != nil {
+		return err
+	}
+	// The reports of the state it replaces stay in it.
+	old, hadState, err := readState(fsys, target)
+	if err != nil {
+		return err
+	}
+	if !hadState {
+		old.Phase = phaseIdle
+	}
+	st := state{Phase: phaseTrial, From: u.current, To: fw.Version, SHA256: m.SHA256, Unsent: old.Unsent}
+	if err = writeState(fsys, target, st); err == nil {
+		if err = fsys.Rename(tmp.Name(), target); err != nil {
+			err = fmt.Errorf("thethings: ota: swap: %w", err)
+		}
+	}
+	if err != nil {
+		_ = writeState(fsys, target, old) // no trial: the old version stays
+		return err
 	}
 	keep = true
-	return syncDir(dir)
+	return syncDir(fsys, dir)
+}
+
+// checkFiles applies checkRuns to two files.
+func checkFiles(fsys fileSystem, target, payload string) error {
+	t, err := fsys.Open(target)
+	if err != nil {
+		return fmt.Errorf("thethings: ota: target: %w", err)
+	}
+	defer t.Close()
+	p, err := fsys.Open(payload)
+	if err != nil {
+		return fmt.Errorf("thethings: ota: %w", err)
+	}
+	defer p.Close()
+	return checkRuns(t, p)
+}
+
+// closeSynced gives f the mode, fsyncs and closes it.
+func closeSynced(f tempFile, mode fs.FileMode) error {
+	err := f.Chmod(mode)
+	if err == nil {
+		err = f.Sync()
+	}
+	if e := f.Close(); err == nil {
+		err = e
+	}
+	if err != nil {
+		return fmt.Errorf("thethings: ota: %w", err)
+	}
+	return nil
 }
 
 // fetch downloads the bundle of fw from the platform into a verifier
 // that passes its payload to dst, refusing before its payload a bundle too
-// large or signed as another version than fw's (which Check found newer
-// than the running one): an old bundle offered as a new version is no
-// downgrade path. A bundle that fails stops the download at once.
+// large, signed as another version than fw's (which Check found newer
+// than the running one), or signed as a version not newer than the
+// running one: an old bundle offered as a new version is no downgrade
+// path. A bundle that fails stops the download at once.
 func (u *Updater) fetch(ctx context.Context, fw thethings.Firmware, dst io.Writer) (Manifest, error) {
 	v, err := newVerifier(u.pub, dst, func(m Manifest) error {
 		switch {
@@ -231,6 +310,8 @@ func (u *Updater) fetch(ctx context.Context, fw thethings.Firmware, dst io.Write
 			return fmt.Errorf("thethings: ota: payload of %d bytes, more than %d: %w", m.Size, u.cfg.maxSize, ErrTooLarge)
 		case version.Compare(m.Version, fw.Version) != 0:
 			return fmt.Errorf("thethings: ota: bundle signed as version %.40q, offered as %.40q: %w", m.Version, fw.Version, ErrVersion)
+		case version.Compare(m.Version, u.current) <= 0:
+			return fmt.Errorf("thethings: ota: bundle signed as version %.40q, not newer than the running %.40q: %w", m.Version, u.current, ErrVersion)
 		}
 		return nil
 	})
@@ -244,72 +325,68 @@ func (u *Updater) fetch(ctx context.Context, fw thethings.Firmware, dst io.Write
 }
 
 // keepPrevious makes target+".previous" the target's current content, by
-// a hard link or else an fsync'd copy, placed by a rename.
-func keepPrevious(target string) error {
+// a hard link or else an fsync'd copy of the given mode, placed by a
+// rename.
+func keepPrevious(fsys fileSystem, target string, mode fs.FileMode) error {
 	dir := filepath.Dir(target)
-	tmp := filepath.Join(dir, "."+filepath.Base(target)+".previous-tmp")
-	os.Remove(tmp)
-	if err := os.Link(target, tmp); err != nil {
-		if err := copyFile(target, tmp); err != nil {
-			os.Remove(tmp)
+	tmp := filepath.Join(dir, "."+filepath.Base(target)+".previous-link")
+	fsys.Remove(tmp)
+	if err := fsys.Link(target, tmp); err != nil {
+		if tmp, err = copyFile(fsys, target, mode); err != nil {
 			return err
 		}
 	}
-	if err := os.Rename(tmp, previousPath(target)); err != nil {
-		os.Remove(tmp)
+	if err := fsys.Rename(tmp, previousPath(target)); err != nil {
+		fsys.Remove(tmp)
 		return fmt.Errorf("thethings: ota: keep previous: %w", err)
 	}
-	return syncDir(dir)
+	return syncDir(fsys, dir)
 }
 
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
+// copyFile copies src to an fsync'd temporary file beside it, for a file
+// system without hard links.
+func copyFile(fsys fileSystem, src string, mode fs.FileMode) (string, error) {
+	in, err := fsys.Open(src)
 	if err != nil {
-		return fmt.Errorf("thethings: ota: keep previous: %w", err)
+		return "", fmt.Errorf("thethings: ota: keep previous: %w", err)
 	}
 	defer in.Close()
-	info, err := in.Stat()
+	out, err := fsys.CreateTemp(filepath.Dir(src), "."+filepath.Base(src)+".previous-*")
 	if err != nil {
-		return fmt.Errorf("thethings: ota: keep previous: %w", err)
+		return "", fmt.Errorf("thethings: ota: keep previous: %w", err)
 	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, info.Mode().Perm())
-	if err != nil {
-		return fmt.Errorf("thethings: ota: keep previous: %w", err)
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		fsys.Remove(out.Name())
+		return "", fmt.Errorf("thethings: ota: keep previous: %w", err)
 	}
-	_, err = io.Copy(out, in)
-	if err == nil {
-		err = out.Sync()
+	if err := closeSynced(out, mode); err != nil {
+		fsys.Remove(out.Name())
+		return "", err
 	}
-	if e := out.Close(); err == nil {
-		err = e
-	}
-	if err != nil {
-		return fmt.Errorf("thethings: ota: keep previous: %w", err)
-	}
-	return nil
+	return out.Name(), nil
 }
 
 // removeLeftovers removes temporary files a killed Apply left in dir.
-func removeLeftovers(dir, prefix string) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), prefix) {
-			os.Remove(filepath.Join(dir, e.Name()))
+func removeLeftovers(fsys fileSystem, dir, prefix string) {
+	names, _ := fsys.ReadDir(dir)
+	for _, name := range names {
+		if strings.HasPrefix(name, prefix) {
+			fsys.Remove(filepath.Join(dir, name))
 		}
 	}
 }
 
 // Commit ends the trial of the running update: it stays. Without an
-// update on trial it does nothing.
+// update on trial, or when the update on trial is not the version this
+// Updater runs (the old version, before it restarted into the new one),
+// it does nothing: only the new version, running, can vouch for itself.
 func (u *Updater) Commit() error {
-	st, ok, err := readState(u.cfg.target)
-	if err != nil || !ok || st.Phase != phaseTrial {
+	st, ok, err := readState(u.fs, u.cfg.target)
+	if err != nil || !ok || st.Phase != phaseTrial || version.Compare(st.To, u.current) != 0 {
 		return err
 	}
-	if err := removeState(u.cfg.target); err != nil {
+	if err := writeState(u.fs, u.cfg.target, state{Phase: phaseIdle, Unsent: st.Unsent}); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), reportTimeout)
@@ -325,17 +402,51 @@ type report struct {
 	Error   string `json:"error,omitempty"`
 }
 
-// send writes r, and the reports not sent before; what fails stays
-// pending for the next Check.
-func (u *Updater) send(ctx context.Context, r report) {
-	u.pending = append(u.pending, r)
-	u.flush(ctx)
+// short is r with its error cut to maxReportError bytes.
+func (r report) short() report {
+	if len(r.Error) > maxReportError {
+		r.Error = strings.ToValidUTF8(r.Error[:maxReportError], "")
+	}
+	return r
 }
 
-func (u *Updater) flush(ctx context.Context) {
-	for len(u.pending) > 0 && u.write(ctx, u.pending[0]) {
-		u.pending = u.pending[1:]
+// send writes r after the reports not sent before; when it cannot, r
+// joins them in the state file, for the next Check.
+func (u *Updater) send(ctx context.Context, r report) {
+	st, ok, err := u.flush(ctx)
+	if err != nil {
+		return // the state cannot be read: nowhere to keep r either
 	}
+	r = r.short()
+	if len(st.Unsent) == 0 && u.write(ctx, r) {
+		return
+	}
+	if !ok {
+		st = state{Phase: phaseIdle}
+	}
+	st.queue(r)
+	_ = writeState(u.fs, u.cfg.target, st)
+}
+
+// flush sends the reports the state keeps, in order, and returns the
+// state without those the platform got.
+func (u *Updater) flush(ctx context.Context) (state, bool, error) {
+	st, ok, err := readState(u.fs, u.cfg.target)
+	if err != nil || len(st.Unsent) == 0 {
+		return st, ok, err
+	}
+	n := 0
+	for n < len(st.Unsent) && u.write(ctx, st.Unsent[n]) {
+		n++
+	}
+	if n == 0 {
+		return st, ok, nil
+	}
+	st.Unsent = slices.Clone(st.Unsent[n:])
+	if err := writeState(u.fs, u.cfg.target, st); err != nil {
+		return st, ok, err
+	}
+	return st, st.Phase != phaseIdle || len(st.Unsent) > 0, nil
 }
 
 // write sends one report; it reports false when the report was certainly
@@ -343,9 +454,6 @@ func (u *Updater) flush(ctx context.Context) {
 func (u *Updater) write(ctx context.Context, r report) bool {
 	if u.cfg.reportKey == "" {
 		return true
-	}
-	if len(r.Error) > maxReportError {
-		r.Error = strings.ToValidUTF8(r.Error[:maxReportError], "")
 	}
 	err := u.c.Write(ctx, []thethings.Value{{Key: u.cfg.reportKey, Value: r}})
 	var we *thethings.WriteError

@@ -3,6 +3,7 @@ package ota_test
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -217,7 +218,7 @@ func TestUpdaterRefusesBadBundles(t *testing.T) {
 			require.ErrorIs(t, err, tc.want)
 			assert.False(t, applied)
 			assert.Equal(t, "program v1", f.content(t), "the target is untouched")
-			assert.Equal(t, []string{"app"}, f.dirNames(t), "nothing left beside it")
+			assert.Subset(t, []string{"app", "app.ota-state"}, f.dirNames(t), "nothing left beside it but a note of the refusal")
 			rolledBack, err := ota.Boot(f.target)
 			require.NoError(t, err)
 			assert.False(t, rolledBack)
@@ -308,4 +309,239 @@ func TestUpdaterKeepsRollbackReportUntilSent(t *testing.T) {
 		assert.False(t, newer)
 	}
 	assert.Equal(t, []string{"2:applied", "2:rolled-back"}, f.reports(t))
+}
+
+// The old version, still running after Apply, cannot commit the new one
+// it never ran: only the new version vouches for itself.
+func TestUpdaterCommitByOldVersionKeepsTrial(t *testing.T) {
+	f := newFixture(t)
+	f.srv.AddFirmware("2", sign(t, []byte("program v2"), "2"))
+	u := f.updater(t, "1")
+	applied, err := u.Apply(context.Background())
+	require.NoError(t, err)
+	require.True(t, applied)
+	require.NoError(t, u.Commit(), "version 1 calls Commit, as a health signal, before it restarts")
+	for _, want := range []bool{false, true} { // the trial run, then the start that rolls back
+		rolledBack, err := ota.Boot(f.target)
+		require.NoError(t, err)
+		assert.Equal(t, want, rolledBack)
+	}
+	assert.Equal(t, "program v1", f.content(t))
+}
+
+// A trial whose previous version is gone (removed by hand, a file system
+// that lost it) ends: the new version stays, Boot does not fail at every
+// start, and a newer version can still be applied.
+func TestBootWithoutPreviousEndsTrial(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.srv.AddFirmware("2", sign(t, []byte("program v2"), "2"))
+	applied, err := f.updater(t, "1").Apply(ctx)
+	require.NoError(t, err)
+	require.True(t, applied)
+	require.NoError(t, os.Remove(f.target+".previous"))
+	for range 3 {
+		rolledBack, err := ota.Boot(f.target)
+		require.NoError(t, err)
+		assert.False(t, rolledBack)
+	}
+	assert.Equal(t, "program v2", f.content(t))
+	f.srv.AddFirmware("3", sign(t, []byte("program v3"), "3"))
+	applied, err = f.updater(t, "2").Apply(ctx)
+	require.NoError(t, err)
+	assert.True(t, applied, "no trial left pending forever")
+	assert.Equal(t, "program v3", f.content(t))
+	assert.Equal(t, []string{"2:applied", "2:failed", "3:applied"}, f.reports(t))
+}
+
+// Apply compares the signed version with the running one itself, not only
+// through the version the platform lists: versions of mixed forms do not
+// order transitively ("v1.0.0" is newer than "1.0.0-" as text, "1.0.0"
+// equal to "v1.0.0" as semver, older than "1.0.0-" as text).
+func TestUpdaterRefusesSignedVersionNotNewer(t *testing.T) {
+	f := newFixture(t)
+	f.srv.AddFirmware("v1.0.0", sign(t, []byte("program x"), "1.0.0"))
+	applied, err := f.updater(t, "1.0.0-").Apply(context.Background())
+	require.ErrorIs(t, err, ota.ErrVersion)
+	assert.False(t, applied)
+	assert.Equal(t, "program v1", f.content(t))
+}
+
+// No error of Apply and no report holds the thing's token.
+func TestUpdaterErrorsHoldNoToken(t *testing.T) {
+	f := newFixture(t)
+	f.srv.AddFirmware("2", sign(t, []byte("x"), "3"))
+	_, err := f.updater(t, "1").Apply(context.Background())
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), token)
+	for _, r := range f.srv.Stored(token, "firmware") {
+		assert.NotContains(t, string(r.Value), token)
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+	c, err := thethings.NewClient(token, thethings.WithBaseURL("http://"+addr+"/v2/"), thethings.WithRetry(thethings.NoRetries))
+	require.NoError(t, err)
+	u, err := ota.NewUpdater(c, testPub, "1", ota.WithTarget(f.target))
+	require.NoError(t, err)
+	_, err = u.Apply(context.Background())
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), token)
+}
+
+// A rollback report not sent yet survives a newer update applied
+// meanwhile, and so do the reports of that update, through its restart:
+// once the platform is reachable, it gets them all, in order.
+func TestUpdaterReportsSurviveNewerUpdate(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.srv.AddFirmware("2", sign(t, []byte("program v2"), "2"))
+	applied, err := f.updater(t, "1").Apply(ctx)
+	require.NoError(t, err)
+	require.True(t, applied)
+	for range 2 { // the trial run, then the start that rolls back
+		_, err := ota.Boot(f.target)
+		require.NoError(t, err)
+	}
+
+	tr := &failingWrites{base: http.DefaultTransport.(*http.Transport).Clone()}
+	t.Cleanup(tr.base.CloseIdleConnections)
+	tr.fail.Store(true)
+	c, err := thethings.NewClient(token, thethings.WithBaseURL(f.srv.URL()),
+		thethings.WithHTTPClient(&http.Client{Transport: tr}), thethings.WithRetry(thethings.NoRetries))
+	require.NoError(t, err)
+	f.srv.AddFirmware("3", sign(t, []byte("program v3"), "3"))
+	u, err := ota.NewUpdater(c, testPub, "1", ota.WithTarget(f.target))
+	require.NoError(t, err)
+	applied, err = u.Apply(ctx)
+	require.NoError(t, err)
+	require.True(t, applied, "version 3 is newer than the rolled-back 2")
+
+	// Version 3 starts, on trial, and commits, still unable to report.
+	_, err = ota.Boot(f.target)
+	require.NoError(t, err)
+	u, err = ota.NewUpdater(c, testPub, "3", ota.WithTarget(f.target))
+	require.NoError(t, err)
+	require.NoError(t, u.Commit())
+	assert.Equal(t, []string{"2:applied"}, f.reports(t))
+
+	tr.fail.Store(false)
+	_, newer, err := u.Check(ctx)
+	require.NoError(t, err)
+	assert.False(t, newer)
+	assert.Equal(t, []string{"2:applied", "2:rolled-back", "3:applied", "3:committed"}, f.reports(t))
+	assert.ElementsMatch(t, []string{"app", "app.previous"}, f.dirNames(t), "nothing left to send: no state")
+}
+
+// elfProgram is the smallest ELF file debug/elf reads: a 64-bit
+// little-endian header for the machine, then text.
+func elfProgram(machine elf.Machine, text string) []byte {
+	h := make([]byte, 64)
+	copy(h, "\x7fELF\x02\x01\x01")
+	binary.LittleEndian.PutUint16(h[16:], uint16(elf.ET_EXEC))
+	binary.LittleEndian.PutUint16(h[18:], uint16(machine))
+	binary.LittleEndian.PutUint32(h[20:], 1)
+	binary.LittleEndian.PutUint16(h[52:], 64)
+	return append(h, text...)
+}
+
+// A signed payload built for another processor, or no executable at all,
+// would leave a device unable to start (the new program never reaches
+// Boot, so nothing rolls it back): Apply refuses it. One for the same
+// processor is applied.
+func TestUpdaterRefusesPayloadThatCannotRun(t *testing.T) {
+	for name, tc := range map[string]struct {
+		payload []byte
+		want    error
+	}{
+		"other processor": {payload: elfProgram(elf.EM_AARCH64, "v2"), want: ota.ErrInvalidBundle},
+		"no executable":   {payload: []byte("PK\x03\x04 an archive uploaded by mistake"), want: ota.ErrInvalidBundle},
+		"same processor":  {payload: elfProgram(elf.EM_X86_64, "v2")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			program := elfProgram(elf.EM_X86_64, "v1")
+			require.NoError(t, os.WriteFile(f.target, program, 0o755))
+			f.srv.AddFirmware("2", sign(t, tc.payload, "2"))
+			applied, err := f.updater(t, "1").Apply(context.Background())
+			if tc.want == nil {
+				require.NoError(t, err)
+				assert.True(t, applied)
+				assert.Equal(t, string(tc.payload), f.content(t))
+				return
+			}
+			require.ErrorIs(t, err, tc.want)
+			assert.Contains(t, err.Error(), "would not start")
+			assert.False(t, applied)
+			assert.Equal(t, string(program), f.content(t), "the target is untouched")
+			assert.Subset(t, []string{"app", "app.ota-state"}, f.dirNames(t), "nothing left beside it but a note of the refusal")
+		})
+	}
+}
+
+// A bundle refused for good is not downloaded again at every check (a
+// fleet would fetch it all day); a newer version is. One damaged on the
+// way is downloaded again.
+func TestUpdaterDoesNotRefetchRefusedBundle(t *testing.T) {
+	_, otherPriv, err := ota.GenerateKey()
+	require.NoError(t, err)
+	var otherKey bytes.Buffer
+	require.NoError(t, ota.Sign(&otherKey, bytes.NewReader([]byte("program v2")), "2", otherPriv))
+	damaged := sign(t, []byte("program v2"), "2")
+	damaged[len(damaged)-1] ^= 0xff
+	for name, tc := range map[string]struct {
+		bundle    []byte
+		want      error
+		downloads int
+	}{
+		"wrong key":         {bundle: otherKey.Bytes(), want: ota.ErrSignature, downloads: 1},
+		"old bundle as new": {bundle: sign(t, []byte("program v1"), "1"), want: ota.ErrVersion, downloads: 1},
+		"damaged payload":   {bundle: damaged, want: ota.ErrDigest, downloads: 2},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			f.srv.AddFirmware("2", tc.bundle)
+			u := f.updater(t, "1")
+			_, err := u.Apply(ctx)
+			require.ErrorIs(t, err, tc.want)
+			applied, err := u.Apply(ctx)
+			assert.False(t, applied)
+			if tc.downloads == 1 {
+				require.NoError(t, err, "refused for good: not tried again")
+				assert.Equal(t, []string{"2:failed"}, f.reports(t))
+			} else {
+				require.ErrorIs(t, err, tc.want)
+			}
+			assert.Equal(t, tc.downloads, f.srv.Requests(thethingstest.RouteFirmwareDownload))
+
+			f.srv.AddFirmware("3", sign(t, []byte("program v3"), "3"))
+			applied, err = u.Apply(ctx)
+			require.NoError(t, err)
+			assert.True(t, applied, "a newer version is applied")
+			assert.Equal(t, "program v3", f.content(t))
+		})
+	}
+}
+
+// A damaged state file (a failing card) does not stop Boot and Apply at
+// every start, forever: it is reported, and replaced.
+func TestDamagedStateIsReportedAndReplaced(t *testing.T) {
+	f := newFixture(t)
+	require.NoError(t, os.WriteFile(f.target+".ota-state", []byte("{\"phase\":\"tri\x00\x00\x00"), 0o644))
+	rolledBack, err := ota.Boot(f.target)
+	require.NoError(t, err)
+	assert.False(t, rolledBack)
+	f.srv.AddFirmware("2", sign(t, []byte("program v2"), "2"))
+	applied, err := f.updater(t, "1").Apply(context.Background())
+	require.NoError(t, err)
+	assert.True(t, applied)
+	assert.Equal(t, []string{":failed", "2:applied"}, f.reports(t))
+	for _, want := range []bool{false, true} { // the new state works: a trial, then a rollback
+		rolledBack, err := ota.Boot(f.target)
+		require.NoError(t, err)
+		assert.Equal(t, want, rolledBack)
+	}
 }

@@ -20,6 +20,10 @@
 // re-executes itself: the new version starts, on trial. -once checks once
 // and exits (for a test, or a timer).
 //
+// On Windows a running program cannot be replaced: there, Apply refuses
+// (errors.ErrUnsupported) and the program says so at every check; run it
+// from a launcher that updates the file it starts instead (ota.WithTarget).
+//
 // Every step is reported under the key "firmware" ({"version","state",
 // "error"}), so the fleet's dashboard shows which device runs what, and
 // which rejected an update.
