@@ -52,25 +52,18 @@ const (
 // errClosed is what a closed Client answers.
 var errClosed = wire.Errorf("thethings: mqtt: client closed: %w", net.ErrClosed)
 
-// secret is a string that prints as "***" under every fmt verb and slog.
-type secret string
-
-func (secret) String() string               { return redacted }
-func (secret) GoString() string             { return redacted }
-func (secret) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte(redacted)) }
-func (secret) LogValue() slog.Value         { return slog.StringValue(redacted) }
-func (secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
-func (s secret) reveal() string             { return string(s) }
-func (secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
-
 // Client is one thing's MQTT connection. It is safe for concurrent use.
 // Close it when done: it holds a connection and a goroutine that restores
 // the connection when it drops.
 type Client struct {
-	token    secret
-	topic    secret
-	cfg      *config
-	redactor *strings.Replacer
+	// The token, its topic and what removes it from text are closures: fmt
+	// prints a func as an address under every verb, so no printed form of a
+	// Client, of a copy of one or of a struct holding either reaches the
+	// token.
+	token  func() string
+	topic  func() string
+	redact func(string) string
+	cfg    *config
 
 	life   context.Context // ends at Close
 	cancel context.CancelFunc
@@ -144,10 +137,10 @@ func newClient(token string, cfg *config) *Client {
 	}
 	life, cancel := context.WithCancel(context.Background())
 	return &Client{
-		token:     secret(token),
-		topic:     secret(topicPrefix + token),
+		token:     func() string { return token },
+		topic:     func() string { return topicPrefix + token },
+		redact:    redactor(token).Replace,
 		cfg:       cfg,
-		redactor:  redactor(token),
 		life:      life,
 		cancel:    cancel,
 		up:        make(chan struct{}),
@@ -170,7 +163,7 @@ func randomHex(n int) string {
 }
 
 // ThingToken returns the thing token: persist it after [Activate].
-func (c *Client) ThingToken() string { return c.token.reveal() }
+func (c *Client) ThingToken() string { return c.token() }
 
 // String describes the client without its token.
 func (c *Client) String() string {
@@ -191,9 +184,6 @@ func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // MarshalJSON encodes String, so a Client inside a logged struct shows no token.
 func (c *Client) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
-
-// redact removes the thing token from s.
-func (c *Client) redact(s string) string { return c.redactor.Replace(s) }
 
 // fail wraps err under "thethings: mqtt: what: ", token redacted, keeping
 // err matchable with errors.Is and errors.As.
@@ -283,7 +273,7 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 			return nc, nil
 		})
 	if c.cfg.will != nil {
-		o.SetBinaryWill(c.topic.reveal(), c.cfg.will, c.cfg.qos, false)
+		o.SetBinaryWill(c.topic(), c.cfg.will, c.cfg.qos, false)
 	}
 	cn.pc = paho.NewClient(o)
 	t := cn.pc.Connect()

@@ -52,7 +52,7 @@ func (l *listener) take() (q [][]byte, dropped int) {
 // deliver hands a received message to every Subscribe loop. It runs on
 // the MQTT client's reading goroutine and never blocks.
 func (c *Client) deliver(m paho.Message) {
-	if m.Topic() != c.topic.reveal() {
+	if m.Topic() != c.topic() {
 		return
 	}
 	p := m.Payload()
@@ -77,11 +77,11 @@ func (c *Client) syncSubscription(ctx context.Context) error {
 	if !want {
 		// Not waiting for the UNSUBACK: a loop's end costs it no round
 		// trip, and a SUBSCRIBE after it on this connection comes after it.
-		cn.pc.Unsubscribe(c.topic.reveal())
+		cn.pc.Unsubscribe(c.topic())
 		cn.subscribed = false
 		return nil
 	}
-	t := cn.pc.Subscribe(c.topic.reveal(), c.cfg.qos, nil)
+	t := cn.pc.Subscribe(c.topic(), c.cfg.qos, nil)
 	if err := c.wait(ctx, t); err != nil {
 		if isNotConnected(err) {
 			return nil // the reconnect will do it

@@ -81,7 +81,7 @@ func (c *Client) publish(ctx context.Context, body []byte) error {
 		if ctx.Err() != nil { // certainly not sent
 			return c.fail("publish", context.Cause(ctx))
 		}
-		t := cn.pc.Publish(c.topic.reveal(), c.cfg.qos, false, body)
+		t := cn.pc.Publish(c.topic(), c.cfg.qos, false, body)
 		err = c.wait(ctx, t)
 		switch {
 		case err == nil:
