@@ -136,9 +136,10 @@ func newClient(token string, cfg *config) *Client {
 		cfg.clientID = "thethings-" + randomHex(6)
 	}
 	life, cancel := context.WithCancel(context.Background())
+	topic := topicPrefix + token
 	return &Client{
 		token:     func() string { return token },
-		topic:     func() string { return topicPrefix + token },
+		topic:     func() string { return topic },
 		redact:    redactor(token).Replace,
 		cfg:       cfg,
 		life:      life,
