@@ -76,6 +76,7 @@ type Client struct {
 	cur       *conn         // nil while reconnecting
 	up        chan struct{} // closed while cur != nil
 	listeners map[*listener]struct{}
+	cause     error // why the last connection ended, for StateReconnecting
 }
 
 // conn is one MQTT session; a Client makes a new one for every reconnect.
@@ -83,6 +84,16 @@ type conn struct {
 	pc         paho.Client
 	lost       chan error // the connection-lost callback's cause
 	subscribed bool       // guarded by Client.subMu
+
+	guardMu sync.Mutex
+	guard   *guardedConn // set when the network connection is open
+}
+
+// refused is the packet-size guard's error, when it refused a packet.
+func (cn *conn) refused() error {
+	cn.guardMu.Lock()
+	defer cn.guardMu.Unlock()
+	return cn.guard.tripped()
 }
 
 // Dial connects to the broker as the thing with the given token. It
@@ -235,9 +246,9 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 	return t, nil
 }
 
-// connect opens one MQTT session, bounded by ctx, with the Last Will if
+// session opens one MQTT session, bounded by ctx, with the Last Will if
 // one was set.
-func (c *Client) connect(ctx context.Context) (*conn, error) {
+func (c *Client) session(ctx context.Context) (*conn, error) {
 	cn := &conn{lost: make(chan error, 1)}
 	var (
 		watchMu sync.Mutex
@@ -256,6 +267,10 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		SetProtocolVersion(4).
 		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { c.deliver(m) }).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			if r := cn.refused(); r != nil {
+				err = r
+			}
+			c.lost(err)
 			select {
 			case cn.lost <- err:
 			default:
@@ -271,7 +286,11 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 			watchMu.Lock()
 			stop = s
 			watchMu.Unlock()
-			return nc, nil
+			g := guard(nc, c.cfg.maxPacket)
+			cn.guardMu.Lock()
+			cn.guard = g
+			cn.guardMu.Unlock()
+			return g, nil
 		})
 	if c.cfg.will != nil {
 		o.SetBinaryWill(c.topic(), c.cfg.will, c.cfg.qos, false)
@@ -289,7 +308,9 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		return nil, c.fail("connect to "+c.cfg.broker, context.Cause(ctx))
 	}
 	if err := t.Error(); err != nil {
-		if ctx.Err() != nil {
+		if r := cn.refused(); r != nil {
+			err = r
+		} else if ctx.Err() != nil {
 			err = context.Cause(ctx)
 		}
 		return nil, c.fail("connect to "+c.cfg.broker, err)
