@@ -32,6 +32,7 @@ type DroppedError struct {
 	Limit    int   // the queue's bound in bytes
 }
 
+// Error says how many messages were dropped, and the bound.
 func (e *DroppedError) Error() string {
 	return fmt.Sprintf("thethings: mqtt: %d messages (%d bytes) dropped: the Subscribe loop fell behind by more than its queue's %d bytes",
 		e.Messages, e.Bytes, e.Limit)

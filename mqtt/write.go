@@ -20,7 +20,8 @@ const batchSize = 100
 // [thethings.ErrInvalidValue]. An empty slice is a no-op.
 //
 // While the connection is being restored Write waits for it, bounded by
-// ctx. With QoS 1 (the default) it returns once the broker acknowledged
+// ctx; a ctx without a deadline gets the Client's write timeout (see
+// [WithWriteTimeout], 30s by default). With QoS 1 (the default) it returns once the broker acknowledged
 // every message (PUBACK); with QoS 0 once they were handed to the network.
 // The broker's acknowledgement is not a read-back: it says the broker took
 // the message, not that the platform stored the values.
@@ -36,6 +37,11 @@ func (c *Client) Write(ctx context.Context, values []thethings.Value) error {
 	}
 	if len(values) == 0 {
 		return nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, c.cfg.writeTimeout, c.cfg.timedOut)
+		defer cancel()
 	}
 	bodies := make([][]byte, 0, (len(values)+batchSize-1)/batchSize)
 	for lo := 0; lo < len(values); lo += batchSize {
