@@ -76,7 +76,7 @@ func activate(ctx context.Context, cfg *config, code string) (string, error) {
 		default:
 		}
 	})
-	if err := a.wait(ctx, t); err != nil {
+	if err := a.wait(ctx, t, nil); err != nil {
 		return "", a.fail("activation", err)
 	}
 	var p []byte

@@ -336,8 +336,9 @@ func (c *Client) setDown() {
 	c.mu.Unlock()
 }
 
-// current waits for a live connection.
-func (c *Client) current(ctx context.Context) (*conn, error) {
+// current waits for a live connection, bounded by ctx, Close and the
+// write timeout's expired (nil: none).
+func (c *Client) current(ctx context.Context, expired <-chan time.Time) (*conn, error) {
 	for {
 		c.mu.Lock()
 		cn, up := c.cur, c.up
@@ -352,6 +353,8 @@ func (c *Client) current(ctx context.Context) (*conn, error) {
 		case <-up:
 		case <-ctx.Done():
 			return nil, c.fail("waiting for the broker", context.Cause(ctx))
+		case <-expired:
+			return nil, c.fail("waiting for the broker", c.cfg.timedOut)
 		case <-c.life.Done():
 			return nil, errClosed
 		}
@@ -434,13 +437,16 @@ func backoff(n int) time.Duration {
 	return transport.Wait(transport.Policy{MinWait: minBackoff, MaxWait: maxBackoff}, n, 0)
 }
 
-// wait waits for a paho token, bounded by ctx and Close.
-func (c *Client) wait(ctx context.Context, t paho.Token) error {
+// wait waits for a paho token, bounded by ctx, Close and the write
+// timeout's expired (nil: none).
+func (c *Client) wait(ctx context.Context, t paho.Token, expired <-chan time.Time) error {
 	select {
 	case <-t.Done():
 		return t.Error()
 	case <-ctx.Done():
 		return context.Cause(ctx)
+	case <-expired:
+		return c.cfg.timedOut
 	case <-c.life.Done():
 		return errClosed
 	}

@@ -115,7 +115,7 @@ func (c *Client) syncSubscription(ctx context.Context) error {
 		return nil
 	}
 	t := cn.pc.Subscribe(c.topic(), c.cfg.qos, nil)
-	if err := c.wait(ctx, t); err != nil {
+	if err := c.wait(ctx, t, nil); err != nil {
 		if isNotConnected(err) {
 			return nil // the reconnect will do it
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/thethings-go/thethings"
 	"github.com/thethings-go/thethings/internal/wire"
@@ -38,10 +40,15 @@ func (c *Client) Write(ctx context.Context, values []thethings.Value) error {
 	if len(values) == 0 {
 		return nil
 	}
+	var expired <-chan time.Time // the write timeout, when ctx has no deadline
 	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, c.cfg.writeTimeout, c.cfg.timedOut)
-		defer cancel()
+		t := timers.Get().(*time.Timer)
+		t.Reset(c.cfg.writeTimeout)
+		defer func() {
+			t.Stop()
+			timers.Put(t)
+		}()
+		expired = t.C
 	}
 	bodies := make([][]byte, 0, (len(values)+batchSize-1)/batchSize)
 	for lo := 0; lo < len(values); lo += batchSize {
@@ -53,7 +60,7 @@ func (c *Client) Write(ctx context.Context, values []thethings.Value) error {
 	}
 	for i, body := range bodies {
 		lo, hi := i*batchSize, min((i+1)*batchSize, len(values))
-		if err := c.publish(ctx, body); err != nil {
+		if err := c.publish(ctx, body, expired); err != nil {
 			var unknown *outcomeUnknown
 			if !errors.As(err, &unknown) {
 				return &thethings.WriteError{Values: slices.Clone(values[lo:]), Err: err}
@@ -76,11 +83,20 @@ type outcomeUnknown struct{ err error }
 
 func (e *outcomeUnknown) Error() string { return e.err.Error() }
 
+// timers are stopped timers for the write timeout: a Write without a
+// deadline costs no allocation for it.
+var timers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
 // publish sends one message on the thing topic and waits for its
-// acknowledgement (QoS 1) or its hand-off to the network (QoS 0).
-func (c *Client) publish(ctx context.Context, body []byte) error {
+// acknowledgement (QoS 1) or its hand-off to the network (QoS 0), bounded
+// by ctx and the write timeout's expired (nil: none).
+func (c *Client) publish(ctx context.Context, body []byte, expired <-chan time.Time) error {
 	for {
-		cn, err := c.current(ctx)
+		cn, err := c.current(ctx, expired)
 		if err != nil {
 			return err
 		}
@@ -88,7 +104,7 @@ func (c *Client) publish(ctx context.Context, body []byte) error {
 			return c.fail("publish", context.Cause(ctx))
 		}
 		t := cn.pc.Publish(c.topic(), c.cfg.qos, false, body)
-		err = c.wait(ctx, t)
+		err = c.wait(ctx, t, expired)
 		switch {
 		case err == nil:
 			return nil
