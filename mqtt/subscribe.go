@@ -44,7 +44,8 @@ func WithStateHandler(f func(s thethings.State, cause error)) SubscribeOption {
 }
 
 // WithQueueBytes bounds, in bytes, the messages waiting for the loop:
-// [DefaultQueueBytes] (8 MiB) unless set, 1 KiB at least. A message counts
+// [DefaultQueueBytes] (8 MiB, or the largest packet when that is more)
+// unless set, 1 KiB at least. A message counts
 // its payload plus 64 bytes. The MQTT connection is never held up for a
 // slow loop (that would stall every Write and other loop, and a missed
 // keep-alive would drop the connection): a message that does not fit is
