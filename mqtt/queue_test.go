@@ -69,14 +69,14 @@ func TestSubscribeQueueBoundedInBytes(t *testing.T) {
 			}
 		}
 		_, _ = c.Write([]byte{0x90, 3, 0, 1, 1}) // paho numbers its first packet 1
-		go func() {
-			for i := range n {
-				if _, err := c.Write(pub1(topic, uint16(i+1), big)); err != nil {
-					return
-				}
+		// The client reads on whatever the loop does; its PUBACKs, a few
+		// bytes each, wait in the socket meanwhile.
+		for i := range n {
+			if _, err := c.Write(pub1(topic, uint16(i+1), big)); err != nil {
+				return
 			}
-			_, _ = c.Write(pub1(topic, n+1, `[{"key":"last","value":1}]`))
-		}()
+		}
+		_, _ = c.Write(pub1(topic, n+1, `[{"key":"last","value":1}]`))
 		// The client acknowledges a QoS 1 message once the Subscribe queue
 		// took it or dropped it.
 		for acked := 0; acked < n+1; {
