@@ -126,6 +126,7 @@ func TestSubscribeQueueBoundedInBytes(t *testing.T) {
 			break
 		}
 	}
+	t.Logf("queued %.1f MiB; %d of %d dropped", float64(queued)/(1<<20), dropped, n)
 	if queued > 12<<20 {
 		t.Errorf("the queue held %d MiB, want at most its 8 MiB and the message in hand", queued>>20)
 	}
