@@ -45,7 +45,7 @@ func heapInUse() int64 {
 // A loop that falls behind holds its queue's bound in bytes, not a count
 // of messages: 20 messages of 1 MB to a loop that reads none of them
 // leave at most the default 8 MiB queued; the ones that did not fit come
-// as one DroppedError in their place, before the message after them.
+// as DroppedErrors in their place, before the message after them.
 func TestSubscribeQueueBoundedInBytes(t *testing.T) {
 	const (
 		n    = 20
@@ -130,9 +130,12 @@ func TestSubscribeQueueBoundedInBytes(t *testing.T) {
 	if queued > 12<<20 {
 		t.Errorf("the queue held %d MiB, want at most its 8 MiB and the message in hand", queued>>20)
 	}
+	// Which messages fit depends on when the loop took the first one off
+	// the queue; every message is either delivered or counted as dropped,
+	// in its place.
 	seq := strings.Join(got, ",")
-	if dropped == 0 || !strings.HasSuffix(seq, "big,dropped,last") || len(got)-2+dropped != n {
-		t.Fatalf("got %s with %d dropped: want big messages, one DroppedError for the %d that did not fit, then last", seq, dropped, dropped)
+	if dropped == 0 || strings.Count(seq, "big")+dropped != n || !strings.HasSuffix(seq, ",dropped,last") {
+		t.Fatalf("got %s with %d dropped: want %d big messages delivered or counted as dropped, then last", seq, dropped, n)
 	}
 }
 
