@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -83,7 +84,10 @@ func activate(ctx context.Context, cfg *config, code string) (string, error) {
 	select {
 	case p = <-answer:
 	case err := <-cn.lost:
-		return "", a.fail("activation", fmt.Errorf("connection lost: %s", errString(err)))
+		if err == nil {
+			err = errors.New("closed")
+		}
+		return "", a.fail("activation", fmt.Errorf("connection lost: %w", err))
 	case <-ctx.Done():
 		return "", a.fail("activation", context.Cause(ctx))
 	}

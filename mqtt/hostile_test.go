@@ -406,3 +406,19 @@ func TestActivateRefusals(t *testing.T) {
 		}
 	})
 }
+
+// A huge packet in place of the activation answer is refused before it
+// is allocated, and Activate says so.
+func TestActivateHugeAnswer(t *testing.T) {
+	h := newHostileBroker(t, func(typ byte, body []byte, c net.Conn) bool {
+		if typ != subscribePacket {
+			return true
+		}
+		_, err := c.Write(append([]byte{0x90, 3, body[0], body[1], 1}, huge(publish)...))
+		return err == nil
+	})
+	_, err := mqtt.Activate(ctxT(t), "CODE", mqtt.WithBroker(h.url()))
+	if !errors.Is(err, mqtt.ErrPacketTooLarge) || errors.Is(err, thethings.ErrActivationCodeNotFound) {
+		t.Fatalf("Activate = %v, want ErrPacketTooLarge", err)
+	}
+}
