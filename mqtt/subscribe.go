@@ -120,6 +120,9 @@ func (c *Client) syncSubscription(ctx context.Context) error {
 		if isNotConnected(err) {
 			return nil // the reconnect will do it
 		}
+		if ctx.Err() != nil {
+			return c.fail("subscribe", err) // the caller's own end, not the connection's
+		}
 		return c.failed(c.fail("subscribe", err))
 	}
 	for _, code := range t.(*paho.SubscribeToken).Result() {
