@@ -11,6 +11,11 @@
 //
 // The thing token is part of every topic; it is never in an error, a log
 // line or a printed form of a [Client].
+//
+// What the broker sends is bounded: a packet by [WithMaxPacketSize], refused
+// before it is allocated, and what waits for each Subscribe loop by
+// [WithQueueBytes]. A Write whose ctx has no deadline is bounded by
+// [WithWriteTimeout].
 package mqtt
 
 import (
