@@ -422,3 +422,25 @@ func TestActivateHugeAnswer(t *testing.T) {
 		t.Fatalf("Activate = %v, want ErrPacketTooLarge", err)
 	}
 }
+
+// A huge packet in place of the PUBACK ends the connection before it is
+// allocated; the Write's outcome is unknown, and the error says why.
+func TestWriteHugeAnswer(t *testing.T) {
+	h := newHostileBroker(t, func(typ byte, _ []byte, c net.Conn) bool {
+		if typ == publish {
+			_, err := c.Write(huge(4))
+			return err == nil
+		}
+		return true
+	})
+	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Write(ctxT(t), []thethings.Value{{Key: "a", Value: 1}})
+	var we *thethings.WriteError
+	if !errors.As(err, &we) || !we.Unknown || !errors.Is(err, mqtt.ErrPacketTooLarge) {
+		t.Fatalf("Write = %v, want an unknown-outcome WriteError matching ErrPacketTooLarge", err)
+	}
+}

@@ -114,6 +114,9 @@ func (c *Client) publish(ctx context.Context, body []byte, expired <-chan time.T
 			c.setDownIf(cn)
 			continue
 		}
+		if r := cn.refused(); r != nil {
+			err = r // the connection ended on an oversized packet
+		}
 		return &outcomeUnknown{err: c.fail("publish", err)}
 	}
 }
