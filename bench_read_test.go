@@ -120,7 +120,7 @@ func valuesHeap(tb testing.TB, n int) (peak uint64, requests int) {
 		tb.Fatalf("got %d values, want %d", count, n)
 	}
 	hc.CloseIdleConnections()
-	return peak, srv.Requests("read")
+	return peak, srv.Requests(thethingstest.RouteRead)
 }
 
 // BenchmarkValuesHeap shows that the memory Values holds does not grow with

@@ -1,23 +1,23 @@
 package thethings
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"maps"
 	"slices"
-	"strconv"
+	"strings"
 	"time"
+
+	"github.com/thethings-go/thethings/internal/cursor"
 
 	"github.com/thethings-go/thethings/internal/transport"
 	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // delivery follows one batch from its first request until the platform is
-// known to hold each value or refused it for good. Values with a Datetime
-// are identified by (key, millisecond, value): an ambiguous outcome is
-// resolved by reading the batch's keys back, never by guessing.
+// known to hold each value or refused it. Values with a Datetime are
+// identified by (key, millisecond, value): an ambiguous outcome is resolved
+// by reading the batch's keys back, never by guessing. A value that cannot
+// be read back (see verifiable) is treated as one without a Datetime.
 type delivery struct {
 	c           *Client
 	wc          writeConfig // the route is built per request: no field holds the token
@@ -34,12 +34,26 @@ type delivery struct {
 	tries  int    // requests sent
 	broken error  // the batch could not be read from the spool
 	found  int    // dated values the last read back found stored
+
+	unknown []int // unverifiable values of a batch read back at start, to report
+}
+
+// verifiable reports whether v can be found by reading back: it has a
+// Datetime, its key keeps history (a magic key holds only current state),
+// and a read window can end after it (not the last millisecond of 9999).
+func verifiable(v *Value) bool {
+	if v.Datetime.IsZero() || strings.HasPrefix(v.Key, "$") {
+		return false
+	}
+	ms := v.Datetime.UnixMilli()
+	return ms >= cursor.MinMillis && ms < cursor.MaxMillis
 }
 
 // stepResult is what one step of a delivery did.
 type stepResult struct {
 	done                   bool          // every value is resolved
-	answered               bool          // the platform answered (2xx or a refusal)
+	ok                     bool          // the platform answered a request with 2xx
+	paused                 bool          // the thing was refused, or the answer is not the platform's
 	err                    error         // the failure of this step, if any
 	retryAfter             time.Duration // the platform's Retry-After, if any
 	transient              bool          // err may pass: try again after a wait
@@ -57,6 +71,18 @@ func (d *delivery) start(verify bool) {
 	if verify {
 		d.verify, d.maybe = true, true
 		d.send = nil
+		// What cannot be read back may have been stored: like an
+		// ambiguous answer, it is sent again blindly or reported.
+		for i := range d.orig {
+			if !verifiable(&d.orig[i]) {
+				if d.retryWrites {
+					d.send = append(d.send, i)
+				} else {
+					d.unknown = append(d.unknown, i)
+					d.gone[i] = true
+				}
+			}
+		}
 	}
 }
 
@@ -81,6 +107,23 @@ func (d *delivery) giveUp(failed []error, cause error) error {
 	return joinErrors(failed)
 }
 
+// refusal sorts err, the failure of a request that got an answer other
+// than 2xx or could not be sent, for the values of the batch.
+func refusal(err error) transport.Refusal {
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		return transport.Refuse(0, false, false)
+	}
+	return transport.Refuse(ae.StatusCode, ae.Status != "", errors.Is(ae, ErrRateLimited))
+}
+
+// fromPlatform reports whether err is an answer in the platform's JSON
+// envelope, not a proxy's page that happens to say the same words.
+func fromPlatform(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status != ""
+}
+
 // pick returns the values of orig at idx.
 func (d *delivery) pick(idx []int) []Value {
 	out := make([]Value, len(idx))
@@ -93,25 +136,37 @@ func (d *delivery) pick(idx []int) []Value {
 // step does one request, or the reads of one verification, and says what
 // came of it.
 func (d *delivery) step(ctx context.Context) (r stepResult) {
+	if len(d.unknown) > 0 {
+		r.failed = append(r.failed, &WriteError{Values: d.pick(d.unknown), Unknown: true,
+			Err: errorf("thethings: a request may have stored these values, which cannot be read back: %w", ErrOutcomeUnknown)})
+		d.unknown = nil
+	}
 	if d.verify {
 		missing, err := d.c.missing(ctx, d.orig, d.gone)
 		if err != nil {
+			r.err = err
 			status, _ := answerOf(err)
-			if errors.Is(err, ErrPaginationStalled) || transport.Classify(transport.Idempotent, status, false, err) == transport.Permanent && !errors.Is(err, ErrResourceNotFound) {
-				// The thing is gone or the token refused: nothing can be
-				// stored any more.
-				r.done, r.answered, r.err = true, true, err
+			switch {
+			case errors.Is(err, ErrPaginationStalled) || errors.Is(err, ErrInvalidOption) ||
+				status != 0 && refusal(err) == transport.RefusesValues:
+				// These values cannot be read back: their fate stays
+				// unknown, and they must not hold up the values behind.
+				r.done = true
 				r.failed = append(r.failed, &WriteError{Values: d.unresolved(), Unknown: true, Err: err})
-				return r
+				d.resolveAll()
+			case transport.Classify(transport.Idempotent, status, false, err) == transport.Permanent &&
+				refusal(err) == transport.Pause:
+				// The thing or the route is refused: keep the values.
+				r.paused = true
+			default:
+				r.transient = true
 			}
-			r.err, r.transient = err, true
-			r.answered = status != 0
 			return r
 		}
-		r.answered = true
+		r.ok = true
 		found := 0
 		for i, g := range d.gone {
-			if !g && !d.orig[i].Datetime.IsZero() {
+			if !g && verifiable(&d.orig[i]) {
 				d.stored[i] = !slices.Contains(missing, i)
 				if d.stored[i] {
 					found++
@@ -121,9 +176,9 @@ func (d *delivery) step(ctx context.Context) (r stepResult) {
 		r.verified = max(found-d.found, 0)
 		d.found = found
 		d.verify = false
-		// Values without a Datetime still waiting are blind re-sends.
+		// Values that cannot be read back still waiting are blind re-sends.
 		for _, i := range d.send {
-			if d.orig[i].Datetime.IsZero() {
+			if !verifiable(&d.orig[i]) {
 				missing = append(missing, i)
 			}
 		}
@@ -136,7 +191,10 @@ func (d *delivery) step(ctx context.Context) (r stepResult) {
 			return r
 		}
 	}
-	vals := d.pick(d.send)
+	vals := d.orig // d.send is sorted: as long as orig, it is all of it
+	if len(d.send) != len(d.orig) {
+		vals = d.pick(d.send)
+	}
 	body, bad := d.body, (*badValues)(nil)
 	if body == nil || len(vals) != len(d.orig) {
 		body, bad = encodeBatch(vals)
@@ -162,7 +220,7 @@ func (d *delivery) step(ctx context.Context) (r stepResult) {
 	}
 	kind := transport.Write
 	for _, i := range d.send {
-		if !d.orig[i].Datetime.IsZero() {
+		if verifiable(&d.orig[i]) {
 			kind = transport.Verified
 			break
 		}
@@ -174,10 +232,19 @@ func (d *delivery) step(ctx context.Context) (r stepResult) {
 	oc := transport.Classify(kind, status, retryAfter > 0, err)
 	r.err = err
 	r.retryAfter = retryAfter
-	r.answered = status != 0
 	n := len(d.send)
+	if oc == transport.Permanent {
+		switch refusal(err) {
+		case transport.Passing:
+			oc = transport.NotStored
+		case transport.Pause:
+			r.paused = true
+			return r
+		}
+	}
 	switch oc {
 	case transport.Stored:
+		r.ok = true
 		if resend {
 			r.resent = n
 		} else {
@@ -194,7 +261,7 @@ func (d *delivery) step(ctx context.Context) (r stepResult) {
 		var dated, blind, unknown []int
 		for _, i := range d.send {
 			switch {
-			case !d.orig[i].Datetime.IsZero():
+			case verifiable(&d.orig[i]):
 				dated = append(dated, i)
 			case d.retryWrites:
 				blind = append(blind, i)
@@ -261,7 +328,7 @@ func (c *Client) missing(ctx context.Context, batch []Value, gone []bool) ([]int
 	ids := make([]ident, len(batch))
 	for i := range batch {
 		v := &batch[i]
-		if gone[i] || v.Datetime.IsZero() {
+		if gone[i] || !verifiable(v) {
 			continue
 		}
 		id, err := identOf(v.Key, v.Datetime, v.Value)
@@ -289,7 +356,7 @@ func (c *Client) missing(ctx context.Context, batch []Value, gone []bool) ([]int
 		s := spans[key]
 		opts := &ReadOptions{Start: time.UnixMilli(s.lo), End: time.UnixMilli(s.hi + 1)}
 		for v, err := range c.Values(ctx, key, opts) {
-			if errors.Is(err, ErrResourceNotFound) && !errors.Is(err, ErrThingNotFound) {
+			if errors.Is(err, ErrResourceNotFound) && !errors.Is(err, ErrThingNotFound) && fromPlatform(err) {
 				break // never written: nothing of it is stored
 			}
 			if err != nil {
@@ -309,7 +376,7 @@ func (c *Client) missing(ctx context.Context, batch []Value, gone []bool) ([]int
 	}
 	var out []int
 	for i := len(batch) - 1; i >= 0; i-- {
-		if gone[i] || batch[i].Datetime.IsZero() {
+		if gone[i] || !verifiable(&batch[i]) {
 			continue
 		}
 		if need[ids[i]] > 0 {
@@ -370,72 +437,11 @@ func (b *badValues) report(batch []Value) *WriteError {
 }
 
 // identOf is the identity of a value with a Datetime: its key, its
-// millisecond and its value as canonical JSON (numbers as the float64 they
-// denote, -0 as 0, object members sorted), so that what was sent and what the
-// platform answers compare equal however either spells them.
+// millisecond and its value as canonical JSON (see wire.AppendCanonical).
 func identOf(key string, t time.Time, v any) (ident, error) {
-	raw, err := wire.AppendValue(nil, v)
+	canon, err := wire.AppendCanonical(nil, v)
 	if err != nil {
 		return ident{}, err
 	}
-	id := ident{key: key, ms: t.UnixMilli()}
-	if f, err := strconv.ParseFloat(string(raw), 64); err == nil {
-		id.value = string(appendFloat(nil, f))
-		return id, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var x any
-	if err := dec.Decode(&x); err != nil {
-		return ident{}, err
-	}
-	id.value = string(appendCanonical(nil, x))
-	return id, nil
-}
-
-// appendCanonical appends x, as decoded with UseNumber, in canonical JSON.
-func appendCanonical(b []byte, x any) []byte {
-	switch x := x.(type) {
-	case json.Number:
-		if f, err := strconv.ParseFloat(string(x), 64); err == nil {
-			return appendFloat(b, f)
-		}
-		return append(b, x...)
-	case string:
-		return strconv.AppendQuote(b, x)
-	case []any:
-		b = append(b, '[')
-		for i, e := range x {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendCanonical(b, e)
-		}
-		return append(b, ']')
-	case map[string]any:
-		keys := slices.Sorted(maps.Keys(x))
-		b = append(b, '{')
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = strconv.AppendQuote(b, k)
-			b = append(b, ':')
-			b = appendCanonical(b, x[k])
-		}
-		return append(b, '}')
-	case bool:
-		return strconv.AppendBool(b, x)
-	default:
-		return append(b, "null"...)
-	}
-}
-
-// appendFloat appends f in canonical form: -0 as 0, as the platform
-// (JavaScript) answers it.
-func appendFloat(b []byte, f float64) []byte {
-	if f == 0 {
-		f = 0 // -0 too
-	}
-	return strconv.AppendFloat(b, f, 'g', -1, 64)
+	return ident{key: key, ms: t.UnixMilli(), value: string(canon)}, nil
 }

@@ -1,10 +1,11 @@
 package thethings
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -130,22 +131,12 @@ func optionError(format string, args ...any) error {
 func (c *Client) apiError(resp *http.Response, method, path string) *APIError {
 	e := &APIError{StatusCode: resp.StatusCode, Method: method, Path: path, RetryAfter: transport.RetryAfterOf(resp, time.Now())}
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	var env struct {
-		Status  string          `json:"status"`
-		Code    json.RawMessage `json:"code"`
-		Message json.RawMessage `json:"message"`
-	}
 	// Redact before cutting: a token straddling the cut would leave its
 	// first part behind.
-	if json.Unmarshal(data, &env) == nil {
+	if env, ok := wire.ParseEnvelope(data); ok {
 		e.Status = cutText(c.redact(env.Status), maxQuote)
-		e.Code, _ = strconv.Atoi(strings.Trim(string(env.Code), `"`))
-		var s string
-		if json.Unmarshal(env.Message, &s) == nil {
-			e.Message = cutText(c.redact(s), maxMessage)
-		} else if len(env.Message) > 0 {
-			e.Message = cutText(c.redact(string(env.Message)), maxMessage)
-		}
+		e.Code = env.Code
+		e.Message = cutText(c.redact(env.Message), maxMessage)
 	} else {
 		e.Message = cutText(c.redact(strings.TrimSpace(string(data))), 200)
 	}
@@ -154,7 +145,9 @@ func (c *Client) apiError(resp *http.Response, method, path string) *APIError {
 
 // WriteError reports values that were not written. Every failure of
 // [Client.Write] and every failed request of a [Writer] is one: Values lists
-// exactly the values concerned, in the order they were given.
+// exactly the values concerned, in the order they were given. A Writer's
+// error handler also gets one without Values when delivery pauses (see
+// [Writer]): the values are kept, not handed back.
 //
 // Unknown tells their fate. When false, the platform certainly did not store
 // them (the request was refused, never sent, or they failed validation) and
@@ -180,6 +173,9 @@ func (e *WriteError) Error() string {
 	}
 	if e.Unknown {
 		return fmt.Sprintf("thethings: %s may or may not have been written (outcome unknown): %s", countValues(len(e.Values)), cause)
+	}
+	if len(e.Values) == 0 {
+		return "thethings: " + cause // a pause of a Writer: no value ends
 	}
 	return fmt.Sprintf("thethings: %s not written: %s", countValues(len(e.Values)), cause)
 }
@@ -226,4 +222,49 @@ func FailedValues(err error) (notWritten, unknown []Value) {
 // unknown.
 func (e *WriteError) Is(target error) bool {
 	return target == ErrOutcomeUnknown && e.Unknown
+}
+
+// Retryable reports whether the call that returned err may succeed if made
+// again later, unchanged: true for a network failure, an answer cut
+// mid-way, 408, 429 and a 403 that asks to slow down, and 5xx answers but
+// 501; false for nil, refusals (401, 403, 404 and other 4xx, 501), invalid
+// input, a context that ended, and [ErrPaginationStalled]. It walks
+// wrapped and joined errors: a [*WriteError] or [*ReadError] is retryable
+// when its cause is. The decision is the one the SDK's own retries make.
+//
+// A retryable write may have been stored already ([ErrOutcomeUnknown]):
+// see [FailedValues] for what to send again.
+func Retryable(err error) bool {
+	if err == nil ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, ErrPaginationStalled) || errors.Is(err, ErrInvalidValue) ||
+		errors.Is(err, ErrInvalidKey) || errors.Is(err, ErrInvalidOption) ||
+		errors.Is(err, ErrInvalidToken) || errors.Is(err, ErrInvalidCursor) ||
+		errors.Is(err, ErrNoToken) || errors.Is(err, ErrWriterClosed) {
+		return false
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		status := ae.StatusCode
+		if errors.Is(ae, ErrRateLimited) {
+			status = http.StatusTooManyRequests // a 403 that asks to slow down
+		}
+		return transport.Transient(status, nil)
+	}
+	var cause error
+	var te *transport.Error
+	var ce *connError
+	switch {
+	case errors.As(err, &te):
+		cause = te.Err
+	case errors.As(err, &ce):
+		cause = ce.err
+	default:
+		var ne net.Error
+		if !errors.As(err, &ne) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) && !errors.Is(err, ErrIdleTimeout) {
+			return false // not a failure of the network: nothing to wait for
+		}
+		cause = err
+	}
+	return transport.Transient(0, cause)
 }

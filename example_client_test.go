@@ -217,7 +217,7 @@ func ExampleWithRetry() {
 	if _, err := c.Read(ctx, "temperature", nil); err != nil { // request 2 is refused, 3 succeeds
 		log.Fatal(err)
 	}
-	fmt.Println("requests:", srv.Requests("write")+srv.Requests("read"))
+	fmt.Println("requests:", srv.Requests(thethingstest.RouteWrite)+srv.Requests(thethingstest.RouteRead))
 
 	once, err := thethings.NewClient("my-thing-token",
 		thethings.WithBaseURL(srv.URL()),

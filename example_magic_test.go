@@ -7,31 +7,50 @@ import (
 	"log"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
-// magicExample starts a local emulator and returns a client for its thing.
-func magicExample() (*thethings.Client, func()) {
-	srv, c := startExampleEmulator()
-	return c, func() { _ = srv.Close() }
-}
-
+// SetLocation stores the thing's position; a position outside the globe is
+// refused before any request.
 func ExampleClient_SetLocation() {
-	c, done := magicExample()
-	defer done()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx := context.Background()
 
 	if err := c.SetLocation(ctx, thethings.Geo{Lat: 41.390205, Long: 2.154007}); err != nil {
 		log.Fatal(err)
 	}
-	err := c.SetLocation(ctx, thethings.Geo{Lat: 123, Long: 2})
+	err = c.SetLocation(ctx, thethings.Geo{Lat: 123, Long: 2})
 	fmt.Println(err)
 	// Output:
 	// thethings: latitude 123 outside [-90, 90]: invalid value
 }
 
+// Location reads back the position last stored; a thing that never stored
+// one gets ErrResourceNotFound.
 func ExampleClient_Location() {
-	c, done := magicExample()
-	defer done()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx := context.Background()
 
 	if _, err := c.Location(ctx); errors.Is(err, thethings.ErrResourceNotFound) {
@@ -50,13 +69,23 @@ func ExampleClient_Location() {
 	// lat 41.390205, long 2.154007
 }
 
+// SetSettings replaces all of the thing's settings; Settings reads them back.
 func ExampleClient_Settings() {
-	c, done := magicExample()
-	defer done()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx := context.Background()
 
-	err := c.SetSettings(ctx, map[string]any{"name": "My Thing", "interval": 60})
-	if err != nil {
+	if err := c.SetSettings(ctx, map[string]any{"name": "My Thing", "interval": 60}); err != nil {
 		log.Fatal(err)
 	}
 	s, err := c.Settings(ctx)
@@ -68,12 +97,24 @@ func ExampleClient_Settings() {
 	// My Thing 60
 }
 
+// Setting decodes one setting into a Go value, as encoding/json would; a
+// dotted path reaches into an object.
 func ExampleClient_Setting() {
-	c, done := magicExample()
-	defer done()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx := context.Background()
 
-	err := c.SetSettings(ctx, map[string]any{"alarm": map[string]any{"max": 30.5, "enabled": true}})
+	err = c.SetSettings(ctx, map[string]any{"alarm": map[string]any{"max": 30.5, "enabled": true}})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -93,15 +134,25 @@ func ExampleClient_Setting() {
 	// {Max:30.5 Enabled:true} 30.5
 }
 
+// SetSetting changes one setting and leaves the others as they are.
 func ExampleClient_SetSetting() {
-	c, done := magicExample()
-	defer done()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx := context.Background()
 
 	if err := c.SetSettings(ctx, map[string]any{"name": "My Thing", "interval": 60}); err != nil {
 		log.Fatal(err)
 	}
-	// One entry changes; the others stay.
 	if err := c.SetSetting(ctx, "interval", 300); err != nil {
 		log.Fatal(err)
 	}

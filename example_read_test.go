@@ -11,24 +11,30 @@ import (
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
-// readExample starts a local emulator holding n temperatures, one a minute
-// from 10:00 UTC, and returns a client for its thing.
-func readExample(n int) (*thethings.Client, func()) {
-	srv, c := startExampleEmulator()
-	base := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
-	recs := make([]thethingstest.Record, n)
-	for i := range recs {
-		recs[i] = thethingstest.Record{Value: json.RawMessage(fmt.Sprintf("%d.5", 20+i%10)), Datetime: base.Add(time.Duration(i) * time.Minute)}
-	}
-	if err := srv.Seed(exampleToken, "temperature", recs...); err != nil {
+// Read returns one page of values, newest first; Next is the cursor of the
+// page after it, empty after the oldest.
+func ExampleClient_Read() {
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
 		log.Fatal(err)
 	}
-	return c, func() { _ = srv.Close() }
-}
-
-func ExampleClient_Read() {
-	c, done := readExample(5)
-	defer done()
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// What the platform holds: five temperatures, one a minute from 10:00 UTC.
+	base := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+	history := make([]thethingstest.Record, 5)
+	for i := range history {
+		history[i] = thethingstest.Record{Value: json.RawMessage(fmt.Sprintf("%d.5", 20+i)), Datetime: base.Add(time.Duration(i) * time.Minute)}
+	}
+	if err := srv.Seed("my-thing-token", "temperature", history...); err != nil {
+		log.Fatal(err)
+	}
 	ctx := context.Background()
 
 	opts := &thethings.ReadOptions{Limit: 3}
@@ -55,11 +61,32 @@ func ExampleClient_Read() {
 	// 10:00AM 20.5
 }
 
+// Values yields every value of a time range, however many requests that
+// takes.
 func ExampleClient_Values() {
-	c, done := readExample(2500)
-	defer done()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// What the platform holds: 2,500 temperatures, one a minute from 10:00
+	// UTC, going round from 20.5 to 29.5.
+	base := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+	history := make([]thethingstest.Record, 2500)
+	for i := range history {
+		history[i] = thethingstest.Record{Value: json.RawMessage(fmt.Sprintf("%d.5", 20+i%10)), Datetime: base.Add(time.Duration(i) * time.Minute)}
+	}
+	if err := srv.Seed("my-thing-token", "temperature", history...); err != nil {
+		log.Fatal(err)
+	}
 
-	// Every value of one hour, however many requests that takes.
 	start := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
 	opts := &thethings.ReadOptions{Start: start, End: start.Add(time.Hour)}
 	n, sum := 0, 0.0
@@ -82,11 +109,22 @@ func ExampleClient_Values() {
 // numbers and bools in their JSON form. Value is no fmt.Stringer, so that
 // %s never hides a value that is not text.
 func ExampleValue_Text() {
-	srv, c := startExampleEmulator()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
 	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx := context.Background()
+
 	t := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
-	err := c.Write(ctx, []thethings.Value{
+	err = c.Write(ctx, []thethings.Value{
 		{Key: "status", Value: "on", Datetime: t},
 		{Key: "status", Value: 9000, Datetime: t.Add(time.Minute)},
 		{Key: "status", Value: true, Datetime: t.Add(2 * time.Minute)},
@@ -112,15 +150,26 @@ func ExampleValue_Text() {
 
 // Decode fills a struct from an object value, as encoding/json would.
 func ExampleValue_Decode() {
-	srv, c := startExampleEmulator()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
 	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx := context.Background()
+
 	type reading struct {
 		Temp  float64 `json:"temp"`
 		Hum   int     `json:"hum"`
 		Label string  `json:"label"`
 	}
-	err := c.Write(ctx, []thethings.Value{{Key: "env", Value: reading{Temp: 21.5, Hum: 40, Label: "hall"}}})
+	err = c.Write(ctx, []thethings.Value{{Key: "env", Value: reading{Temp: 21.5, Hum: 40, Label: "hall"}}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // A device waits for commands on its realtime channel. Here the command is
@@ -14,8 +15,19 @@ import (
 // loop receives it and stops listening with break, which closes the
 // connection.
 func ExampleClient_Subscribe() {
-	srv, c := startExampleEmulator()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
 	defer srv.Close()
+	// Against the platform: thethings.NewClient(os.Getenv("THING_TOKEN")).
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 

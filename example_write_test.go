@@ -15,12 +15,22 @@ import (
 // Readings taken offline, with their own timestamps and positions, are
 // written in one request. They need not be sorted.
 func ExampleClient_Write() {
-	srv, c := startExampleEmulator()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
 	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx := context.Background()
 
 	barcelona := &thethings.Geo{Lat: 41.4121132, Long: 2.2199454}
-	err := c.Write(ctx, []thethings.Value{
+	err = c.Write(ctx, []thethings.Value{
 		{Key: "temperature", Value: 21.5, Geo: barcelona, Datetime: time.Date(2015, 5, 20, 13, 0, 0, 0, time.UTC)},
 		{Key: "temperature", Value: 19.25, Geo: barcelona, Datetime: time.Date(2015, 5, 20, 12, 0, 0, 0, time.UTC)},
 		{Key: "door", Value: "open"}, // no Datetime: the platform's clock
@@ -31,10 +41,10 @@ func ExampleClient_Write() {
 	}
 
 	// What the platform stored, newest first.
-	for _, r := range srv.Stored(exampleToken, "temperature") {
+	for _, r := range srv.Stored("my-thing-token", "temperature") {
 		fmt.Println(r.Datetime.Format(time.RFC3339), string(r.Value), r.Geo.Lat, r.Geo.Long)
 	}
-	fmt.Println(string(srv.Stored(exampleToken, "reading")[0].Value))
+	fmt.Println(string(srv.Stored("my-thing-token", "reading")[0].Value))
 	// Output:
 	// 2015-05-20T13:00:00Z 21.5 41.4121132 2.2199454
 	// 2015-05-20T12:00:00Z 19.25 41.4121132 2.2199454
@@ -44,8 +54,19 @@ func ExampleClient_Write() {
 // A Writer batches values from many goroutines in the background. Close
 // sends what is left and reports every value that could not be written.
 func ExampleWriter() {
-	srv, c := startExampleEmulator()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
 	defer srv.Close()
+	// Against the platform: thethings.NewClient(os.Getenv("THING_TOKEN")).
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx := context.Background()
 
 	w, err := c.NewWriter(
@@ -66,8 +87,8 @@ func ExampleWriter() {
 	if err := w.Close(ctx); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("stored:", srv.StoredCount(exampleToken, "counter"))
-	fmt.Println("requests:", srv.Requests("write"))
+	fmt.Println("stored:", srv.StoredCount("my-thing-token", "counter"))
+	fmt.Println("requests:", srv.Requests(thethingstest.RouteWrite))
 	// Output:
 	// stored: 250
 	// requests: 3
@@ -76,12 +97,22 @@ func ExampleWriter() {
 // Every failed write is a *WriteError that lists the values not written.
 // Unknown says whether the platform may have stored them anyway.
 func ExampleWriteError() {
-	srv, c := startExampleEmulator()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
 	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx := context.Background()
 
 	// Refused before any request: the second key has a space.
-	err := c.Write(ctx, []thethings.Value{
+	err = c.Write(ctx, []thethings.Value{
 		{Key: "temperature", Value: 21.5},
 		{Key: "bad key", Value: 1},
 	})
@@ -111,8 +142,18 @@ func ExampleWriteError() {
 // WithStore(false) pushes values to the thing's subscribers without storing
 // them; WithBroadcast(false) stores them without pushing.
 func ExampleWithStore() {
-	srv, c := startExampleEmulator()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
 	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx := context.Background()
 
 	if err := c.Write(ctx, []thethings.Value{{Key: "position", Value: 7}}, thethings.WithStore(false)); err != nil {
@@ -121,8 +162,8 @@ func ExampleWithStore() {
 	if err := c.Write(ctx, []thethings.Value{{Key: "backfill", Value: 1}}, thethings.WithBroadcast(false)); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("position stored:", srv.StoredCount(exampleToken, "position"))
-	fmt.Println("backfill stored:", srv.StoredCount(exampleToken, "backfill"))
+	fmt.Println("position stored:", srv.StoredCount("my-thing-token", "position"))
+	fmt.Println("backfill stored:", srv.StoredCount("my-thing-token", "backfill"))
 	// Output:
 	// position stored: 0
 	// backfill stored: 1
@@ -131,8 +172,18 @@ func ExampleWithStore() {
 // A write split into several requests can fail with one WriteError per
 // fate, joined; FailedValues collects the values of all of them.
 func ExampleFailedValues() {
-	srv, c := startExampleEmulator()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
 	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 
 	// 250 values go out as three requests of 100, 100 and 50. The
 	// connection of the second is lost after the platform read it.
@@ -141,7 +192,7 @@ func ExampleFailedValues() {
 		values[i] = thethings.Value{Key: "counter", Value: i}
 	}
 	srv.SetFaults(thethingstest.Faults{DropEvery: 2, DropStores: true})
-	err := c.Write(context.Background(), values)
+	err = c.Write(context.Background(), values)
 
 	notWritten, unknown := thethings.FailedValues(err)
 	fmt.Println("may be stored:", len(unknown), "from", unknown[0].Value)
@@ -156,8 +207,18 @@ func ExampleFailedValues() {
 // Writer on the same directory sends what the platform has not confirmed,
 // exactly once.
 func ExampleWithSpool() {
-	srv, c := startExampleEmulator()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
 	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "readings-spool")
 	if err != nil {
@@ -177,15 +238,25 @@ func ExampleWithSpool() {
 	if err := w.Close(ctx); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("stored:", srv.StoredCount(exampleToken, "counter"))
+	fmt.Println("stored:", srv.StoredCount("my-thing-token", "counter"))
 	// Output:
 	// stored: 250
 }
 
 // Stats tells a device whether it is online and how much is waiting.
 func ExampleWriter_Stats() {
-	srv, c := startExampleEmulator()
+	srv, err := thethingstest.New(thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
 	defer srv.Close()
+	c, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
 	ctx := context.Background()
 
 	w, err := c.NewWriter()

@@ -37,32 +37,6 @@ import (
 	"github.com/thethings-go/thethings"
 )
 
-// hostileClient talks to a hostile server through a transport of its own,
-// with compression on (as the default transport has it) and fast retries.
-func hostileClient(t testing.TB, baseURL string, opts ...thethings.Option) *thethings.Client {
-	t.Helper()
-	tr := &http.Transport{}
-	streamTr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	t.Cleanup(streamTr.CloseIdleConnections)
-	opts = append([]thethings.Option{
-		thethings.WithBaseURL(baseURL),
-		thethings.WithHTTPClient(&http.Client{Transport: tr}),
-		thethings.WithStreamHTTPClient(&http.Client{Transport: streamTr}),
-		thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 3, MinWait: 5 * time.Millisecond, MaxWait: 20 * time.Millisecond}),
-	}, opts...)
-	c, err := thethings.NewClient(sentinelToken, opts...)
-	require.NoError(t, err)
-	return c
-}
-
-// hostileCtx bounds one call of a hostile test.
-func hostileCtx(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // endless writes prefix, then unit until the client goes away.
 func endless(w http.ResponseWriter, prefix, unit string) {
 	w.Header().Set("Content-Type", "application/json")
@@ -130,8 +104,8 @@ func TestHostileAnswersAreBounded(t *testing.T) {
 		t.Cleanup(ts.Close)
 		for name, op := range magicOps {
 			t.Run(fmt.Sprintf("%s/gzip=%v", name, compressed), func(t *testing.T) {
-				c := hostileClient(t, ts.URL)
-				err := op(hostileCtx(t, 20*time.Second), c, ts.URL)
+				c := serverClient(t, ts.URL)
+				err := op(testCtx(t, 20*time.Second), c, ts.URL)
 				require.Error(t, err)
 				assert.ErrorIs(t, err, thethings.ErrInvalidValue)
 				assert.NotErrorIs(t, err, context.DeadlineExceeded)
@@ -155,8 +129,8 @@ func TestHostileErrorBodyIsBounded(t *testing.T) {
 		}
 	}))
 	t.Cleanup(ts.Close)
-	c := hostileClient(t, ts.URL)
-	_, err := c.Read(hostileCtx(t, 10*time.Second), "k", nil)
+	c := serverClient(t, ts.URL)
+	_, err := c.Read(testCtx(t, 10*time.Second), "k", nil)
 	var ae *thethings.APIError
 	require.ErrorAs(t, err, &ae)
 	assert.NotContains(t, err.Error(), sentinelToken)
@@ -171,8 +145,8 @@ func TestHostileReadStopsAtTheLimit(t *testing.T) {
 		endless(w, `[`, `{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`)
 	}))
 	t.Cleanup(ts.Close)
-	c := hostileClient(t, ts.URL)
-	page, err := c.Read(hostileCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 10})
+	c := serverClient(t, ts.URL)
+	page, err := c.Read(testCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 10})
 	require.NoError(t, err)
 	assert.Len(t, page.Values, 10)
 
@@ -181,7 +155,7 @@ func TestHostileReadStopsAtTheLimit(t *testing.T) {
 		endless(w, `[{"key":"k","datetime":"2015-01-30T15:35:33.000Z","value":"`, "x")
 	}))
 	t.Cleanup(big.Close)
-	_, err = hostileClient(t, big.URL).Read(hostileCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 10})
+	_, err = serverClient(t, big.URL).Read(testCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 10})
 	assert.ErrorIs(t, err, thethings.ErrInvalidValue)
 }
 
@@ -311,7 +285,7 @@ func TestHostileAnswerMemory(t *testing.T) {
 	}
 	for name, tc := range cases {
 		ts := httptest.NewServer(tc.handler)
-		c := hostileClient(t, ts.URL)
+		c := serverClient(t, ts.URL)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		var err error
 		peak := peakHeap(func() { err = tc.call(ctx, c) })
@@ -334,7 +308,7 @@ func TestHostileErrorMessagesQuoteAShortPrefix(t *testing.T) {
 		_, _ = io.WriteString(w, `{"date":"`+strings.Repeat("x", 512<<10)+`"}`)
 	}))
 	t.Cleanup(ts.Close)
-	_, err = hostileClient(t, ts.URL).ServerTime(hostileCtx(t, 10*time.Second))
+	_, err = serverClient(t, ts.URL).ServerTime(testCtx(t, 10*time.Second))
 	require.ErrorIs(t, err, thethings.ErrInvalidValue)
 	assert.Less(t, len(err.Error()), 200)
 }
@@ -356,9 +330,9 @@ func TestHostileTokenInNoPrintedForm(t *testing.T) {
 		_, _ = fmt.Fprintf(w, `{"status":"error %[1]s","code":404,"message":"thing %[1]s not found"}`, sentinelToken)
 	}))
 	t.Cleanup(ts.Close)
-	c := hostileClient(t, ts.URL)
+	c := serverClient(t, ts.URL)
 	var subErr error
-	for _, err := range c.Subscribe(hostileCtx(t, 10*time.Second), thethings.WithReconnect(0)) {
+	for _, err := range c.Subscribe(testCtx(t, 10*time.Second), thethings.WithReconnect(0)) {
 		subErr = err
 	}
 	var ae *thethings.APIError
@@ -430,7 +404,7 @@ func TestHostileCausesKept(t *testing.T) {
 		for _, cause := range []error{context.DeadlineExceeded, context.Canceled} {
 			t.Run(name+"/"+cause.Error(), func(t *testing.T) {
 				t.Parallel()
-				c := hostileClient(t, ts.URL)
+				c := serverClient(t, ts.URL)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				if cause == context.DeadlineExceeded {
@@ -476,8 +450,8 @@ func TestHostileReadBodyCutIsRetried(t *testing.T) {
 		_, _ = io.WriteString(w, body)
 	}))
 	t.Cleanup(ts.Close)
-	c := hostileClient(t, ts.URL)
-	page, err := c.Read(hostileCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 2})
+	c := serverClient(t, ts.URL)
+	page, err := c.Read(testCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 2})
 	require.NoError(t, err)
 	assert.Len(t, page.Values, 2)
 	assert.Equal(t, int32(2), calls.Load())
@@ -531,7 +505,7 @@ func TestHostileValuesFollowShortPages(t *testing.T) {
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
 	got := map[int64]int{}
-	for v, err := range hostileClient(t, ts.URL).Values(hostileCtx(t, 20*time.Second), "k", nil) {
+	for v, err := range serverClient(t, ts.URL).Values(testCtx(t, 20*time.Second), "k", nil) {
 		require.NoError(t, err)
 		i, _ := v.Int64()
 		got[i]++
@@ -548,10 +522,10 @@ func TestHostileValuesResumeAfterAnError(t *testing.T) {
 	h.fail = func(call int32) bool { return call >= 2 }
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
-	c := hostileClient(t, ts.URL, thethings.WithRetry(thethings.NoRetries))
+	c := serverClient(t, ts.URL, thethings.WithRetry(thethings.NoRetries))
 	var seen []int64
 	var failed error
-	for v, err := range c.Values(hostileCtx(t, 20*time.Second), "k", nil) {
+	for v, err := range c.Values(testCtx(t, 20*time.Second), "k", nil) {
 		if err != nil {
 			failed = err
 			break
@@ -569,7 +543,7 @@ func TestHostileValuesResumeAfterAnError(t *testing.T) {
 	// Another process, a healthy server: the rest, nothing twice.
 	ok := httptest.NewServer(newHistory(2500, 1000))
 	t.Cleanup(ok.Close)
-	for v, err := range hostileClient(t, ok.URL).Values(hostileCtx(t, 20*time.Second), "k", &thethings.ReadOptions{Cursor: re.Cursor}) {
+	for v, err := range serverClient(t, ok.URL).Values(testCtx(t, 20*time.Second), "k", &thethings.ReadOptions{Cursor: re.Cursor}) {
 		require.NoError(t, err)
 		i, _ := v.Int64()
 		seen = append(seen, i)
@@ -618,11 +592,11 @@ func TestHostileSubscribeWatchdogCoversConnect(t *testing.T) {
 	base := silentListener(t)
 	// A custom stream client without any header timeout: only the
 	// watchdog can end the attempt.
-	c := hostileClient(t, base)
+	c := serverClient(t, base)
 	var states stateRecorder
 	start := time.Now()
 	var last error
-	for _, err := range c.Subscribe(hostileCtx(t, 20*time.Second), thethings.WithKeepAlive(time.Second),
+	for _, err := range c.Subscribe(testCtx(t, 20*time.Second), thethings.WithKeepAlive(time.Second),
 		thethings.WithReconnect(0), thethings.WithStateHandler(states.record)) {
 		last = err
 	}
@@ -673,14 +647,14 @@ func TestHostileSubscribeSlowStateHandler(t *testing.T) {
 		}
 	}))
 	t.Cleanup(ts.Close)
-	c := hostileClient(t, ts.URL)
+	c := serverClient(t, ts.URL)
 	slow := func(st thethings.State, _ error) {
 		if st == thethings.StateConnected {
 			time.Sleep(3500 * time.Millisecond) // keep-alive 1s: idle timeout 3s
 		}
 	}
 	msgs := 0
-	for msg, err := range c.Subscribe(hostileCtx(t, 20*time.Second), thethings.WithKeepAlive(time.Second), thethings.WithStateHandler(slow)) {
+	for msg, err := range c.Subscribe(testCtx(t, 20*time.Second), thethings.WithKeepAlive(time.Second), thethings.WithStateHandler(slow)) {
 		require.NoError(t, err)
 		msgs += len(msg.Values)
 		if msgs == 2 {
@@ -706,10 +680,10 @@ func TestHostileSubscribeFramesGoOn(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	t.Cleanup(ts.Close)
-	c := hostileClient(t, ts.URL)
+	c := serverClient(t, ts.URL)
 	var keys []string
 	var errs []error
-	for msg, err := range c.Subscribe(hostileCtx(t, 10*time.Second), thethings.WithMaxFrameSize(4<<10)) {
+	for msg, err := range c.Subscribe(testCtx(t, 10*time.Second), thethings.WithMaxFrameSize(4<<10)) {
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -730,7 +704,7 @@ func TestHostileSubscribeFramesGoOn(t *testing.T) {
 
 func TestHostileSubscribeInvalidMaxFrameSize(t *testing.T) {
 	t.Parallel()
-	c := hostileClient(t, "http://127.0.0.1:1")
+	c := serverClient(t, "http://127.0.0.1:1")
 	for _, n := range []int{-1, 0, 100, 2 << 30} {
 		for _, err := range c.Subscribe(context.Background(), thethings.WithMaxFrameSize(n)) {
 			assert.ErrorIs(t, err, thethings.ErrInvalidOption, n)
@@ -759,7 +733,7 @@ func TestHostileBackfillBookkeepingIsBounded(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	defer ts.Close()
-	c := hostileClient(t, ts.URL)
+	c := serverClient(t, ts.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	got := 0
@@ -788,7 +762,7 @@ func TestHostileServerTimeOutOfRange(t *testing.T) {
 		`{"date":"9999-12-31T23:59:59-01:00"}`,
 	} {
 		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, body) }))
-		_, err := hostileClient(t, ts.URL).ServerTime(hostileCtx(t, 10*time.Second))
+		_, err := serverClient(t, ts.URL).ServerTime(testCtx(t, 10*time.Second))
 		ts.Close()
 		assert.ErrorIs(t, err, thethings.ErrInvalidValue, body)
 	}
@@ -800,7 +774,7 @@ func TestHostileLocationOffTheGlobe(t *testing.T) {
 		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, `[{"key":"$geo","value":`+v+`}]`)
 		}))
-		_, err := hostileClient(t, ts.URL).Location(hostileCtx(t, 10*time.Second))
+		_, err := serverClient(t, ts.URL).Location(testCtx(t, 10*time.Second))
 		ts.Close()
 		assert.ErrorIs(t, err, thethings.ErrInvalidValue, v)
 	}
@@ -817,12 +791,12 @@ func TestHostileCursorAtTheLastInstant(t *testing.T) {
 		_, _ = io.WriteString(w, `[{"key":"k","value":1,"datetime":"9999-12-31T23:59:59.999Z"}]`)
 	}))
 	t.Cleanup(ts.Close)
-	c := hostileClient(t, ts.URL)
-	page, err := c.Read(hostileCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 1})
+	c := serverClient(t, ts.URL)
+	page, err := c.Read(testCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 1})
 	require.NoError(t, err)
 	require.Len(t, page.Values, 1)
 	require.NotEmpty(t, page.Next)
-	page, err = c.Read(hostileCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 1, Cursor: page.Next})
+	page, err = c.Read(testCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 1, Cursor: page.Next})
 	require.NoError(t, err)
 	assert.Empty(t, page.Values, "the value is not delivered twice")
 	assert.Empty(t, page.Next)
@@ -840,9 +814,9 @@ func TestHostileRetryAfterZeroStillWaits(t *testing.T) {
 			}
 			_, _ = io.WriteString(w, `[]`)
 		}))
-		c := hostileClient(t, ts.URL, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 3, MinWait: 100 * time.Millisecond, MaxWait: time.Second}))
+		c := serverClient(t, ts.URL, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 3, MinWait: 100 * time.Millisecond, MaxWait: time.Second}))
 		start := time.Now()
-		_, err := c.Read(hostileCtx(t, 10*time.Second), "k", nil)
+		_, err := c.Read(testCtx(t, 10*time.Second), "k", nil)
 		elapsed := time.Since(start)
 		ts.Close()
 		require.NoError(t, err)
@@ -859,7 +833,7 @@ func TestHostileWriterCloseInsideErrorHandler(t *testing.T) {
 		_, _ = io.WriteString(w, `{"status":"error","message":"invalid value"}`)
 	}))
 	t.Cleanup(ts.Close)
-	c := hostileClient(t, ts.URL)
+	c := serverClient(t, ts.URL)
 	var w *thethings.Writer
 	returned := make(chan error, 1)
 	var once sync.Once
@@ -871,7 +845,7 @@ func TestHostileWriterCloseInsideErrorHandler(t *testing.T) {
 		})
 	}))
 	require.NoError(t, err)
-	require.NoError(t, w.Add(hostileCtx(t, 5*time.Second), thethings.Value{Key: "k", Value: 1}))
+	require.NoError(t, w.Add(testCtx(t, 5*time.Second), thethings.Value{Key: "k", Value: 1}))
 	select {
 	case <-returned:
 	case <-time.After(5 * time.Second):

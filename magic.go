@@ -142,7 +142,7 @@ func (c *Client) SetSetting(ctx context.Context, path string, v any) error {
 func (c *Client) readMagic(ctx context.Context, key string) (json.RawMessage, error) {
 	var answer json.RawMessage
 	rt := c.thingRoute("resources", key)
-	if _, err := c.call(ctx, transport.Idempotent, http.MethodGet, rt, nil, &answer); err != nil {
+	if _, err := c.do(ctx, &request{kind: transport.Idempotent, method: http.MethodGet, rt: rt, out: &answer}); err != nil {
 		return nil, err
 	}
 	items, err := wire.DecodeFrame(answer)
@@ -167,7 +167,7 @@ func (c *Client) writeMagic(ctx context.Context, key string, v any) error {
 		return errorf("thethings: %s: %w", key, err)
 	}
 	body = append(body, "]}"...)
-	_, err = c.call(ctx, transport.Write, http.MethodPost, c.thingRoute(), body, nil)
+	_, err = c.do(ctx, &request{kind: transport.Write, method: http.MethodPost, rt: c.thingRoute(), body: body})
 	return err
 }
 

@@ -33,11 +33,11 @@ func TestLocationRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, thethings.Geo{Lat: 41.390205, Long: 2.154007}, g)
 
-	before := srv.Requests("write")
+	before := srv.Requests(thethingstest.RouteWrite)
 	for _, bad := range []thethings.Geo{{Lat: 90.5}, {Lat: -91}, {Long: 180.1}, {Long: -181}, {Lat: math.NaN()}, {Long: math.Inf(1)}} {
 		assert.ErrorIs(t, c.SetLocation(ctx, bad), thethings.ErrInvalidValue, "%+v", bad)
 	}
-	assert.Equal(t, before, srv.Requests("write"), "bad positions reached the server")
+	assert.Equal(t, before, srv.Requests(thethingstest.RouteWrite), "bad positions reached the server")
 	require.NoError(t, c.SetLocation(ctx, thethings.Geo{Lat: -90, Long: 180}), "range ends are valid")
 }
 
@@ -131,7 +131,7 @@ func TestSettingsBadInputBeforeIO(t *testing.T) {
 	assert.ErrorIs(t, c.SetSetting(ctx, "a", make(chan int)), thethings.ErrInvalidValue)
 	assert.ErrorIs(t, c.SetSettings(ctx, nil), thethings.ErrInvalidValue)
 	assert.ErrorIs(t, c.SetSettings(ctx, map[string]any{"x": math.Inf(-1)}), thethings.ErrInvalidValue)
-	assert.Zero(t, srv.Requests("read")+srv.Requests("write"), "bad input reached the server")
+	assert.Zero(t, srv.Requests(thethingstest.RouteRead)+srv.Requests(thethingstest.RouteWrite), "bad input reached the server")
 }
 
 func TestMagicWriteOutcome(t *testing.T) {
@@ -149,7 +149,7 @@ func TestMagicWriteOutcome(t *testing.T) {
 		err := c.SetSetting(context.Background(), "a", 1)
 		assert.ErrorIs(t, err, thethings.ErrOutcomeUnknown)
 		assert.NotContains(t, err.Error(), sentinelToken)
-		assert.Equal(t, 1, srv.Requests("write"))
+		assert.Equal(t, 1, srv.Requests(thethingstest.RouteWrite))
 	})
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

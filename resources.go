@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"iter"
+	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings/internal/cursor"
+	"github.com/thethings-go/thethings/internal/transport"
 	"github.com/thethings-go/thethings/internal/wire"
 )
 
@@ -343,7 +345,7 @@ func (p *pager) next(ctx context.Context) ([]Value, error) {
 // fetch reads and decodes one page, sorted newest first.
 func (p *pager) fetch(ctx context.Context, rt route, limit int) ([]rawItem, []Value, error) {
 	bound := pageBodyLimit(limit)
-	cut, err := p.c.get(ctx, rt, bound, &p.body, true, func() func([]byte) bool {
+	cut, err := p.c.do(ctx, &request{kind: transport.Idempotent, method: http.MethodGet, rt: rt, buf: &p.body, limit: bound, partial: true, enough: func() func([]byte) bool {
 		// Count the items only past the size of any usual page: then stop
 		// reading at the items asked for.
 		var count wire.Counter
@@ -354,7 +356,7 @@ func (p *pager) fetch(ctx context.Context, rt route, limit int) ([]rawItem, []Va
 			n, closed := count.Scan(b)
 			return closed || n >= limit
 		}
-	})
+	}})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -458,7 +460,7 @@ type pageDecoder struct {
 // answerDecoders hold the scratch buffers of decoding read answers, which
 // a page's values do not need once they are built.
 var answerDecoders = sync.Pool{New: func() any {
-	return &wire.Decoder{Lenient: true, Reuse: true, Fingerprint: true, ParseTime: parseAnswerTime}
+	return &wire.Decoder{Reuse: true, Fingerprint: true, ParseTime: parseAnswerTime}
 }}
 
 // decode parses a page of about hint items. The returned slices are

@@ -117,7 +117,7 @@ func TestValuesSmoke(t *testing.T) {
 	assert.Equal(t, 2500, n)
 	// Three pages, and one that brings nothing new: only that proves the
 	// end of history (a short page does not).
-	assert.Equal(t, 4, srv.Requests("read"))
+	assert.Equal(t, 4, srv.Requests(thethingstest.RouteRead))
 }
 
 // randomHistory seeds key with runs of values sharing one millisecond (up
@@ -236,7 +236,7 @@ func TestValuesRequestCount(t *testing.T) {
 	}
 	require.Equal(t, n, count)
 	pages := (n + 999) / 1000
-	reqs := srv.Requests("read")
+	reqs := srv.Requests(thethingstest.RouteRead)
 	assert.GreaterOrEqual(t, reqs, pages)
 	assert.LessOrEqual(t, reqs, pages+2) // +1 for the repeated boundary values, +1 for the empty end
 	t.Logf("%d values in %d requests", n, reqs)
@@ -247,7 +247,7 @@ func TestValuesBreakSendsNoFurtherRequest(t *testing.T) {
 	srv, c := setup(t)
 	seedNumbers(t, srv, "temp", 3000)
 	for _, stopAfter := range []int{1, 1000, 1500} {
-		before := srv.Requests("read")
+		before := srv.Requests(thethingstest.RouteRead)
 		n := 0
 		for _, err := range c.Values(context.Background(), "temp", nil) {
 			require.NoError(t, err)
@@ -260,7 +260,7 @@ func TestValuesBreakSendsNoFurtherRequest(t *testing.T) {
 		if stopAfter > 1000 {
 			want += (stopAfter - 1000 + 998) / 999
 		}
-		assert.Equal(t, want, srv.Requests("read")-before, "break after %d", stopAfter)
+		assert.Equal(t, want, srv.Requests(thethingstest.RouteRead)-before, "break after %d", stopAfter)
 	}
 }
 
@@ -286,7 +286,7 @@ func TestValuesErrorMidwayYieldedOnce(t *testing.T) {
 	require.ErrorAs(t, last, &apiErr)
 	assert.Equal(t, http.StatusServiceUnavailable, apiErr.StatusCode)
 	assert.NotContains(t, last.Error(), sentinelToken)
-	assert.Equal(t, 2, srv.Requests("read"))
+	assert.Equal(t, 2, srv.Requests(thethingstest.RouteRead))
 }
 
 func TestReadCursorResumesInANewClient(t *testing.T) {
@@ -402,7 +402,7 @@ func TestReadBadInputBeforeIO(t *testing.T) {
 	require.NoError(t, err)
 	good := other.Next
 	require.NotEmpty(t, good)
-	before := srv.Requests("read")
+	before := srv.Requests(thethingstest.RouteRead)
 
 	cases := []struct {
 		key  string
@@ -449,7 +449,7 @@ func TestReadBadInputBeforeIO(t *testing.T) {
 		}
 		require.Equal(t, 1, n)
 	}
-	assert.Equal(t, before, srv.Requests("read"), "bad input reached the server")
+	assert.Equal(t, before, srv.Requests(thethingstest.RouteRead), "bad input reached the server")
 }
 
 func TestValuesStalls(t *testing.T) {
@@ -473,7 +473,7 @@ func TestValuesStalls(t *testing.T) {
 		}
 		assert.Equal(t, 1000, n)
 		assert.Equal(t, 1, errs)
-		assert.Equal(t, 2, srv.Requests("read"), "no endless loop")
+		assert.Equal(t, 2, srv.Requests(thethingstest.RouteRead), "no endless loop")
 
 		// 999 values at one millisecond do not stall, and neither does a
 		// small Limit: the next request asks for the repeated values too.

@@ -4,8 +4,8 @@
 package thethings_test
 
 import (
+	"context"
 	"fmt"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -30,10 +30,22 @@ func mockClient(t *testing.T, opts ...thethings.Option) (*thethings.Client, *htt
 	opts = append([]thethings.Option{
 		thethings.WithHTTPClient(&http.Client{Transport: mt}),
 		fastRetry,
+		thethings.WithClock(bubbleClock),
 	}, opts...)
 	c, err := thethings.NewClient(sentinelToken, opts...)
 	require.NoError(t, err)
 	return c, mt
+}
+
+// bubbleClock is the device clock of mock clients. In a synctest bubble
+// time starts in 2000, which a Writer would take for a board whose clock
+// was never set (and wait for the platform's clock, which a mock does not
+// send): there it reads 26 years later. Elsewhere it is time.Now.
+func bubbleClock() time.Time {
+	if t := time.Now(); t.Year() < 2025 {
+		return t.AddDate(26, 0, 0)
+	}
+	return time.Now()
 }
 
 // startEmulator starts an emulator on loopback for the test and closes it
@@ -70,24 +82,48 @@ func setup(t testing.TB, opts ...thethingstest.Option) (*thethingstest.Server, *
 	return srv, emulatorClient(t, srv)
 }
 
-// exampleToken is the thing the examples' emulator knows.
-const exampleToken = "example-thing-token"
+// eventually waits until cond holds, and fails the test if it does not
+// within 10 seconds: a wait for an event, with a deadline, never an
+// unbounded loop. It may be called from any goroutine (it reports with
+// Errorf); it returns whether cond held.
+func eventually(t testing.TB, what string, cond func() bool) bool {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Errorf("never happened within 10s: %s", what)
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
 
-// startExampleEmulator starts a local emulator of the platform that knows
-// one thing token, and returns a client for that thing.
-func startExampleEmulator(opts ...thethingstest.Option) (*thethingstest.Server, *thethings.Client) {
-	srv, err := thethingstest.New(append([]thethingstest.Option{thethingstest.WithThingTokens(exampleToken)}, opts...)...)
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		log.Fatal(err)
-	}
-	c, err := thethings.NewClient(exampleToken, thethings.WithBaseURL(srv.URL()))
-	if err != nil {
-		log.Fatal(err)
-	}
-	return srv, c
+// serverClient returns a client for sentinelToken at baseURL, a test
+// server of the test's own (not the emulator), with fastRetryPolicy and
+// connections of its own that are closed when the test ends.
+func serverClient(t testing.TB, baseURL string, opts ...thethings.Option) *thethings.Client {
+	t.Helper()
+	unary := &http.Transport{}
+	streamTr := &http.Transport{ResponseHeaderTimeout: 10 * time.Second}
+	t.Cleanup(unary.CloseIdleConnections)
+	t.Cleanup(streamTr.CloseIdleConnections)
+	opts = append([]thethings.Option{
+		thethings.WithBaseURL(baseURL),
+		thethings.WithHTTPClient(&http.Client{Transport: unary, Timeout: 10 * time.Second}),
+		thethings.WithStreamHTTPClient(&http.Client{Transport: streamTr}),
+		fastRetry,
+	}, opts...)
+	c, err := thethings.NewClient(sentinelToken, opts...)
+	require.NoError(t, err)
+	return c
+}
+
+// testCtx is a context that ends after d, or when the test ends.
+func testCtx(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // countingServer answers every request with status and counts them.

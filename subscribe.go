@@ -3,10 +3,7 @@ package thethings
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"hash/fnv"
 	"io"
 	"iter"
 	"net/http"
@@ -114,8 +111,10 @@ func WithKeepAlive(d time.Duration) SubscribeOption {
 // count starts again once a connection is established. By default a
 // subscription reconnects forever; 0 never reconnects. Waits between
 // attempts grow exponentially with jitter from the client's
-// RetryPolicy.MinWait up to RetryPolicy.MaxWait; a Retry-After of a 429
-// or 503 answer is honoured, clamped to MaxWait.
+// RetryPolicy.MinWait up to RetryPolicy.MaxWait, and start over only after
+// a connection lived (it delivered a message, or stayed up past MaxWait):
+// a platform that accepts and drops at once meets ever longer waits. A
+// Retry-After of a 429 or 503 answer is honoured, clamped to MaxWait.
 func WithReconnect(maxAttempts int) SubscribeOption {
 	return func(c *subscribeConfig) error {
 		if maxAttempts < 0 {
@@ -278,7 +277,9 @@ type subscriber struct {
 	path  string // redacted
 	idle  time.Duration
 
-	stopped bool // yield returned false
+	stopped   bool      // yield returned false
+	upAt      time.Time // when the current connection was established
+	delivered bool      // the current connection delivered a message
 
 	// backfill state
 	keys      map[string]bool
@@ -319,55 +320,44 @@ func (s *subscriber) state(st State, cause error) {
 	}
 }
 
-// run connects and reconnects until the sequence ends.
+// run connects and reconnects until the sequence ends, through the
+// transport's retry loop: the budget (WithReconnect) starts over when a
+// connection is established, the backoff only when one lived (see
+// connect): a platform that accepts and drops at once meets ever longer
+// waits.
 func (s *subscriber) run(ctx context.Context) {
-	failures := 0 // failed attempts since the last established connection
-	for {
+	loop := transport.Loop{Policy: s.c.tr.Policy, Max: s.cfg.maxAttempts}
+	var prev error // the failure that made the next attempt necessary
+	last, end := loop.Run(ctx, func(ctx context.Context) transport.Step {
+		if prev != nil {
+			s.state(StateReconnecting, prev)
+		}
 		established, err := s.connect(ctx)
-		if s.stopped {
-			return
+		if s.stopped || ctx.Err() != nil {
+			return transport.Step{} // the caller ended it: no error
 		}
-		if ctx.Err() != nil {
-			return // the caller ended it: no error
-		}
-		if established {
-			failures = 0
-			if s.keys != nil && s.gapFrom.IsZero() {
-				s.gapFrom = s.lastFrame.Add(-backfillSkew)
-			}
+		if established && s.keys != nil && s.gapFrom.IsZero() {
+			s.gapFrom = s.lastFrame.Add(-backfillSkew)
 		}
 		s.state(StateDisconnected, err)
-		if permanentSubscribeError(err) {
-			s.yield(Message{}, err)
-			return
+		prev = err
+		// A connection lived when it delivered a message or outlasted the
+		// longest wait: then the backoff starts over.
+		lived := s.delivered || established && time.Since(s.upAt) >= s.c.tr.Policy.MaxWait
+		st := transport.Step{Err: err, Retry: !permanentSubscribeError(err), Reset: established, Lived: lived}
+		var ae *APIError
+		if errors.As(err, &ae) {
+			st.RetryAfter = ae.RetryAfter
 		}
-		failures++
-		if s.cfg.maxAttempts >= 0 && failures > s.cfg.maxAttempts {
-			s.yield(Message{}, errorf("thethings: subscription gave up after %d reconnect attempts: %w", failures-1, err))
-			return
-		}
-		wait := s.backoff(failures-1, err)
-		if wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		}
-		s.state(StateReconnecting, err)
+		return st
+	})
+	switch {
+	case last.Err == nil || end == transport.Cut || s.stopped || ctx.Err() != nil:
+	case end == transport.Spent:
+		s.yield(Message{}, errorf("thethings: subscription gave up after %d reconnect attempts: %w", s.cfg.maxAttempts, last.Err))
+	default:
+		s.yield(Message{}, last.Err)
 	}
-}
-
-// backoff is the wait before reconnect attempt n+1, by the client's
-// retry rules.
-func (s *subscriber) backoff(n int, err error) time.Duration {
-	var ae *APIError
-	if errors.As(err, &ae) {
-		return transport.Wait(s.c.tr.Policy, n, ae.RetryAfter)
-	}
-	return transport.Wait(s.c.tr.Policy, n, 0)
 }
 
 // permanentSubscribeError reports answers that a reconnect cannot fix, by
@@ -407,6 +397,7 @@ func (s *subscriber) connError(what string, err error) error {
 // connect runs one connection until it ends. established reports whether
 // the platform accepted the subscription.
 func (s *subscriber) connect(ctx context.Context) (established bool, err error) {
+	s.delivered = false
 	connCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	req, err := http.NewRequestWithContext(connCtx, http.MethodGet, s.url, nil)
@@ -466,6 +457,7 @@ func (s *subscriber) connect(ctx context.Context) (established bool, err error) 
 				return false, err
 			}
 			established = true
+			s.upAt = now
 			s.lastFrame = now
 			wd.Pause() // the handler's time is not the stream's silence
 			s.state(StateConnected, nil)
@@ -491,8 +483,11 @@ func (s *subscriber) connect(ctx context.Context) (established bool, err error) 
 			continue // other objects carry nothing for us
 		}
 		items, derr := wire.DecodeFrameEach(frame)
-		if msg := s.live(items, now); len(msg.Values) > 0 && !s.deliver(wd, msg, nil) {
-			return true, nil
+		if msg := s.live(items, now); len(msg.Values) > 0 {
+			s.delivered = true
+			if !s.deliver(wd, msg, nil) {
+				return true, nil
+			}
 		}
 		if derr != nil {
 			err := &causeError{msg: wire.OnePrefix("thethings: GET " + s.path + ": " + shorten(s.c.redact(derr.Error()))), errs: []error{derr, ErrInvalidValue}}
@@ -546,12 +541,6 @@ func (s *subscriber) readError(connCtx context.Context, err error) error {
 	return s.connError("stream", err)
 }
 
-type statusEnvelope struct {
-	Status  string          `json:"status"`
-	Code    json.RawMessage `json:"code"`
-	Message json.RawMessage `json:"message"`
-}
-
 // firstFrame checks the platform's answer to the subscription: any
 // {"status":"success",...} is accepted, whatever its message; so is a
 // first frame without status (a keep-alive or data).
@@ -568,49 +557,20 @@ func (s *subscriber) statusFrame(frame []byte, httpStatus int) error {
 	if !bytes.Contains(frame, []byte(`"status"`)) {
 		return nil
 	}
-	var env statusEnvelope
-	if json.Unmarshal(frame, &env) != nil || env.Status == "" || strings.EqualFold(env.Status, "success") {
+	env, ok := wire.ParseEnvelope(frame)
+	if !ok || env.Status == "" || strings.EqualFold(env.Status, "success") {
 		return nil
 	}
-	e := &APIError{StatusCode: httpStatus, Status: cutText(s.c.redact(env.Status), maxQuote), Method: http.MethodGet, Path: s.path}
-	e.Code, _ = strconv.Atoi(strings.Trim(string(env.Code), `"`))
+	e := &APIError{StatusCode: httpStatus, Status: cutText(s.c.redact(env.Status), maxQuote), Code: env.Code, Method: http.MethodGet, Path: s.path}
 	if e.Code >= 400 && e.Code <= 599 {
 		// The platform's code says what kind of refusal this is; let
 		// errors.Is see it as it would an HTTP status.
 		e.StatusCode = e.Code
-	} else if lower := strings.ToLower(string(env.Message)); strings.Contains(lower, "not found") || isThingMessage(lower) {
+	} else if lower := strings.ToLower(env.Message); strings.Contains(lower, "not found") || isThingMessage(lower) {
 		e.StatusCode = http.StatusNotFound
 	}
-	var msg string
-	if json.Unmarshal(env.Message, &msg) == nil {
-		e.Message = msg
-	} else {
-		e.Message = string(env.Message)
-	}
-	e.Message = cutText(s.c.redact(e.Message), maxMessage)
+	e.Message = cutText(s.c.redact(env.Message), maxMessage)
 	return e
-}
-
-// live turns a data frame into a Message, dropping values that a backfill
-// delivered already.
-func (s *subscriber) live(items []wire.Item, now time.Time) Message {
-	values := make([]Value, 0, len(items))
-	for i := range items {
-		v := itemValue(&items[i])
-		if s.keys[v.Key] {
-			t, approx := v.Datetime, false
-			if t.IsZero() {
-				t, approx = now, true
-			}
-			fp := fingerprint(v)
-			if s.seen.match(fp, t, approx, true) {
-				continue
-			}
-			s.seen.add(fp, t, approx, false, s.pruneBefore())
-		}
-		values = append(values, v)
-	}
-	return Message{Values: values}
 }
 
 func itemValue(it *wire.Item) Value {
@@ -624,149 +584,4 @@ func itemValue(it *wire.Item) Value {
 		v.Geo = &Geo{Lat: it.Geo.Lat, Long: it.Geo.Long}
 	}
 	return v
-}
-
-// pruneBefore is the oldest datetime a future backfill window may reach.
-func (s *subscriber) pruneBefore() time.Time {
-	t := s.lastFrame.Add(-2 * backfillSkew)
-	if !s.gapFrom.IsZero() && s.gapFrom.Before(t) {
-		t = s.gapFrom
-	}
-	return t
-}
-
-// backfill reads the backfill keys' history since gapFrom and delivers what
-// was not delivered yet, oldest first.
-func (s *subscriber) backfill(ctx context.Context) {
-	from := s.gapFrom
-	var all []Value
-	var errs []error
-	for _, key := range s.cfg.backfill {
-		start := len(all)
-		for v, err := range s.c.Values(ctx, key, &ReadOptions{Start: from}) {
-			if err != nil {
-				if !errors.Is(err, ErrResourceNotFound) {
-					errs = append(errs, errorf("thethings: backfill of %q: %w", key, err))
-				}
-				break
-			}
-			if v.Key == "" {
-				v.Key = key
-			}
-			all = append(all, v)
-		}
-		slices.Reverse(all[start:]) // history comes newest first
-	}
-	slices.SortStableFunc(all, func(a, b Value) int { return a.Datetime.Compare(b.Datetime) })
-
-	// Deduplicate against what was delivered, then deliver one Message per
-	// datetime.
-	kept := all[:0]
-	for _, v := range all {
-		fp := fingerprint(v)
-		if s.seen.match(fp, v.Datetime, false, false) {
-			continue
-		}
-		kept = append(kept, v)
-	}
-	for _, v := range kept {
-		s.seen.add(fingerprint(v), v.Datetime, false, true, from)
-	}
-	s.gapFrom = time.Time{}
-	if len(errs) > 0 {
-		s.state(StateConnected, errors.Join(errs...))
-	}
-	for len(kept) > 0 {
-		n := 1
-		for n < len(kept) && kept[n].Datetime.Equal(kept[0].Datetime) {
-			n++
-		}
-		group := slices.Clone(kept[:n])
-		kept = kept[n:]
-		if !s.yield(Message{Values: group, Backfill: true}, nil) {
-			s.stopped = true
-			return
-		}
-	}
-}
-
-// fingerprint identifies a value by key and canonical JSON value (numbers
-// in float64 form, object keys sorted), so that a value decoded from the
-// stream and the same value read from history compare equal. It is a
-// 64-bit FNV-1a hash: the bookkeeping keeps no value's JSON.
-func fingerprint(v Value) uint64 {
-	h := fnv.New64a()
-	_, _ = io.WriteString(h, v.Key)
-	_, _ = h.Write([]byte{0})
-	raw, err := json.Marshal(v.Value)
-	if err != nil {
-		_, _ = fmt.Fprint(h, v.Value)
-		return h.Sum64()
-	}
-	var generic any
-	if json.Unmarshal(raw, &generic) == nil {
-		if canon, err := json.Marshal(generic); err == nil {
-			raw = canon
-		}
-	}
-	_, _ = h.Write(raw)
-	return h.Sum64()
-}
-
-// seenSet remembers recently delivered values of the backfill keys by
-// fingerprint and datetime, in the order they were delivered. It is
-// bounded whatever the values' dates: entries older than any future
-// backfill window are pruned as it grows, and so are entries delivered
-// more than seenHorizon ago, and the oldest beyond seenMax.
-type seenSet struct {
-	es      []seenEntry
-	compact int // prune when len(es) passes it
-}
-
-type seenEntry struct {
-	fp       uint64
-	ms       int64 // the value's datetime, Unix milliseconds
-	at       int64 // when it was delivered, Unix nanoseconds (local clock)
-	approx   bool  // ms is the local receipt time: the item had no datetime
-	backfill bool  // delivered by a backfill
-}
-
-// match reports whether fp was delivered at t (within backfillSkew when
-// either time is approximate). onlyBackfill restricts it to backfilled
-// values.
-func (ss *seenSet) match(fp uint64, t time.Time, approx, onlyBackfill bool) bool {
-	ms := t.UnixMilli()
-	skew := backfillSkew.Milliseconds()
-	for i := range ss.es {
-		e := &ss.es[i]
-		if e.fp != fp || onlyBackfill && !e.backfill {
-			continue
-		}
-		if approx || e.approx {
-			if d := e.ms - ms; d <= skew && d >= -skew {
-				return true
-			}
-		} else if e.ms == ms {
-			return true
-		}
-	}
-	return false
-}
-
-func (ss *seenSet) add(fp uint64, t time.Time, approx, backfill bool, pruneBefore time.Time) {
-	now := time.Now().UnixNano()
-	ss.es = append(ss.es, seenEntry{fp: fp, ms: t.UnixMilli(), at: now, approx: approx, backfill: backfill})
-	if len(ss.es) <= max(ss.compact, 256) && len(ss.es) <= seenMax {
-		return
-	}
-	before, horizon := pruneBefore.UnixMilli(), now-int64(seenHorizon)
-	es := slices.DeleteFunc(ss.es, func(e seenEntry) bool { return e.ms < before || e.at < horizon })
-	if n := len(es) - seenMax*3/4; n > 0 && len(es) > seenMax {
-		es = es[:copy(es, es[n:])] // forget the oldest deliveries
-	}
-	if cap(es) > 2*max(len(es), 256) {
-		es = slices.Clip(slices.Clone(es)) // give back a grown array
-	}
-	ss.es = es
-	ss.compact = 2 * len(es)
 }

@@ -28,25 +28,6 @@ import (
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
-// subClient returns a client for baseURL with fast retries and its own
-// transports, whose idle connections are closed when the test ends.
-func subClient(t testing.TB, baseURL string, opts ...thethings.Option) *thethings.Client {
-	t.Helper()
-	unary := &http.Transport{}
-	streamTr := &http.Transport{ResponseHeaderTimeout: 10 * time.Second}
-	t.Cleanup(unary.CloseIdleConnections)
-	t.Cleanup(streamTr.CloseIdleConnections)
-	opts = append([]thethings.Option{
-		thethings.WithBaseURL(baseURL),
-		thethings.WithHTTPClient(&http.Client{Transport: unary, Timeout: 10 * time.Second}),
-		thethings.WithStreamHTTPClient(&http.Client{Transport: streamTr}),
-		thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 3, MinWait: 5 * time.Millisecond, MaxWait: 50 * time.Millisecond}),
-	}, opts...)
-	c, err := thethings.NewClient(sentinelToken, opts...)
-	require.NoError(t, err)
-	return c
-}
-
 // subPost writes a raw body to the emulator as a device would.
 func subPost(t testing.TB, srv *thethingstest.Server, body string) {
 	t.Helper()
@@ -67,13 +48,6 @@ func subWriteValue(t testing.TB, srv *thethingstest.Server, key string, v any) {
 	b, err := json.Marshal(map[string]any{"values": []map[string]any{{"key": key, "value": v}}})
 	require.NoError(t, err)
 	subPost(t, srv, string(b))
-}
-
-// subCtx bounds a test's subscription so that a bug cannot hang the suite.
-func subCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // stateLog records state reports; it is safe for concurrent use.
@@ -122,7 +96,7 @@ func waitNoSubscriptions(t *testing.T, srv *thethingstest.Server) {
 func TestSubscribeDeliversWrites(t *testing.T) {
 	t.Parallel()
 	srv := startEmulator(t)
-	c := subClient(t, srv.URL())
+	c := serverClient(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
@@ -173,8 +147,8 @@ func TestSubscribeRequest(t *testing.T) {
 		_, _ = io.WriteString(w, `{"status":"success","message":"streaming"}[{"key":"a","value":1}]`)
 	}))
 	defer ts.Close()
-	c := subClient(t, ts.URL, thethings.WithUserAgent("valve-ctl/2"))
-	for msg, err := range c.Subscribe(subCtx(t), thethings.WithKeepAlive(1500*time.Millisecond)) {
+	c := serverClient(t, ts.URL, thethings.WithUserAgent("valve-ctl/2"))
+	for msg, err := range c.Subscribe(testCtx(t, 15*time.Second), thethings.WithKeepAlive(1500*time.Millisecond)) {
 		require.NoError(t, err, "any success message text is a subscription")
 		assert.Equal(t, "a", msg.Values[0].Key)
 		break
@@ -191,7 +165,7 @@ func TestSubscribeRequest(t *testing.T) {
 func TestSubscribeInvalidOptions(t *testing.T) {
 	t.Parallel()
 	srv := startEmulator(t)
-	c := subClient(t, srv.URL())
+	c := serverClient(t, srv.URL())
 	bad := map[string]thethings.SubscribeOption{
 		"keepAlive too short":  thethings.WithKeepAlive(999 * time.Millisecond),
 		"keepAlive too long":   thethings.WithKeepAlive(2 * time.Hour),
@@ -206,7 +180,7 @@ func TestSubscribeInvalidOptions(t *testing.T) {
 	for name, opt := range bad {
 		t.Run(name, func(t *testing.T) {
 			n := 0
-			for msg, err := range c.Subscribe(subCtx(t), opt) {
+			for msg, err := range c.Subscribe(testCtx(t, 15*time.Second), opt) {
 				n++
 				assert.Empty(t, msg.Values)
 				assert.ErrorIs(t, err, thethings.ErrInvalidOption)
@@ -220,7 +194,7 @@ func TestSubscribeInvalidOptions(t *testing.T) {
 func TestSubscribeSingleUse(t *testing.T) {
 	t.Parallel()
 	srv := startEmulator(t)
-	c := subClient(t, srv.URL())
+	c := serverClient(t, srv.URL())
 	ctx, cancel := context.WithCancel(context.Background())
 	var log stateLog
 	log.hook = func(_ int, s thethings.State, _ error) {
@@ -249,10 +223,10 @@ func TestSubscribeNotRetried(t *testing.T) {
 	t.Run("unknown token", func(t *testing.T) {
 		t.Parallel()
 		srv := thethingstest.NewServer(t, thethingstest.WithThingTokens()) // knows no thing
-		c := subClient(t, srv.URL())
+		c := serverClient(t, srv.URL())
 		var log stateLog
 		var errs []error
-		for _, err := range c.Subscribe(subCtx(t), thethings.WithStateHandler(log.handler)) {
+		for _, err := range c.Subscribe(testCtx(t, 15*time.Second), thethings.WithStateHandler(log.handler)) {
 			errs = append(errs, err)
 		}
 		require.Len(t, errs, 1)
@@ -285,9 +259,9 @@ func TestSubscribeNotRetried(t *testing.T) {
 				_, _ = io.WriteString(w, h.body)
 			}))
 			defer ts.Close()
-			c := subClient(t, ts.URL)
+			c := serverClient(t, ts.URL)
 			var errs []error
-			for _, err := range c.Subscribe(subCtx(t)) {
+			for _, err := range c.Subscribe(testCtx(t, 15*time.Second)) {
 				errs = append(errs, err)
 			}
 			require.Len(t, errs, 1)
@@ -334,9 +308,9 @@ func TestSubscribeCutMidFrame(t *testing.T) {
 	var calls atomic.Int32
 	ts := cutServer(t, &calls, 3)
 	var logged bytes.Buffer
-	c := subClient(t, ts.URL, thethings.WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
+	c := serverClient(t, ts.URL, thethings.WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
 	var log stateLog
-	for msg, err := range c.Subscribe(subCtx(t), thethings.WithStateHandler(log.handler), thethings.WithReconnect(1)) {
+	for msg, err := range c.Subscribe(testCtx(t, 15*time.Second), thethings.WithStateHandler(log.handler), thethings.WithReconnect(1)) {
 		require.NoError(t, err, "the budget resets on every established connection")
 		require.Len(t, msg.Values, 1)
 		assert.Equal(t, "after", msg.Values[0].Key, "a half frame is never delivered")
@@ -373,10 +347,10 @@ func TestSubscribeReconnectBudget(t *testing.T) {
 				_, _ = io.WriteString(w, `{"status":"error","message":"boom"}`)
 			}))
 			defer ts.Close()
-			c := subClient(t, ts.URL)
+			c := serverClient(t, ts.URL)
 			var log stateLog
 			var errs []error
-			for _, err := range c.Subscribe(subCtx(t), thethings.WithReconnect(n), thethings.WithStateHandler(log.handler)) {
+			for _, err := range c.Subscribe(testCtx(t, 15*time.Second), thethings.WithReconnect(n), thethings.WithStateHandler(log.handler)) {
 				errs = append(errs, err)
 			}
 			require.Len(t, errs, 1)
@@ -394,7 +368,7 @@ func TestSubscribeReconnectBudget(t *testing.T) {
 func TestSubscribeEmulatorStreamCut(t *testing.T) {
 	t.Parallel()
 	srv := startEmulator(t, thethingstest.WithFaults(thethingstest.Faults{StreamCutAfter: 100 * time.Millisecond}))
-	c := subClient(t, srv.URL())
+	c := serverClient(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var log stateLog
@@ -419,7 +393,7 @@ func TestSubscribeEmulatorStreamCut(t *testing.T) {
 func TestSubscribeIdleTimeoutOnEmulator(t *testing.T) {
 	t.Parallel()
 	srv := startEmulator(t, thethingstest.WithFaults(thethingstest.Faults{StopKeepAlives: true}))
-	c := subClient(t, srv.URL())
+	c := serverClient(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var log stateLog
@@ -457,7 +431,7 @@ func TestSubscribeSplitAndCoalescedFrames(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			srv := startEmulator(t, thethingstest.WithFaults(f))
-			c := subClient(t, srv.URL())
+			c := serverClient(t, srv.URL())
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			const n = 40
@@ -492,7 +466,7 @@ func TestSubscribeSplitAndCoalescedFrames(t *testing.T) {
 func TestSubscribeContextCancelClosesAtOnce(t *testing.T) {
 	t.Parallel()
 	srv := startEmulator(t)
-	c := subClient(t, srv.URL())
+	c := serverClient(t, srv.URL())
 	ctx, cancel := context.WithCancel(context.Background())
 	var log stateLog
 	log.hook = func(_ int, s thethings.State, _ error) {
@@ -529,10 +503,10 @@ func TestSubscribeFrameTooLarge(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	defer ts.Close()
-	c := subClient(t, ts.URL)
+	c := serverClient(t, ts.URL)
 	var errs []error
 	var got []thethings.Message
-	for msg, err := range c.Subscribe(subCtx(t), thethings.WithMaxFrameSize(1<<20)) {
+	for msg, err := range c.Subscribe(testCtx(t, 15*time.Second), thethings.WithMaxFrameSize(1<<20)) {
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -554,7 +528,7 @@ func TestSubscribeManySubscriptions(t *testing.T) {
 	srv := startEmulator(t)
 	streamTr := &http.Transport{MaxIdleConnsPerHost: -1}
 	defer streamTr.CloseIdleConnections()
-	c := subClient(t, srv.URL(), thethings.WithStreamHTTPClient(&http.Client{Transport: streamTr}))
+	c := serverClient(t, srv.URL(), thethings.WithStreamHTTPClient(&http.Client{Transport: streamTr}))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var connected, received sync.WaitGroup
@@ -600,10 +574,10 @@ func TestSubscribeErrorsAreRedacted(t *testing.T) {
 			_ = conn.Close()
 		}
 	}()
-	c := subClient(t, "http://"+ln.Addr().String())
+	c := serverClient(t, "http://"+ln.Addr().String())
 	var log stateLog
 	var errs []error
-	for _, err := range c.Subscribe(subCtx(t), thethings.WithReconnect(1), thethings.WithStateHandler(log.handler)) {
+	for _, err := range c.Subscribe(testCtx(t, 15*time.Second), thethings.WithReconnect(1), thethings.WithStateHandler(log.handler)) {
 		errs = append(errs, err)
 	}
 	require.Len(t, errs, 1)
@@ -626,7 +600,7 @@ func TestSubscribeBackfillAfterCut(t *testing.T) {
 			t.Parallel()
 			srv := startEmulator(t, thethingstest.WithStreamItemFields(withFields),
 				thethingstest.WithFaults(thethingstest.Faults{StreamCutAfter: 700 * time.Millisecond}))
-			c := subClient(t, srv.URL())
+			c := serverClient(t, srv.URL())
 			base := time.Now().UTC().Truncate(time.Millisecond)
 			gapWrite := func(key string, v any, i int) {
 				b, _ := json.Marshal(map[string]any{"values": []map[string]any{{
@@ -664,7 +638,7 @@ func TestSubscribeBackfillAfterCut(t *testing.T) {
 				backfill bool
 			}
 			var msgs []got
-			for msg, err := range c.Subscribe(subCtx(t), thethings.WithBackfill("temp", "valve"), thethings.WithStateHandler(log.handler)) {
+			for msg, err := range c.Subscribe(testCtx(t, 15*time.Second), thethings.WithBackfill("temp", "valve"), thethings.WithStateHandler(log.handler)) {
 				require.NoError(t, err)
 				for _, v := range msg.Values {
 					value := v.Value
@@ -704,7 +678,7 @@ func TestSubscribeBackfillAfterCut(t *testing.T) {
 func TestSubscribeBackfillReadFailure(t *testing.T) {
 	t.Parallel()
 	srv := startEmulator(t, thethingstest.WithFaults(thethingstest.Faults{StreamCutAfter: 300 * time.Millisecond}))
-	c := subClient(t, srv.URL())
+	c := serverClient(t, srv.URL())
 	var log stateLog
 	log.hook = func(n int, s thethings.State, cause error) {
 		switch {
@@ -716,7 +690,7 @@ func TestSubscribeBackfillReadFailure(t *testing.T) {
 			go subWriteValue(t, srv, "temp", "live")
 		}
 	}
-	for msg, err := range c.Subscribe(subCtx(t), thethings.WithBackfill("temp"), thethings.WithStateHandler(log.handler)) {
+	for msg, err := range c.Subscribe(testCtx(t, 15*time.Second), thethings.WithBackfill("temp"), thethings.WithStateHandler(log.handler)) {
 		require.NoError(t, err, "a failed backfill does not end the subscription")
 		assert.False(t, msg.Backfill)
 		assert.Equal(t, "live", msg.Values[0].Value)
@@ -953,5 +927,43 @@ func TestSubscribeCancelDuringBackoff(t *testing.T) {
 		assert.Empty(t, errs, "ctx's end is no error")
 		assert.Equal(t, time.Minute, time.Since(start), "the wait ends with ctx")
 		assert.Len(t, s.times(), 1)
+	})
+}
+
+// A platform that accepts the subscription and drops it at once does not
+// reset the backoff: the waits keep growing to MaxWait, instead of a
+// reconnect storm at MinWait (issue 20). Waiting on a connection that
+// lived, one that delivered a message, starts the backoff over.
+func TestSubscribeNoReconnectStorm(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const deliverAt = 8 // this connection delivers a message, then drops
+		s := &scriptedStreams{script: func(n int, req *http.Request) *http.Response {
+			if n == deliverAt {
+				return pipeStream(req, false, subscribedFrame, `[{"key":"k","value":1}]`)
+			}
+			return pipeStream(req, false, subscribedFrame) // accepted, then EOF
+		}}
+		c := scriptedClient(t, s, thethings.RetryPolicy{MinWait: time.Second, MaxWait: 8 * time.Second})
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		defer cancel()
+		var got int
+		for _, err := range c.Subscribe(ctx) {
+			require.NoError(t, err)
+			got++
+		}
+		assert.Equal(t, 1, got)
+		at := s.times()
+		// 1+2+4+8+8+... s: about 20 attempts in two minutes, not 160.
+		require.Less(t, len(at), 30, "a reconnect storm")
+		require.Greater(t, len(at), deliverAt+1)
+		for i := 1; i < len(at); i++ {
+			n := i - 1          // waits since the backoff last started over
+			if i >= deliverAt { // the wait after the connection that delivered
+				n = i - deliverAt
+			}
+			base := min(time.Second<<n, 8*time.Second)
+			gap := at[i].Sub(at[i-1])
+			assert.True(t, gap >= base/2 && gap <= base, "wait %d is %s, want within [%s, %s]", i, gap, base/2, base)
+		}
 	})
 }

@@ -30,9 +30,11 @@
 //
 // Reads are retried on network errors, 429 and 5xx answers but 501. Writes are
 // retried only when the platform certainly did not store the values: the
-// request never left this process, or it was answered 429, or 503 with
-// Retry-After. Anything ambiguous (a connection lost after the request was
-// sent, a 500, a timeout) is never re-sent blindly: [Client.Write] and the
+// request never left this process, or it was answered 429, or (for values
+// without a Datetime) 503 with Retry-After. Anything ambiguous (a connection
+// lost after the request was sent, a 500, a timeout, and for values with a
+// Datetime any 503, which a proxy may answer after the platform stored) is
+// never re-sent blindly: [Client.Write] and the
 // [Writer] read the values that carry a Datetime back and send again only
 // what is missing; values without one are reported in a [*WriteError] with
 // Unknown set, and the magic setters return an error matching
@@ -119,10 +121,7 @@
 package thethings
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -135,7 +134,6 @@ import (
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/thethings-go/thethings/internal/transport"
-	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // DefaultBaseURL is the platform's device API.
@@ -205,6 +203,9 @@ type config struct {
 	retry     RetryPolicy
 	userAgent string
 	logger    *slog.Logger
+	now       func() time.Time // the device's clock
+	// platformClock: a Writer stamps on the platform's clock always.
+	platformClock bool
 }
 
 // WithBaseURL sets the API's base URL, "https://api.thethings.io/v2/" by
@@ -304,6 +305,37 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithClock sets the device's clock, time.Now by default. A [Writer] stamps
+// values added without a Datetime with it, unless it reads earlier than
+// 2025-01-01 (a board that has no battery-backed clock and has not synced
+// it yet): those values are stamped on the platform's clock instead (see
+// [WithPlatformClock]). Tests use it to play a device whose clock is wrong.
+// A nil now is an error.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) error {
+		if now == nil {
+			return optionError("nil clock")
+		}
+		c.now = now
+		return nil
+	}
+}
+
+// WithPlatformClock makes a [Writer] stamp every value added without a
+// Datetime on the platform's clock, even when the device's clock looks
+// right. The client learns the platform's clock from the Date header of
+// every answer, refined to the millisecond by [Client.ServerTime] when a
+// Writer needs it; a value's age is measured on the monotonic clock, so
+// neither a wrong nor a stepped device clock moves its stamp. Values added
+// before the platform ever answered wait, in the Writer's buffer or spool,
+// and are stamped once it does, before they are sent.
+func WithPlatformClock() Option {
+	return func(c *config) error {
+		c.platformClock = true
+		return nil
+	}
+}
+
 // Client talks to the platform on behalf of one thing. It is immutable and
 // safe for concurrent use.
 type Client struct {
@@ -319,6 +351,10 @@ type Client struct {
 	userAgent string
 	logger    *slog.Logger
 	redactor  func(string) string
+	now       func() time.Time // the device's clock (WithClock)
+	// platformAlways: a Writer stamps on the platform's clock always.
+	platformAlways bool
+	clock          *platformClock // learned from every answer
 }
 
 // NewClient returns a client for the thing with the given token. It does no
@@ -407,13 +443,19 @@ func newClient(token, thingID string, cfg *config) *Client {
 		ua = cfg.userAgent + " " + ua
 	}
 	c := &Client{
-		token:     func() string { return token },
-		thingID:   thingID,
-		base:      cfg.base,
-		stream:    cfg.stream,
-		retry:     cfg.retry,
-		userAgent: ua,
-		logger:    cfg.logger,
+		token:          func() string { return token },
+		thingID:        thingID,
+		base:           cfg.base,
+		stream:         cfg.stream,
+		retry:          cfg.retry,
+		userAgent:      ua,
+		logger:         cfg.logger,
+		now:            cfg.now,
+		platformAlways: cfg.platformClock,
+		clock:          &platformClock{},
+	}
+	if c.now == nil {
+		c.now = time.Now
 	}
 	if token != "" {
 		c.redactor = strings.NewReplacer(token, redacted, url.PathEscape(token), redacted, url.QueryEscape(token), redacted).Replace
@@ -498,174 +540,6 @@ func (c *Client) displayPath(rt route) string {
 		p = p[:i]
 	}
 	return p
-}
-
-// request is the transport's request for a call.
-func (c *Client) request(kind transport.Kind, method string, rt route, body []byte) *transport.Request {
-	h := http.Header{"Accept": {"application/json"}, "User-Agent": {c.userAgent}}
-	if body != nil {
-		h.Set("Content-Type", "application/json")
-	}
-	return &transport.Request{
-		Kind:   kind,
-		Method: method,
-		URL:    c.base.String() + rt.path,
-		Path:   c.displayPath(rt),
-		Body:   body,
-		Header: h,
-	}
-}
-
-// send performs one logical call and returns the response of a 2xx answer
-// for the caller to read and close. Other answers become *APIError; failures
-// without an answer are *transport.Error. maybe reports whether the request
-// may have been processed though the call failed.
-func (c *Client) send(ctx context.Context, kind transport.Kind, method string, rt route, body []byte) (resp *http.Response, maybe bool, err error) {
-	if err := checkContext(ctx); err != nil {
-		return nil, false, err
-	}
-	req := c.request(kind, method, rt, body)
-	resp, res, err := c.tr.Do(ctx, req)
-	if err != nil {
-		return nil, res.MaybeProcessed, err
-	}
-	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return resp, false, nil
-	}
-	defer resp.Body.Close()
-	return nil, res.MaybeProcessed, c.apiError(resp, method, req.Path)
-}
-
-// call is one logical call whose JSON answer is decoded into out (when
-// non-nil), read through a size bound (maxAnswer). A failed call that may
-// have been processed, unless it is a read, matches ErrOutcomeUnknown.
-func (c *Client) call(ctx context.Context, kind transport.Kind, method string, rt route, body []byte, out any) (maybe bool, err error) {
-	var buf bytes.Buffer
-	if out == nil {
-		var resp *http.Response
-		resp, maybe, err = c.send(ctx, kind, method, rt, body)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
-			resp.Body.Close()
-		}
-	} else {
-		_, maybe, err = c.ask(ctx, kind, method, rt, body, maxAnswer, &buf, false, nil)
-	}
-	if err != nil {
-		if maybe && kind != transport.Idempotent {
-			err = errorf("%w: %w", err, ErrOutcomeUnknown)
-		}
-		return maybe, err
-	}
-	if out == nil {
-		return false, nil
-	}
-	d := json.NewDecoder(&buf)
-	if err := d.Decode(out); err != nil {
-		return false, &causeError{
-			msg:  wire.OnePrefix(fmt.Sprintf("thethings: %s %s: decode answer: %s", method, c.displayPath(rt), shorten(c.redact(err.Error())))),
-			errs: []error{err, ErrInvalidValue},
-		}
-	}
-	return false, nil
-}
-
-// maxAnswer bounds the body of every answer but read pages (see
-// maxPageBody), compressed or not: the bound counts the bytes decoded.
-const maxAnswer = 1 << 20
-
-// get is ask for a GET.
-func (c *Client) get(ctx context.Context, rt route, limit int64, buf *bytes.Buffer, partial bool, enough func() func([]byte) bool) (cut bool, err error) {
-	cut, _, err = c.ask(ctx, transport.Idempotent, http.MethodGet, rt, nil, limit, buf, partial, enough)
-	return cut, err
-}
-
-// ask performs one logical call and reads its 2xx answer into buf, at most
-// limit bytes. Other answers become *APIError; failures without an answer
-// are *transport.Error. An answer cut by a network error is a failed
-// attempt, which the transport may repeat (a read) or report as maybe
-// processed. With partial, an answer over the limit leaves its first
-// limit+1 bytes in buf and reports cut; without, it is an error matching
-// ErrInvalidValue. enough, if set, makes a reader of each answer a function
-// that says when the bytes read so far are all that is wanted: reading then
-// stops there, and cut is reported.
-func (c *Client) ask(ctx context.Context, kind transport.Kind, method string, rt route, body []byte, limit int64, buf *bytes.Buffer, partial bool, enough func() func([]byte) bool) (cut, maybe bool, err error) {
-	if err := checkContext(ctx); err != nil {
-		return false, false, err
-	}
-	req := c.request(kind, method, rt, body)
-	res, err := c.tr.DoRead(ctx, req, func(resp *http.Response) error {
-		if resp.StatusCode < 200 || resp.StatusCode >= 300 {
-			return c.apiError(resp, method, req.Path)
-		}
-		var stop func([]byte) bool
-		if enough != nil {
-			stop = enough()
-		}
-		var err error
-		cut, err = c.readAnswer(ctx, resp, method, rt, limit, buf, partial, stop)
-		return err
-	})
-	if err != nil {
-		return false, res.MaybeProcessed, err
-	}
-	return cut, false, nil
-}
-
-// readAnswer reads resp's body into buf, at most limit bytes (see ask for
-// partial). A read error keeps its cause, and ctx's error when ctx ended,
-// for errors.Is, while its text stays redacted.
-func (c *Client) readAnswer(ctx context.Context, resp *http.Response, method string, rt route, limit int64, buf *bytes.Buffer, partial bool, enough func([]byte) bool) (cut bool, err error) {
-	buf.Reset()
-	tooLarge := func() error {
-		return errorf("thethings: %s %s: answer larger than %d bytes: %w", method, c.displayPath(rt), limit, ErrInvalidValue)
-	}
-	if resp.ContentLength > limit && !partial {
-		return false, tooLarge()
-	}
-	if enough == nil {
-		_, err = buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
-	} else {
-		cut, err = readUntil(resp.Body, buf, limit, enough)
-	}
-	if err != nil {
-		ce := &causeError{msg: wire.OnePrefix(fmt.Sprintf("thethings: %s %s: read answer: %s", method, c.displayPath(rt), c.redact(err.Error()))), errs: []error{err}}
-		if ctx.Err() != nil {
-			if !errors.Is(err, ctx.Err()) {
-				ce.errs = append(ce.errs, ctx.Err())
-			}
-		}
-		return false, ce
-	}
-	if cut || int64(buf.Len()) > limit {
-		if !partial {
-			return true, tooLarge()
-		}
-		return true, nil
-	}
-	return false, nil
-}
-
-// readUntil reads r into buf until EOF, until buf holds more than limit
-// bytes, or until enough says buf holds all that is wanted; cut reports
-// that reading stopped before EOF.
-func readUntil(r io.Reader, buf *bytes.Buffer, limit int64, enough func([]byte) bool) (cut bool, err error) {
-	for {
-		if int64(buf.Len()) > limit || enough(buf.Bytes()) {
-			return true, nil
-		}
-		buf.Grow(bytes.MinRead)
-		b := buf.AvailableBuffer()
-		b = b[:min(int64(cap(b)), limit+1-int64(buf.Len()))]
-		n, err := r.Read(b)
-		buf.Write(b[:n])
-		if err == io.EOF {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-	}
 }
 
 // causeError is an error whose text was redacted and cut, while its causes

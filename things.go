@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -101,8 +100,8 @@ func (c *Client) writeRoute(wc writeConfig) route {
 // failed request may have been stored (see [WriteError].Unknown), its values
 // and the later ones come as two WriteErrors joined with errors.Join.
 //
-// Requests the platform refused without storing (429, a failed dial, and
-// for values without a Datetime 503 with Retry-After) are retried under the
+// Requests the platform refused without storing (408, 429, a failed dial,
+// and for values without a Datetime 503 with Retry-After) are retried under the
 // client's [RetryPolicy]. When a request's outcome is ambiguous (a
 // connection lost after sending, a timeout, a 5xx), its values with a
 // Datetime are not guessed at: Write reads their keys back over the
@@ -162,34 +161,29 @@ func (c *Client) writeBatch(ctx context.Context, wc writeConfig, batch []Value, 
 	d := &delivery{c: c, wc: wc, orig: batch, retryWrites: c.retry.RetryWrites, body: body}
 	d.start(false)
 	var failed []error
-	for attempt := 0; ; attempt++ {
+	var done bool
+	// The transport has already retried what certainly stored nothing; an
+	// ambiguous outcome or a failed read back is retried here, as often as
+	// the policy allows.
+	loop := transport.Loop{Policy: c.tr.Policy, Max: c.retry.MaxRetries, Deadline: true}
+	last, end := loop.Run(ctx, func(ctx context.Context) transport.Step {
 		if err := ctx.Err(); err != nil {
-			return d.giveUp(failed, errorf("thethings: write: %w", err))
+			return transport.Step{Err: errorf("thethings: write: %w", err)}
 		}
 		r := d.step(ctx)
 		for _, f := range r.failed {
 			failed = append(failed, f)
 		}
-		if r.done {
-			return joinErrors(failed)
-		}
-		// The transport has already retried what certainly stored
-		// nothing; an ambiguous outcome or a failed read back is retried
-		// here, as often as the policy allows.
-		if !d.maybe || attempt >= c.retry.MaxRetries {
-			return d.giveUp(failed, r.err)
-		}
-		wait := transport.Wait(c.tr.Policy, attempt, r.retryAfter)
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= wait {
-			return d.giveUp(failed, r.err)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
+		done = r.done
+		return transport.Step{Err: r.err, Retry: !r.done && !r.paused && d.maybe, RetryAfter: r.retryAfter}
+	})
+	switch {
+	case done:
+		return joinErrors(failed)
+	case end == transport.Cut:
+		return d.giveUp(failed, errorf("thethings: write: %w", ctx.Err()))
 	}
+	return d.giveUp(failed, last.Err)
 }
 
 // joinErrors is errors.Join, but one error is returned as it is.
@@ -202,14 +196,9 @@ func joinErrors(errs []error) error {
 
 // postValues sends one write request.
 func (c *Client) postValues(ctx context.Context, kind transport.Kind, rt route, body []byte) error {
-	resp, _, err := c.send(ctx, kind, http.MethodPost, rt, body)
-	if err != nil {
-		return err
-	}
 	// Any 2xx is success: the platform's documents show two different bodies.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
-	resp.Body.Close()
-	return nil
+	_, err := c.do(ctx, &request{kind: kind, method: http.MethodPost, rt: rt, body: body, verified: true})
+	return err
 }
 
 // fields gives wire the fields of values[i].
@@ -263,7 +252,7 @@ func Activate(ctx context.Context, activationCode, productID string, opts ...Opt
 		ThingID    string `json:"thingId"`
 	}
 	rt := route{path: "things/", redacted: "things/"}
-	if _, err := anon.call(ctx, transport.Once, http.MethodPost, rt, body, &out); err != nil {
+	if _, err := anon.do(ctx, &request{kind: transport.Once, method: http.MethodPost, rt: rt, body: body, out: &out}); err != nil {
 		return nil, err
 	}
 	if out.ThingToken == "" {
@@ -284,10 +273,14 @@ func (c *Client) ServerTime(ctx context.Context) (time.Time, error) {
 	var out struct {
 		Date json.RawMessage `json:"date"`
 	}
-	if _, err := c.call(ctx, transport.Idempotent, http.MethodGet, rt, nil, &out); err != nil {
+	if _, err := c.do(ctx, &request{kind: transport.Idempotent, method: http.MethodGet, rt: rt, out: &out}); err != nil {
 		return time.Time{}, err
 	}
-	return parseServerDate(out.Date)
+	t, err := parseServerDate(out.Date)
+	if err == nil {
+		c.clock.set(t, true)
+	}
+	return t, err
 }
 
 func parseServerDate(raw json.RawMessage) (time.Time, error) {
@@ -302,7 +295,7 @@ func parseServerDate(raw json.RawMessage) (time.Time, error) {
 		if t, err = ParseTime(s); err != nil {
 			return time.Time{}, err
 		}
-	} else if sec, err := strconv.ParseFloat(string(raw), 64); err == nil && sec > 0 && sec < maxUnixSeconds {
+	} else if sec, err := strconv.ParseFloat(string(raw), 64); err == nil && sec > 0 && sec < wire.UnixYear10000 {
 		whole := int64(sec)
 		t = time.Unix(whole, int64((sec-float64(whole))*1e9)).UTC().Truncate(time.Millisecond)
 	} else {
@@ -313,7 +306,3 @@ func parseServerDate(raw json.RawMessage) (time.Time, error) {
 	}
 	return t, nil
 }
-
-// maxUnixSeconds is the end of the year 9999, the last the platform's date
-// forms can hold.
-const maxUnixSeconds = 253402300800

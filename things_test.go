@@ -315,7 +315,7 @@ func TestWriteValidationEmulator(t *testing.T) {
 		assert.True(t, errors.Is(err, thethings.ErrInvalidKey) || errors.Is(err, thethings.ErrInvalidValue), err.Error())
 		assert.Contains(t, err.Error(), "values[1]")
 	}
-	assert.Zero(t, srv.Requests("write"))
+	assert.Zero(t, srv.Requests(thethingstest.RouteWrite))
 	assert.Zero(t, srv.StoredCount(sentinelToken, "good"))
 }
 
@@ -591,7 +591,7 @@ func TestWriteEmulatorRoundTrip(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, thethingstest.Geo{Lat: 10, Long: 20}, g)
 	assert.Zero(t, srv.Duplicates())
-	assert.Equal(t, 1, srv.Requests("write"))
+	assert.Equal(t, 1, srv.Requests(thethingstest.RouteWrite))
 }
 
 func TestWriteEmulatorSplit(t *testing.T) {
@@ -603,7 +603,7 @@ func TestWriteEmulatorSplit(t *testing.T) {
 		vals[i] = thethings.Value{Key: "n", Value: i, Datetime: base.Add(time.Duration(i) * time.Millisecond)}
 	}
 	require.NoError(t, c.Write(context.Background(), vals))
-	assert.Equal(t, 11, srv.Requests("write"))
+	assert.Equal(t, 11, srv.Requests(thethingstest.RouteWrite))
 	stored := srv.Stored(sentinelToken, "n")
 	require.Len(t, stored, 1001)
 	seen := map[string]bool{}
@@ -659,7 +659,7 @@ func TestWriteEmulatorErrors(t *testing.T) {
 		assert.True(t, we.Unknown)
 		assert.ErrorIs(t, err, thethings.ErrOutcomeUnknown)
 		assert.Equal(t, vals, we.Values)
-		assert.Equal(t, 1, srv.Requests("write"), "an ambiguous write is not retried")
+		assert.Equal(t, 1, srv.Requests(thethingstest.RouteWrite), "an ambiguous write is not retried")
 		assert.Equal(t, 1, srv.StoredCount(sentinelToken, "d"))
 		assert.NotContains(t, err.Error(), sentinelToken)
 	})
@@ -668,9 +668,7 @@ func TestWriteEmulatorErrors(t *testing.T) {
 		srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{Every503: 1}))
 		go func() {
 			// Let the first attempts fail, then heal.
-			for srv.Requests("write") < 2 {
-				time.Sleep(time.Millisecond)
-			}
+			eventually(t, "two write attempts", func() bool { return srv.Requests(thethingstest.RouteWrite) >= 2 })
 			srv.SetFaults(thethingstest.Faults{})
 		}()
 		require.NoError(t, c.Write(context.Background(), []thethings.Value{{Key: "r", Value: 1}}))

@@ -3,13 +3,15 @@ package thethings
 import (
 	"strings"
 	"time"
+
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // Layouts of the dates the platform reads and writes.
 const (
-	compactLayout  = "20060102150405"           // the documented write and query form
-	compactTLayout = "20060102T150405"          // the form of the JavaScript SDK's README
-	isoMillis      = "2006-01-02T15:04:05.000Z" // what the platform returns
+	compactLayout  = wire.CompactLayout
+	compactTLayout = "20060102T150405" // the form of the JavaScript SDK's README
+	isoMillis      = wire.ISOMillis
 )
 
 // FormatTime formats t in the platform's documented form, YYYYMMDDHHmmss,

@@ -28,10 +28,14 @@ type WriterStats struct {
 	Resent int64
 	// Failed counts values reported to the error handler.
 	Failed int64
-	// Online is false from a request that got no answer from the platform
-	// or a transient refusal (429, 5xx) until the next one that succeeds.
+	// Online is true from the first request the platform answers with
+	// 2xx until one that gets no answer, a passing refusal (408, 429, a
+	// rate limit, 5xx) or a pause (see [Writer]), and false before any.
 	Online bool
+	// LastSuccess is when a request last got a 2xx answer; zero before.
+	LastSuccess time.Time
 	// LastError is the last failure met, transient or not; nil until then.
+	// While delivery is paused it says why.
 	LastError error
 }
 
@@ -41,20 +45,37 @@ type WriterStats struct {
 // concurrent use. Create it with [Client.NewWriter] and always Close it.
 //
 // A Writer loses nothing for a passing reason, and stores nothing twice that
-// carries a Datetime. Every value is stamped at Add with the device clock
-// unless it has a Datetime or [WithServerTimestamps] is given. A request
-// that stored nothing (a failed dial, 429, 503 with Retry-After) is sent
-// again after a capped, jittered backoff drawn from the client's
-// [RetryPolicy]. A request whose outcome is ambiguous (the connection lost
-// after sending, a timeout, 500, 502, 503, 504) is not guessed at: the
-// writer reads each of the batch's keys back over the batch's time span,
-// counts what the platform holds, and sends again only what is missing; if
-// the read fails too, it tries again later, keeping the values. Only a
-// permanent refusal (400, 401, 404) ends in a [*WriteError], passed to the
-// error handler and returned by the next Flush or Close. Values without a
-// Datetime cannot be verified: an ambiguous request of them is a
-// [*WriteError] with Unknown set, unless [RetryPolicy.RetryWrites] sends
-// them again blindly.
+// carries a Datetime. Every value is stamped at Add unless it has a Datetime
+// or [WithServerTimestamps] is given: with the device clock, or with the
+// platform's when the device's reads before 2025 (a board that never set
+// it) or [WithPlatformClock] says so; see [WithClock]. No stamp makes a
+// value identical (key, millisecond, value) to another of the writer's. A
+// request that stored nothing (a failed dial, 408, 429, a rate-limit 403;
+// for values without a Datetime also 503 with Retry-After) is sent again
+// after a capped, jittered backoff drawn from the client's [RetryPolicy]. A
+// request whose outcome is ambiguous (the connection lost after sending, a
+// timeout, 500, 502, 503 with or without Retry-After, which a proxy may
+// answer after the platform stored, 504) is not guessed at: the writer reads each of the batch's keys back
+// over the batch's time span, counts what the platform holds, and sends
+// again only what is missing; if the read fails too, it tries again later,
+// keeping the values. Values that cannot be read back (without a Datetime,
+// of a magic key, at the last millisecond of 9999) cannot be verified: an
+// ambiguous request of them is a [*WriteError] with Unknown set, unless
+// [RetryPolicy.RetryWrites] sends them again blindly.
+//
+// Only two things end a value: the platform holds it, or the platform
+// refused that value (a 400 in its JSON envelope), which is a [*WriteError]
+// passed to the error handler and returned by the next Flush or Close.
+// Anything else pauses delivery and keeps the values: a refusal of the
+// thing (401, 403 other than a rate limit, 404 thing or token not found)
+// or an answer that is not the platform's (no JSON envelope: a proxy's or
+// a wrong URL's page). While paused, [Writer.Stats] reports Online false
+// and the reason in LastError, the error handler is called once with a
+// [*WriteError] without values whose Err matches the refusal
+// ([ErrThingNotFound], [ErrUnauthorized], ...), and the writer tries again
+// with the policy's backoff, capped at MaxWait, until the refusal ends.
+// Flush and Close then wait until their context ends; Close reports what
+// was not sent (with a spool, leaves it there for the next writer).
 //
 // While the platform cannot be reached the values stay in the buffer
 // (bounded by [WithMaxBuffered]) or in the spool ([WithSpool]), and Add
@@ -79,14 +100,24 @@ type Writer struct {
 	changed  chan struct{} // closed and replaced whenever the state above changes
 	closing  bool
 	closeErr error
-	closed   bool // closeErr is set
+	closed   bool  // closeErr is set
+	pauseErr error // why delivery is paused (the thing refused...), or nil
 	stats    WriterStats
 	cur      *delivery // the batch being delivered, if any
 
 	handling atomic.Bool // the error handler runs (Close may be called from it)
 
+	// Values waiting for the platform's clock (see settle), oldest first,
+	// under mu; written counts the values ever put in the buffer, so that
+	// each has a sequence number.
+	waiting  []waitStamp
+	written  int64
+	deferred atomic.Int64 // waiting values not yet stamped
+	refined  bool         // settle asked ServerTime for the platform's clock
+
 	stampMu sync.Mutex
 	last    map[string]stamp // per key, the last millisecond stamped
+	ahead   map[ident]int    // values the caller dated at or after the clock
 }
 
 // NewWriter returns a batching writer for this client's thing. It starts
@@ -114,13 +145,13 @@ func (c *Client) NewWriter(opts ...WriterOption) (*Writer, error) {
 		return nil, err
 	}
 	w := &Writer{c: c, cfg: cfg, wc: wc, changed: make(chan struct{}), done: make(chan struct{})}
-	w.stats.Online = true
 	if cfg.spoolDir != "" {
 		if w.sp, err = openSpool(cfg.spoolDir, cfg.spoolLimit, cfg.batchSize); err != nil {
 			return nil, err
 		}
 		n := int64(w.sp.pending())
 		w.taken, w.flushTo = n, n // send what a previous writer left at once
+		w.written = n
 	}
 	w.ctx, w.abort = context.WithCancel(context.Background())
 	w.kick = make(chan struct{}, 1)
@@ -170,12 +201,12 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 	if err != nil {
 		return &WriteError{Values: slices.Clone(values), Err: err}
 	}
-	var stamps []time.Time
+	var st stamped
 	if !w.cfg.serverTime {
-		stamps = w.stamps(values)
+		st = w.stamps(values)
 	}
 	if w.sp != nil {
-		return w.addSpooled(ctx, values, stamps)
+		return w.addSpooled(ctx, values, st)
 	}
 	for {
 		w.mu.Lock()
@@ -184,7 +215,8 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 			return ErrWriterClosed
 		}
 		if w.buf.n+len(values) <= w.cfg.maxBuffered {
-			w.buf.push(values, geos, stamps)
+			w.buf.push(values, geos, st.times)
+			w.queueLocked(st.wait, len(values))
 			w.taken += int64(len(values))
 			full := w.buf.n >= w.cfg.batchSize
 			w.mu.Unlock()
@@ -204,8 +236,8 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 }
 
 // addSpooled appends values to the spool and waits until they are durable.
-func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.Time) error {
-	recs, err := encodeRecords(values, stamps)
+func (w *Writer) addSpooled(ctx context.Context, values []Value, st stamped) error {
+	recs, err := encodeRecords(values, st.times)
 	if err != nil {
 		return &WriteError{Values: slices.Clone(values), Err: err}
 	}
@@ -239,6 +271,7 @@ func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.T
 				return errorf("thethings: writer spool full, %s not taken: %w", countValues(len(values)), ctx.Err())
 			}
 		}
+		w.queueLocked(st.wait, len(values))
 		w.adding++
 		w.mu.Unlock()
 		err = w.sp.sync(ticket)
@@ -255,64 +288,6 @@ func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.T
 		}
 		return err
 	}
-}
-
-// maxPerMilli is how many values of one key the writer stamps with the same
-// millisecond: reading back a span with more than a page of values at one
-// millisecond could not get past them.
-const maxPerMilli = 100
-
-// stamp is the last millisecond given to a key and the values (as their
-// canonical JSON) that got it.
-type stamp struct {
-	ms   int64
-	vals []string
-}
-
-// stamps returns the Datetime of each value, or nil if every value has its
-// own: a value's own, or the device clock
-// (UTC, milliseconds), moved to the next millisecond for a key that already
-// has maxPerMilli values, or one equal to this value, at this one. Two
-// identical values of a key never share a stamp: a read back could not
-// tell them apart across batches.
-func (w *Writer) stamps(values []Value) []time.Time {
-	if !slices.ContainsFunc(values, func(v Value) bool { return v.Datetime.IsZero() }) {
-		return nil // every value has its own: nothing to allocate
-	}
-	now := time.Now().UnixMilli()
-	out := make([]time.Time, len(values))
-	w.stampMu.Lock()
-	defer w.stampMu.Unlock()
-	if w.last == nil {
-		w.last = map[string]stamp{}
-	}
-	for i := range values {
-		if !values[i].Datetime.IsZero() {
-			out[i] = values[i].Datetime
-			continue
-		}
-		id, _ := identOf("", time.Time{}, values[i].Value) // validated: no error
-		st := w.last[values[i].Key]
-		switch {
-		case st.ms < now:
-			st = stamp{ms: now, vals: st.vals[:0]}
-		case len(st.vals) >= maxPerMilli || slices.Contains(st.vals, id.value):
-			st = stamp{ms: st.ms + 1, vals: st.vals[:0]}
-		}
-		st.vals = append(st.vals, id.value)
-		w.last[values[i].Key] = st
-		out[i] = time.UnixMilli(st.ms).UTC()
-	}
-	if len(w.last) > 10000 {
-		// Many keys: forget those stamped in the past, which the clock
-		// cannot give again (unless it jumps back).
-		for k, st := range w.last {
-			if st.ms < now {
-				delete(w.last, k)
-			}
-		}
-	}
-	return out
 }
 
 // validateValues checks values as Write does and returns copies of their
@@ -342,9 +317,10 @@ func (w *Writer) isClosing() bool {
 // Flush sends every value added before it and waits until each has been
 // written or reported. It returns the [*WriteError]s met since the last Flush
 // or Close, joined with errors.Join, or nil. Values refused for a passing
-// reason are still being retried while Flush waits; if ctx ends first, Flush
-// returns an error wrapping ctx's error, and those values stay buffered. After
-// Close, Flush returns [ErrWriterClosed].
+// reason, or whose delivery is paused (see [Writer]), are still being
+// retried while Flush waits; if ctx ends first, Flush returns an error
+// wrapping ctx's error, and those values stay buffered. After Close, Flush
+// returns [ErrWriterClosed].
 func (w *Writer) Flush(ctx context.Context) error {
 	if err := checkContext(ctx); err != nil {
 		return err
@@ -389,8 +365,9 @@ func (w *Writer) Flush(ctx context.Context) error {
 // request in flight and returns, besides, a WriteError listing every value
 // still unsent (and one marked Unknown for a request cut while in flight), so
 // nothing is lost silently; with a spool, those values stay in it instead,
-// for the next writer on the same dir, and the error says how many.
-// Close is idempotent and safe to call from many goroutines: every call
+// for the next writer on the same dir, and the error says how many. While
+// delivery is paused, Close waits for ctx to end, and its error also
+// matches the pause's reason. Close is idempotent and safe to call from many goroutines: every call
 // waits for the same end and returns the same result.
 func (w *Writer) Close(ctx context.Context) error {
 	if err := checkContext(ctx); err != nil {
@@ -431,6 +408,9 @@ func (w *Writer) Close(ctx context.Context) error {
 		if cause == nil {
 			cause = context.Canceled
 		}
+		if w.pauseErr != nil {
+			cause = errorf("%w (delivery paused: %w)", cause, w.pauseErr)
+		}
 		if w.sp != nil {
 			if left := w.sp.pending(); left > 0 {
 				errs = append(errs, errorf("thethings: writer closed with %s left in the spool, sent by the next writer on it: %w", countValues(left), cause))
@@ -453,6 +433,7 @@ func (w *Writer) Close(ctx context.Context) error {
 				w.buf = ring{}
 			}
 			w.resolved = w.taken // every value is reported: none pending
+			w.waiting = nil
 		}
 		w.cur = nil
 		w.closeErr = errors.Join(errs...)
@@ -492,6 +473,7 @@ func (w *Writer) run() {
 			return
 		}
 	}
+	clockTries := 0
 	for {
 		w.mu.Lock()
 		pending := w.taken - w.resolved
@@ -505,6 +487,14 @@ func (w *Writer) run() {
 		}
 		w.mu.Unlock()
 		if k > 0 {
+			if err := w.settle(); err != nil {
+				if !w.await(err, clockTries) {
+					return
+				}
+				clockTries++
+				continue
+			}
+			clockTries = 0
 			if !w.deliver(w.next(k, false)) {
 				return
 			}
@@ -525,6 +515,9 @@ func (w *Writer) run() {
 func (w *Writer) next(k int, verify bool) *delivery {
 	var batch []Value
 	var err error
+	w.mu.Lock()
+	start := w.resolved
+	w.mu.Unlock()
 	if w.sp != nil {
 		batch, err = w.sp.next(k)
 	} else {
@@ -532,6 +525,7 @@ func (w *Writer) next(k int, verify bool) *delivery {
 		batch = w.buf.first(min(k, w.buf.n))
 		w.mu.Unlock()
 	}
+	w.applyStamps(batch, start)
 	d := &delivery{c: w.c, wc: w.wc, orig: batch, retryWrites: w.c.retry.RetryWrites}
 	d.start(verify)
 	if err != nil {
@@ -560,10 +554,12 @@ func (w *Writer) deliver(d *delivery) bool {
 	w.mu.Lock()
 	w.cur = d
 	w.mu.Unlock()
-	wait := time.NewTimer(time.Hour)
-	defer wait.Stop()
-	for attempt := 0; ; attempt++ {
-		r := d.step(w.ctx)
+	// A batch is sent again, after the client's waits, until the platform
+	// holds it or refused it for good, or the writer is aborted.
+	loop := transport.Loop{Policy: w.c.tr.Policy, Max: -1}
+	delivered := false
+	loop.Run(w.ctx, func(ctx context.Context) transport.Step {
+		r := d.step(ctx)
 		var ackErr error
 		if r.done && w.sp != nil {
 			ackErr = w.sp.ack(len(d.orig), w.cfg.batchSize)
@@ -576,10 +572,22 @@ func (w *Writer) deliver(d *delivery) bool {
 			w.stats.LastError = r.err
 		}
 		switch {
-		case r.transient:
-			w.stats.Online = false
-		case r.answered:
+		case r.ok:
 			w.stats.Online = true
+			w.stats.LastSuccess = time.Now()
+		case r.transient || r.paused:
+			w.stats.Online = false
+		}
+		failed := r.failed
+		switch {
+		case r.paused && w.pauseErr == nil:
+			// Once per pause: the values stay, the handler hears why.
+			failed = append(failed, &WriteError{Err: errorf("thethings: delivery paused, %s kept: %w", countValues(int(w.taken-w.resolved)), r.err)})
+			fallthrough
+		case r.paused:
+			w.pauseErr = r.err
+		case r.err == nil:
+			w.pauseErr = nil
 		}
 		for _, f := range r.failed {
 			w.stats.Failed += int64(len(f.Values))
@@ -599,9 +607,9 @@ func (w *Writer) deliver(d *delivery) bool {
 		}
 		w.broadcastLocked()
 		w.mu.Unlock()
-		if h := w.cfg.onError; h != nil && len(r.failed) > 0 {
+		if h := w.cfg.onError; h != nil && len(failed) > 0 {
 			w.handling.Store(true)
-			for _, f := range r.failed {
+			for _, f := range failed {
 				h(f)
 			}
 			w.handling.Store(false)
@@ -609,19 +617,10 @@ func (w *Writer) deliver(d *delivery) bool {
 		if ackErr != nil {
 			// The spool can no longer record progress: stop rather than
 			// send values twice.
-			return false
+			return transport.Step{Err: ackErr}
 		}
-		if r.done {
-			return true
-		}
-		if w.ctx.Err() != nil {
-			return false
-		}
-		wait.Reset(transport.Wait(w.c.tr.Policy, attempt, r.retryAfter))
-		select {
-		case <-wait.C:
-		case <-w.ctx.Done():
-			return false
-		}
-	}
+		delivered = r.done
+		return transport.Step{Err: r.err, Retry: !r.done, RetryAfter: r.retryAfter}
+	})
+	return delivered
 }

@@ -75,11 +75,13 @@ func WithWriteOptions(opts ...WriteOption) WriterOption {
 }
 
 // WithErrorHandler sets a function called with every [*WriteError] of the
-// writer: values the platform refused for good (400, 401, 404), and values
-// without a Datetime whose request's outcome is unknown. It runs on the
-// writer's goroutine, which waits for it: it must not block for long and
-// must not call Flush or Close. The same errors are also returned by the
-// next Flush or Close.
+// writer: values the platform refused (a 400 in its envelope), and values
+// that cannot be verified whose request's outcome is unknown; the same
+// errors are also returned by the next Flush or Close. It is also called
+// once when delivery pauses (see [Writer]), with a WriteError without
+// Values (they are kept) whose Err says why. It runs on the writer's
+// goroutine, which waits for it: it must not block for long and must not
+// call Flush or Close.
 func WithErrorHandler(f func(*WriteError)) WriterOption {
 	return func(c *writerConfig) error {
 		c.onError = f
@@ -89,8 +91,8 @@ func WithErrorHandler(f func(*WriteError)) WriterOption {
 
 // WithServerTimestamps leaves the Datetime of values added without one
 // zero, so that the platform stamps them when it stores them. By default
-// the writer stamps each such value at Add with the device clock (UTC,
-// milliseconds), which lets it verify an ambiguous write instead of
+// the writer stamps each such value at Add (UTC, milliseconds; see
+// [Writer] for the clock), which lets it verify an ambiguous write instead of
 // guessing: see [Writer]. Values without a Datetime cannot be verified. It
 // cannot be combined with [WithSpool].
 func WithServerTimestamps() WriterOption {

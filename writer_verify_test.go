@@ -159,33 +159,38 @@ func TestWriteHappyPathSendsNothingElse(t *testing.T) {
 	assert.Equal(t, 13, srv.Requests(thethingstest.RouteWrite))
 	assert.Zero(t, srv.Requests(thethingstest.RouteRead))
 	st := w.Stats()
+	assert.False(t, st.LastSuccess.IsZero())
+	st.LastSuccess = time.Time{}
 	assert.Equal(t, thethings.WriterStats{Sent: 1000, Online: true}, st)
 }
 
-// TestWriterPermanentRefusalReachesHandler: only a permanent answer ends in
-// the error handler, and it is counted as Failed.
+// TestWriterPermanentRefusalReachesHandler: a refusal of the thing (v0.3:
+// it pauses delivery and keeps the values) reaches the handler once,
+// without values; Close, when its context ends, reports them unsent.
 func TestWriterPermanentRefusalReachesHandler(t *testing.T) {
 	t.Parallel()
 	srv := startEmulator(t)
 	c, err := thethings.NewClient("unknown-thing-token", thethings.WithBaseURL(srv.URL()), fastRetry)
 	require.NoError(t, err)
-	var handled []*thethings.WriteError
-	var mu sync.Mutex
-	w := mustWriter(t, c, thethings.WithErrorHandler(func(we *thethings.WriteError) {
-		mu.Lock()
-		defer mu.Unlock()
-		handled = append(handled, we)
-	}))
-	require.NoError(t, w.Add(context.Background(), intValues("n", 0, 3)...))
-	err = w.Close(context.Background())
-	assert.ErrorIs(t, err, thethings.ErrThingNotFound)
-	mu.Lock()
-	require.Len(t, handled, 1)
-	assert.Len(t, handled[0].Values, 3)
-	mu.Unlock()
+	h := newPauseHandler()
+	w := mustWriter(t, c, thethings.WithErrorHandler(h.handle))
+	vals := intValues("n", 0, 3)
+	require.NoError(t, w.Add(context.Background(), vals...))
+	go func() { _ = w.Flush(context.Background()) }()
+	h.wait(t)
 	st := w.Stats()
-	assert.Equal(t, int64(3), st.Failed)
+	assert.Zero(t, st.Failed)
 	assert.ErrorIs(t, st.LastError, thethings.ErrThingNotFound)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err = w.Close(ctx)
+	assert.ErrorIs(t, err, thethings.ErrThingNotFound)
+	notWritten, unknown := thethings.FailedValues(err)
+	assert.ElementsMatch(t, valueInts(vals), valueInts(append(notWritten, unknown...)))
+	handled := h.all()
+	require.Len(t, handled, 1)
+	assert.Empty(t, handled[0].Values)
+	assert.ErrorIs(t, handled[0], thethings.ErrThingNotFound)
 }
 
 // TestWriterNilContext: a nil context is an error, never a panic.
@@ -223,8 +228,8 @@ func TestWriterOutage(t *testing.T) {
 			px.up()
 		}
 		require.NoError(t, w.Add(ctx, intValues("n", i, 10)...))
-		time.Sleep(17 * time.Millisecond) // 3 s of outage over 1,800 values
-		if st := w.Stats(); !st.Online {
+		time.Sleep(17 * time.Millisecond)                            // 3 s of outage over 1,800 values
+		if st := w.Stats(); !st.Online && !st.LastSuccess.IsZero() { // v0.3: offline before any answer too
 			sawOffline = true
 			assert.Positive(t, st.Pending)
 			assert.Error(t, st.LastError)

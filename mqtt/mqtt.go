@@ -31,6 +31,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -87,8 +88,9 @@ type Client struct {
 // conn is one MQTT session; a Client makes a new one for every reconnect.
 type conn struct {
 	pc         paho.Client
-	lost       chan error // the connection-lost callback's cause
-	subscribed bool       // guarded by Client.subMu
+	lost       chan error  // the connection-lost callback's cause
+	got        atomic.Bool // a message arrived on it
+	subscribed bool        // guarded by Client.subMu
 
 	guardMu sync.Mutex
 	guard   *guardedConn // set when the network connection is open
@@ -270,7 +272,10 @@ func (c *Client) session(ctx context.Context) (*conn, error) {
 		SetConnectRetry(false).
 		SetOrderMatters(true).
 		SetProtocolVersion(4).
-		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) { c.deliver(m) }).
+		SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+			cn.got.Store(true)
+			c.deliver(m)
+		}).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
 			if r := cn.refused(); r != nil {
 				err = r
@@ -366,30 +371,45 @@ func (c *Client) current(ctx context.Context, expired <-chan time.Time) (*conn, 
 	}
 }
 
-// run restores the connection whenever it drops, until Close.
+// run restores the connection whenever it drops, until Close, through
+// the SDK's one retry loop: 100ms doubling to 30s, jittered down by up to
+// half. The backoff starts over only after a connection lived (it
+// delivered a message or stayed up past the longest wait): a broker that
+// accepts and drops at once meets ever longer waits.
 func (c *Client) run(cn *conn) {
 	defer c.wg.Done()
 	log := c.cfg.logger
-	if cn == nil {
-		if cn = c.reconnect(); cn == nil {
-			return
+	loop := transport.Loop{Policy: transport.Policy{MinWait: minBackoff, MaxWait: maxBackoff}, Max: -1}
+	waitFirst := cn == nil // from Activate, whose first connect failed
+	n := 0                 // reconnect attempts since the last connection
+	loop.Run(c.life, func(ctx context.Context) transport.Step {
+		if waitFirst {
+			waitFirst = false
+			return transport.Step{Retry: true} // wait before the first dial, as after a loss
 		}
-	}
-	for {
+		if cn == nil {
+			n++
+			var err error
+			if cn, err = c.reconnect(ctx, n); err != nil {
+				return transport.Step{Err: err, Retry: ctx.Err() == nil}
+			}
+			n = 0
+		}
+		up := time.Now()
 		select {
-		case <-c.life.Done():
+		case <-ctx.Done():
 			c.setDown()
 			cn.pc.Disconnect(quiesce)
 			log.Info("thethings: mqtt: closed", "broker", c.cfg.broker)
-			return
+			return transport.Step{}
 		case err := <-cn.lost:
 			c.setDown()
 			log.Warn("thethings: mqtt: connection lost", "broker", c.cfg.broker, "err", c.redact(errString(err)))
-			if cn = c.reconnect(); cn == nil {
-				return
-			}
+			lived := cn.got.Load() || time.Since(up) >= maxBackoff
+			cn = nil
+			return transport.Step{Err: err, Retry: true, Lived: lived}
 		}
-	}
+	})
 }
 
 func errString(err error) string {
@@ -399,47 +419,29 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// reconnect dials until a session is up and subscribed as the listeners
-// want, with capped jittered backoff; nil after Close.
-func (c *Client) reconnect() *conn {
+// reconnect makes one attempt to open a session subscribed as the
+// listeners want.
+func (c *Client) reconnect(ctx context.Context, attempt int) (*conn, error) {
 	log := c.cfg.logger
-	for attempt := 0; ; attempt++ {
-		t := time.NewTimer(backoff(attempt))
-		select {
-		case <-c.life.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-		log.Info("thethings: mqtt: reconnecting", "broker", c.cfg.broker, "attempt", attempt+1)
-		cn, err := c.connect(c.life)
-		if err != nil {
-			if c.life.Err() != nil {
-				return nil
-			}
+	log.Info("thethings: mqtt: reconnecting", "broker", c.cfg.broker, "attempt", attempt)
+	cn, err := c.connect(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
 			log.Warn("thethings: mqtt: reconnect failed", "broker", c.cfg.broker, "err", err.Error())
-			continue
 		}
-		c.setUp(cn)
-		if err := c.syncSubscription(c.life); err != nil {
-			if c.life.Err() != nil {
-				cn.pc.Disconnect(0)
-				return nil
-			}
-			log.Warn("thethings: mqtt: subscribe again failed", "broker", c.cfg.broker, "err", err.Error())
-			c.setDown()
-			cn.pc.Disconnect(0)
-			continue
-		}
-		log.Info("thethings: mqtt: reconnected", "broker", c.cfg.broker)
-		return cn
+		return nil, err
 	}
-}
-
-// backoff is the wait before reconnect attempt n: 100ms doubling to 30s,
-// jittered down by up to half, by the SDK's one wait rule.
-func backoff(n int) time.Duration {
-	return transport.Wait(transport.Policy{MinWait: minBackoff, MaxWait: maxBackoff}, n, 0)
+	c.setUp(cn)
+	if err := c.syncSubscription(ctx); err != nil {
+		if ctx.Err() == nil {
+			log.Warn("thethings: mqtt: subscribe again failed", "broker", c.cfg.broker, "err", err.Error())
+		}
+		c.setDown()
+		cn.pc.Disconnect(0)
+		return nil, err
+	}
+	log.Info("thethings: mqtt: reconnected", "broker", c.cfg.broker)
+	return cn, nil
 }
 
 // wait waits for a paho token, bounded by ctx, Close and the write

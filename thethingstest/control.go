@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"mime"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -33,6 +36,14 @@ const ControlPrefix = "/_thethingstest/"
 // ("250ms"); a PUT replaces all faults (absent fields are off) and answers
 // the faults now in force. An unknown field or an invalid value is 400 and
 // changes nothing.
+//
+// Since it hands out every token and value, the control API answers only
+// requests addressed to the Server itself: their Host must be the address
+// the connection came in on (127.0.0.1:port, [::1]:port, or localhost:port
+// on loopback), so a web page cannot reach it through a DNS name it
+// rebinds to 127.0.0.1 (403 otherwise); and a request with a body must
+// say Content-Type: application/json, which a browser does not send
+// across origins without asking first (415 otherwise).
 func WithControlAPI() Option {
 	return func(c *config) error { c.control = true; return nil }
 }
@@ -116,14 +127,6 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// storedDoc is one stored value in the control API.
-type storedDoc struct {
-	Key      string          `json:"key"`
-	Value    json.RawMessage `json:"value"`
-	Datetime string          `json:"datetime"`
-	Geo      *Geo            `json:"geo,omitempty"`
-}
-
 func (s *Server) requestCounts() map[Route]int {
 	m := make(map[Route]int, len(s.routes))
 	for _, r := range Routes() {
@@ -134,6 +137,16 @@ func (s *Server) requestCounts() map[Route]int {
 
 // handleControl serves the paths under ControlPrefix.
 func (s *Server) handleControl(w http.ResponseWriter, r *http.Request, path string) {
+	if !addressedToSelf(r) {
+		writeError(w, http.StatusForbidden, "the control API answers only requests whose Host is its own address")
+		return
+	}
+	if r.ContentLength != 0 {
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+			return
+		}
+	}
 	method := http.MethodGet
 	if path == "faults" {
 		method = "GET, PUT"
@@ -180,15 +193,7 @@ func (s *Server) handleControl(w http.ResponseWriter, r *http.Request, path stri
 		if !ok {
 			return
 		}
-		recs := s.Stored(token, key)
-		out := make([]storedDoc, len(recs))
-		for i, rc := range recs {
-			out[i] = storedDoc{Key: rc.Key, Value: rc.Value, Datetime: rc.Datetime.Format(isoMillis), Geo: rc.Geo}
-		}
-		writeValue(w, http.StatusOK, struct {
-			Count  int         `json:"count"`
-			Values []storedDoc `json:"values"`
-		}{len(out), out})
+		writeJSON(w, http.StatusOK, s.storedJSON(token, key))
 	case "faults":
 		if r.Method == http.MethodPut {
 			body, ok := s.readBody(w, r)
@@ -210,4 +215,63 @@ func (s *Server) handleControl(w http.ResponseWriter, r *http.Request, path stri
 	default:
 		writeError(w, http.StatusNotFound, "not found")
 	}
+}
+
+// addressedToSelf reports whether r's Host names the address its
+// connection was accepted on: the same port, and the same IP, or on
+// loopback any loopback IP or "localhost". A name that resolves to the
+// Server (DNS rebinding) is not its address.
+func addressedToSelf(r *http.Request) bool {
+	local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if local == nil {
+		return false
+	}
+	lhost, lport, err := net.SplitHostPort(local.String())
+	if err != nil {
+		return false
+	}
+	host, port, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host, port = r.Host, "80"
+	}
+	lip := net.ParseIP(lhost)
+	if port != lport || lip == nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return lip.IsLoopback()
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && (ip.Equal(lip) || ip.IsLoopback() && lip.IsLoopback())
+}
+
+// storedJSON is the control API's answer for stored values: encoded from
+// the store under its read lock, without copying the records first, as a
+// read page is.
+func (s *Server) storedJSON(token, key string) []byte {
+	th := s.thing(token)
+	if th == nil {
+		return []byte(`{"count":0,"values":[]}`)
+	}
+	keyJSON := mustJSON(key)
+	th.mu.RLock()
+	defer th.mu.RUnlock()
+	var recs []rec
+	if sr := th.series[key]; sr != nil {
+		recs = sr.recs
+	}
+	size := 32
+	for _, r := range recs {
+		size += itemSizeHint(len(keyJSON), r)
+	}
+	b := make([]byte, 0, size)
+	b = strconv.AppendInt(append(b, `{"count":`...), int64(len(recs)), 10)
+	b = append(b, `,"values":[`...)
+	for i := len(recs) - 1; i >= 0; i-- {
+		if i != len(recs)-1 {
+			b = append(b, ',')
+		}
+		b = appendItem(b, keyJSON, recs[i], true)
+	}
+	return append(b, "]}"...)
 }

@@ -1,4 +1,4 @@
-// Package thethingstest is a local, in-memory fake of the thethings.iO
+// Package thethingstest is a local fake of the thethings.iO
 // device REST API (v2): the same routes, answers, error bodies and quirks
 // as the platform, with ground truth to assert on and faults to inject. Use
 // it to test code built on the SDK, or any other client of the API, without
@@ -30,6 +30,10 @@
 //	GET  /v2/things/{token}                    subscribe: chunked stream of JSON frames
 //	GET  /v2/things/{token}/resources/{key}    read: ?limit=&startDate=&endDate=
 //	GET  /v2/utils/date                        ?thingToken=&format=UTC|unix_timestamp
+//	GET  /v2/things/{token}/resources          {"resources":[keys...]}
+//	GET  /v2/things/{token}/firmwares/latest   firmwares added with AddFirmware
+//	GET  /v2/things/{token}/firmwares/download/{id}  the file; Range: bytes=N-
+//	POST /v2/things/{token}/code/functions/{name}    functions of WithFunction
 //
 // Status codes, bodies and messages follow the platform's device-development
 // guide; where the guide prints an error body without "code" (activation
@@ -104,6 +108,11 @@
 //     platform's Python library sends strings).
 //   - keepAlive must be a positive number of milliseconds; values above 24h
 //     are clamped.
+//   - A $settings path has at most 32 segments and a written value nests
+//     at most 32 levels of arrays and objects; deeper is refused with 400.
+//     A request line and headers over 64 KiB are refused with 431, an MQTT
+//     packet larger than the body limit plus room for its topic closes its
+//     connection before it is read.
 //   - A POST whose Content-Type is set to something other than
 //     application/json is refused with 415 (curl -d without -H sends a form
 //     type); a missing Content-Type is accepted.
@@ -117,6 +126,25 @@
 // proxy, streams cut after a delay, keep-alives stopped, frames split into
 // single bytes or coalesced into one chunk. See Faults for the counting
 // order.
+//
+// # Data directory
+//
+// By default everything is in memory and gone on Close. With WithDataDir
+// (thethings emulator -data DIR) the things, tokens, activation codes,
+// values, settings and positions are kept in a directory, and a Server
+// started later on it serves them again. A change is on disk before it is
+// acknowledged, so a crash, a kill -9 or a power cut loses nothing a client
+// was told was stored.
+//
+// The directory holds one append-only log of length- and CRC-framed JSON
+// records, fsync'd before each answer (concurrent writes share one fsync),
+// replayed on start; a record torn by a crash fails its length or CRC and
+// is cut off. An embedded database would have been a dependency for every
+// test that imports this package, for data that is only ever appended and
+// read whole at start, which a log does in about a hundred lines; replaying
+// a million stored values takes seconds (see BENCHMARKS.md), which suits a
+// fake. Replayed values are validated by the same code as a write, so a
+// record means what a write of it would.
 //
 // # Ground truth
 //

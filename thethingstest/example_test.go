@@ -3,10 +3,12 @@ package thethingstest_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/thethings-go/thethings"
@@ -97,6 +99,7 @@ func ExampleWithControlAPI() {
 		if err != nil {
 			log.Fatal(err)
 		}
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			log.Fatal(err)
@@ -112,4 +115,35 @@ func ExampleWithControlAPI() {
 	// {"status":"created"}
 	// {"count":1,"values":[{"key":"k","value":1,"datetime":"2024-05-01T10:00:00.000Z"}]}
 	// {"every503":3,"noRetryAfter":true}
+}
+
+// WithDataDir keeps what a Server acknowledged, for the next Server on the
+// same directory: after a restart, a crash or kill -9.
+func ExampleWithDataDir() {
+	dir, err := os.MkdirTemp("", "thethingstest-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	srv, err := thethingstest.New(thethingstest.WithDataDir(dir), thethingstest.WithThingTokens("tok"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	err = srv.Seed("tok", "temperature", thethingstest.Record{Value: json.RawMessage(`21.5`), Datetime: time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv.Close()
+
+	again, err := thethingstest.New(thethingstest.WithDataDir(dir))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer again.Close()
+	for _, r := range again.Stored("tok", "temperature") {
+		fmt.Println(again.Tokens(), r.Key, string(r.Value), r.Datetime)
+	}
+	// Output:
+	// [tok] temperature 21.5 2024-05-01 10:00:00 +0000 UTC
 }

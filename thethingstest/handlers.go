@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -123,6 +122,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 			s.handleRead(w, r, token, key)
 		})
 		return
+	case s.routeFirmware(w, r, segs):
+		return
 	case len(segs) == 2 && segs[0] == "utils" && segs[1] == "date":
 		s.dispatch(w, r, RouteDate, "GET", s.handleDate)
 		return
@@ -204,7 +205,12 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
 		return nil, false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.maxBody))
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength)) // at most maxBody: checked above
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.cfg.maxBody))
+	body := buf.Bytes()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -238,9 +244,13 @@ func (s *Server) handleActivate(w http.ResponseWriter, r *http.Request) {
 	if req.ProductID != nil {
 		product = *req.ProductID
 	}
-	token, id, ok := s.activate(*req.ActivationCode, product, req.ProductID != nil)
-	if !ok {
+	token, id, err := s.activate(*req.ActivationCode, product, req.ProductID != nil)
+	if errors.Is(err, errCodeNotFound) {
 		writeDocError(w, http.StatusBadRequest, msgCodeNotFound)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, msgStorage)
 		return
 	}
 	writeValue(w, http.StatusCreated, struct {
@@ -266,7 +276,7 @@ func (s *Server) handleDate(w http.ResponseWriter, r *http.Request) {
 		v := now.Unix()
 		writeValue(w, http.StatusOK, map[string]any{"date": v, "values": []map[string]any{{"value": v}}})
 	default:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid format %q: use UTC or unix_timestamp", q.Get("format")))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid format %s: use UTC or unix_timestamp", quoted(q.Get("format"))))
 	}
 }
 
@@ -282,7 +292,7 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request, token, key s
 	if v, ok := q["limit"]; ok {
 		n, err := strconv.Atoi(v[0])
 		if err != nil || n <= 0 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid limit %q: must be a positive number", v[0]))
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid limit %s: must be a positive number", quoted(v[0])))
 			return
 		}
 		limit = min(n, 1000)
@@ -297,7 +307,7 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request, token, key s
 		if v, ok := q[p.name]; ok {
 			ms, err := parseDatetime(v[0])
 			if err != nil {
-				writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid %s %q", p.name, v[0]))
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid %s %s", p.name, quoted(v[0])))
 				return
 			}
 			*p.dst, *p.has = ms, true
@@ -336,6 +346,16 @@ func (s *Server) handleRead(w http.ResponseWriter, r *http.Request, token, key s
 	writeJSON(w, http.StatusOK, buf)
 }
 
+// itemSizeHint is about the bytes appendItem (with datetime) appends for
+// r, and a separating comma: a capacity to allocate once.
+func itemSizeHint(keyJSON int, r rec) int {
+	n := len(`{"key":,"value":,"datetime":""},`) + keyJSON + len(r.val) + len(isoMillis)
+	if r.geo != nil {
+		n += len(`,"geo":{"lat":,"long":}`) + 2*12 // coordinates to 1e-9 degrees
+	}
+	return n
+}
+
 // appendItem appends {"key":..,"value":..[,"datetime":..][,"geo":..]}.
 func appendItem(b, keyJSON []byte, r rec, withTime bool) []byte {
 	b = append(b, `{"key":`...)
@@ -359,45 +379,38 @@ func appendItem(b, keyJSON []byte, r rec, withTime bool) []byte {
 
 func (s *Server) readMagic(w http.ResponseWriter, th *thing, key string) {
 	th.mu.RLock()
-	var value any
+	var value json.RawMessage
 	found := true
 	switch keyKind(key) {
 	case kindGeo:
 		if th.geo == nil {
 			found = false
 		} else {
-			value = geoJSON(th.geo[0], th.geo[1])
+			value, _ = json.Marshal(geoJSON(th.geo[0], th.geo[1]))
 		}
+	case kindSettings, kindSettingsPath:
+		value = th.settings // never changed in place: a write stores a new document
+	}
+	th.mu.RUnlock()
+	switch keyKind(key) {
 	case kindSettings:
-		value = deepCopy(th.settings, false)
-		if th.settings == nil {
-			value = map[string]any{}
+		if value == nil {
+			value = json.RawMessage(`{}`)
 		}
 	case kindSettingsPath:
 		path, _ := settingsPath(key)
-		var cur any = th.settings
-		for _, p := range path {
-			m, ok := cur.(map[string]any)
-			if !ok {
-				found = false
-				break
-			}
-			if cur, ok = m[p]; !ok {
-				found = false
-				break
-			}
-		}
-		value = deepCopy(cur, false)
+		value, found = getPath(value, path)
 	}
-	th.mu.RUnlock()
 	if !found {
 		writeDocError(w, http.StatusNotFound, msgResourceNotFound)
 		return
 	}
-	writeValue(w, http.StatusOK, []any{struct {
-		Key   string `json:"key"`
-		Value any    `json:"value"`
-	}{key, value}})
+	// The value is stored compact and valid: it is sent as it is, not
+	// decoded and encoded again.
+	keyJSON, _ := json.Marshal(key)
+	buf := make([]byte, 0, len(keyJSON)+len(value)+22)
+	buf = append(append(append(buf, `[{"key":`...), keyJSON...), `,"value":`...)
+	writeJSON(w, http.StatusOK, append(append(buf, value...), "}]"...))
 }
 
 type geoPoint struct {
@@ -407,15 +420,4 @@ type geoPoint struct {
 
 func geoJSON(long, lat float64) geoPoint {
 	return geoPoint{Type: "Point", Coordinates: [2]float64{long, lat}}
-}
-
-// decodeNumbers decodes JSON keeping numbers exact (json.Number).
-func decodeNumbers(b []byte) (any, error) {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.UseNumber()
-	var v any
-	if err := d.Decode(&v); err != nil {
-		return nil, err
-	}
-	return v, nil
 }

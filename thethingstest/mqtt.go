@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -46,6 +47,10 @@ func WithMQTT() Option {
 		return nil
 	}
 }
+
+// maxTopicRoom is the room a PUBLISH needs besides its payload: fixed
+// header, the longest topic MQTT allows and a packet id.
+const maxTopicRoom = 5 + 2 + 65535 + 2
 
 // mqttBroker is the embedded broker.
 type mqttBroker struct {
@@ -124,7 +129,14 @@ func (s *Server) stopMQTT() {
 
 // serveMQTT starts a broker on addr. The caller holds s.mq.mu.
 func (s *Server) serveMQTT(addr string) error {
+	caps := mochi.NewDefaultServerCapabilities()
+	// A packet's size is known from its header: one larger than a write
+	// body and a full topic is refused before its bytes are read.
+	caps.MaximumPacketSize = uint32(min(s.cfg.maxBody+maxTopicRoom, math.MaxUint32))
+	// Frames waiting for a slow subscriber, as for a REST subscription.
+	caps.MaximumClientWritesPending = maxQueue
 	srv := mochi.New(&mochi.Options{
+		Capabilities: caps,
 		InlineClient: true,
 		Logger:       slog.New(slog.DiscardHandler), // its lines would carry topics, hence tokens
 	})
@@ -158,7 +170,7 @@ func (s *Server) publishMQTT(token string, frame []byte) {
 // writeMQTT stores a write published on a thing topic as the REST write
 // of the same body, without query parameters, would.
 func (s *Server) writeMQTT(token string, body []byte) {
-	if s.thing(token) == nil {
+	if s.thing(token) == nil || int64(len(body)) > s.cfg.maxBody {
 		return // dropped, as the platform drops publishes to unknown things
 	}
 	_, _ = s.write(&http.Request{URL: &url.URL{}}, token, body)
@@ -236,10 +248,13 @@ func (b *bridge) OnSubscribe(_ *mochi.Client, pk packets.Packet) packets.Packet 
 			continue
 		}
 		var answer []byte
-		if token, _, ok := b.s.activate(code, "", false); ok {
+		switch token, _, err := b.s.activate(code, "", false); {
+		case err == nil:
 			answer, _ = json.Marshal(map[string]string{"status": "created", "message": "thing activated", "thingToken": token})
-		} else {
+		case errors.Is(err, errCodeNotFound):
 			answer, _ = json.Marshal(map[string]string{"status": "error", "message": msgCodeNotFound})
+		default:
+			answer, _ = json.Marshal(map[string]string{"status": "error", "message": msgStorage})
 		}
 		b.srv.Topics.RetainMessage(packets.Packet{
 			FixedHeader: packets.FixedHeader{Type: packets.Publish, Retain: true},

@@ -80,22 +80,6 @@ const (
 	magicSettings = "$settings"
 )
 
-// settingsPath splits "$settings.a.b" into ["a","b"]; ok is false when key
-// is not a well-formed settings path (non-empty segments of key chars).
-func settingsPath(key string) (path []string, ok bool) {
-	rest, found := strings.CutPrefix(key, magicSettings+".")
-	if !found {
-		return nil, false
-	}
-	path = strings.Split(rest, ".")
-	for _, p := range path {
-		if p == "" || !validPlainKey(p) {
-			return nil, false
-		}
-	}
-	return path, true
-}
-
 // keyKind classifies a key: 0 invalid, 1 plain, 2 $geo, 3 $settings,
 // 4 $settings.<path>.
 func keyKind(key string) int {

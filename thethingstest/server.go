@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -34,6 +35,9 @@ type config struct {
 	faults           Faults
 	control          bool
 	mqtt             bool
+	functions        map[string]Function
+	firmwareFaults   FirmwareFaults
+	dataDir          string
 }
 
 // ActivationCode is an activation code the emulator accepts once on
@@ -122,8 +126,14 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
+// maxHeaderBytes bounds a request's line and headers (net/http's default
+// is 1 MiB); larger ones are answered 431.
+const maxHeaderBytes = 64 << 10
+
 // WithMaxBodyBytes sets the largest accepted request body (default 1 MiB);
-// larger bodies are answered 413. n must be positive.
+// larger bodies are answered 413. It bounds MQTT publishes too: a packet
+// larger than n plus room for its topic is refused before it is read, and
+// its connection closed. n must be positive.
 func WithMaxBodyBytes(n int64) Option {
 	return func(c *config) error {
 		if n <= 0 {
@@ -182,10 +192,12 @@ const (
 
 // Routes returns every Route, in a fixed order.
 func Routes() []Route {
-	return []Route{RouteRoot, RouteActivate, RouteWrite, RouteRead, RouteSubscribe, RouteDate, RouteOther}
+	return []Route{RouteRoot, RouteActivate, RouteWrite, RouteRead, RouteSubscribe, RouteDate,
+		RouteResources, RouteFirmwares, RouteFirmwareDownload, RouteFunction, RouteOther}
 }
 
-// Server is an in-memory fake of the thethings.iO device REST API v2.
+// Server is a fake of the thethings.iO device REST API v2, in memory unless
+// WithDataDir.
 // All methods are safe for concurrent use.
 //
 // Served by Start or Serve, each answer leaves in one write, headers and
@@ -210,8 +222,14 @@ type Server struct {
 	openSubs  atomic.Int64
 	seq       atomic.Uint64 // insertion sequence for stored records
 
+	fw firmwareStore // firmwares and functions (firmware.go)
+
 	handler http.Handler
 	mq      *mqttBroker // nil without WithMQTT
+
+	journal     *journal   // nil without WithDataDir
+	logMu       sync.Mutex // orders the records of changes as they are applied
+	loggedCodes map[string]struct{}
 
 	done      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -232,11 +250,11 @@ func NewServer(tb testing.TB, opts ...Option) *Server {
 		tb.Fatal(err)
 		return nil // for a testing.TB whose Fatal returns
 	}
+	tb.Cleanup(func() { _ = s.Close() })
 	if err := s.Start(); err != nil {
 		tb.Fatal(err)
 		return nil
 	}
-	tb.Cleanup(func() { _ = s.Close() })
 	return s
 }
 
@@ -269,20 +287,52 @@ func New(opts ...Option) (*Server, error) {
 	for _, r := range Routes() {
 		s.routes[r] = new(atomic.Int64)
 	}
-	if !cfg.tokensSet {
-		s.AddThing(randomID())
-	}
-	for _, t := range cfg.tokens {
-		s.AddThing(t)
-	}
-	for _, c := range cfg.codes {
-		s.AddActivationCode(c)
+	s.fw.functions, s.fw.faults = cfg.functions, cfg.firmwareFaults
+	if err := s.seed(); err != nil {
+		if s.journal != nil {
+			_ = s.journal.close()
+		}
+		return nil, err
 	}
 	s.handler = oneWrite(s.recoverer(http.HandlerFunc(s.route)))
 	if cfg.mqtt {
 		s.mq = &mqttBroker{}
 	}
 	return s, nil
+}
+
+// seed loads the data directory, if any, then adds the things and codes
+// of the options that it does not already hold. A code the data
+// directory knows, even used, is not added again.
+func (s *Server) seed() error {
+	if s.cfg.dataDir != "" {
+		s.loggedCodes = map[string]struct{}{}
+		j, err := openJournal(s.cfg.dataDir, s.replay)
+		if err != nil {
+			return err
+		}
+		s.journal = j
+	}
+	if !s.cfg.tokensSet && len(s.order) == 0 {
+		if err := s.addThing(randomID()); err != nil {
+			return err
+		}
+	}
+	for _, t := range s.cfg.tokens {
+		if err := s.addThing(t); err != nil {
+			return err
+		}
+	}
+	for _, c := range s.cfg.codes {
+		if _, known := s.loggedCodes[c.Code]; known {
+			continue
+		}
+		if err := s.addActivationCode(c); err != nil {
+			return err
+		}
+	}
+	s.loggedCodes = nil
+	return nil
 }
 
 // Handler returns the Server's http.Handler, for mounting on your own
@@ -346,7 +396,12 @@ func (s *Server) setListener(ln net.Listener, track bool) (*http.Server, error) 
 	if s.srv != nil {
 		return nil, errors.New("thethingstest: already serving")
 	}
-	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, ConnContext: connContext}
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ConnContext:       connContext,
+	}
 	s.ln = ln
 	if track {
 		s.wg.Add(1)
@@ -384,16 +439,30 @@ func (s *Server) Close() error {
 			cancel()
 		}
 		s.wg.Wait()
+		if s.journal != nil {
+			if e := s.journal.close(); err == nil {
+				err = e
+			}
+		}
 	})
 	return err
 }
 
 // AddThing registers an activated thing with the given token. Adding a
-// known token is a no-op.
-func (s *Server) AddThing(token string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.addThingLocked(token)
+// known token is a no-op. With WithDataDir it is kept there; should the
+// disk fail, the directory is unusable and writes are answered 500 from
+// then on.
+func (s *Server) AddThing(token string) { _ = s.addThing(token) }
+
+func (s *Server) addThing(token string) error {
+	if s.thing(token) != nil {
+		return nil
+	}
+	return s.commit("thing", func() []byte { return mustJSON(thingRecord{token}) }, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.addThingLocked(token)
+	})
 }
 
 func (s *Server) addThingLocked(token string) {
@@ -401,13 +470,6 @@ func (s *Server) addThingLocked(token string) {
 		s.things[token] = newThing()
 		s.order = append(s.order, token)
 	}
-}
-
-// AddActivationCode registers (or replaces) an activation code.
-func (s *Server) AddActivationCode(c ActivationCode) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.codes[c.Code] = c
 }
 
 // Tokens returns the tokens of all known things in the order they became
@@ -426,25 +488,6 @@ func (s *Server) thing(token string) *thing {
 	return s.things[token]
 }
 
-// activate consumes code and returns a new thing token and thing id.
-func (s *Server) activate(code, productID string, hasProduct bool) (token, id string, ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, found := s.codes[code]
-	if !found || (hasProduct && c.ProductID != "" && c.ProductID != productID) {
-		return "", "", false
-	}
-	delete(s.codes, code)
-	for {
-		token = randomID()
-		if _, dup := s.things[token]; !dup {
-			break
-		}
-	}
-	s.addThingLocked(token)
-	return token, randomID(), true
-}
-
 // randomID returns 43 random characters of the URL-safe base64 alphabet.
 func randomID() string {
 	var b [32]byte
@@ -453,10 +496,14 @@ func randomID() string {
 }
 
 // Requests returns how many requests were routed to route (RouteOther
-// counts unknown paths and wrong methods). An unknown Route gives 0.
+// counts unknown paths and wrong methods; FunctionRoute(name) the calls
+// that reached one function). An unknown Route gives 0.
 func (s *Server) Requests(route Route) int {
 	if c, ok := s.routes[route]; ok {
 		return int(c.Load())
+	}
+	if name, ok := strings.CutPrefix(string(route), string(FunctionRoute(""))); ok {
+		return int(s.fw.counter(name).Load())
 	}
 	return 0
 }

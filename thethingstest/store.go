@@ -52,8 +52,8 @@ type series struct {
 type thing struct {
 	mu       sync.RWMutex
 	series   map[string]*series
-	geo      *[2]float64 // [long, lat] of $geo
-	settings map[string]any
+	geo      *[2]float64     // [long, lat] of $geo
+	settings json.RawMessage // compact JSON object of $settings, nil before any
 
 	subsMu sync.Mutex
 	subs   map[*subscription]struct{}
@@ -200,7 +200,8 @@ func (s *Server) Keys(token string) []string {
 // means the server clock now; datetimes are stored in UTC truncated to
 // milliseconds. Values must be valid JSON; they are stored compact.
 // Duplicates are counted as for HTTP writes. Nothing is stored when an
-// error is returned.
+// invalid record is refused; with WithDataDir, a failure to store on disk
+// may leave the first of many records stored.
 func (s *Server) Seed(token, key string, recs ...Record) error {
 	th := s.thing(token)
 	if th == nil {
@@ -230,16 +231,28 @@ func (s *Server) Seed(token, key string, recs ...Record) error {
 		}
 		prepared[i] = rec{ms: dt.UnixMilli(), val: val, geo: g}
 	}
-	th.mu.Lock()
-	defer th.mu.Unlock()
-	for _, r := range prepared {
-		r.seq = s.seq.Add(1)
-		if th.insert(key, r) {
-			s.dups.Add(1)
+	keyJSON := mustJSON(key)
+	items := make([]writeItem, len(prepared))
+	for i, r := range prepared {
+		items[i] = writeItem{key: key, keyJSON: keyJSON, kind: kindPlain, r: r}
+	}
+	// A data directory gets records of seedRecord values: replaying one
+	// needs memory in proportion to its size.
+	for len(items) > 0 {
+		chunk := items[:min(len(items), seedRecord)]
+		items = items[len(chunk):]
+		dups := 0
+		err := s.commit("write", func() []byte { return writeRecord(token, chunk) }, func() { dups = s.apply(th, chunk) })
+		if err != nil {
+			return err
 		}
+		s.dups.Add(int64(dups))
 	}
 	return nil
 }
+
+// seedRecord is how many values of a Seed go in one record of the data log.
+const seedRecord = 4096
 
 var errEmptyValue = errors.New("value is not valid JSON")
 
@@ -255,8 +268,8 @@ func compactJSON(v []byte) (json.RawMessage, error) {
 	return buf.Bytes(), nil
 }
 
-// Settings returns a deep copy of token's current $settings object (numbers
-// as float64, as encoding/json decodes them into any). It is nil for an
+// Settings returns a copy of token's current $settings object (numbers as
+// float64, as encoding/json decodes them into any). It is nil for an
 // unknown token and empty when $settings was never written.
 func (s *Server) Settings(token string) map[string]any {
 	th := s.thing(token)
@@ -264,11 +277,10 @@ func (s *Server) Settings(token string) map[string]any {
 		return nil
 	}
 	th.mu.RLock()
-	defer th.mu.RUnlock()
-	out, _ := deepCopy(th.settings, true).(map[string]any)
-	if out == nil {
-		out = map[string]any{}
-	}
+	doc := th.settings
+	th.mu.RUnlock()
+	out := map[string]any{}
+	_ = json.Unmarshal(doc, &out) // a stored document is a valid object; nil leaves out empty
 	return out
 }
 
@@ -285,33 +297,4 @@ func (s *Server) Location(token string) (g Geo, ok bool) {
 		return Geo{}, false
 	}
 	return Geo{Lat: th.geo[1], Long: th.geo[0]}, true
-}
-
-// deepCopy copies a JSON tree decoded with UseNumber; with toFloat numbers
-// become float64.
-func deepCopy(v any, toFloat bool) any {
-	switch x := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			m[k] = deepCopy(e, toFloat)
-		}
-		return m
-	case []any:
-		a := make([]any, len(x))
-		for i, e := range x {
-			a[i] = deepCopy(e, toFloat)
-		}
-		return a
-	case json.Number:
-		if toFloat {
-			f, err := x.Float64()
-			if err == nil {
-				return f
-			}
-		}
-		return x
-	default:
-		return v
-	}
 }

@@ -79,7 +79,7 @@ func (s *Server) handleSubscribe(w http.ResponseWriter, r *http.Request, token s
 	if v, ok := r.URL.Query()["keepAlive"]; ok {
 		ms, err := strconv.ParseInt(v[0], 10, 64)
 		if err != nil || ms <= 0 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid keepAlive %q: milliseconds > 0 expected", v[0]))
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid keepAlive %s: milliseconds > 0 expected", quoted(v[0])))
 			return
 		}
 		keepAlive = time.Duration(min(ms, maxKeepAlive.Milliseconds())) * time.Millisecond

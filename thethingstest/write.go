@@ -19,14 +19,12 @@ type wireValue struct {
 
 // writeItem is a validated element of a write request.
 type writeItem struct {
-	key      string
-	keyJSON  []byte
-	kind     int
-	r        rec            // ms, compact value, geo
-	point    [2]float64     // $geo: [long, lat]
-	settings map[string]any // $settings
-	path     []string       // $settings.<path>
-	pathVal  any
+	key     string
+	keyJSON []byte
+	kind    int
+	r       rec        // ms, compact value, geo
+	point   [2]float64 // $geo: [long, lat]
+	path    []string   // $settings.<path>
 }
 
 func isNull(b json.RawMessage) bool { return len(b) == 0 || string(b) == "null" }
@@ -76,7 +74,12 @@ func (s *Server) parseWrite(body []byte) (items []writeItem, msg string) {
 	if msg != "" {
 		return nil, msg
 	}
-	now := s.now().UnixMilli()
+	return s.parseValues(values, s.now().UnixMilli())
+}
+
+// parseValues validates decoded values; now is the datetime of those
+// without one.
+func (s *Server) parseValues(values []wireValue, now int64) (items []writeItem, msg string) {
 	items = make([]writeItem, len(values))
 	for i, wv := range values {
 		if wv.Key == nil {
@@ -85,8 +88,11 @@ func (s *Server) parseWrite(body []byte) (items []writeItem, msg string) {
 		it := &items[i]
 		it.key = *wv.Key
 		it.kind = keyKind(it.key)
+		if it.kind == kindInvalid && tooDeepPath(it.key) {
+			return nil, fmt.Sprintf("values[%d]: a $settings path has at most %d segments", i, maxDepth)
+		}
 		if it.kind == kindInvalid {
-			return nil, fmt.Sprintf("invalid key %q: only letters, digits, \".\", \"-\" and \"_\" are allowed (or a magic key such as $geo, $settings, $settings.name)", it.key)
+			return nil, fmt.Sprintf("invalid key %s: only letters, digits, \".\", \"-\" and \"_\" are allowed (or a magic key such as $geo, $settings, $settings.name)", quoted(it.key))
 		}
 		if it.kind == kindPlain {
 			it.keyJSON = append(append(append(make([]byte, 0, len(it.key)+2), '"'), it.key...), '"')
@@ -94,37 +100,40 @@ func (s *Server) parseWrite(body []byte) (items []writeItem, msg string) {
 			it.keyJSON, _ = json.Marshal(it.key)
 		}
 		if wv.Value == nil {
-			return nil, fmt.Sprintf("values[%d] (key %q): value is required", i, it.key)
+			return nil, fmt.Sprintf("values[%d] (key %s): value is required", i, quoted(it.key))
 		}
 		val, err := compactJSON(wv.Value)
 		if err != nil {
-			return nil, fmt.Sprintf("values[%d] (key %q): invalid value", i, it.key)
+			return nil, fmt.Sprintf("values[%d] (key %s): invalid value", i, quoted(it.key))
+		}
+		if jsonDepth(val) > maxDepth {
+			return nil, fmt.Sprintf("values[%d] (key %s): value nested deeper than %d levels", i, it.key, maxDepth)
 		}
 		it.r.val = val
 		if !isNull(wv.Geo) {
 			lat, long, ok := parseGeo(wv.Geo)
 			if !ok {
-				return nil, fmt.Sprintf("values[%d] (key %q): geo must be {\"lat\":number,\"long\":number}", i, it.key)
+				return nil, fmt.Sprintf("values[%d] (key %s): geo must be {\"lat\":number,\"long\":number}", i, quoted(it.key))
 			}
 			if !validGeo(lat, long) {
-				return nil, fmt.Sprintf("values[%d] (key %q): geo out of range (lat -90..90, long -180..180)", i, it.key)
+				return nil, fmt.Sprintf("values[%d] (key %s): geo out of range (lat -90..90, long -180..180)", i, quoted(it.key))
 			}
 			it.r.geo = &Geo{Lat: lat, Long: long}
 		}
 		it.r.ms = now
 		if !isNull(wv.Datetime) {
-			var ds string
-			if json.Unmarshal(wv.Datetime, &ds) != nil {
-				return nil, fmt.Sprintf("values[%d] (key %q): datetime must be a string", i, it.key)
+			if wv.Datetime[0] != '"' { // valid JSON: a string or not
+				return nil, fmt.Sprintf("values[%d] (key %s): datetime must be a string", i, quoted(it.key))
 			}
+			ds := unquoted(wv.Datetime)
 			ms, err := parseDatetime(ds)
 			if err != nil {
-				return nil, fmt.Sprintf("values[%d] (key %q): invalid datetime %q (use YYYYMMDDHHmmss or ISO 8601)", i, it.key, ds)
+				return nil, fmt.Sprintf("values[%d] (key %s): invalid datetime %s (use YYYYMMDDHHmmss or ISO 8601)", i, quoted(it.key), quoted(ds))
 			}
 			it.r.ms = ms
 		}
 		if m := s.parseMagic(it); m != "" {
-			return nil, fmt.Sprintf("values[%d] (key %q): %s", i, it.key, m)
+			return nil, fmt.Sprintf("values[%d] (key %s): %s", i, quoted(it.key), m)
 		}
 	}
 	return items, ""
@@ -194,19 +203,11 @@ func (s *Server) parseMagic(it *writeItem) string {
 			return "$geo out of range (lat -90..90, long -180..180)"
 		}
 	case kindSettings:
-		v, err := decodeNumbers(it.r.val)
-		m, ok := v.(map[string]any)
-		if err != nil || !ok {
+		if it.r.val[0] != '{' {
 			return "$settings must be an object"
 		}
-		it.settings = m
 	case kindSettingsPath:
-		v, err := decodeNumbers(it.r.val)
-		if err != nil {
-			return "invalid value"
-		}
 		it.path, _ = settingsPath(it.key)
-		it.pathVal = v
 	}
 	return ""
 }
@@ -284,25 +285,10 @@ func (s *Server) write(r *http.Request, token string, body []byte) (int, []byte)
 	}
 	if store {
 		dups := 0
-		th.mu.Lock()
-		for i := range items {
-			it := &items[i]
-			switch it.kind {
-			case kindPlain:
-				it.r.seq = s.seq.Add(1)
-				if th.insert(it.key, it.r) {
-					dups++
-				}
-			case kindGeo:
-				p := it.point
-				th.geo = &p
-			case kindSettings:
-				th.settings = it.settings
-			case kindSettingsPath:
-				th.setPath(it.path, it.pathVal)
-			}
+		err := s.commit("write", func() []byte { return writeRecord(token, items) }, func() { dups = s.apply(th, items) })
+		if err != nil {
+			return errResp(http.StatusInternalServerError, msgStorage, true)
 		}
-		th.mu.Unlock()
 		s.dups.Add(int64(dups))
 	}
 	if broadcast {
@@ -324,22 +310,29 @@ func (s *Server) write(r *http.Request, token string, body []byte) (int, []byte)
 	return http.StatusCreated, respCreated
 }
 
-// setPath sets settings[path...] = v, creating (or replacing non-object)
-// intermediate objects. The caller holds th.mu for writing.
-func (th *thing) setPath(path []string, v any) {
-	if th.settings == nil {
-		th.settings = map[string]any{}
-	}
-	m := th.settings
-	for _, p := range path[:len(path)-1] {
-		next, ok := m[p].(map[string]any)
-		if !ok {
-			next = map[string]any{}
-			m[p] = next
+// apply stores validated items and returns how many duplicated a stored
+// value.
+func (s *Server) apply(th *thing, items []writeItem) (dups int) {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	for i := range items {
+		it := &items[i]
+		switch it.kind {
+		case kindPlain:
+			it.r.seq = s.seq.Add(1)
+			if th.insert(it.key, it.r) {
+				dups++
+			}
+		case kindGeo:
+			p := it.point
+			th.geo = &p
+		case kindSettings:
+			th.settings = it.r.val
+		case kindSettingsPath:
+			th.settings = setPath(th.settings, it.path, it.r.val)
 		}
-		m = next
 	}
-	m[path[len(path)-1]] = v
+	return dups
 }
 
 // drop closes the connection without answering.
@@ -349,4 +342,13 @@ func (s *Server) drop(w http.ResponseWriter) {
 		panic(http.ErrAbortHandler)
 	}
 	_ = conn.Close()
+}
+
+// quoted quotes s for an error message, cut to its first 64 bytes: a
+// request cannot make its answer as large as itself.
+func quoted(s string) string {
+	if len(s) > 64 {
+		return strconv.Quote(s[:64]) + "..."
+	}
+	return strconv.Quote(s)
 }

@@ -14,14 +14,14 @@ import (
 )
 
 // runEmulator serves a thethingstest.Server until ctx ends (SIGINT or
-// SIGTERM). Its tokens are made up for a local fake, so unlike a real
+// SIGTERM), in memory or, with -data, kept in a directory. Its tokens are made up for a local fake, so unlike a real
 // thing's token they are printed, for the user to pass to clients.
 func runEmulator(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "emulator")
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	tokens := fs.String("tokens", "", "comma-separated thing tokens to seed (default: one made up)")
-	codes := fs.String("codes", "", "comma-separated activation codes, CODE or CODE:PRODUCT (default: two made up)")
-	asJSON := fs.Bool("json", false, `print one JSON line {"url","tokens","codes","mqtt","control"} instead of the text`)
+	codes := fs.String("codes", "", "comma-separated activation codes, CODE or CODE:PRODUCT (default: two made up, unless -data holds unused ones)")
+	asJSON := fs.Bool("json", false, `print one JSON line {"url","tokens","codes","mqtt","control","data"} instead of the text`)
 	var f thethingstest.Faults
 	fs.DurationVar(&f.Latency, "latency", 0, "latency added before every response")
 	fs.IntVar(&f.Every503, "every503", 0, "answer every Nth non-stream request 503")
@@ -41,6 +41,10 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	endInclusive := fs.Bool("enddate-inclusive", false, "make the read endDate bound inclusive")
 	legacy := fs.Bool("legacy-write-response", false, `answer writes {"status":"Success","message":"Created"}`)
 	withMQTT := fs.Bool("mqtt", false, "also run an MQTT broker bridged to the API, on a port of its own")
+	var fw emulatorFirmware
+	fw.register(fs)
+	dataDir := fs.String("data", "", "keep things, tokens, codes, values, settings and positions in `DIR`, on disk before each answer, across restarts and crashes (default: in memory, lost when the emulator stops)")
+	control := fs.Bool("control", false, "serve counters, every token and value, and faults under "+thethingstest.ControlPrefix+" (to requests addressed to -addr itself)")
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
 	}
@@ -59,7 +63,6 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	}
 	opts := []thethingstest.Option{
 		thethingstest.WithAddr(*addr),
-		thethingstest.WithControlAPI(),
 		thethingstest.WithFaults(f),
 		thethingstest.WithEndDateInclusive(*endInclusive),
 		thethingstest.WithLegacyWriteResponse(*legacy),
@@ -67,8 +70,16 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	if *withMQTT {
 		opts = append(opts, thethingstest.WithMQTT())
 	}
-	if *tokens == "" && *codes == "" {
-		acs = []thethingstest.ActivationCode{{Code: randomString(18)}, {Code: randomString(18)}}
+	fwOpts, addFirmwares, err := fw.setup()
+	if err != nil {
+		return err
+	}
+	opts = append(opts, fwOpts...)
+	if *control {
+		opts = append(opts, thethingstest.WithControlAPI())
+	}
+	if *dataDir != "" {
+		opts = append(opts, thethingstest.WithDataDir(*dataDir))
 	}
 	if len(toks) > 0 || *codes != "" {
 		opts = append(opts, thethingstest.WithThingTokens(toks...))
@@ -76,14 +87,27 @@ func runEmulator(ctx context.Context, e *env, args []string) error {
 	opts = append(opts, thethingstest.WithActivationCodes(acs...))
 
 	srv, err := thethingstest.New(opts...)
+	if err != nil && *dataDir != "" {
+		return err // the flags were checked above: the data directory failed
+	}
 	if err != nil {
 		return usageErr("%v", err)
 	}
+	addFirmwares(srv)
+	if *tokens == "" && *codes == "" && len(srv.ActivationCodes()) == 0 {
+		// Two codes to try activate with, unless -data kept unused ones.
+		srv.AddActivationCode(thethingstest.ActivationCode{Code: randomString(18)})
+		srv.AddActivationCode(thethingstest.ActivationCode{Code: randomString(18)})
+	}
 	if err := srv.Start(); err != nil {
+		srv.Close()
 		return err
 	}
-	info := emulatorInfo{URL: srv.URL(), Tokens: srv.Tokens(), Codes: []codeInfo{}, Control: controlURL(srv.URL()), MQTT: srv.MQTTURL()}
-	for _, c := range acs {
+	info := emulatorInfo{URL: srv.URL(), Tokens: srv.Tokens(), Codes: []codeInfo{}, MQTT: srv.MQTTURL(), Data: *dataDir}
+	if *control {
+		info.Control = controlURL(srv.URL())
+	}
+	for _, c := range srv.ActivationCodes() {
 		info.Codes = append(info.Codes, codeInfo{Code: c.Code, Product: c.ProductID})
 	}
 	if *asJSON {
@@ -107,8 +131,10 @@ type emulatorInfo struct {
 	Codes  []codeInfo `json:"codes"`
 	MQTT   string     `json:"mqtt"`
 	// Control is where the server's counters, ground truth and faults
-	// are served (thethingstest.WithControlAPI).
+	// are served (thethingstest.WithControlAPI); "" without -control.
 	Control string `json:"control"`
+	// Data is the -data directory; "" when the store is in memory.
+	Data string `json:"data"`
 }
 
 // controlURL returns the control API's URL on the server of baseURL.
@@ -141,7 +167,14 @@ func printEmulator(w io.Writer, info emulatorInfo) {
 	if info.MQTT != "" {
 		fmt.Fprintf(w, "MQTT broker:     %s\n", info.MQTT)
 	}
-	fmt.Fprintf(w, "control API:     %s (counters, ground truth, faults)\n", info.Control)
+	if info.Control != "" {
+		fmt.Fprintf(w, "control API:     %s (counters, ground truth, faults)\n", info.Control)
+	}
+	if info.Data != "" {
+		fmt.Fprintf(w, "data directory:  %s (kept across restarts)\n", info.Data)
+	} else {
+		fmt.Fprintf(w, "store:           in memory, lost when stopped (keep it with -data DIR)\n")
+	}
 	tok := "THING_TOKEN"
 	if len(info.Tokens) > 0 {
 		tok = info.Tokens[0]
@@ -149,7 +182,9 @@ func printEmulator(w io.Writer, info emulatorInfo) {
 	fmt.Fprintf(w, "\ntry, in another shell:\n")
 	fmt.Fprintf(w, "  export THETHINGS_BASE_URL=%s THETHINGS_TOKEN=%s\n", info.URL, tok)
 	fmt.Fprintf(w, "  thethings write temperature 21.5\n  thethings read temperature\n  thethings tail\n")
-	fmt.Fprintf(w, "  curl '%sstored?token=%s&key=temperature'\n", info.Control, tok)
+	if info.Control != "" {
+		fmt.Fprintf(w, "  curl '%sstored?token=%s&key=temperature'\n", info.Control, tok)
+	}
 	fmt.Fprintf(w, "\nstop with Ctrl-C\n")
 }
 

@@ -1,11 +1,11 @@
 // Command thethings is a command line client for the thethings.iO device
 // API, and a local fake of it for tests and experiments.
 //
-//	go install github.com/thethings-go/thethings/cmd/thethings@latest
+//	go install ./cmd/thethings    # from a clone, until the module is published
 //
 // Usage:
 //
-//	thethings emulator [-addr A] [-tokens T1,T2] [-codes C1,C2:PRODUCT] [-json] [fault flags]
+//	thethings emulator [-addr A] [-tokens T1,T2] [-codes C1,C2:PRODUCT] [-data DIR] [-control] [-json] [fault flags]
 //	thethings activate CODE [-product P]
 //	thethings write KEY VALUE [-at TIME] [-geo LAT,LONG]
 //	thethings write < values.jsonl
@@ -14,6 +14,8 @@
 //	thethings settings [get PATH | set PATH VALUE]
 //	thethings geo [LAT,LONG]
 //	thethings time
+//	thethings version
+//	thethings firmware keygen | sign | verify | latest | download
 //
 // Every command but emulator and activate needs a thing token, from -token
 // or the THETHINGS_TOKEN environment variable; the API's base URL comes from
@@ -24,11 +26,16 @@
 // A VALUE on the command line is taken as JSON when it is valid JSON (a
 // number, true/false, null, an object, an array or a "quoted string"), and
 // as a plain string otherwise: 21.5 is a number, '"21.5"' and abc are
-// strings.
+// strings. write -json refuses a VALUE that is not JSON.
+//
+// Nothing the platform or a device sent reaches the terminal raw: control
+// characters in values, keys, ids and error messages are escaped (\x1b,
+// \u009b), in JSON output as \u escapes of the same meaning. Errors are
+// one line.
 //
 // Exit status: 0 success, 1 the platform (or the network) failed, 2 the
-// command line or the input was wrong; bad input is refused before any
-// request.
+// command line or the input was wrong (refused before any request), 3 the
+// thing has no such value, setting or position.
 package main
 
 import (
@@ -39,6 +46,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -50,6 +59,7 @@ const (
 	exitOK       = 0
 	exitPlatform = 1
 	exitUsage    = 2
+	exitNothing  = 3 // the thing has no such value, setting or position
 )
 
 func main() {
@@ -79,7 +89,7 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"emulator", "[-addr A] [-tokens T1,T2] [-codes C1,C2:PRODUCT] [-json] [fault flags]", "run a local fake of the platform until interrupted", runEmulator},
+		{"emulator", "[-addr A] [-tokens T1,T2] [-codes C1,C2:PRODUCT] [-data DIR] [-control] [-json] [fault flags]", "run a local fake of the platform until interrupted", runEmulator},
 		{"activate", "CODE [-product P]", "activate a thing and print its new token (shown only this once)", runActivate},
 		{"write", "KEY VALUE [-at TIME] [-geo LAT,LONG]  |  write < values.jsonl", "write a value, or JSON lines from stdin", runWrite},
 		{"read", "KEY [-since TIME] [-until TIME] [-limit N] [-format csv|jsonl] [-resume CURSOR]", "print a key's history, newest first", runRead},
@@ -87,6 +97,8 @@ func init() {
 		{"settings", "[get PATH | set PATH VALUE]", "print or change the thing's settings", runSettings},
 		{"geo", "[LAT,LONG]", "print or set the thing's position", runGeo},
 		{"time", "", "print the platform's clock", runTime},
+		{"version", "", "print the version of thethings and of Go it was built with", runVersion},
+		{"firmware", "keygen | sign | verify | latest | download (see thethings firmware -h)", "sign, check and download firmware bundles", runFirmware},
 	}
 }
 
@@ -133,8 +145,11 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintf(w, `
 The token comes from -token or THETHINGS_TOKEN, the base URL from -base-url
-or THETHINGS_BASE_URL. A VALUE is JSON when it parses as JSON, else a string.
-Exit status: 0 ok, 1 platform or network error, 2 bad command line or input.
+or THETHINGS_BASE_URL. A VALUE is JSON when it parses as JSON, else a string
+(-json refuses what is not JSON). Control characters the platform or a
+device sent are printed escaped.
+Exit status: 0 ok, 1 platform or network error, 2 bad command line or input,
+3 no such value, setting or position.
 Run "thethings COMMAND -h" for a command's flags.
 `)
 }
@@ -151,7 +166,8 @@ func usageErr(format string, args ...any) error {
 // errHelp asks for a command's usage to be printed with status 0.
 var errHelp = flag.ErrHelp
 
-// fail prints err, if any, and returns the exit status it stands for.
+// fail prints err, if any, on one line and returns the exit status it
+// stands for.
 func fail(stderr io.Writer, cmd string, err error) int {
 	if err == nil || errors.Is(err, errHelp) {
 		return exitOK
@@ -160,15 +176,16 @@ func fail(stderr io.Writer, cmd string, err error) int {
 	if cmd != "" {
 		prefix += " " + cmd
 	}
-	msg := err.Error()
 	// The SDK's errors start with "thethings: "; say it once.
-	msg = strings.TrimPrefix(msg, "thethings: ")
-	fmt.Fprintf(stderr, "%s: %s\n", prefix, msg)
-	if isUsage(err) {
+	fmt.Fprintf(stderr, "%s: %s\n", prefix, errorLine(strings.TrimPrefix(err.Error(), "thethings: ")))
+	switch {
+	case isUsage(err):
 		if cmd != "" {
 			fmt.Fprintf(stderr, "Run \"thethings %s -h\" for usage.\n", cmd)
 		}
 		return exitUsage
+	case errors.Is(err, thethings.ErrResourceNotFound):
+		return exitNothing
 	}
 	return exitPlatform
 }
@@ -193,6 +210,25 @@ func isUsage(err error) bool {
 		}
 	}
 	return false
+}
+
+// retryable reports whether the same command may succeed later: a network
+// failure, a timeout, a rate limit or a 5xx answer; not a refusal of the
+// credentials or the input, nor the user's interrupt. (The CLI sets no
+// deadline of its own, so a deadline met is a request's timeout: the
+// network.)
+// TODO: thethings.Retryable once the SDK has it.
+func retryable(err error) bool {
+	var ae *thethings.APIError
+	switch {
+	case isUsage(err), errors.Is(err, context.Canceled), errors.Is(err, thethings.ErrPaginationStalled):
+		return false
+	case errors.Is(err, thethings.ErrRateLimited):
+		return true
+	case errors.As(err, &ae):
+		return ae.StatusCode == 408 || ae.StatusCode >= 500 && ae.StatusCode != 501
+	}
+	return true // no answer: the network
 }
 
 // flagSet is a command's flags, with its usage for -h.
@@ -309,4 +345,36 @@ func (e *env) options() []thethings.Option {
 		opts = append(opts, thethings.WithBaseURL(base))
 	}
 	return opts
+}
+
+func runVersion(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "version")
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(e.stdout, version())
+	return err
+}
+
+// version is the module and version the binary was built from (a tag when
+// installed with go install module@version, else "(devel)" and the
+// commit), the SDK's own version and the Go toolchain's.
+func version() string {
+	path, v := "github.com/thethings-go/thethings", "(unknown)"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		path, v = bi.Main.Path, bi.Main.Version
+		if v == "" {
+			v = "(devel)"
+		}
+		for _, s := range bi.Settings {
+			switch {
+			case s.Key == "vcs.revision" && v == "(devel)":
+				v += " " + s.Value[:min(12, len(s.Value))]
+			case s.Key == "vcs.modified" && s.Value == "true" && strings.HasPrefix(v, "(devel)"):
+				v += "+modified"
+			}
+		}
+	}
+	return fmt.Sprintf("thethings version %s: module %s, SDK %s, built with %s for %s/%s",
+		v, path, thethings.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

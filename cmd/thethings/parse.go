@@ -4,21 +4,35 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math"
+	"io"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 // parseValue reads a VALUE argument: JSON when it is valid JSON, else the
-// string itself.
-func parseValue(s string) any {
+// string itself; with strict, what is not JSON is refused.
+func parseValue(s string, strict bool) (any, error) {
 	if b := bytes.TrimSpace([]byte(s)); len(b) > 0 && json.Valid(b) {
-		return json.RawMessage(b)
+		return json.RawMessage(b), nil
 	}
-	return s
+	if strict {
+		return nil, usageErr("VALUE %q is not JSON (a string is written with its quotes: '\"...\"')", s)
+	}
+	return s, nil
+}
+
+// looksNumeric reports whether s, stored as a string, was probably meant
+// as a number: 21,5 (a decimal comma), 1e, +3.
+func looksNumeric(s string) bool {
+	s = strings.TrimSpace(s)
+	if s == "" || !strings.ContainsAny(s[:1], "+-.0123456789") {
+		return false
+	}
+	return strings.Trim(s, "+-.,eE0123456789 ") == ""
 }
 
 // parseTime reads a TIME argument: "now"; a duration, meaning that long
@@ -47,7 +61,7 @@ func parseTime(s string, now time.Time) (time.Time, error) {
 	return t, nil
 }
 
-// parseGeo reads "LAT,LONG" in degrees.
+// parseGeo reads "LAT,LONG" in degrees; the SDK checks the range.
 func parseGeo(s string) (thethings.Geo, error) {
 	latS, longS, ok := strings.Cut(s, ",")
 	if !ok {
@@ -58,36 +72,14 @@ func parseGeo(s string) (thethings.Geo, error) {
 	if err1 != nil || err2 != nil {
 		return thethings.Geo{}, fmt.Errorf("position %q: want LAT,LONG in decimal degrees (41.39,2.17)", s)
 	}
-	g := thethings.Geo{Lat: lat, Long: long}
-	return g, checkGeo(g)
+	return thethings.Geo{Lat: lat, Long: long}, nil
 }
 
-func checkGeo(g thethings.Geo) error {
-	switch {
-	case math.IsNaN(g.Lat) || math.IsNaN(g.Long) || math.IsInf(g.Lat, 0) || math.IsInf(g.Long, 0):
-		return fmt.Errorf("position %v,%v is not a number", g.Lat, g.Long)
-	case g.Lat < -90 || g.Lat > 90:
-		return fmt.Errorf("latitude %v outside [-90, 90]", g.Lat)
-	case g.Long < -180 || g.Long > 180:
-		return fmt.Errorf("longitude %v outside [-180, 180]", g.Long)
-	}
-	return nil
-}
-
-// checkKey applies the platform's key rules (letters, digits, '.', '-',
-// '_'), so that a bad key in the input stops it before its batch is sent.
-// The SDK checks again before any request.
-func checkKey(key string) error {
-	if key == "" {
-		return fmt.Errorf("empty key")
-	}
-	for i := 0; i < len(key); i++ {
-		b := key[i]
-		if !(b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '.' || b == '-' || b == '_') {
-			return fmt.Errorf("key %q: character %q not allowed (letters, digits, '.', '-', '_')", key, b)
-		}
-	}
-	return nil
+// checkValue applies the SDK's own rules for a value (key, JSON, position,
+// datetime), so that a bad one is refused with what is wrong before its
+// batch is sent; Write checks the same again.
+func checkValue(v thethings.Value) error {
+	return wire.CheckItem(v.Key, v.Value, (*wire.Geo)(v.Geo), v.Datetime)
 }
 
 // formatTime is how values' times are printed: ISO 8601 UTC with
@@ -111,13 +103,50 @@ type geoJSON struct {
 	Long *float64 `json:"long"`
 }
 
-// jsonLine returns v as a JSON line's fields.
-func jsonLine(v thethings.Value) (valueLine, error) {
+// jsonWriter prints JSON safe for a terminal (see appendSafeJSON), one
+// document a line.
+type jsonWriter struct {
+	w   io.Writer
+	buf bytes.Buffer
+	enc *json.Encoder
+	out []byte
+}
+
+func newJSONWriter(w io.Writer) *jsonWriter {
+	j := &jsonWriter{w: w}
+	j.enc = json.NewEncoder(&j.buf)
+	j.enc.SetEscapeHTML(false)
+	return j
+}
+
+// marshal returns v as safe JSON, without a newline, valid until the next
+// call.
+func (j *jsonWriter) marshal(v any) ([]byte, error) {
+	j.buf.Reset()
+	if err := j.enc.Encode(v); err != nil {
+		return nil, err
+	}
+	j.out = appendSafeJSON(j.out[:0], bytes.TrimSuffix(j.buf.Bytes(), []byte("\n")))
+	return j.out, nil
+}
+
+// line prints v as one line of safe JSON.
+func (j *jsonWriter) line(v any) error {
+	b, err := j.marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = j.w.Write(append(b, '\n'))
+	return err
+}
+
+// valueLine prints v as a JSON line.
+func (j *jsonWriter) value(v thethings.Value, backfill bool) error {
 	raw, err := json.Marshal(v.Value)
 	if err != nil {
-		return valueLine{}, fmt.Errorf("value of %q: %w", v.Key, err)
+		return fmt.Errorf("value of %q: %w", v.Key, err)
 	}
-	l := valueLine{Key: v.Key, Value: raw}
+	l := valueLine{Key: v.Key, Value: raw, Backfill: backfill}
 	if !v.Datetime.IsZero() {
 		l.Datetime = formatTime(v.Datetime)
 	}
@@ -125,22 +154,16 @@ func jsonLine(v thethings.Value) (valueLine, error) {
 		lat, long := v.Geo.Lat, v.Geo.Long
 		l.Geo = &geoJSON{Lat: &lat, Long: &long}
 	}
-	return l, nil
+	return j.line(l)
 }
 
-// text returns v's value as one CSV field: strings as they are, numbers as
-// the platform sent them, null as "", objects and arrays as JSON.
-func text(val any) (string, error) {
-	switch x := val.(type) {
-	case nil:
-		return "", nil
-	case string:
-		return x, nil
-	case json.Number:
-		return x.String(), nil
-	case bool:
-		return strconv.FormatBool(x), nil
+// valueField returns v's value as safe JSON for a CSV field, so that a
+// string ("21.5", quoted) and a number (21.5) differ: numbers as the
+// platform sent them, null as null.
+func (j *jsonWriter) valueField(val any) (string, error) {
+	if n, ok := val.(json.Number); ok {
+		return n.String(), nil
 	}
-	b, err := json.Marshal(val)
+	b, err := j.marshal(val)
 	return string(b), err
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,16 +23,13 @@ func runRead(ctx context.Context, e *env, args []string) error {
 	since := fs.String("since", "", "oldest instant, inclusive: now, a duration ago (24h), 2006-01-02, 20060102150405 or ISO 8601 (default: the oldest value)")
 	until := fs.String("until", "", "newest instant, exclusive, same forms (default: the newest value)")
 	limit := fs.Int("limit", 0, "print at most this many values (default: all)")
-	format := fs.String("format", "csv", "csv or jsonl")
+	format := fs.String("format", "csv", "csv (datetime,key,value,lat,long; the value column is JSON: \"21.5\" is a string, 21.5 a number) or jsonl")
 	resume := fs.String("resume", "", "continue an interrupted read from the cursor it printed")
 	pos, err := parse(fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
-	key := pos[0]
-	if err := checkKey(key); err != nil {
-		return usageErr("%v", err)
-	}
+	key := pos[0] // Read checks it before any request
 	opts := thethings.ReadOptions{Cursor: *resume}
 	now := time.Now()
 	if *since != "" {
@@ -65,16 +61,14 @@ func runRead(ctx context.Context, e *env, args []string) error {
 // read prints key's values page by page. After each page is written out it
 // remembers the page's cursor: when the read stops early (interrupted, an
 // error, -limit reached with more left) that cursor goes to stderr, and
-// -resume with it prints exactly the values not printed yet.
+// -resume with it prints exactly the values not printed yet. A key never
+// written is ErrResourceNotFound (exit status 3); a window without values
+// prints the CSV header only.
 //
 // It reads with Client.Read rather than Client.Values because only Read
 // hands out the cursor of each page; both hold one page in memory.
 func read(ctx context.Context, c *thethings.Client, key string, opts thethings.ReadOptions, limit int, enc *encoder, prog *progress, stderr io.Writer) error {
-	if opts.Cursor == "" {
-		if err := enc.header(); err != nil {
-			return err
-		}
-	}
+	header := opts.Cursor == "" // a resumed read prints no second header
 	n := 0
 	for {
 		opts.Limit = pageSize
@@ -87,6 +81,12 @@ func read(ctx context.Context, c *thethings.Client, key string, opts thethings.R
 				return err
 			}
 			return interrupted(stderr, prog, n, opts.Cursor, err)
+		}
+		if header {
+			if err := enc.header(); err != nil {
+				return err
+			}
+			header = false
 		}
 		for _, v := range page.Values {
 			if err := enc.value(v); err != nil {
@@ -114,13 +114,19 @@ func read(ctx context.Context, c *thethings.Client, key string, opts thethings.R
 	}
 }
 
-// interrupted returns err after telling how to resume.
+// interrupted returns err after telling where the read stopped. Running
+// the command again is advised only when that may help: after an
+// interrupt or a failure that may pass (retryable), not after a refusal.
 func interrupted(stderr io.Writer, prog *progress, n int, cursor string, err error) error {
 	prog.clear()
-	if cursor == "" {
-		fmt.Fprintf(stderr, "thethings read: stopped before the first page was out; run the same command again\n")
-	} else {
+	again := retryable(err) || errors.Is(err, context.Canceled)
+	switch {
+	case cursor != "" && again:
 		fmt.Fprintf(stderr, "thethings read: stopped after %d values; resume with: -resume %s\n", n, cursor)
+	case cursor != "":
+		fmt.Fprintf(stderr, "thethings read: stopped after %d values; what is left starts at -resume %s\n", n, cursor)
+	case again:
+		fmt.Fprintf(stderr, "thethings read: stopped before the first page was out; run the same command again\n")
 	}
 	return err
 }
@@ -129,17 +135,16 @@ func interrupted(stderr io.Writer, prog *progress, n int, cursor string, err err
 type encoder struct {
 	bw   *bufio.Writer
 	csv  *csv.Writer
-	json *json.Encoder
+	json *jsonWriter
 	row  []string
 }
 
 func newEncoder(w io.Writer, format string) *encoder {
 	e := &encoder{bw: bufio.NewWriterSize(w, 64<<10)}
+	e.json = newJSONWriter(e.bw)
 	if format == "csv" {
 		e.csv = csv.NewWriter(e.bw)
 		e.row = make([]string, 5)
-	} else {
-		e.json = json.NewEncoder(e.bw)
 	}
 	return e
 }
@@ -153,17 +158,13 @@ func (e *encoder) header() error {
 
 func (e *encoder) value(v thethings.Value) error {
 	if e.csv == nil {
-		l, err := jsonLine(v)
-		if err != nil {
-			return err
-		}
-		return e.json.Encode(l)
+		return e.json.value(v, false)
 	}
-	s, err := text(v.Value)
+	s, err := e.json.valueField(v.Value)
 	if err != nil {
 		return fmt.Errorf("value of %q: %w", v.Key, err)
 	}
-	e.row[0], e.row[1], e.row[2], e.row[3], e.row[4] = formatTime(v.Datetime), v.Key, s, "", ""
+	e.row[0], e.row[1], e.row[2], e.row[3], e.row[4] = formatTime(v.Datetime), clean(v.Key), s, "", ""
 	if v.Geo != nil {
 		e.row[3] = strconv.FormatFloat(v.Geo.Lat, 'f', -1, 64)
 		e.row[4] = strconv.FormatFloat(v.Geo.Long, 'f', -1, 64)

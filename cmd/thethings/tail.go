@@ -3,12 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/wire"
 )
 
 func runTail(ctx context.Context, e *env, args []string) error {
@@ -25,7 +25,7 @@ func runTail(ctx context.Context, e *env, args []string) error {
 		if k = strings.TrimSpace(k); k == "" {
 			continue
 		}
-		if err := checkKey(k); err != nil {
+		if err := wire.ValidateKey(k, false); err != nil {
 			return usageErr("-keys: %v", err)
 		}
 		keys = append(keys, k)
@@ -42,7 +42,7 @@ func runTail(ctx context.Context, e *env, args []string) error {
 	}
 	opts := []thethings.SubscribeOption{thethings.WithStateHandler(func(s thethings.State, cause error) {
 		if cause != nil {
-			fmt.Fprintf(e.stderr, "thethings tail: %s: %s\n", s, strings.TrimPrefix(cause.Error(), "thethings: "))
+			fmt.Fprintf(e.stderr, "thethings tail: %s: %s\n", s, errorLine(strings.TrimPrefix(cause.Error(), "thethings: ")))
 		} else {
 			fmt.Fprintf(e.stderr, "thethings tail: %s\n", s)
 		}
@@ -53,7 +53,7 @@ func runTail(ctx context.Context, e *env, args []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	bw := bufio.NewWriter(e.stdout)
-	enc := json.NewEncoder(bw)
+	out := newJSONWriter(bw)
 	n := 0
 	for msg, err := range c.Subscribe(ctx, opts...) {
 		if err != nil {
@@ -66,12 +66,7 @@ func runTail(ctx context.Context, e *env, args []string) error {
 			if len(keys) > 0 && !slices.Contains(keys, v.Key) {
 				continue
 			}
-			l, err := jsonLine(v)
-			if err != nil {
-				return err
-			}
-			l.Backfill = msg.Backfill
-			if err := enc.Encode(l); err != nil {
+			if err := out.value(v, msg.Backfill); err != nil {
 				return err
 			}
 			n++

@@ -24,9 +24,9 @@ func runActivate(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(e.stdout, c.ThingToken())
+	fmt.Fprintln(e.stdout, clean(c.ThingToken()))
 	if id := c.ThingID(); id != "" {
-		fmt.Fprintf(e.stderr, "thethings activate: thing %s activated; save its token (above): it is shown only now\n", id)
+		fmt.Fprintf(e.stderr, "thethings activate: thing %s activated; save its token (above): it is shown only now\n", clean(id))
 	} else {
 		fmt.Fprintf(e.stderr, "thethings activate: thing activated; save its token (above): it is shown only now\n")
 	}
@@ -81,6 +81,7 @@ func runGeo(ctx context.Context, e *env, args []string) error {
 func runSettings(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "settings")
 	clientFlags(e, fs)
+	asJSON := fs.Bool("json", false, "set: refuse a VALUE that is not JSON instead of storing it as a string")
 	pos, err := parse(fs, args, 0, 3)
 	if err != nil {
 		return err
@@ -92,10 +93,7 @@ func runSettings(ctx context.Context, e *env, args []string) error {
 	switch {
 	case op == "":
 	case op == "get" && len(pos) == 2, op == "set" && len(pos) == 3:
-		path = pos[1]
-		if err := checkPath(path); err != nil {
-			return usageErr("%v", err)
-		}
+		path = pos[1] // Setting and SetSetting check it before any request
 	case op == "get":
 		return usageErr("usage: settings get PATH")
 	case op == "set":
@@ -110,7 +108,11 @@ func runSettings(ctx context.Context, e *env, args []string) error {
 	var v any
 	switch op {
 	case "set":
-		return c.SetSetting(ctx, path, parseValue(pos[2]))
+		val, err := parseValue(pos[2], *asJSON)
+		if err != nil {
+			return err
+		}
+		return c.SetSetting(ctx, path, val)
 	case "get":
 		var raw json.RawMessage
 		if err := c.Setting(ctx, path, &raw); err != nil {
@@ -122,31 +124,5 @@ func runSettings(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintf(e.stdout, "%s\n", b)
-	return err
-}
-
-// checkPath checks a dotted settings path: keys joined by '.'.
-func checkPath(path string) error {
-	if path == "" {
-		return fmt.Errorf("empty settings path")
-	}
-	start := 0
-	for i := 0; i <= len(path); i++ {
-		if i == len(path) || path[i] == '.' {
-			if i == start {
-				return fmt.Errorf("settings path %q has an empty segment", path)
-			}
-			start = i + 1
-			continue
-		}
-		if err := checkKey(path[i : i+1]); err != nil {
-			return fmt.Errorf("settings path %q: character %q not allowed (letters, digits, '-', '_', '.' between names)", path, path[i])
-		}
-	}
-	return nil
+	return newJSONWriter(e.stdout).line(v)
 }

@@ -9,6 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/thethings-go/thethings"
@@ -28,6 +31,7 @@ func runWrite(ctx context.Context, e *env, args []string) error {
 	clientFlags(e, fs)
 	at := fs.String("at", "", "when the value was taken: now, a duration ago (90m), 2006-01-02, 20060102150405 or ISO 8601 (default: the platform's clock)")
 	geo := fs.String("geo", "", "where it was taken: LAT,LONG")
+	asJSON := fs.Bool("json", false, "refuse a VALUE that is not JSON instead of storing it as a string")
 	pos, err := parse(fs, args, 0, 2)
 	if err != nil {
 		return err
@@ -36,8 +40,8 @@ func runWrite(ctx context.Context, e *env, args []string) error {
 		return usageErr("missing VALUE after KEY %q (or give no arguments and JSON lines on stdin)", pos[0])
 	}
 	if len(pos) == 0 {
-		if *at != "" || *geo != "" {
-			return usageErr("-at and -geo are for KEY VALUE; JSON lines carry their own datetime and geo")
+		if *at != "" || *geo != "" || *asJSON {
+			return usageErr("-at, -geo and -json are for KEY VALUE; JSON lines carry their own datetime and geo")
 		}
 		if isTerminal(e.stdin) {
 			return usageErr("missing KEY VALUE, or JSON lines on stdin")
@@ -49,10 +53,11 @@ func runWrite(ctx context.Context, e *env, args []string) error {
 		return writeLines(ctx, c, e.stdin)
 	}
 
-	v := thethings.Value{Key: pos[0], Value: parseValue(pos[1])}
-	if err := checkKey(v.Key); err != nil {
-		return usageErr("%v", err)
+	val, err := parseValue(pos[1], *asJSON)
+	if err != nil {
+		return err
 	}
+	v := thethings.Value{Key: pos[0], Value: val}
 	if *at != "" {
 		if v.Datetime, err = parseTime(*at, time.Now()); err != nil {
 			return usageErr("-at: %v", err)
@@ -65,11 +70,20 @@ func runWrite(ctx context.Context, e *env, args []string) error {
 		}
 		v.Geo = &g
 	}
+	if err := checkValue(v); err != nil {
+		return err
+	}
 	c, err := e.client()
 	if err != nil {
 		return err
 	}
-	return c.Write(ctx, []thethings.Value{v})
+	if err := c.Write(ctx, []thethings.Value{v}); err != nil {
+		return err
+	}
+	if s, ok := val.(string); ok && looksNumeric(s) {
+		fmt.Fprintf(e.stderr, "thethings write: stored %s as a string, not a number (a number is written like 21.5; -json refuses what is not JSON)\n", clean(strconv.Quote(s)))
+	}
+	return nil
 }
 
 // line is one parsed input line, or the error that ends the input.
@@ -198,7 +212,7 @@ func readLines(r io.Reader, out chan<- line, stop <-chan struct{}) {
 		}
 		v, err := parseLine(b)
 		if err != nil {
-			send(line{n: n, err: usageErr("line %d: %v", n, err)})
+			send(line{n: n, err: usageErr("line %d: %s", n, strings.TrimPrefix(err.Error(), "thethings: "))})
 			return
 		}
 		if !send(line{n: n, v: v}) {
@@ -221,19 +235,19 @@ func parseLine(b []byte) (thethings.Value, error) {
 		Datetime *string         `json:"datetime"`
 		Geo      *geoJSON        `json:"geo"`
 	}
+	if b[0] != '{' && json.Valid(b) {
+		return thethings.Value{}, fmt.Errorf(`want one JSON object {"key":..,"value":..} a line, not %s`, jsonKind(b))
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&l); err != nil {
-		return thethings.Value{}, fmt.Errorf(`not a JSON object {"key":..,"value":..,"datetime":..,"geo":{"lat":..,"long":..}}: %v`, err)
+		return thethings.Value{}, lineError(err)
 	}
 	if dec.More() {
 		return thethings.Value{}, errors.New("more than one JSON value on the line")
 	}
 	if l.Key == nil || l.Value == nil {
 		return thethings.Value{}, errors.New(`"key" and "value" are required`)
-	}
-	if err := checkKey(*l.Key); err != nil {
-		return thethings.Value{}, err
 	}
 	v := thethings.Value{Key: *l.Key, Value: l.Value}
 	if l.Datetime != nil {
@@ -247,13 +261,45 @@ func parseLine(b []byte) (thethings.Value, error) {
 		if l.Geo.Lat == nil || l.Geo.Long == nil {
 			return thethings.Value{}, errors.New(`geo needs "lat" and "long"`)
 		}
-		g := thethings.Geo{Lat: *l.Geo.Lat, Long: *l.Geo.Long}
-		if err := checkGeo(g); err != nil {
-			return thethings.Value{}, err
-		}
-		v.Geo = &g
+		v.Geo = &thethings.Geo{Lat: *l.Geo.Lat, Long: *l.Geo.Long}
 	}
-	return v, nil
+	return v, checkValue(v)
+}
+
+// jsonKind names what the line b holds instead of an object.
+func jsonKind(b []byte) string {
+	switch b[0] {
+	case '[':
+		return "an array (put each value on a line of its own)"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
+}
+
+// lineError says what is wrong with a line in the terms of the input, not
+// of the Go types it is decoded into.
+func lineError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		want := "a number"
+		switch te.Type.Kind() {
+		case reflect.String:
+			want = "a string"
+		case reflect.Struct, reflect.Pointer:
+			want = "an object"
+		}
+		return fmt.Errorf("%q must be %s, not %s", te.Field, want, te.Value)
+	}
+	msg := strings.TrimPrefix(err.Error(), "json: ")
+	if strings.HasPrefix(msg, "unknown field") {
+		return fmt.Errorf(`%s (want "key", "value", "datetime", "geo")`, msg)
+	}
+	return fmt.Errorf(`not a JSON object {"key":..,"value":..,"datetime":..,"geo":{"lat":..,"long":..}}: %s`, msg)
 }
 
 // isTerminal reports whether r or w is a terminal.

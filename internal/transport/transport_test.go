@@ -161,6 +161,23 @@ func status(code int, retryAfter string) func(*http.Request) (*http.Response, er
 	}
 }
 
+// errStatus is what do's handler makes of an answer other than 2xx.
+var errStatus = errors.New("not 2xx")
+
+// do is Do with a handler that accepts a 2xx answer and refuses the
+// others; status is the last answer's status.
+func do(ctx context.Context, tr *Transport, r *Request) (status int, maybe bool, err error) {
+	maybe, err = tr.Do(ctx, r, func(resp *http.Response) error {
+		status = resp.StatusCode
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if status/100 != 2 {
+			return errStatus
+		}
+		return nil
+	})
+	return status, maybe, err
+}
+
 func TestDoWaitsInFakeTime(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
@@ -169,10 +186,9 @@ func TestDoWaitsInFakeTime(t *testing.T) {
 		}}
 		tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 5, MinWait: time.Second, MaxWait: 5 * time.Second}, nil, nil)
 		start := time.Now()
-		resp, _, err := tr.Do(context.Background(), &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/x", Path: "/v2/x"})
+		status, _, err := do(context.Background(), tr, &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/x", Path: "/v2/x"})
 		require.NoError(t, err)
-		resp.Body.Close()
-		assert.Equal(t, 200, resp.StatusCode)
+		assert.Equal(t, 200, status)
 		assert.Equal(t, 4, rt.calls)
 		require.Len(t, rt.at, 4)
 		w1 := rt.at[1].Sub(rt.at[0])
@@ -193,10 +209,9 @@ func TestDoGivesUpBeforeTheDeadline(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		start := time.Now()
-		resp, _, err := tr.Do(ctx, &Request{Kind: Write, Method: "POST", URL: "http://h/v2/x", Path: "/v2/x", Body: []byte(`{}`)})
-		require.NoError(t, err)
-		resp.Body.Close()
-		assert.Equal(t, 429, resp.StatusCode, "the last answer, not a context error")
+		status, _, err := do(ctx, tr, &Request{Kind: Write, Method: "POST", URL: "http://h/v2/x", Path: "/v2/x", Body: []byte(`{}`)})
+		require.ErrorIs(t, err, errStatus, "the last answer, not a context error")
+		assert.Equal(t, 429, status, "the last answer, not a context error")
 		assert.Equal(t, 1, rt.calls)
 		assert.Zero(t, time.Since(start), "no wait that the deadline would cut")
 	})
@@ -210,7 +225,7 @@ func TestDoCancelDuringWait(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(time.Second, cancel)
 		start := time.Now()
-		_, _, err := tr.Do(ctx, &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/x", Path: "/v2/x"})
+		_, _, err := do(ctx, tr, &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/x", Path: "/v2/x"})
 		require.Error(t, err)
 		assert.ErrorIs(t, err, context.Canceled)
 		assert.Equal(t, time.Second, time.Since(start), "returns as soon as the context ends")
@@ -225,21 +240,19 @@ func TestDoWriteNotRetriedWhenAmbiguous(t *testing.T) {
 	t.Parallel()
 	rt := &scripted{steps: []func(*http.Request) (*http.Response, error){status(500, ""), status(201, "")}}
 	tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 3}, nil, nil)
-	resp, res, err := tr.Do(context.Background(), &Request{Kind: Write, Method: "POST", URL: "http://h/v2/x", Path: "/v2/x", Body: []byte(`{}`)})
-	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, 500, resp.StatusCode)
+	code, maybe, err := do(context.Background(), tr, &Request{Kind: Write, Method: "POST", URL: "http://h/v2/x", Path: "/v2/x", Body: []byte(`{}`)})
+	require.ErrorIs(t, err, errStatus)
+	assert.Equal(t, 500, code)
 	assert.Equal(t, 1, rt.calls)
-	assert.True(t, res.MaybeProcessed)
+	assert.True(t, maybe)
 
 	rt = &scripted{steps: []func(*http.Request) (*http.Response, error){status(500, ""), status(201, "")}}
 	tr = New(&http.Client{Transport: rt}, Policy{MaxRetries: 3, RetryWrites: true}, nil, nil)
-	resp, res, err = tr.Do(context.Background(), &Request{Kind: Write, Method: "POST", URL: "http://h/v2/x", Path: "/v2/x", Body: []byte(`{}`)})
+	code, maybe, err = do(context.Background(), tr, &Request{Kind: Write, Method: "POST", URL: "http://h/v2/x", Path: "/v2/x", Body: []byte(`{}`)})
 	require.NoError(t, err)
-	resp.Body.Close()
-	assert.Equal(t, 201, resp.StatusCode)
+	assert.Equal(t, 201, code)
 	assert.Equal(t, 2, rt.calls)
-	assert.True(t, res.MaybeProcessed, "the first attempt may have stored the values")
+	assert.True(t, maybe, "the first attempt may have stored the values")
 }
 
 func TestErrorIsRedacted(t *testing.T) {
@@ -249,7 +262,7 @@ func TestErrorIsRedacted(t *testing.T) {
 		return nil, fmt.Errorf("dial to %s failed: %w", r.URL, &net.OpError{Op: "dial", Err: errors.New("refused")})
 	}}}
 	tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 1}, nil, func(s string) string { return strings.ReplaceAll(s, secret, "***") })
-	_, _, err := tr.Do(context.Background(), &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/things/" + secret, Path: "/v2/things/***"})
+	_, _, err := do(context.Background(), tr, &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/things/" + secret, Path: "/v2/things/***"})
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), secret)
 	assert.NotContains(t, fmt.Sprintf("%+v", err), secret)
@@ -283,6 +296,8 @@ func TestClassify(t *testing.T) {
 		{Write, 400, false, nil, Permanent},
 		{Write, 401, false, nil, Permanent},
 		{Write, 404, false, nil, Permanent},
+		{Write, 408, false, nil, NotStored},
+		{Verified, 408, false, nil, NotStored},
 		{Write, 0, false, &Error{Err: errors.New(`unsupported protocol scheme "ftp"`)}, Permanent},
 	}
 	for _, c := range cases {
@@ -322,14 +337,14 @@ func cutServer(t *testing.T, cut int) (url string, hits func() int) {
 // A body cut mid-way is a failed attempt: a read is sent again, activation
 // is not and may have been processed.
 func TestDoReadCutBody(t *testing.T) {
-	read := func(tr *Transport, url string, kind Kind) (string, Result, error) {
+	read := func(tr *Transport, url string, kind Kind) (string, bool, error) {
 		var got []byte
-		res, err := tr.DoRead(context.Background(), &Request{Kind: kind, Method: "GET", URL: url, Path: "/p"}, func(resp *http.Response) error {
+		maybe, err := tr.Do(context.Background(), &Request{Kind: kind, Method: "GET", URL: url, Path: "/p"}, func(resp *http.Response) error {
 			var err error
 			got, err = io.ReadAll(resp.Body)
 			return err
 		})
-		return string(got), res, err
+		return string(got), maybe, err
 	}
 	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	t.Cleanup(hc.CloseIdleConnections)
@@ -347,10 +362,10 @@ func TestDoReadCutBody(t *testing.T) {
 	assert.Equal(t, 3, hits())
 
 	url, hits = cutServer(t, 1)
-	_, res, err := read(tr, url, Once)
+	_, maybe, err := read(tr, url, Once)
 	assert.Error(t, err)
 	assert.Equal(t, 1, hits())
-	assert.True(t, res.MaybeProcessed)
+	assert.True(t, maybe)
 }
 
 // A subscription reconnects after what a read retries, and after 408.
@@ -359,4 +374,43 @@ func TestDecideStream(t *testing.T) {
 		retry, _ := DecideAnswer(Stream, false, status, false)
 		assert.Equal(t, want, retry, "status %d", status)
 	}
+}
+
+// The loop's budget starts over on Reset, its backoff only on Lived.
+func TestLoopResetAndLived(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := Policy{MinWait: time.Second, MaxWait: 64 * time.Second}
+		var at []time.Time
+		steps := []Step{
+			{Retry: true}, {Retry: true, Reset: true}, {Retry: true, Reset: true},
+			{Retry: true, Reset: true, Lived: true}, {Retry: true}, {Retry: true}, {Err: errStatus, Retry: true},
+		}
+		loop := Loop{Policy: p, Max: 3}
+		last, end := loop.Run(t.Context(), func(context.Context) Step {
+			at = append(at, time.Now())
+			return steps[len(at)-1]
+		})
+		assert.Equal(t, Spent, end, "three retries in a row after the last Reset")
+		assert.ErrorIs(t, last.Err, errStatus)
+		require.Len(t, at, 7)
+		// Waits: n=0,1,2 (Reset keeps the backoff), then 0 (Lived), 1, 2.
+		for i, n := range []int{0, 1, 2, 0, 1, 2} {
+			base := p.MinWait << n
+			gap := at[i+1].Sub(at[i])
+			assert.True(t, gap >= base/2 && gap <= base, "wait %d is %s, want within [%s, %s]", i+1, gap, base/2, base)
+		}
+	})
+}
+
+// The loop stops at once when ctx ends during a wait.
+func TestLoopCut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		defer cancel()
+		loop := Loop{Policy: Policy{MinWait: time.Hour, MaxWait: time.Hour}, Max: -1}
+		start := time.Now()
+		_, end := loop.Run(ctx, func(context.Context) Step { return Step{Retry: true} })
+		assert.Equal(t, Cut, end)
+		assert.Equal(t, 3*time.Second, time.Since(start))
+	})
 }

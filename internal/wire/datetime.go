@@ -2,18 +2,20 @@ package wire
 
 import "time"
 
-// Layouts of the datetimes a write carries.
+// Layouts of the platform's datetimes, for the SDK's every use.
 const (
-	compactLayout = "20060102150405"           // the documented write form
-	isoMillis     = "2006-01-02T15:04:05.000Z" // with milliseconds
+	CompactLayout = "20060102150405"           // the documented write and query form
+	ISOMillis     = "2006-01-02T15:04:05.000Z" // with milliseconds, what the platform returns
 )
 
 // Unix seconds of 0000-01-01, 0001-01-01 and 10000-01-01 (UTC): the range
 // of four-digit years, and the first year a datetime is sent with.
+// UnixYear10000 bounds every date the SDK sends or reads: the platform's
+// forms hold the years 1..9999.
 const (
 	unixYear0     = -62167219200
 	unixYear1     = -62135596800
-	unixYear10000 = 253402300800
+	UnixYear10000 = 253402300800
 )
 
 // AppendDatetime appends how a value's datetime is written: the documented
@@ -23,12 +25,12 @@ const (
 // time.AppendFormat was most of the cost of encoding a batch.
 func AppendDatetime(b []byte, t time.Time) []byte {
 	secs := t.Unix()
-	if secs < unixYear0 || secs >= unixYear10000 {
+	if secs < unixYear0 || secs >= UnixYear10000 {
 		t = t.UTC().Truncate(time.Millisecond)
 		if t.Nanosecond() == 0 {
-			return t.AppendFormat(b, compactLayout)
+			return t.AppendFormat(b, CompactLayout)
 		}
-		return t.AppendFormat(b, isoMillis)
+		return t.AppendFormat(b, ISOMillis)
 	}
 	days := (secs - unixYear0) / 86400 // days since 0000-01-01, >= 0
 	sod := int(secs - unixYear0 - days*86400)

@@ -14,9 +14,9 @@ func TestAppendDatetimeMatchesFormat(t *testing.T) {
 	want := func(t time.Time) string {
 		t = t.UTC().Truncate(time.Millisecond)
 		if t.Nanosecond() == 0 {
-			return t.Format(compactLayout)
+			return t.Format(CompactLayout)
 		}
-		return t.Format(isoMillis)
+		return t.Format(ISOMillis)
 	}
 	check := func(tm time.Time) {
 		t.Helper()
@@ -26,13 +26,13 @@ func TestAppendDatetimeMatchesFormat(t *testing.T) {
 	}
 	if time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC).Unix() != unixYear0 ||
 		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).Unix() != unixYear1 ||
-		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC).Unix() != unixYear10000 {
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC).Unix() != UnixYear10000 {
 		t.Fatal("year constants")
 	}
 	r := rand.New(rand.NewPCG(1, 2))
 	zone := time.FixedZone("UTC+5:30", 5*3600+1800)
 	for i := range 200000 {
-		tm := time.Unix(unixYear0+r.Int64N(unixYear10000-unixYear0), 0)
+		tm := time.Unix(unixYear0+r.Int64N(UnixYear10000-unixYear0), 0)
 		if i%2 == 0 {
 			tm = tm.Add(time.Duration(r.Int64N(1e9)))
 		}

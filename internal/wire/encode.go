@@ -145,7 +145,7 @@ func CheckDatetime(t time.Time) error {
 	if t.IsZero() {
 		return nil
 	}
-	if s := t.Unix(); s < unixYear1 || s >= unixYear10000 {
+	if s := t.Unix(); s < unixYear1 || s >= UnixYear10000 {
 		return Errorf("thethings: datetime %s outside the years 1..9999: %w", t.UTC().Format(time.RFC3339), ErrInvalidValue)
 	}
 	return nil

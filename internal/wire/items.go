@@ -3,7 +3,6 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"math"
 	"strconv"
 	"time"
@@ -28,17 +27,13 @@ type Geo struct {
 	Long float64 `json:"long"`
 }
 
-// ErrUnusual is returned by a strict Decoder for input that is not of the
-// platform's usual shape, valid JSON or not.
-var ErrUnusual = errors.New("wire: not of the usual item shape")
-
-// Decoder decodes JSON arrays of items. The zero Decoder is strict: it
-// accepts only the platform's usual shape, objects whose members are
-// "key" (a string), "value", "datetime" (a string or null) and "geo" (an
-// object with "lat" and "long", or null), each at most once, with member
-// names free of escapes, and returns ErrUnusual for anything else, valid
-// or not, so that the caller can decode it with encoding/json. Whatever it
-// accepts it decodes exactly as encoding/json would decode it into Item.
+// Decoder decodes JSON arrays of items, objects with the members "key" (a
+// string), "value", "datetime" (a string) and "geo" (an object with "lat"
+// and "long", or null), by the rules of the platform's answers: other
+// members are skipped, a member given twice takes its last value (except
+// that a null geo leaves an earlier one), escaped names are decoded, and
+// every item must have a datetime string unless OptionalTime. Errors wrap
+// ErrSyntax.
 //
 // Number and plain string literals are not allocated one by one: they are
 // cut from one string per call.
@@ -46,13 +41,7 @@ type Decoder struct {
 	// Key is the key of an item that has none. An item whose key equals
 	// it shares the string.
 	Key string
-	// Lenient applies the rules of read answers instead: members other
-	// than the four are skipped, a member given twice takes its last value
-	// (except that a null geo leaves an earlier one), escaped names are
-	// decoded, and every item must have a datetime string. Errors wrap
-	// ErrSyntax.
-	Lenient bool
-	// OptionalTime, with Lenient, accepts items without a datetime or
+	// OptionalTime accepts items without a datetime or
 	// with a null one, as subscription frames carry.
 	OptionalTime bool
 	// ParseTime, if set, parses a datetime string that is not in the
@@ -127,7 +116,7 @@ func (d *Decoder) Decode(b []byte, hint int) ([]Item, error) {
 	}
 	i := SkipWS(b, 0)
 	if i >= len(b) || b[i] != '[' {
-		return nil, d.fail(b, i)
+		return nil, syntaxErr(b, i)
 	}
 	i = SkipWS(b, i+1)
 	if i < len(b) && b[i] == ']' {
@@ -153,11 +142,11 @@ func (d *Decoder) Decode(b []byte, hint int) ([]Item, error) {
 				i++
 				break
 			}
-			return nil, d.fail(b, i)
+			return nil, syntaxErr(b, i)
 		}
 	}
 	if SkipWS(b, i) != len(b) {
-		return nil, d.fail(b, i)
+		return nil, syntaxErr(b, i)
 	}
 	if d.Reuse {
 		d.place()
@@ -192,22 +181,6 @@ func (d *Decoder) place() {
 	}
 }
 
-// fail is the error for b[i]: ErrUnusual when strict.
-func (d *Decoder) fail(b []byte, i int) error {
-	if !d.Lenient {
-		return ErrUnusual
-	}
-	return syntaxErr(b, i)
-}
-
-// failed is err, or ErrUnusual when strict.
-func (d *Decoder) failed(err error) error {
-	if !d.Lenient {
-		return ErrUnusual
-	}
-	return err
-}
-
 // text returns the literal b[start:end] as a string cut from the call's
 // copy of the input (without Reuse).
 func (d *Decoder) text(b []byte, start, end int) string {
@@ -235,7 +208,7 @@ const (
 // item decodes the object starting at b[i].
 func (d *Decoder) item(b []byte, i int) (int, error) {
 	if i >= len(b) || b[i] != '{' {
-		return i, d.fail(b, i)
+		return i, syntaxErr(b, i)
 	}
 	it := Item{Key: d.Key}
 	l := lit{geo: -1}
@@ -248,33 +221,28 @@ func (d *Decoder) item(b []byte, i int) (int, error) {
 	} else {
 		for {
 			if i >= len(b) || b[i] != '"' {
-				return i, d.fail(b, i)
+				return i, syntaxErr(b, i)
 			}
-			nameEnd, escaped, ascii, err := ScanString(b, i)
+			nameEnd, escaped, _, err := ScanString(b, i)
 			if err != nil {
-				return i, d.failed(err)
+				return i, err
 			}
 			name := b[i+1 : nameEnd-1]
-			if escaped || !ascii {
-				if !d.Lenient {
-					return i, ErrUnusual
+			if escaped {
+				var s string
+				if json.Unmarshal(b[i:nameEnd], &s) != nil {
+					return i, syntaxErr(b, i)
 				}
-				if escaped {
-					var s string
-					if json.Unmarshal(b[i:nameEnd], &s) != nil {
-						return i, syntaxErr(b, i)
-					}
-					name = []byte(s)
-				}
+				name = []byte(s)
 			}
 			i = SkipWS(b, nameEnd)
 			if i >= len(b) || b[i] != ':' {
-				return i, d.fail(b, i)
+				return i, syntaxErr(b, i)
 			}
 			i = SkipWS(b, i+1)
 			end, err := SkipValue(b, i)
 			if err != nil {
-				return i, d.failed(err)
+				return i, err
 			}
 			var bit uint8
 			switch string(name) {
@@ -297,13 +265,10 @@ func (d *Decoder) item(b []byte, i int) (int, error) {
 			case "geo":
 				bit = hasGeo
 				if b[i] == 'n' {
-					if !d.Lenient {
-						it.Geo = nil
-					}
 					break
 				}
-				if geo, err = parseGeo(b[i:end], !d.Lenient); err != nil {
-					return i, d.failed(err)
+				if geo, err = parseGeo(b[i:end]); err != nil {
+					return i, err
 				}
 				if d.Reuse {
 					l.geo = 0 // placed below
@@ -311,13 +276,6 @@ func (d *Decoder) item(b []byte, i int) (int, error) {
 					g := geo
 					it.Geo = &g
 				}
-			default:
-				if !d.Lenient {
-					return i, ErrUnusual
-				}
-			}
-			if seen&bit != 0 && !d.Lenient {
-				return i, ErrUnusual
 			}
 			seen |= bit
 			i = SkipWS(b, end)
@@ -329,10 +287,10 @@ func (d *Decoder) item(b []byte, i int) (int, error) {
 				i++
 				break
 			}
-			return i, d.fail(b, i)
+			return i, syntaxErr(b, i)
 		}
 	}
-	if d.Lenient && !d.OptionalTime && seen&hasTime == 0 {
+	if !d.OptionalTime && seen&hasTime == 0 {
 		return i, Errorf("thethings: read answer item without datetime: %w", ErrSyntax)
 	}
 	if l.geo >= 0 {
@@ -356,7 +314,7 @@ func (d *Decoder) item(b []byte, i int) (int, error) {
 // key decodes the string at b[i:end] as the item's key.
 func (d *Decoder) key(b []byte, i, end int, it *Item, l *lit) error {
 	if b[i] != '"' {
-		return d.fail(b, i)
+		return syntaxErr(b, i)
 	}
 	l.key = false
 	raw := b[i+1 : end-1]
@@ -374,7 +332,7 @@ func (d *Decoder) key(b []byte, i, end int, it *Item, l *lit) error {
 	default:
 		var k string
 		if json.Unmarshal(b[i:end], &k) != nil {
-			return d.fail(b, i)
+			return syntaxErr(b, i)
 		}
 		it.Key = k
 	}
@@ -393,7 +351,7 @@ func (d *Decoder) value(b []byte, i, end int, it *Item, l *lit) error {
 		case escaped || !ascii:
 			var s string
 			if json.Unmarshal(b[i:end], &s) != nil {
-				return d.fail(b, i)
+				return syntaxErr(b, i)
 			}
 			it.Value = s
 		case d.Reuse:
@@ -419,7 +377,7 @@ func (d *Decoder) value(b []byte, i, end int, it *Item, l *lit) error {
 		dec.UseNumber()
 		var x any
 		if err := dec.Decode(&x); err != nil {
-			return d.failed(Errorf("thethings: read answer value: %w: %w", err, ErrSyntax))
+			return Errorf("thethings: read answer value: %w: %w", err, ErrSyntax)
 		}
 		it.Value = x
 	}
@@ -428,12 +386,12 @@ func (d *Decoder) value(b []byte, i, end int, it *Item, l *lit) error {
 
 // datetime decodes the datetime at b[i:end].
 func (d *Decoder) datetime(b []byte, i, end int, it *Item) error {
-	if b[i] == 'n' && (!d.Lenient || d.OptionalTime) {
+	if b[i] == 'n' && d.OptionalTime {
 		it.Time, it.RawTime = time.Time{}, ""
 		return nil
 	}
 	if b[i] != '"' {
-		return d.fail(b, i)
+		return syntaxErr(b, i)
 	}
 	it.Time, it.RawTime = time.Time{}, ""
 	if t, ok := ParseISOMillis(b[i+1 : end-1]); ok {
@@ -442,7 +400,7 @@ func (d *Decoder) datetime(b []byte, i, end int, it *Item) error {
 	}
 	var s string
 	if json.Unmarshal(b[i:end], &s) != nil {
-		return d.fail(b, i)
+		return syntaxErr(b, i)
 	}
 	if d.ParseTime == nil {
 		it.RawTime = s
@@ -450,16 +408,15 @@ func (d *Decoder) datetime(b []byte, i, end int, it *Item) error {
 	}
 	t, err := d.ParseTime(s)
 	if err != nil {
-		return d.failed(err)
+		return err
 	}
 	it.Time = t
 	return nil
 }
 
-// parseGeo parses {"lat":..,"long":..}. Strict, it accepts only those two
-// members, each once, and JSON syntax; otherwise other members are
-// skipped, a repeated member wins and commas are not checked.
-func parseGeo(b []byte, strict bool) (Geo, error) {
+// parseGeo parses {"lat":..,"long":..}: other members are skipped, a
+// repeated member wins and commas are not checked.
+func parseGeo(b []byte) (Geo, error) {
 	var g Geo
 	if len(b) == 0 || b[0] != '{' {
 		return g, syntaxErr(b, 0)
@@ -487,9 +444,6 @@ func parseGeo(b []byte, strict bool) (Geo, error) {
 		switch string(name) {
 		case "lat", "long":
 			isLat := name[1] == 'a'
-			if strict && (isLat && hasLat || !isLat && hasLong) {
-				return g, ErrUnusual
-			}
 			f, err := strconv.ParseFloat(string(b[i:end]), 64)
 			if err != nil {
 				return g, Errorf("thethings: read answer geo %s: %w", name, ErrSyntax)
@@ -499,19 +453,10 @@ func parseGeo(b []byte, strict bool) (Geo, error) {
 			} else {
 				g.Long, hasLong = f, true
 			}
-		default:
-			if strict {
-				return g, ErrUnusual
-			}
 		}
 		i = SkipWS(b, end)
 		if i < len(b) && b[i] == ',' {
 			i = SkipWS(b, i+1)
-			if strict && (i >= len(b) || b[i] != '"') {
-				return g, ErrUnusual
-			}
-		} else if strict && (i >= len(b) || b[i] != '}') {
-			return g, ErrUnusual
 		}
 	}
 	if !hasLat || !hasLong {
@@ -522,7 +467,9 @@ func parseGeo(b []byte, strict bool) (Geo, error) {
 
 // fingerprint is FNV-64a over the value's compact JSON and the geo, which
 // tells values of one millisecond apart. Cursors store it: it must not
-// change.
+// change. It is not the SDK's value identity (AppendCanonical): it hashes
+// the value as the platform spells it, which is all one read needs, and
+// cursors made by earlier versions hold it.
 func (d *Decoder) fingerprint(raw []byte, g *Geo) uint64 {
 	if len(raw) > 0 && (raw[0] == '{' || raw[0] == '[') {
 		d.compact.Reset()

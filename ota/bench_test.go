@@ -1,0 +1,226 @@
+package ota
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"io"
+	"net/http"
+	"runtime"
+	"runtime/metrics"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/thethingstest"
+)
+
+// benchPriv signs the benchmarks' bundles.
+var benchPriv = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
+
+const benchToken = "bench-thing"
+
+// zeroes is a payload reader of n bytes that holds none of them.
+type zeroes struct{ n int64 }
+
+func (z *zeroes) Read(p []byte) (int, error) {
+	if z.n <= 0 {
+		return 0, io.EOF
+	}
+	k := min(int64(len(p)), z.n)
+	clear(p[:k])
+	z.n -= k
+	return int(k), nil
+}
+
+// benchServer serves a signed bundle of a size-byte payload.
+func benchServer(b *testing.B, size int64) (*thethingstest.Server, *thethings.Client, string) {
+	b.Helper()
+	var bundle bytesWriter
+	if err := Sign(&bundle, &zeroes{size}, "2", benchPriv); err != nil {
+		b.Fatal(err)
+	}
+	srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
+	id := srv.AddFirmware("2", bundle.b)
+	c, err := thethings.NewClient(benchToken, thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return srv, c, id
+}
+
+type bytesWriter struct{ b []byte }
+
+func (w *bytesWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+
+// peakHeap samples the heap while the benchmark runs and reports its peak
+// above what was in use when it started (the server's copy of the bundle
+// included), in MiB.
+func peakHeap(b *testing.B) (stop func()) {
+	runtime.GC()
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	read := func() uint64 { metrics.Read(sample); return sample[0].Value.Uint64() }
+	base, peak := read(), uint64(0)
+	done, wg := make(chan struct{}), sync.WaitGroup{}
+	wg.Go(func() {
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			peak = max(peak, read())
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+		b.ReportMetric(float64(peak-min(peak, base))/(1<<20), "peak-heap-MiB")
+	}
+}
+
+// BenchmarkDownloadVerify is DownloadFirmware into the verifier, as
+// Updater.Apply does, without the disk: the payload goes to io.Discard.
+func BenchmarkDownloadVerify(b *testing.B) {
+	pub := benchPriv.Public().(ed25519.PublicKey)
+	for _, size := range []int64{64 << 20, 8 << 20} {
+		b.Run(sizeName(size), func(b *testing.B) {
+			_, c, id := benchServer(b, size)
+			b.SetBytes(size)
+			b.ReportAllocs()
+			stop := peakHeap(b)
+			for b.Loop() {
+				collect(b)
+				v, _ := newVerifier(pub, io.Discard, nil)
+				if _, err := c.DownloadFirmware(context.Background(), id, v, size+maxBundleExtra); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := v.finish(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			stop()
+		})
+	}
+}
+
+// BenchmarkDownloadPipeVerify is what a program composes from the public
+// calls: DownloadFirmware into an io.Pipe, read by Verify.
+func BenchmarkDownloadPipeVerify(b *testing.B) {
+	for _, size := range []int64{64 << 20} {
+		b.Run(sizeName(size), func(b *testing.B) {
+			_, c, id := benchServer(b, size)
+			b.SetBytes(size)
+			b.ReportAllocs()
+			stop := peakHeap(b)
+			for b.Loop() {
+				collect(b)
+				pr, pw := io.Pipe()
+				go func() {
+					_, err := c.DownloadFirmware(context.Background(), id, pw, size+1<<20)
+					pw.CloseWithError(err)
+				}()
+				if _, err := Verify(pr, benchPriv.Public().(ed25519.PublicKey), io.Discard); err != nil {
+					b.Fatal(err)
+				}
+			}
+			stop()
+		})
+	}
+}
+
+// BenchmarkCopySHA256 is the floor: the same bytes from the same server
+// over loopback, io.Copy into sha256.
+func BenchmarkCopySHA256(b *testing.B) {
+	for _, size := range []int64{64 << 20, 8 << 20} {
+		b.Run(sizeName(size), func(b *testing.B) {
+			srv, _, id := benchServer(b, size)
+			hc := &http.Client{}
+			b.SetBytes(size)
+			b.ReportAllocs()
+			stop := peakHeap(b)
+			for b.Loop() {
+				collect(b)
+				resp, err := hc.Get(srv.URL() + "things/" + benchToken + "/firmwares/download/" + id)
+				if err != nil {
+					b.Fatal(err)
+				}
+				h := sha256.New()
+				_, err = io.Copy(h, resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			stop()
+			hc.CloseIdleConnections()
+		})
+	}
+}
+
+// collect runs a GC outside the timed part, so that the heap sampled
+// during an iteration is what that iteration holds, not the garbage of the
+// previous ones that the GC's pacing lets pile up.
+func collect(b *testing.B) {
+	b.StopTimer()
+	runtime.GC()
+	b.StartTimer()
+}
+
+func sizeName(n int64) string {
+	return map[int64]string{8 << 20: "8MiB", 64 << 20: "64MiB"}[n]
+}
+
+// BenchmarkDownloadVerifyRatio times DownloadFirmware into the verifier and
+// the io.Copy into sha256 of the same bytes in turns, in one run, and
+// reports the ratio of their times: on a shared machine, whose load drifts
+// between benchmarks, the ratio of interleaved runs is the figure that
+// holds.
+func BenchmarkDownloadVerifyRatio(b *testing.B) {
+	const size = 64 << 20
+	pub := benchPriv.Public().(ed25519.PublicKey)
+	srv, c, id := benchServer(b, size)
+	hc := &http.Client{}
+	defer hc.CloseIdleConnections()
+	sdk := func() {
+		v, _ := newVerifier(pub, io.Discard, nil)
+		if _, err := c.DownloadFirmware(context.Background(), id, v, size+maxBundleExtra); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := v.finish(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	floor := func() {
+		resp, err := hc.Get(srv.URL() + "things/" + benchToken + "/firmwares/download/" + id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if _, err := io.Copy(sha256.New(), resp.Body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var tSDK, tFloor time.Duration
+	i := 0
+	for b.Loop() {
+		runs := []func(){sdk, floor}
+		times := []*time.Duration{&tSDK, &tFloor}
+		if i%2 == 1 {
+			runs[0], runs[1], times[0], times[1] = floor, sdk, &tFloor, &tSDK
+		}
+		for k, run := range runs {
+			collect(b)
+			start := time.Now()
+			run()
+			*times[k] += time.Since(start)
+		}
+		i++
+	}
+	b.ReportMetric(float64(tSDK)/float64(i)/1e6, "sdk-ms/op")
+	b.ReportMetric(float64(tFloor)/float64(i)/1e6, "copy-sha256-ms/op")
+	b.ReportMetric(float64(tSDK)/float64(tFloor), "ratio")
+}
