@@ -3,8 +3,11 @@ package mqtt
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
@@ -18,8 +21,8 @@ import (
 // thing token, and then connects as that thing (with the Last Will, when
 // one is set). Persist [Client.ThingToken]: the code is spent.
 //
-// An unknown or used code fails with an error matching
-// [thethings.ErrActivationCodeNotFound]; an empty code, or one that cannot
+// A refusal is an [*ActivationError]; an unknown or used code's matches
+// [thethings.ErrActivationCodeNotFound]. An empty code, or one that cannot
 // be part of a topic, with [thethings.ErrInvalidValue] before any I/O.
 // When the activation succeeded but connecting as the thing fails, the
 // Client is returned anyway (the token must not be lost) and keeps
@@ -74,14 +77,17 @@ func activate(ctx context.Context, cfg *config, code string) (string, error) {
 		default:
 		}
 	})
-	if err := a.wait(ctx, t); err != nil {
+	if err := a.wait(ctx, t, nil); err != nil {
 		return "", a.fail("activation", err)
 	}
 	var p []byte
 	select {
 	case p = <-answer:
 	case err := <-cn.lost:
-		return "", a.fail("activation", fmt.Errorf("connection lost: %s", errString(err)))
+		if err == nil {
+			err = errors.New("closed")
+		}
+		return "", a.fail("activation", fmt.Errorf("connection lost: %w", err))
 	case <-ctx.Done():
 		return "", a.fail("activation", context.Cause(ctx))
 	}
@@ -94,12 +100,62 @@ func activate(ctx context.Context, cfg *config, code string) (string, error) {
 		return "", wire.Errorf("thethings: mqtt: activation: undecodable answer: %w", err)
 	}
 	if strings.EqualFold(out.Status, "error") || out.ThingToken == "" {
-		msg := out.Message
-		if msg == "" {
-			msg = "refused"
-		}
-		// The broker's message, matching the REST client's sentinel.
-		return "", &wrapped{msg: "thethings: mqtt: activation refused: " + msg, err: thethings.ErrActivationCodeNotFound}
+		return "", &ActivationError{Status: quote(out.Status, maxStatus), Message: quote(out.Message, maxMessage)}
 	}
 	return out.ThingToken, nil
+}
+
+const (
+	maxMessage = 200 // bytes of the broker's message an ActivationError keeps
+	maxStatus  = 32
+)
+
+// ActivationError is the broker's refusal of an activation. It matches
+// [thethings.ErrActivationCodeNotFound] with errors.Is only when the broker
+// said the code was not found ("activation code not found", as the
+// platform's REST API says it); any other refusal ("internal error, try
+// again later") does not, so a device does not throw a valid code away.
+type ActivationError struct {
+	// Status and Message are the broker's answer as it may be shown:
+	// control characters escaped (\x1b, \u0085), cut at 32 and 200 bytes.
+	Status  string
+	Message string
+}
+
+// Error reads "thethings: mqtt: activation refused: " and the message.
+func (e *ActivationError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = "no message, status " + strconv.Quote(e.Status)
+	}
+	return "thethings: mqtt: activation refused: " + msg
+}
+
+// Is reports whether the refusal says the code was not found.
+func (e *ActivationError) Is(target error) bool {
+	return target == thethings.ErrActivationCodeNotFound &&
+		strings.Contains(strings.ToLower(e.Message), "activation code not found")
+}
+
+// quote makes s, decoded JSON (so valid UTF-8), safe to show on a terminal,
+// and short: control characters and what else strconv does not print
+// literally are escaped as Go would quote them, and the result is cut at
+// n bytes on a rune boundary, "..." marking the cut.
+func quote(s string, n int) string {
+	var b strings.Builder
+	for len(s) > 0 {
+		r, w := utf8.DecodeRuneInString(s)
+		piece := s[:w]
+		if !strconv.IsPrint(r) {
+			q := strconv.QuoteRune(r)
+			piece = q[1 : len(q)-1]
+		}
+		if b.Len()+len(piece) > n {
+			b.WriteString("...")
+			break
+		}
+		b.WriteString(piece)
+		s = s[w:]
+	}
+	return b.String()
 }

@@ -97,3 +97,128 @@ func ExampleClient_Subscribe() {
 	}
 	// Output: led on
 }
+
+// WithStateHandler says when the subscription is active: from
+// StateConnected on, the thing's writes reach the loop. Here the backend
+// writes only then, with no polling.
+func ExampleWithStateHandler() {
+	srv, _ := thethingstest.New(thethingstest.WithMQTT(), thethingstest.WithThingTokens("my-thing-token"))
+	_ = srv.Start()
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	dev, err := mqtt.Dial(ctx, "my-thing-token", mqtt.WithBroker(srv.MQTTURL()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer dev.Close()
+	backend, _ := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	onState := func(s thethings.State, cause error) {
+		fmt.Println("subscription", s)
+		if s == thethings.StateConnected {
+			go func() { _ = backend.Write(ctx, []thethings.Value{{Key: "led", Value: "on"}}) }()
+		}
+	}
+	for msg, err := range dev.Subscribe(ctx, mqtt.WithStateHandler(onState)) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(msg.Values[0].Key, msg.Values[0].Value)
+		break
+	}
+	// Output:
+	// subscription connected
+	// led on
+}
+
+// WithQueueBytes bounds what waits for a slow loop; what does not fit is
+// dropped and reported in its place as a *DroppedError, and the loop goes
+// on.
+func ExampleWithQueueBytes() {
+	srv, _ := thethingstest.New(thethingstest.WithMQTT(), thethingstest.WithThingTokens("my-thing-token"))
+	_ = srv.Start()
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	dev, err := mqtt.Dial(ctx, "my-thing-token", mqtt.WithBroker(srv.MQTTURL()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer dev.Close()
+	backend, _ := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	write := func(s thethings.State, _ error) {
+		if s == thethings.StateConnected {
+			go func() { _ = backend.Write(ctx, []thethings.Value{{Key: "cmd", Value: "reboot"}}) }()
+		}
+	}
+	for msg, err := range dev.Subscribe(ctx, mqtt.WithQueueBytes(256<<10), mqtt.WithStateHandler(write)) {
+		var dropped *mqtt.DroppedError
+		switch {
+		case errors.As(err, &dropped):
+			log.Printf("missed %d commands; reading the rest over REST", dropped.Messages)
+			continue
+		case err != nil:
+			log.Fatal(err)
+		}
+		fmt.Println(msg.Values[0].Key, msg.Values[0].Value)
+		break
+	}
+	// Output: cmd reboot
+}
+
+// WithMaxPacketSize bounds what the broker may send; a larger packet is
+// refused before it is read and reported to the loop, which goes on.
+func ExampleWithMaxPacketSize() {
+	srv, _ := thethingstest.New(thethingstest.WithMQTT(), thethingstest.WithThingTokens("my-thing-token"))
+	_ = srv.Start()
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	dev, err := mqtt.Dial(ctx, "my-thing-token", mqtt.WithBroker(srv.MQTTURL()), mqtt.WithMaxPacketSize(4<<10))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer dev.Close()
+	backend, _ := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	write := func(s thethings.State, _ error) {
+		if s == thethings.StateConnected {
+			go func() {
+				_ = backend.Write(ctx, []thethings.Value{{Key: "blob", Value: strings.Repeat("x", 8<<10)}})
+			}()
+		}
+	}
+	for _, err := range dev.Subscribe(ctx, mqtt.WithStateHandler(write)) {
+		fmt.Println(errors.Is(err, mqtt.ErrPacketTooLarge))
+		break
+	}
+	// Output: true
+}
+
+// WithWriteTimeout bounds a Write whose ctx has no deadline. When the
+// broker does not acknowledge in time, the values may or may not have
+// been taken: the error says which values, with Unknown set.
+func ExampleWithWriteTimeout() {
+	srv, _ := thethingstest.New(thethingstest.WithMQTT(), thethingstest.WithThingTokens("my-thing-token"))
+	_ = srv.Start()
+	defer srv.Close()
+
+	dev, err := mqtt.Dial(context.Background(), "my-thing-token",
+		mqtt.WithBroker(srv.MQTTURL()), mqtt.WithWriteTimeout(10*time.Second))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer dev.Close()
+	err = dev.Write(context.Background(), []thethings.Value{{Key: "temperature", Value: 21.5}})
+	var we *thethings.WriteError
+	switch {
+	case errors.As(err, &we) && we.Unknown:
+		log.Printf("%d values may not be stored; read them back before writing them again", len(we.Values))
+	case err != nil:
+		log.Fatal(err)
+	}
+	fmt.Println(srv.StoredCount("my-thing-token", "temperature"))
+	// Output: 1
+}

@@ -3,6 +3,7 @@ package mqtt_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -325,4 +326,121 @@ func TestActivateKeepsTheTokenWhenTheThingCannotConnect(t *testing.T) {
 		t.Fatalf("token %q", c.ThingToken())
 	}
 	eventually(t, "reconnect attempts", func() bool { return h.accepted.Load() >= 4 })
+}
+
+// A Write whose ctx has no deadline is bounded by the write timeout: a
+// broker that never sends the PUBACK makes it return an unknown-outcome
+// WriteError matching DeadlineExceeded, not block until Close.
+func TestWriteTimeoutWithoutDeadline(t *testing.T) {
+	h := newHostileBroker(t, func(byte, []byte, net.Conn) bool { return true }) // never acknowledges
+	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()), mqtt.WithWriteTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	done := make(chan error, 1)
+	go func() { done <- c.Write(context.Background(), []thethings.Value{{Key: "a", Value: 1}}) }()
+	select {
+	case err = <-done:
+	case <-ctxT(t).Done():
+		t.Fatal("Write(context.Background()) without a PUBACK never returned")
+	}
+	var we *thethings.WriteError
+	if !errors.As(err, &we) || !we.Unknown || !errors.Is(err, thethings.ErrOutcomeUnknown) || !errors.Is(err, context.DeadlineExceeded) ||
+		!strings.Contains(err.Error(), "WithWriteTimeout") || strings.Contains(err.Error(), token) {
+		t.Fatalf("Write = %v, want an unknown-outcome WriteError naming the write timeout", err)
+	}
+}
+
+// WithWriteTimeout refuses a duration that is not positive.
+func TestWriteTimeoutOption(t *testing.T) {
+	for _, d := range []time.Duration{0, -time.Second} {
+		if _, err := mqtt.Dial(ctxT(t), token, mqtt.WithWriteTimeout(d)); !errors.Is(err, thethings.ErrInvalidOption) {
+			t.Errorf("WithWriteTimeout(%v): %v, want ErrInvalidOption", d, err)
+		}
+	}
+}
+
+// activationBroker answers every activation subscription with answer.
+func activationBroker(t *testing.T, answer string) *hostileBroker {
+	return newHostileBroker(t, func(typ byte, body []byte, c net.Conn) bool {
+		if typ != subscribePacket {
+			return true
+		}
+		topicLen := int(body[2])<<8 | int(body[3])
+		topic := string(body[4 : 4+topicLen])
+		_, err := c.Write(append([]byte{0x90, 3, body[0], body[1], 1}, pub1(topic, 1, answer)...))
+		return err == nil
+	})
+}
+
+// Only "activation code not found" means the code is gone: another
+// refusal must not make a device throw a valid code away. The broker's
+// message is quoted short, its control characters escaped.
+func TestActivateRefusals(t *testing.T) {
+	t.Run("not found", func(t *testing.T) {
+		h := activationBroker(t, `{"status":"error","message":"activation code not found"}`)
+		_, err := mqtt.Activate(ctxT(t), "CODE", mqtt.WithBroker(h.url()))
+		var ae *mqtt.ActivationError
+		if !errors.Is(err, thethings.ErrActivationCodeNotFound) || !errors.As(err, &ae) || ae.Message != "activation code not found" {
+			t.Fatalf("Activate = %v, want ErrActivationCodeNotFound", err)
+		}
+	})
+	t.Run("other refusal", func(t *testing.T) {
+		hostile := "internal error, try again later \x1b]52;c;aGk=\x07\x1b[2J\u009b31m\xff" + strings.Repeat("x", 200_000)
+		answer, _ := json.Marshal(map[string]string{"status": "error", "message": hostile})
+		h := activationBroker(t, string(answer))
+		_, err := mqtt.Activate(ctxT(t), "CODE", mqtt.WithBroker(h.url()))
+		var ae *mqtt.ActivationError
+		if err == nil || errors.Is(err, thethings.ErrActivationCodeNotFound) || !errors.As(err, &ae) {
+			t.Fatalf("Activate = %v, want an ActivationError that is not ErrActivationCodeNotFound", err)
+		}
+		msg := err.Error()
+		if len(msg) > 300 || !strings.HasPrefix(msg, "thethings: mqtt: activation refused: internal error, try again later \\x1b]52;c;aGk=\\a\\x1b[2J\\u009b31m\ufffd") {
+			t.Fatalf("error %q (%d bytes): want the message escaped and cut", msg, len(msg))
+		}
+		for _, r := range msg {
+			if r < 0x20 || (r >= 0x7f && r < 0xa0) {
+				t.Fatalf("error holds control character %U: %q", r, msg)
+			}
+		}
+	})
+}
+
+// A huge packet in place of the activation answer is refused before it
+// is allocated, and Activate says so.
+func TestActivateHugeAnswer(t *testing.T) {
+	h := newHostileBroker(t, func(typ byte, body []byte, c net.Conn) bool {
+		if typ != subscribePacket {
+			return true
+		}
+		_, err := c.Write(append([]byte{0x90, 3, body[0], body[1], 1}, huge(publish)...))
+		return err == nil
+	})
+	_, err := mqtt.Activate(ctxT(t), "CODE", mqtt.WithBroker(h.url()))
+	if !errors.Is(err, mqtt.ErrPacketTooLarge) || errors.Is(err, thethings.ErrActivationCodeNotFound) {
+		t.Fatalf("Activate = %v, want ErrPacketTooLarge", err)
+	}
+}
+
+// A huge packet in place of the PUBACK ends the connection before it is
+// allocated; the Write's outcome is unknown, and the error says why.
+func TestWriteHugeAnswer(t *testing.T) {
+	h := newHostileBroker(t, func(typ byte, _ []byte, c net.Conn) bool {
+		if typ == publish {
+			_, err := c.Write(huge(4))
+			return err == nil
+		}
+		return true
+	})
+	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Write(ctxT(t), []thethings.Value{{Key: "a", Value: 1}})
+	var we *thethings.WriteError
+	if !errors.As(err, &we) || !we.Unknown || !errors.Is(err, mqtt.ErrPacketTooLarge) {
+		t.Fatalf("Write = %v, want an unknown-outcome WriteError matching ErrPacketTooLarge", err)
+	}
 }

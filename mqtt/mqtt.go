@@ -11,6 +11,11 @@
 //
 // The thing token is part of every topic; it is never in an error, a log
 // line or a printed form of a [Client].
+//
+// What the broker sends is bounded: a packet by [WithMaxPacketSize], refused
+// before it is allocated, and what waits for each Subscribe loop by
+// [WithQueueBytes]. A Write whose ctx has no deadline is bounded by
+// [WithWriteTimeout].
 package mqtt
 
 import (
@@ -53,25 +58,18 @@ const (
 // errClosed is what a closed Client answers.
 var errClosed = wire.Errorf("thethings: mqtt: client closed: %w", net.ErrClosed)
 
-// secret is a string that prints as "***" under every fmt verb and slog.
-type secret string
-
-func (secret) String() string               { return redacted }
-func (secret) GoString() string             { return redacted }
-func (secret) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte(redacted)) }
-func (secret) LogValue() slog.Value         { return slog.StringValue(redacted) }
-func (secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
-func (s secret) reveal() string             { return string(s) }
-func (secret) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
-
 // Client is one thing's MQTT connection. It is safe for concurrent use.
 // Close it when done: it holds a connection and a goroutine that restores
 // the connection when it drops.
 type Client struct {
-	token    secret
-	topic    secret
-	cfg      *config
-	redactor *strings.Replacer
+	// The token, its topic and what removes it from text are closures: fmt
+	// prints a func as an address under every verb, so no printed form of a
+	// Client, of a copy of one or of a struct holding either reaches the
+	// token.
+	token  func() string
+	topic  func() string
+	redact func(string) string
+	cfg    *config
 
 	life   context.Context // ends at Close
 	cancel context.CancelFunc
@@ -84,6 +82,7 @@ type Client struct {
 	cur       *conn         // nil while reconnecting
 	up        chan struct{} // closed while cur != nil
 	listeners map[*listener]struct{}
+	cause     error // why the last connection ended, for StateReconnecting
 }
 
 // conn is one MQTT session; a Client makes a new one for every reconnect.
@@ -92,6 +91,16 @@ type conn struct {
 	lost       chan error  // the connection-lost callback's cause
 	got        atomic.Bool // a message arrived on it
 	subscribed bool        // guarded by Client.subMu
+
+	guardMu sync.Mutex
+	guard   *guardedConn // set when the network connection is open
+}
+
+// refused is the packet-size guard's error, when it refused a packet.
+func (cn *conn) refused() error {
+	cn.guardMu.Lock()
+	defer cn.guardMu.Unlock()
+	return cn.guard.tripped()
 }
 
 // Dial connects to the broker as the thing with the given token. It
@@ -145,11 +154,12 @@ func newClient(token string, cfg *config) *Client {
 		cfg.clientID = "thethings-" + randomHex(6)
 	}
 	life, cancel := context.WithCancel(context.Background())
+	topic := topicPrefix + token
 	return &Client{
-		token:     secret(token),
-		topic:     secret(topicPrefix + token),
+		token:     func() string { return token },
+		topic:     func() string { return topic },
+		redact:    redactor(token).Replace,
 		cfg:       cfg,
-		redactor:  redactor(token),
 		life:      life,
 		cancel:    cancel,
 		up:        make(chan struct{}),
@@ -172,7 +182,7 @@ func randomHex(n int) string {
 }
 
 // ThingToken returns the thing token: persist it after [Activate].
-func (c *Client) ThingToken() string { return c.token.reveal() }
+func (c *Client) ThingToken() string { return c.token() }
 
 // String describes the client without its token.
 func (c *Client) String() string {
@@ -193,9 +203,6 @@ func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // MarshalJSON encodes String, so a Client inside a logged struct shows no token.
 func (c *Client) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
-
-// redact removes the thing token from s.
-func (c *Client) redact(s string) string { return c.redactor.Replace(s) }
 
 // fail wraps err under "thethings: mqtt: what: ", token redacted, keeping
 // err matchable with errors.Is and errors.As.
@@ -246,9 +253,9 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 	return t, nil
 }
 
-// connect opens one MQTT session, bounded by ctx, with the Last Will if
+// session opens one MQTT session, bounded by ctx, with the Last Will if
 // one was set.
-func (c *Client) connect(ctx context.Context) (*conn, error) {
+func (c *Client) session(ctx context.Context) (*conn, error) {
 	cn := &conn{lost: make(chan error, 1)}
 	var (
 		watchMu sync.Mutex
@@ -270,6 +277,10 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 			c.deliver(m)
 		}).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			if r := cn.refused(); r != nil {
+				err = r
+			}
+			c.lost(err)
 			select {
 			case cn.lost <- err:
 			default:
@@ -285,10 +296,14 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 			watchMu.Lock()
 			stop = s
 			watchMu.Unlock()
-			return nc, nil
+			g := guard(nc, c.cfg.maxPacket)
+			cn.guardMu.Lock()
+			cn.guard = g
+			cn.guardMu.Unlock()
+			return g, nil
 		})
 	if c.cfg.will != nil {
-		o.SetBinaryWill(c.topic.reveal(), c.cfg.will, c.cfg.qos, false)
+		o.SetBinaryWill(c.topic(), c.cfg.will, c.cfg.qos, false)
 	}
 	cn.pc = paho.NewClient(o)
 	t := cn.pc.Connect()
@@ -303,7 +318,9 @@ func (c *Client) connect(ctx context.Context) (*conn, error) {
 		return nil, c.fail("connect to "+c.cfg.broker, context.Cause(ctx))
 	}
 	if err := t.Error(); err != nil {
-		if ctx.Err() != nil {
+		if r := cn.refused(); r != nil {
+			err = r
+		} else if ctx.Err() != nil {
 			err = context.Cause(ctx)
 		}
 		return nil, c.fail("connect to "+c.cfg.broker, err)
@@ -329,8 +346,9 @@ func (c *Client) setDown() {
 	c.mu.Unlock()
 }
 
-// current waits for a live connection.
-func (c *Client) current(ctx context.Context) (*conn, error) {
+// current waits for a live connection, bounded by ctx, Close and the
+// write timeout's expired (nil: none).
+func (c *Client) current(ctx context.Context, expired <-chan time.Time) (*conn, error) {
 	for {
 		c.mu.Lock()
 		cn, up := c.cur, c.up
@@ -345,6 +363,8 @@ func (c *Client) current(ctx context.Context) (*conn, error) {
 		case <-up:
 		case <-ctx.Done():
 			return nil, c.fail("waiting for the broker", context.Cause(ctx))
+		case <-expired:
+			return nil, c.fail("waiting for the broker", c.cfg.timedOut)
 		case <-c.life.Done():
 			return nil, errClosed
 		}
@@ -424,13 +444,16 @@ func (c *Client) reconnect(ctx context.Context, attempt int) (*conn, error) {
 	return cn, nil
 }
 
-// wait waits for a paho token, bounded by ctx and Close.
-func (c *Client) wait(ctx context.Context, t paho.Token) error {
+// wait waits for a paho token, bounded by ctx, Close and the write
+// timeout's expired (nil: none).
+func (c *Client) wait(ctx context.Context, t paho.Token, expired <-chan time.Time) error {
 	select {
 	case <-t.Done():
 		return t.Error()
 	case <-ctx.Done():
 		return context.Cause(ctx)
+	case <-expired:
+		return c.cfg.timedOut
 	case <-c.life.Done():
 		return errClosed
 	}

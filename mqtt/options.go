@@ -1,6 +1,7 @@
 package mqtt
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"log/slog"
@@ -19,17 +20,25 @@ import (
 type Option func(*config) error
 
 type config struct {
-	broker    string // as given, for messages
-	addr      string // host:port
-	host      string
-	tls       bool
-	tlsConfig *tls.Config
-	clientID  string
-	keepAlive time.Duration
-	will      []byte // the Last Will's write body, or nil
-	qos       byte
-	logger    *slog.Logger
+	broker       string // as given, for messages
+	addr         string // host:port
+	host         string
+	tls          bool
+	tlsConfig    *tls.Config
+	clientID     string
+	keepAlive    time.Duration
+	will         []byte // the Last Will's write body, or nil
+	qos          byte
+	logger       *slog.Logger
+	maxPacket    int
+	writeTimeout time.Duration
+	timedOut     error // the cause of a Write's timeout
 }
+
+// DefaultWriteTimeout bounds a [Client.Write] whose ctx has no deadline,
+// unless [WithWriteTimeout] says otherwise: 30s, the bound the REST client
+// puts on a request.
+const DefaultWriteTimeout = 30 * time.Second
 
 const (
 	defaultKeepAlive = 60 * time.Second
@@ -41,7 +50,7 @@ func optionError(format string, args ...any) error {
 }
 
 func newConfig(opts []Option) (*config, error) {
-	cfg := &config{keepAlive: defaultKeepAlive, qos: 1}
+	cfg := &config{keepAlive: defaultKeepAlive, qos: 1, maxPacket: DefaultMaxPacketSize, writeTimeout: DefaultWriteTimeout}
 	if err := WithBroker(DefaultBroker)(cfg); err != nil {
 		return nil, err
 	}
@@ -59,6 +68,7 @@ func newConfig(opts []Option) (*config, error) {
 	if cfg.logger == nil {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.timedOut = wire.Errorf("thethings: mqtt: write timeout %s (WithWriteTimeout): %w", cfg.writeTimeout, context.DeadlineExceeded)
 	return cfg, nil
 }
 
@@ -169,6 +179,39 @@ func WithQoS(q byte) Option {
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		c.logger = l
+		return nil
+	}
+}
+
+// WithMaxPacketSize bounds a packet the broker sends, fixed header
+// included: [DefaultMaxPacketSize] (1 MiB) unless set, 1 KiB at least and
+// the protocol's largest packet (256 MiB) at most. A packet whose header
+// declares more is refused as the header arrives, before anything of its
+// size is allocated: the connection is closed, and the error matches
+// [ErrPacketTooLarge]. Set it above the largest message a subscriber of
+// the thing must receive.
+func WithMaxPacketSize(n int) Option {
+	return func(c *config) error {
+		if n < minPacketSize || n > maxPacketSize {
+			return optionError("max packet size %d outside 1 KiB..256 MiB", n)
+		}
+		c.maxPacket = n
+		return nil
+	}
+}
+
+// WithWriteTimeout bounds a [Client.Write] whose ctx has no deadline:
+// waiting for the connection, sending, and the broker's acknowledgement
+// together (default [DefaultWriteTimeout], 30s; it must be positive). A
+// ctx with a deadline keeps its own. When the time is up, values sent but
+// not acknowledged come in a [*thethings.WriteError] with Unknown set, and
+// the error matches [context.DeadlineExceeded].
+func WithWriteTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return optionError("write timeout %v not positive", d)
+		}
+		c.writeTimeout = d
 		return nil
 	}
 }

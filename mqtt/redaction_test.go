@@ -3,9 +3,12 @@ package mqtt_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -98,6 +101,40 @@ func TestTokenNeverShown(t *testing.T) {
 	for name, l := range map[string]paho.Logger{"ERROR": paho.ERROR, "CRITICAL": paho.CRITICAL, "WARN": paho.WARN, "DEBUG": paho.DEBUG} {
 		if _, ok := l.(paho.NOOPLogger); !ok {
 			t.Errorf("paho.%s is %T, want it off", name, l)
+		}
+	}
+}
+
+// A copy of a Client, as a struct holding one by value would make, prints
+// no token either: not under any fmt verb, nor through log, slog or JSON.
+func TestTokenNeverShownByAValue(t *testing.T) {
+	srv := newServer(t, []string{token})
+	c := dial(t, srv, token)
+	type holder struct {
+		Name   string
+		Client any
+	}
+	// A copy of the Client as a value, made the way vet does not flag. It
+	// is made of a closed Client: copying a live one, or printing what its
+	// pointers reach, races with its goroutines, as vet's copylocks warns.
+	c.Close()
+	val := reflect.ValueOf(c).Elem().Interface()
+	var shown []string
+	for _, v := range []any{c, val, holder{"ptr", c}, holder{"val", val}, &holder{"val", val}} {
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%d", "%x"} {
+			shown = append(shown, fmt.Sprintf(verb, v))
+		}
+		j, _ := json.Marshal(v)
+		shown = append(shown, string(j))
+	}
+	var out syncBuffer
+	slog.New(slog.NewTextHandler(&out, nil)).Info("c", "ptr", c, "val", val, "holder", holder{"val", val})
+	slog.New(slog.NewJSONHandler(&out, nil)).Info("c", "ptr", c, "val", val, "holder", holder{"val", val})
+	log.New(&out, "", 0).Printf("%v %+v", val, holder{"val", val})
+	shown = append(shown, out.String())
+	for _, s := range shown {
+		if strings.Contains(s, token) || strings.Contains(s, hex.EncodeToString([]byte(token))) {
+			t.Errorf("token shown in %q", s)
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"sync"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 
@@ -15,49 +14,78 @@ import (
 	"github.com/thethings-go/thethings/internal/wire"
 )
 
-// maxQueue is how many messages may wait for a slow Subscribe loop; more
-// are dropped and reported to it as one error.
-const maxQueue = 1024
+// SubscribeOption configures one Subscribe loop. An invalid option makes
+// the sequence yield one error matching [thethings.ErrInvalidOption] and
+// end, before any I/O.
+type SubscribeOption func(*subscribeConfig) error
 
-// listener is one Subscribe loop's queue of payloads.
-type listener struct {
-	mu      sync.Mutex
-	queue   [][]byte
-	dropped int
-	notify  chan struct{} // capacity 1
+type subscribeConfig struct {
+	onState    func(thethings.State, error)
+	queueBytes int
 }
 
-func (l *listener) push(p []byte) {
-	l.mu.Lock()
-	if len(l.queue) >= maxQueue {
-		l.dropped++
-	} else {
-		l.queue = append(l.queue, p)
-	}
-	l.mu.Unlock()
-	select {
-	case l.notify <- struct{}{}:
-	default:
+// WithStateHandler reports the subscription's states, as the REST
+// subscription's option of the same name does: [thethings.StateConnected]
+// once the broker acknowledged the subscription (SUBACK), on the first
+// connection and after every reconnect, so from then on the thing's
+// writes reach the loop; [thethings.StateDisconnected] with the cause when
+// the connection drops or a reconnect or a subscription fails; and
+// [thethings.StateReconnecting] when a new connection attempt starts. f is
+// called from the goroutine ranging over the subscription, in order with
+// the messages, so it must not range over the subscription itself.
+func WithStateHandler(f func(s thethings.State, cause error)) SubscribeOption {
+	return func(c *subscribeConfig) error {
+		if f == nil {
+			return optionError("nil state handler")
+		}
+		c.onState = f
+		return nil
 	}
 }
 
-func (l *listener) take() (q [][]byte, dropped int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	q, dropped = l.queue, l.dropped
-	l.queue, l.dropped = nil, 0
-	return q, dropped
+// WithQueueBytes bounds, in bytes, the messages waiting for the loop:
+// [DefaultQueueBytes] (8 MiB, or the largest packet when that is more)
+// unless set, 1 KiB at least. A message counts
+// its payload plus 64 bytes. The MQTT connection is never held up for a
+// slow loop (that would stall every Write and other loop, and a missed
+// keep-alive would drop the connection): a message that does not fit is
+// dropped, and the loop receives a [*DroppedError] in its place. A message
+// larger than n is always dropped.
+func WithQueueBytes(n int) SubscribeOption {
+	return func(c *subscribeConfig) error {
+		if n < minQueueBytes {
+			return optionError("queue bytes %d below 1 KiB", n)
+		}
+		c.queueBytes = n
+		return nil
+	}
+}
+
+func newSubscribeConfig(opts []SubscribeOption, maxPacket int) (*subscribeConfig, error) {
+	cfg := &subscribeConfig{queueBytes: max(DefaultQueueBytes, maxPacket+itemCost)}
+	for _, o := range opts {
+		if o == nil {
+			return nil, optionError("nil subscribe option")
+		}
+		if err := o(cfg); err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
 }
 
 // deliver hands a received message to every Subscribe loop. It runs on
 // the MQTT client's reading goroutine and never blocks.
 func (c *Client) deliver(m paho.Message) {
-	if m.Topic() != c.topic.reveal() {
+	if m.Topic() != c.topic() {
 		return
 	}
 	p := m.Payload()
 	c.mu.Lock()
 	for l := range c.listeners {
+		if c.cur != nil {
+			l.subscribed(c.cur) // a message says so before any SUBACK wakes a waiter
+		}
 		l.push(p)
 	}
 	c.mu.Unlock()
@@ -71,30 +99,46 @@ func (c *Client) syncSubscription(ctx context.Context) error {
 	c.mu.Lock()
 	cn, want := c.cur, len(c.listeners) > 0
 	c.mu.Unlock()
-	if cn == nil || cn.subscribed == want {
+	if cn == nil {
 		return nil // a reconnect subscribes as it finds the listeners
+	}
+	if cn.subscribed == want {
+		if want {
+			c.broadcast(func(l *listener) { l.subscribed(cn) })
+		}
+		return nil
 	}
 	if !want {
 		// Not waiting for the UNSUBACK: a loop's end costs it no round
 		// trip, and a SUBSCRIBE after it on this connection comes after it.
-		cn.pc.Unsubscribe(c.topic.reveal())
+		cn.pc.Unsubscribe(c.topic())
 		cn.subscribed = false
 		return nil
 	}
-	t := cn.pc.Subscribe(c.topic.reveal(), c.cfg.qos, nil)
-	if err := c.wait(ctx, t); err != nil {
+	t := cn.pc.Subscribe(c.topic(), c.cfg.qos, nil)
+	if err := c.wait(ctx, t, nil); err != nil {
 		if isNotConnected(err) {
 			return nil // the reconnect will do it
 		}
-		return c.fail("subscribe", err)
+		if ctx.Err() != nil {
+			return c.fail("subscribe", err) // the caller's own end, not the connection's
+		}
+		return c.failed(c.fail("subscribe", err))
 	}
 	for _, code := range t.(*paho.SubscribeToken).Result() {
 		if code > 2 {
-			return &refusedError{code: code}
+			return c.failed(&refusedError{code: code})
 		}
 	}
 	cn.subscribed = true
+	c.broadcast(func(l *listener) { l.subscribed(cn) })
 	return nil
+}
+
+// failed reports a failed subscription to the loops' state handlers.
+func (c *Client) failed(err error) error {
+	c.down(err)
+	return err
 }
 
 // refusedError is a SUBACK that refused the subscription.
@@ -108,26 +152,35 @@ func (e *refusedError) Error() string {
 // [thethings.Message] per write. It subscribes when the loop starts and
 // unsubscribes when it ends. When the connection drops the Client
 // reconnects and subscribes again by itself; writes made while it was
-// down are not delivered (read them over REST if they matter).
+// down are not delivered (read them over REST if they matter). Give
+// [WithStateHandler] to learn when the subscription is active.
 //
 // The sequence ends without an error when ctx ends or the loop breaks. A
 // message that does not decode is yielded as an error and the sequence
 // goes on; when only some of its items do not decode, a Message with the
-// others comes first, then the error. A run of messages dropped because the
-// loop fell more than 1024 messages behind is yielded as an error too, and
-// the sequence goes on. It ends with an error when the Client is closed or
-// the broker refuses the subscription.
-func (c *Client) Subscribe(ctx context.Context) iter.Seq2[thethings.Message, error] {
+// others comes first, then the error. Messages dropped because the loop
+// fell behind by more than its queue's bound (see [WithQueueBytes]) are
+// yielded as a [*DroppedError] where they would have been, and a packet
+// the Client refused for its size (see [WithMaxPacketSize]) as an error
+// matching [ErrPacketTooLarge]; the sequence goes on after both. It ends
+// with an error when the Client is closed, the broker refuses the
+// subscription or an option is invalid.
+func (c *Client) Subscribe(ctx context.Context, opts ...SubscribeOption) iter.Seq2[thethings.Message, error] {
 	return func(yield func(thethings.Message, error) bool) {
 		if ctx == nil {
 			yield(thethings.Message{}, optionError("nil context"))
+			return
+		}
+		cfg, err := newSubscribeConfig(opts, c.cfg.maxPacket)
+		if err != nil {
+			yield(thethings.Message{}, err)
 			return
 		}
 		if c.life.Err() != nil {
 			yield(thethings.Message{}, errClosed)
 			return
 		}
-		l := &listener{notify: make(chan struct{}, 1)}
+		l := newListener(cfg.queueBytes)
 		c.mu.Lock()
 		c.listeners[l] = struct{}{}
 		c.mu.Unlock()
@@ -165,26 +218,32 @@ func (c *Client) Subscribe(ctx context.Context) iter.Seq2[thethings.Message, err
 				return
 			case <-l.notify:
 			}
-			q, dropped := l.take()
-			if dropped > 0 && ctx.Err() == nil {
-				if !yield(thethings.Message{}, wire.Errorf("thethings: mqtt: %d messages dropped: the Subscribe loop fell more than %d behind", dropped, maxQueue)) {
-					return
-				}
-			}
-			for _, p := range q {
-				if ctx.Err() != nil {
-					return
-				}
-				values, err := decode(p)
-				if len(values) > 0 && !yield(thethings.Message{Values: values}, nil) {
-					return
-				}
-				if err != nil && !yield(thethings.Message{}, c.fail("message", err)) {
+			for it, ok := l.next(); ok; it, ok = l.next() {
+				if ctx.Err() != nil || !c.hand(it, cfg, yield) {
 					return
 				}
 			}
 		}
 	}
+}
+
+// hand gives one queued item to the loop or its state handler; false when
+// the loop broke.
+func (c *Client) hand(it item, cfg *subscribeConfig, yield func(thethings.Message, error) bool) bool {
+	switch {
+	case it.state != 0:
+		if cfg.onState != nil {
+			cfg.onState(it.state, it.err)
+		}
+		return true
+	case it.err != nil:
+		return yield(thethings.Message{}, it.err)
+	}
+	values, err := decode(it.payload)
+	if len(values) > 0 && !yield(thethings.Message{Values: values}, nil) {
+		return false
+	}
+	return err == nil || yield(thethings.Message{}, c.fail("message", err))
 }
 
 // decode reads a message of the thing topic: the platform sends the REST

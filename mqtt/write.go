@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
+	"time"
 
 	"github.com/thethings-go/thethings"
 	"github.com/thethings-go/thethings/internal/wire"
@@ -20,7 +22,8 @@ const batchSize = 100
 // [thethings.ErrInvalidValue]. An empty slice is a no-op.
 //
 // While the connection is being restored Write waits for it, bounded by
-// ctx. With QoS 1 (the default) it returns once the broker acknowledged
+// ctx; a ctx without a deadline gets the Client's write timeout (see
+// [WithWriteTimeout], 30s by default). With QoS 1 (the default) it returns once the broker acknowledged
 // every message (PUBACK); with QoS 0 once they were handed to the network.
 // The broker's acknowledgement is not a read-back: it says the broker took
 // the message, not that the platform stored the values.
@@ -37,6 +40,16 @@ func (c *Client) Write(ctx context.Context, values []thethings.Value) error {
 	if len(values) == 0 {
 		return nil
 	}
+	var expired <-chan time.Time // the write timeout, when ctx has no deadline
+	if _, ok := ctx.Deadline(); !ok {
+		t := timers.Get().(*time.Timer)
+		t.Reset(c.cfg.writeTimeout)
+		defer func() {
+			t.Stop()
+			timers.Put(t)
+		}()
+		expired = t.C
+	}
 	bodies := make([][]byte, 0, (len(values)+batchSize-1)/batchSize)
 	for lo := 0; lo < len(values); lo += batchSize {
 		body, err := encode(values[lo:min(lo+batchSize, len(values))], lo)
@@ -47,7 +60,7 @@ func (c *Client) Write(ctx context.Context, values []thethings.Value) error {
 	}
 	for i, body := range bodies {
 		lo, hi := i*batchSize, min((i+1)*batchSize, len(values))
-		if err := c.publish(ctx, body); err != nil {
+		if err := c.publish(ctx, body, expired); err != nil {
 			var unknown *outcomeUnknown
 			if !errors.As(err, &unknown) {
 				return &thethings.WriteError{Values: slices.Clone(values[lo:]), Err: err}
@@ -70,19 +83,28 @@ type outcomeUnknown struct{ err error }
 
 func (e *outcomeUnknown) Error() string { return e.err.Error() }
 
+// timers are stopped timers for the write timeout: a Write without a
+// deadline costs no allocation for it.
+var timers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
 // publish sends one message on the thing topic and waits for its
-// acknowledgement (QoS 1) or its hand-off to the network (QoS 0).
-func (c *Client) publish(ctx context.Context, body []byte) error {
+// acknowledgement (QoS 1) or its hand-off to the network (QoS 0), bounded
+// by ctx and the write timeout's expired (nil: none).
+func (c *Client) publish(ctx context.Context, body []byte, expired <-chan time.Time) error {
 	for {
-		cn, err := c.current(ctx)
+		cn, err := c.current(ctx, expired)
 		if err != nil {
 			return err
 		}
 		if ctx.Err() != nil { // certainly not sent
 			return c.fail("publish", context.Cause(ctx))
 		}
-		t := cn.pc.Publish(c.topic.reveal(), c.cfg.qos, false, body)
-		err = c.wait(ctx, t)
+		t := cn.pc.Publish(c.topic(), c.cfg.qos, false, body)
+		err = c.wait(ctx, t, expired)
 		switch {
 		case err == nil:
 			return nil
@@ -91,6 +113,9 @@ func (c *Client) publish(ctx context.Context, body []byte) error {
 			// for the next connection.
 			c.setDownIf(cn)
 			continue
+		}
+		if r := cn.refused(); r != nil {
+			err = r // the connection ended on an oversized packet
 		}
 		return &outcomeUnknown{err: c.fail("publish", err)}
 	}
