@@ -68,10 +68,16 @@ func ExampleActivate() {
 }
 
 // Subscribe delivers every write to the thing, here a backend's REST
-// write, as one Message.
+// write, as one Message. The backend writes once the state handler says the
+// subscription is active.
 func ExampleClient_Subscribe() {
-	srv, _ := thethingstest.New(thethingstest.WithMQTT(), thethingstest.WithThingTokens("my-thing-token"))
-	_ = srv.Start()
+	srv, err := thethingstest.New(thethingstest.WithMQTT(), thethingstest.WithThingTokens("my-thing-token"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
 	defer srv.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -81,14 +87,16 @@ func ExampleClient_Subscribe() {
 		log.Fatal(err)
 	}
 	defer dev.Close()
-	go func() {
-		for srv.OpenSubscriptions() == 0 { // wait until the loop below subscribed
-			time.Sleep(time.Millisecond)
+	backend, err := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
+	if err != nil {
+		log.Fatal(err)
+	}
+	listening := mqtt.WithStateHandler(func(s thethings.State, _ error) {
+		if s == thethings.StateConnected {
+			go func() { _ = backend.Write(ctx, []thethings.Value{{Key: "led", Value: "on"}}) }()
 		}
-		backend, _ := thethings.NewClient("my-thing-token", thethings.WithBaseURL(srv.URL()))
-		_ = backend.Write(ctx, []thethings.Value{{Key: "led", Value: "on"}})
-	}()
-	for msg, err := range dev.Subscribe(ctx) {
+	})
+	for msg, err := range dev.Subscribe(ctx, listening) {
 		if err != nil {
 			log.Fatal(err)
 		}

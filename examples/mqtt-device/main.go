@@ -28,6 +28,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -112,9 +113,16 @@ func run(ctx context.Context, args []string, out io.Writer, getenv func(string) 
 	subCtx, stopSub := context.WithCancel(ctx)
 	received := make(chan thethings.Value, 64)
 	subDone := make(chan struct{})
+	listening := make(chan struct{}) // closed once the broker acknowledged the subscription
+	var once sync.Once
+	onState := mqtt.WithStateHandler(func(s thethings.State, _ error) {
+		if s == thethings.StateConnected {
+			once.Do(func() { close(listening) })
+		}
+	})
 	go func() {
 		defer close(subDone)
-		for msg, err := range dev.Subscribe(subCtx) {
+		for msg, err := range dev.Subscribe(subCtx, onState) {
 			if err != nil {
 				fmt.Fprintln(out, "subscription:", err)
 				continue
@@ -126,8 +134,10 @@ func run(ctx context.Context, args []string, out io.Writer, getenv func(string) 
 	}()
 	defer func() { stopSub(); <-subDone }()
 	if srv != nil {
-		for srv.OpenSubscriptions() == 0 { // the demo's backend waits for its listener
-			time.Sleep(5 * time.Millisecond)
+		select { // the demo's backend writes to the thing once it listens
+		case <-listening:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 
