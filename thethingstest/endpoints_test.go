@@ -454,7 +454,7 @@ func TestStreamFrames(t *testing.T) {
 		b.mustChunk(5 * time.Second)
 		assert.Equal(t, 2, s.OpenSubscriptions())
 		a.conn.Close()
-		waitFor(t, "one subscription", func() bool { return s.OpenSubscriptions() == 1 })
+		require.Eventually(t, func() bool { return s.OpenSubscriptions() == 1 }, 10*time.Second, 5*time.Millisecond, "one subscription")
 		require.NoError(t, s.Close())
 		assert.Equal(t, 0, s.OpenSubscriptions())
 		_, err := b.chunk(2 * time.Second)
@@ -496,7 +496,7 @@ func TestCounters(t *testing.T) {
 	s := e.subscribe("tok", "?keepAlive=10000")
 	s.mustChunk(5 * time.Second)
 
-	for route, want := range map[Route]int{"root": 1, "activate": 1, "write": 4, "read": 3, "subscribe": 1, "date": 1, "other": 2, "bogus": 0} {
+	for route, want := range map[Route]int{RouteRoot: 1, RouteActivate: 1, RouteWrite: 4, RouteRead: 3, RouteSubscribe: 1, RouteDate: 1, RouteOther: 2, "bogus": 0} {
 		assert.Equal(t, want, e.srv.Requests(route), route)
 	}
 	assert.Equal(t, 6, e.srv.StoredCount("tok", "k"))
@@ -507,7 +507,7 @@ func TestCounters(t *testing.T) {
 	assert.Equal(t, 3, e.srv.Duplicates(), "Seed counts duplicates too")
 	assert.Equal(t, 1, e.srv.OpenSubscriptions())
 	s.conn.Close()
-	waitFor(t, "no subscriptions", func() bool { return e.srv.OpenSubscriptions() == 0 })
+	require.Eventually(t, func() bool { return e.srv.OpenSubscriptions() == 0 }, 10*time.Second, 5*time.Millisecond, "no subscriptions")
 }
 
 func TestSeed(t *testing.T) {
@@ -538,8 +538,9 @@ func TestSeed(t *testing.T) {
 func TestPanicsAnswer500(t *testing.T) {
 	s := mustNew(t, WithThingTokens("tok"), WithClock(func() time.Time { panic("clock broke") }))
 	defer s.Close()
-	ts := httpTestServer(t, s.Handler())
-	resp, err := http.Get(ts + "/v2/utils/date")
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	resp, err := http.Get(ts.URL + "/v2/utils/date")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	assert.Equal(t, 500, resp.StatusCode)
@@ -555,7 +556,7 @@ func TestServeAndHandler(t *testing.T) {
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
-	waitFor(t, "URL", func() bool { return s.URL() != "" })
+	require.Eventually(t, func() bool { return s.URL() != "" }, 10*time.Second, 5*time.Millisecond, "URL")
 	assert.Equal(t, "http://"+ln.Addr().String()+"/v2/", s.URL())
 	e := &env{t: t, srv: s, base: s.URL(), addr: ln.Addr().String(), client: &http.Client{Transport: &http.Transport{}}}
 	defer e.client.CloseIdleConnections()

@@ -120,7 +120,7 @@ func TestFaultStreamCutAfter(t *testing.T) {
 	assert.GreaterOrEqual(t, keepAlives, 1, "the stream was alive before the cut")
 	assert.NotErrorIs(t, err, errCleanEnd, "abrupt: no final chunk")
 	assert.True(t, errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF), err.Error())
-	waitFor(t, "subscription closed", func() bool { return e.srv.OpenSubscriptions() == 0 })
+	require.Eventually(t, func() bool { return e.srv.OpenSubscriptions() == 0 }, 10*time.Second, 5*time.Millisecond, "subscription closed")
 }
 
 func TestFaultStopKeepAlives(t *testing.T) {

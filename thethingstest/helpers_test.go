@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/textproto"
 	"strconv"
 	"strings"
@@ -250,23 +249,4 @@ func (c *clock) Set(t time.Time) {
 	c.mu.Lock()
 	c.t = t
 	c.mu.Unlock()
-}
-
-// waitFor polls cond until it holds or 5s pass.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// httpTestServer mounts h on an httptest server closed at cleanup.
-func httpTestServer(t testing.TB, h http.Handler) string {
-	ts := httptest.NewServer(h)
-	t.Cleanup(ts.Close)
-	return ts.URL
 }

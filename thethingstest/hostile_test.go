@@ -3,6 +3,7 @@ package thethingstest
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -52,33 +53,29 @@ func TestMQTTPublishBoundedLikeARESTBody(t *testing.T) {
 	assert.Equal(t, 1, e.srv.StoredCount("tok", "small"))
 }
 
-// mqttString is an MQTT length-prefixed string.
-func mqttString(s string) []byte {
-	return append(binary.BigEndian.AppendUint16(nil, uint16(len(s))), s...)
-}
-
-// mqttLength is an MQTT variable byte integer.
-func mqttLength(n int) []byte {
-	var b []byte
-	for {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if n == 0 {
-			return b
-		}
-	}
-}
-
 func TestMQTTPacketOverTheLimitRefusedBeforeItIsRead(t *testing.T) {
 	e := start(t, WithMQTT(), WithThingTokens("tok")) // the default limit, 1 MiB
 	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.MQTTURL(), "tcp://"))
 	require.NoError(t, err)
 	defer conn.Close()
 	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
+	// An MQTT length-prefixed string, and a variable byte integer.
+	mqttString := func(s string) []byte {
+		return append(binary.BigEndian.AppendUint16(nil, uint16(len(s))), s...)
+	}
+	mqttLength := func(n int) (b []byte) {
+		for {
+			d := byte(n % 128)
+			n /= 128
+			if n > 0 {
+				d |= 0x80
+			}
+			b = append(b, d)
+			if n == 0 {
+				return b
+			}
+		}
+	}
 
 	// CONNECT, MQTT 3.1.1, clean session, keep-alive 60s.
 	vh := append(mqttString("MQTT"), 4, 0x02, 0, 60)
@@ -103,7 +100,7 @@ func TestMQTTPacketOverTheLimitRefusedBeforeItIsRead(t *testing.T) {
 	_, err = rd.ReadByte()
 	require.Error(t, err)
 	var ne net.Error
-	assert.False(t, errorsAs(err, &ne) && ne.Timeout(), "the connection was not closed: %v", err)
+	assert.False(t, errors.As(err, &ne) && ne.Timeout(), "the connection was not closed: %v", err)
 	assert.Equal(t, 0, e.srv.StoredCount("tok", "big"))
 }
 
@@ -190,14 +187,6 @@ func TestMemoryBoundedPerRequest(t *testing.T) {
 		t.Logf("%s: %d MiB allocated", c.name, n>>20)
 		assert.Less(t, n, uint64(64<<20), "%s: allocated %d MiB", c.name, n>>20)
 	}
-}
-
-func errorsAs(err error, target *net.Error) bool {
-	ne, ok := err.(net.Error) //nolint:errorlint // a net.Conn's own error
-	if ok {
-		*target = ne
-	}
-	return ok
 }
 
 func TestSettingsDocumentPaths(t *testing.T) {

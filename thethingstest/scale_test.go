@@ -87,7 +87,7 @@ func TestManySubscriptions(t *testing.T) {
 		s.conn.Close()
 		subs[i] = nil
 	}
-	waitFor(t, "all subscriptions closed", func() bool { return e.srv.OpenSubscriptions() == 0 })
+	require.Eventually(t, func() bool { return e.srv.OpenSubscriptions() == 0 }, 10*time.Second, 5*time.Millisecond, "all subscriptions closed")
 }
 
 // TestConcurrentWritersAndReaders hammers one thing from many goroutines
