@@ -646,13 +646,17 @@ func TestEmulator(t *testing.T) {
 		Count  int
 		Values []struct{ Key, Value any }
 	}
-	getJSON(t, info.Control+"stored?token=tok-b&key=k", &stored)
+	resp, err := http.Get(info.Control + "stored?token=tok-b&key=k")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&stored))
+	resp.Body.Close()
 	assert.Equal(t, 1, stored.Count)
 	assert.Equal(t, 42.0, stored.Values[0].Value)
 	req, err := http.NewRequest(http.MethodPut, info.Control+"faults", strings.NewReader(`{"every503":1,"noRetryAfter":true}`))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err = http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
@@ -690,15 +694,6 @@ func TestEmulator(t *testing.T) {
 	refused(t, "", "negative", "emulator", "-addr", "127.0.0.1:0", "-latency", "-1s")
 	r = cli(t, "", "", "", "emulator", "-addr", "256.0.0.1:99999")
 	assert.Equal(t, 1, r.code, "a listen error: %s", r.stderr)
-}
-
-func getJSON(t *testing.T, url string, dst any) {
-	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(dst))
 }
 
 // TestRunInProcess covers run itself, as a program embedding the CLI would
@@ -772,9 +767,18 @@ func TestTailBackfill(t *testing.T) {
 	const n = 8
 	p := start(t, srv.URL(), tok, "tail", "-keys", "a", "-backfill", "-n", fmt.Sprint(n))
 	require.Eventually(t, func() bool { return srv.OpenSubscriptions() == 1 }, 10*time.Second, 10*time.Millisecond)
-	for i := range n {
+	write := func(i int) {
+		t.Helper()
 		require.NoError(t, c.Write(context.Background(), []thethings.Value{{Key: "a", Value: i}, {Key: "b", Value: i}}))
-		time.Sleep(100 * time.Millisecond)
+	}
+	// Half the values before the cut, half after the tail has connected
+	// again: the cut falls between writes however slow the machine.
+	for i := range n / 2 {
+		write(i)
+	}
+	require.Eventually(t, func() bool { return srv.Requests(thethingstest.RouteSubscribe) >= 2 }, 10*time.Second, 10*time.Millisecond, "the tail reconnects after the cut")
+	for i := n / 2; i < n; i++ {
+		write(i)
 	}
 	seen := map[float64]int{}
 	for range n {
