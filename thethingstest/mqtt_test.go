@@ -29,24 +29,23 @@ func rawMQTT(t testing.TB, url string) paho.Client {
 	return c
 }
 
-// rawSubscribe subscribes to topic and returns its payloads.
-func rawSubscribe(t testing.TB, c paho.Client, topic string) <-chan string {
+// rawSubscribe subscribes to topic and returns a func that waits for its
+// next payload.
+func rawSubscribe(t testing.TB, c paho.Client, topic string) (next func() string) {
 	t.Helper()
 	ch := make(chan string, 16)
 	tok := c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { ch <- string(m.Payload()) })
 	require.True(t, tok.WaitTimeout(10*time.Second))
 	require.NoError(t, tok.Error())
-	return ch
-}
-
-func next(t testing.TB, ch <-chan string) string {
-	t.Helper()
-	select {
-	case s := <-ch:
-		return s
-	case <-time.After(10 * time.Second):
-		t.Fatal("no MQTT message")
-		return ""
+	return func() string {
+		t.Helper()
+		select {
+		case s := <-ch:
+			return s
+		case <-time.After(10 * time.Second):
+			t.Fatal("no MQTT message on " + topic)
+			return ""
+		}
 	}
 }
 
@@ -74,7 +73,7 @@ func TestMQTTPublishIsAWrite(t *testing.T) {
 	rawPublish(t, c, "v2/things/tok", `{"values":[{"key":"temp","value":21.5,"geo":{"lat":1,"long":2},"datetime":"20260102030405"}]}`)
 	want := `[{"key":"temp","value":21.5,"datetime":"2026-01-02T03:04:05.000Z","geo":{"lat":1,"long":2}}]`
 	// Subscribers get the stream's data array, not the published body.
-	assert.JSONEq(t, want, next(t, mqttSub))
+	assert.JSONEq(t, want, mqttSub())
 	assert.JSONEq(t, want, restSub.data(5*time.Second))
 	items := e.readItems("tok", "temp", "")
 	require.Len(t, items, 1)
@@ -82,7 +81,7 @@ func TestMQTTPublishIsAWrite(t *testing.T) {
 
 	// A REST write reaches MQTT subscribers as the same array.
 	e.mustWrite("tok", `{"values":[{"key":"green","value":"1"}]}`)
-	got := next(t, mqttSub)
+	got := mqttSub()
 	assert.True(t, strings.HasPrefix(got, `[{"key":"green","value":"1"`), got)
 }
 
@@ -97,7 +96,7 @@ func TestMQTTDropsWhatTheRESTAPIRefuses(t *testing.T) {
 	// Messages on one connection keep their order: had the others gone
 	// through, they would arrive first.
 	var frame []map[string]any
-	require.NoError(t, json.Unmarshal([]byte(next(t, sub)), &frame))
+	require.NoError(t, json.Unmarshal([]byte(sub()), &frame))
 	require.Len(t, frame, 1)
 	assert.Contains(t, frame[0], "datetime", "stamped by the server")
 	delete(frame[0], "datetime")
@@ -110,13 +109,13 @@ func TestMQTTDropsWhatTheRESTAPIRefuses(t *testing.T) {
 func TestMQTTActivation(t *testing.T) {
 	e := start(t, WithMQTT(), WithThingTokens(), WithActivationCodes(ActivationCode{Code: "C1"}))
 	c := rawMQTT(t, e.srv.MQTTURL())
-	answer := next(t, rawSubscribe(t, c, "v2/activations/C1/r4nd0m"))
+	answer := rawSubscribe(t, c, "v2/activations/C1/r4nd0m")()
 	assert.Contains(t, answer, `"status":"created"`)
 	tokens := e.srv.Tokens()
 	require.Len(t, tokens, 1)
 	assert.Contains(t, answer, `"thingToken":"`+tokens[0]+`"`)
 
-	answer = next(t, rawSubscribe(t, c, "v2/activations/C1/again"))
+	answer = rawSubscribe(t, c, "v2/activations/C1/again")()
 	assert.JSONEq(t, `{"status":"error","message":"activation code not found"}`, answer)
 	assert.Len(t, e.srv.Tokens(), 1)
 	// The REST activation of a spent code fails too.
@@ -138,7 +137,7 @@ func TestMQTTRestartAndSubscriptionCount(t *testing.T) {
 	c2 := rawMQTT(t, url)
 	sub := rawSubscribe(t, c2, "v2/things/tok")
 	e.mustWrite("tok", `{"values":[{"key":"k","value":1}]}`)
-	next(t, sub)
+	sub()
 	tok := c2.Unsubscribe("v2/things/tok")
 	require.True(t, tok.WaitTimeout(10*time.Second))
 	assert.Equal(t, 0, e.srv.OpenSubscriptions())
