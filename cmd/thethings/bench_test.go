@@ -17,6 +17,7 @@ import (
 // benchValues is the history read by the benchmark and the memory test.
 const benchValues = 100_000
 
+// readEnv is the environment of run for the test server srv and tok.
 func readEnv(srv *thethingstest.Server, tok string) func(string) string {
 	return func(k string) string {
 		return map[string]string{"THETHINGS_TOKEN": tok, "THETHINGS_BASE_URL": srv.URL()}[k]
@@ -26,8 +27,7 @@ func readEnv(srv *thethingstest.Server, tok string) func(string) string {
 // BenchmarkReadCSV measures read's throughput: the whole history of one key
 // (100,000 values) from the test server over loopback to CSV.
 func BenchmarkReadCSV(b *testing.B) {
-	srv, tok := thethingstest.NewServer(b), ""
-	tok = srv.Tokens()[0]
+	srv, tok := newServer(b)
 	seed(b, srv, tok, "bench", benchValues)
 	env := readEnv(srv, tok)
 	start := time.Now()
@@ -75,8 +75,7 @@ func TestReadMemoryFlat(t *testing.T) {
 	if testing.Short() {
 		t.Skip("seeds 110,000 values")
 	}
-	srv := thethingstest.NewServer(t)
-	tok := srv.Tokens()[0]
+	srv, tok := newServer(t)
 	seed(t, srv, tok, "small", benchValues/10)
 	seed(t, srv, tok, "large", benchValues)
 	env := readEnv(srv, tok)

@@ -208,7 +208,8 @@ func refused(t *testing.T, stdin, want string, args ...string) {
 	assert.Zero(t, conns(), "%v: a request was made", args)
 }
 
-func newServer(t *testing.T) (*thethingstest.Server, string) {
+// newServer is the test server the CLI talks to, and its thing token.
+func newServer(t testing.TB) (*thethingstest.Server, string) {
 	srv := thethingstest.NewServer(t)
 	return srv, srv.Tokens()[0]
 }
@@ -702,9 +703,7 @@ func TestRunInProcess(t *testing.T) {
 	srv, tok := newServer(t)
 	seed(t, srv, tok, "k", 3)
 	var stdout, stderr bytes.Buffer
-	getenv := func(k string) string {
-		return map[string]string{"THETHINGS_TOKEN": tok, "THETHINGS_BASE_URL": srv.URL()}[k]
-	}
+	getenv := readEnv(srv, tok)
 	code := run(context.Background(), []string{"read", "k", "-format", "jsonl"}, strings.NewReader(""), &stdout, &stderr, getenv)
 	require.Equal(t, 0, code, stderr.String())
 	assert.Equal(t, 3, strings.Count(stdout.String(), "\n"))
