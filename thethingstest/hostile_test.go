@@ -44,10 +44,10 @@ func TestRequestSizeBoundedOnEveryRoute(t *testing.T) {
 
 func TestMQTTPublishBoundedLikeARESTBody(t *testing.T) {
 	e := start(t, WithMQTT(), WithThingTokens("tok"), WithMaxBodyBytes(1000))
-	c := rawMQTT(t, e.srv.MQTTURL())
-	sub := rawSubscribe(t, c, "v2/things/tok")
-	rawPublish(t, c, "v2/things/tok", bigWrite("big", 1500)) // under the packet limit, over the body limit
-	rawPublish(t, c, "v2/things/tok", bigWrite("small", 900))
+	c := dialMQTT(t, e.srv.MQTTURL())
+	sub := c.subscribe("v2/things/tok")
+	c.publish("v2/things/tok", bigWrite("big", 1500)) // under the packet limit, over the body limit
+	c.publish("v2/things/tok", bigWrite("small", 900))
 	assert.Contains(t, sub(), `"key":"small"`, "the larger write went to no one")
 	assert.Equal(t, 0, e.srv.StoredCount("tok", "big"))
 	assert.Equal(t, 1, e.srv.StoredCount("tok", "small"))

@@ -17,43 +17,49 @@ import (
 
 // rawMQTT is a plain MQTT client on the test server's broker, to check
 // the bytes it sends and takes.
-func rawMQTT(t testing.TB, url string) paho.Client {
+type rawMQTT struct {
+	paho.Client
+	t testing.TB
+}
+
+func dialMQTT(t testing.TB, url string) *rawMQTT {
 	t.Helper()
 	o := paho.NewClientOptions().AddBroker(url).SetClientID("raw-" + t.Name()).
 		SetAutoReconnect(false).SetCleanSession(true).SetOrderMatters(true)
-	c := paho.NewClient(o)
-	tok := c.Connect()
-	require.True(t, tok.WaitTimeout(10*time.Second))
-	require.NoError(t, tok.Error())
+	c := &rawMQTT{paho.NewClient(o), t}
+	c.wait(c.Connect())
 	t.Cleanup(func() { c.Disconnect(100) })
 	return c
 }
 
-// rawSubscribe subscribes to topic and returns a func that waits for its
+// wait waits for tok and requires it to succeed.
+func (c *rawMQTT) wait(tok paho.Token) {
+	c.t.Helper()
+	require.True(c.t, tok.WaitTimeout(10*time.Second))
+	require.NoError(c.t, tok.Error())
+}
+
+// subscribe subscribes to topic and returns a func that waits for its
 // next payload.
-func rawSubscribe(t testing.TB, c paho.Client, topic string) (next func() string) {
-	t.Helper()
+func (c *rawMQTT) subscribe(topic string) (next func() string) {
+	c.t.Helper()
 	ch := make(chan string, 16)
-	tok := c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { ch <- string(m.Payload()) })
-	require.True(t, tok.WaitTimeout(10*time.Second))
-	require.NoError(t, tok.Error())
+	c.wait(c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { ch <- string(m.Payload()) }))
 	return func() string {
-		t.Helper()
+		c.t.Helper()
 		select {
 		case s := <-ch:
 			return s
 		case <-time.After(10 * time.Second):
-			t.Fatal("no MQTT message on " + topic)
+			c.t.Fatal("no MQTT message on " + topic)
 			return ""
 		}
 	}
 }
 
-func rawPublish(t testing.TB, c paho.Client, topic, body string) {
-	t.Helper()
-	tok := c.Publish(topic, 1, false, body)
-	require.True(t, tok.WaitTimeout(10*time.Second))
-	require.NoError(t, tok.Error())
+func (c *rawMQTT) publish(topic, body string) {
+	c.t.Helper()
+	c.wait(c.Publish(topic, 1, false, body))
 }
 
 func TestMQTTURL(t *testing.T) {
@@ -65,12 +71,12 @@ func TestMQTTURL(t *testing.T) {
 
 func TestMQTTPublishIsAWrite(t *testing.T) {
 	e := start(t, WithMQTT(), WithThingTokens("tok"))
-	c := rawMQTT(t, e.srv.MQTTURL())
-	mqttSub := rawSubscribe(t, c, "v2/things/tok")
+	c := dialMQTT(t, e.srv.MQTTURL())
+	mqttSub := c.subscribe("v2/things/tok")
 	restSub := e.subscribe("tok", "")
 	assert.Equal(t, `{"status":"success","message":"subscribed"}`, restSub.mustChunk(5*time.Second))
 
-	rawPublish(t, c, "v2/things/tok", `{"values":[{"key":"temp","value":21.5,"geo":{"lat":1,"long":2},"datetime":"20260102030405"}]}`)
+	c.publish("v2/things/tok", `{"values":[{"key":"temp","value":21.5,"geo":{"lat":1,"long":2},"datetime":"20260102030405"}]}`)
 	want := `[{"key":"temp","value":21.5,"datetime":"2026-01-02T03:04:05.000Z","geo":{"lat":1,"long":2}}]`
 	// Subscribers get the stream's data array, not the published body.
 	assert.JSONEq(t, want, mqttSub())
@@ -87,12 +93,12 @@ func TestMQTTPublishIsAWrite(t *testing.T) {
 
 func TestMQTTDropsWhatTheRESTAPIRefuses(t *testing.T) {
 	e := start(t, WithMQTT(), WithThingTokens("tok"))
-	c := rawMQTT(t, e.srv.MQTTURL())
-	sub := rawSubscribe(t, c, "v2/things/tok")
-	rawPublish(t, c, "v2/things/unknown", `{"values":[{"key":"a","value":1}]}`)
-	rawPublish(t, c, "v2/things/tok", `{"values":[{"key":"bad key","value":1}]}`)
-	rawPublish(t, c, "v2/things/tok", `not json`)
-	rawPublish(t, c, "v2/things/tok", `{"values":[{"key":"ok","value":1}]}`)
+	c := dialMQTT(t, e.srv.MQTTURL())
+	sub := c.subscribe("v2/things/tok")
+	c.publish("v2/things/unknown", `{"values":[{"key":"a","value":1}]}`)
+	c.publish("v2/things/tok", `{"values":[{"key":"bad key","value":1}]}`)
+	c.publish("v2/things/tok", `not json`)
+	c.publish("v2/things/tok", `{"values":[{"key":"ok","value":1}]}`)
 	// Messages on one connection keep their order: had the others gone
 	// through, they would arrive first.
 	var frame []map[string]any
@@ -108,14 +114,14 @@ func TestMQTTDropsWhatTheRESTAPIRefuses(t *testing.T) {
 
 func TestMQTTActivation(t *testing.T) {
 	e := start(t, WithMQTT(), WithThingTokens(), WithActivationCodes(ActivationCode{Code: "C1"}))
-	c := rawMQTT(t, e.srv.MQTTURL())
-	answer := rawSubscribe(t, c, "v2/activations/C1/r4nd0m")()
+	c := dialMQTT(t, e.srv.MQTTURL())
+	answer := c.subscribe("v2/activations/C1/r4nd0m")()
 	assert.Contains(t, answer, `"status":"created"`)
 	tokens := e.srv.Tokens()
 	require.Len(t, tokens, 1)
 	assert.Contains(t, answer, `"thingToken":"`+tokens[0]+`"`)
 
-	answer = rawSubscribe(t, c, "v2/activations/C1/again")()
+	answer = c.subscribe("v2/activations/C1/again")()
 	assert.JSONEq(t, `{"status":"error","message":"activation code not found"}`, answer)
 	assert.Len(t, e.srv.Tokens(), 1)
 	// The REST activation of a spent code fails too.
@@ -126,16 +132,16 @@ func TestMQTTActivation(t *testing.T) {
 func TestMQTTRestartAndSubscriptionCount(t *testing.T) {
 	e := start(t, WithMQTT(), WithThingTokens("tok"))
 	url := e.srv.MQTTURL()
-	c := rawMQTT(t, url)
-	rawSubscribe(t, c, "v2/things/tok")
-	rawSubscribe(t, c, "v2/things/tok/data") // not a thing topic: not counted
+	c := dialMQTT(t, url)
+	c.subscribe("v2/things/tok")
+	c.subscribe("v2/things/tok/data") // not a thing topic: not counted
 	assert.Equal(t, 1, e.srv.OpenSubscriptions())
 	require.NoError(t, e.srv.RestartMQTT())
 	require.Eventually(t, func() bool { return !c.IsConnectionOpen() }, 10*time.Second, 5*time.Millisecond, "the broker to drop the client")
 	assert.Equal(t, 0, e.srv.OpenSubscriptions())
 	assert.Equal(t, url, e.srv.MQTTURL(), "same address after a restart")
-	c2 := rawMQTT(t, url)
-	sub := rawSubscribe(t, c2, "v2/things/tok")
+	c2 := dialMQTT(t, url)
+	sub := c2.subscribe("v2/things/tok")
 	e.mustWrite("tok", `{"values":[{"key":"k","value":1}]}`)
 	sub()
 	tok := c2.Unsubscribe("v2/things/tok")
