@@ -10,26 +10,17 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // benchValues is the history read by the benchmark and the memory test.
 const benchValues = 100_000
-
-// readEnv is the environment of run for the test server srv and tok.
-func readEnv(srv *thethingstest.Server, tok string) func(string) string {
-	return func(k string) string {
-		return map[string]string{"THETHINGS_TOKEN": tok, "THETHINGS_BASE_URL": srv.URL()}[k]
-	}
-}
 
 // BenchmarkReadCSV measures read's throughput: the whole history of one key
 // (100,000 values) from the test server over loopback to CSV.
 func BenchmarkReadCSV(b *testing.B) {
 	srv, tok := newServer(b)
 	seed(b, srv, tok, "bench", benchValues)
-	env := readEnv(srv, tok)
+	_, env := cliEnv(srv.URL(), tok)
 	start := time.Now()
 	n := 0
 	for b.Loop() {
@@ -78,7 +69,7 @@ func TestReadMemoryFlat(t *testing.T) {
 	srv, tok := newServer(t)
 	seed(t, srv, tok, "small", benchValues/10)
 	seed(t, srv, tok, "large", benchValues)
-	env := readEnv(srv, tok)
+	_, env := cliEnv(srv.URL(), tok)
 	growth := func(key string) uint64 {
 		base := liveHeap()
 		w := &heapWriter{}

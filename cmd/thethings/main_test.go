@@ -72,7 +72,7 @@ func cli(t *testing.T, baseURL, token, stdin string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = cliEnv(baseURL, token)
+	cmd.Env, _ = cliEnv(baseURL, token)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -86,15 +86,20 @@ func cli(t *testing.T, baseURL, token, stdin string, args ...string) result {
 	return result{stdout.String(), stderr.String(), code}
 }
 
-func cliEnv(baseURL, token string) []string {
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+// cliEnv is the CLI's environment for baseURL and token (either may be
+// ""): the variables of its process, and the same as run's getenv.
+func cliEnv(baseURL, token string) (vars []string, getenv func(string) string) {
+	m := map[string]string{"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME")}
 	if baseURL != "" {
-		env = append(env, "THETHINGS_BASE_URL="+baseURL)
+		m["THETHINGS_BASE_URL"] = baseURL
 	}
 	if token != "" {
-		env = append(env, "THETHINGS_TOKEN="+token)
+		m["THETHINGS_TOKEN"] = token
 	}
-	return env
+	for k, v := range m {
+		vars = append(vars, k+"="+v)
+	}
+	return vars, func(k string) string { return m[k] }
 }
 
 // started is a running binary whose stdout is read line by line.
@@ -108,7 +113,7 @@ type started struct {
 func start(t *testing.T, baseURL, token string, args ...string) *started {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = cliEnv(baseURL, token)
+	cmd.Env, _ = cliEnv(baseURL, token)
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	s := &started{cmd: cmd, lines: make(chan string, 1000), stderr: &syncBuffer{}, done: make(chan struct{})}
@@ -703,7 +708,7 @@ func TestRunInProcess(t *testing.T) {
 	srv, tok := newServer(t)
 	seed(t, srv, tok, "k", 3)
 	var stdout, stderr bytes.Buffer
-	getenv := readEnv(srv, tok)
+	_, getenv := cliEnv(srv.URL(), tok)
 	code := run(context.Background(), []string{"read", "k", "-format", "jsonl"}, strings.NewReader(""), &stdout, &stderr, getenv)
 	require.Equal(t, 0, code, stderr.String())
 	assert.Equal(t, 3, strings.Count(stdout.String(), "\n"))
