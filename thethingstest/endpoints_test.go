@@ -447,7 +447,7 @@ func TestStreamFrames(t *testing.T) {
 	t.Run("ends when the client leaves and on Close", func(t *testing.T) {
 		s := mustNew(t, WithThingTokens("tok"))
 		require.NoError(t, s.Start())
-		e := &env{t: t, srv: s, addr: strings.TrimSuffix(strings.TrimPrefix(s.URL(), "http://"), "/v2/")}
+		e := newEnv(t, s, s.URL())
 		a := e.subscribe("tok", "?keepAlive=10000")
 		b := e.subscribe("tok", "?keepAlive=10000")
 		a.mustChunk(5 * time.Second)
@@ -558,8 +558,7 @@ func TestServeAndHandler(t *testing.T) {
 	go func() { done <- s.Serve(ln) }()
 	require.Eventually(t, func() bool { return s.URL() != "" }, 10*time.Second, 5*time.Millisecond, "URL")
 	assert.Equal(t, "http://"+ln.Addr().String()+"/v2/", s.URL())
-	e := &env{t: t, srv: s, base: s.URL(), addr: ln.Addr().String(), client: &http.Client{Transport: &http.Transport{}}}
-	defer e.client.CloseIdleConnections()
+	e := newEnv(t, s, s.URL())
 	assert.Equal(t, 401, e.get("").status)
 	assert.Error(t, s.Start(), "already serving")
 	require.NoError(t, s.Close())
@@ -570,7 +569,7 @@ func TestServeAndHandler(t *testing.T) {
 	s2 := mustNew(t, WithThingTokens("tok"))
 	ts := httptest.NewServer(s2.Handler())
 	defer ts.Close()
-	e2 := &env{t: t, srv: s2, addr: strings.TrimPrefix(ts.URL, "http://")}
+	e2 := newEnv(t, s2, ts.URL+"/v2/")
 	sub := e2.subscribe("tok", "?keepAlive=10000")
 	sub.mustChunk(5 * time.Second)
 	require.NoError(t, s2.Close())

@@ -199,14 +199,12 @@ func startRecording(t *testing.T, opts ...Option) (*env, *recordingListener) {
 	s := mustNew(t, opts...)
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(rec) }()
-	e := &env{t: t, srv: s, addr: ln.Addr().String(), client: &http.Client{Transport: &http.Transport{}}}
 	t.Cleanup(func() {
-		e.client.CloseIdleConnections()
 		require.NoError(t, s.Close())
 		require.NoError(t, <-done)
 	})
 	require.Eventually(t, func() bool { return s.URL() != "" }, 10*time.Second, 5*time.Millisecond, "URL")
-	e.base = s.URL()
+	e := newEnv(t, s, s.URL())
 	return e, rec
 }
 

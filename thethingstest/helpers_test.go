@@ -39,18 +39,23 @@ func mustNew(t testing.TB, opts ...Option) *Server {
 	return s
 }
 
+// start is the test setup: a started emulator and a client of it, both
+// closed when the test ends.
 func start(t testing.TB, opts ...Option) *env {
 	t.Helper()
 	s := mustNew(t, opts...)
 	require.NoError(t, s.Start())
+	t.Cleanup(func() { assert.NoError(t, s.Close()) })
+	return newEnv(t, s, s.URL())
+}
+
+// newEnv is a client of s served at base (".../v2/"), for a test that
+// starts s itself; its connections close when the test ends.
+func newEnv(t testing.TB, s *Server, base string) *env {
 	tr := &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}
-	e := &env{t: t, srv: s, base: s.URL(), client: &http.Client{Transport: tr, Timeout: 20 * time.Second}}
-	e.addr = strings.TrimSuffix(strings.TrimPrefix(e.base, "http://"), "/v2/")
-	t.Cleanup(func() {
-		tr.CloseIdleConnections()
-		assert.NoError(t, s.Close())
-	})
-	return e
+	t.Cleanup(tr.CloseIdleConnections)
+	addr := strings.TrimSuffix(strings.TrimPrefix(base, "http://"), "/v2/")
+	return &env{t: t, srv: s, base: base, addr: addr, client: &http.Client{Transport: tr, Timeout: 20 * time.Second}}
 }
 
 type response struct {
