@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -410,22 +411,39 @@ func TestStreamFrames(t *testing.T) {
 		assert.Equal(t, `[{"key":"b","value":2},{"key":"a","value":"x"}]`, sub.data(5*time.Second))
 	})
 	t.Run("keep-alives", func(t *testing.T) {
-		e := start(t, WithThingTokens("tok"), WithDefaultKeepAlive(40*time.Millisecond))
-		for _, q := range []string{"?keepAlive=50", "", "?keepAlive=99999999999999999"} {
-			sub := e.subscribe("tok", q)
-			sub.mustChunk(5 * time.Second)
-			if strings.Contains(q, "999") { // clamped, not overflowed
-				_, err := sub.chunk(100 * time.Millisecond)
-				var ne net.Error
-				assert.ErrorAs(t, err, &ne)
-				continue
+		// On the fake clock of a bubble, in memory: the intervals are
+		// exact, however loaded the machine.
+		synctest.Test(t, func(t *testing.T) {
+			s := mustNew(t, WithThingTokens("tok"), WithDefaultKeepAlive(40*time.Millisecond))
+			ln := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+			served := make(chan error, 1)
+			go func() { served <- s.Serve(ln) }()
+			e := newEnv(t, s, "http://127.0.0.1:1/v2/")
+			e.pipe = ln
+			for _, c := range []struct {
+				q     string
+				every time.Duration
+			}{{"?keepAlive=50", 50 * time.Millisecond}, {"", 40 * time.Millisecond}, {"?keepAlive=99999999999999999", maxKeepAlive}} {
+				sub := e.subscribe("tok", c.q)
+				sub.mustChunk(5 * time.Second)
+				start := time.Now()
+				if c.every == maxKeepAlive { // clamped, not overflowed
+					_, err := sub.chunk(100 * time.Millisecond)
+					var ne net.Error
+					assert.ErrorAs(t, err, &ne)
+					sub.conn.Close()
+					continue
+				}
+				for i := 1; i <= 3; i++ {
+					assert.Equal(t, "{}", sub.mustChunk(2*time.Second))
+					assert.Equal(t, time.Duration(i)*c.every, time.Since(start), "%q: keep-alive %d", c.q, i)
+				}
+				assert.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond)
+				sub.conn.Close()
 			}
-			start := time.Now()
-			for i := 0; i < 3; i++ {
-				assert.Equal(t, "{}", sub.mustChunk(2*time.Second))
-			}
-			assert.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond)
-		}
+			require.NoError(t, s.Close())
+			require.NoError(t, <-served)
+		})
 	})
 	t.Run("many subscribers", func(t *testing.T) {
 		e := start(t, WithThingTokens("tok", "other"))

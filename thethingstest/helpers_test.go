@@ -29,6 +29,7 @@ type env struct {
 	base   string // ".../v2/"
 	addr   string // host:port
 	client *http.Client
+	pipe   *pipeListener // when set, subscriptions connect through it
 }
 
 // mustNew is New for tests: an option error fails the test.
@@ -144,20 +145,27 @@ var errCleanEnd = errors.New("stream ended with the final chunk")
 
 func (e *env) subscribe(token, query string) *rawSub {
 	e.t.Helper()
-	s, err := dialSub(e.t, e.addr, token, query, 4096)
+	s, err := e.dialSub(token, query, 4096)
 	require.NoError(e.t, err)
 	e.t.Cleanup(func() { s.conn.Close() })
 	return s
 }
 
-func dialSub(t testing.TB, addr, token, query string, bufSize int) (*rawSub, error) {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return nil, err
+// dialSub opens a subscription on a connection of its own, read through
+// a buffer of bufSize bytes.
+func (e *env) dialSub(token, query string, bufSize int) (*rawSub, error) {
+	var conn net.Conn
+	if e.pipe != nil {
+		conn = e.pipe.dial()
+	} else {
+		var err error
+		if conn, err = net.DialTimeout("tcp", e.addr, 5*time.Second); err != nil {
+			return nil, err
+		}
 	}
-	s := &rawSub{t: t, conn: conn, br: bufio.NewReaderSize(conn, bufSize)}
+	s := &rawSub{t: e.t, conn: conn, br: bufio.NewReaderSize(conn, bufSize)}
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	_, err = fmt.Fprintf(conn, "GET /v2/things/%s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n\r\n", token, query, addr)
+	_, err := fmt.Fprintf(conn, "GET /v2/things/%s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n\r\n", token, query, e.addr)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -228,6 +236,41 @@ func (s *rawSub) data(d time.Duration) string {
 			return string(c)
 		}
 	}
+}
+
+// pipeListener serves in-memory connections (net.Pipe), so that a server
+// and its clients can run in a synctest bubble, on its fake clock.
+type pipeListener struct {
+	conns     chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+
+// dial connects a new client to the listener's server.
+func (l *pipeListener) dial() net.Conn {
+	client, server := net.Pipe()
+	select {
+	case l.conns <- server:
+	case <-l.done:
+		server.Close()
+	}
+	return client
 }
 
 // clock is a settable clock for WithClock.
