@@ -466,6 +466,9 @@ func TestReadResumesAfterInterrupt(t *testing.T) {
 
 	p := start(t, srv.URL(), tok, "read", "slow")
 	assert.Equal(t, "datetime,key,value,lat,long", p.next(t))
+	// The first page is in; any page asked for from now on waits for the
+	// interrupt, however long the test takes to send it.
+	srv.SetFaults(thethingstest.Faults{Latency: time.Hour})
 	var first []string
 	for range 1000 { // the first page, out before the second is asked for
 		rec, err := csv.NewReader(strings.NewReader(p.next(t))).Read()
