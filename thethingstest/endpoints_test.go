@@ -414,12 +414,7 @@ func TestStreamFrames(t *testing.T) {
 		// On the fake clock of a bubble, in memory: the intervals are
 		// exact, however loaded the machine.
 		synctest.Test(t, func(t *testing.T) {
-			s := mustNew(t, WithThingTokens("tok"), WithDefaultKeepAlive(40*time.Millisecond))
-			ln := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
-			served := make(chan error, 1)
-			go func() { served <- s.Serve(ln) }()
-			e := newEnv(t, s, "http://127.0.0.1:1/v2/")
-			e.pipe = ln
+			e := startPiped(t, WithThingTokens("tok"), WithDefaultKeepAlive(40*time.Millisecond))
 			for _, c := range []struct {
 				q     string
 				every time.Duration
@@ -441,8 +436,6 @@ func TestStreamFrames(t *testing.T) {
 				assert.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond)
 				sub.conn.Close()
 			}
-			require.NoError(t, s.Close())
-			require.NoError(t, <-served)
 		})
 	})
 	t.Run("many subscribers", func(t *testing.T) {

@@ -50,6 +50,24 @@ func start(t testing.TB, opts ...Option) *env {
 	return newEnv(t, s, s.URL())
 }
 
+// startPiped is start for a synctest bubble: the emulator serves
+// in-memory connections, so that its timers and the test's waits run on
+// the bubble's fake clock. Call it inside the bubble.
+func startPiped(t *testing.T, opts ...Option) *env {
+	t.Helper()
+	s := mustNew(t, opts...)
+	ln := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		assert.NoError(t, s.Close())
+		assert.NoError(t, <-served)
+	})
+	e := newEnv(t, s, "http://127.0.0.1:1/v2/")
+	e.pipe = ln
+	return e
+}
+
 // newEnv is a client of s served at base (".../v2/"), for a test that
 // starts s itself; its connections close when the test ends.
 func newEnv(t testing.TB, s *Server, base string) *env {
