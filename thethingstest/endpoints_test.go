@@ -414,7 +414,7 @@ func TestStreamFrames(t *testing.T) {
 		// On the fake clock of a bubble, in memory: the intervals are
 		// exact, however loaded the machine.
 		synctest.Test(t, func(t *testing.T) {
-			e := startPiped(t, WithThingTokens("tok"), WithDefaultKeepAlive(40*time.Millisecond))
+			e := serve(t, &pipeListener{}, WithThingTokens("tok"), WithDefaultKeepAlive(40*time.Millisecond))
 			for _, c := range []struct {
 				q     string
 				every time.Duration

@@ -165,7 +165,7 @@ func TestFaultCoalesceFrames(t *testing.T) {
 	for _, coalesce := range []bool{false, true} {
 		t.Run(fmt.Sprintf("CoalesceFrames=%v", coalesce), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				e := startPiped(t, WithThingTokens("tok"), WithFaults(Faults{CoalesceFrames: coalesce}))
+				e := serve(t, &pipeListener{}, WithThingTokens("tok"), WithFaults(Faults{CoalesceFrames: coalesce}))
 				s := e.subscribe("tok", "?keepAlive=10000")
 				assert.Equal(t, string(frameSubscribed), s.mustChunk(5*time.Second), "flushed within the interval")
 				th := e.srv.thing("tok")

@@ -95,7 +95,10 @@ func splitAnswer(t *testing.T, b []byte) (head string, body []byte) {
 // JavaScript SDK does) reads even a 1000-value page when the network keeps
 // it whole, as it keeps a small answer whole.
 func TestAnswerArrivesInOneRead(t *testing.T) {
-	e, rec := startRecording(t, WithThingTokens("tok"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	rec := &recordingListener{Listener: ln}
+	e := serve(t, rec, WithThingTokens("tok"))
 	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	recs := make([]Record, 1000)
 	for i := range recs {
@@ -190,31 +193,16 @@ func (c *recordingConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// startRecording starts s on a recordingListener.
-func startRecording(t *testing.T, opts ...Option) (*env, *recordingListener) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	rec := &recordingListener{Listener: ln}
-	s := mustNew(t, opts...)
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(rec) }()
-	t.Cleanup(func() {
-		require.NoError(t, s.Close())
-		require.NoError(t, <-done)
-	})
-	require.Eventually(t, func() bool { return s.URL() != "" }, 10*time.Second, 5*time.Millisecond, "URL")
-	e := newEnv(t, s, s.URL())
-	return e, rec
-}
-
 // Each stream frame is one HTTP chunk written at once, whatever its size.
 // What the server writes is checked, as TCP keeps no write boundaries: a
 // large frame may arrive in several reads, and a fast reader cannot tell one
 // write from several that arrive together. A frame that fits in one segment
 // arrives in one read.
 func TestStreamFrameIsOneChunkInOneRead(t *testing.T) {
-	e, rec := startRecording(t, WithThingTokens("tok"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	rec := &recordingListener{Listener: ln}
+	e := serve(t, rec, WithThingTokens("tok"))
 
 	conn, err := net.Dial("tcp", e.addr)
 	require.NoError(t, err)

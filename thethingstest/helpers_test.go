@@ -50,21 +50,21 @@ func start(t testing.TB, opts ...Option) *env {
 	return newEnv(t, s, s.URL())
 }
 
-// startPiped is start for a synctest bubble: the emulator serves
-// in-memory connections, so that its timers and the test's waits run on
-// the bubble's fake clock. Call it inside the bubble.
-func startPiped(t *testing.T, opts ...Option) *env {
+// serve is start on a listener of the test's own: one that records what
+// the server writes, or a pipeListener for a synctest bubble (then
+// subscriptions connect through it).
+func serve(t *testing.T, ln net.Listener, opts ...Option) *env {
 	t.Helper()
 	s := mustNew(t, opts...)
-	ln := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	t.Cleanup(func() {
 		assert.NoError(t, s.Close())
 		assert.NoError(t, <-served)
 	})
-	e := newEnv(t, s, "http://127.0.0.1:1/v2/")
-	e.pipe = ln
+	require.Eventually(t, func() bool { return s.URL() != "" }, 10*time.Second, 5*time.Millisecond, "URL")
+	e := newEnv(t, s, s.URL())
+	e.pipe, _ = ln.(*pipeListener)
 	return e
 }
 
@@ -257,14 +257,21 @@ func (s *rawSub) data(d time.Duration) string {
 }
 
 // pipeListener serves in-memory connections (net.Pipe), so that a server
-// and its clients can run in a synctest bubble, on its fake clock.
+// and its clients can run in a synctest bubble, on its fake clock. The zero
+// value is ready; create it inside the bubble.
 type pipeListener struct {
-	conns     chan net.Conn
-	done      chan struct{}
-	closeOnce sync.Once
+	once  sync.Once
+	conns chan net.Conn
+	done  chan struct{}
+	close sync.Once
+}
+
+func (l *pipeListener) init() {
+	l.once.Do(func() { l.conns, l.done = make(chan net.Conn), make(chan struct{}) })
 }
 
 func (l *pipeListener) Accept() (net.Conn, error) {
+	l.init()
 	select {
 	case c := <-l.conns:
 		return c, nil
@@ -274,7 +281,8 @@ func (l *pipeListener) Accept() (net.Conn, error) {
 }
 
 func (l *pipeListener) Close() error {
-	l.closeOnce.Do(func() { close(l.done) })
+	l.init()
+	l.close.Do(func() { close(l.done) })
 	return nil
 }
 
@@ -282,6 +290,7 @@ func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0
 
 // dial connects a new client to the listener's server.
 func (l *pipeListener) dial() net.Conn {
+	l.init()
 	client, server := net.Pipe()
 	select {
 	case l.conns <- server:
