@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -89,7 +90,7 @@ func peakHeap(b *testing.B) (stop func()) {
 func BenchmarkDownloadVerify(b *testing.B) {
 	pub := benchPriv.Public().(ed25519.PublicKey)
 	for _, size := range []int64{64 << 20, 8 << 20} {
-		b.Run(sizeName(size), func(b *testing.B) {
+		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
 			_, c, id := benchServer(b, size)
 			b.SetBytes(size)
 			b.ReportAllocs()
@@ -113,7 +114,7 @@ func BenchmarkDownloadVerify(b *testing.B) {
 // calls: DownloadFirmware into an io.Pipe, read by Verify.
 func BenchmarkDownloadPipeVerify(b *testing.B) {
 	for _, size := range []int64{64 << 20} {
-		b.Run(sizeName(size), func(b *testing.B) {
+		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
 			_, c, id := benchServer(b, size)
 			b.SetBytes(size)
 			b.ReportAllocs()
@@ -138,7 +139,7 @@ func BenchmarkDownloadPipeVerify(b *testing.B) {
 // over loopback, io.Copy into sha256.
 func BenchmarkCopySHA256(b *testing.B) {
 	for _, size := range []int64{64 << 20, 8 << 20} {
-		b.Run(sizeName(size), func(b *testing.B) {
+		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
 			srv, _, id := benchServer(b, size)
 			hc := &http.Client{}
 			b.SetBytes(size)
@@ -170,10 +171,6 @@ func collect(b *testing.B) {
 	b.StopTimer()
 	runtime.GC()
 	b.StartTimer()
-}
-
-func sizeName(n int64) string {
-	return map[int64]string{8 << 20: "8MiB", 64 << 20: "64MiB"}[n]
 }
 
 // BenchmarkDownloadVerifyRatio times DownloadFirmware into the verifier and

@@ -95,15 +95,10 @@ func (d *device) mustRun(args ...string) string {
 	return out
 }
 
-func e2eServer(t *testing.T, bundle []byte) *thethingstest.Server {
-	srv := thethingstest.NewServer(t, thethingstest.WithThingTokens(token))
-	srv.AddFirmware("2", bundle)
-	return srv
-}
-
 func TestE2EUpdateCommitRollback(t *testing.T) {
 	v1, v2 := buildApps(t)
-	srv := e2eServer(t, sign(t, v2, "2"))
+	srv := newFixture(t).srv
+	srv.AddFirmware("2", sign(t, v2, "2"))
 
 	// v1 updates to v2, which commits after its first start.
 	d := newDevice(t, srv, v1)
@@ -125,7 +120,8 @@ func TestE2ERefusesTamperedBundle(t *testing.T) {
 	v1, v2 := buildApps(t)
 	bundle := sign(t, v2, "2")
 	bundle[len(bundle)/2] ^= 0x01
-	srv := e2eServer(t, bundle)
+	srv := newFixture(t).srv
+	srv.AddFirmware("2", bundle)
 	d := newDevice(t, srv, v1)
 	out, failed := d.run("update")
 	require.True(t, failed)
@@ -140,7 +136,8 @@ func TestE2ERefusesTamperedBundle(t *testing.T) {
 // whole.
 func TestE2EKilledDuringApply(t *testing.T) {
 	v1, v2 := buildApps(t)
-	srv := e2eServer(t, sign(t, v2, "2"))
+	srv := newFixture(t).srv
+	srv.AddFirmware("2", sign(t, v2, "2"))
 
 	// How long one update takes here sets the range of kill moments.
 	d := newDevice(t, srv, v1)

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -410,22 +411,32 @@ func TestStreamFrames(t *testing.T) {
 		assert.Equal(t, `[{"key":"b","value":2},{"key":"a","value":"x"}]`, sub.data(5*time.Second))
 	})
 	t.Run("keep-alives", func(t *testing.T) {
-		e := start(t, WithThingTokens("tok"), WithDefaultKeepAlive(40*time.Millisecond))
-		for _, q := range []string{"?keepAlive=50", "", "?keepAlive=99999999999999999"} {
-			sub := e.subscribe("tok", q)
-			sub.mustChunk(5 * time.Second)
-			if strings.Contains(q, "999") { // clamped, not overflowed
-				_, err := sub.chunk(100 * time.Millisecond)
-				var ne net.Error
-				assert.ErrorAs(t, err, &ne)
-				continue
+		// On the fake clock of a bubble, in memory: the intervals are
+		// exact, however loaded the machine.
+		synctest.Test(t, func(t *testing.T) {
+			e := serve(t, &pipeListener{}, WithThingTokens("tok"), WithDefaultKeepAlive(40*time.Millisecond))
+			for _, c := range []struct {
+				q     string
+				every time.Duration
+			}{{"?keepAlive=50", 50 * time.Millisecond}, {"", 40 * time.Millisecond}, {"?keepAlive=99999999999999999", maxKeepAlive}} {
+				sub := e.subscribe("tok", c.q)
+				sub.mustChunk(5 * time.Second)
+				start := time.Now()
+				if c.every == maxKeepAlive { // clamped, not overflowed
+					_, err := sub.chunk(100 * time.Millisecond)
+					var ne net.Error
+					assert.ErrorAs(t, err, &ne)
+					sub.conn.Close()
+					continue
+				}
+				for i := 1; i <= 3; i++ {
+					assert.Equal(t, "{}", sub.mustChunk(2*time.Second))
+					assert.Equal(t, time.Duration(i)*c.every, time.Since(start), "%q: keep-alive %d", c.q, i)
+				}
+				assert.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond)
+				sub.conn.Close()
 			}
-			start := time.Now()
-			for i := 0; i < 3; i++ {
-				assert.Equal(t, "{}", sub.mustChunk(2*time.Second))
-			}
-			assert.GreaterOrEqual(t, time.Since(start), 100*time.Millisecond)
-		}
+		})
 	})
 	t.Run("many subscribers", func(t *testing.T) {
 		e := start(t, WithThingTokens("tok", "other"))
@@ -447,14 +458,14 @@ func TestStreamFrames(t *testing.T) {
 	t.Run("ends when the client leaves and on Close", func(t *testing.T) {
 		s := mustNew(t, WithThingTokens("tok"))
 		require.NoError(t, s.Start())
-		e := &env{t: t, srv: s, addr: strings.TrimSuffix(strings.TrimPrefix(s.URL(), "http://"), "/v2/")}
+		e := newEnv(t, s, s.URL())
 		a := e.subscribe("tok", "?keepAlive=10000")
 		b := e.subscribe("tok", "?keepAlive=10000")
 		a.mustChunk(5 * time.Second)
 		b.mustChunk(5 * time.Second)
 		assert.Equal(t, 2, s.OpenSubscriptions())
 		a.conn.Close()
-		waitFor(t, "one subscription", func() bool { return s.OpenSubscriptions() == 1 })
+		require.Eventually(t, func() bool { return s.OpenSubscriptions() == 1 }, 10*time.Second, 5*time.Millisecond, "one subscription")
 		require.NoError(t, s.Close())
 		assert.Equal(t, 0, s.OpenSubscriptions())
 		_, err := b.chunk(2 * time.Second)
@@ -496,7 +507,7 @@ func TestCounters(t *testing.T) {
 	s := e.subscribe("tok", "?keepAlive=10000")
 	s.mustChunk(5 * time.Second)
 
-	for route, want := range map[Route]int{"root": 1, "activate": 1, "write": 4, "read": 3, "subscribe": 1, "date": 1, "other": 2, "bogus": 0} {
+	for route, want := range map[Route]int{RouteRoot: 1, RouteActivate: 1, RouteWrite: 4, RouteRead: 3, RouteSubscribe: 1, RouteDate: 1, RouteOther: 2, "bogus": 0} {
 		assert.Equal(t, want, e.srv.Requests(route), route)
 	}
 	assert.Equal(t, 6, e.srv.StoredCount("tok", "k"))
@@ -507,7 +518,7 @@ func TestCounters(t *testing.T) {
 	assert.Equal(t, 3, e.srv.Duplicates(), "Seed counts duplicates too")
 	assert.Equal(t, 1, e.srv.OpenSubscriptions())
 	s.conn.Close()
-	waitFor(t, "no subscriptions", func() bool { return e.srv.OpenSubscriptions() == 0 })
+	require.Eventually(t, func() bool { return e.srv.OpenSubscriptions() == 0 }, 10*time.Second, 5*time.Millisecond, "no subscriptions")
 }
 
 func TestSeed(t *testing.T) {
@@ -538,8 +549,9 @@ func TestSeed(t *testing.T) {
 func TestPanicsAnswer500(t *testing.T) {
 	s := mustNew(t, WithThingTokens("tok"), WithClock(func() time.Time { panic("clock broke") }))
 	defer s.Close()
-	ts := httpTestServer(t, s.Handler())
-	resp, err := http.Get(ts + "/v2/utils/date")
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	resp, err := http.Get(ts.URL + "/v2/utils/date")
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	assert.Equal(t, 500, resp.StatusCode)
@@ -555,10 +567,9 @@ func TestServeAndHandler(t *testing.T) {
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
-	waitFor(t, "URL", func() bool { return s.URL() != "" })
+	require.Eventually(t, func() bool { return s.URL() != "" }, 10*time.Second, 5*time.Millisecond, "URL")
 	assert.Equal(t, "http://"+ln.Addr().String()+"/v2/", s.URL())
-	e := &env{t: t, srv: s, base: s.URL(), addr: ln.Addr().String(), client: &http.Client{Transport: &http.Transport{}}}
-	defer e.client.CloseIdleConnections()
+	e := newEnv(t, s, s.URL())
 	assert.Equal(t, 401, e.get("").status)
 	assert.Error(t, s.Start(), "already serving")
 	require.NoError(t, s.Close())
@@ -569,7 +580,7 @@ func TestServeAndHandler(t *testing.T) {
 	s2 := mustNew(t, WithThingTokens("tok"))
 	ts := httptest.NewServer(s2.Handler())
 	defer ts.Close()
-	e2 := &env{t: t, srv: s2, addr: strings.TrimPrefix(ts.URL, "http://")}
+	e2 := newEnv(t, s2, ts.URL+"/v2/")
 	sub := e2.subscribe("tok", "?keepAlive=10000")
 	sub.mustChunk(5 * time.Second)
 	require.NoError(t, s2.Close())

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -120,7 +121,7 @@ func TestFaultStreamCutAfter(t *testing.T) {
 	assert.GreaterOrEqual(t, keepAlives, 1, "the stream was alive before the cut")
 	assert.NotErrorIs(t, err, errCleanEnd, "abrupt: no final chunk")
 	assert.True(t, errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF), err.Error())
-	waitFor(t, "subscription closed", func() bool { return e.srv.OpenSubscriptions() == 0 })
+	require.Eventually(t, func() bool { return e.srv.OpenSubscriptions() == 0 }, 10*time.Second, 5*time.Millisecond, "subscription closed")
 }
 
 func TestFaultStopKeepAlives(t *testing.T) {
@@ -156,37 +157,46 @@ func TestFaultSplitFrames(t *testing.T) {
 	assert.Equal(t, want, readFrame(len(want)))
 }
 
+// On synctest's clock, so that how fast the frames are sent cannot change
+// how they are flushed.
 func TestFaultCoalesceFrames(t *testing.T) {
 	const n = 20
 	frame := func(i int) []byte { return []byte(fmt.Sprintf(`[{"key":"k","value":%d}]`, i)) }
 	for _, coalesce := range []bool{false, true} {
 		t.Run(fmt.Sprintf("CoalesceFrames=%v", coalesce), func(t *testing.T) {
-			e := start(t, WithThingTokens("tok"), WithFaults(Faults{CoalesceFrames: coalesce}))
-			s := e.subscribe("tok", "?keepAlive=10000")
-			assert.Equal(t, string(frameSubscribed), s.mustChunk(5*time.Second), "flushed within the interval")
-			th := e.srv.thing("tok")
-			for i := 0; i < n; i++ {
-				th.broadcast(frame(i))
-			}
-			var all strings.Builder
-			var chunks []string
-			for all.Len() < n*len(frame(0))+n/2 { // values 10..19 are one byte longer
-				c := s.mustChunk(5 * time.Second)
-				chunks = append(chunks, c)
-				all.WriteString(c)
-			}
-			dec := json.NewDecoder(strings.NewReader(all.String()))
-			for i := 0; i < n; i++ {
-				var got json.RawMessage
-				require.NoError(t, dec.Decode(&got))
-				assert.Equal(t, string(frame(i)), string(got))
-			}
-			if coalesce {
-				assert.LessOrEqual(t, len(chunks), 4, "frames flushed together")
-				assert.Greater(t, len(chunks), 1, "at most 16 frames per flush")
-			} else {
-				assert.Len(t, chunks, n, "one chunk per frame")
-			}
+			synctest.Test(t, func(t *testing.T) {
+				e := serve(t, &pipeListener{}, WithThingTokens("tok"), WithFaults(Faults{CoalesceFrames: coalesce}))
+				s := e.subscribe("tok", "?keepAlive=10000")
+				assert.Equal(t, string(frameSubscribed), s.mustChunk(5*time.Second), "flushed within the interval")
+				th := e.srv.thing("tok")
+				sent := time.Now()
+				for i := 0; i < n; i++ {
+					th.broadcast(frame(i))
+				}
+				var all strings.Builder
+				var chunks []string
+				for all.Len() < n*len(frame(0))+n/2 { // values 10..19 are one byte longer
+					c := s.mustChunk(5 * time.Second)
+					chunks = append(chunks, c)
+					all.WriteString(c)
+				}
+				dec := json.NewDecoder(strings.NewReader(all.String()))
+				for i := 0; i < n; i++ {
+					var got json.RawMessage
+					require.NoError(t, dec.Decode(&got))
+					assert.Equal(t, string(frame(i)), string(got))
+				}
+				if coalesce {
+					assert.LessOrEqual(t, len(chunks), 4, "frames flushed together")
+					assert.Greater(t, len(chunks), 1, "at most 16 frames per flush")
+					assert.Len(t, chunks, 2, "16 frames at once, the other 4 at the interval")
+					assert.Equal(t, coalesceInterval, time.Since(sent), "the last chunk one interval after the frames")
+				} else {
+					assert.Len(t, chunks, n, "one chunk per frame")
+					assert.Zero(t, time.Since(sent), "each frame at once")
+				}
+				s.conn.Close()
+			})
 		})
 	}
 }

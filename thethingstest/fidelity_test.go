@@ -26,18 +26,23 @@ const oneSegment = 1400
 
 // readWhole reads from conn until complete holds for what arrived, as a
 // client that parses each network read alone would wish it did, and
-// returns it with the number of reads it took.
-func readWhole(t *testing.T, conn net.Conn, complete func([]byte) bool) (b []byte, reads int) {
+// requires one read when it fits in one segment.
+func readWhole(t *testing.T, conn net.Conn, complete func([]byte) bool) []byte {
 	t.Helper()
 	buf := make([]byte, 1<<20)
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	var b []byte
+	reads := 0
 	for reads == 0 || !complete(b) {
 		n, err := conn.Read(buf)
 		require.NoError(t, err, "after %d bytes: %q", len(b), b[:min(len(b), 200)])
 		b = append(b, buf[:n]...)
 		reads++
 	}
-	return b, reads
+	if len(b) <= oneSegment {
+		require.Equal(t, 1, reads, "%d bytes arrived in one read", len(b))
+	}
+	return b
 }
 
 // answerComplete reports whether b holds a whole HTTP answer (by
@@ -66,28 +71,6 @@ func chunkComplete(b []byte) bool {
 	return err != nil || int64(len(rest)) >= n+2
 }
 
-// readAnswer reads one whole HTTP answer, requiring one read when it fits
-// in one segment.
-func readAnswer(t *testing.T, conn net.Conn) []byte {
-	t.Helper()
-	b, reads := readWhole(t, conn, answerComplete)
-	if len(b) <= oneSegment {
-		require.Equal(t, 1, reads, "a %d-byte answer arrived in one read", len(b))
-	}
-	return b
-}
-
-// readChunk reads one whole HTTP chunk, requiring one read when it fits in
-// one segment.
-func readChunk(t *testing.T, conn net.Conn) []byte {
-	t.Helper()
-	b, reads := readWhole(t, conn, chunkComplete)
-	if len(b) <= oneSegment {
-		require.Equal(t, 1, reads, "a %d-byte chunk arrived in one read", len(b))
-	}
-	return b
-}
-
 // splitAnswer splits a whole HTTP answer into its head and body, failing
 // when the body is not all there (by Content-Length).
 func splitAnswer(t *testing.T, b []byte) (head string, body []byte) {
@@ -112,7 +95,10 @@ func splitAnswer(t *testing.T, b []byte) (head string, body []byte) {
 // JavaScript SDK does) reads even a 1000-value page when the network keeps
 // it whole, as it keeps a small answer whole.
 func TestAnswerArrivesInOneRead(t *testing.T) {
-	e, rec := startRecording(t, WithThingTokens("tok"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	rec := &recordingListener{Listener: ln}
+	e := serve(t, rec, WithThingTokens("tok"))
 	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	recs := make([]Record, 1000)
 	for i := range recs {
@@ -133,7 +119,7 @@ func TestAnswerArrivesInOneRead(t *testing.T) {
 	for i := range 20 { // keep-alive: every answer on the connection
 		_, err := fmt.Fprintf(conn, "GET /v2/things/tok/resources/k?limit=1000 HTTP/1.1\r\nHost: %s\r\n\r\n", e.addr)
 		require.NoError(t, err)
-		answer := readAnswer(t, conn)
+		answer := readWhole(t, conn, answerComplete)
 		oneWrite(answer)
 		head, body := splitAnswer(t, answer)
 		require.True(t, strings.HasPrefix(head, "HTTP/1.1 200 "), head)
@@ -146,13 +132,13 @@ func TestAnswerArrivesInOneRead(t *testing.T) {
 		w := `{"values":[{"key":"w","value":1}]}`
 		_, err = fmt.Fprintf(conn, "POST /v2/things/tok HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", e.addr, len(w), w)
 		require.NoError(t, err)
-		answer = readAnswer(t, conn)
+		answer = readWhole(t, conn, answerComplete)
 		oneWrite(answer)
 		_, body = splitAnswer(t, answer)
 		assert.JSONEq(t, `{"status":"created"}`, string(body))
 		_, err = fmt.Fprintf(conn, "GET /v2/things/nope/resources/k HTTP/1.1\r\nHost: %s\r\n\r\n", e.addr)
 		require.NoError(t, err)
-		answer = readAnswer(t, conn)
+		answer = readWhole(t, conn, answerComplete)
 		oneWrite(answer)
 		head, _ = splitAnswer(t, answer)
 		assert.True(t, strings.HasPrefix(head, "HTTP/1.1 404 "), head)
@@ -207,33 +193,16 @@ func (c *recordingConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// startRecording starts s on a recordingListener.
-func startRecording(t *testing.T, opts ...Option) (*env, *recordingListener) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	rec := &recordingListener{Listener: ln}
-	s := mustNew(t, opts...)
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(rec) }()
-	e := &env{t: t, srv: s, addr: ln.Addr().String(), client: &http.Client{Transport: &http.Transport{}}}
-	t.Cleanup(func() {
-		e.client.CloseIdleConnections()
-		require.NoError(t, s.Close())
-		require.NoError(t, <-done)
-	})
-	waitFor(t, "URL", func() bool { return s.URL() != "" })
-	e.base = s.URL()
-	return e, rec
-}
-
 // Each stream frame is one HTTP chunk written at once, whatever its size.
 // What the server writes is checked, as TCP keeps no write boundaries: a
 // large frame may arrive in several reads, and a fast reader cannot tell one
 // write from several that arrive together. A frame that fits in one segment
 // arrives in one read.
 func TestStreamFrameIsOneChunkInOneRead(t *testing.T) {
-	e, rec := startRecording(t, WithThingTokens("tok"))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	rec := &recordingListener{Listener: ln}
+	e := serve(t, rec, WithThingTokens("tok"))
 
 	conn, err := net.Dial("tcp", e.addr)
 	require.NoError(t, err)
@@ -244,8 +213,8 @@ func TestStreamFrameIsOneChunkInOneRead(t *testing.T) {
 		_, rest, ok := bytes.Cut(b, []byte("\r\n\r\n"))
 		return ok && chunkComplete(rest)
 	}
-	first, reads := readWhole(t, conn, complete)
-	require.Equal(t, 1, reads, "head and first frame (%d bytes) in one read", len(first))
+	first := readWhole(t, conn, complete)
+	require.LessOrEqual(t, len(first), oneSegment, "head and first frame fit in one segment, so arrived in one read")
 	i := bytes.Index(first, []byte("\r\n\r\n"))
 	require.GreaterOrEqual(t, i, 0)
 	assert.Contains(t, string(first[:i]), "Transfer-Encoding: chunked")
@@ -263,7 +232,7 @@ func TestStreamFrameIsOneChunkInOneRead(t *testing.T) {
 		}
 		b.WriteString(`]}`)
 		e.mustWrite("tok", b.String())
-		chunk := readChunk(t, conn)
+		chunk := readWhole(t, conn, chunkComplete)
 		frame := parseChunk(t, chunk)
 		var items []item
 		require.NoError(t, json.Unmarshal(frame, &items))

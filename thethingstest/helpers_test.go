@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/textproto"
 	"strconv"
 	"strings"
@@ -30,6 +29,7 @@ type env struct {
 	base   string // ".../v2/"
 	addr   string // host:port
 	client *http.Client
+	pipe   *pipeListener // when set, subscriptions connect through it
 }
 
 // mustNew is New for tests: an option error fails the test.
@@ -40,18 +40,41 @@ func mustNew(t testing.TB, opts ...Option) *Server {
 	return s
 }
 
+// start is the test setup: a started emulator and a client of it, both
+// closed when the test ends.
 func start(t testing.TB, opts ...Option) *env {
 	t.Helper()
 	s := mustNew(t, opts...)
 	require.NoError(t, s.Start())
-	tr := &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}
-	e := &env{t: t, srv: s, base: s.URL(), client: &http.Client{Transport: tr, Timeout: 20 * time.Second}}
-	e.addr = strings.TrimSuffix(strings.TrimPrefix(e.base, "http://"), "/v2/")
+	t.Cleanup(func() { assert.NoError(t, s.Close()) })
+	return newEnv(t, s, s.URL())
+}
+
+// serve is start on a listener of the test's own: one that records what
+// the server writes, or a pipeListener for a synctest bubble (then
+// subscriptions connect through it).
+func serve(t *testing.T, ln net.Listener, opts ...Option) *env {
+	t.Helper()
+	s := mustNew(t, opts...)
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
 	t.Cleanup(func() {
-		tr.CloseIdleConnections()
 		assert.NoError(t, s.Close())
+		assert.NoError(t, <-served)
 	})
+	require.Eventually(t, func() bool { return s.URL() != "" }, 10*time.Second, 5*time.Millisecond, "URL")
+	e := newEnv(t, s, s.URL())
+	e.pipe, _ = ln.(*pipeListener)
 	return e
+}
+
+// newEnv is a client of s served at base (".../v2/"), for a test that
+// starts s itself; its connections close when the test ends.
+func newEnv(t testing.TB, s *Server, base string) *env {
+	tr := &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	addr := strings.TrimSuffix(strings.TrimPrefix(base, "http://"), "/v2/")
+	return &env{t: t, srv: s, base: base, addr: addr, client: &http.Client{Transport: tr, Timeout: 20 * time.Second}}
 }
 
 type response struct {
@@ -140,20 +163,27 @@ var errCleanEnd = errors.New("stream ended with the final chunk")
 
 func (e *env) subscribe(token, query string) *rawSub {
 	e.t.Helper()
-	s, err := dialSub(e.t, e.addr, token, query, 4096)
+	s, err := e.dialSub(token, query, 4096)
 	require.NoError(e.t, err)
 	e.t.Cleanup(func() { s.conn.Close() })
 	return s
 }
 
-func dialSub(t testing.TB, addr, token, query string, bufSize int) (*rawSub, error) {
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		return nil, err
+// dialSub opens a subscription on a connection of its own, read through
+// a buffer of bufSize bytes.
+func (e *env) dialSub(token, query string, bufSize int) (*rawSub, error) {
+	var conn net.Conn
+	if e.pipe != nil {
+		conn = e.pipe.dial()
+	} else {
+		var err error
+		if conn, err = net.DialTimeout("tcp", e.addr, 5*time.Second); err != nil {
+			return nil, err
+		}
 	}
-	s := &rawSub{t: t, conn: conn, br: bufio.NewReaderSize(conn, bufSize)}
+	s := &rawSub{t: e.t, conn: conn, br: bufio.NewReaderSize(conn, bufSize)}
 	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-	_, err = fmt.Fprintf(conn, "GET /v2/things/%s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n\r\n", token, query, addr)
+	_, err := fmt.Fprintf(conn, "GET /v2/things/%s%s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n\r\n", token, query, e.addr)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -226,6 +256,50 @@ func (s *rawSub) data(d time.Duration) string {
 	}
 }
 
+// pipeListener serves in-memory connections (net.Pipe), so that a server
+// and its clients can run in a synctest bubble, on its fake clock. The zero
+// value is ready; create it inside the bubble.
+type pipeListener struct {
+	once  sync.Once
+	conns chan net.Conn
+	done  chan struct{}
+	close sync.Once
+}
+
+func (l *pipeListener) init() {
+	l.once.Do(func() { l.conns, l.done = make(chan net.Conn), make(chan struct{}) })
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	l.init()
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.init()
+	l.close.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+
+// dial connects a new client to the listener's server.
+func (l *pipeListener) dial() net.Conn {
+	l.init()
+	client, server := net.Pipe()
+	select {
+	case l.conns <- server:
+	case <-l.done:
+		server.Close()
+	}
+	return client
+}
+
 // clock is a settable clock for WithClock.
 type clock struct {
 	mu sync.Mutex
@@ -250,23 +324,4 @@ func (c *clock) Set(t time.Time) {
 	c.mu.Lock()
 	c.t = t
 	c.mu.Unlock()
-}
-
-// waitFor polls cond until it holds or 5s pass.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// httpTestServer mounts h on an httptest server closed at cleanup.
-func httpTestServer(t testing.TB, h http.Handler) string {
-	ts := httptest.NewServer(h)
-	t.Cleanup(ts.Close)
-	return ts.URL
 }

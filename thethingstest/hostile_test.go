@@ -3,6 +3,7 @@ package thethingstest
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -43,34 +44,13 @@ func TestRequestSizeBoundedOnEveryRoute(t *testing.T) {
 
 func TestMQTTPublishBoundedLikeARESTBody(t *testing.T) {
 	e := start(t, WithMQTT(), WithThingTokens("tok"), WithMaxBodyBytes(1000))
-	c := rawMQTT(t, e.srv.MQTTURL())
-	sub := rawSubscribe(t, c, "v2/things/tok")
-	rawPublish(t, c, "v2/things/tok", bigWrite("big", 1500)) // under the packet limit, over the body limit
-	rawPublish(t, c, "v2/things/tok", bigWrite("small", 900))
-	assert.Contains(t, next(t, sub), `"key":"small"`, "the larger write went to no one")
+	c := dialMQTT(t, e.srv.MQTTURL())
+	sub := c.subscribe("v2/things/tok")
+	c.publish("v2/things/tok", bigWrite("big", 1500)) // under the packet limit, over the body limit
+	c.publish("v2/things/tok", bigWrite("small", 900))
+	assert.Contains(t, sub(), `"key":"small"`, "the larger write went to no one")
 	assert.Equal(t, 0, e.srv.StoredCount("tok", "big"))
 	assert.Equal(t, 1, e.srv.StoredCount("tok", "small"))
-}
-
-// mqttString is an MQTT length-prefixed string.
-func mqttString(s string) []byte {
-	return append(binary.BigEndian.AppendUint16(nil, uint16(len(s))), s...)
-}
-
-// mqttLength is an MQTT variable byte integer.
-func mqttLength(n int) []byte {
-	var b []byte
-	for {
-		d := byte(n % 128)
-		n /= 128
-		if n > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if n == 0 {
-			return b
-		}
-	}
 }
 
 func TestMQTTPacketOverTheLimitRefusedBeforeItIsRead(t *testing.T) {
@@ -79,6 +59,23 @@ func TestMQTTPacketOverTheLimitRefusedBeforeItIsRead(t *testing.T) {
 	require.NoError(t, err)
 	defer conn.Close()
 	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
+	// An MQTT length-prefixed string, and a variable byte integer.
+	mqttString := func(s string) []byte {
+		return append(binary.BigEndian.AppendUint16(nil, uint16(len(s))), s...)
+	}
+	mqttLength := func(n int) (b []byte) {
+		for {
+			d := byte(n % 128)
+			n /= 128
+			if n > 0 {
+				d |= 0x80
+			}
+			b = append(b, d)
+			if n == 0 {
+				return b
+			}
+		}
+	}
 
 	// CONNECT, MQTT 3.1.1, clean session, keep-alive 60s.
 	vh := append(mqttString("MQTT"), 4, 0x02, 0, 60)
@@ -103,7 +100,7 @@ func TestMQTTPacketOverTheLimitRefusedBeforeItIsRead(t *testing.T) {
 	_, err = rd.ReadByte()
 	require.Error(t, err)
 	var ne net.Error
-	assert.False(t, errorsAs(err, &ne) && ne.Timeout(), "the connection was not closed: %v", err)
+	assert.False(t, errors.As(err, &ne) && ne.Timeout(), "the connection was not closed: %v", err)
 	assert.Equal(t, 0, e.srv.StoredCount("tok", "big"))
 }
 
@@ -190,14 +187,6 @@ func TestMemoryBoundedPerRequest(t *testing.T) {
 		t.Logf("%s: %d MiB allocated", c.name, n>>20)
 		assert.Less(t, n, uint64(64<<20), "%s: allocated %d MiB", c.name, n>>20)
 	}
-}
-
-func errorsAs(err error, target *net.Error) bool {
-	ne, ok := err.(net.Error) //nolint:errorlint // a net.Conn's own error
-	if ok {
-		*target = ne
-	}
-	return ok
 }
 
 func TestSettingsDocumentPaths(t *testing.T) {

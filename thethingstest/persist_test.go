@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -102,6 +103,17 @@ func TestDataDirUsedByOneServerAtATime(t *testing.T) {
 // TestDataDirTornTail: a crash in the middle of appending leaves part of a
 // record; it was never acknowledged, and opening drops it.
 func TestDataDirTornTail(t *testing.T) {
+	// lastRecord returns the offset of the last record in a log.
+	lastRecord := func(t *testing.T, b []byte) int {
+		off, last := len(logMagic), -1
+		for off+logHeader <= len(b) {
+			n := int(b[off]) | int(b[off+1])<<8 | int(b[off+2])<<16 | int(b[off+3])<<24
+			last = off
+			off += logHeader + n
+		}
+		require.Equal(t, len(b), off, "a whole log")
+		return last
+	}
 	for name, tear := range map[string]func(b []byte) []byte{
 		"cut in the payload": func(b []byte) []byte { return b[:len(b)-3] },
 		"cut in the header":  func(b []byte) []byte { return b[:len(b)-(len(b)-lastRecord(t, b))+5] },
@@ -135,18 +147,6 @@ func TestDataDirTornTail(t *testing.T) {
 			assert.Equal(t, 2, s3.StoredCount("tok", "k"))
 		})
 	}
-}
-
-// lastRecord returns the offset of the last record in a log.
-func lastRecord(t *testing.T, b []byte) int {
-	off, last := len(logMagic), -1
-	for off+logHeader <= len(b) {
-		n := int(b[off]) | int(b[off+1])<<8 | int(b[off+2])<<16 | int(b[off+3])<<24
-		last = off
-		off += logHeader + n
-	}
-	require.Equal(t, len(b), off, "a whole log")
-	return last
 }
 
 func TestDataDirRefusesWhatItCannotRead(t *testing.T) {
@@ -194,7 +194,7 @@ func TestDataDirKeepsOrderUnderConcurrency(t *testing.T) {
 	e := start(t, WithDataDir(dir), WithThingTokens("a", "b"), WithClock(clock.Now))
 	parallel(200, 8, func(i int) {
 		tok := []string{"a", "b"}[i%2]
-		e.mustWrite(tok, `{"values":[{"key":"k","value":`+itoa(i)+`},{"key":"$settings.last","value":`+itoa(i)+`}]}`)
+		e.mustWrite(tok, `{"values":[{"key":"k","value":`+strconv.Itoa(i)+`},{"key":"$settings.last","value":`+strconv.Itoa(i)+`}]}`)
 	})
 	before := stateOf(e.srv, "k")
 	require.NoError(t, e.srv.Close())
@@ -202,8 +202,6 @@ func TestDataDirKeepsOrderUnderConcurrency(t *testing.T) {
 	defer s2.Close()
 	assert.Equal(t, before, stateOf(s2, "k"))
 }
-
-func itoa(i int) string { return string(mustJSON(i)) }
 
 func TestDataDirKeepsFirmwares(t *testing.T) {
 	dir := t.TempDir()

@@ -49,7 +49,7 @@ func TestManySubscriptions(t *testing.T) {
 	before := ms.HeapAlloc + ms.StackInuse
 	var failed atomic.Int64
 	parallel(n, 32, func(i int) {
-		s, err := dialSub(t, e.addr, "tok", "?keepAlive=60000", 512)
+		s, err := e.dialSub("tok", "?keepAlive=60000", 512)
 		if err != nil {
 			failed.Add(1)
 			return
@@ -87,7 +87,7 @@ func TestManySubscriptions(t *testing.T) {
 		s.conn.Close()
 		subs[i] = nil
 	}
-	waitFor(t, "all subscriptions closed", func() bool { return e.srv.OpenSubscriptions() == 0 })
+	require.Eventually(t, func() bool { return e.srv.OpenSubscriptions() == 0 }, 10*time.Second, 5*time.Millisecond, "all subscriptions closed")
 }
 
 // TestConcurrentWritersAndReaders hammers one thing from many goroutines

@@ -10,26 +10,17 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // benchValues is the history read by the benchmark and the memory test.
 const benchValues = 100_000
 
-func readEnv(srv *thethingstest.Server, tok string) func(string) string {
-	return func(k string) string {
-		return map[string]string{"THETHINGS_TOKEN": tok, "THETHINGS_BASE_URL": srv.URL()}[k]
-	}
-}
-
 // BenchmarkReadCSV measures read's throughput: the whole history of one key
 // (100,000 values) from the test server over loopback to CSV.
 func BenchmarkReadCSV(b *testing.B) {
-	srv, tok := thethingstest.NewServer(b), ""
-	tok = srv.Tokens()[0]
+	srv, tok := newServer(b)
 	seed(b, srv, tok, "bench", benchValues)
-	env := readEnv(srv, tok)
+	_, env := cliEnv(srv.URL(), tok)
 	start := time.Now()
 	n := 0
 	for b.Loop() {
@@ -75,11 +66,10 @@ func TestReadMemoryFlat(t *testing.T) {
 	if testing.Short() {
 		t.Skip("seeds 110,000 values")
 	}
-	srv := thethingstest.NewServer(t)
-	tok := srv.Tokens()[0]
+	srv, tok := newServer(t)
 	seed(t, srv, tok, "small", benchValues/10)
 	seed(t, srv, tok, "large", benchValues)
-	env := readEnv(srv, tok)
+	_, env := cliEnv(srv.URL(), tok)
 	growth := func(key string) uint64 {
 		base := liveHeap()
 		w := &heapWriter{}

@@ -72,7 +72,7 @@ func cli(t *testing.T, baseURL, token, stdin string, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = cliEnv(baseURL, token)
+	cmd.Env, _ = cliEnv(baseURL, token)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -86,15 +86,20 @@ func cli(t *testing.T, baseURL, token, stdin string, args ...string) result {
 	return result{stdout.String(), stderr.String(), code}
 }
 
-func cliEnv(baseURL, token string) []string {
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+// cliEnv is the CLI's environment for baseURL and token (either may be
+// ""): the variables of its process, and the same as run's getenv.
+func cliEnv(baseURL, token string) (vars []string, getenv func(string) string) {
+	m := map[string]string{"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME")}
 	if baseURL != "" {
-		env = append(env, "THETHINGS_BASE_URL="+baseURL)
+		m["THETHINGS_BASE_URL"] = baseURL
 	}
 	if token != "" {
-		env = append(env, "THETHINGS_TOKEN="+token)
+		m["THETHINGS_TOKEN"] = token
 	}
-	return env
+	for k, v := range m {
+		vars = append(vars, k+"="+v)
+	}
+	return vars, func(k string) string { return m[k] }
 }
 
 // started is a running binary whose stdout is read line by line.
@@ -108,7 +113,7 @@ type started struct {
 func start(t *testing.T, baseURL, token string, args ...string) *started {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = cliEnv(baseURL, token)
+	cmd.Env, _ = cliEnv(baseURL, token)
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	s := &started{cmd: cmd, lines: make(chan string, 1000), stderr: &syncBuffer{}, done: make(chan struct{})}
@@ -208,7 +213,8 @@ func refused(t *testing.T, stdin, want string, args ...string) {
 	assert.Zero(t, conns(), "%v: a request was made", args)
 }
 
-func newServer(t *testing.T) (*thethingstest.Server, string) {
+// newServer is the test server the CLI talks to, and its thing token.
+func newServer(t testing.TB) (*thethingstest.Server, string) {
 	srv := thethingstest.NewServer(t)
 	return srv, srv.Tokens()[0]
 }
@@ -460,6 +466,9 @@ func TestReadResumesAfterInterrupt(t *testing.T) {
 
 	p := start(t, srv.URL(), tok, "read", "slow")
 	assert.Equal(t, "datetime,key,value,lat,long", p.next(t))
+	// The first page is in; any page asked for from now on waits for the
+	// interrupt, however long the test takes to send it.
+	srv.SetFaults(thethingstest.Faults{Latency: time.Hour})
 	var first []string
 	for range 1000 { // the first page, out before the second is asked for
 		rec, err := csv.NewReader(strings.NewReader(p.next(t))).Read()
@@ -646,13 +655,17 @@ func TestEmulator(t *testing.T) {
 		Count  int
 		Values []struct{ Key, Value any }
 	}
-	getJSON(t, info.Control+"stored?token=tok-b&key=k", &stored)
+	resp, err := http.Get(info.Control + "stored?token=tok-b&key=k")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&stored))
+	resp.Body.Close()
 	assert.Equal(t, 1, stored.Count)
 	assert.Equal(t, 42.0, stored.Values[0].Value)
 	req, err := http.NewRequest(http.MethodPut, info.Control+"faults", strings.NewReader(`{"every503":1,"noRetryAfter":true}`))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err = http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
@@ -692,24 +705,13 @@ func TestEmulator(t *testing.T) {
 	assert.Equal(t, 1, r.code, "a listen error: %s", r.stderr)
 }
 
-func getJSON(t *testing.T, url string, dst any) {
-	t.Helper()
-	resp, err := http.Get(url)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(dst))
-}
-
 // TestRunInProcess covers run itself, as a program embedding the CLI would
 // call it: the token stays out of every output.
 func TestRunInProcess(t *testing.T) {
 	srv, tok := newServer(t)
 	seed(t, srv, tok, "k", 3)
 	var stdout, stderr bytes.Buffer
-	getenv := func(k string) string {
-		return map[string]string{"THETHINGS_TOKEN": tok, "THETHINGS_BASE_URL": srv.URL()}[k]
-	}
+	_, getenv := cliEnv(srv.URL(), tok)
 	code := run(context.Background(), []string{"read", "k", "-format", "jsonl"}, strings.NewReader(""), &stdout, &stderr, getenv)
 	require.Equal(t, 0, code, stderr.String())
 	assert.Equal(t, 3, strings.Count(stdout.String(), "\n"))
@@ -772,9 +774,18 @@ func TestTailBackfill(t *testing.T) {
 	const n = 8
 	p := start(t, srv.URL(), tok, "tail", "-keys", "a", "-backfill", "-n", fmt.Sprint(n))
 	require.Eventually(t, func() bool { return srv.OpenSubscriptions() == 1 }, 10*time.Second, 10*time.Millisecond)
-	for i := range n {
+	write := func(i int) {
+		t.Helper()
 		require.NoError(t, c.Write(context.Background(), []thethings.Value{{Key: "a", Value: i}, {Key: "b", Value: i}}))
-		time.Sleep(100 * time.Millisecond)
+	}
+	// Half the values before the cut, half after the tail has connected
+	// again: the cut falls between writes however slow the machine.
+	for i := range n / 2 {
+		write(i)
+	}
+	require.Eventually(t, func() bool { return srv.Requests(thethingstest.RouteSubscribe) >= 2 }, 10*time.Second, 10*time.Millisecond, "the tail reconnects after the cut")
+	for i := n / 2; i < n; i++ {
+		write(i)
 	}
 	seen := map[float64]int{}
 	for range n {

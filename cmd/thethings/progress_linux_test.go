@@ -49,7 +49,7 @@ func TestReadProgressOnTerminal(t *testing.T) {
 	defer master.Close()
 
 	cmd := exec.Command(bin, "read", "p")
-	cmd.Env = cliEnv(srv.URL(), tok)
+	cmd.Env, _ = cliEnv(srv.URL(), tok)
 	var stdout bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, slave
 	require.NoError(t, cmd.Start())

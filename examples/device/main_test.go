@@ -63,63 +63,63 @@ func number(t *testing.T, out, pattern string) int {
 // a backend, and every reading in the emulator at the end.
 func TestDeviceSurvivesOutageAndFollowsSettings(t *testing.T) {
 	t.Parallel()
-	t.Run("memory", func(t *testing.T) {
-		t.Parallel()
-		testDeviceOutage(t)
-	})
-	t.Run("spool", func(t *testing.T) {
-		t.Parallel()
-		testDeviceOutage(t, "-spool", t.TempDir())
-	})
-}
+	for _, mode := range []string{"memory", "spool"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			args := []string{"-duration", "5s", "-interval", "50ms"}
+			if mode == "spool" {
+				args = append(args, "-spool", t.TempDir())
+			}
+			var out syncBuffer
+			require.NoError(t, run(context.Background(), args, &out, &out, func(string) string { return "" }))
+			s := out.String()
+			t.Log("\n" + s)
 
-func testDeviceOutage(t *testing.T, args ...string) {
-	var out syncBuffer
-	err := run(context.Background(), append([]string{"-duration", "5s", "-interval", "50ms"}, args...), &out, &out, func(string) string { return "" })
-	require.NoError(t, err)
-	s := out.String()
-	t.Log("\n" + s)
+			assert.Contains(t, s, "sampling temperature every 50ms")
+			assert.Contains(t, s, "subscription: connected\n")
+			storedAtDown := number(t, s, `link down \(connections cut, new ones refused\); (\d+) readings stored`)
+			storedAtUp := number(t, s, `link up; (\d+) readings stored`)
+			assert.Equal(t, storedAtDown, storedAtUp, "nothing reaches the platform while the link is down")
+			assert.Contains(t, s, "subscription: disconnected")
+			assert.Contains(t, s, "subscription: connected again")
+			assert.Regexp(t, `link back, all \d+ readings taken so far are written`, s)
+			assert.Contains(t, s, "backend: sets $settings.interval to 25")
+			assert.Contains(t, s, "settings: interval 50ms -> 25ms")
+			assert.NotContains(t, s, "writer:")
 
-	assert.Contains(t, s, "sampling temperature every 50ms")
-	assert.Contains(t, s, "subscription: connected\n")
-	storedAtDown := number(t, s, `link down \(connections cut, new ones refused\); (\d+) readings stored`)
-	storedAtUp := number(t, s, `link up; (\d+) readings stored`)
-	assert.Equal(t, storedAtDown, storedAtUp, "nothing reaches the platform while the link is down")
-	assert.Contains(t, s, "subscription: disconnected")
-	assert.Contains(t, s, "subscription: connected again")
-	assert.Regexp(t, `link back, all \d+ readings taken so far are written`, s)
-	assert.Contains(t, s, "backend: sets $settings.interval to 25")
-	assert.Contains(t, s, "settings: interval 50ms -> 25ms")
-	assert.NotContains(t, s, "writer:")
-
-	taken, written := counts(t, s)
-	assert.GreaterOrEqual(t, taken, 20, "a loaded machine samples late, but it samples")
-	assert.Equal(t, taken, written)
-	assert.Equal(t, taken, number(t, s, `the emulator holds (\d+) temperature readings`))
+			taken, written := counts(t, s)
+			assert.GreaterOrEqual(t, taken, 20, "a loaded machine samples late, but it samples")
+			assert.Equal(t, taken, written)
+			assert.Equal(t, taken, number(t, s, `the emulator holds (\d+) temperature readings`))
+		})
+	}
 }
 
 // SIGINT (here: ctx cancelled) stops the loop; Close sends what is
 // buffered, so the emulator holds every reading taken.
 func TestDeviceShutsDownCleanlyOnInterrupt(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var out syncBuffer
-	go func() {
-		// Interrupt once the device has sampled for a while, however long
-		// it took to start on a loaded machine.
-		for !strings.Contains(out.String(), "device: sampling") {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
+	// The outage starts at 30% of -duration: long after the interrupt,
+	// however slow the machine.
+	stop := runDevice(t, []string{"-duration", "60s", "-interval", "20ms"}, &out, nil)
+	// Interrupt once the embedded emulator holds 3 readings (the first
+	// flush), read from it as any client would.
+	var base string
+	require.Eventually(t, func() bool {
+		m := regexp.MustCompile(`embedded emulator at (\S+)`).FindStringSubmatch(out.String())
+		if m != nil {
+			base = m[1]
 		}
-		time.Sleep(400 * time.Millisecond)
-		cancel()
-	}()
-	err := run(ctx, []string{"-duration", "10s", "-interval", "20ms"}, &out, &out, func(string) string { return "" })
+		return m != nil
+	}, 10*time.Second, 5*time.Millisecond, "the emulator's address in\n%s", &out)
+	c, err := thethings.NewClient(demoToken, thethings.WithBaseURL(base))
 	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		p, err := c.Read(context.Background(), key, &thethings.ReadOptions{Limit: 3})
+		return err == nil && len(p.Values) == 3
+	}, 10*time.Second, 10*time.Millisecond, "3 readings written")
+	require.NoError(t, stop())
 	s := out.String()
 	assert.Contains(t, s, "interrupted, shut down cleanly")
 	assert.NotContains(t, s, "link down", "interrupted before the outage")
@@ -144,29 +144,16 @@ func TestDeviceWithTokenFollowsPushedSetting(t *testing.T) {
 	require.NoError(t, backend.SetSetting(ctx, "interval", 40))
 
 	// The device runs until it has followed the change, however long that
-	// takes on a loaded machine (SIGINT, here: runCtx cancelled).
-	runCtx, interrupt := context.WithCancel(ctx)
-	defer interrupt()
+	// takes on a loaded machine (SIGINT, here: stop).
 	var out syncBuffer
-	pushed := make(chan struct{})
-	go func() {
-		defer close(pushed)
-		for srv.OpenSubscriptions() == 0 {
-			time.Sleep(10 * time.Millisecond)
-		}
-		time.Sleep(300 * time.Millisecond) // some readings at 40ms first
-		assert.NoError(t, backend.SetSetting(ctx, "interval", 20))
-		for !strings.Contains(out.String(), "settings: interval 40ms -> 20ms") && runCtx.Err() == nil {
-			time.Sleep(10 * time.Millisecond)
-		}
-		interrupt()
-	}()
 	env := map[string]string{"THETHINGS_TOKEN": token, "THETHINGS_BASE_URL": srv.URL()}
 	start := time.Now()
-	err = run(runCtx, []string{"-duration", "0", "-interval", "100ms"}, &out, &out, func(k string) string { return env[k] })
-	interrupt()
-	<-pushed
-	require.NoError(t, err)
+	stop := runDevice(t, []string{"-duration", "0", "-interval", "100ms"}, &out, env)
+	// Some readings at 40ms first: the Writer's first flush.
+	require.Eventually(t, func() bool { return srv.OpenSubscriptions() > 0 && srv.StoredCount(token, key) > 0 }, 10*time.Second, 10*time.Millisecond, "subscribed and written in\n%s", &out)
+	require.NoError(t, backend.SetSetting(ctx, "interval", 20))
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "settings: interval 40ms -> 20ms") }, 10*time.Second, 10*time.Millisecond, "the change followed in\n%s", &out)
+	require.NoError(t, stop())
 	s := out.String()
 	assert.Contains(t, s, "device: thing a-re…")
 	assert.NotContains(t, s, token)
@@ -185,6 +172,18 @@ func TestDeviceWithTokenFollowsPushedSetting(t *testing.T) {
 		}
 	}
 	assert.Zero(t, srv.Duplicates())
+}
+
+// runDevice runs the device in the background until stop, which
+// interrupts it (SIGINT, here: ctx cancelled) and returns run's error. A
+// test that fails earlier stops it at cleanup.
+func runDevice(t *testing.T, args []string, out *syncBuffer, env map[string]string) (stop func() error) {
+	ctx, interrupt := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, args, out, out, func(k string) string { return env[k] }) }()
+	stop = sync.OnceValue(func() error { interrupt(); return <-errc })
+	t.Cleanup(func() { _ = stop() })
+	return stop
 }
 
 func TestDeviceBadFlags(t *testing.T) {

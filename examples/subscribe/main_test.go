@@ -46,6 +46,8 @@ func TestSubscribeEmbeddedReconnectsWithoutLoss(t *testing.T) {
 	var out syncBuffer
 	until := make(chan struct{})
 	done := make(chan error, 1)
+	stop := sync.OnceFunc(func() { close(until) })
+	defer stop() // a failed wait still ends the demo
 	go func() {
 		done <- runUntil(context.Background(), until, []string{"-duration", "0", "-cut", "700ms"}, &out, &out, func(string) string { return "" })
 	}()
@@ -55,7 +57,7 @@ func TestSubscribeEmbeddedReconnectsWithoutLoss(t *testing.T) {
 		return strings.Count(s, "disconnected: ") >= 2 && strings.Count(s, "reconnecting") >= 2 &&
 			strings.Contains(s, "live      temperature") && len(changes.FindAllString(s, -1)) >= 16
 	}, 60*time.Second, 10*time.Millisecond, "two cuts and 16 changes in\n%s", &out)
-	close(until)
+	stop()
 	require.NoError(t, <-done)
 	s := out.String()
 	t.Log("\n" + s)
@@ -94,7 +96,7 @@ func TestSubscribeWithTokenBackfillsTheGap(t *testing.T) {
 
 	waitFor := func(substr string) {
 		t.Helper()
-		require.Eventually(t, func() bool { return strings.Contains(out.String(), substr) }, 5*time.Second, 10*time.Millisecond, "no %q in\n%s", substr, out.String())
+		require.Eventually(t, func() bool { return strings.Contains(out.String(), substr) }, 10*time.Second, 10*time.Millisecond, "no %q in\n%s", substr, &out)
 	}
 	waitFor("connected\n")
 	require.NoError(t, writer.Write(ctx, []thethings.Value{{Key: "door", Value: "closed"}}))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -280,7 +281,7 @@ func FuzzDecoder(f *testing.F) {
 		whole, wholeErr := readAll(NewDecoder(bytes.NewReader(data), limit))
 		split, splitErr := readAll(NewDecoder(&splitReader{data: data, rng: rand.New(rand.NewPCG(seed, 2))}, limit))
 		one, oneErr := readAll(NewDecoder(iotest.OneByteReader(bytes.NewReader(data)), limit))
-		if !equalStrings(whole, split) || !equalStrings(whole, one) {
+		if !slices.Equal(whole, split) || !slices.Equal(whole, one) {
 			t.Fatalf("frames depend on the reads:\nwhole %q\nsplit %q\none   %q", whole, split, one)
 		}
 		if errClass(wholeErr) != errClass(splitErr) || errClass(wholeErr) != errClass(oneErr) {
@@ -312,22 +313,10 @@ func FuzzDecoder(f *testing.F) {
 				return
 			}
 		}
-		if wholeErr != io.EOF || !equalStrings(whole, ref) {
+		if wholeErr != io.EOF || !slices.Equal(whole, ref) {
 			t.Fatalf("valid stream framed differently:\nours %q (%v)\njson %q", whole, wholeErr, ref)
 		}
 	})
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func errClass(err error) string {
