@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -236,7 +237,9 @@ func TestSpoolCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(url), fastRetry)
+	// A short attempt timeout: a writer started after a kill waits until
+	// the request the killed one may have had in flight is over.
+	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(url), fastRetry, thethings.WithHTTPClient(&http.Client{Timeout: time.Second}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,14 +63,13 @@ type Writer struct {
 	c     *Client
 	cfg   writerConfig
 	wc    writeConfig     // the route is built per request: no field holds the token
-	sp    *spool          // nil: the buffer is in memory
+	buf   buffer          // in memory or in a spool
 	ctx   context.Context // the requests' context, cancelled to abort
 	abort context.CancelFunc
 	kick  chan struct{} // wakes the sender
 	done  chan struct{} // closed when the sender has returned
 
 	mu       sync.Mutex
-	buf      ring          // in memory: unresolved values, oldest first
 	taken    int64         // values ever accepted
 	resolved int64         // values written or reported
 	adding   int           // spooled Adds written but not yet durable
@@ -115,13 +114,13 @@ func (c *Client) NewWriter(opts ...WriterOption) (*Writer, error) {
 	}
 	w := &Writer{c: c, cfg: cfg, wc: wc, changed: make(chan struct{}), done: make(chan struct{})}
 	w.stats.Online = true
-	if cfg.spoolDir != "" {
-		if w.sp, err = openSpool(cfg.spoolDir, cfg.spoolLimit, cfg.batchSize); err != nil {
-			return nil, err
-		}
-		n := int64(w.sp.pending())
-		w.taken, w.flushTo = n, n // send what a previous writer left at once
+	if cfg.spoolDir == "" {
+		w.buf = newMemBuffer(cfg.maxBuffered)
+	} else if w.buf, err = openSpool(c, cfg); err != nil {
+		return nil, err
 	}
+	n := int64(w.buf.held())
+	w.taken, w.flushTo = n, n // send what a previous writer left at once
 	w.ctx, w.abort = context.WithCancel(context.Background())
 	w.kick = make(chan struct{}, 1)
 	go w.run()
@@ -163,9 +162,6 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 		}
 		return nil
 	}
-	if w.sp == nil && len(values) > w.cfg.maxBuffered {
-		return &WriteError{Values: slices.Clone(values), Err: errorf("thethings: %d values cannot fit in a writer buffer of %d: %w", len(values), w.cfg.maxBuffered, ErrInvalidValue)}
-	}
 	geos, err := validateValues(values)
 	if err != nil {
 		return &WriteError{Values: slices.Clone(values), Err: err}
@@ -174,51 +170,17 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 	if !w.cfg.serverTime {
 		stamps = w.stamps(values)
 	}
-	if w.sp != nil {
-		return w.addSpooled(ctx, values, stamps)
-	}
-	for {
-		w.mu.Lock()
-		if w.closing {
-			w.mu.Unlock()
-			return ErrWriterClosed
-		}
-		if w.buf.n+len(values) <= w.cfg.maxBuffered {
-			w.buf.push(values, geos, stamps)
-			w.taken += int64(len(values))
-			full := w.buf.n >= w.cfg.batchSize
-			w.mu.Unlock()
-			if full {
-				w.wake()
-			}
-			return nil
-		}
-		changed := w.changed
-		w.mu.Unlock()
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return errorf("thethings: writer buffer full, %s not taken: %w", countValues(len(values)), ctx.Err())
-		}
-	}
-}
-
-// addSpooled appends values to the spool and waits until they are durable.
-func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.Time) error {
-	recs, err := encodeRecords(values, stamps)
+	t, err := w.buf.prepare(values, geos, stamps)
 	if err != nil {
 		return &WriteError{Values: slices.Clone(values), Err: err}
 	}
-	if int64(len(recs)) > w.sp.limit {
-		return &WriteError{Values: slices.Clone(values), Err: errorf("thethings: %d bytes of values cannot fit in a spool of %d: %w", len(recs), w.sp.limit, ErrInvalidValue)}
-	}
 	for {
 		w.mu.Lock()
 		if w.closing {
 			w.mu.Unlock()
 			return ErrWriterClosed
 		}
-		ticket, room, err := w.sp.write(recs, len(values))
+		ticket, room, err := w.buf.put(t)
 		if err != nil {
 			w.mu.Unlock()
 			return err
@@ -236,12 +198,12 @@ func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.T
 			case <-changed:
 				continue
 			case <-ctx.Done():
-				return errorf("thethings: writer spool full, %s not taken: %w", countValues(len(values)), ctx.Err())
+				return errorf("thethings: writer buffer full, %s not taken: %w", countValues(len(values)), ctx.Err())
 			}
 		}
 		w.adding++
 		w.mu.Unlock()
-		err = w.sp.sync(ticket)
+		err = w.buf.commit(ticket)
 		w.mu.Lock()
 		w.adding--
 		if err == nil {
@@ -255,6 +217,45 @@ func (w *Writer) addSpooled(ctx context.Context, values []Value, stamps []time.T
 		}
 		return err
 	}
+}
+
+// taking is values on their way into a buffer, as prepare made them.
+type taking struct {
+	n      int
+	values []Value
+	geos   []Geo
+	stamps []time.Time
+	recs   []byte // as spool records
+}
+
+// buffer holds the values a Writer took and has not resolved, oldest
+// first: in memory (memBuffer) or in a spool (spoolBuffer).
+type buffer interface {
+	// prepare readies values for put, outside the writer's lock.
+	prepare(values []Value, geos []Geo, stamps []time.Time) (taking, error)
+	// put takes t unless there is no room: then room is closed when there
+	// may be some. The writer's lock is held.
+	put(t taking) (ticket int64, room <-chan struct{}, err error)
+	// commit waits until what put took with ticket is kept (durable).
+	commit(ticket int64) error
+	// next returns up to k values after those already taken by next.
+	next(k int) ([]Value, error)
+	// done removes the n oldest values: they are resolved.
+	done(n int) error
+	// held is how many values it held when opened: a previous writer's.
+	held() int
+	// inFlight is how many of those a previous writer may have been
+	// sending: they are read back before they are sent.
+	inFlight() int
+	// settle waits until no request of a previous writer can still be
+	// carried out.
+	settle(ctx context.Context) error
+	// sending is called before each delivery step, which must end by the
+	// time it returns (zero: no bound).
+	sending() (time.Time, error)
+	// close ends the buffer: errors for what it still held, and how many
+	// values those errors report.
+	close(cause error, cur *delivery) (errs []error, reported int)
 }
 
 // maxPerMilli is how many values of one key the writer stamps with the same
@@ -431,29 +432,9 @@ func (w *Writer) Close(ctx context.Context) error {
 		if cause == nil {
 			cause = context.Canceled
 		}
-		if w.sp != nil {
-			if left := w.sp.pending(); left > 0 {
-				errs = append(errs, errorf("thethings: writer closed with %s left in the spool, sent by the next writer on it: %w", countValues(left), cause))
-			}
-			if err := w.sp.close(); err != nil {
-				errs = append(errs, err)
-			}
-		} else {
-			if d := w.cur; d != nil && d.maybe {
-				if vals := d.unresolved(); len(vals) > 0 {
-					errs = append(errs, &WriteError{Values: vals, Unknown: true, Err: errorf("thethings: writer closed while a request was in flight: %w", cause)})
-				}
-				w.buf.drop(len(d.orig))
-			}
-			if w.buf.n > 0 {
-				errs = append(errs, &WriteError{
-					Values: w.buf.first(w.buf.n),
-					Err:    errorf("thethings: writer closed before sending: %w", cause),
-				})
-				w.buf = ring{}
-			}
-			w.resolved = w.taken // every value is reported: none pending
-		}
+		left, reported := w.buf.close(cause, w.cur)
+		errs = append(errs, left...)
+		w.resolved += int64(reported)
 		w.cur = nil
 		w.closeErr = errors.Join(errs...)
 		w.closed = true
@@ -485,10 +466,11 @@ func (w *Writer) run() {
 		defer t.Stop()
 		tick = t.C
 	}
-	if w.sp != nil && w.sp.pending() > 0 {
+	if k := w.buf.inFlight(); k > 0 {
 		// A previous writer may have been sending the first batch when it
-		// stopped: read it back before sending it.
-		if !w.deliver(w.next(w.sp.inFlight(w.cfg.batchSize), true)) {
+		// stopped: once that request is over, read it back before sending
+		// it.
+		if w.buf.settle(w.ctx) != nil || !w.deliver(w.next(k, true)) {
 			return
 		}
 	}
@@ -523,15 +505,7 @@ func (w *Writer) run() {
 
 // next takes the k oldest values as the next batch.
 func (w *Writer) next(k int, verify bool) *delivery {
-	var batch []Value
-	var err error
-	if w.sp != nil {
-		batch, err = w.sp.next(k)
-	} else {
-		w.mu.Lock()
-		batch = w.buf.first(min(k, w.buf.n))
-		w.mu.Unlock()
-	}
+	batch, err := w.buf.next(k)
 	d := &delivery{c: w.c, wc: w.wc, orig: batch, retryWrites: w.c.retry.RetryWrites}
 	d.start(verify)
 	if err != nil {
@@ -563,10 +537,9 @@ func (w *Writer) deliver(d *delivery) bool {
 	wait := time.NewTimer(time.Hour)
 	defer wait.Stop()
 	for attempt := 0; ; attempt++ {
-		r := d.step(w.ctx)
-		var ackErr error
-		if r.done && w.sp != nil {
-			ackErr = w.sp.ack(len(d.orig), w.cfg.batchSize)
+		r, ackErr := w.step(d)
+		if r.done && ackErr == nil {
+			ackErr = w.buf.done(len(d.orig))
 		}
 		w.mu.Lock()
 		w.stats.Sent += int64(r.sent)
@@ -591,9 +564,6 @@ func (w *Writer) deliver(d *delivery) bool {
 			w.errs = append(w.errs, ackErr)
 		}
 		if r.done {
-			if w.sp == nil {
-				w.buf.drop(len(d.orig))
-			}
 			w.resolved += int64(len(d.orig))
 			w.cur = nil
 		}
@@ -624,4 +594,19 @@ func (w *Writer) deliver(d *delivery) bool {
 			return false
 		}
 	}
+}
+
+// step does one step of d, within the time the buffer gives it.
+func (w *Writer) step(d *delivery) (stepResult, error) {
+	until, err := w.buf.sending()
+	if err != nil {
+		return stepResult{}, err
+	}
+	ctx := w.ctx
+	if !until.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, until)
+		defer cancel()
+	}
+	return d.step(ctx), nil
 }

@@ -519,3 +519,7 @@ func stripURL(err error) error {
 	}
 	return err
 }
+
+// AttemptTimeout is how long one attempt may take (the HTTP client's
+// Timeout), or zero when it is unbounded.
+func (t *Transport) AttemptTimeout() time.Duration { return t.rc.HTTPClient.Timeout }

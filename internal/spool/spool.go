@@ -1,0 +1,645 @@
+// Package spool is the Writer's durable buffer: a directory holding a log
+// of byte records, appended to and synced by many goroutines, read and
+// acknowledged in order by one. Every state a crash or a power cut can
+// leave opens without losing an acknowledged record; damage a crash cannot
+// explain is ErrCorrupt naming the file.
+//
+// The directory holds:
+//
+//	LOCK         locked while a Log has the directory open
+//	ACKED        how many records the reader acknowledged (see ack.go)
+//	<seq>.seg    records from number seq on (see record.go); those wholly
+//	             acknowledged are deleted, but the last
+//
+// Record numbers count records from the first ever appended.
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/thethings-go/thethings/internal/wire"
+)
+
+const (
+	lockName   = "LOCK"
+	segSuffix  = ".seg"
+	tmpSuffix  = ".tmp"
+	maxSegment = 16 << 20
+
+	osRDONLY = os.O_RDONLY
+	osRDWR   = os.O_RDWR
+	osCREATE = os.O_CREATE
+	osEXCL   = os.O_EXCL
+	osTRUNC  = os.O_TRUNC
+)
+
+// Errors. Messages start with "thethings:", as the SDK's do.
+var (
+	ErrCorrupt = errors.New("thethings: spool corrupt")
+	ErrLocked  = errors.New("thethings: spool directory in use by another writer")
+	ErrForeign = errors.New("thethings: spool holds another thing's values")
+	// ErrNoLock: the system cannot lock the directory, so a second writer
+	// could not be kept out.
+	ErrNoLock = errors.New("thethings: spool directories cannot be locked on this system")
+	// ErrUnsafeDir: others than the owner may write in the directory.
+	ErrUnsafeDir = errors.New("thethings: spool directory writable by others")
+	// ErrNotRegular: a name in the directory is a symlink, FIFO or device.
+	ErrNotRegular = errors.New("not a regular file")
+)
+
+func corrupt(name, format string, args ...any) error {
+	return wire.Errorf("thethings: spool file %s: %s: %w", name, fmt.Sprintf(format, args...), ErrCorrupt)
+}
+
+func fileError(name string, err error) error {
+	if errors.Is(err, ErrNotRegular) {
+		return corrupt(name, "not a regular file")
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err // the name is said once
+	}
+	return wire.Errorf("thethings: spool file %s: %w", name, err)
+}
+
+// Options configure Open.
+type Options struct {
+	// Limit bounds the bytes of records appended and not acknowledged.
+	Limit int64
+	// Batch is the most records the reader acknowledges at once: it is
+	// recorded, so that a Log opened after a crash knows how many records
+	// may have been in flight.
+	Batch int
+	// Owner is recorded in a new spool; a spool of another owner is
+	// ErrForeign.
+	Owner Owner
+	// FS is the file system; nil is OS.
+	FS FS
+}
+
+type segment struct {
+	first uint64 // number of its first record
+	count uint64 // records in it (the last: as appended so far)
+	name  string
+}
+
+func (s *segment) end() uint64 { return s.first + s.count }
+
+// Log is an open spool.
+type Log struct {
+	fs    FS
+	dir   string
+	limit int64
+	batch int
+	lock  File
+	ack   *ackFile // written by the reader only, once open
+
+	mu      sync.Mutex
+	segs    []*segment // oldest first; the last is appended to
+	tail    File       // the last segment, open for appending
+	size    int64      // of the last segment
+	next    uint64     // number of the next record appended
+	durable uint64     // records before it are synced
+	written int64      // bytes appended by this Log: tickets for Sync
+	synced  int64      // bytes of those known synced
+	used    int64      // bytes of records not acknowledged
+	room    chan struct{}
+	err     error // a failed sync: nothing more is taken
+	syncMu  sync.Mutex
+
+	rd cursor // the reader's, used by Next and Ack only
+}
+
+// cursor is where the reader is.
+type cursor struct {
+	seq     uint64 // number of the next record to read
+	seg     int    // index in segs of the segment it is in
+	off     int64  // its offset there
+	f       File   // open on segs[seg] once reading began
+	r       *reader
+	batches []int64 // bytes of each batch read and not yet acknowledged
+}
+
+// Open opens the spool in dir, creating it (mode 0700, with every parent
+// it makes, all synced) if need be, locks it, recovers what a crash left,
+// and makes durable everything it trusts before returning.
+func Open(dir string, o Options) (_ *Log, err error) {
+	l := &Log{fs: o.FS, dir: dir, limit: o.Limit, batch: o.Batch, room: make(chan struct{})}
+	if l.fs == nil {
+		l.fs = OS
+	}
+	if err := mkdirAll(l.fs, dir); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			l.Close()
+		}
+	}()
+	lockPath := filepath.Join(dir, lockName)
+	if l.lock, err = l.fs.OpenFile(lockPath, osRDWR|osCREATE, 0o600); err != nil {
+		return nil, fileError(lockPath, err)
+	}
+	if err := l.fs.Lock(l.lock); err != nil {
+		if errors.Is(err, ErrLocked) || errors.Is(err, ErrNoLock) {
+			return nil, wire.Errorf("thethings: spool %s: %w", dir, err)
+		}
+		return nil, fileError(lockPath, err)
+	}
+	if err := l.list(); err != nil {
+		return nil, err
+	}
+	if l.ack, err = openAck(l.fs, dir, len(l.segs)); err != nil {
+		return nil, err
+	}
+	m := l.ack.mark
+	switch {
+	case m.owner == Owner{}:
+		m.owner = o.Owner
+	case m.owner != o.Owner:
+		return nil, wire.Errorf("thethings: spool %s: %w", dir, ErrForeign)
+	}
+	if err := l.recover(); err != nil {
+		return nil, err
+	}
+	if m != l.ack.mark || o.Batch > m.batch {
+		// Keep the larger batch: the one a previous writer may have had in
+		// flight is read back whole.
+		m.batch = max(m.batch, o.Batch)
+		if err := l.ack.write(m); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// mkdirAll makes dir and its missing parents, syncing each parent that
+// got a new entry, and checks that only its owner may write in it.
+func mkdirAll(fsys FS, dir string) error {
+	var missing []string
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		st, err := fsys.Stat(d)
+		if err == nil {
+			if !st.IsDir() {
+				return wire.Errorf("thethings: spool %s: %s is not a directory", dir, d)
+			}
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) || d == filepath.Dir(d) {
+			return wire.Errorf("thethings: spool: %w", err)
+		}
+		missing = append(missing, d)
+	}
+	for _, d := range slices.Backward(missing) {
+		if err := fsys.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return wire.Errorf("thethings: spool: %w", err)
+		}
+		if err := fsys.SyncDir(filepath.Dir(d)); err != nil {
+			return wire.Errorf("thethings: spool: sync %s: %w", filepath.Dir(d), err)
+		}
+	}
+	st, err := fsys.Stat(dir)
+	if err != nil {
+		return wire.Errorf("thethings: spool: %w", err)
+	}
+	if checkPerm && st.Mode().Perm()&0o022 != 0 {
+		return wire.Errorf("thethings: spool %s: mode %04o: %w", dir, st.Mode().Perm(), ErrUnsafeDir)
+	}
+	return nil
+}
+
+// list reads the directory's names: segments, in order, and nothing the
+// spool did not make.
+func (l *Log) list() error {
+	entries, err := l.fs.ReadDir(l.dir)
+	if err != nil {
+		return wire.Errorf("thethings: spool: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		path := filepath.Join(l.dir, name)
+		if !e.Type().IsRegular() {
+			return corrupt(path, "not a regular file")
+		}
+		switch {
+		case name == ackName || name == lockName:
+		case name == ackName+tmpSuffix:
+			// A new ACKED a crash kept from being renamed into place.
+			if err := l.fs.Remove(path); err != nil {
+				return fileError(path, err)
+			}
+		case strings.HasSuffix(name, segSuffix):
+			first, err := strconv.ParseUint(strings.TrimSuffix(name, segSuffix), 10, 64)
+			if err != nil {
+				return corrupt(path, "not a spool segment")
+			}
+			l.segs = append(l.segs, &segment{first: first, name: path})
+		default:
+			return corrupt(path, "not a spool file")
+		}
+	}
+	slices.SortFunc(l.segs, func(a, b *segment) int {
+		switch {
+		case a.first < b.first:
+			return -1
+		case a.first > b.first:
+			return 1
+		}
+		return 0
+	})
+	return nil
+}
+
+// recover checks every segment, counts its records, drops what a crash
+// left at the end of the last one, syncs what it keeps and places the
+// reader on the first record not acknowledged.
+func (l *Log) recover() error {
+	acked := l.ack.mark.acked
+	l.rd.seg = -1
+	for i := 0; i < len(l.segs); i++ {
+		sg, last := l.segs[i], i == len(l.segs)-1
+		if i > 0 && sg.first != l.segs[i-1].end() {
+			return corrupt(sg.name, "starts at record %d, the segment before ends at %d", sg.first, l.segs[i-1].end())
+		}
+		keep, err := l.scan(i, last, acked)
+		if err != nil {
+			return err
+		}
+		if !keep {
+			l.segs = l.segs[:i]
+		}
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return wire.Errorf("thethings: spool: sync %s: %w", l.dir, err)
+	}
+	l.next = acked
+	if n := len(l.segs); n > 0 {
+		if acked < l.segs[0].first {
+			// Segments are deleted only once acknowledged: one is lost.
+			return corrupt(l.segs[0].name, "starts at record %d, but records from %d are not acknowledged: a segment before it is missing", l.segs[0].first, acked)
+		}
+		if end := l.segs[n-1].end(); acked > end {
+			return corrupt(filepath.Join(l.dir, ackName), "acknowledges %d records, the segments hold %d", acked, end)
+		} else {
+			l.next = end
+		}
+	}
+	l.durable = l.next
+	l.rd.seq = acked
+	if err := l.compact(); err != nil {
+		return err
+	}
+	if len(l.segs) == 0 {
+		return l.newSegment()
+	}
+	lastSeg := l.segs[len(l.segs)-1]
+	f, err := l.fs.OpenFile(lastSeg.name, osRDWR, 0)
+	if err != nil {
+		return fileError(lastSeg.name, err)
+	}
+	l.tail = f
+	if l.size, err = f.Seek(0, io.SeekEnd); err != nil {
+		return fileError(lastSeg.name, err)
+	}
+	if l.rd.seg < 0 {
+		// Everything is acknowledged: read from the end.
+		l.rd.seg, l.rd.off = len(l.segs)-1, l.size
+	}
+	return nil
+}
+
+// scan reads a segment's records once: it checks and counts them, adds up
+// the bytes of those not acknowledged, notes where the first of them is,
+// and syncs the file. In the last segment, what a crash explains (a record
+// cut short, or zeros where bytes were lost) is cut off with all after it;
+// any other damage is ErrCorrupt. keep is false for a last
+// segment a crash left without its header, which is removed.
+func (l *Log) scan(i int, last bool, acked uint64) (keep bool, err error) {
+	sg := l.segs[i]
+	flag := osRDONLY
+	if last {
+		flag = osRDWR
+	}
+	f, err := l.fs.OpenFile(sg.name, flag, 0)
+	if err != nil {
+		return false, fileError(sg.name, err)
+	}
+	defer f.Close()
+	r := newReader(f, 0)
+	var magic [len(segMagic)]byte
+	n, err := io.ReadFull(r.br, magic[:])
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
+		return false, fileError(sg.name, err)
+	}
+	if string(magic[:n]) != segMagic {
+		zero, zerr := r.restZero()
+		if zerr != nil {
+			return false, fileError(sg.name, zerr)
+		}
+		headerless := n < len(segMagic) && strings.HasPrefix(segMagic, string(magic[:n])) ||
+			!slices.ContainsFunc(magic[:n], func(b byte) bool { return b != 0 }) && zero
+		if !last || !headerless {
+			return false, corrupt(sg.name, "not a spool segment")
+		}
+		// Created by a crash before its header was durable: nothing in it
+		// was ever acknowledged.
+		if err := l.fs.Remove(sg.name); err != nil {
+			return false, fileError(sg.name, err)
+		}
+		return false, nil
+	}
+	r.off = int64(len(segMagic))
+	for {
+		if sg.end() == acked && l.rd.seg < 0 {
+			l.rd.seg, l.rd.off = i, r.off
+		}
+		_, size, err := r.next()
+		if err == io.EOF {
+			break
+		}
+		var bad *badRecord
+		if errors.As(err, &bad) && last && bad.lost {
+			// Bytes a crash lost: never synced, so neither was anything
+			// after them. Cut them off (the sync below makes it durable).
+			if err := f.Truncate(bad.off); err != nil {
+				return false, fileError(sg.name, err)
+			}
+			break
+		}
+		if bad != nil {
+			return false, corrupt(sg.name, "%s", bad)
+		}
+		if err != nil {
+			return false, fileError(sg.name, err)
+		}
+		if sg.end() >= acked {
+			l.used += size
+		}
+		sg.count++
+	}
+	if err := f.Sync(); err != nil {
+		return false, fileError(sg.name, err)
+	}
+	return true, nil
+}
+
+// newSegment starts a new last segment at l.next, its header and name
+// durable. l.mu is held or l is not shared yet.
+func (l *Log) newSegment() error {
+	name := filepath.Join(l.dir, fmt.Sprintf("%020d%s", l.next, segSuffix))
+	f, err := l.fs.OpenFile(name, osRDWR|osCREATE|osEXCL, 0o600)
+	if err != nil {
+		return fileError(name, err)
+	}
+	_, err = f.WriteAt([]byte(segMagic), 0)
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = l.fs.SyncDir(l.dir)
+	}
+	if err != nil {
+		// A full disk, say: leave nothing half made.
+		f.Close()
+		_ = l.fs.Remove(name)
+		return fileError(name, err)
+	}
+	if l.tail != nil {
+		l.tail.Close()
+	}
+	l.segs = append(l.segs, &segment{first: l.next, name: name})
+	l.tail, l.size = f, int64(len(segMagic))
+	return nil
+}
+
+// Append writes the n records in recs (each framed by Frame) unless the
+// spool has no room for them: then room is closed when it may have some.
+// The records are durable once Sync(ticket) returned nil. A failed write
+// takes nothing: the spool goes on once the cause (a full disk) is gone.
+func (l *Log) Append(recs []byte, n int) (ticket int64, room <-chan struct{}, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.err != nil {
+		return 0, nil, l.err
+	}
+	if l.used > 0 && l.used+int64(len(recs)) > l.limit {
+		return 0, l.room, nil
+	}
+	if l.size+int64(len(recs)) > l.segMax() && l.size > int64(len(segMagic)) {
+		// Make the full segment durable, then start the next one.
+		if err := l.tail.Sync(); err != nil {
+			l.err = fileError(l.segs[len(l.segs)-1].name, err)
+			return 0, nil, l.err
+		}
+		l.synced, l.durable = l.written, l.next
+		if err := l.newSegment(); err != nil {
+			return 0, nil, err
+		}
+	}
+	lastSeg := l.segs[len(l.segs)-1]
+	if _, err := l.tail.WriteAt(recs, l.size); err != nil {
+		if terr := l.tail.Truncate(l.size); terr != nil {
+			l.err = fileError(lastSeg.name, terr)
+		}
+		return 0, nil, fileError(lastSeg.name, err)
+	}
+	l.size += int64(len(recs))
+	l.written += int64(len(recs))
+	l.next += uint64(n)
+	lastSeg.count += uint64(n)
+	l.used += int64(len(recs))
+	return l.written, nil, nil
+}
+
+func (l *Log) segMax() int64 { return min(maxSegment, max(l.limit/8, 64<<10)) }
+
+// Sync makes everything appended up to ticket durable. Concurrent callers
+// share one fsync: whoever syncs covers every append made before it began.
+func (l *Log) Sync(ticket int64) error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.mu.Lock()
+	if l.synced >= ticket {
+		l.mu.Unlock()
+		return nil // durable, whatever failed since
+	}
+	if l.err != nil {
+		l.mu.Unlock()
+		return l.err
+	}
+	f, name, target, seq := l.tail, l.segs[len(l.segs)-1].name, l.written, l.next
+	l.mu.Unlock()
+	err := f.Sync()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil && l.synced < target {
+		// What the file holds is unknown now: take nothing more. A Log
+		// opened again finds out.
+		l.err = fileError(name, err)
+		return l.err
+	}
+	if target > l.synced {
+		l.synced, l.durable = target, seq
+	}
+	return nil
+}
+
+// Pending is the number of durable records not acknowledged.
+func (l *Log) Pending() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return int(l.durable - l.ack.mark.acked)
+}
+
+// InFlight is how many records to read back after opening: what the
+// previous writer may have been sending.
+func (l *Log) InFlight() int { return min(l.Pending(), l.ack.mark.batch) }
+
+// Limit is the bound on bytes of records not acknowledged.
+func (l *Log) Limit() int64 { return l.limit }
+
+// Busy is until when a request a previous Log's reader sent may still be
+// carried out: the time recorded by Sending, zero if none.
+func (l *Log) Busy() time.Time { return l.ack.mark.busy }
+
+// SetBusy records, durably, until when a request the reader sent may
+// still be carried out (zero: none can).
+func (l *Log) SetBusy(until time.Time) error {
+	if until.Equal(l.ack.mark.busy) {
+		return nil
+	}
+	m := l.ack.mark
+	m.busy = until
+	return l.ack.write(m)
+}
+
+// Next returns up to k durable records after those already read, each a
+// payload of its own. An error is ErrCorrupt naming the file: the records
+// stay.
+func (l *Log) Next(k int) ([][]byte, error) {
+	l.mu.Lock()
+	k = min(k, int(l.durable-l.rd.seq))
+	l.mu.Unlock()
+	out := make([][]byte, 0, k)
+	var read int64
+	for len(out) < k {
+		l.mu.Lock()
+		sg := l.segs[l.rd.seg]
+		l.mu.Unlock()
+		if l.rd.seq >= sg.end() {
+			l.rd.closeFile()
+			l.rd.seg++
+			l.rd.off = int64(len(segMagic))
+			continue
+		}
+		if l.rd.f == nil {
+			f, err := l.fs.OpenFile(sg.name, osRDONLY, 0)
+			if err != nil {
+				return nil, fileError(sg.name, err)
+			}
+			if _, err := f.Seek(l.rd.off, io.SeekStart); err != nil {
+				f.Close()
+				return nil, fileError(sg.name, err)
+			}
+			l.rd.f, l.rd.r = f, newReader(f, l.rd.off)
+		}
+		p, size, err := l.rd.r.next()
+		if err != nil {
+			var bad *badRecord
+			if errors.As(err, &bad) {
+				return nil, corrupt(sg.name, "%s", bad)
+			}
+			if err == io.EOF {
+				return nil, corrupt(sg.name, "record at byte %d: missing", l.rd.off)
+			}
+			return nil, fileError(sg.name, err)
+		}
+		out = append(out, slices.Clone(p))
+		l.rd.off += size
+		read += size
+		l.rd.seq++
+	}
+	l.rd.batches = append(l.rd.batches, read)
+	return out, nil
+}
+
+func (c *cursor) closeFile() {
+	if c.f != nil {
+		c.f.Close()
+		c.f, c.r = nil, nil
+	}
+}
+
+// Ack records, durably, that the n records of the oldest batch read are
+// done with, and deletes the segments wholly acknowledged.
+func (l *Log) Ack(n int) error {
+	var b int64
+	if len(l.rd.batches) > 0 {
+		b, l.rd.batches = l.rd.batches[0], l.rd.batches[1:]
+	}
+	m := l.ack.mark
+	m.acked += uint64(n)
+	if err := l.ack.write(m); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.used -= b
+	close(l.room)
+	l.room = make(chan struct{})
+	return l.compact()
+}
+
+// compact deletes the segments, but the last, whose records are all
+// acknowledged. l.mu is held or l is not shared yet.
+func (l *Log) compact() error {
+	drop := 0
+	for drop < len(l.segs)-1 && l.segs[drop].end() <= l.ack.mark.acked {
+		drop++
+	}
+	for _, sg := range l.segs[:drop] {
+		if err := l.fs.Remove(sg.name); err != nil {
+			return fileError(sg.name, err)
+		}
+	}
+	l.segs = slices.Delete(l.segs, 0, drop)
+	if l.rd.seg -= drop; l.rd.seg < 0 {
+		// The reader was at the end of a deleted segment.
+		l.rd.closeFile()
+		l.rd.seg, l.rd.off = 0, int64(len(segMagic))
+	}
+	return nil
+}
+
+// Close releases the spool's files and its lock.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var errs []error
+	l.rd.closeFile()
+	if l.tail != nil {
+		errs = append(errs, l.tail.Close())
+		l.tail = nil
+	}
+	if l.ack != nil {
+		errs = append(errs, l.ack.close())
+	}
+	if l.lock != nil {
+		errs = append(errs, l.lock.Close())
+		l.lock = nil
+	}
+	if err := errors.Join(errs...); err != nil {
+		return wire.Errorf("thethings: spool: %w", err)
+	}
+	return nil
+}
