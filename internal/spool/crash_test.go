@@ -169,7 +169,7 @@ func TestCrashStatesAddRollAck(t *testing.T) {
 }
 
 // TestCrashStatesReopen: a process killed with records written but not
-// synced, and a last segment just created; the Log opened after it reads
+// synced and the last one cut short; the Log opened after it reads
 // and acknowledges them. What it acknowledged must survive a power cut
 // at any point after: opening syncs what it trusts before anything is
 // done on its word.
@@ -180,6 +180,18 @@ func TestCrashStatesReopen(t *testing.T) {
 	j.add(t, l, 0, 10, true)
 	j.add(t, l, 10, 20, false) // written, not synced: the process dies
 	m.kill()
+	// ... in the middle of writing a record, which opening cuts off.
+	seg := crashDir + "/00000000000000000000.seg"
+	f, err := m.OpenFile(seg, osRDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := f.Stat()
+	rec := append(make([]byte, HeaderSize), payload(99)...)
+	Frame(rec, 0)
+	if _, err := f.WriteAt(rec[:100], st.Size()); err != nil {
+		t.Fatal(err)
+	}
 	m.record = true
 	l = open(t, m)
 	j.ack(t, l, 10)

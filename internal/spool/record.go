@@ -49,19 +49,26 @@ func (e *badRecord) Error() string { return fmt.Sprintf("record at byte %d: %s",
 type reader struct {
 	br      *bufio.Reader
 	off     int64 // offset of the next record
+	hdr     [HeaderSize]byte
 	payload []byte
 }
 
-func newReader(f io.Reader, off int64) *reader {
-	return &reader{br: bufio.NewReaderSize(f, 64<<10), off: off}
+// reset makes r (nil: a new one) read f from offset off, where f is.
+func (r *reader) reset(f io.Reader, off int64) *reader {
+	if r == nil {
+		return &reader{br: bufio.NewReaderSize(f, 64<<10), off: off}
+	}
+	r.br.Reset(f)
+	r.off = off
+	return r
 }
 
 // next returns the next record's payload, valid until the next call, and
 // its size on disk; io.EOF at a clean end; a *badRecord for a record cut
 // short or damaged; other errors from the file.
 func (r *reader) next() ([]byte, int64, error) {
-	var hdr [HeaderSize]byte
-	_, err := io.ReadFull(r.br, hdr[:])
+	hdr := r.hdr[:]
+	_, err := io.ReadFull(r.br, hdr)
 	switch {
 	case err == io.EOF:
 		return nil, 0, io.EOF
@@ -71,7 +78,7 @@ func (r *reader) next() ([]byte, int64, error) {
 		return nil, 0, err
 	}
 	if crc32.Checksum(hdr[:8], castagnoli) != binary.LittleEndian.Uint32(hdr[8:12]) {
-		return nil, 0, &badRecord{off: r.off, why: "bad header checksum", lost: zeroTail(hdr[:])}
+		return nil, 0, &badRecord{off: r.off, why: "bad header checksum", lost: zeroTail(hdr)}
 	}
 	size := int64(binary.LittleEndian.Uint32(hdr[0:4]))
 	if size == 0 || size > MaxRecord {

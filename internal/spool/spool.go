@@ -117,7 +117,8 @@ type Log struct {
 	err     error // a failed sync: nothing more is taken
 	syncMu  sync.Mutex
 
-	rd cursor // the reader's, used by Next and Ack only
+	rd      cursor  // the reader's, used by Next and Ack only
+	scanner *reader // Open's, one for every segment
 }
 
 // cursor is where the reader is.
@@ -335,7 +336,8 @@ func (l *Log) scan(i int, last bool, acked uint64) (keep bool, err error) {
 		return false, fileError(sg.name, err)
 	}
 	defer f.Close()
-	r := newReader(f, 0)
+	l.scanner = l.scanner.reset(f, 0)
+	r := l.scanner
 	var magic [len(segMagic)]byte
 	n, err := io.ReadFull(r.br, magic[:])
 	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
@@ -367,20 +369,12 @@ func (l *Log) scan(i int, last bool, acked uint64) (keep bool, err error) {
 		if err == io.EOF {
 			break
 		}
-		var bad *badRecord
-		if errors.As(err, &bad) && last && bad.lost {
-			// Bytes a crash lost: never synced, so neither was anything
-			// after them. Cut them off (the sync below makes it durable).
-			if err := f.Truncate(bad.off); err != nil {
-				return false, fileError(sg.name, err)
+		if err != nil {
+			cut, err := l.damaged(f, sg.name, last, err)
+			if !cut {
+				return false, err
 			}
 			break
-		}
-		if bad != nil {
-			return false, corrupt(sg.name, "%s", bad)
-		}
-		if err != nil {
-			return false, fileError(sg.name, err)
 		}
 		if sg.end() >= acked {
 			l.used += size
@@ -389,6 +383,24 @@ func (l *Log) scan(i int, last bool, acked uint64) (keep bool, err error) {
 	}
 	if err := f.Sync(); err != nil {
 		return false, fileError(sg.name, err)
+	}
+	return true, nil
+}
+
+// damaged decides what a failure to read a record means: a record a crash
+// lost in the last segment is cut off with everything after it (never
+// synced, so neither was anything after it; the sync after makes the cut
+// durable); anything else is an error.
+func (l *Log) damaged(f File, name string, last bool, err error) (cut bool, _ error) {
+	var bad *badRecord
+	if !errors.As(err, &bad) {
+		return false, fileError(name, err)
+	}
+	if !last || !bad.lost {
+		return false, corrupt(name, "%s", bad)
+	}
+	if err := f.Truncate(bad.off); err != nil {
+		return false, fileError(name, err)
 	}
 	return true, nil
 }
@@ -535,8 +547,9 @@ func (l *Log) Next(k int) ([][]byte, error) {
 	for len(out) < k {
 		l.mu.Lock()
 		sg := l.segs[l.rd.seg]
+		end := sg.end()
 		l.mu.Unlock()
-		if l.rd.seq >= sg.end() {
+		if l.rd.seq >= end {
 			l.rd.closeFile()
 			l.rd.seg++
 			l.rd.off = int64(len(segMagic))
@@ -551,7 +564,7 @@ func (l *Log) Next(k int) ([][]byte, error) {
 				f.Close()
 				return nil, fileError(sg.name, err)
 			}
-			l.rd.f, l.rd.r = f, newReader(f, l.rd.off)
+			l.rd.f, l.rd.r = f, l.rd.r.reset(f, l.rd.off)
 		}
 		p, size, err := l.rd.r.next()
 		if err != nil {
@@ -576,7 +589,7 @@ func (l *Log) Next(k int) ([][]byte, error) {
 func (c *cursor) closeFile() {
 	if c.f != nil {
 		c.f.Close()
-		c.f, c.r = nil, nil
+		c.f = nil // c.r is kept for the next file
 	}
 }
 

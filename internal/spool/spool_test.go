@@ -1,7 +1,11 @@
+//go:build unix
+
 package spool
 
 import (
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -245,4 +249,34 @@ func TestOpenForeign(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Close()
+}
+
+// TestOpenV02Spool: a spool a v0.2 Writer left (32-byte ACKED slots, no
+// owner) opens with what it acknowledged, and is taken over.
+func TestOpenV02Spool(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, nil, dir, 30, 0)
+	var old [2 * oldAckSlot]byte
+	s := old[oldAckSlot:]
+	copy(s, oldMagic)
+	binary.LittleEndian.PutUint64(s[4:12], 7)  // generation
+	binary.LittleEndian.PutUint64(s[12:20], 5) // acknowledged
+	binary.LittleEndian.PutUint32(s[20:24], 10)
+	binary.LittleEndian.PutUint32(s[24:28], crc32.Checksum(s[:24], castagnoli))
+	if err := os.WriteFile(filepath.Join(dir, ackName), old[:], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readAll(t, nil, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 25 || got[0] != 5 {
+		t.Fatalf("records %v", got)
+	}
+	if st, _ := os.Stat(filepath.Join(dir, ackName)); st.Size() != 2*ackSlot {
+		t.Errorf("ACKED of %d bytes", st.Size())
+	}
+	if _, err := Open(dir, Options{Limit: 1 << 20, Owner: Owner{9}}); err != nil {
+		t.Errorf("an old spool has no owner yet: %v", err)
+	}
 }
