@@ -131,6 +131,24 @@ func TestOpenDamageACrashCannotExplain(t *testing.T) {
 	})
 }
 
+// TestOpenLostSegmentBeforeAnEmptyOne: an empty last segment is what a
+// crash leaves, but not when the records before it are gone too.
+func TestOpenLostSegmentBeforeAnEmptyOne(t *testing.T) {
+	dir := t.TempDir()
+	fill(t, nil, dir, 40, 30)
+	for _, seg := range segFiles(t, dir) {
+		if err := os.Remove(seg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "00000000000000000040.seg"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readAll(t, nil, dir); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("%v", err)
+	}
+}
+
 // TestFullDisk: an Append the disk has no room for fails and takes
 // nothing; once there is room the spool takes records again, and every
 // record whose Sync returned is there once.
