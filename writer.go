@@ -72,7 +72,7 @@ type Writer struct {
 	mu       sync.Mutex
 	taken    int64         // values ever accepted
 	resolved int64         // values written or reported
-	adding   int           // spooled Adds written but not yet durable
+	adding   int           // Adds put in the buffer, not yet committed
 	flushTo  int64         // send partial batches until resolved reaches this
 	errs     []error       // *WriteErrors not yet returned by Flush or Close
 	changed  chan struct{} // closed and replaced whenever the state above changes

@@ -17,7 +17,7 @@ import (
 // it makes, all synced) if need be, locks it, recovers what a crash left,
 // and makes durable everything it trusts before returning.
 func Open(dir string, o Options) (_ *Log, err error) {
-	l := &Log{fs: o.FS, dir: dir, limit: o.Limit, batch: o.Batch, room: make(chan struct{})}
+	l := &Log{fs: o.FS, dir: dir, limit: o.Limit, room: make(chan struct{})}
 	if l.fs == nil {
 		l.fs = OS
 	}
@@ -140,6 +140,7 @@ func (l *Log) list() error {
 // reader on the first record not acknowledged.
 func (l *Log) recover() error {
 	acked := l.ack.mark.acked
+	l.acked = acked
 	if len(l.segs) > 0 && acked < l.segs[0].first {
 		// Segments are deleted only once acknowledged: one is lost.
 		return corrupt(l.segs[0].name, "starts at record %d, but records from %d are not acknowledged: a segment before it is missing", l.segs[0].first, acked)

@@ -98,7 +98,6 @@ type Log struct {
 	fs    FS
 	dir   string
 	limit int64
-	batch int
 	lock  File
 	ack   *ackFile // written by the reader only, once open
 
@@ -108,6 +107,7 @@ type Log struct {
 	size    int64      // of the last segment
 	next    uint64     // number of the next record appended
 	durable uint64     // records before it are synced
+	acked   uint64     // records acknowledged, as ACKED durably says
 	written int64      // bytes appended by this Log: tickets for Sync
 	synced  int64      // bytes of those known synced
 	used    int64      // bytes of records not acknowledged
@@ -234,7 +234,7 @@ func (l *Log) Sync(ticket int64) error {
 func (l *Log) Pending() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return int(l.durable - l.ack.mark.acked)
+	return int(l.durable - l.acked)
 }
 
 // InFlight is how many records to read back after opening: what the
@@ -331,6 +331,7 @@ func (l *Log) Ack(n int) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.acked = m.acked
 	l.used -= b
 	close(l.room)
 	l.room = make(chan struct{})
@@ -341,7 +342,7 @@ func (l *Log) Ack(n int) error {
 // acknowledged. l.mu is held or l is not shared yet.
 func (l *Log) compact() error {
 	drop := 0
-	for drop < len(l.segs)-1 && l.segs[drop].end() <= l.ack.mark.acked {
+	for drop < len(l.segs)-1 && l.segs[drop].end() <= l.acked {
 		drop++
 	}
 	for _, sg := range l.segs[:drop] {

@@ -298,3 +298,17 @@ func TestOpenV02Spool(t *testing.T) {
 		t.Errorf("an old spool has no owner yet: %v", err)
 	}
 }
+
+// noLockFS is a file system that cannot lock, as some systems are.
+type noLockFS struct{ *memFS }
+
+func (noLockFS) Lock(File) error { return ErrNoLock }
+
+// TestOpenWithoutALock: where the directory cannot be locked, the spool is
+// not opened: a second writer could not be kept out.
+func TestOpenWithoutALock(t *testing.T) {
+	_, err := Open("/spool", Options{Limit: 1 << 20, FS: noLockFS{newMemFS()}})
+	if !errors.Is(err, ErrNoLock) {
+		t.Fatalf("%v", err)
+	}
+}
