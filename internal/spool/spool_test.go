@@ -312,3 +312,44 @@ func TestOpenWithoutALock(t *testing.T) {
 		t.Fatalf("%v", err)
 	}
 }
+
+// TestFullDiskAtSegmentRoll: a disk that fills up while a new segment is
+// started leaves no half-made segment, and the spool goes on once there is
+// room.
+func TestFullDiskAtSegmentRoll(t *testing.T) {
+	m := newMemFS()
+	l, err := Open("/spool", Options{Limit: 1 << 20, Batch: 10, FS: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := newJournal(m)
+	id := 0
+	for ; l.size+10*312 <= l.segMax(); id += 10 {
+		j.add(t, l, id, id+10, true)
+	}
+	m.free = m.used + 4 // not even a segment header
+	var b []byte
+	for i := id; i < id+10; i++ {
+		at := len(b)
+		b = append(append(b, make([]byte, HeaderSize)...), payload(i)...)
+		Frame(b, at)
+	}
+	if _, room, err := l.Append(b, 10); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("append to a full disk: %v (full spool: %v)", err, room != nil)
+	}
+	if entries, _ := m.ReadDir("/spool"); len(entries) != 3 { // LOCK, ACKED, one segment
+		t.Fatalf("left behind: %v", entries)
+	}
+	m.free = -1
+	j.add(t, l, id, id+10, true)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readAll(t, m, "/spool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != id+10 || got[id] != id {
+		t.Fatalf("%d records", len(got))
+	}
+}
