@@ -92,11 +92,10 @@ func (b *memBuffer) put(t taking) (int64, <-chan struct{}, error) {
 	return 0, nil, nil
 }
 
-func (b *memBuffer) commit(int64) error           { return nil }
-func (b *memBuffer) held() int                    { return 0 }
-func (b *memBuffer) inFlight() int                { return 0 }
-func (b *memBuffer) settle(context.Context) error { return nil }
-func (b *memBuffer) sending() (time.Time, error)  { return time.Time{}, nil }
+func (b *memBuffer) commit(int64) error                    { return nil }
+func (b *memBuffer) held() int                             { return 0 }
+func (b *memBuffer) inFlight(context.Context) (int, error) { return 0, nil }
+func (b *memBuffer) sending() (time.Time, error)           { return time.Time{}, nil }
 
 func (b *memBuffer) next(k int) ([]Value, error) {
 	b.mu.Lock()

@@ -71,23 +71,26 @@ func (b *spoolBuffer) commit(ticket int64) error {
 
 func (b *spoolBuffer) held() int { return b.log.Pending() }
 
-func (b *spoolBuffer) inFlight() int { return b.log.InFlight() }
-
-// settle waits until no request an earlier Writer sent can still be
-// carried out, so that reading back finds what it stored: until the time
-// it recorded, at most twice the step bound (the clock may have jumped).
-func (b *spoolBuffer) settle(ctx context.Context) error {
+// inFlight is the batch a previous Writer may have been sending. It first
+// waits until no request that Writer sent can still be carried out, so
+// that reading back finds what it stored: until the time it recorded, at
+// most twice the step bound (the clock may have jumped).
+func (b *spoolBuffer) inFlight(ctx context.Context) (int, error) {
+	k := b.log.InFlight()
+	if k == 0 {
+		return 0, nil
+	}
 	if d := min(time.Until(b.log.Busy()), 2*b.bound); d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
 		case <-t.C:
 		case <-ctx.Done():
-			return ctx.Err()
+			return 0, ctx.Err()
 		}
 	}
 	b.settled = true
-	return nil
+	return k, nil
 }
 
 // sending records that a delivery step starts now; the step must end by

@@ -238,18 +238,17 @@ type buffer interface {
 	put(t taking) (ticket int64, room <-chan struct{}, err error)
 	// commit waits until what put took with ticket is kept (durable).
 	commit(ticket int64) error
-	// next returns up to k values after those already taken by next.
+	// next returns the next batch: up to k of the oldest values not yet in
+	// one (a batch is done before the next is taken).
 	next(k int) ([]Value, error)
 	// done removes the n oldest values: they are resolved.
 	done(n int) error
 	// held is how many values it held when opened: a previous writer's.
 	held() int
 	// inFlight is how many of those a previous writer may have been
-	// sending: they are read back before they are sent.
-	inFlight() int
-	// settle waits until no request of a previous writer can still be
-	// carried out.
-	settle(ctx context.Context) error
+	// sending, to be read back before they are sent; it returns once no
+	// request of that writer can still be carried out.
+	inFlight(ctx context.Context) (int, error)
 	// sending is called before each delivery step, which must end by the
 	// time it returns (zero: no bound).
 	sending() (time.Time, error)
@@ -466,13 +465,12 @@ func (w *Writer) run() {
 		defer t.Stop()
 		tick = t.C
 	}
-	if k := w.buf.inFlight(); k > 0 {
-		// A previous writer may have been sending the first batch when it
-		// stopped: once that request is over, read it back before sending
-		// it.
-		if w.buf.settle(w.ctx) != nil || !w.deliver(w.next(k, true)) {
-			return
-		}
+	// A previous writer may have been sending the first batch when it
+	// stopped: once that request is over, read it back before sending it.
+	if k, err := w.buf.inFlight(w.ctx); err != nil {
+		return
+	} else if k > 0 && !w.deliver(w.next(k, true)) {
+		return
 	}
 	for {
 		w.mu.Lock()
