@@ -4,16 +4,19 @@ package thethings
 
 // Benchmarks of the exactly-once Writer and its spool; run them with
 //
-//	go test -run '^$' -bench 'SpooledWriter|SpoolOffline' -benchtime 3x
+//	go test -run '^$' -bench 'SpooledWriter|SpoolOffline|SpoolOpen' -benchtime 3x
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"runtime"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/thethings-go/thethings/internal/spool"
 )
 
 // cpuTime is the CPU time (user and system) this process has used.
@@ -133,5 +136,54 @@ func BenchmarkSpoolOfflineHeap(b *testing.B) {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 		_ = w.Close(cctx)
 		cancel()
+	}
+}
+
+// BenchmarkSpoolOpen: opening a spool that holds 100,000 and 1,000,000
+// values, which reads and checks every record once. B/op shows that the
+// memory it takes does not grow with the values waiting.
+func BenchmarkSpoolOpen(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			dir := b.TempDir()
+			opts := spool.Options{Limit: 1 << 30, Batch: defaultBatchSize, Owner: owner(benchToken)}
+			l, err := spool.Open(dir, opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			vals := make([]Value, 10_000)
+			at := time.Now()
+			for a := 0; a < n; a += len(vals) {
+				for i := range vals {
+					vals[i] = Value{Key: "t", Value: a + i, Datetime: at}
+				}
+				recs, err := encodeRecords(vals, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ticket, _, err := l.Append(recs, len(vals))
+				if err == nil {
+					err = l.Sync(ticket)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := l.Close(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				l, err := spool.Open(dir, opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if l.Pending() != n {
+					b.Fatalf("pending %d", l.Pending())
+				}
+				l.Close()
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/thethings-go/thethings/internal/spool"
 	"github.com/thethings-go/thethings/internal/transport"
 	"github.com/thethings-go/thethings/internal/wire"
 )
@@ -58,12 +59,16 @@ var (
 	ErrFrameTooLarge = errors.New("thethings: subscription frame too large")
 	// ErrSpoolLocked: another Writer, in this process or another, has the
 	// spool directory open ([Client.NewWriter]).
-	ErrSpoolLocked = errors.New("thethings: spool directory in use by another writer")
-	// ErrSpoolCorrupt: a spool file is damaged (other than a record cut
-	// short at its end by a crash, which is dropped: it was never
-	// acknowledged) or was not made by a Writer ([Client.NewWriter]). The
-	// error names the file.
-	ErrSpoolCorrupt = errors.New("thethings: spool corrupt")
+	ErrSpoolLocked = spool.ErrLocked
+	// ErrSpoolCorrupt: a spool file is damaged in a way no crash or power
+	// cut explains (what they leave, a record cut short or zeroed at the
+	// end, is dropped: it was never acknowledged), or is not a regular file
+	// the Writer made ([Client.NewWriter]). The error names the file.
+	ErrSpoolCorrupt = spool.ErrCorrupt
+	// ErrSpoolForeign: the spool directory holds the values of another
+	// thing (a spool records a hash of its thing's token): a Writer never
+	// sends them with this client's token ([Client.NewWriter]).
+	ErrSpoolForeign = spool.ErrForeign
 )
 
 // APIError is an answer of the platform other than success.

@@ -1,6 +1,10 @@
 package thethings
 
-import "time"
+import (
+	"context"
+	"sync"
+	"time"
+)
 
 // ring is a FIFO of values in a circular buffer that grows as needed.
 type ring struct {
@@ -59,4 +63,73 @@ func (r *ring) drop(k int) {
 	} else {
 		r.head = (r.head + k) % len(r.buf)
 	}
+}
+
+// memBuffer is the Writer's buffer in memory: a ring of at most max values.
+type memBuffer struct {
+	max  int
+	mu   sync.Mutex
+	ring ring
+	room chan struct{} // closed and replaced when values leave
+}
+
+func newMemBuffer(max int) *memBuffer { return &memBuffer{max: max, room: make(chan struct{})} }
+
+func (b *memBuffer) prepare(values []Value, geos []Geo, stamps []time.Time) (taking, error) {
+	if len(values) > b.max {
+		return taking{}, errorf("thethings: %d values cannot fit in a writer buffer of %d: %w", len(values), b.max, ErrInvalidValue)
+	}
+	return taking{n: len(values), values: values, geos: geos, stamps: stamps}, nil
+}
+
+func (b *memBuffer) put(t taking) (int64, <-chan struct{}, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ring.n+t.n > b.max {
+		return 0, b.room, nil
+	}
+	b.ring.push(t.values, t.geos, t.stamps)
+	return 0, nil, nil
+}
+
+func (b *memBuffer) commit(int64) error                    { return nil }
+func (b *memBuffer) held() int                             { return 0 }
+func (b *memBuffer) inFlight(context.Context) (int, error) { return 0, nil }
+func (b *memBuffer) sending() (time.Time, error)           { return time.Time{}, nil }
+
+func (b *memBuffer) next(k int) ([]Value, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.ring.first(min(k, b.ring.n)), nil
+}
+
+func (b *memBuffer) done(n int) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.ring.drop(n)
+	close(b.room)
+	b.room = make(chan struct{})
+	return nil
+}
+
+// close reports every value still held: those of cur, a request cut while
+// it may have stored them, as Unknown; the others as not written.
+func (b *memBuffer) close(cause error, cur *delivery) (errs []error, reported int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	reported = b.ring.n
+	if cur != nil && cur.maybe {
+		if vals := cur.unresolved(); len(vals) > 0 {
+			errs = append(errs, &WriteError{Values: vals, Unknown: true, Err: errorf("thethings: writer closed while a request was in flight: %w", cause)})
+		}
+		b.ring.drop(len(cur.orig))
+	}
+	if b.ring.n > 0 {
+		errs = append(errs, &WriteError{
+			Values: b.ring.first(b.ring.n),
+			Err:    errorf("thethings: writer closed before sending: %w", cause),
+		})
+		b.ring = ring{}
+	}
+	return errs, reported
 }

@@ -1,6 +1,7 @@
 package thethings
 
 import (
+	"context"
 	"slices"
 	"time"
 
@@ -62,8 +63,11 @@ func (w *Writer) needsPlatformClock() bool {
 // own: a value's own, or the clock's now (see clockNow; UTC, milliseconds),
 // moved on as stampAt says. Values for which the clock is not known yet,
 // or that would overtake values still waiting for it, are returned in
-// wait: their Datetime stays zero in memory; with a spool the device's
-// clock is written until they are stamped.
+// wait: their Datetime stays zero, in memory and in a spool, until the
+// writer stamps them before they are sent (applyStamps). A spool read by a
+// later writer (after a restart) holds them undated: their time is lost
+// with the monotonic clock they were measured on, so they go out without
+// a Datetime, for the platform to stamp.
 func (w *Writer) stamps(values []Value) stamped {
 	now, ok := w.clockNow()
 	undated := slices.ContainsFunc(values, func(v Value) bool { return v.Datetime.IsZero() })
@@ -74,13 +78,6 @@ func (w *Writer) stamps(values []Value) stamped {
 		return stamped{} // every value has its own: nothing to allocate
 	}
 	ok = ok && w.deferred.Load() == 0
-	var local time.Time
-	if !ok && w.sp != nil {
-		local = w.c.now().UTC().Truncate(time.Millisecond)
-		if y := local.Year(); y < 1 || y > 9999 {
-			local = time.UnixMilli(0).UTC()
-		}
-	}
 	var st stamped
 	st.times = make([]time.Time, len(values))
 	for i := range values {
@@ -91,7 +88,6 @@ func (w *Writer) stamps(values []Value) stamped {
 		id, _ := identOf("", time.Time{}, values[i].Value) // validated: no error
 		if !ok {
 			st.wait = append(st.wait, waitStamp{seq: int64(i), key: values[i].Key, id: id.value, at: time.Now()})
-			st.times[i] = local
 			continue
 		}
 		st.times[i] = time.UnixMilli(w.stampAt(values[i].Key, id.value, now)).UTC()
@@ -231,21 +227,37 @@ func (w *Writer) applyStamps(batch []Value, start int64) {
 	}
 }
 
-// await marks the writer offline for err, met before a batch could be
-// sent, and waits before try number n+1. It reports false when the writer
-// was aborted.
-func (w *Writer) await(err error, n int) bool {
-	w.mu.Lock()
-	w.stats.Online = false
-	w.stats.LastError = err
-	w.broadcastLocked()
-	w.mu.Unlock()
-	t := time.NewTimer(transport.Wait(w.c.tr.Policy, n, 0))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-w.ctx.Done():
-		return false
+// stampWaiting stamps the values waiting for the platform's clock (see
+// settle), trying again with the client's backoff while the clock cannot
+// be learned; the writer is offline meanwhile. It reports false when the
+// writer was aborted.
+func (w *Writer) stampWaiting() bool {
+	loop := transport.Loop{Policy: w.c.tr.Policy, Max: -1}
+	last, _ := loop.Run(w.ctx, func(context.Context) transport.Step {
+		err := w.settle()
+		if err != nil {
+			w.mu.Lock()
+			w.stats.Online = false
+			w.stats.LastError = err
+			w.broadcastLocked()
+			w.mu.Unlock()
+		}
+		return transport.Step{Err: err, Retry: err != nil}
+	})
+	return last.Err == nil
+}
+
+// readyLocked is how many of the next k values may be sent: those before
+// the first one still waiting for its stamp (queued by an Add after the
+// last settle). w.mu is held.
+func (w *Writer) readyLocked(k int) int {
+	for _, ws := range w.waiting {
+		if ws.seq >= w.resolved+int64(k) {
+			break
+		}
+		if !ws.settled {
+			return int(max(ws.seq-w.resolved, 0))
+		}
 	}
+	return k
 }

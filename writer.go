@@ -84,17 +84,16 @@ type Writer struct {
 	c     *Client
 	cfg   writerConfig
 	wc    writeConfig     // the route is built per request: no field holds the token
-	sp    *spool          // nil: the buffer is in memory
+	buf   buffer          // in memory or in a spool
 	ctx   context.Context // the requests' context, cancelled to abort
 	abort context.CancelFunc
 	kick  chan struct{} // wakes the sender
 	done  chan struct{} // closed when the sender has returned
 
 	mu       sync.Mutex
-	buf      ring          // in memory: unresolved values, oldest first
 	taken    int64         // values ever accepted
 	resolved int64         // values written or reported
-	adding   int           // spooled Adds written but not yet durable
+	adding   int           // Adds put in the buffer, not yet committed
 	flushTo  int64         // send partial batches until resolved reaches this
 	errs     []error       // *WriteErrors not yet returned by Flush or Close
 	changed  chan struct{} // closed and replaced whenever the state above changes
@@ -145,14 +144,14 @@ func (c *Client) NewWriter(opts ...WriterOption) (*Writer, error) {
 		return nil, err
 	}
 	w := &Writer{c: c, cfg: cfg, wc: wc, changed: make(chan struct{}), done: make(chan struct{})}
-	if cfg.spoolDir != "" {
-		if w.sp, err = openSpool(cfg.spoolDir, cfg.spoolLimit, cfg.batchSize); err != nil {
-			return nil, err
-		}
-		n := int64(w.sp.pending())
-		w.taken, w.flushTo = n, n // send what a previous writer left at once
-		w.written = n
+	if cfg.spoolDir == "" {
+		w.buf = newMemBuffer(cfg.maxBuffered)
+	} else if w.buf, err = openSpool(c, cfg); err != nil {
+		return nil, err
 	}
+	n := int64(w.buf.held())
+	w.taken, w.flushTo = n, n // send what a previous writer left at once
+	w.written = n
 	w.ctx, w.abort = context.WithCancel(context.Background())
 	w.kick = make(chan struct{}, 1)
 	go w.run()
@@ -194,9 +193,6 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 		}
 		return nil
 	}
-	if w.sp == nil && len(values) > w.cfg.maxBuffered {
-		return &WriteError{Values: slices.Clone(values), Err: errorf("thethings: %d values cannot fit in a writer buffer of %d: %w", len(values), w.cfg.maxBuffered, ErrInvalidValue)}
-	}
 	geos, err := validateValues(values)
 	if err != nil {
 		return &WriteError{Values: slices.Clone(values), Err: err}
@@ -205,52 +201,17 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 	if !w.cfg.serverTime {
 		st = w.stamps(values)
 	}
-	if w.sp != nil {
-		return w.addSpooled(ctx, values, st)
-	}
-	for {
-		w.mu.Lock()
-		if w.closing {
-			w.mu.Unlock()
-			return ErrWriterClosed
-		}
-		if w.buf.n+len(values) <= w.cfg.maxBuffered {
-			w.buf.push(values, geos, st.times)
-			w.queueLocked(st.wait, len(values))
-			w.taken += int64(len(values))
-			full := w.buf.n >= w.cfg.batchSize
-			w.mu.Unlock()
-			if full {
-				w.wake()
-			}
-			return nil
-		}
-		changed := w.changed
-		w.mu.Unlock()
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return errorf("thethings: writer buffer full, %s not taken: %w", countValues(len(values)), ctx.Err())
-		}
-	}
-}
-
-// addSpooled appends values to the spool and waits until they are durable.
-func (w *Writer) addSpooled(ctx context.Context, values []Value, st stamped) error {
-	recs, err := encodeRecords(values, st.times)
+	t, err := w.buf.prepare(values, geos, st.times)
 	if err != nil {
 		return &WriteError{Values: slices.Clone(values), Err: err}
 	}
-	if int64(len(recs)) > w.sp.limit {
-		return &WriteError{Values: slices.Clone(values), Err: errorf("thethings: %d bytes of values cannot fit in a spool of %d: %w", len(recs), w.sp.limit, ErrInvalidValue)}
-	}
 	for {
 		w.mu.Lock()
 		if w.closing {
 			w.mu.Unlock()
 			return ErrWriterClosed
 		}
-		ticket, room, err := w.sp.write(recs, len(values))
+		ticket, room, err := w.buf.put(t)
 		if err != nil {
 			w.mu.Unlock()
 			return err
@@ -268,13 +229,13 @@ func (w *Writer) addSpooled(ctx context.Context, values []Value, st stamped) err
 			case <-changed:
 				continue
 			case <-ctx.Done():
-				return errorf("thethings: writer spool full, %s not taken: %w", countValues(len(values)), ctx.Err())
+				return errorf("thethings: writer buffer full, %s not taken: %w", countValues(len(values)), ctx.Err())
 			}
 		}
 		w.queueLocked(st.wait, len(values))
 		w.adding++
 		w.mu.Unlock()
-		err = w.sp.sync(ticket)
+		err = w.buf.commit(ticket)
 		w.mu.Lock()
 		w.adding--
 		if err == nil {
@@ -288,6 +249,44 @@ func (w *Writer) addSpooled(ctx context.Context, values []Value, st stamped) err
 		}
 		return err
 	}
+}
+
+// taking is values on their way into a buffer, as prepare made them.
+type taking struct {
+	n      int
+	values []Value
+	geos   []Geo
+	stamps []time.Time
+	recs   []byte // as spool records
+}
+
+// buffer holds the values a Writer took and has not resolved, oldest
+// first: in memory (memBuffer) or in a spool (spoolBuffer).
+type buffer interface {
+	// prepare readies values for put, outside the writer's lock.
+	prepare(values []Value, geos []Geo, stamps []time.Time) (taking, error)
+	// put takes t unless there is no room: then room is closed when there
+	// may be some. The writer's lock is held.
+	put(t taking) (ticket int64, room <-chan struct{}, err error)
+	// commit waits until what put took with ticket is kept (durable).
+	commit(ticket int64) error
+	// next returns the next batch: up to k of the oldest values not yet in
+	// one (a batch is done before the next is taken).
+	next(k int) ([]Value, error)
+	// done removes the n oldest values: they are resolved.
+	done(n int) error
+	// held is how many values it held when opened: a previous writer's.
+	held() int
+	// inFlight is how many of those a previous writer may have been
+	// sending, to be read back before they are sent; it returns once no
+	// request of that writer can still be carried out.
+	inFlight(ctx context.Context) (int, error)
+	// sending is called before each delivery step, which must end by the
+	// time it returns (zero: no bound).
+	sending() (time.Time, error)
+	// close ends the buffer: errors for what it still held, and how many
+	// values those errors report.
+	close(cause error, cur *delivery) (errs []error, reported int)
 }
 
 // validateValues checks values as Write does and returns copies of their
@@ -317,10 +316,9 @@ func (w *Writer) isClosing() bool {
 // Flush sends every value added before it and waits until each has been
 // written or reported. It returns the [*WriteError]s met since the last Flush
 // or Close, joined with errors.Join, or nil. Values refused for a passing
-// reason, or whose delivery is paused (see [Writer]), are still being
-// retried while Flush waits; if ctx ends first, Flush returns an error
-// wrapping ctx's error, and those values stay buffered. After Close, Flush
-// returns [ErrWriterClosed].
+// reason are still being retried while Flush waits; if ctx ends first, Flush
+// returns an error wrapping ctx's error, and those values stay buffered. After
+// Close, Flush returns [ErrWriterClosed].
 func (w *Writer) Flush(ctx context.Context) error {
 	if err := checkContext(ctx); err != nil {
 		return err
@@ -365,9 +363,8 @@ func (w *Writer) Flush(ctx context.Context) error {
 // request in flight and returns, besides, a WriteError listing every value
 // still unsent (and one marked Unknown for a request cut while in flight), so
 // nothing is lost silently; with a spool, those values stay in it instead,
-// for the next writer on the same dir, and the error says how many. While
-// delivery is paused, Close waits for ctx to end, and its error also
-// matches the pause's reason. Close is idempotent and safe to call from many goroutines: every call
+// for the next writer on the same dir, and the error says how many.
+// Close is idempotent and safe to call from many goroutines: every call
 // waits for the same end and returns the same result.
 func (w *Writer) Close(ctx context.Context) error {
 	if err := checkContext(ctx); err != nil {
@@ -411,30 +408,10 @@ func (w *Writer) Close(ctx context.Context) error {
 		if w.pauseErr != nil {
 			cause = errorf("%w (delivery paused: %w)", cause, w.pauseErr)
 		}
-		if w.sp != nil {
-			if left := w.sp.pending(); left > 0 {
-				errs = append(errs, errorf("thethings: writer closed with %s left in the spool, sent by the next writer on it: %w", countValues(left), cause))
-			}
-			if err := w.sp.close(); err != nil {
-				errs = append(errs, err)
-			}
-		} else {
-			if d := w.cur; d != nil && d.maybe {
-				if vals := d.unresolved(); len(vals) > 0 {
-					errs = append(errs, &WriteError{Values: vals, Unknown: true, Err: errorf("thethings: writer closed while a request was in flight: %w", cause)})
-				}
-				w.buf.drop(len(d.orig))
-			}
-			if w.buf.n > 0 {
-				errs = append(errs, &WriteError{
-					Values: w.buf.first(w.buf.n),
-					Err:    errorf("thethings: writer closed before sending: %w", cause),
-				})
-				w.buf = ring{}
-			}
-			w.resolved = w.taken // every value is reported: none pending
-			w.waiting = nil
-		}
+		left, reported := w.buf.close(cause, w.cur)
+		errs = append(errs, left...)
+		w.resolved += int64(reported)
+		w.waiting = nil
 		w.cur = nil
 		w.closeErr = errors.Join(errs...)
 		w.closed = true
@@ -466,14 +443,13 @@ func (w *Writer) run() {
 		defer t.Stop()
 		tick = t.C
 	}
-	if w.sp != nil && w.sp.pending() > 0 {
-		// A previous writer may have been sending the first batch when it
-		// stopped: read it back before sending it.
-		if !w.deliver(w.next(w.sp.inFlight(w.cfg.batchSize), true)) {
-			return
-		}
+	// A previous writer may have been sending the first batch when it
+	// stopped: once that request is over, read it back before sending it.
+	if k, err := w.buf.inFlight(w.ctx); err != nil {
+		return
+	} else if k > 0 && !w.deliver(w.next(k, true)) {
+		return
 	}
-	clockTries := 0
 	for {
 		w.mu.Lock()
 		pending := w.taken - w.resolved
@@ -487,15 +463,13 @@ func (w *Writer) run() {
 		}
 		w.mu.Unlock()
 		if k > 0 {
-			if err := w.settle(); err != nil {
-				if !w.await(err, clockTries) {
-					return
-				}
-				clockTries++
-				continue
+			if !w.stampWaiting() {
+				return
 			}
-			clockTries = 0
-			if !w.deliver(w.next(k, false)) {
+			w.mu.Lock()
+			k = w.readyLocked(k)
+			w.mu.Unlock()
+			if k > 0 && !w.deliver(w.next(k, false)) {
 				return
 			}
 			continue
@@ -513,18 +487,10 @@ func (w *Writer) run() {
 
 // next takes the k oldest values as the next batch.
 func (w *Writer) next(k int, verify bool) *delivery {
-	var batch []Value
-	var err error
 	w.mu.Lock()
 	start := w.resolved
 	w.mu.Unlock()
-	if w.sp != nil {
-		batch, err = w.sp.next(k)
-	} else {
-		w.mu.Lock()
-		batch = w.buf.first(min(k, w.buf.n))
-		w.mu.Unlock()
-	}
+	batch, err := w.buf.next(k)
 	w.applyStamps(batch, start)
 	d := &delivery{c: w.c, wc: w.wc, orig: batch, retryWrites: w.c.retry.RetryWrites}
 	d.start(verify)
@@ -559,10 +525,9 @@ func (w *Writer) deliver(d *delivery) bool {
 	loop := transport.Loop{Policy: w.c.tr.Policy, Max: -1}
 	delivered := false
 	loop.Run(w.ctx, func(ctx context.Context) transport.Step {
-		r := d.step(ctx)
-		var ackErr error
-		if r.done && w.sp != nil {
-			ackErr = w.sp.ack(len(d.orig), w.cfg.batchSize)
+		r, ackErr := w.step(ctx, d)
+		if r.done && ackErr == nil {
+			ackErr = w.buf.done(len(d.orig))
 		}
 		w.mu.Lock()
 		w.stats.Sent += int64(r.sent)
@@ -599,9 +564,6 @@ func (w *Writer) deliver(d *delivery) bool {
 			w.errs = append(w.errs, ackErr)
 		}
 		if r.done {
-			if w.sp == nil {
-				w.buf.drop(len(d.orig))
-			}
 			w.resolved += int64(len(d.orig))
 			w.cur = nil
 		}
@@ -623,4 +585,18 @@ func (w *Writer) deliver(d *delivery) bool {
 		return transport.Step{Err: r.err, Retry: !r.done, RetryAfter: r.retryAfter}
 	})
 	return delivered
+}
+
+// step does one step of d, within the time the buffer gives it.
+func (w *Writer) step(ctx context.Context, d *delivery) (stepResult, error) {
+	until, err := w.buf.sending()
+	if err != nil {
+		return stepResult{}, err
+	}
+	if !until.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, until)
+		defer cancel()
+	}
+	return d.step(ctx), nil
 }

@@ -197,3 +197,32 @@ func TestWriterWithPlatformClock(t *testing.T) {
 		assert.WithinRange(t, r.Datetime, start.Add(-time.Second), end.Add(time.Second), "value %s", r.Value)
 	}
 }
+
+// TestWriterSpoolFromEarlierBootGoesOutUndated: values a Writer spooled
+// while it waited for the platform's clock lose their age with the process
+// that measured it. The next Writer on the spool sends them without a
+// Datetime, for the platform to stamp, never with the board's 1970 clock.
+func TestWriterSpoolFromEarlierBootGoesOutUndated(t *testing.T) {
+	srv := startEmulator(t)
+	px := startProxy(t, srv.URL())
+	px.down()
+	behind := func() time.Time { return time.Now().AddDate(-56, 0, 0) }
+	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(px.url), fastRetry, thethings.WithClock(behind))
+	require.NoError(t, err)
+	dir := t.TempDir()
+	w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithFlushInterval(0))
+	require.NoError(t, w.Add(context.Background(), intValues("n", 0, 5)...))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the board loses power before the platform ever answered
+	require.Error(t, w.Close(ctx), "the values stay in the spool")
+	assert.Zero(t, srv.StoredCount(sentinelToken, "n"))
+
+	px.up()
+	start := time.Now()
+	w = mustWriter(t, c, thethings.WithSpool(dir))
+	require.NoError(t, w.Close(context.Background()))
+	assertStoredOnce(t, srv, "n", 5)
+	for _, r := range srv.Stored(sentinelToken, "n") {
+		assert.WithinRange(t, r.Datetime, start.Add(-time.Second), time.Now().Add(time.Second), "value %s: the platform's time", r.Value)
+	}
+}

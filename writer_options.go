@@ -107,9 +107,13 @@ func WithServerTimestamps() WriterOption {
 // one sync), and values leave the spool only once the platform is known to
 // hold them. A writer opened again on the same dir, after Close or after
 // the process died at any instant, sends every value accepted and not yet
-// confirmed, exactly once. The directory is created if needed and belongs
-// to the writer: a file in it that the writer did not make is an error, as
-// is a second writer on the same dir while the first is open. See
+// confirmed, exactly once, after a power cut too. The directory is created
+// if needed (mode 0700) and belongs to the writer: a file in it that the
+// writer did not make, a symlink, FIFO or device, a directory others may
+// write in ([ErrInvalidOption]) and a second writer on the same dir while
+// the first is open ([ErrSpoolLocked]) are errors, and so is a spool of
+// another thing ([ErrSpoolForeign]). Where the system cannot lock the
+// directory, WithSpool is refused ([ErrInvalidOption]). See
 // [WithSpoolLimit] for its bound.
 func WithSpool(dir string) WriterOption {
 	return func(c *writerConfig) error {

@@ -210,6 +210,9 @@ func (t *Transport) send(ctx context.Context, r *Request) (resp *http.Response, 
 	for k, v := range r.Header {
 		req.Header[k] = v
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, err // ended before anything left this process
+	}
 	resp, err = t.hc.Do(req)
 	if err == nil {
 		return resp, true, nil
@@ -263,3 +266,7 @@ func stripURL(err error) error {
 	}
 	return err
 }
+
+// AttemptTimeout is how long one attempt may take (the HTTP client's
+// Timeout), or zero when it is unbounded.
+func (t *Transport) AttemptTimeout() time.Duration { return t.hc.Timeout }

@@ -1,0 +1,243 @@
+package spool
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const crashDir = "/var/lib/thing/spool" // made by Open, parents included
+
+// journal is what a run told its caller, and when (in recorded operations).
+type journal struct {
+	fs     *memFS
+	synced map[int]int // record → operations done when its Sync returned
+	acking map[int]int // record → operations done when its Ack began
+	acked  map[int]int // record → operations done when its Ack returned
+}
+
+func newJournal(m *memFS) *journal {
+	return &journal{fs: m, synced: map[int]int{}, acking: map[int]int{}, acked: map[int]int{}}
+}
+
+func (j *journal) now() int { return len(j.fs.images) }
+
+// payload is record id's payload: 300 bytes, no zero byte.
+func payload(id int) []byte {
+	return []byte(fmt.Sprintf("rec-%08d-%s", id, strings.Repeat("x", 287)))
+}
+
+func idOf(t *testing.T, p []byte) int {
+	id, err := strconv.Atoi(string(p[4:12]))
+	if err != nil {
+		t.Fatalf("record %q", p)
+	}
+	return id
+}
+
+// add appends records from..to-1 in one Append and syncs them.
+func (j *journal) add(t *testing.T, l *Log, from, to int, sync bool) {
+	t.Helper()
+	var b []byte
+	for id := from; id < to; id++ {
+		at := len(b)
+		b = append(b, make([]byte, HeaderSize)...)
+		b = append(b, payload(id)...)
+		Frame(b, at)
+	}
+	ticket, room, err := l.Append(b, to-from)
+	if err != nil || room != nil {
+		t.Fatalf("append: %v (full: %v)", err, room != nil)
+	}
+	if !sync {
+		return
+	}
+	if err := l.Sync(ticket); err != nil {
+		t.Fatal(err)
+	}
+	for id := from; id < to; id++ {
+		j.synced[id] = j.now()
+	}
+}
+
+// ack reads k records and acknowledges them.
+func (j *journal) ack(t *testing.T, l *Log, k int) {
+	t.Helper()
+	recs, err := l.Next(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int
+	for _, p := range recs {
+		ids = append(ids, idOf(t, p))
+		j.acking[idOf(t, p)] = j.now()
+	}
+	if err := l.Ack(len(recs)); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		j.acked[id] = j.now()
+	}
+}
+
+func open(t *testing.T, m *memFS) *Log {
+	t.Helper()
+	l, err := Open(crashDir, Options{Limit: 1 << 20, Batch: 10, FS: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// check opens every state a crash could leave during the run recorded in
+// m (at least atLeast of them): each must open, hold every record whose Sync returned and whose Ack
+// had not begun, exactly once and in order, and no record whose Ack
+// returned.
+func (j *journal) check(t *testing.T, atLeast int) {
+	t.Helper()
+	states := j.fs.crashImages()
+	if len(states) < atLeast {
+		t.Fatalf("only %d crash states", len(states))
+	}
+	for _, st := range states {
+		done := st.at + 1 // operations done before the crash
+		m := fromImage(st.img, st.process)
+		l, err := Open(crashDir, Options{Limit: 1 << 20, Batch: 10, FS: m})
+		if err != nil {
+			t.Errorf("state %d (%s): open: %v", st.at, st.what, err)
+			continue
+		}
+		var got []int
+		for {
+			recs, err := l.Next(1000)
+			if err != nil {
+				t.Fatalf("state %d (%s): next: %v", st.at, st.what, err)
+			}
+			if len(recs) == 0 {
+				break
+			}
+			for _, p := range recs {
+				got = append(got, idOf(t, p))
+			}
+		}
+		if !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) {
+			t.Errorf("state %d (%s): records out of order or twice: %v", st.at, st.what, got)
+		}
+		for id, at := range j.synced {
+			began, acking := j.acking[id]
+			if at <= done && (!acking || began >= done) && !slices.Contains(got, id) {
+				t.Errorf("state %d (%s): synced record %d lost", st.at, st.what, id)
+			}
+		}
+		for id, at := range j.acked {
+			if at <= done && slices.Contains(got, id) {
+				t.Errorf("state %d (%s): acknowledged record %d back", st.at, st.what, id)
+			}
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d crash states opened", len(states))
+}
+
+// TestCrashStatesAddRollAck: a new spool (its dir and parents made), Adds
+// that roll segments, acknowledgements that delete them, Close.
+func TestCrashStatesAddRollAck(t *testing.T) {
+	m := newMemFS()
+	m.record = true
+	j := newJournal(m)
+	l := open(t, m)
+	id := 0
+	for range 30 { // 300 records of 312 bytes: two segment rolls
+		j.add(t, l, id, id+10, true)
+		id += 10
+		if id%50 == 0 {
+			j.ack(t, l, 20)
+		}
+	}
+	for range 20 {
+		j.ack(t, l, 10)
+	}
+	j.add(t, l, id, id+10, true)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j.check(t, 300)
+}
+
+// TestCrashStatesReopen: a process killed with records written but not
+// synced and the last one cut short; the Log opened after it reads
+// and acknowledges them. What it acknowledged must survive a power cut
+// at any point after: opening syncs what it trusts before anything is
+// done on its word.
+func TestCrashStatesReopen(t *testing.T) {
+	m := newMemFS()
+	j := newJournal(m)
+	l := open(t, m)
+	j.add(t, l, 0, 10, true)
+	j.add(t, l, 10, 20, false) // written, not synced: the process dies
+	m.kill()
+	// ... in the middle of writing a record, which opening cuts off.
+	seg := crashDir + "/00000000000000000000.seg"
+	f, err := m.OpenFile(seg, osRDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := f.Stat()
+	rec := append(make([]byte, HeaderSize), payload(99)...)
+	Frame(rec, 0)
+	if _, err := f.WriteAt(rec[:100], st.Size()); err != nil {
+		t.Fatal(err)
+	}
+	m.record = true
+	l = open(t, m)
+	j.ack(t, l, 10)
+	j.ack(t, l, 10) // the records the dead process never synced
+	j.add(t, l, 20, 30, true)
+	m.kill()
+	l = open(t, m)
+	j.ack(t, l, 10)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j.check(t, 30)
+}
+
+// TestCrashStatesUnsyncedAck: a process killed between writing an ACKED
+// slot and syncing it. The Log opened after it trusts that slot (the
+// records it acknowledges are not read again), so it must make it durable
+// first: after a power cut at any point of the reopening, they must not
+// come back.
+func TestCrashStatesUnsyncedAck(t *testing.T) {
+	m := newMemFS()
+	j := newJournal(m)
+	l := open(t, m)
+	j.add(t, l, 0, 30, true)
+	j.ack(t, l, 10)
+	// What Ack of the next 10 writes, without its sync: the process dies.
+	mk := l.ack.mark
+	mk.gen++
+	mk.acked += 10
+	slot := mk.encode()
+	if _, err := l.ack.f.WriteAt(slot[:], int64(mk.gen%2)*ackSlot); err != nil {
+		t.Fatal(err)
+	}
+	m.kill()
+	m.record = true
+	l = open(t, m)
+	recs, err := l.Next(100)
+	if err != nil || len(recs) != 10 || idOf(t, recs[0]) != 20 {
+		t.Fatalf("reopened: %d records, %v", len(recs), err)
+	}
+	for id := 10; id < 20; id++ {
+		j.acked[id] = 0 // trusted as acknowledged from the start
+	}
+	j.synced = map[int]int{}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	j.check(t, 4)
+}

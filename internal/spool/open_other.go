@@ -1,0 +1,37 @@
+//go:build !unix
+
+package spool
+
+import (
+	"io/fs"
+	"os"
+)
+
+// openRegular refuses a name that is not a regular file before opening it
+// (no FIFOs here to block an open), then checks the file it opened.
+func openRegular(name string, flag int, perm fs.FileMode) (*os.File, error) {
+	if st, err := os.Lstat(name); err == nil && !st.Mode().IsRegular() {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: ErrNotRegular}
+	}
+	f, err := os.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, &fs.PathError{Op: "open", Path: name, Err: ErrNotRegular}
+	}
+	return f, nil
+}
+
+// isUnsupported: a directory cannot be synced here (Windows refuses
+// FlushFileBuffers on one; NTFS journals its entries).
+func isUnsupported(error) bool { return true }
+
+// checkPerm: permission bits say nothing here.
+const checkPerm = false
