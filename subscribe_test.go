@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -708,7 +709,7 @@ func TestSubscribeBackfillReadFailure(t *testing.T) {
 
 // scriptedStreams is an in-memory stream transport for synctest bubbles,
 // where real sockets cannot be used: attempt n (from 1) is answered by
-// script(n, req). It records when each attempt came.
+// script(n, req), or never when that is nil. It records when each attempt came.
 type scriptedStreams struct {
 	mu       sync.Mutex
 	attempts []time.Time
@@ -720,7 +721,12 @@ func (s *scriptedStreams) RoundTrip(req *http.Request) (*http.Response, error) {
 	s.attempts = append(s.attempts, time.Now())
 	n := len(s.attempts)
 	s.mu.Unlock()
-	return s.script(n, req), nil
+	if resp := s.script(n, req); resp != nil {
+		return resp, nil
+	}
+	// No answer: a server that never sends its headers.
+	<-req.Context().Done()
+	return nil, context.Cause(req.Context())
 }
 
 func (s *scriptedStreams) times() []time.Time {
@@ -966,4 +972,151 @@ func TestSubscribeNoReconnectStorm(t *testing.T) {
 			assert.True(t, gap >= base/2 && gap <= base, "wait %d is %s, want within [%s, %s]", i, gap, base/2, base)
 		}
 	})
+}
+
+// The watchdog covers the connect too: a server that takes the connection
+// and never answers is given up after the idle timeout, keepAlive + 2s.
+func TestHostileSubscribeWatchdogCoversConnect(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// A stream transport without any header timeout: only the
+		// watchdog can end the attempt.
+		s := &scriptedStreams{script: func(int, *http.Request) *http.Response { return nil }}
+		c := serverClient(t, "http://127.0.0.1:1/v2/", thethings.WithStreamHTTPClient(&http.Client{Transport: s}))
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel()
+		var log stateLog
+		start := time.Now()
+		var last error
+		for _, err := range c.Subscribe(ctx, thethings.WithKeepAlive(time.Second),
+			thethings.WithReconnect(0), thethings.WithStateHandler(log.handler)) {
+			last = err
+		}
+		require.Error(t, last)
+		assert.ErrorIs(t, last, thethings.ErrIdleTimeout)
+		assert.NotErrorIs(t, last, context.DeadlineExceeded)
+		assert.Equal(t, 3*time.Second, time.Since(start), "the attempt lasts the idle timeout (3s)")
+	})
+}
+
+// A state handler slower than the idle timeout does not get a healthy
+// connection killed.
+func TestHostileSubscribeSlowStateHandler(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// A keep-alive every 500ms, every fourth frame a value.
+		steps := []any{subscribedFrame}
+		for n := range 8 {
+			frame := `{}`
+			if n%4 == 3 {
+				frame = `[{"key":"k","value":1}]`
+			}
+			steps = append(steps, 500*time.Millisecond, frame)
+		}
+		s := &scriptedStreams{script: func(_ int, req *http.Request) *http.Response { return pipeStream(req, true, steps...) }}
+		c := serverClient(t, "http://127.0.0.1:1/v2/", thethings.WithStreamHTTPClient(&http.Client{Transport: s}))
+		slow := func(st thethings.State, _ error) {
+			if st == thethings.StateConnected {
+				time.Sleep(3500 * time.Millisecond) // keep-alive 1s: idle timeout 3s
+			}
+		}
+		msgs := 0
+		for msg, err := range c.Subscribe(t.Context(), thethings.WithKeepAlive(time.Second), thethings.WithStateHandler(slow)) {
+			require.NoError(t, err)
+			msgs += len(msg.Values)
+			if msgs == 2 {
+				break
+			}
+		}
+		assert.Equal(t, 2, msgs)
+		assert.Len(t, s.times(), 1, "one healthy connection, never killed")
+	})
+}
+
+func TestHostileSubscribeFramesGoOn(t *testing.T) {
+	t.Parallel()
+	var conns atomic.Int32
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conns.Add(1)
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, `{"status":"success","message":"subscribed"}`)
+		// An oversize frame, then one with a malformed item between good ones.
+		_, _ = io.WriteString(w, `[{"key":"big","value":"`+strings.Repeat("x", 8<<10)+`"}]`)
+		_, _ = io.WriteString(w, `[{"key":"a","value":1},{"key":"bad","value":01},{"key":"b","value":2}]`)
+		_, _ = io.WriteString(w, `[{"key":"c","value":3}]`)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(ts.Close)
+	c := serverClient(t, ts.URL)
+	var keys []string
+	var errs []error
+	for msg, err := range c.Subscribe(testCtx(t, 10*time.Second), thethings.WithMaxFrameSize(4<<10)) {
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, v := range msg.Values {
+			keys = append(keys, v.Key)
+		}
+		if len(keys) == 3 {
+			break
+		}
+	}
+	assert.Equal(t, []string{"a", "b", "c"}, keys)
+	require.Len(t, errs, 2)
+	assert.ErrorIs(t, errs[0], thethings.ErrFrameTooLarge)
+	assert.ErrorIs(t, errs[1], thethings.ErrInvalidValue)
+	assert.Equal(t, int32(1), conns.Load())
+}
+
+func TestHostileSubscribeInvalidMaxFrameSize(t *testing.T) {
+	t.Parallel()
+	c := serverClient(t, "http://127.0.0.1:1")
+	for _, n := range []int{-1, 0, 100, 2 << 30} {
+		for _, err := range c.Subscribe(context.Background(), thethings.WithMaxFrameSize(n)) {
+			assert.ErrorIs(t, err, thethings.ErrInvalidOption, n)
+		}
+	}
+}
+
+// Values delivered live on a backfill key, dated far in the future, are
+// remembered as small fingerprints, and not for ever.
+func TestHostileBackfillBookkeepingIsBounded(t *testing.T) {
+	if !inOwnProcess(t) {
+		return
+	}
+	const n, size = 5000, 16 << 10
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		bw := bufio.NewWriterSize(w, 64<<10)
+		_, _ = bw.WriteString(`{"status":"success","message":"subscribed"}`)
+		pad := strings.Repeat("v", size)
+		for i := range n {
+			at := time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond)
+			_, _ = fmt.Fprintf(bw, `[{"key":"k","value":"%d%s","datetime":%q}]`, i, pad, at.Format("2006-01-02T15:04:05.000Z"))
+		}
+		_ = bw.Flush()
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer ts.Close()
+	c := serverClient(t, ts.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	got := 0
+	var after uint64
+	for msg, err := range c.Subscribe(ctx, thethings.WithBackfill("k")) {
+		require.NoError(t, err, "after %d values", got)
+		got += len(msg.Values)
+		if got == n {
+			// Inside the loop the subscription, and what it keeps, is alive.
+			runtime.GC()
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			after = ms.HeapAlloc
+			break
+		}
+	}
+	require.Equal(t, n, got)
+	t.Logf("heap in use after GC with %d values of %d KiB delivered: %.1f MiB", n, size>>10, float64(after)/mib)
+	assert.Less(t, after, uint64(16*mib))
 }
