@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1119,4 +1120,112 @@ func TestHostileBackfillBookkeepingIsBounded(t *testing.T) {
 	require.Equal(t, n, got)
 	t.Logf("heap in use after GC with %d values of %d KiB delivered: %.1f MiB", n, size>>10, float64(after)/mib)
 	assert.Less(t, after, uint64(16*mib))
+}
+
+// subGot is one value a subscription delivered.
+type subGot struct {
+	value    string
+	backfill bool
+}
+
+func (g subGot) String() string {
+	if g.backfill {
+		return g.value + " backfill"
+	}
+	return g.value + " live"
+}
+
+func TestFaultMatrixSubscribe(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		faultCell
+		opts []thethings.SubscribeOption
+		// Values 0..last are written one at a time: value 0 once
+		// connected, value k once k-1 arrived, or, for k in gap, at the
+		// next disconnection, so that only a backfill can deliver it.
+		last int
+		gap  map[int]bool
+		// stopAfter: leave the loop when this value arrived (-1: run until
+		// the sequence ends).
+		stopAfter int
+		want      []string
+		is        error
+	}{
+		{faultCell: faultCell{name: "no fault"}, last: 2, stopAfter: 2, want: []string{"0 live", "1 live", "2 live"}},
+		{faultCell: faultCell{name: "frames split byte by byte", faults: thethingstest.Faults{SplitFrames: true}},
+			last: 2, stopAfter: 2, want: []string{"0 live", "1 live", "2 live"}},
+		{faultCell: faultCell{name: "frames coalesced", faults: thethingstest.Faults{CoalesceFrames: true}},
+			last: 2, stopAfter: 2, want: []string{"0 live", "1 live", "2 live"}},
+		// The stream is cut; what was written meanwhile comes from history,
+		// once, before the next live value.
+		{faultCell: faultCell{name: "stream cut: reconnected and backfilled", faults: thethingstest.Faults{StreamCutAfter: 300 * time.Millisecond}},
+			opts: []thethings.SubscribeOption{thethings.WithBackfill("k")}, last: 2, gap: map[int]bool{1: true}, stopAfter: 2,
+			want: []string{"0 live", "1 backfill", "2 live"}},
+		{faultCell: faultCell{name: "stream cut, backfill reads answered 503: retried", faults: thethingstest.Faults{StreamCutAfter: 300 * time.Millisecond, Every503: 2}, prime: 1},
+			opts: []thethings.SubscribeOption{thethings.WithBackfill("k")}, last: 2, gap: map[int]bool{1: true}, stopAfter: 2,
+			want: []string{"0 live", "1 backfill", "2 live"}},
+		{faultCell: faultCell{name: "stream cut, no reconnect: ends", faults: thethingstest.Faults{StreamCutAfter: 300 * time.Millisecond}},
+			opts: []thethings.SubscribeOption{thethings.WithReconnect(0)}, last: 0, stopAfter: -1, want: []string{"0 live"}, is: errAnyTransport},
+		// Silent keep-alives: the watchdog gives up after keepAlive + 2s.
+		{faultCell: faultCell{name: "silent keep-alives: idle timeout", faults: thethingstest.Faults{StopKeepAlives: true}},
+			opts: []thethings.SubscribeOption{thethings.WithReconnect(0)}, last: 0, stopAfter: -1, want: []string{"0 live"}, is: thethings.ErrIdleTimeout},
+		{faultCell: faultCell{name: "latency past deadline", faults: thethingstest.Faults{Latency: 3 * time.Second}, deadline: 150 * time.Millisecond},
+			last: 0, stopAfter: -1, is: context.DeadlineExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var got []subGot
+			var states []string
+			_, err := runCell(t, tc.faultCell, func(env faultEnv) error {
+				ctx, cancel := context.WithCancel(env.ctx)
+				defer cancel()
+				next := 0 // the next value to write
+				var writeErr error
+				write := func() {
+					if next > tc.last || writeErr != nil {
+						return
+					}
+					if writeErr = env.c.Write(ctx, []thethings.Value{{Key: "k", Value: next}}); writeErr != nil {
+						cancel()
+					}
+					next++
+				}
+				onState := func(s thethings.State, cause error) {
+					states = append(states, fmt.Sprint(s, " ", cause))
+					switch {
+					case s == thethings.StateConnected && next == 0:
+						write()
+					case s == thethings.StateDisconnected && tc.gap[next]:
+						write()
+					}
+				}
+				opts := append([]thethings.SubscribeOption{thethings.WithKeepAlive(time.Second), thethings.WithStateHandler(onState)}, tc.opts...)
+				for msg, err := range env.c.Subscribe(ctx, opts...) {
+					if err != nil {
+						return errors.Join(writeErr, err)
+					}
+					for _, v := range msg.Values {
+						got = append(got, subGot{value: fmt.Sprint(v.Value), backfill: msg.Backfill})
+						if tc.stopAfter >= 0 && v.Value == json.Number(strconv.Itoa(tc.stopAfter)) {
+							return writeErr
+						}
+					}
+					if !tc.gap[next] {
+						write()
+					}
+				}
+				if err := ctx.Err(); err != nil {
+					// The sequence ends silently when ctx ends.
+					return errors.Join(writeErr, err)
+				}
+				return errors.New("the sequence ended without error")
+			})
+			checkReadError(t, err, tc.is)
+			gotS := make([]string, len(got))
+			for i, g := range got {
+				gotS[i] = g.String()
+			}
+			assert.Equal(t, tc.want, append([]string(nil), gotS...), "states: %q", states)
+		})
+	}
 }
