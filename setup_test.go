@@ -22,7 +22,10 @@ import (
 const sentinelToken = "TKN-SENTINEL-a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7"
 
 // mockClient returns a client whose unary calls go to a fresh httpmock
-// transport; unmatched requests fail the call.
+// transport; unmatched requests fail the call. Its device clock reads 26
+// years late in a synctest bubble, where time starts in 2000, which a
+// Writer would take for a board whose clock was never set (and wait for
+// the platform's clock, which a mock does not send).
 func mockClient(t *testing.T, opts ...thethings.Option) (*thethings.Client, *httpmock.MockTransport) {
 	t.Helper()
 	mt := httpmock.NewMockTransport()
@@ -30,22 +33,16 @@ func mockClient(t *testing.T, opts ...thethings.Option) (*thethings.Client, *htt
 	opts = append([]thethings.Option{
 		thethings.WithHTTPClient(&http.Client{Transport: mt}),
 		fastRetry,
-		thethings.WithClock(bubbleClock),
+		thethings.WithClock(func() time.Time {
+			if now := time.Now(); now.Year() < 2025 {
+				return now.AddDate(26, 0, 0)
+			}
+			return time.Now()
+		}),
 	}, opts...)
 	c, err := thethings.NewClient(sentinelToken, opts...)
 	require.NoError(t, err)
 	return c, mt
-}
-
-// bubbleClock is the device clock of mock clients. In a synctest bubble
-// time starts in 2000, which a Writer would take for a board whose clock
-// was never set (and wait for the platform's clock, which a mock does not
-// send): there it reads 26 years later. Elsewhere it is time.Now.
-func bubbleClock() time.Time {
-	if t := time.Now(); t.Year() < 2025 {
-		return t.AddDate(26, 0, 0)
-	}
-	return time.Now()
 }
 
 // startEmulator starts an emulator on loopback for the test and closes it

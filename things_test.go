@@ -636,10 +636,9 @@ func TestWriteEmulatorErrors(t *testing.T) {
 	})
 
 	t.Run("refused magic value", func(t *testing.T) {
-		c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(srv.URL()))
-		require.NoError(t, err)
+		c := emulatorClient(t, srv)
 		vals := []thethings.Value{{Key: "ok", Value: 1}, {Key: "$geo", Value: "not a point"}}
-		err = c.Write(context.Background(), vals)
+		err := c.Write(context.Background(), vals)
 		var we *thethings.WriteError
 		require.ErrorAs(t, err, &we)
 		assert.False(t, we.Unknown)
