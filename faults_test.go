@@ -102,25 +102,27 @@ type writeFate struct {
 	cut int
 }
 
-// walkWriteErrors returns the *WriteErrors in err's tree.
-func walkWriteErrors(err error) []*thethings.WriteError {
-	var out []*thethings.WriteError
+// walkWriteErrors returns the *WriteErrors in err's tree, and the other
+// errors at its leaves.
+func walkWriteErrors(err error) (wes []*thethings.WriteError, others []error) {
 	var walk func(error)
 	walk = func(e error) {
 		switch x := e.(type) {
 		case nil:
 		case *thethings.WriteError:
-			out = append(out, x)
+			wes = append(wes, x)
 		case interface{ Unwrap() []error }:
 			for _, y := range x.Unwrap() {
 				walk(y)
 			}
 		case interface{ Unwrap() error }:
 			walk(x.Unwrap())
+		default:
+			others = append(others, x)
 		}
 	}
 	walk(err)
-	return out
+	return wes, others
 }
 
 // checkWriteFate accounts for every one of n values numbered 0..n-1 and
@@ -136,7 +138,8 @@ func checkWriteFate(t *testing.T, srv *thethingstest.Server, n int, err error, w
 		stored[i]++
 	}
 	fate := map[int]string{}
-	for _, we := range walkWriteErrors(err) {
+	wes, _ := walkWriteErrors(err)
+	for _, we := range wes {
 		for _, v := range we.Values {
 			i, ok := v.Value.(int)
 			require.True(t, ok, "value %#v", v.Value)
@@ -274,7 +277,8 @@ func TestFaultMatrixWriter(t *testing.T) {
 			checkWriteFate(t, env.srv, n, err, tc.want)
 			// The error handler saw every request-level failure Close returned.
 			for _, we := range handled {
-				assert.True(t, slices.Contains(walkWriteErrors(err), we), "handled error %v not returned by Close", we)
+				wes, _ := walkWriteErrors(err)
+				assert.True(t, slices.Contains(wes, we), "handled error %v not returned by Close", we)
 			}
 		})
 	}

@@ -329,7 +329,7 @@ func TestSoak(t *testing.T) {
 	// written".
 	reported := map[int32]bool{} // true: unknown
 	report := func(err error) {
-		wes := walkWriteErrors(err)
+		wes, _ := walkWriteErrors(err)
 		require.NotEmpty(t, wes, "a report without WriteError: %v", err)
 		for _, we := range wes {
 			for _, v := range we.Values {
