@@ -188,39 +188,6 @@ func inOwnProcess(t *testing.T) bool {
 	return false
 }
 
-// peakHeap runs f while sampling the heap in use, and returns the peak
-// growth over the heap before f.
-func peakHeap(f func()) uint64 {
-	runtime.GC()
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	metrics.Read(s)
-	base := s[0].Value.Uint64()
-	var peak uint64
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		sample := []metrics.Sample{{Name: s[0].Name}}
-		for {
-			metrics.Read(sample)
-			peak = max(peak, sample[0].Value.Uint64())
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	f()
-	close(stop)
-	<-done
-	if peak < base {
-		return 0
-	}
-	return peak - base
-}
-
 const mib = 1 << 20
 
 func TestHostileAnswerMemory(t *testing.T) {
@@ -287,8 +254,32 @@ func TestHostileAnswerMemory(t *testing.T) {
 		ts := httptest.NewServer(tc.handler)
 		c := serverClient(t, ts.URL)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		var err error
-		peak := peakHeap(func() { err = tc.call(ctx, c) })
+		// The peak growth of the heap in use, sampled while the call runs.
+		runtime.GC()
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		metrics.Read(s)
+		base := s[0].Value.Uint64()
+		var peak uint64
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			tick := time.NewTicker(time.Millisecond)
+			defer tick.Stop()
+			sample := []metrics.Sample{{Name: s[0].Name}}
+			for {
+				metrics.Read(sample)
+				peak = max(peak, sample[0].Value.Uint64())
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+		err := tc.call(ctx, c)
+		close(stop)
+		<-done
+		peak = max(peak, base) - base
 		cancel()
 		ts.Close()
 		t.Logf("%s: peak heap growth %.1f MiB (bound %d MiB), err %v", name, float64(peak)/mib, tc.bound/mib, err)
@@ -424,26 +415,20 @@ func TestHostileCausesKept(t *testing.T) {
 	}
 }
 
-// resetAfter answers with a Content-Length, sends half of body, and resets
-// the connection.
-func resetAfter(t *testing.T, conn net.Conn, body string) {
-	t.Helper()
-	_, _ = fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:len(body)/2])
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0) // RST, not FIN
-	}
-	_ = conn.Close()
-}
-
 func TestHostileReadBodyCutIsRetried(t *testing.T) {
 	t.Parallel()
 	body := `[{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},{"key":"k","value":2,"datetime":"2015-01-30T15:35:32.000Z"}]`
 	var calls atomic.Int32
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if calls.Add(1) == 1 {
+			// A Content-Length, half of the body, and a reset.
 			conn, _, err := w.(http.Hijacker).Hijack()
 			if err == nil {
-				resetAfter(t, conn, body)
+				_, _ = fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:len(body)/2])
+				if tc, ok := conn.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0) // RST, not FIN
+				}
+				_ = conn.Close()
 			}
 			return
 		}
@@ -457,12 +442,12 @@ func TestHostileReadBodyCutIsRetried(t *testing.T) {
 	assert.Equal(t, int32(2), calls.Load())
 }
 
-// history is a hostile read server: n values one second apart that it
+// history is a hostile read server: n values one second apart (from
+// 2020) that it
 // answers at most perPage at a time, whatever the limit asked; fail, when
 // set, decides which requests get a 500.
 type history struct {
 	n, perPage int
-	base       time.Time
 	calls      atomic.Int32
 	fail       func(call int32) bool
 }
@@ -486,7 +471,7 @@ func (h *history) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var items []string
 	for i := h.n - 1; i >= 0 && len(items) < min(limit, h.perPage); i-- {
-		at := h.base.Add(time.Duration(i) * time.Second)
+		at := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
 		if !at.Before(end) {
 			continue
 		}
@@ -495,13 +480,9 @@ func (h *history) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, "["+strings.Join(items, ",")+"]")
 }
 
-func newHistory(n, perPage int) *history {
-	return &history{n: n, perPage: perPage, base: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)}
-}
-
 func TestHostileValuesFollowShortPages(t *testing.T) {
 	t.Parallel()
-	h := newHistory(2500, 500)
+	h := &history{n: 2500, perPage: 500}
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
 	got := map[int64]int{}
@@ -518,7 +499,7 @@ func TestHostileValuesFollowShortPages(t *testing.T) {
 
 func TestHostileValuesResumeAfterAnError(t *testing.T) {
 	t.Parallel()
-	h := newHistory(2500, 1000)
+	h := &history{n: 2500, perPage: 1000}
 	h.fail = func(call int32) bool { return call >= 2 }
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
@@ -541,7 +522,7 @@ func TestHostileValuesResumeAfterAnError(t *testing.T) {
 	assert.Len(t, seen, 1000)
 
 	// Another process, a healthy server: the rest, nothing twice.
-	ok := httptest.NewServer(newHistory(2500, 1000))
+	ok := httptest.NewServer(&history{n: 2500, perPage: 1000})
 	t.Cleanup(ok.Close)
 	for v, err := range serverClient(t, ok.URL).Values(testCtx(t, 20*time.Second), "k", &thethings.ReadOptions{Cursor: re.Cursor}) {
 		require.NoError(t, err)
