@@ -42,13 +42,15 @@ type faultEnv struct {
 	ctx context.Context
 }
 
-// runCell starts an emulator for the cell and runs op under the cell's
+// runCell starts an emulator for the cell, with the values 0..9 under
+// "seeded", and runs op under the cell's
 // deadline; once the deadline has passed, op must return (a hang fails
 // the test instead of the suite).
 func runCell(t *testing.T, cell faultCell, op func(env faultEnv) error, opts ...thethingstest.Option) (faultEnv, error) {
 	t.Helper()
 	srv := startEmulator(t, append([]thethingstest.Option{thethingstest.WithThingTokens("primer"),
 		thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: "code-1"})}, opts...)...)
+	seedNumbers(t, srv, "seeded", 10)
 	prime(t, srv, cell.prime)
 	srv.SetFaults(cell.faults)
 	bc := newBodyCounter(t)
@@ -331,9 +333,6 @@ func TestFaultMatrixRead(t *testing.T) {
 			t.Parallel()
 			var page *thethings.Page
 			_, err := runCell(t, tc.faultCell, func(env faultEnv) error {
-				if err := env.srv.Seed(sentinelToken, "seeded", seedRecords(10)...); err != nil {
-					return err
-				}
 				var err error
 				page, err = env.c.Read(env.ctx, "seeded", &thethings.ReadOptions{Limit: 5})
 				return err
@@ -358,9 +357,6 @@ func TestFaultMatrixValues(t *testing.T) {
 			var got []string
 			errs := 0
 			env, err := runCell(t, tc.faultCell, func(env faultEnv) error {
-				if err := env.srv.Seed(sentinelToken, "seeded", seedRecords(10)...); err != nil {
-					return err
-				}
 				var last error
 				for v, err := range env.c.Values(env.ctx, "seeded", &thethings.ReadOptions{Limit: 4}) {
 					if err != nil {
