@@ -101,9 +101,6 @@ func (rp *refuser) waitRefused(t *testing.T, n int) {
 	}
 }
 
-// isWrite tells a write request from a read back.
-func isWrite(r *http.Request) bool { return r.Method == http.MethodPost }
-
 // pauseHandler collects the errors the writer reports and signals each.
 type pauseHandler struct {
 	mu   sync.Mutex
@@ -300,7 +297,7 @@ func TestWriterKeepsBatchOnPassingRefusals(t *testing.T) {
 				rp := startRefuser(t, srv)
 				var n atomic.Int32
 				rp.setFunc(func(r *http.Request) *canned {
-					if isWrite(r) == onRead || n.Add(1) > 4 {
+					if (r.Method == http.MethodPost) == onRead || n.Add(1) > 4 {
 						return nil
 					}
 					return a
@@ -329,7 +326,7 @@ func TestWriterReportsValuesThePlatformRefused(t *testing.T) {
 	rp := startRefuser(t, srv)
 	var n atomic.Int32
 	rp.setFunc(func(r *http.Request) *canned {
-		if isWrite(r) && n.Add(1) == 1 {
+		if r.Method == http.MethodPost && n.Add(1) == 1 {
 			return jsonBadRequest
 		}
 		return nil
@@ -395,7 +392,7 @@ func TestWriterPausesOnReadBack(t *testing.T) {
 	srv := startEmulator(t, thethingstest.WithFaults(thethingstest.Faults{StoreThenFailEvery: 1}))
 	rp := startRefuser(t, srv)
 	rp.setFunc(func(r *http.Request) *canned {
-		if isWrite(r) {
+		if r.Method == http.MethodPost { // a write, not a read back
 			return nil
 		}
 		return htmlNotFound
