@@ -360,19 +360,15 @@ func TestHostileTokenInNoPrintedForm(t *testing.T) {
 	assert.Equal(t, sentinelToken, c.ThingToken())
 }
 
-// stall answers 200, sends the start of a body, and then nothing.
-func stall(prefix string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, prefix)
-		w.(http.Flusher).Flush()
-		<-r.Context().Done()
-	}
-}
-
 func TestHostileCausesKept(t *testing.T) {
 	t.Parallel()
-	ts := httptest.NewServer(stall(`[{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`))
+	// 200, the start of a body, and then nothing.
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, `[{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
 	t.Cleanup(ts.Close)
 	ops := map[string]func(ctx context.Context, c *thethings.Client, base string) error{
 		"Read": func(ctx context.Context, c *thethings.Client, _ string) error {
