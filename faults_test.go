@@ -2,7 +2,8 @@ package thethings_test
 
 // The fault matrix: every operation against every fault the emulator can
 // inject, each cell asserting the documented outcome and that the call
-// returned once its context's deadline passed.
+// returned once its context's deadline passed. Subscribe's row is with the
+// rest of Subscribe's spec, in subscribe_test.go.
 
 import (
 	"context"

@@ -1115,6 +1115,8 @@ func (g subGot) String() string {
 	return g.value + " live"
 }
 
+// TestFaultMatrixSubscribe is Subscribe's row of the fault matrix
+// (faults_test.go): each cell runs through runCell.
 func TestFaultMatrixSubscribe(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
