@@ -1,6 +1,9 @@
-// The tests' setup, in one place: one way to get a test server and a
-// client for it (setup), one fast retry policy, and the httpmock client for
-// the tests that pin exact requests.
+// The tests' setup, in one place, as go-github's setup: a test server and
+// a client for it (setup; startEmulator and emulatorClient when the client
+// needs options), a client for a server of the test's own (serverClient,
+// which every client above is), one fast retry policy, the httpmock client
+// for the tests that pin exact requests, and the one bounded wait
+// (eventually).
 package thethings_test
 
 import (
@@ -61,12 +64,10 @@ var fastRetryPolicy = thethings.RetryPolicy{MaxRetries: 3, MinWait: time.Millise
 // fastRetry is WithRetry(fastRetryPolicy).
 var fastRetry = thethings.WithRetry(fastRetryPolicy)
 
-// emulatorClient returns a client for sentinelToken on srv.
+// emulatorClient is serverClient for the test server srv.
 func emulatorClient(t testing.TB, srv *thethingstest.Server, opts ...thethings.Option) *thethings.Client {
 	t.Helper()
-	c, err := thethings.NewClient(sentinelToken, append([]thethings.Option{thethings.WithBaseURL(srv.URL()), fastRetry}, opts...)...)
-	require.NoError(t, err)
-	return c
+	return serverClient(t, srv.URL(), opts...)
 }
 
 // setup starts a test server that knows sentinelToken, closed when the
@@ -96,9 +97,9 @@ func eventually(t testing.TB, what string, cond func() bool) bool {
 	return true
 }
 
-// serverClient returns a client for sentinelToken at baseURL, a test
-// server of the test's own (not the emulator), with fastRetryPolicy and
-// connections of its own that are closed when the test ends.
+// serverClient returns a client for sentinelToken at baseURL with
+// fastRetryPolicy and connections of its own, closed when the test ends.
+// opts come after those and may replace them.
 func serverClient(t testing.TB, baseURL string, opts ...thethings.Option) *thethings.Client {
 	t.Helper()
 	unary := &http.Transport{}
