@@ -25,23 +25,19 @@ import (
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
-// subscribeBenchFrames are data frames as the emulator sends them, shared
-// with internal/wire's fuzz test as seeds.
-func subscribeBenchFrames() [][]byte {
-	data, err := os.ReadFile("internal/wire/testdata/frames.txt")
-	if err != nil {
-		panic(err)
-	}
-	return bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
-}
-
 // BenchmarkSubscribeFrames: from the bytes of a stream to the Messages the
 // loop receives (framing, item decoding with exact numbers and datetimes,
 // conversion to Value), against json.Unmarshal of each frame, already cut,
 // into []struct{Key string; Value any}. One op is 64 frames.
 func BenchmarkSubscribeFrames(b *testing.B) {
-	frames := subscribeBenchFrames()
-	data := bytes.Join(frames, nil)
+	// Data frames as the emulator sends them, shared with internal/wire's
+	// fuzz test as seeds.
+	data, err := os.ReadFile("internal/wire/testdata/frames.txt")
+	if err != nil {
+		b.Fatal(err)
+	}
+	frames := bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+	data = bytes.Join(frames, nil)
 	b.Run("json.Unmarshal", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetBytes(int64(len(data)))
@@ -158,7 +154,52 @@ func BenchmarkSubscribeLatency(b *testing.B) {
 func BenchmarkSubscriptions5000(b *testing.B) {
 	const n = 5000
 	for b.Loop() {
-		emu := emulatorCostPerSub(b, n)
+		// The emulator's side: n subscriptions on raw connections that read
+		// nothing past the subscribed frame, plus a negligible net.Conn each.
+		emu := func() float64 {
+			srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
+			defer srv.Close()
+			u, err := url.Parse(srv.URL())
+			if err != nil {
+				b.Fatal(err)
+			}
+			req := "GET " + u.Path + "things/" + benchToken + "?keepAlive=60000 HTTP/1.1\r\nHost: " + u.Host + "\r\n\r\n"
+			before := memInUse()
+			conns := make([]net.Conn, 0, n)
+			defer func() {
+				for _, c := range conns {
+					_ = c.Close()
+				}
+			}()
+			for range n {
+				conn, err := net.Dial("tcp", u.Host)
+				if err != nil {
+					b.Fatal(err)
+				}
+				conns = append(conns, conn)
+				if _, err := io.WriteString(conn, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// Each is open once its subscribed frame came: the emulator counts it
+			// before it sends that.
+			buf := make([]byte, 4<<10)
+			for i, conn := range conns {
+				_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+				var got []byte
+				for !bytes.Contains(got, []byte("subscribed")) {
+					k, err := conn.Read(buf)
+					if err != nil {
+						b.Fatalf("bare subscription %d of %d: %v", i+1, n, err)
+					}
+					got = append(got, buf[:k]...)
+				}
+			}
+			if open := srv.OpenSubscriptions(); open != n {
+				b.Fatalf("%d of %d bare subscriptions open", open, n)
+			}
+			return float64(memInUse()-before) / float64(n)
+		}()
 
 		srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
 		c, err := NewClient(benchToken, WithBaseURL(srv.URL())) // the default stream client
@@ -218,44 +259,6 @@ func BenchmarkSubscriptions5000(b *testing.B) {
 		b.ReportMetric(float64(fanout.Milliseconds()), "broadcast-ms")
 		b.ReportMetric(float64(got.Load()), "received")
 	}
-}
-
-// emulatorCostPerSub opens n subscriptions on raw connections that read
-// nothing and returns the memory they add per subscription: the
-// emulator's side, plus a negligible net.Conn each.
-func emulatorCostPerSub(b *testing.B, n int) float64 {
-	srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
-	defer srv.Close()
-	u, err := url.Parse(srv.URL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	req := "GET " + u.Path + "things/" + benchToken + "?keepAlive=60000 HTTP/1.1\r\nHost: " + u.Host + "\r\n\r\n"
-	before := memInUse()
-	conns := make([]net.Conn, 0, n)
-	defer func() {
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	}()
-	for range n {
-		conn, err := net.Dial("tcp", u.Host)
-		if err != nil {
-			b.Fatal(err)
-		}
-		conns = append(conns, conn)
-		if _, err := io.WriteString(conn, req); err != nil {
-			b.Fatal(err)
-		}
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for srv.OpenSubscriptions() < n {
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d bare subscriptions open", srv.OpenSubscriptions(), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return float64(memInUse()-before) / float64(n)
 }
 
 // memInUse is heap in use plus goroutine stacks, after a GC.

@@ -254,7 +254,7 @@ func TestResponseBodiesClosed(t *testing.T) {
 				} else {
 					srv = startEmulator(t, thethingstest.WithThingTokens("primer"),
 						thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: "code-1"}))
-					require.NoError(t, srv.Seed(sentinelToken, "seeded", seedRecords(10)...))
+					seedNumbers(t, srv, "seeded", 10)
 					prime(t, srv, sc.prime)
 					srv.SetFaults(sc.faults)
 					base = srv.URL()
@@ -278,16 +278,6 @@ func TestResponseBodiesClosed(t *testing.T) {
 			})
 		}
 	}
-}
-
-// seedRecords are n values one minute apart.
-func seedRecords(n int) []thethingstest.Record {
-	at := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
-	recs := make([]thethingstest.Record, n)
-	for i := range recs {
-		recs[i] = thethingstest.Record{Value: []byte(fmt.Sprint(i)), Datetime: at.Add(time.Duration(i) * time.Minute)}
-	}
-	return recs
 }
 
 // prime sends n writes for the thing "primer" before faults are set, to

@@ -51,9 +51,8 @@ func TestFailedValuesOfASplitWrite(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 	}))
 	t.Cleanup(srv.Close)
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(srv.URL), thethings.WithRetry(thethings.NoRetries))
-	require.NoError(t, err)
-	err = c.Write(context.Background(), numbered(0, 250))
+	c := serverClient(t, srv.URL, thethings.WithRetry(thethings.NoRetries))
+	err := c.Write(context.Background(), numbered(0, 250))
 	notWritten, unknown := thethings.FailedValues(err)
 	assert.Len(t, unknown, 100, "the second request's values")
 	assert.Len(t, notWritten, 50, "the third request's values")
@@ -63,8 +62,7 @@ func TestFailedValuesOfASplitWrite(t *testing.T) {
 func TestErrorsSayPrefixOnce(t *testing.T) {
 	t.Parallel()
 	srv, _ := countingServer(t, http.StatusOK, `{"date":"not a date"}`)
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(srv.URL), thethings.WithRetry(thethings.NoRetries))
-	require.NoError(t, err)
+	c := serverClient(t, srv.URL, thethings.WithRetry(thethings.NoRetries))
 	ctx := context.Background()
 	var errs []error
 	add := func(err error) {
@@ -73,7 +71,7 @@ func TestErrorsSayPrefixOnce(t *testing.T) {
 	}
 	add(c.Write(ctx, []thethings.Value{{Key: "temp°C", Value: 1}}))
 	add(c.Write(ctx, []thethings.Value{{Key: "k", Value: 1, Geo: &thethings.Geo{Lat: 100}}}))
-	_, err = c.Read(ctx, "a b", nil)
+	_, err := c.Read(ctx, "a b", nil)
 	add(err)
 	_, err = c.Read(ctx, "k", &thethings.ReadOptions{Limit: 5000})
 	add(err)
@@ -85,8 +83,7 @@ func TestErrorsSayPrefixOnce(t *testing.T) {
 	add(err)
 	add(c.SetSetting(ctx, "a..b", 1))
 	bad, _ := countingServer(t, http.StatusOK, `{"status":"success","message":"subscribed"}[{"key":5}]`)
-	sub, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(bad.URL))
-	require.NoError(t, err)
+	sub := serverClient(t, bad.URL)
 	before := len(errs)
 	for _, err := range sub.Subscribe(ctx, thethings.WithReconnect(0)) {
 		add(err)

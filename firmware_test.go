@@ -63,9 +63,8 @@ func TestLatestFirmwareSemver(t *testing.T) {
 
 func TestFirmwaresHostileAnswer(t *testing.T) {
 	srv, _ := countingServer(t, http.StatusOK, `{"status":"success","firmwares":[{"_id":{"$oid":1},"version":1}]}`)
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(srv.URL), fastRetry)
-	require.NoError(t, err)
-	_, err = c.Firmwares(context.Background())
+	c := serverClient(t, srv.URL)
+	_, err := c.Firmwares(context.Background())
 	require.ErrorIs(t, err, thethings.ErrInvalidValue)
 	assert.NotContains(t, err.Error(), sentinelToken)
 }
@@ -123,9 +122,9 @@ func TestDownloadFirmwareMaxBytes(t *testing.T) {
 			http.NewResponseController(w).Flush()
 		}
 	}
-	hs := newHandlerServer(t, chunked)
-	c2, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(hs), fastRetry)
-	require.NoError(t, err)
+	hs := httptest.NewServer(http.HandlerFunc(chunked))
+	t.Cleanup(hs.Close)
+	c2 := serverClient(t, hs.URL)
 	got.Reset()
 	_, err = c2.DownloadFirmware(context.Background(), "x", &got, 25_000)
 	require.ErrorIs(t, err, thethings.ErrInvalidValue)
@@ -230,19 +229,11 @@ func TestResources(t *testing.T) {
 	assert.Equal(t, []string{"hum", "temp"}, keys)
 }
 
-// newHandlerServer serves h on loopback for the test and returns its URL.
-func newHandlerServer(t *testing.T, h http.HandlerFunc) string {
-	t.Helper()
-	hs := httptest.NewServer(h)
-	t.Cleanup(hs.Close)
-	return hs.URL
-}
-
 // A server that cuts every resumed answer before its first byte makes no
 // progress: the download gives up after MaxRetries such attempts.
 func TestDownloadFirmwareStalledResumeIsBounded(t *testing.T) {
 	var requests atomic.Int32
-	url := newHandlerServer(t, func(w http.ResponseWriter, r *http.Request) {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
 		w.Header().Set("Content-Length", "100")
 		if r.Header.Get("Range") != "" {
@@ -253,9 +244,9 @@ func TestDownloadFirmwareStalledResumeIsBounded(t *testing.T) {
 		}
 		http.NewResponseController(w).Flush()
 		panic(http.ErrAbortHandler)
-	})
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(url), fastRetry)
-	require.NoError(t, err)
+	}))
+	t.Cleanup(hs.Close)
+	c := serverClient(t, hs.URL)
 	var got bytes.Buffer
 	n, err := c.DownloadFirmware(context.Background(), "x", &got, 1000)
 	require.Error(t, err)
@@ -269,7 +260,7 @@ func TestDownloadFirmwareStalledResumeIsBounded(t *testing.T) {
 // the file's length, which bounds the rest.
 func TestDownloadFirmwareChunkedThenResumed(t *testing.T) {
 	file := randomBytes(20, 5)
-	url := newHandlerServer(t, func(w http.ResponseWriter, r *http.Request) {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Range") == "" {
 			_, _ = w.Write(file[:10]) // chunked: no length
 			http.NewResponseController(w).Flush()
@@ -280,9 +271,9 @@ func TestDownloadFirmwareChunkedThenResumed(t *testing.T) {
 		w.Header().Set("Content-Length", "10")
 		w.WriteHeader(http.StatusPartialContent)
 		_, _ = w.Write(file[10:])
-	})
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(url), fastRetry)
-	require.NoError(t, err)
+	}))
+	t.Cleanup(hs.Close)
+	c := serverClient(t, hs.URL)
 	var got bytes.Buffer
 	n, err := c.DownloadFirmware(context.Background(), "x", &got, 100)
 	require.NoError(t, err)

@@ -188,39 +188,6 @@ func inOwnProcess(t *testing.T) bool {
 	return false
 }
 
-// peakHeap runs f while sampling the heap in use, and returns the peak
-// growth over the heap before f.
-func peakHeap(f func()) uint64 {
-	runtime.GC()
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	metrics.Read(s)
-	base := s[0].Value.Uint64()
-	var peak uint64
-	stop, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(time.Millisecond)
-		defer tick.Stop()
-		sample := []metrics.Sample{{Name: s[0].Name}}
-		for {
-			metrics.Read(sample)
-			peak = max(peak, sample[0].Value.Uint64())
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	f()
-	close(stop)
-	<-done
-	if peak < base {
-		return 0
-	}
-	return peak - base
-}
-
 const mib = 1 << 20
 
 func TestHostileAnswerMemory(t *testing.T) {
@@ -287,8 +254,32 @@ func TestHostileAnswerMemory(t *testing.T) {
 		ts := httptest.NewServer(tc.handler)
 		c := serverClient(t, ts.URL)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		var err error
-		peak := peakHeap(func() { err = tc.call(ctx, c) })
+		// The peak growth of the heap in use, sampled while the call runs.
+		runtime.GC()
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		metrics.Read(s)
+		base := s[0].Value.Uint64()
+		var peak uint64
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			tick := time.NewTicker(time.Millisecond)
+			defer tick.Stop()
+			sample := []metrics.Sample{{Name: s[0].Name}}
+			for {
+				metrics.Read(sample)
+				peak = max(peak, sample[0].Value.Uint64())
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+			}
+		}()
+		err := tc.call(ctx, c)
+		close(stop)
+		<-done
+		peak = max(peak, base) - base
 		cancel()
 		ts.Close()
 		t.Logf("%s: peak heap growth %.1f MiB (bound %d MiB), err %v", name, float64(peak)/mib, tc.bound/mib, err)
@@ -369,19 +360,15 @@ func TestHostileTokenInNoPrintedForm(t *testing.T) {
 	assert.Equal(t, sentinelToken, c.ThingToken())
 }
 
-// stall answers 200, sends the start of a body, and then nothing.
-func stall(prefix string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, prefix)
-		w.(http.Flusher).Flush()
-		<-r.Context().Done()
-	}
-}
-
 func TestHostileCausesKept(t *testing.T) {
 	t.Parallel()
-	ts := httptest.NewServer(stall(`[{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`))
+	// 200, the start of a body, and then nothing.
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, `[{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`)
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
 	t.Cleanup(ts.Close)
 	ops := map[string]func(ctx context.Context, c *thethings.Client, base string) error{
 		"Read": func(ctx context.Context, c *thethings.Client, _ string) error {
@@ -424,26 +411,20 @@ func TestHostileCausesKept(t *testing.T) {
 	}
 }
 
-// resetAfter answers with a Content-Length, sends half of body, and resets
-// the connection.
-func resetAfter(t *testing.T, conn net.Conn, body string) {
-	t.Helper()
-	_, _ = fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:len(body)/2])
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.SetLinger(0) // RST, not FIN
-	}
-	_ = conn.Close()
-}
-
 func TestHostileReadBodyCutIsRetried(t *testing.T) {
 	t.Parallel()
 	body := `[{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},{"key":"k","value":2,"datetime":"2015-01-30T15:35:32.000Z"}]`
 	var calls atomic.Int32
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if calls.Add(1) == 1 {
+			// A Content-Length, half of the body, and a reset.
 			conn, _, err := w.(http.Hijacker).Hijack()
 			if err == nil {
-				resetAfter(t, conn, body)
+				_, _ = fmt.Fprintf(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body[:len(body)/2])
+				if tc, ok := conn.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0) // RST, not FIN
+				}
+				_ = conn.Close()
 			}
 			return
 		}
@@ -457,12 +438,12 @@ func TestHostileReadBodyCutIsRetried(t *testing.T) {
 	assert.Equal(t, int32(2), calls.Load())
 }
 
-// history is a hostile read server: n values one second apart that it
+// history is a hostile read server: n values one second apart (from
+// 2020) that it
 // answers at most perPage at a time, whatever the limit asked; fail, when
 // set, decides which requests get a 500.
 type history struct {
 	n, perPage int
-	base       time.Time
 	calls      atomic.Int32
 	fail       func(call int32) bool
 }
@@ -486,7 +467,7 @@ func (h *history) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var items []string
 	for i := h.n - 1; i >= 0 && len(items) < min(limit, h.perPage); i-- {
-		at := h.base.Add(time.Duration(i) * time.Second)
+		at := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Second)
 		if !at.Before(end) {
 			continue
 		}
@@ -495,13 +476,9 @@ func (h *history) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, "["+strings.Join(items, ",")+"]")
 }
 
-func newHistory(n, perPage int) *history {
-	return &history{n: n, perPage: perPage, base: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)}
-}
-
 func TestHostileValuesFollowShortPages(t *testing.T) {
 	t.Parallel()
-	h := newHistory(2500, 500)
+	h := &history{n: 2500, perPage: 500}
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
 	got := map[int64]int{}
@@ -518,7 +495,7 @@ func TestHostileValuesFollowShortPages(t *testing.T) {
 
 func TestHostileValuesResumeAfterAnError(t *testing.T) {
 	t.Parallel()
-	h := newHistory(2500, 1000)
+	h := &history{n: 2500, perPage: 1000}
 	h.fail = func(call int32) bool { return call >= 2 }
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
@@ -541,7 +518,7 @@ func TestHostileValuesResumeAfterAnError(t *testing.T) {
 	assert.Len(t, seen, 1000)
 
 	// Another process, a healthy server: the rest, nothing twice.
-	ok := httptest.NewServer(newHistory(2500, 1000))
+	ok := httptest.NewServer(&history{n: 2500, perPage: 1000})
 	t.Cleanup(ok.Close)
 	for v, err := range serverClient(t, ok.URL).Values(testCtx(t, 20*time.Second), "k", &thethings.ReadOptions{Cursor: re.Cursor}) {
 		require.NoError(t, err)
@@ -553,206 +530,6 @@ func TestHostileValuesResumeAfterAnError(t *testing.T) {
 	for i, v := range seen {
 		require.EqualValues(t, i, v)
 	}
-}
-
-// silentListener accepts connections and never answers.
-func silentListener(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, conn)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	})
-	return "http://" + ln.Addr().String()
-}
-
-func TestHostileSubscribeWatchdogCoversConnect(t *testing.T) {
-	t.Parallel()
-	base := silentListener(t)
-	// A custom stream client without any header timeout: only the
-	// watchdog can end the attempt.
-	c := serverClient(t, base)
-	var states stateRecorder
-	start := time.Now()
-	var last error
-	for _, err := range c.Subscribe(testCtx(t, 20*time.Second), thethings.WithKeepAlive(time.Second),
-		thethings.WithReconnect(0), thethings.WithStateHandler(states.record)) {
-		last = err
-	}
-	elapsed := time.Since(start)
-	require.Error(t, last)
-	assert.ErrorIs(t, last, thethings.ErrIdleTimeout)
-	assert.NotErrorIs(t, last, context.DeadlineExceeded)
-	assert.Less(t, elapsed, 8*time.Second, "the attempt lasts about the idle timeout (3s)")
-}
-
-type stateRecorder struct {
-	mu     sync.Mutex
-	states []thethings.State
-	causes []error
-}
-
-func (s *stateRecorder) record(st thethings.State, cause error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.states = append(s.states, st)
-	s.causes = append(s.causes, cause)
-}
-
-func TestHostileSubscribeSlowStateHandler(t *testing.T) {
-	t.Parallel()
-	var conns atomic.Int32
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conns.Add(1)
-		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, `{"status":"success","message":"subscribed"}`)
-		w.(http.Flusher).Flush()
-		tick := time.NewTicker(500 * time.Millisecond)
-		defer tick.Stop()
-		for n := 0; ; n++ {
-			select {
-			case <-r.Context().Done():
-				return
-			case <-tick.C:
-			}
-			frame := `{}`
-			if n%4 == 3 {
-				frame = `[{"key":"k","value":1}]`
-			}
-			if _, err := io.WriteString(w, frame); err != nil {
-				return
-			}
-			w.(http.Flusher).Flush()
-		}
-	}))
-	t.Cleanup(ts.Close)
-	c := serverClient(t, ts.URL)
-	slow := func(st thethings.State, _ error) {
-		if st == thethings.StateConnected {
-			time.Sleep(3500 * time.Millisecond) // keep-alive 1s: idle timeout 3s
-		}
-	}
-	msgs := 0
-	for msg, err := range c.Subscribe(testCtx(t, 20*time.Second), thethings.WithKeepAlive(time.Second), thethings.WithStateHandler(slow)) {
-		require.NoError(t, err)
-		msgs += len(msg.Values)
-		if msgs == 2 {
-			break
-		}
-	}
-	assert.Equal(t, 2, msgs)
-	assert.Equal(t, int32(1), conns.Load(), "one healthy connection, never killed")
-}
-
-func TestHostileSubscribeFramesGoOn(t *testing.T) {
-	t.Parallel()
-	var conns atomic.Int32
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conns.Add(1)
-		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, `{"status":"success","message":"subscribed"}`)
-		// An oversize frame, then one with a malformed item between good ones.
-		_, _ = io.WriteString(w, `[{"key":"big","value":"`+strings.Repeat("x", 8<<10)+`"}]`)
-		_, _ = io.WriteString(w, `[{"key":"a","value":1},{"key":"bad","value":01},{"key":"b","value":2}]`)
-		_, _ = io.WriteString(w, `[{"key":"c","value":3}]`)
-		w.(http.Flusher).Flush()
-		<-r.Context().Done()
-	}))
-	t.Cleanup(ts.Close)
-	c := serverClient(t, ts.URL)
-	var keys []string
-	var errs []error
-	for msg, err := range c.Subscribe(testCtx(t, 10*time.Second), thethings.WithMaxFrameSize(4<<10)) {
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, v := range msg.Values {
-			keys = append(keys, v.Key)
-		}
-		if len(keys) == 3 {
-			break
-		}
-	}
-	assert.Equal(t, []string{"a", "b", "c"}, keys)
-	require.Len(t, errs, 2)
-	assert.ErrorIs(t, errs[0], thethings.ErrFrameTooLarge)
-	assert.ErrorIs(t, errs[1], thethings.ErrInvalidValue)
-	assert.Equal(t, int32(1), conns.Load())
-}
-
-func TestHostileSubscribeInvalidMaxFrameSize(t *testing.T) {
-	t.Parallel()
-	c := serverClient(t, "http://127.0.0.1:1")
-	for _, n := range []int{-1, 0, 100, 2 << 30} {
-		for _, err := range c.Subscribe(context.Background(), thethings.WithMaxFrameSize(n)) {
-			assert.ErrorIs(t, err, thethings.ErrInvalidOption, n)
-		}
-	}
-}
-
-// Values delivered live on a backfill key, dated far in the future, are
-// remembered as small fingerprints, and not for ever.
-func TestHostileBackfillBookkeepingIsBounded(t *testing.T) {
-	if !inOwnProcess(t) {
-		return
-	}
-	const n, size = 5000, 16 << 10
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusOK)
-		bw := bufio.NewWriterSize(w, 64<<10)
-		_, _ = bw.WriteString(`{"status":"success","message":"subscribed"}`)
-		pad := strings.Repeat("v", size)
-		for i := range n {
-			at := time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond)
-			_, _ = fmt.Fprintf(bw, `[{"key":"k","value":"%d%s","datetime":%q}]`, i, pad, at.Format("2006-01-02T15:04:05.000Z"))
-		}
-		_ = bw.Flush()
-		w.(http.Flusher).Flush()
-		<-r.Context().Done()
-	}))
-	defer ts.Close()
-	c := serverClient(t, ts.URL)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	got := 0
-	var after uint64
-	for msg, err := range c.Subscribe(ctx, thethings.WithBackfill("k")) {
-		require.NoError(t, err, "after %d values", got)
-		got += len(msg.Values)
-		if got == n {
-			// Inside the loop the subscription, and what it keeps, is alive.
-			runtime.GC()
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			after = ms.HeapAlloc
-			break
-		}
-	}
-	require.Equal(t, n, got)
-	t.Logf("heap in use after GC with %d values of %d KiB delivered: %.1f MiB", n, size>>10, float64(after)/mib)
-	assert.Less(t, after, uint64(16*mib))
 }
 
 func TestHostileServerTimeOutOfRange(t *testing.T) {

@@ -12,10 +12,36 @@ import (
 // readmeBlock is one fenced code block of the README.
 type readmeBlock struct{ lang, body string }
 
-// readmeSection returns the text of the README section under heading, up
-// to the next heading of its level or above, and its fenced code blocks.
-func readmeSection(t *testing.T, heading string) (string, []readmeBlock) {
-	t.Helper()
+// TestReadmeOwnModule follows the README's "Use it from your own module"
+// literally, as a newcomer with a clone would: in a fresh directory next to
+// the repository it runs the shell block that makes a module, saves the Go
+// block where the text says, runs each of the two ways of pointing the
+// module at the clone (go work; replace and go mod tidy), and checks that
+// the program prints what the README says it prints. The go commands use
+// the module proxy as configured (nothing is fetched when the module cache
+// holds the dependencies, as after go test ./... here) and no checksum
+// database. GOFLAGS is cleared: a workspace refuses -mod=mod, and the
+// README's go mod tidy is what fills go.mod.
+func TestReadmeOwnModule(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds another module with the go command")
+	}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command:", err)
+	}
+	if _, err := exec.LookPath("sh"); err != nil {
+		t.Skip("no POSIX shell for the README's commands:", err)
+	}
+	out, err := exec.Command(goCmd, "env", "GOMOD", "GOPROXY").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	goMod, goProxy, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	root := filepath.Dir(goMod)
+	// The section, up to the next heading of its level or above, and its
+	// fenced code blocks.
+	const heading = "### Use it from your own module"
 	b, err := os.ReadFile("README.md")
 	if err != nil {
 		t.Fatal(err)
@@ -42,36 +68,6 @@ func readmeSection(t *testing.T, heading string) (string, []readmeBlock) {
 	for _, m := range regexp.MustCompile("(?ms)^```(\\w*)\n(.*?)^```$").FindAllStringSubmatch(text, -1) {
 		blocks = append(blocks, readmeBlock{m[1], m[2]})
 	}
-	return text, blocks
-}
-
-// TestReadmeOwnModule follows the README's "Use it from your own module"
-// literally, as a newcomer with a clone would: in a fresh directory next to
-// the repository it runs the shell block that makes a module, saves the Go
-// block where the text says, runs each of the two ways of pointing the
-// module at the clone (go work; replace and go mod tidy), and checks that
-// the program prints what the README says it prints. The go commands use
-// the module proxy as configured (nothing is fetched when the module cache
-// holds the dependencies, as after go test ./... here) and no checksum
-// database. GOFLAGS is cleared: a workspace refuses -mod=mod, and the
-// README's go mod tidy is what fills go.mod.
-func TestReadmeOwnModule(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds another module with the go command")
-	}
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go command:", err)
-	}
-	if _, err := exec.LookPath("sh"); err != nil {
-		t.Skip("no POSIX shell for the README's commands:", err)
-	}
-	out, err := exec.Command(goCmd, "env", "GOMOD").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	text, blocks := readmeSection(t, "### Use it from your own module")
 	var langs []string
 	for _, b := range blocks {
 		langs = append(langs, b.lang)
@@ -86,7 +82,7 @@ func TestReadmeOwnModule(t *testing.T) {
 	}
 	mainPath := m[1]
 
-	env := []string{"GOPROXY=" + goEnv(t, goCmd, "GOPROXY"), "GOSUMDB=off", "GOFLAGS=", "GOWORK=", "GOTOOLCHAIN=local"}
+	env := []string{"GOPROXY=" + goProxy, "GOSUMDB=off", "GOFLAGS=", "GOWORK=", "GOTOOLCHAIN=local"}
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
 		if !strings.HasPrefix(name, "THETHINGS_") && name != "GOFLAGS" && name != "GOWORK" && name != "GOPROXY" && name != "GOSUMDB" && name != "GOTOOLCHAIN" {
@@ -116,13 +112,4 @@ func TestReadmeOwnModule(t *testing.T) {
 			}
 		})
 	}
-}
-
-func goEnv(t *testing.T, goCmd, name string) string {
-	t.Helper()
-	out, err := exec.Command(goCmd, "env", name).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(out))
 }

@@ -170,9 +170,8 @@ func TestSilentByDefault(t *testing.T) {
 	require.NoError(t, err)
 	oldErr, oldOut := os.Stderr, os.Stdout
 	os.Stderr, os.Stdout = w, w
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(srv.URL),
+	c := serverClient(t, srv.URL,
 		thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 2, MinWait: time.Millisecond, MaxWait: time.Millisecond}))
-	require.NoError(t, err)
 	for name, op := range operations {
 		require.Error(t, op(context.Background(), c), name)
 	}

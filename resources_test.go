@@ -44,58 +44,50 @@ func collect(t testing.TB, seq func(func(thethings.Value, error) bool)) []thethi
 	return out
 }
 
-// canon is a value in a comparable form: millisecond, canonical JSON, geo.
-func canon(t testing.TB, ms int64, val any, geo *thethings.Geo) string {
-	t.Helper()
-	raw, ok := val.(json.RawMessage)
-	if !ok {
-		var err error
-		raw, err = json.Marshal(val)
-		require.NoError(t, err)
-	}
-	d := json.NewDecoder(strings.NewReader(string(raw)))
-	d.UseNumber()
-	var x any
-	require.NoError(t, d.Decode(&x))
-	b, err := json.Marshal(x)
-	require.NoError(t, err)
-	g := ""
-	if geo != nil {
-		g = fmt.Sprintf("%v,%v", geo.Lat, geo.Long)
-	}
-	return fmt.Sprintf("%d|%s|%s", ms, b, g)
-}
-
+// canonValues is vals in a comparable form, sorted: millisecond,
+// canonical JSON, geo.
 func canonValues(t testing.TB, vals []thethings.Value) []string {
+	t.Helper()
 	out := make([]string, len(vals))
 	for i, v := range vals {
-		out[i] = canon(t, v.Datetime.UnixMilli(), v.Value, v.Geo)
+		raw, ok := v.Value.(json.RawMessage)
+		if !ok {
+			var err error
+			raw, err = json.Marshal(v.Value)
+			require.NoError(t, err)
+		}
+		d := json.NewDecoder(strings.NewReader(string(raw)))
+		d.UseNumber()
+		var x any
+		require.NoError(t, d.Decode(&x))
+		b, err := json.Marshal(x)
+		require.NoError(t, err)
+		g := ""
+		if v.Geo != nil {
+			g = fmt.Sprintf("%v,%v", v.Geo.Lat, v.Geo.Long)
+		}
+		out[i] = fmt.Sprintf("%d|%s|%s", v.Datetime.UnixMilli(), b, g)
 	}
 	slices.Sort(out)
 	return out
 }
 
+// canonRecords is canonValues of the records in [start, end) (a zero
+// bound is none).
 func canonRecords(t testing.TB, recs []thethingstest.Record, start, end time.Time) []string {
-	var out []string
+	t.Helper()
+	var vals []thethings.Value
 	for _, r := range recs {
 		if !start.IsZero() && r.Datetime.Before(start) || !end.IsZero() && !r.Datetime.Before(end) {
 			continue
 		}
-		var g *thethings.Geo
+		v := thethings.Value{Value: r.Value, Datetime: r.Datetime}
 		if r.Geo != nil {
-			g = &thethings.Geo{Lat: r.Geo.Lat, Long: r.Geo.Long}
+			v.Geo = &thethings.Geo{Lat: r.Geo.Lat, Long: r.Geo.Long}
 		}
-		out = append(out, canon(t, r.Datetime.UnixMilli(), r.Value, g))
+		vals = append(vals, v)
 	}
-	slices.Sort(out)
-	return out
-}
-
-func assertNewestFirst(t testing.TB, vals []thethings.Value) {
-	t.Helper()
-	for i := 1; i < len(vals); i++ {
-		require.False(t, vals[i].Datetime.After(vals[i-1].Datetime), "value %d is newer than value %d", i, i-1)
-	}
+	return canonValues(t, vals)
 }
 
 func TestValuesSmoke(t *testing.T) {
@@ -120,48 +112,6 @@ func TestValuesSmoke(t *testing.T) {
 	assert.Equal(t, 4, srv.Requests(thethingstest.RouteRead))
 }
 
-// randomHistory seeds key with runs of values sharing one millisecond (up
-// to maxRun), in shuffled order, some identical, some with geo, and
-// returns the oldest and newest datetimes.
-func randomHistory(t testing.TB, rng *rand.Rand, srv *thethingstest.Server, key string, n, maxRun int) (time.Time, time.Time) {
-	t.Helper()
-	var recs []thethingstest.Record
-	at := readsBase
-	for len(recs) < n {
-		run := 1
-		switch rng.Intn(4) {
-		case 0:
-			run = 1 + rng.Intn(maxRun)
-		case 1:
-			run = 1 + rng.Intn(5)
-		}
-		run = min(run, n-len(recs))
-		for range run {
-			var val string
-			switch rng.Intn(5) {
-			case 0:
-				val = `"same"` // identical values at one millisecond
-			case 1:
-				val = fmt.Sprintf(`{"n":%d,"s":"x"}`, rng.Intn(3))
-			case 2:
-				val = fmt.Sprintf(`"s%d"`, rng.Intn(1000))
-			default:
-				val = fmt.Sprintf("%d.%02d", rng.Intn(100), rng.Intn(100))
-			}
-			r := thethingstest.Record{Value: json.RawMessage(val), Datetime: at}
-			if rng.Intn(6) == 0 {
-				r.Geo = &thethingstest.Geo{Lat: float64(rng.Intn(180)) - 90, Long: 2.5}
-			}
-			recs = append(recs, r)
-		}
-		// Gaps of 1 ms make values sit exactly on endDate+1 boundaries.
-		at = at.Add(time.Duration(1+rng.Intn(3)) * time.Millisecond)
-	}
-	rng.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
-	require.NoError(t, srv.Seed(sentinelToken, key, recs...))
-	return readsBase, at
-}
-
 // TestValuesExactlyOnceProperty checks, in both endDate modes, that Values
 // and a chain of Reads deliver exactly the stored multiset of a random
 // window, with ties of up to 999 values at one millisecond.
@@ -174,7 +124,44 @@ func TestValuesExactlyOnceProperty(t *testing.T) {
 			srv, c := setup(t, thethingstest.WithEndDateInclusive(inclusive))
 			for iter := range 8 {
 				key := fmt.Sprintf("k%d", iter)
-				oldest, newest := randomHistory(t, rng, srv, key, 500+rng.Intn(3000), 999)
+				// Runs of values sharing one millisecond (up to maxRun), in
+				// shuffled order, some identical, some with geo.
+				n, maxRun := 500+rng.Intn(3000), 999
+				var recs []thethingstest.Record
+				at := readsBase
+				for len(recs) < n {
+					run := 1
+					switch rng.Intn(4) {
+					case 0:
+						run = 1 + rng.Intn(maxRun)
+					case 1:
+						run = 1 + rng.Intn(5)
+					}
+					run = min(run, n-len(recs))
+					for range run {
+						var val string
+						switch rng.Intn(5) {
+						case 0:
+							val = `"same"` // identical values at one millisecond
+						case 1:
+							val = fmt.Sprintf(`{"n":%d,"s":"x"}`, rng.Intn(3))
+						case 2:
+							val = fmt.Sprintf(`"s%d"`, rng.Intn(1000))
+						default:
+							val = fmt.Sprintf("%d.%02d", rng.Intn(100), rng.Intn(100))
+						}
+						r := thethingstest.Record{Value: json.RawMessage(val), Datetime: at}
+						if rng.Intn(6) == 0 {
+							r.Geo = &thethingstest.Geo{Lat: float64(rng.Intn(180)) - 90, Long: 2.5}
+						}
+						recs = append(recs, r)
+					}
+					// Gaps of 1 ms make values sit exactly on endDate+1 boundaries.
+					at = at.Add(time.Duration(1+rng.Intn(3)) * time.Millisecond)
+				}
+				rng.Shuffle(len(recs), func(i, j int) { recs[i], recs[j] = recs[j], recs[i] })
+				require.NoError(t, srv.Seed(sentinelToken, key, recs...))
+				oldest, newest := readsBase, at
 				stored := srv.Stored(sentinelToken, key)
 				span := newest.Sub(oldest)
 				var start, end time.Time
@@ -195,7 +182,7 @@ func TestValuesExactlyOnceProperty(t *testing.T) {
 				opts := &thethings.ReadOptions{Limit: limit, Start: start, End: end}
 
 				got := collect(t, c.Values(context.Background(), key, opts))
-				assertNewestFirst(t, got)
+				require.True(t, slices.IsSortedFunc(got, func(a, b thethings.Value) int { return b.Datetime.Compare(a.Datetime) }), "newest first")
 				require.Equal(t, want, canonValues(t, got), "iteration %d: Values window [%s, %s) limit %d", iter, start, end, limit)
 
 				// The same window through a chain of Reads of random sizes.
@@ -212,7 +199,7 @@ func TestValuesExactlyOnceProperty(t *testing.T) {
 					}
 					o.Cursor = p.Next
 				}
-				assertNewestFirst(t, chain)
+				require.True(t, slices.IsSortedFunc(chain, func(a, b thethings.Value) int { return b.Datetime.Compare(a.Datetime) }), "newest first")
 				require.Equal(t, want, canonValues(t, chain), "iteration %d: Read chain", iter)
 			}
 		})
@@ -510,15 +497,6 @@ func TestValuesContextCancelled(t *testing.T) {
 	assert.Equal(t, 1, errs)
 }
 
-// mockRead serves body for every read of key "k".
-func mockRead(t *testing.T, body string) *thethings.Client {
-	t.Helper()
-	c, mt := mockClient(t, thethings.WithRetry(thethings.NoRetries))
-	mt.RegisterRegexpResponder(http.MethodGet, regexp.MustCompile(`/resources/k(\?|$)`),
-		httpmock.NewStringResponder(200, body))
-	return c
-}
-
 func TestReadDecodesWhatThePlatformSends(t *testing.T) {
 	t.Parallel()
 	body := `[
@@ -532,7 +510,8 @@ func TestReadDecodesWhatThePlatformSends(t *testing.T) {
 	 {"key":"k","value":[1,2],"datetime":"2015-01-30T15:35:26.000+01:00"},
 	 {"datetime":"2015-01-30T15:35:25.000Z","key":"k","value":-0.5e-3}
 	]`
-	c := mockRead(t, body)
+	c, mt := mockClient(t, thethings.WithRetry(thethings.NoRetries))
+	mt.RegisterRegexpResponder(http.MethodGet, regexp.MustCompile(`/resources/k(\?|$)`), httpmock.NewStringResponder(200, body))
 	p, err := c.Read(context.Background(), "k", &thethings.ReadOptions{Limit: 9})
 	require.NoError(t, err)
 	require.Len(t, p.Values, 9)
@@ -568,7 +547,8 @@ func TestReadRejectsMalformedAnswers(t *testing.T) {
 		`[{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z","geo":{"lat":1}}]`, `[{"key":"k","value":tru,"datetime":"2015-01-30T15:35:33.000Z"}]`,
 		`[{"key":"k","value":"a` + "\n" + `b","datetime":"2015-01-30T15:35:33.000Z"}]`,
 	} {
-		c := mockRead(t, body)
+		c, mt := mockClient(t, thethings.WithRetry(thethings.NoRetries))
+		mt.RegisterRegexpResponder(http.MethodGet, regexp.MustCompile(`/resources/k(\?|$)`), httpmock.NewStringResponder(200, body))
 		_, err := c.Read(context.Background(), "k", &thethings.ReadOptions{Limit: 10})
 		require.Error(t, err, "body %q", body)
 		assert.True(t, strings.HasPrefix(err.Error(), "thethings:"), err.Error())

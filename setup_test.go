@@ -1,6 +1,9 @@
-// The tests' setup, in one place: one way to get a test server and a
-// client for it (setup), one fast retry policy, and the httpmock client for
-// the tests that pin exact requests.
+// The tests' setup, in one place, as go-github's setup: a test server and
+// a client for it (setup; startEmulator and emulatorClient when the client
+// needs options), a client for a server of the test's own (serverClient,
+// which every client above is), one fast retry policy, the httpmock client
+// for the tests that pin exact requests, and the one bounded wait
+// (eventually).
 package thethings_test
 
 import (
@@ -22,7 +25,10 @@ import (
 const sentinelToken = "TKN-SENTINEL-a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7"
 
 // mockClient returns a client whose unary calls go to a fresh httpmock
-// transport; unmatched requests fail the call.
+// transport; unmatched requests fail the call. Its device clock reads 26
+// years late in a synctest bubble, where time starts in 2000, which a
+// Writer would take for a board whose clock was never set (and wait for
+// the platform's clock, which a mock does not send).
 func mockClient(t *testing.T, opts ...thethings.Option) (*thethings.Client, *httpmock.MockTransport) {
 	t.Helper()
 	mt := httpmock.NewMockTransport()
@@ -30,22 +36,16 @@ func mockClient(t *testing.T, opts ...thethings.Option) (*thethings.Client, *htt
 	opts = append([]thethings.Option{
 		thethings.WithHTTPClient(&http.Client{Transport: mt}),
 		fastRetry,
-		thethings.WithClock(bubbleClock),
+		thethings.WithClock(func() time.Time {
+			if now := time.Now(); now.Year() < 2025 {
+				return now.AddDate(26, 0, 0)
+			}
+			return time.Now()
+		}),
 	}, opts...)
 	c, err := thethings.NewClient(sentinelToken, opts...)
 	require.NoError(t, err)
 	return c, mt
-}
-
-// bubbleClock is the device clock of mock clients. In a synctest bubble
-// time starts in 2000, which a Writer would take for a board whose clock
-// was never set (and wait for the platform's clock, which a mock does not
-// send): there it reads 26 years later. Elsewhere it is time.Now.
-func bubbleClock() time.Time {
-	if t := time.Now(); t.Year() < 2025 {
-		return t.AddDate(26, 0, 0)
-	}
-	return time.Now()
 }
 
 // startEmulator starts an emulator on loopback for the test and closes it
@@ -64,12 +64,10 @@ var fastRetryPolicy = thethings.RetryPolicy{MaxRetries: 3, MinWait: time.Millise
 // fastRetry is WithRetry(fastRetryPolicy).
 var fastRetry = thethings.WithRetry(fastRetryPolicy)
 
-// emulatorClient returns a client for sentinelToken on srv.
+// emulatorClient is serverClient for the test server srv.
 func emulatorClient(t testing.TB, srv *thethingstest.Server, opts ...thethings.Option) *thethings.Client {
 	t.Helper()
-	c, err := thethings.NewClient(sentinelToken, append([]thethings.Option{thethings.WithBaseURL(srv.URL()), fastRetry}, opts...)...)
-	require.NoError(t, err)
-	return c
+	return serverClient(t, srv.URL(), opts...)
 }
 
 // setup starts a test server that knows sentinelToken, closed when the
@@ -99,9 +97,9 @@ func eventually(t testing.TB, what string, cond func() bool) bool {
 	return true
 }
 
-// serverClient returns a client for sentinelToken at baseURL, a test
-// server of the test's own (not the emulator), with fastRetryPolicy and
-// connections of its own that are closed when the test ends.
+// serverClient returns a client for sentinelToken at baseURL with
+// fastRetryPolicy and connections of its own, closed when the test ends.
+// opts come after those and may replace them.
 func serverClient(t testing.TB, baseURL string, opts ...thethings.Option) *thethings.Client {
 	t.Helper()
 	unary := &http.Transport{}

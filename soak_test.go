@@ -46,14 +46,15 @@ var (
 )
 
 const (
+	// soakMarker is written once the writes are over; the subscriber
+	// waits for it.
+	soakMarker   = -1
 	soakToken    = "soak-thing-token-0123456789abcdef"
 	soakChildEnv = "THETHINGS_SOAK_EMULATOR"
 )
 
+// soakKeys are the keys written: value i to soakKeys[i%len(soakKeys)].
 var soakKeys = []string{"soak.a", "soak.b"}
-
-// soakKey is the key value i is written to.
-func soakKey(i int) string { return soakKeys[i%len(soakKeys)] }
 
 // TestSoakEmulatorProcess is the child process: it serves the emulator and
 // an admin API for the parent (faults, ground truth, counters) until its
@@ -119,43 +120,6 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func startSoakEmulator(t *testing.T) *soakEmulator {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSoakEmulatorProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), soakChildEnv+"=1")
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	e := &soakEmulator{cmd: cmd, stdin: stdin, hc: &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second}}
-	deadline := time.Now().Add(30 * time.Second)
-	for e.url == "" {
-		require.True(t, time.Now().Before(deadline), "emulator process did not start: %s", out.String())
-		for line := range strings.Lines(out.String()) {
-			if f := strings.Fields(line); len(f) == 3 && f[0] == "SOAK-EMULATOR" {
-				e.url, e.admin = f[1], f[2]
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Cleanup(func() {
-		_ = e.stdin.Close()
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			assert.NoError(t, err, "emulator process: %s", out.String())
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-			t.Errorf("emulator process did not exit: %s", out.String())
-		}
-		e.hc.CloseIdleConnections()
-	})
-	return e
-}
-
 func (e *soakEmulator) setFaults(t *testing.T, f thethingstest.Faults) {
 	b, err := json.Marshal(f)
 	assert.NoError(t, err)
@@ -199,11 +163,46 @@ func TestSoak(t *testing.T) {
 	if seed == 0 {
 		seed = rand.Uint64()
 	}
-	emu := startSoakEmulator(t)
+	// The emulator runs in a process of its own.
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSoakEmulatorProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), soakChildEnv+"=1")
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	emu := &soakEmulator{cmd: cmd, stdin: stdin, hc: &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second}}
+	if !eventually(t, "the emulator process says where it listens", func() bool {
+		for line := range strings.Lines(out.String()) {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == "SOAK-EMULATOR" {
+				emu.url, emu.admin = f[1], f[2]
+			}
+		}
+		return emu.url != ""
+	}) {
+		t.Fatalf("emulator process did not start: %s", out.String())
+	}
+	t.Cleanup(func() {
+		_ = emu.stdin.Close()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			assert.NoError(t, err, "emulator process: %s", out.String())
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Errorf("emulator process did not exit: %s", out.String())
+		}
+		emu.hc.CloseIdleConnections()
+	})
 	faultRand := rand.New(rand.NewPCG(seed, 1))
 	emu.setFaults(t, randomFaults(faultRand))
 	emu.hc.CloseIdleConnections()
-	time.Sleep(100 * time.Millisecond) // the admin connection's goroutines end
+	eventually(t, "the admin connection's goroutines end", func() bool {
+		buf := make([]byte, 1<<20)
+		return !bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("net/http.(*persistConn)"))
+	})
 	baseline := runtime.NumGoroutine()
 
 	unary := &bodyCounter{rt: http.DefaultTransport.(*http.Transport).Clone()}
@@ -249,6 +248,8 @@ func TestSoak(t *testing.T) {
 	subCtx, stopSub := context.WithCancel(context.Background())
 	subDone := make(chan error, 1)
 	connected := make(chan struct{}, 1)
+	markerSeen := make(chan struct{})
+	var markerOnce sync.Once
 	go func() {
 		var last error
 		for msg, err := range c.Subscribe(subCtx,
@@ -276,7 +277,11 @@ func TestSoak(t *testing.T) {
 			seenMu.Lock()
 			for _, v := range msg.Values {
 				i, err := v.Int64()
-				if err != nil || i < 0 || soakKey(int(i)) != v.Key {
+				if err == nil && i == soakMarker && v.Key == soakKeys[0] {
+					markerOnce.Do(func() { close(markerSeen) })
+					continue
+				}
+				if err != nil || i < 0 || soakKeys[int(i)%len(soakKeys)] != v.Key {
 					strange = append(strange, fmt.Sprintf("value %q=%v", v.Key, v.Value))
 					continue
 				}
@@ -329,7 +334,7 @@ func TestSoak(t *testing.T) {
 	// written".
 	reported := map[int32]bool{} // true: unknown
 	report := func(err error) {
-		wes := walkWriteErrors(err)
+		wes, _ := walkWriteErrors(err)
 		require.NotEmpty(t, wes, "a report without WriteError: %v", err)
 		for _, we := range wes {
 			for _, v := range we.Values {
@@ -344,7 +349,7 @@ func TestSoak(t *testing.T) {
 	start := time.Now()
 	lastFlush := start
 	for time.Since(start) < dur {
-		require.NoError(t, w.Add(context.Background(), thethings.Value{Key: soakKey(n), Value: n}))
+		require.NoError(t, w.Add(context.Background(), thethings.Value{Key: soakKeys[n%len(soakKeys)], Value: n}))
 		n++
 		if time.Since(lastFlush) > time.Second {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -388,24 +393,30 @@ func TestSoak(t *testing.T) {
 		for _, r := range recs {
 			i, err := strconv.Atoi(string(r.Value))
 			require.NoError(t, err)
-			require.True(t, i >= 0 && i < n && soakKey(i) == key, "stored value %s=%d never written", key, i)
+			require.True(t, i >= 0 && i < n && soakKeys[i%len(soakKeys)] == key, "stored value %s=%d never written", key, i)
 			stored[i]++
 			storedN++
 		}
 	}
 
-	// Wait for the subscriber to have seen every stored value.
-	catchUp := time.Now()
-	for {
+	// Wait for the subscriber to have seen every stored value, then for
+	// a marker written after them all: a duplicate would have arrived
+	// before it. The marker's key is backfilled, so a cut stream does not
+	// lose it.
+	eventually(t, "the subscriber has seen every stored value", func() bool {
 		seenMu.Lock()
-		got := liveValues + backfillValues
-		seenMu.Unlock()
-		if got >= storedN || time.Since(catchUp) > 30*time.Second {
-			break
+		defer seenMu.Unlock()
+		return liveValues+backfillValues >= storedN
+	})
+	require.NoError(t, c.Write(context.Background(), []thethings.Value{{Key: soakKeys[0], Value: soakMarker}}))
+	eventually(t, "the subscriber has seen the marker", func() bool {
+		select {
+		case <-markerSeen:
+			return true
+		default:
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(500 * time.Millisecond) // a duplicate would arrive now
+	})
 	stopSub()
 	subErr := <-subDone
 	assert.NoError(t, subErr, "the subscription ends with its context, silently")
@@ -455,7 +466,7 @@ func TestSoak(t *testing.T) {
 		case stored[i] == 1 && s == 0:
 			missed++
 			if missed < 10 {
-				t.Errorf("stored value %d (%s) never seen by the subscriber", i, soakKey(i))
+				t.Errorf("stored value %d (%s) never seen by the subscriber", i, soakKeys[i%len(soakKeys)])
 			}
 		case s > 1:
 			dup++
@@ -478,11 +489,11 @@ func TestSoak(t *testing.T) {
 	unary.rt.CloseIdleConnections()
 	streamBC.rt.CloseIdleConnections()
 	emu.hc.CloseIdleConnections()
-	goroutines := runtime.NumGoroutine()
-	for wait := time.Now(); goroutines > baseline && time.Since(wait) < 5*time.Second; goroutines = runtime.NumGoroutine() {
-		time.Sleep(50 * time.Millisecond)
-	}
-	assert.LessOrEqual(t, goroutines, baseline, "goroutines after the soak")
+	var goroutines int
+	eventually(t, "the goroutines go back to the baseline after the soak", func() bool {
+		goroutines = runtime.NumGoroutine()
+		return goroutines <= baseline
+	})
 
 	// The heap levels off: past a warm-up tenth, the last quarter's peak
 	// is within 1.5x of the first quarter's.
@@ -500,15 +511,13 @@ func TestSoak(t *testing.T) {
 		live, back, missed, dup, phantom, st[thethings.StateConnected], st[thethings.StateDisconnected], backfillFailures)
 	t.Logf("soak: goroutines %d at start, %d at the end", baseline, goroutines)
 	t.Logf("soak: heap in use (after GC), %d samples: first quarter peak %.2f MiB, last quarter peak %.2f MiB, ratio %.2f (min %.2f, max %.2f MiB)",
-		len(heap), inMiB(first), inMiB(last), ratio, inMiB(slices.Min(heap)), inMiB(slices.Max(heap)))
+		len(heap), float64(first)/mib, float64(last)/mib, ratio, float64(slices.Min(heap))/mib, float64(slices.Max(heap))/mib)
 	samples := make([]string, len(heap))
 	for i, h := range heap {
-		samples[i] = fmt.Sprintf("%.2f", inMiB(h))
+		samples[i] = fmt.Sprintf("%.2f", float64(h)/mib)
 	}
 	t.Logf("soak: heap samples (MiB): %s", strings.Join(samples, " "))
 	if t.Failed() {
 		t.Logf("soak: rerun this schedule with -soak.seed=%d", seed)
 	}
 }
-
-func inMiB(b uint64) float64 { return float64(b) / mib }

@@ -134,9 +134,8 @@ func TestRetryPolicyZeroFieldsAreDefaults(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			srv, n := countingServer(t, http.StatusBadGateway, `{"status":"error"}`)
-			c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(srv.URL), thethings.WithRetry(tc.policy))
-			require.NoError(t, err)
-			_, err = c.ServerTime(context.Background())
+			c := serverClient(t, srv.URL, thethings.WithRetry(tc.policy))
+			_, err := c.ServerTime(context.Background())
 			var ae *thethings.APIError
 			require.ErrorAs(t, err, &ae)
 			assert.Equal(t, tc.requests, n.Load())

@@ -636,10 +636,9 @@ func TestWriteEmulatorErrors(t *testing.T) {
 	})
 
 	t.Run("refused magic value", func(t *testing.T) {
-		c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(srv.URL()))
-		require.NoError(t, err)
+		c := emulatorClient(t, srv)
 		vals := []thethings.Value{{Key: "ok", Value: 1}, {Key: "$geo", Value: "not a point"}}
-		err = c.Write(context.Background(), vals)
+		err := c.Write(context.Background(), vals)
 		var we *thethings.WriteError
 		require.ErrorAs(t, err, &we)
 		assert.False(t, we.Unknown)
@@ -677,18 +676,17 @@ func TestWriteEmulatorErrors(t *testing.T) {
 	})
 }
 
-// subscribeRaw opens the thing's stream and returns a function yielding its
-// frames, keep-alives skipped.
-func subscribeRaw(t *testing.T, srv *thethingstest.Server) func() string {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL()+"things/"+sentinelToken+"?keepAlive=60000", nil)
+func TestWriteEmulatorStoreAndBroadcast(t *testing.T) {
+	t.Parallel()
+	srv, c := setup(t)
+	// The thing's raw stream; next yields its frames, keep-alives skipped.
+	req, err := http.NewRequestWithContext(testCtx(t, 10*time.Second), http.MethodGet, srv.URL()+"things/"+sentinelToken+"?keepAlive=60000", nil)
 	require.NoError(t, err)
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	t.Cleanup(func() { cancel(); resp.Body.Close() })
+	t.Cleanup(func() { resp.Body.Close() })
 	dec := json.NewDecoder(bufio.NewReader(resp.Body))
-	return func() string {
+	next := func() string {
 		for {
 			var raw json.RawMessage
 			require.NoError(t, dec.Decode(&raw))
@@ -697,12 +695,6 @@ func subscribeRaw(t *testing.T, srv *thethingstest.Server) func() string {
 			}
 		}
 	}
-}
-
-func TestWriteEmulatorStoreAndBroadcast(t *testing.T) {
-	t.Parallel()
-	srv, c := setup(t)
-	next := subscribeRaw(t, srv)
 	assert.Contains(t, next(), "subscribed")
 	ctx := context.Background()
 

@@ -101,9 +101,6 @@ func (rp *refuser) waitRefused(t *testing.T, n int) {
 	}
 }
 
-// isWrite tells a write request from a read back.
-func isWrite(r *http.Request) bool { return r.Method == http.MethodPost }
-
 // pauseHandler collects the errors the writer reports and signals each.
 type pauseHandler struct {
 	mu   sync.Mutex
@@ -166,8 +163,7 @@ func TestWriterPausesOnRefusalOfTheThing(t *testing.T) {
 				srv := startEmulator(t)
 				rp := startRefuser(t, srv)
 				rp.set(tc.answer)
-				c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(rp.url), pausePolicy)
-				require.NoError(t, err)
+				c := serverClient(t, rp.url, pausePolicy)
 				h := newPauseHandler()
 				opts := []thethings.WriterOption{thethings.WithBatchSize(10), thethings.WithFlushInterval(0), thethings.WithErrorHandler(h.handle)}
 				dir := t.TempDir()
@@ -244,15 +240,14 @@ func TestWriterCloseDuringPauseReportsTheUnsent(t *testing.T) {
 	srv := startEmulator(t)
 	rp := startRefuser(t, srv)
 	rp.set(jsonNoAuth)
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(rp.url), pausePolicy)
-	require.NoError(t, err)
+	c := serverClient(t, rp.url, pausePolicy)
 	w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithBatchSize(10))
 	vals := intValues("n", 0, 25)
 	require.NoError(t, w.Add(context.Background(), vals...))
 	rp.waitRefused(t, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	err = w.Close(ctx)
+	err := w.Close(ctx)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.ErrorIs(t, err, thethings.ErrUnauthorized)
 	// A request Close cut short may have been stored: its values are
@@ -268,8 +263,7 @@ func TestWriteReturnsRefusalsOfTheThing(t *testing.T) {
 	t.Parallel()
 	srv := startEmulator(t)
 	rp := startRefuser(t, srv)
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(rp.url), pausePolicy)
-	require.NoError(t, err)
+	c := serverClient(t, rp.url, pausePolicy)
 	for _, a := range []*canned{htmlNotFound, jsonThingGone, jsonNoAuth} {
 		rp.set(a)
 		vals := datedValues("n", 0, 3, time.Now())
@@ -303,13 +297,12 @@ func TestWriterKeepsBatchOnPassingRefusals(t *testing.T) {
 				rp := startRefuser(t, srv)
 				var n atomic.Int32
 				rp.setFunc(func(r *http.Request) *canned {
-					if isWrite(r) == onRead || n.Add(1) > 4 {
+					if (r.Method == http.MethodPost) == onRead || n.Add(1) > 4 {
 						return nil
 					}
 					return a
 				})
-				c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(rp.url), pausePolicy)
-				require.NoError(t, err)
+				c := serverClient(t, rp.url, pausePolicy)
 				h := newPauseHandler()
 				w := mustWriter(t, c, thethings.WithBatchSize(10), thethings.WithFlushInterval(0), thethings.WithErrorHandler(h.handle))
 				ctx := context.Background()
@@ -333,18 +326,17 @@ func TestWriterReportsValuesThePlatformRefused(t *testing.T) {
 	rp := startRefuser(t, srv)
 	var n atomic.Int32
 	rp.setFunc(func(r *http.Request) *canned {
-		if isWrite(r) && n.Add(1) == 1 {
+		if r.Method == http.MethodPost && n.Add(1) == 1 {
 			return jsonBadRequest
 		}
 		return nil
 	})
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(rp.url), pausePolicy)
-	require.NoError(t, err)
+	c := serverClient(t, rp.url, pausePolicy)
 	h := newPauseHandler()
 	w := mustWriter(t, c, thethings.WithBatchSize(10), thethings.WithFlushInterval(0), thethings.WithErrorHandler(h.handle))
 	ctx := context.Background()
 	require.NoError(t, w.Add(ctx, intValues("n", 0, 30)...))
-	err = w.Close(ctx)
+	err := w.Close(ctx)
 	notWritten, _ := thethings.FailedValues(err)
 	assert.Len(t, notWritten, 10)
 	require.Len(t, h.all(), 1)
@@ -400,13 +392,12 @@ func TestWriterPausesOnReadBack(t *testing.T) {
 	srv := startEmulator(t, thethingstest.WithFaults(thethingstest.Faults{StoreThenFailEvery: 1}))
 	rp := startRefuser(t, srv)
 	rp.setFunc(func(r *http.Request) *canned {
-		if isWrite(r) {
+		if r.Method == http.MethodPost { // a write, not a read back
 			return nil
 		}
 		return htmlNotFound
 	})
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(rp.url), pausePolicy)
-	require.NoError(t, err)
+	c := serverClient(t, rp.url, pausePolicy)
 	h := newPauseHandler()
 	w := mustWriter(t, c, thethings.WithBatchSize(10), thethings.WithFlushInterval(0), thethings.WithErrorHandler(h.handle))
 	ctx := context.Background()
@@ -432,8 +423,7 @@ func TestWriterOnlineFollowsAnswers(t *testing.T) {
 	srv := startEmulator(t)
 	ignore := goleak.IgnoreCurrent()
 	px := startProxy(t, srv.URL())
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(px.url), pausePolicy)
-	require.NoError(t, err)
+	c := serverClient(t, px.url, pausePolicy)
 	w := mustWriter(t, c, thethings.WithFlushInterval(0))
 	ctx := context.Background()
 	st := w.Stats()

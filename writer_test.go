@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -24,34 +23,13 @@ import (
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
-// intValues returns n values of key with the values from..from+n-1.
-// writeErrors returns the *WriteErrors of err in order, walking errors.Join.
-func writeErrors(t *testing.T, err error) []*thethings.WriteError {
-	t.Helper()
-	var out []*thethings.WriteError
-	var walk func(error)
-	walk = func(e error) {
-		var we *thethings.WriteError
-		switch x := e.(type) {
-		case interface{ Unwrap() []error }:
-			for _, inner := range x.Unwrap() {
-				walk(inner)
-			}
-		default:
-			require.ErrorAs(t, e, &we)
-			out = append(out, we)
-		}
-	}
-	walk(err)
-	return out
-}
-
 // assertUnknownThenUnsent checks that err holds exactly two WriteErrors:
 // vals[:n], the batch in flight, whose fate is unknown, then the rest, not
 // written. It returns the second.
 func assertUnknownThenUnsent(t *testing.T, err error, vals []thethings.Value, n int) *thethings.WriteError {
 	t.Helper()
-	wes := writeErrors(t, err)
+	wes, others := walkWriteErrors(err)
+	require.Empty(t, others)
 	require.Len(t, wes, 2)
 	assert.True(t, wes[0].Unknown)
 	assert.Equal(t, vals[:n], wes[0].Values)
@@ -60,6 +38,7 @@ func assertUnknownThenUnsent(t *testing.T, err error, vals []thethings.Value, n 
 	return wes[1]
 }
 
+// intValues returns n values of key with the values from..from+n-1.
 func intValues(key string, from, n int) []thethings.Value {
 	vals := make([]thethings.Value, n)
 	for i := range vals {
@@ -333,7 +312,10 @@ func TestWriterCloseReturnsUnflushedErrors(t *testing.T) {
 	err := w.Close(ctx)
 	assert.ErrorIs(t, err, thethings.ErrThingNotFound)
 	var got []thethings.Value
-	for _, we := range writeErrors(t, err) {
+	wes, others := walkWriteErrors(err)
+	require.NotEmpty(t, wes)
+	require.Empty(t, others, "every error is a WriteError")
+	for _, we := range wes {
 		// Unknown only for a request Close cut short.
 		got = append(got, we.Values...)
 	}
@@ -565,7 +547,10 @@ func TestWriterLeavesNoGoroutine(t *testing.T) {
 	// A batch may already be in flight (unknown) beside the unsent rest:
 	// together they are all 250 values.
 	var reported []thethings.Value
-	for _, we := range writeErrors(t, err) {
+	wes, others := walkWriteErrors(err)
+	require.NotEmpty(t, wes)
+	require.Empty(t, others, "every error is a WriteError")
+	for _, we := range wes {
 		reported = append(reported, we.Values...)
 	}
 	assert.ElementsMatch(t, intValues("n", 0, 250), reported)
@@ -591,20 +576,9 @@ func TestWriterEmulatorConcurrentAdds(t *testing.T) {
 	}
 	wg.Wait()
 	require.NoError(t, w.Close(context.Background()))
-	assertStoredExactly(t, srv, "n", seq(0, producers*each))
-	assert.Equal(t, producers*each/100, srv.Requests(thethingstest.RouteWrite), "full batches only")
-}
-
-// assertStoredExactly checks that the emulator holds exactly want (as a
-// multiset) under key, without duplicates.
-func assertStoredExactly(t *testing.T, srv *thethingstest.Server, key string, want []int) {
-	t.Helper()
 	assert.Zero(t, srv.Duplicates(), "duplicates")
-	require.Equal(t, len(want), srv.StoredCount(sentinelToken, key))
-	got := storedInts(t, srv, key)
-	want = slices.Clone(want)
-	sort.Ints(want)
-	assert.Equal(t, want, got)
+	assert.Equal(t, seq(0, producers*each), storedInts(t, srv, "n"))
+	assert.Equal(t, producers*each/100, srv.Requests(thethingstest.RouteWrite), "full batches only")
 }
 
 func storedInts(t *testing.T, srv *thethingstest.Server, key string) []int {
@@ -669,7 +643,8 @@ func TestWriterFaultsLoseNothing(t *testing.T) {
 	defer cancel()
 	require.NoError(t, w.Close(ctx))
 	assert.Zero(t, reported.Load())
-	assertStoredExactly(t, srv, "n", seq(0, producers*each))
+	assert.Zero(t, srv.Duplicates(), "duplicates")
+	assert.Equal(t, seq(0, producers*each), storedInts(t, srv, "n"))
 	total := srv.Requests(thethingstest.RouteWrite)
 	t.Logf("%d write requests for %d values", total, producers*each)
 	assert.Greater(t, total, 200, "faults were met and retried")
@@ -700,7 +675,10 @@ func TestWriterDropsAreReported(t *testing.T) {
 			require.Error(t, err)
 			assert.ErrorIs(t, err, thethings.ErrOutcomeUnknown)
 			var reported []thethings.Value
-			for _, we := range writeErrors(t, err) {
+			wes, others := walkWriteErrors(err)
+			require.NotEmpty(t, wes)
+			require.Empty(t, others, "every error is a WriteError")
+			for _, we := range wes {
 				assert.True(t, we.Unknown)
 				reported = append(reported, we.Values...)
 			}

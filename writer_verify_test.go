@@ -214,8 +214,7 @@ func TestWriterOutage(t *testing.T) {
 	srv := startEmulator(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 9, DropStores: true}))
 	ignore := goleak.IgnoreCurrent()
 	px := startProxy(t, srv.URL())
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(px.url), fastRetry)
-	require.NoError(t, err)
+	c := serverClient(t, px.url)
 	w := mustWriter(t, c, thethings.WithBatchSize(50), thethings.WithFlushInterval(20*time.Millisecond))
 	ctx := context.Background()
 	const n = 3000
@@ -444,8 +443,7 @@ func TestVerifyNegativeZero(t *testing.T) {
 		fmt.Fprintf(w, `[{"value":0,"datetime":%q},{"value":[0],"datetime":%q}]`, d, d)
 	}))
 	defer srv.Close()
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(srv.URL+"/v2/"), fastRetry)
-	require.NoError(t, err)
+	c := serverClient(t, srv.URL+"/v2/")
 	negZero := math.Copysign(0, -1)
 	vals := []thethings.Value{{Key: "z", Value: negZero, Datetime: at}, {Key: "z", Value: []any{negZero}, Datetime: at}}
 	require.NoError(t, c.Write(context.Background(), vals))
