@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings/internal/spool"
+	"github.com/thethings-go/thethings/internal/transport"
 	"github.com/thethings-go/thethings/internal/wire"
 )
 
@@ -80,14 +81,8 @@ func (b *spoolBuffer) inFlight(ctx context.Context) (int, error) {
 	if k == 0 {
 		return 0, nil
 	}
-	if d := min(time.Until(b.log.Busy()), 2*b.bound); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
+	if err := transport.Sleep(ctx, min(time.Until(b.log.Busy()), 2*b.bound)); err != nil {
+		return 0, err
 	}
 	b.settled = true
 	return k, nil

@@ -107,6 +107,23 @@ func (l *Loop) Run(ctx context.Context, attempt func(context.Context) Step) (Ste
 	}
 }
 
+// Sleep waits d, or until ctx ends (then it returns ctx's error): the one
+// plain wait of the SDK, for waits that are no retry (a spool giving an
+// abandoned request its time).
+func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Wait is how long to wait before retry number n+1 (n from 0), the one
 // wait rule of the SDK: the server's Retry-After when it gave one (> 0),
 // else MinWait*2^n with equal jitter; never more than MaxWait.

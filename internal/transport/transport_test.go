@@ -414,3 +414,20 @@ func TestLoopCut(t *testing.T) {
 		assert.Equal(t, 3*time.Second, time.Since(start))
 	})
 }
+
+func TestSleep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		if err := Sleep(context.Background(), 3*time.Second); err != nil || time.Since(start) != 3*time.Second {
+			t.Fatalf("Sleep(3s) = %v after %v", err, time.Since(start))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := Sleep(ctx, time.Hour); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 4*time.Second {
+			t.Fatalf("Sleep past the deadline = %v after %v", err, time.Since(start))
+		}
+		if err := Sleep(ctx, 0); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Sleep(0) with an ended context = %v", err)
+		}
+	})
+}
