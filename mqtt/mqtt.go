@@ -277,10 +277,11 @@ func (c *Client) session(ctx context.Context) (*conn, error) {
 			c.deliver(m)
 		}).
 		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			// paho runs this on a goroutine of its own that Close cannot
+			// wait for: it only hands the cause to the session's owner.
 			if r := cn.refused(); r != nil {
 				err = r
 			}
-			c.lost(err)
 			select {
 			case cn.lost <- err:
 			default:
@@ -403,6 +404,7 @@ func (c *Client) run(cn *conn) {
 			log.Info("thethings: mqtt: closed", "broker", c.cfg.broker)
 			return transport.Step{}
 		case err := <-cn.lost:
+			c.lost(err)
 			c.setDown()
 			log.Warn("thethings: mqtt: connection lost", "broker", c.cfg.broker, "err", c.redact(errString(err)))
 			lived := cn.got.Load() || time.Since(up) >= maxBackoff
