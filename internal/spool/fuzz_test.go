@@ -79,7 +79,8 @@ func fuzzRecords(seg []byte) [][]byte {
 }
 
 // FuzzOpen opens a spool directory whose segment and ACKED files hold
-// arbitrary bytes. Open either fails with ErrCorrupt or opens a Log from
+// arbitrary bytes (each there or not, the segment alone or followed by an
+// intact one). Open either fails with ErrCorrupt or opens a Log from
 // which every record not acknowledged reads back, intact and in order,
 // exactly as they stand in the segment; such a spool opens again, holding
 // the same. Whatever a length field says, Open allocates no more than a
@@ -103,6 +104,10 @@ func FuzzOpen(f *testing.F) {
 	f.Add(huge, acked, uint8(0), uint8(3))
 	f.Add([]byte{}, []byte{}, uint8(0), uint8(3))
 	f.Add(make([]byte, 8), make([]byte, 128), uint8(0), uint8(3))
+	f.Add(seg, acked, uint8(0), uint8(7))              // an intact segment after it
+	f.Add(seg[:len(seg)-2], acked, uint8(0), uint8(7)) // cut short, yet not the last
+	f.Add([]byte(segMagic), acked, uint8(1), uint8(7)) // no records, not the last
+	intact := seg
 
 	f.Fuzz(func(t *testing.T, seg, ack []byte, first, which uint8) {
 		m := newMemFS()
@@ -124,6 +129,15 @@ func FuzzOpen(f *testing.F) {
 		}
 		if which&2 != 0 {
 			write(ackName, ack)
+		}
+		var recs [][]byte // the records of the segment, as a correct reader finds them
+		if which&1 != 0 {
+			recs = fuzzRecords(seg)
+		}
+		var later [][]byte // the records of an intact segment after it
+		if which&4 != 0 {
+			later = fuzzRecords(intact)
+			write(fmt.Sprintf("%020d%s", uint64(first)+uint64(len(recs)), segSuffix), intact)
 		}
 		mk, _ := decodeMark(ack)
 		o := Options{Limit: 1 << 20, Batch: 2, FS: m, Owner: mk.owner} // not ErrForeign
@@ -148,19 +162,17 @@ func FuzzOpen(f *testing.F) {
 		}
 
 		var want [][]byte
-		if which&1 != 0 {
-			for i, p := range fuzzRecords(seg) {
-				if uint64(first)+uint64(i) >= mk.acked {
-					want = append(want, p)
-				}
+		for i, p := range append(recs, later...) {
+			if uint64(first)+uint64(i) >= mk.acked {
+				want = append(want, p)
 			}
 		}
 		if len(got) != len(want) {
-			t.Fatalf("read %d records, the segment holds %d not acknowledged", len(got), len(want))
+			t.Fatalf("read %d records, the segments hold %d not acknowledged", len(got), len(want))
 		}
 		for i := range got {
 			if !bytes.Equal(got[i], want[i]) {
-				t.Fatalf("record %d: %q, the segment holds %q", i, got[i], want[i])
+				t.Fatalf("record %d: %q, the segments hold %q", i, got[i], want[i])
 			}
 		}
 
