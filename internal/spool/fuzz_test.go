@@ -80,36 +80,39 @@ func fuzzRecords(seg []byte) [][]byte {
 
 // FuzzOpen opens a spool directory whose segment and ACKED files hold
 // arbitrary bytes (each there or not, the segment alone or followed by an
-// intact one). Open either fails with ErrCorrupt or opens a Log from
+// intact one; the ACKED made well-formed, acknowledging any number). Open either fails with ErrCorrupt or opens a Log from
 // which every record not acknowledged reads back, intact and in order,
 // exactly as they stand in the segment; such a spool opens again, holding
 // the same. Whatever a length field says, Open allocates no more than a
 // record's bound.
 func FuzzOpen(f *testing.F) {
 	seg, acked := fuzzSpool(f)
-	f.Add(seg, acked, uint8(0), uint8(3))
-	f.Add(seg, acked, uint8(0), uint8(1))                                           // no ACKED beside a segment
-	f.Add(seg, acked, uint8(0), uint8(2))                                           // ACKED alone
-	f.Add(seg[:len(seg)-2], acked, uint8(0), uint8(3))                              // last record cut short
-	f.Add(seg[:5], acked, uint8(0), uint8(3))                                       // header cut short
-	f.Add(append(bytes.Clone(seg), make([]byte, 40)...), acked, uint8(0), uint8(3)) // zeros a crash left
-	f.Add(seg, acked, uint8(2), uint8(3))                                           // starts after the acknowledged
-	f.Add(seg, acked[:32], uint8(0), uint8(3))                                      // torn ACKED
+	f.Add(seg, acked, uint64(0), uint64(0), uint8(3))
+	f.Add(seg, acked, uint64(0), uint64(0), uint8(1))                                           // no ACKED beside a segment
+	f.Add(seg, acked, uint64(0), uint64(0), uint8(2))                                           // ACKED alone
+	f.Add(seg[:len(seg)-2], acked, uint64(0), uint64(0), uint8(3))                              // last record cut short
+	f.Add(seg[:5], acked, uint64(0), uint64(0), uint8(3))                                       // header cut short
+	f.Add(append(bytes.Clone(seg), make([]byte, 40)...), acked, uint64(0), uint64(0), uint8(3)) // zeros a crash left
+	f.Add(seg, acked, uint64(2), uint64(0), uint8(3))                                           // starts after the acknowledged
+	f.Add(seg, acked[:32], uint64(0), uint64(0), uint8(3))                                      // torn ACKED
 	bad := bytes.Clone(seg)
 	bad[len(segMagic)+HeaderSize] ^= 0x40 // a flipped bit in the first payload
-	f.Add(bad, acked, uint8(0), uint8(3))
+	f.Add(bad, acked, uint64(0), uint64(0), uint8(3))
 	huge := bytes.Clone(seg[:len(segMagic)+HeaderSize])
 	binary.LittleEndian.PutUint32(huge[len(segMagic):], 0xffff_fff0) // a length past any bound, with a good header checksum
 	binary.LittleEndian.PutUint32(huge[len(segMagic)+8:], crc32.Checksum(huge[len(segMagic):len(segMagic)+8], castagnoli))
-	f.Add(huge, acked, uint8(0), uint8(3))
-	f.Add([]byte{}, []byte{}, uint8(0), uint8(3))
-	f.Add(make([]byte, 8), make([]byte, 128), uint8(0), uint8(3))
-	f.Add(seg, acked, uint8(0), uint8(7))              // an intact segment after it
-	f.Add(seg[:len(seg)-2], acked, uint8(0), uint8(7)) // cut short, yet not the last
-	f.Add([]byte(segMagic), acked, uint8(1), uint8(7)) // no records, not the last
+	f.Add(huge, acked, uint64(0), uint64(0), uint8(3))
+	f.Add([]byte{}, []byte{}, uint64(0), uint64(0), uint8(3))
+	f.Add(make([]byte, 8), make([]byte, 128), uint64(0), uint64(0), uint8(3))
+	f.Add(seg, acked, uint64(0), uint64(0), uint8(7))              // an intact segment after it
+	f.Add(seg[:len(seg)-2], acked, uint64(0), uint64(0), uint8(7)) // cut short, yet not the last
+	f.Add([]byte(segMagic), acked, uint64(1), uint64(0), uint8(7)) // no records, not the last
+	f.Add(seg, acked, uint64(0), uint64(3), uint8(15))             // all acknowledged, by a made ACKED
+	f.Add(seg, acked, uint64(1<<64-2), uint64(1<<64-2), uint8(11)) // numbers that wrap
+	f.Add([]byte{}, acked, uint64(0), uint64(1<<64-1), uint8(10))  // only an ACKED, at the end of numbers
 	intact := seg
 
-	f.Fuzz(func(t *testing.T, seg, ack []byte, first, which uint8) {
+	f.Fuzz(func(t *testing.T, seg, ack []byte, first, ackN uint64, which uint8) {
 		m := newMemFS()
 		if err := m.Mkdir(fuzzDir, 0o700); err != nil {
 			t.Fatal(err)
@@ -126,6 +129,10 @@ func FuzzOpen(f *testing.F) {
 		segName := fmt.Sprintf("%020d%s", first, segSuffix)
 		if which&1 != 0 {
 			write(segName, seg)
+		}
+		if which&8 != 0 { // a well-formed ACKED acknowledging ackN
+			s := (&mark{gen: 1, acked: ackN, batch: 2}).encode()
+			ack = append(make([]byte, ackSlot), s[:]...)
 		}
 		if which&2 != 0 {
 			write(ackName, ack)
