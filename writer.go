@@ -114,6 +114,7 @@ type Writer struct {
 	deferred atomic.Int64 // waiting values not yet stamped
 	refined  bool         // settle asked ServerTime for the platform's clock
 
+	seen    atomic.Int64 // the latest clock reading stamps used (ms)
 	stampMu sync.Mutex
 	last    map[string]stamp // per key, the last millisecond stamped
 	ahead   map[ident]int    // values the caller dated at or after the clock
@@ -201,7 +202,16 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 	if !w.cfg.serverTime {
 		st = w.stamps(values)
 	}
-	t, err := w.buf.prepare(values, geos, st.times)
+	// Handing the caller's slice to the buffer, an interface, would make
+	// every Add allocate it (escape analysis cannot see that no buffer
+	// keeps it): a pooled copy goes instead.
+	held := addPool.Get().(*[]Value)
+	*held = append((*held)[:0], values...)
+	defer func() {
+		clear(*held)
+		addPool.Put(held)
+	}()
+	t, err := w.buf.prepare(*held, geos, st.times)
 	if err != nil {
 		return &WriteError{Values: slices.Clone(values), Err: err}
 	}
@@ -241,8 +251,13 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 		if err == nil {
 			w.taken += int64(len(values))
 		}
-		wake := w.adding == 0 || w.taken-w.resolved >= int64(w.cfg.batchSize)
-		w.broadcastLocked()
+		// Wake the sender for a full batch; and once the last Add a Close
+		// waits for is in, both of them.
+		wake := w.taken-w.resolved >= int64(w.cfg.batchSize)
+		if w.closing && w.adding == 0 {
+			wake = true
+			w.broadcastLocked()
+		}
 		w.mu.Unlock()
 		if wake {
 			w.wake()
@@ -250,6 +265,9 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 		return err
 	}
 }
+
+// addPool holds the copies of the values Add hands its buffer.
+var addPool = sync.Pool{New: func() any { return new([]Value) }}
 
 // taking is values on their way into a buffer, as prepare made them.
 type taking struct {
