@@ -219,15 +219,6 @@ func newServer(t testing.TB) (*thethingstest.Server, string) {
 	return srv, srv.Tokens()[0]
 }
 
-func values(t *testing.T, recs []thethingstest.Record) []string {
-	t.Helper()
-	var out []string
-	for _, r := range recs {
-		out = append(out, string(r.Value))
-	}
-	return out
-}
-
 func TestUsage(t *testing.T) {
 	r := cli(t, "", "", "")
 	assert.Equal(t, 2, r.code)
@@ -283,9 +274,17 @@ func TestWrite(t *testing.T) {
 	ok("str", `"21.5"`)
 	ok("obj", `{"a":[1,true]}`)
 
+	// The JSON of each stored value.
+	values := func(recs []thethingstest.Record) []string {
+		var out []string
+		for _, r := range recs {
+			out = append(out, string(r.Value))
+		}
+		return out
+	}
 	num := srv.Stored(tok, "num")
 	require.Len(t, num, 2)
-	assert.ElementsMatch(t, []string{"21.5", "-5"}, values(t, num))
+	assert.ElementsMatch(t, []string{"21.5", "-5"}, values(num))
 	for _, r := range num {
 		if string(r.Value) == "-5" {
 			assert.Equal(t, time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC), r.Datetime)
@@ -293,8 +292,8 @@ func TestWrite(t *testing.T) {
 			assert.Equal(t, thethingstest.Geo{Lat: -33.9, Long: 151.2}, *r.Geo)
 		}
 	}
-	assert.ElementsMatch(t, []string{`"hello world"`, `"21.5"`}, values(t, srv.Stored(tok, "str")))
-	assert.Equal(t, []string{`{"a":[1,true]}`}, values(t, srv.Stored(tok, "obj")))
+	assert.ElementsMatch(t, []string{`"hello world"`, `"21.5"`}, values(srv.Stored(tok, "str")))
+	assert.Equal(t, []string{`{"a":[1,true]}`}, values(srv.Stored(tok, "obj")))
 
 	// The global flags work too, before the command or after it.
 	r := cli(t, "", "", "", "-base-url", srv.URL(), "-token", tok, "write", "flags", "1")
