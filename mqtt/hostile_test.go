@@ -440,7 +440,7 @@ func TestActivateHugeAnswer(t *testing.T) {
 		if typ != subscribePacket {
 			return true
 		}
-		_, err := c.Write(append([]byte{0x90, 3, body[0], body[1], 1}, append([]byte{publish << 4}, hugeLength...)...))
+		_, err := c.Write(append([]byte{0x90, 3, body[0], body[1], 1, publish << 4}, hugeLength...))
 		return err == nil
 	})
 	_, err := mqtt.Activate(ctxT(t), "CODE", mqtt.WithBroker(h.url()))

@@ -49,7 +49,7 @@ func TestHugePacketHeaderRefusedBeforeAllocation(t *testing.T) {
 	t.Run("after the subscription", func(t *testing.T) {
 		h := newHostileBroker(t, func(typ byte, body []byte, c net.Conn) bool {
 			if typ == subscribePacket {
-				_, err := c.Write(append([]byte{0x90, 3, body[0], body[1], 1}, append([]byte{publish << 4}, hugeLength...)...))
+				_, err := c.Write(append([]byte{0x90, 3, body[0], body[1], 1, publish << 4}, hugeLength...))
 				return err == nil
 			}
 			return true
