@@ -40,9 +40,7 @@ func BenchmarkSingleWrites(b *testing.B) {
 		run(b, dial(b, srv, benchToken, mqtt.WithQoS(0)).Write)
 		// QoS 0 returns when the message is on the wire; let the server
 		// catch up before it closes.
-		for srv.StoredCount(benchToken, "temp") < b.N {
-			time.Sleep(time.Millisecond)
-		}
+		eventually(b, "the server stored every value", func() bool { return srv.StoredCount(benchToken, "temp") >= b.N })
 	})
 	b.Run("rest", func(b *testing.B) {
 		srv := newServer(b, []string{benchToken})
@@ -71,9 +69,7 @@ func BenchmarkPublishToMessage(b *testing.B) {
 				received <- time.Now()
 			}
 		}()
-		for srv.OpenSubscriptions() == 0 {
-			time.Sleep(time.Millisecond)
-		}
+		eventually(b, "subscribed", func() bool { return srv.OpenSubscriptions() > 0 })
 		vals := []thethings.Value{{Key: "latency", Value: 1}}
 		var lat []time.Duration
 		b.ReportAllocs()

@@ -51,12 +51,12 @@ func restClient(t *testing.T, srv *server, tok string) *thethings.Client {
 }
 
 // eventually polls cond until it holds or the test's patience ends.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
+func eventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
+			tb.Fatalf("never: %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
