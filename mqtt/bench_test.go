@@ -17,16 +17,6 @@ import (
 
 const benchToken = "bench-thing-token"
 
-func benchDial(b *testing.B, srv *server, opts ...mqtt.Option) *mqtt.Client {
-	b.Helper()
-	c, err := mqtt.Dial(context.Background(), benchToken, append([]mqtt.Option{mqtt.WithBroker(srv.MQTTURL())}, opts...)...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { c.Close() })
-	return c
-}
-
 // BenchmarkSingleWrites writes one value per call, one call after the
 // other: MQTT at QoS 1 (each waits for the broker's PUBACK), at QoS 0, and
 // REST (each waits for the HTTP answer). values/s is the figure to compare.
@@ -43,16 +33,14 @@ func BenchmarkSingleWrites(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "values/s")
 	}
 	b.Run("mqtt-qos1", func(b *testing.B) {
-		run(b, benchDial(b, newServer(b, []string{benchToken})).Write)
+		run(b, dial(b, newServer(b, []string{benchToken}), benchToken).Write)
 	})
 	b.Run("mqtt-qos0", func(b *testing.B) {
 		srv := newServer(b, []string{benchToken})
-		run(b, benchDial(b, srv, mqtt.WithQoS(0)).Write)
+		run(b, dial(b, srv, benchToken, mqtt.WithQoS(0)).Write)
 		// QoS 0 returns when the message is on the wire; let the server
 		// catch up before it closes.
-		for srv.StoredCount(benchToken, "temp") < b.N {
-			time.Sleep(time.Millisecond)
-		}
+		eventually(b, "the server stored every value", func() bool { return srv.StoredCount(benchToken, "temp") >= b.N })
 	})
 	b.Run("rest", func(b *testing.B) {
 		srv := newServer(b, []string{benchToken})
@@ -81,9 +69,7 @@ func BenchmarkPublishToMessage(b *testing.B) {
 				received <- time.Now()
 			}
 		}()
-		for srv.OpenSubscriptions() == 0 {
-			time.Sleep(time.Millisecond)
-		}
+		eventually(b, "subscribed", func() bool { return srv.OpenSubscriptions() > 0 })
 		vals := []thethings.Value{{Key: "latency", Value: 1}}
 		var lat []time.Duration
 		b.ReportAllocs()
@@ -104,7 +90,7 @@ func BenchmarkPublishToMessage(b *testing.B) {
 	}
 	b.Run("mqtt", func(b *testing.B) {
 		srv := newServer(b, []string{benchToken})
-		c := benchDial(b, srv)
+		c := dial(b, srv, benchToken)
 		measure(b, c.Write, func(ctx context.Context) func(func(thethings.Message, error) bool) { return c.Subscribe(ctx) }, srv)
 	})
 	b.Run("rest", func(b *testing.B) {

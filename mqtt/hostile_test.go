@@ -19,12 +19,15 @@ import (
 )
 
 // hostileBroker accepts CONNECT, answers CONNACK, and then handles every
-// other packet with onPacket (packet type, connection).
+// other packet with onPacket (packet type, connection) until onPacket
+// returns false or the client or the test ends the connection.
 type hostileBroker struct {
 	// refuseFrom, when not 0, makes connection number refuseFrom (from 1)
 	// and later ones end at CONNECT without a CONNACK.
 	refuseFrom atomic.Int64
 	accepted   atomic.Int64
+	// connack, when set, is sent in place of the CONNACK.
+	connack atomic.Pointer[[]byte]
 
 	ln    net.Listener
 	wg    sync.WaitGroup
@@ -64,7 +67,11 @@ func newHostileBroker(t *testing.T, onPacket func(typ byte, body []byte, c net.C
 						if r := h.refuseFrom.Load(); r != 0 && n >= r {
 							return
 						}
-						if _, err := c.Write([]byte{0x20, 2, 0, 0}); err != nil {
+						connack := []byte{0x20, 2, 0, 0}
+						if p := h.connack.Load(); p != nil {
+							connack = *p
+						}
+						if _, err := c.Write(connack); err != nil {
 							return
 						}
 						continue
@@ -230,11 +237,31 @@ func TestSubscribeRefused(t *testing.T) {
 	}
 }
 
-// pub encodes a QoS 0 PUBLISH.
-func pub(topic, payload string) []byte {
-	n := 2 + len(topic) + len(payload) // < 128 here
-	b := []byte{0x30, byte(n), byte(len(topic) >> 8), byte(len(topic))}
-	return append(append(b, topic...), payload...)
+// pub encodes a PUBLISH: QoS 0 when id is 0, else QoS 1 with packet
+// identifier id.
+func pub(topic string, id uint16, payload string) []byte {
+	b := []byte{0x30}
+	rest := 2 + len(topic) + len(payload)
+	if id != 0 {
+		b[0], rest = 0x32, rest+2
+	}
+	for {
+		d := byte(rest & 0x7f)
+		rest >>= 7
+		if rest > 0 {
+			d |= 0x80
+		}
+		b = append(b, d)
+		if rest == 0 {
+			break
+		}
+	}
+	b = append(b, byte(len(topic)>>8), byte(len(topic)))
+	b = append(b, topic...)
+	if id != 0 {
+		b = append(b, byte(id>>8), byte(id))
+	}
+	return append(b, payload...)
 }
 
 // A message that does not decode is an error; the sequence goes on. The
@@ -247,11 +274,11 @@ func TestSubscribeMalformedMessage(t *testing.T) {
 			return true
 		}
 		out := []byte{0x90, 3, body[0], body[1], 1}
-		out = append(out, pub(topic, `[{"key":"a","value":1}]`)...)
-		out = append(out, pub(topic, `[{"key":`)...)
-		out = append(out, pub("v2/things/other", `[{"key":"x","value":1}]`)...)
-		out = append(out, pub(topic, `{"values":[{"key":"b","value":"2"}]}`)...)
-		out = append(out, pub(topic, `[{"key":"c","value":3},{"key":5},{"key":"d","value":4}]`)...)
+		out = append(out, pub(topic, 0, `[{"key":"a","value":1}]`)...)
+		out = append(out, pub(topic, 0, `[{"key":`)...)
+		out = append(out, pub("v2/things/other", 0, `[{"key":"x","value":1}]`)...)
+		out = append(out, pub(topic, 0, `{"values":[{"key":"b","value":"2"}]}`)...)
+		out = append(out, pub(topic, 0, `[{"key":"c","value":3},{"key":5},{"key":"d","value":4}]`)...)
 		_, err := c.Write(out)
 		return err == nil
 	})
@@ -312,7 +339,7 @@ func TestActivateKeepsTheTokenWhenTheThingCannotConnect(t *testing.T) {
 		}
 		topicLen := int(body[2])<<8 | int(body[3])
 		topic := string(body[4 : 4+topicLen])
-		out := append([]byte{0x90, 3, body[0], body[1], 1}, pub(topic, `{"status":"created","thingToken":"new-thing-token"}`)...)
+		out := append([]byte{0x90, 3, body[0], body[1], 1}, pub(topic, 0, `{"status":"created","thingToken":"new-thing-token"}`)...)
 		_, err := c.Write(out)
 		return err == nil
 	})
@@ -361,23 +388,22 @@ func TestWriteTimeoutOption(t *testing.T) {
 	}
 }
 
-// activationBroker answers every activation subscription with answer.
-func activationBroker(t *testing.T, answer string) *hostileBroker {
-	return newHostileBroker(t, func(typ byte, body []byte, c net.Conn) bool {
-		if typ != subscribePacket {
-			return true
-		}
-		topicLen := int(body[2])<<8 | int(body[3])
-		topic := string(body[4 : 4+topicLen])
-		_, err := c.Write(append([]byte{0x90, 3, body[0], body[1], 1}, pub1(topic, 1, answer)...))
-		return err == nil
-	})
-}
-
 // Only "activation code not found" means the code is gone: another
 // refusal must not make a device throw a valid code away. The broker's
 // message is quoted short, its control characters escaped.
 func TestActivateRefusals(t *testing.T) {
+	// A broker answering every activation subscription with answer.
+	activationBroker := func(t *testing.T, answer string) *hostileBroker {
+		return newHostileBroker(t, func(typ byte, body []byte, c net.Conn) bool {
+			if typ != subscribePacket {
+				return true
+			}
+			topicLen := int(body[2])<<8 | int(body[3])
+			topic := string(body[4 : 4+topicLen])
+			_, err := c.Write(append([]byte{0x90, 3, body[0], body[1], 1}, pub(topic, 1, answer)...))
+			return err == nil
+		})
+	}
 	t.Run("not found", func(t *testing.T) {
 		h := activationBroker(t, `{"status":"error","message":"activation code not found"}`)
 		_, err := mqtt.Activate(ctxT(t), "CODE", mqtt.WithBroker(h.url()))
@@ -414,7 +440,7 @@ func TestActivateHugeAnswer(t *testing.T) {
 		if typ != subscribePacket {
 			return true
 		}
-		_, err := c.Write(append([]byte{0x90, 3, body[0], body[1], 1}, huge(publish)...))
+		_, err := c.Write(append([]byte{0x90, 3, body[0], body[1], 1, publish << 4}, hugeLength...))
 		return err == nil
 	})
 	_, err := mqtt.Activate(ctxT(t), "CODE", mqtt.WithBroker(h.url()))
@@ -428,7 +454,7 @@ func TestActivateHugeAnswer(t *testing.T) {
 func TestWriteHugeAnswer(t *testing.T) {
 	h := newHostileBroker(t, func(typ byte, _ []byte, c net.Conn) bool {
 		if typ == publish {
-			_, err := c.Write(huge(4))
+			_, err := c.Write(append([]byte{4 << 4}, hugeLength...)) // PUBACK
 			return err == nil
 		}
 		return true

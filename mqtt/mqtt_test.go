@@ -23,19 +23,21 @@ import (
 
 const token = "tok-SENTINEL-7f3a9c"
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(tb testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
+	tb.Cleanup(cancel)
 	return ctx
 }
 
-func dial(t *testing.T, srv *server, tok string, opts ...mqtt.Option) *mqtt.Client {
-	t.Helper()
-	c, err := mqtt.Dial(ctxT(t), tok, append([]mqtt.Option{mqtt.WithBroker(srv.MQTTURL())}, opts...)...)
+// dial connects as tok to srv's broker; the client closes when the test
+// or benchmark ends.
+func dial(tb testing.TB, srv *server, tok string, opts ...mqtt.Option) *mqtt.Client {
+	tb.Helper()
+	c, err := mqtt.Dial(ctxT(tb), tok, append([]mqtt.Option{mqtt.WithBroker(srv.MQTTURL())}, opts...)...)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	tb.Cleanup(func() { c.Close() })
 	return c
 }
 
@@ -49,12 +51,12 @@ func restClient(t *testing.T, srv *server, tok string) *thethings.Client {
 }
 
 // eventually polls cond until it holds or the test's patience ends.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
+func eventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
+			tb.Fatalf("never: %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -334,15 +336,14 @@ type proxy struct {
 	conns   []net.Conn
 }
 
-func newProxy(t *testing.T, addr string) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// newProxy forwards what ln accepts to addr; a nil ln listens on loopback.
+func newProxy(t *testing.T, ln net.Listener, addr string) *proxy {
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return proxyOn(t, ln, addr)
-}
-
-func proxyOn(t *testing.T, ln net.Listener, addr string) *proxy {
 	p := &proxy{ln: ln}
 	p.wg.Add(1)
 	go func() {
@@ -393,7 +394,7 @@ func (p *proxy) url() string { return "tcp://" + p.ln.Addr().String() }
 
 func TestBadInputRefusedBeforeIO(t *testing.T) {
 	srv := newServer(t, []string{token})
-	p := newProxy(t, strings.TrimPrefix(srv.MQTTURL(), "tcp://"))
+	p := newProxy(t, nil, strings.TrimPrefix(srv.MQTTURL(), "tcp://"))
 	ctx := ctxT(t)
 	broker := mqtt.WithBroker(p.url())
 
@@ -499,7 +500,7 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := proxyOn(t, ln, strings.TrimPrefix(srv.MQTTURL(), "tcp://"))
+	p := newProxy(t, ln, strings.TrimPrefix(srv.MQTTURL(), "tcp://"))
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 
 	for _, scheme := range []string{"mqtts", "ssl"} {
@@ -526,23 +527,6 @@ func TestTLS(t *testing.T) {
 	}
 }
 
-// clientGoroutines lists goroutines running MQTT client code, except the
-// test's own (a Subscribe loop runs on its caller's goroutine).
-func clientGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "thethings/mqtt_test.") || strings.Contains(g, "runtime.goexit1()") {
-			continue // the test's own, or one that has returned and is exiting
-		}
-		if strings.Contains(g, "eclipse/paho.mqtt.golang") || strings.Contains(g, "thethings-go/thethings/mqtt.") {
-			out = append(out, g)
-		}
-	}
-	return out
-}
-
 // Close leaves no goroutine of the client, even mid-reconnect.
 func TestCloseLeavesNoGoroutine(t *testing.T) {
 	srv := newServer(t, []string{token})
@@ -559,7 +543,20 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 			}
 		}
 		c.Close()
-		if g := clientGoroutines(); len(g) > 0 {
+		// Goroutines running MQTT client code, except the test's own (a
+		// Subscribe loop runs on its caller's goroutine).
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		var g []string
+		for _, s := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(s, "thethings/mqtt_test.") || strings.Contains(s, "runtime.goexit1()") {
+				continue // the test's own, or one that has returned and is exiting
+			}
+			if strings.Contains(s, "eclipse/paho.mqtt.golang") || strings.Contains(s, "thethings-go/thethings/mqtt.") {
+				g = append(g, s)
+			}
+		}
+		if len(g) > 0 {
 			t.Fatalf("restart %v: %d goroutines left after Close:\n%s", restart, len(g), strings.Join(g, "\n\n"))
 		}
 		eventually(t, "the broker saw the client go", func() bool { return srv.OpenSubscriptions() == 0 })

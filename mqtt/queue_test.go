@@ -1,46 +1,16 @@
 package mqtt_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"net"
-	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/thethings-go/thethings"
 	"github.com/thethings-go/thethings/mqtt"
 )
-
-// pub1 encodes a QoS 1 PUBLISH with packet identifier id.
-func pub1(topic string, id uint16, payload string) []byte {
-	rest := 2 + len(topic) + 2 + len(payload)
-	b := []byte{0x32}
-	for {
-		d := byte(rest & 0x7f)
-		rest >>= 7
-		if rest > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if rest == 0 {
-			break
-		}
-	}
-	b = append(b, byte(len(topic)>>8), byte(len(topic)))
-	b = append(b, topic...)
-	b = append(b, byte(id>>8), byte(id))
-	return append(b, payload...)
-}
-
-// heapInUse returns the live heap after a collection.
-func heapInUse() int64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return int64(m.HeapAlloc)
-}
 
 // A loop that falls behind holds its queue's bound in bytes, not a count
 // of messages: 20 messages of 1 MB to a loop that reads none of them
@@ -54,48 +24,37 @@ func TestSubscribeQueueBoundedInBytes(t *testing.T) {
 	topic := "v2/things/" + token
 	big := `[{"key":"big","value":"` + strings.Repeat("a", size-len(`[{"key":"big","value":""}]`)) + `"}]`
 	allAcked := make(chan struct{})
-	url := rawBroker(t, func(c net.Conn, r *bufio.Reader) {
-		if _, _, err := readPacket(r); err != nil {
-			return
-		}
-		_, _ = c.Write([]byte{0x20, 2, 0, 0})
-		for {
-			typ, _, err := readPacket(r)
-			if err != nil {
-				return
+	var acked atomic.Int64
+	h := newHostileBroker(t, func(typ byte, _ []byte, c net.Conn) bool {
+		switch typ {
+		case subscribePacket:
+			if _, err := c.Write([]byte{0x90, 3, 0, 1, 1}); err != nil { // paho numbers its first packet 1
+				return false
 			}
-			if typ == subscribePacket {
-				break
+			// The client reads on whatever the loop does; its PUBACKs, a
+			// few bytes each, wait in the socket meanwhile.
+			for i := range n {
+				if _, err := c.Write(pub(topic, uint16(i+1), big)); err != nil {
+					return false
+				}
 			}
-		}
-		_, _ = c.Write([]byte{0x90, 3, 0, 1, 1}) // paho numbers its first packet 1
-		// The client reads on whatever the loop does; its PUBACKs, a few
-		// bytes each, wait in the socket meanwhile.
-		for i := range n {
-			if _, err := c.Write(pub1(topic, uint16(i+1), big)); err != nil {
-				return
-			}
-		}
-		_, _ = c.Write(pub1(topic, n+1, `[{"key":"last","value":1}]`))
-		// The client acknowledges a QoS 1 message once the Subscribe queue
-		// took it or dropped it.
-		for acked := 0; acked < n+1; {
-			typ, _, err := readPacket(r)
-			if err != nil {
-				return
-			}
-			if typ == 4 {
-				acked++
+			_, err := c.Write(pub(topic, n+1, `[{"key":"last","value":1}]`))
+			return err == nil
+		case 4:
+			// The client acknowledges a QoS 1 message once the Subscribe
+			// queue took it or dropped it.
+			if acked.Add(1) == n+1 {
+				close(allAcked)
 			}
 		}
-		close(allAcked)
+		return true
 	})
-	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(url))
+	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	base := heapInUse()
+	base := int64(memStats(true).HeapAlloc)
 	ctx, cancel := context.WithCancel(ctxT(t))
 	defer cancel()
 	var (
@@ -110,7 +69,7 @@ func TestSubscribeQueueBoundedInBytes(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatal("the broker's messages were never all acknowledged")
 			}
-			queued = heapInUse() - base
+			queued = int64(memStats(true).HeapAlloc) - base
 		}
 		var de *mqtt.DroppedError
 		switch {

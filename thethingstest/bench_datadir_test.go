@@ -15,13 +15,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// stores are the two ways a Server keeps its data, for benchmarks that
-// compare them.
-func stores(b *testing.B) []struct {
-	name string
-	opts func() []Option
-} {
-	return []struct {
+// BenchmarkWriteStore measures writes through the handler with the store
+// in memory and in a data directory (each answer waits for its fsync):
+// one value per request from one writer, from 16 at once (they share
+// fsyncs), and 100 values per request.
+func BenchmarkWriteStore(b *testing.B) {
+	one := `{"values":[{"key":"k","value":21.5}]}`
+	batch := `{"values":[` + strings.TrimSuffix(strings.Repeat(`{"key":"k","value":21.5},`, 100), ",") + `]}`
+	// The two ways a Server keeps its data.
+	stores := []struct {
 		name string
 		opts func() []Option
 	}{
@@ -30,16 +32,7 @@ func stores(b *testing.B) []struct {
 		// so every fsync reaches the device.
 		{"data-dir", func() []Option { return []Option{WithDataDir(b.TempDir())} }},
 	}
-}
-
-// BenchmarkWriteStore measures writes through the handler with the store
-// in memory and in a data directory (each answer waits for its fsync):
-// one value per request from one writer, from 16 at once (they share
-// fsyncs), and 100 values per request.
-func BenchmarkWriteStore(b *testing.B) {
-	one := `{"values":[{"key":"k","value":21.5}]}`
-	batch := `{"values":[` + strings.TrimSuffix(strings.Repeat(`{"key":"k","value":21.5},`, 100), ",") + `]}`
-	for _, st := range stores(b) {
+	for _, st := range stores {
 		for _, c := range []struct {
 			name     string
 			body     string

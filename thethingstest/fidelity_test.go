@@ -45,51 +45,6 @@ func readWhole(t *testing.T, conn net.Conn, complete func([]byte) bool) []byte {
 	return b
 }
 
-// answerComplete reports whether b holds a whole HTTP answer (by
-// Content-Length).
-func answerComplete(b []byte) bool {
-	head, body, ok := bytes.Cut(b, []byte("\r\n\r\n"))
-	if !ok {
-		return false
-	}
-	for _, line := range strings.Split(string(head), "\r\n") {
-		if v, ok := strings.CutPrefix(strings.ToLower(line), "content-length: "); ok {
-			n, err := strconv.Atoi(v)
-			return err != nil || len(body) >= n
-		}
-	}
-	return true
-}
-
-// chunkComplete reports whether b holds a whole HTTP chunk.
-func chunkComplete(b []byte) bool {
-	line, rest, ok := bytes.Cut(b, []byte("\r\n"))
-	if !ok {
-		return false
-	}
-	n, err := strconv.ParseInt(string(line), 16, 64)
-	return err != nil || int64(len(rest)) >= n+2
-}
-
-// splitAnswer splits a whole HTTP answer into its head and body, failing
-// when the body is not all there (by Content-Length).
-func splitAnswer(t *testing.T, b []byte) (head string, body []byte) {
-	t.Helper()
-	i := bytes.Index(b, []byte("\r\n\r\n"))
-	require.GreaterOrEqual(t, i, 0, "the head is whole: %q", b[:min(len(b), 200)])
-	head, body = string(b[:i]), b[i+4:]
-	cl := ""
-	for _, line := range strings.Split(head, "\r\n") {
-		if v, ok := strings.CutPrefix(strings.ToLower(line), "content-length: "); ok {
-			cl = v
-		}
-	}
-	n, err := strconv.Atoi(cl)
-	require.NoError(t, err, "Content-Length in %q", head)
-	require.Equal(t, n, len(body), "the whole answer, and nothing more")
-	return head, body
-}
-
 // Each answer leaves in one write, headers and body together, so a client
 // that treats each network read as one JSON document (as the official
 // JavaScript SDK does) reads even a 1000-value page when the network keeps
@@ -109,19 +64,38 @@ func TestAnswerArrivesInOneRead(t *testing.T) {
 	conn, err := net.Dial("tcp", e.addr)
 	require.NoError(t, err)
 	defer conn.Close()
-	// oneWrite requires that the answer just read left in one write.
-	oneWrite := func(answer []byte) {
+	// readAnswer reads one HTTP answer, whole by its Content-Length,
+	// requires that it left in one write and holds nothing more, and
+	// splits it into head and body.
+	readAnswer := func() (head string, body []byte) {
 		t.Helper()
+		cl := ""
+		answer := readWhole(t, conn, func(b []byte) bool {
+			h, rest, ok := bytes.Cut(b, []byte("\r\n\r\n"))
+			if !ok {
+				return false
+			}
+			head, body, cl = string(h), rest, ""
+			for _, line := range strings.Split(head, "\r\n") {
+				if v, ok := strings.CutPrefix(strings.ToLower(line), "content-length: "); ok {
+					cl = v
+				}
+			}
+			n, err := strconv.Atoi(cl)
+			return err != nil || len(body) >= n
+		})
 		writes := rec.taken()
 		require.Len(t, writes, 1, "one write for a %d-byte answer", len(answer))
 		require.Equal(t, answer, writes[0])
+		n, err := strconv.Atoi(cl)
+		require.NoError(t, err, "Content-Length in %q", head)
+		require.Equal(t, n, len(body), "the whole answer, and nothing more")
+		return head, body
 	}
 	for i := range 20 { // keep-alive: every answer on the connection
 		_, err := fmt.Fprintf(conn, "GET /v2/things/tok/resources/k?limit=1000 HTTP/1.1\r\nHost: %s\r\n\r\n", e.addr)
 		require.NoError(t, err)
-		answer := readWhole(t, conn, answerComplete)
-		oneWrite(answer)
-		head, body := splitAnswer(t, answer)
+		head, body := readAnswer()
 		require.True(t, strings.HasPrefix(head, "HTTP/1.1 200 "), head)
 		var items []item
 		require.NoError(t, json.Unmarshal(body, &items), "answer %d", i)
@@ -132,29 +106,13 @@ func TestAnswerArrivesInOneRead(t *testing.T) {
 		w := `{"values":[{"key":"w","value":1}]}`
 		_, err = fmt.Fprintf(conn, "POST /v2/things/tok HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", e.addr, len(w), w)
 		require.NoError(t, err)
-		answer = readWhole(t, conn, answerComplete)
-		oneWrite(answer)
-		_, body = splitAnswer(t, answer)
+		_, body = readAnswer()
 		assert.JSONEq(t, `{"status":"created"}`, string(body))
 		_, err = fmt.Fprintf(conn, "GET /v2/things/nope/resources/k HTTP/1.1\r\nHost: %s\r\n\r\n", e.addr)
 		require.NoError(t, err)
-		answer = readWhole(t, conn, answerComplete)
-		oneWrite(answer)
-		head, _ = splitAnswer(t, answer)
+		head, _ = readAnswer()
 		assert.True(t, strings.HasPrefix(head, "HTTP/1.1 404 "), head)
 	}
-}
-
-// parseChunk requires b to be exactly one HTTP chunk and returns its data.
-func parseChunk(t *testing.T, b []byte) []byte {
-	t.Helper()
-	line, rest, ok := bytes.Cut(b, []byte("\r\n"))
-	require.True(t, ok, "chunk size line in %q", b[:min(len(b), 100)])
-	n, err := strconv.ParseInt(string(line), 16, 64)
-	require.NoError(t, err)
-	require.Equal(t, int(n)+2, len(rest), "exactly one whole chunk")
-	require.Equal(t, "\r\n", string(rest[n:]))
-	return rest[:n]
 }
 
 // recordingListener records the size of every write on its connections,
@@ -209,16 +167,38 @@ func TestStreamFrameIsOneChunkInOneRead(t *testing.T) {
 	defer conn.Close()
 	_, err = fmt.Fprintf(conn, "GET /v2/things/tok?keepAlive=600000 HTTP/1.1\r\nHost: %s\r\n\r\n", e.addr)
 	require.NoError(t, err)
-	complete := func(b []byte) bool {
-		_, rest, ok := bytes.Cut(b, []byte("\r\n\r\n"))
-		return ok && chunkComplete(rest)
+	// cutChunk returns the data of the HTTP chunk b begins with, the bytes
+	// after it, and whether the chunk is all there; a size line that does
+	// not parse counts as all there, for the caller's check to fail on.
+	cutChunk := func(b []byte) (data, after []byte, whole bool) {
+		line, rest, ok := bytes.Cut(b, []byte("\r\n"))
+		if !ok {
+			return nil, nil, false
+		}
+		n, err := strconv.ParseInt(string(line), 16, 64)
+		if err != nil || int64(len(rest)) < n+2 {
+			return nil, nil, err != nil
+		}
+		return rest[:n], rest[n:], true
 	}
-	first := readWhole(t, conn, complete)
+	// parseChunk requires b to be exactly one HTTP chunk and returns its data.
+	parseChunk := func(b []byte) []byte {
+		t.Helper()
+		data, after, whole := cutChunk(b)
+		require.True(t, whole && data != nil, "one whole chunk in %q", b[:min(len(b), 100)])
+		require.Equal(t, "\r\n", string(after), "exactly one whole chunk")
+		return data
+	}
+	first := readWhole(t, conn, func(b []byte) bool {
+		_, rest, ok := bytes.Cut(b, []byte("\r\n\r\n"))
+		_, _, whole := cutChunk(rest)
+		return ok && whole
+	})
 	require.LessOrEqual(t, len(first), oneSegment, "head and first frame fit in one segment, so arrived in one read")
 	i := bytes.Index(first, []byte("\r\n\r\n"))
 	require.GreaterOrEqual(t, i, 0)
 	assert.Contains(t, string(first[:i]), "Transfer-Encoding: chunked")
-	assert.Equal(t, `{"status":"success","message":"subscribed"}`, string(parseChunk(t, first[i+4:])))
+	assert.Equal(t, `{"status":"success","message":"subscribed"}`, string(parseChunk(first[i+4:])))
 	require.Equal(t, [][]byte{first}, rec.taken(), "head and first frame in one write")
 
 	for _, n := range []int{1, 10, 100, 1000, 3, 500} {
@@ -232,8 +212,8 @@ func TestStreamFrameIsOneChunkInOneRead(t *testing.T) {
 		}
 		b.WriteString(`]}`)
 		e.mustWrite("tok", b.String())
-		chunk := readWhole(t, conn, chunkComplete)
-		frame := parseChunk(t, chunk)
+		chunk := readWhole(t, conn, func(b []byte) bool { _, _, whole := cutChunk(b); return whole })
+		frame := parseChunk(chunk)
 		var items []item
 		require.NoError(t, json.Unmarshal(frame, &items))
 		require.Len(t, items, n)

@@ -219,15 +219,6 @@ func newServer(t testing.TB) (*thethingstest.Server, string) {
 	return srv, srv.Tokens()[0]
 }
 
-func values(t *testing.T, recs []thethingstest.Record) []string {
-	t.Helper()
-	var out []string
-	for _, r := range recs {
-		out = append(out, string(r.Value))
-	}
-	return out
-}
-
 func TestUsage(t *testing.T) {
 	r := cli(t, "", "", "")
 	assert.Equal(t, 2, r.code)
@@ -283,9 +274,17 @@ func TestWrite(t *testing.T) {
 	ok("str", `"21.5"`)
 	ok("obj", `{"a":[1,true]}`)
 
+	// The JSON of each stored value.
+	values := func(recs []thethingstest.Record) []string {
+		var out []string
+		for _, r := range recs {
+			out = append(out, string(r.Value))
+		}
+		return out
+	}
 	num := srv.Stored(tok, "num")
 	require.Len(t, num, 2)
-	assert.ElementsMatch(t, []string{"21.5", "-5"}, values(t, num))
+	assert.ElementsMatch(t, []string{"21.5", "-5"}, values(num))
 	for _, r := range num {
 		if string(r.Value) == "-5" {
 			assert.Equal(t, time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC), r.Datetime)
@@ -293,8 +292,8 @@ func TestWrite(t *testing.T) {
 			assert.Equal(t, thethingstest.Geo{Lat: -33.9, Long: 151.2}, *r.Geo)
 		}
 	}
-	assert.ElementsMatch(t, []string{`"hello world"`, `"21.5"`}, values(t, srv.Stored(tok, "str")))
-	assert.Equal(t, []string{`{"a":[1,true]}`}, values(t, srv.Stored(tok, "obj")))
+	assert.ElementsMatch(t, []string{`"hello world"`, `"21.5"`}, values(srv.Stored(tok, "str")))
+	assert.Equal(t, []string{`{"a":[1,true]}`}, values(srv.Stored(tok, "obj")))
 
 	// The global flags work too, before the command or after it.
 	r := cli(t, "", "", "", "-base-url", srv.URL(), "-token", tok, "write", "flags", "1")
@@ -363,16 +362,18 @@ func TestWriteStdinRefusesBadLines(t *testing.T) {
 	}
 }
 
-// seed stores n values of key, one a second back from 2024-05-01, newest
-// value n-1.
-func seed(t testing.TB, srv *thethingstest.Server, tok, key string, n int) {
+// seed stores n values of key, 0 to n-1, one a second from 2024-05-01,
+// and returns them as read prints them: newest first.
+func seed(t testing.TB, srv *thethingstest.Server, tok, key string, n int) (newestFirst []string) {
 	t.Helper()
 	recs := make([]thethingstest.Record, n)
 	base := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
 	for i := range recs {
 		recs[i] = thethingstest.Record{Value: json.RawMessage(fmt.Sprint(i)), Datetime: base.Add(time.Duration(i) * time.Second)}
+		newestFirst = append(newestFirst, fmt.Sprint(n-1-i))
 	}
 	require.NoError(t, srv.Seed(tok, key, recs...))
+	return newestFirst
 }
 
 // csvValues returns the value column of CSV output, checking the header.
@@ -392,21 +393,13 @@ func csvValues(t *testing.T, out string, header bool) []string {
 	return vals
 }
 
-func seq(from, to int) []string { // from down to to, inclusive
-	var s []string
-	for i := from; i >= to; i-- {
-		s = append(s, fmt.Sprint(i))
-	}
-	return s
-}
-
 func TestRead(t *testing.T) {
 	srv, tok := newServer(t)
-	seed(t, srv, tok, "temp", 2500)
+	want := seed(t, srv, tok, "temp", 2500)
 
 	r := cli(t, srv.URL(), tok, "", "read", "temp")
 	require.Equal(t, 0, r.code, r.stderr)
-	assert.Equal(t, seq(2499, 0), csvValues(t, r.stdout, true))
+	assert.Equal(t, want, csvValues(t, r.stdout, true))
 	assert.Empty(t, r.stderr, "no progress when stderr is not a terminal")
 	assert.True(t, strings.HasPrefix(r.stdout, "datetime,key,value,lat,long\n2024-05-01T00:41:39.000Z,temp,2499,,\n"), r.stdout[:80])
 
@@ -421,11 +414,11 @@ func TestRead(t *testing.T) {
 	// -limit stops early and says how to go on; -resume goes on exactly there.
 	r = cli(t, srv.URL(), tok, "", "read", "temp", "-limit", "1500")
 	require.Equal(t, 0, r.code, r.stderr)
-	assert.Equal(t, seq(2499, 1000), csvValues(t, r.stdout, true))
+	assert.Equal(t, want[:1500], csvValues(t, r.stdout, true))
 	cursor := resumeCursor(t, r.stderr)
 	r = cli(t, srv.URL(), tok, "", "read", "temp", "-resume", cursor)
 	require.Equal(t, 0, r.code, r.stderr)
-	assert.Equal(t, seq(999, 0), csvValues(t, r.stdout, false), "a resumed read prints no second header")
+	assert.Equal(t, want[1500:], csvValues(t, r.stdout, false), "a resumed read prints no second header")
 
 	// A key never written: nothing there, status 3.
 	r = cli(t, srv.URL(), tok, "", "read", "never")
@@ -461,7 +454,7 @@ func TestReadResumesAfterInterrupt(t *testing.T) {
 		t.Skip("no SIGINT")
 	}
 	srv, tok := newServer(t)
-	seed(t, srv, tok, "slow", 3500)
+	want := seed(t, srv, tok, "slow", 3500)
 	srv.SetFaults(thethingstest.Faults{Latency: 500 * time.Millisecond})
 
 	p := start(t, srv.URL(), tok, "read", "slow")
@@ -487,7 +480,7 @@ func TestReadResumesAfterInterrupt(t *testing.T) {
 	srv.SetFaults(thethingstest.Faults{})
 	r := cli(t, srv.URL(), tok, "", "read", "slow", "-resume", cursor)
 	require.Equal(t, 0, r.code, r.stderr)
-	assert.Equal(t, seq(3499, 0), append(first, csvValues(t, r.stdout, false)...))
+	assert.Equal(t, want, append(first, csvValues(t, r.stdout, false)...))
 }
 
 func TestTail(t *testing.T) {

@@ -15,38 +15,29 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// openPTY returns a pseudo-terminal's two ends.
-func openPTY(t *testing.T) (master, slave *os.File) {
-	t.Helper()
-	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
-	}
-	var unlock int32
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, master.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
-		master.Close()
-		t.Skipf("unlock pseudo-terminal: %v", e)
-	}
-	var n uint32
-	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, master.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); e != 0 {
-		master.Close()
-		t.Skipf("pseudo-terminal number: %v", e)
-	}
-	slave, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		master.Close()
-		t.Skipf("open pseudo-terminal: %v", err)
-	}
-	return master, slave
-}
-
 // TestReadProgressOnTerminal: with stderr a terminal, read redraws a
 // progress line there; stdout carries the values only.
 func TestReadProgressOnTerminal(t *testing.T) {
 	srv, tok := newServer(t)
 	seed(t, srv, tok, "p", 2500)
-	master, slave := openPTY(t)
+	// A pseudo-terminal's two ends.
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
 	defer master.Close()
+	var unlock int32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, master.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); e != 0 {
+		t.Skipf("unlock pseudo-terminal: %v", e)
+	}
+	var n uint32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, master.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); e != 0 {
+		t.Skipf("pseudo-terminal number: %v", e)
+	}
+	slave, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("open pseudo-terminal: %v", err)
+	}
 
 	cmd := exec.Command(bin, "read", "p")
 	cmd.Env, _ = cliEnv(srv.URL(), tok)

@@ -106,12 +106,13 @@ func TestNothingRawReachesTheTerminal(t *testing.T) {
 	assert.Equal(t, map[string]string{"name" + hostile: hostile}, settings)
 }
 
-// hostilePlatform answers like the platform, but every string it sends
-// holds control characters: read answers, activation, error messages in
-// the platform's envelope and as a bare (not UTF-8) body, and a proxy's
-// HTML page.
-func hostilePlatform(t *testing.T) string {
-	t.Helper()
+// TestHostilePlatformReachesNoTerminalRaw: what a hostile platform sends
+// (keys, values, thing ids, error messages) is escaped in every output,
+// errors included, and an error is one short line.
+func TestHostilePlatformReachesNoTerminalRaw(t *testing.T) {
+	// A platform whose every string holds control characters: read
+	// answers, activation, error messages in the platform's envelope and
+	// as a bare (not UTF-8) body, and a proxy's HTML page.
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		path := strings.TrimPrefix(r.URL.Path, "/v2/")
 		enc := func(status int, v any) {
@@ -137,52 +138,46 @@ func hostilePlatform(t *testing.T) string {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	return srv.URL + "/v2/"
-}
+	url := srv.URL + "/v2/"
 
-// TestHostilePlatformReachesNoTerminalRaw: what a hostile platform sends
-// (keys, values, thing ids, error messages) is escaped in every output,
-// errors included.
-func TestHostilePlatformReachesNoTerminalRaw(t *testing.T) {
-	url := hostilePlatform(t)
-	for _, args := range [][]string{
-		{"read", "k-x"},
-		{"read", "k-x", "-format", "jsonl"},
-		{"read", "other"},
-		{"activate", "code"},
-		{"time"},
-		{"tail"},
-		{"geo"},
-		{"settings"},
-		{"write", "k", "1"},
-	} {
-		r := cli(t, url, "tok", "", args...)
-		assertNoRaw(t, r, args)
-	}
-	r := cli(t, url, "tok", "", "read", "k-x")
-	assert.Contains(t, r.stdout, `k-\x1b]52;c;cm0gLXJmIH4K\x07`, "keys are escaped visibly")
-	r = cli(t, url, "", "", "activate", "code")
-	require.Equal(t, 0, r.code, r.stderr)
-	assert.Contains(t, r.stderr, `thing id\x1b]52;c;`)
-	r = cli(t, url, "tok", "", "time")
-	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stderr, `\x9b31m`, "a byte that is not UTF-8 is shown as its value")
-}
+	t.Run("escaped", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"read", "k-x"},
+			{"read", "k-x", "-format", "jsonl"},
+			{"read", "other"},
+			{"activate", "code"},
+			{"time"},
+			{"tail"},
+			{"geo"},
+			{"settings"},
+			{"write", "k", "1"},
+		} {
+			r := cli(t, url, "tok", "", args...)
+			assertNoRaw(t, r, args)
+		}
+		r := cli(t, url, "tok", "", "read", "k-x")
+		assert.Contains(t, r.stdout, `k-\x1b]52;c;cm0gLXJmIH4K\x07`, "keys are escaped visibly")
+		r = cli(t, url, "", "", "activate", "code")
+		require.Equal(t, 0, r.code, r.stderr)
+		assert.Contains(t, r.stderr, `thing id\x1b]52;c;`)
+		r = cli(t, url, "tok", "", "time")
+		assert.Equal(t, 1, r.code)
+		assert.Contains(t, r.stderr, `\x9b31m`, "a byte that is not UTF-8 is shown as its value")
+	})
 
-// TestErrorsAreOneLine: a proxy's HTML page in an answer becomes one short
-// line of stderr.
-func TestErrorsAreOneLine(t *testing.T) {
-	url := hostilePlatform(t)
-	r := cli(t, url, "tok-proxy", "", "time")
-	assert.Equal(t, 1, r.code)
-	assert.Equal(t, 1, strings.Count(r.stderr, "\n"), "%q", r.stderr)
-	assert.Contains(t, r.stderr, "502 Bad Gateway: <html> <head>")
-	assert.LessOrEqual(t, utf8.RuneCountInString(r.stderr), maxErrorLine+len("thethings time: \n"))
-	assertNoRaw(t, r)
+	// A proxy's HTML page in an answer becomes one short line of stderr.
+	t.Run("errors are one line", func(t *testing.T) {
+		r := cli(t, url, "tok-proxy", "", "time")
+		assert.Equal(t, 1, r.code)
+		assert.Equal(t, 1, strings.Count(r.stderr, "\n"), "%q", r.stderr)
+		assert.Contains(t, r.stderr, "502 Bad Gateway: <html> <head>")
+		assert.LessOrEqual(t, utf8.RuneCountInString(r.stderr), maxErrorLine+len("thethings time: \n"))
+		assertNoRaw(t, r)
 
-	long := strings.Repeat("x", 5000) + "\nthe end"
-	assert.Equal(t, maxErrorLine+utf8.RuneCountInString(" … "), utf8.RuneCountInString(errorLine(long)))
-	assert.True(t, strings.HasSuffix(errorLine(long), "x the end"), "the end of a long message stays")
+		long := strings.Repeat("x", 5000) + "\nthe end"
+		assert.Equal(t, maxErrorLine+utf8.RuneCountInString(" … "), utf8.RuneCountInString(errorLine(long)))
+		assert.True(t, strings.HasSuffix(errorLine(long), "x the end"), "the end of a long message stays")
+	})
 }
 
 func TestCleanEscapes(t *testing.T) {

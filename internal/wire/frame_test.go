@@ -134,7 +134,7 @@ func slowItems(frame []byte) ([]Item, error) {
 }
 
 // itemValue decodes a value as encoding/json with UseNumber would, without
-// a Decoder for the common scalar cases.
+// a Decoder for the scalar cases.
 type itemValue struct{ v any }
 
 func (iv *itemValue) UnmarshalJSON(b []byte) error {
@@ -143,10 +143,6 @@ func (iv *itemValue) UnmarshalJSON(b []byte) error {
 		iv.v = json.Number(b)
 		return nil
 	case c == '"':
-		if s, ok := plainString(b); ok {
-			iv.v = s
-			return nil
-		}
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
@@ -166,21 +162,6 @@ func (iv *itemValue) UnmarshalJSON(b []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	return dec.Decode(&iv.v)
-}
-
-// plainString returns the content of a quoted JSON string that holds only
-// printable ASCII without escapes, which needs no decoding.
-func plainString(b []byte) (string, bool) {
-	if len(b) < 2 {
-		return "", false
-	}
-	inner := b[1 : len(b)-1]
-	for _, c := range inner {
-		if c < 0x20 || c >= 0x80 || c == '\\' || c == '"' {
-			return "", false
-		}
-	}
-	return string(inner), true
 }
 
 // itemTime decodes "datetime".

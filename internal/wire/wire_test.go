@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -158,13 +159,6 @@ func TestDecodeUsualShape(t *testing.T) {
 	}
 }
 
-func readTime(s string) (time.Time, error) {
-	if s == "20260304050607" {
-		return time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC), nil
-	}
-	return time.Time{}, errors.New("bad time")
-}
-
 func TestDecodeAnswerRules(t *testing.T) {
 	at := time.Date(2026, 3, 4, 5, 6, 7, 89e6, time.UTC)
 	const dt = `"datetime":"2026-03-04T05:06:07.089Z"`
@@ -193,7 +187,12 @@ func TestDecodeAnswerRules(t *testing.T) {
 		{in: `[{` + dt + `},]`, err: "thethings: malformed read answer at offset 41 of 42"},
 		{in: `[{"extra":"` + "\x01" + `"}]`, err: "thethings: malformed read answer at offset 11 of 15"},
 	} {
-		d := Decoder{Key: "temp", ParseTime: readTime}
+		d := Decoder{Key: "temp", ParseTime: func(s string) (time.Time, error) {
+			if s == "20260304050607" {
+				return time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC), nil
+			}
+			return time.Time{}, errors.New("bad time")
+		}}
 		got, err := d.Decode([]byte(c.in), 0)
 		if c.err != "" {
 			assert.ErrorContains(t, err, c.err, c.in)
@@ -246,8 +245,8 @@ func TestFingerprint(t *testing.T) {
 		h.Write(buf.Bytes())
 		if geo != nil {
 			b := []byte{1}
-			b = binaryAppend(b, math.Float64bits(geo.Lat))
-			b = binaryAppend(b, math.Float64bits(geo.Long))
+			b = binary.BigEndian.AppendUint64(b, math.Float64bits(geo.Lat))
+			b = binary.BigEndian.AppendUint64(b, math.Float64bits(geo.Long))
 			h.Write(b)
 		}
 		return h.Sum64()
@@ -262,13 +261,6 @@ func TestFingerprint(t *testing.T) {
 		fnvEmpty := fnv.New64a().Sum64()
 		assert.Equal(t, []uint64{want(`21.50`, nil), want(`{"a":[1,2]}`, &Geo{41.5, -2}), want(`"x"`, nil), fnvEmpty}, d.Fingerprints())
 	}
-}
-
-func binaryAppend(b []byte, v uint64) []byte {
-	for i := range 8 {
-		b = append(b, byte(v>>(56-8*i)))
-	}
-	return b
 }
 
 // TestAllocs: a reused decoder allocates one string for a page's literals
