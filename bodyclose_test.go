@@ -67,7 +67,7 @@ func (b *countedBody) Close() error {
 // The counter counts: a body left open shows, a closed one does not.
 func TestBodyCounterCounts(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t)
+	srv, _ := setup(t)
 	bc := newBodyCounter(t)
 	resp, err := bc.httpClient().Get(srv.URL())
 	require.NoError(t, err)
@@ -252,7 +252,7 @@ func TestResponseBodiesClosed(t *testing.T) {
 					t.Cleanup(hs.Close)
 					base = hs.URL + "/v2/"
 				} else {
-					srv = startEmulator(t, thethingstest.WithThingTokens("primer"),
+					srv, _ = setup(t, thethingstest.WithThingTokens("primer"),
 						thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: "code-1"}))
 					seedNumbers(t, srv, "seeded", 10)
 					prime(t, srv, sc.prime)

@@ -49,7 +49,7 @@ type faultEnv struct {
 // the test instead of the suite).
 func runCell(t *testing.T, cell faultCell, op func(env faultEnv) error, opts ...thethingstest.Option) (faultEnv, error) {
 	t.Helper()
-	srv := startEmulator(t, append([]thethingstest.Option{thethingstest.WithThingTokens("primer"),
+	srv, _ := setup(t, append([]thethingstest.Option{thethingstest.WithThingTokens("primer"),
 		thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: "code-1"})}, opts...)...)
 	seedNumbers(t, srv, "seeded", 10)
 	prime(t, srv, cell.prime)
@@ -57,7 +57,7 @@ func runCell(t *testing.T, cell faultCell, op func(env faultEnv) error, opts ...
 	bc := newBodyCounter(t)
 	policy := fastRetryPolicy
 	policy.RetryWrites = cell.retryWrites
-	c := emulatorClient(t, srv, thethings.WithHTTPClient(bc.httpClient()), thethings.WithStreamHTTPClient(&http.Client{Transport: bc}),
+	c := serverClient(t, srv.URL(), thethings.WithHTTPClient(bc.httpClient()), thethings.WithStreamHTTPClient(&http.Client{Transport: bc}),
 		thethings.WithRetry(policy))
 	deadline := cell.deadline
 	if deadline == 0 {

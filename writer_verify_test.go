@@ -169,7 +169,7 @@ func TestWriteHappyPathSendsNothingElse(t *testing.T) {
 // without values; Close, when its context ends, reports them unsent.
 func TestWriterPermanentRefusalReachesHandler(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t)
+	srv, _ := setup(t)
 	c, err := thethings.NewClient("unknown-thing-token", thethings.WithBaseURL(srv.URL()), fastRetry)
 	require.NoError(t, err)
 	h := newPauseHandler()
@@ -211,7 +211,7 @@ func TestWriterNilContext(t *testing.T) {
 // run. The writer says it is offline, keeps every value, and once the
 // platform is back delivers them all, once.
 func TestWriterOutage(t *testing.T) {
-	srv := startEmulator(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 9, DropStores: true}))
+	srv, _ := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 9, DropStores: true}))
 	ignore := goleak.IgnoreCurrent()
 	px := startProxy(t, srv.URL())
 	c := serverClient(t, px.url)
