@@ -196,7 +196,7 @@ func TestSpoolReopenAfterAbandonedRequestStoresOnce(t *testing.T) {
 	start := time.Now().Add(-time.Hour)
 	for r := range rounds {
 		w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithBatchSize(per), thethings.WithFlushInterval(0))
-		require.NoError(t, w.Add(context.Background(), datedValues("n", r*per, per, start.Add(time.Duration(r)*time.Minute))...))
+		require.NoError(t, w.Add(context.Background(), intValues("n", r*per, per, start.Add(time.Duration(r)*time.Minute))...))
 		select {
 		case <-slow.writes:
 		case <-time.After(10 * time.Second):

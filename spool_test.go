@@ -360,7 +360,7 @@ func TestSpoolCloseEndsBlockedAdd(t *testing.T) {
 func TestSpoolRestartWithSmallerBatchVerifiesInFlight(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	vals := datedValues("n", 0, 100, time.Now())
+	vals := intValues("n", 0, 100, time.Now())
 	// The first writer's request reaches a server that never answers: it
 	// is in flight when the writer stops.
 	arrived := make(chan struct{}, 1)

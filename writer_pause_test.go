@@ -266,7 +266,7 @@ func TestWriteReturnsRefusalsOfTheThing(t *testing.T) {
 	c := serverClient(t, rp.url, pausePolicy)
 	for _, a := range []*canned{htmlNotFound, jsonThingGone, jsonNoAuth} {
 		rp.set(a)
-		vals := datedValues("n", 0, 3, time.Now())
+		vals := intValues("n", 0, 3, time.Now())
 		err := c.Write(context.Background(), vals)
 		var we *thethings.WriteError
 		require.ErrorAs(t, err, &we, "%d", a.status)
