@@ -70,7 +70,7 @@ func TestWriterStampsOnThePlatformClock(t *testing.T) {
 			fctx, cancel := context.WithCancel(ctx)
 			flushed := make(chan error, 1)
 			go func() { flushed <- w.Flush(fctx) }()
-			waitStats(t, w, func(st thethings.WriterStats) bool { return st.LastError != nil })
+			require.True(t, eventually(t, "the writer reports an error", func() bool { return w.Stats().LastError != nil }))
 			assert.False(t, w.Stats().Online)
 			cancel()
 			require.Error(t, <-flushed)
@@ -87,21 +87,6 @@ func TestWriterStampsOnThePlatformClock(t *testing.T) {
 			}
 			goleak.VerifyNone(t, ignore)
 		})
-	}
-}
-
-// waitStats waits until the writer's Stats satisfy ok, for at most 10s.
-func waitStats(t *testing.T, w *thethings.Writer, ok func(thethings.WriterStats) bool) {
-	t.Helper()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(10 * time.Second)
-	for !ok(w.Stats()) {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("stats never got there: %+v", w.Stats())
-		}
 	}
 }
 

@@ -442,7 +442,7 @@ func TestWriterOnlineFollowsAnswers(t *testing.T) {
 	fctx, cancel := context.WithCancel(ctx)
 	flushed := make(chan error, 1)
 	go func() { flushed <- w.Flush(fctx) }()
-	waitStats(t, w, func(st thethings.WriterStats) bool { return !st.Online })
+	require.True(t, eventually(t, "the writer goes offline", func() bool { return !w.Stats().Online }))
 	assert.Error(t, w.Stats().LastError)
 	cancel()
 	require.Error(t, <-flushed)
