@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/thethings-go/thethings/internal/wire"
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
@@ -71,7 +72,7 @@ func BenchmarkEncodeBatch(b *testing.B) {
 	b.Run("encoding_json", func(b *testing.B) {
 		wb := wireBatch{Values: make([]wireItem, len(vals))}
 		for i, v := range vals {
-			wb.Values[i] = wireItem{Key: v.Key, Value: v.Value.(float64), Datetime: wireTime(v.Datetime)}
+			wb.Values[i] = wireItem{Key: v.Key, Value: v.Value.(float64), Datetime: string(wire.AppendDatetime(nil, v.Datetime))}
 		}
 		b.ReportAllocs()
 		for b.Loop() {
