@@ -52,12 +52,12 @@ func mockClient(t *testing.T, opts ...thethings.Option) (*thethings.Client, *htt
 // retries, millisecond waits.
 var fastRetryPolicy = thethings.RetryPolicy{MaxRetries: 3, MinWait: time.Millisecond, MaxWait: 5 * time.Millisecond}
 
+// fastRetry is WithRetry(fastRetryPolicy).
+var fastRetry = thethings.WithRetry(fastRetryPolicy)
+
 // offlineURL is a base URL on loopback where nothing listens: every
 // request to it fails to dial.
 const offlineURL = "http://127.0.0.1:1/v2/"
-
-// fastRetry is WithRetry(fastRetryPolicy).
-var fastRetry = thethings.WithRetry(fastRetryPolicy)
 
 // setup starts a test server that knows sentinelToken, closed when the
 // test ends, and returns it with a client for that thing with
