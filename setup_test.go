@@ -8,7 +8,9 @@ package thethings_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -58,6 +60,18 @@ var fastRetry = thethings.WithRetry(fastRetryPolicy)
 // offlineURL is a base URL on loopback where nothing listens: every
 // request to it fails to dial.
 const offlineURL = "http://127.0.0.1:1/v2/"
+
+// unreachable makes a client's every request fail at once as a refused
+// dial does, before anything is sent. A real refused dial takes a moment,
+// and a context that ends in it leaves the request's fate unknown: with
+// unreachable no request is ever in flight when a context ends.
+var unreachable = thethings.WithHTTPClient(&http.Client{Transport: refusedDial{}})
+
+type refusedDial struct{}
+
+func (refusedDial) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
+}
 
 // setup starts a test server that knows sentinelToken, closed when the
 // test ends, and returns it with a client for that thing with

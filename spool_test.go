@@ -31,7 +31,7 @@ import (
 // platform and closes it: the values stay in dir.
 func spoolOffline(t *testing.T, dir string, from, n int) {
 	t.Helper()
-	w := mustWriter(t, serverClient(t, offlineURL), thethings.WithSpool(dir), thethings.WithFlushInterval(0))
+	w := mustWriter(t, serverClient(t, offlineURL, unreachable), thethings.WithSpool(dir), thethings.WithFlushInterval(0))
 	for i := from; i < from+n; i += 10 {
 		require.NoError(t, w.Add(context.Background(), intValues("n", i, min(10, from+n-i))...))
 	}
