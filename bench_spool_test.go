@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings/internal/spool"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 // cpuTime is the CPU time (user and system) this process has used.
@@ -39,7 +40,7 @@ func BenchmarkSpooledWriter(b *testing.B) {
 			name = "spool"
 		}
 		b.Run(name, func(b *testing.B) {
-			srv := startBenchEmulator(b)
+			srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
 			c, err := NewClient(benchToken, WithBaseURL(srv.URL()))
 			if err != nil {
 				b.Fatal(err)

@@ -95,7 +95,7 @@ func BenchmarkSubscribeFrames(b *testing.B) {
 // write at a time. It reports the median and the 99th percentile; run it
 // with -benchtime=1000x for 1,000 writes.
 func BenchmarkSubscribeLatency(b *testing.B) {
-	srv := startBenchEmulator(b)
+	srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
 	c, err := NewClient(benchToken, WithBaseURL(srv.URL()))
 	if err != nil {
 		b.Fatal(err)

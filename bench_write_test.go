@@ -15,6 +15,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/thethings-go/thethings/internal/wire"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
 const benchToken = "bench-thing-token-0123456789abcdefghijklmnopq"
@@ -69,7 +72,7 @@ func BenchmarkEncodeBatch(b *testing.B) {
 	b.Run("encoding_json", func(b *testing.B) {
 		wb := wireBatch{Values: make([]wireItem, len(vals))}
 		for i, v := range vals {
-			wb.Values[i] = wireItem{Key: v.Key, Value: v.Value.(float64), Datetime: wireTime(v.Datetime)}
+			wb.Values[i] = wireItem{Key: v.Key, Value: v.Value.(float64), Datetime: string(wire.AppendDatetime(nil, v.Datetime))}
 		}
 		b.ReportAllocs()
 		for b.Loop() {
@@ -87,7 +90,7 @@ func BenchmarkEncodeBatch(b *testing.B) {
 func BenchmarkWriteRoundTrip(b *testing.B) {
 	start := time.Date(2024, 3, 1, 12, 0, 0, 0, time.UTC)
 	b.Run("sdk", func(b *testing.B) {
-		srv := startBenchEmulator(b)
+		srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
 		c, err := NewClient(benchToken, WithBaseURL(srv.URL()))
 		if err != nil {
 			b.Fatal(err)
@@ -108,7 +111,7 @@ func BenchmarkWriteRoundTrip(b *testing.B) {
 		}
 	})
 	b.Run("baseline_nethttp", func(b *testing.B) {
-		srv := startBenchEmulator(b)
+		srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
 		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}, Timeout: 30 * time.Second}
 		defer hc.CloseIdleConnections()
 		url := srv.URL() + "things/" + benchToken
@@ -159,7 +162,7 @@ func BenchmarkWriterThroughput(b *testing.B) {
 		start func(b *testing.B) (baseURL string, stored func() int)
 	}{
 		{"emulator", func(b *testing.B) (string, func() int) {
-			srv := startBenchEmulator(b)
+			srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
 			return srv.URL(), func() int { return srv.StoredCount(benchToken, "t") }
 		}},
 		{"sink", func(b *testing.B) (string, func() int) {

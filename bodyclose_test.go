@@ -67,7 +67,7 @@ func (b *countedBody) Close() error {
 // The counter counts: a body left open shows, a closed one does not.
 func TestBodyCounterCounts(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t)
+	srv, _ := setup(t)
 	bc := newBodyCounter(t)
 	resp, err := bc.httpClient().Get(srv.URL())
 	require.NoError(t, err)
@@ -82,15 +82,6 @@ func TestBodyCounterCounts(t *testing.T) {
 // a thing token (or, for activation, a code).
 type bodyOp func(ctx context.Context, opts []thethings.Option, token string) error
 
-// numbered returns n values of key "k" with values from..from+n-1.
-func numbered(from, n int) []thethings.Value {
-	vs := make([]thethings.Value, n)
-	for i := range vs {
-		vs[i] = thethings.Value{Key: "k", Value: from + i}
-	}
-	return vs
-}
-
 var bodyOps = map[string]bodyOp{
 	"Activate": func(ctx context.Context, opts []thethings.Option, token string) error {
 		_, err := thethings.Activate(ctx, token, "", opts...)
@@ -101,14 +92,14 @@ var bodyOps = map[string]bodyOp{
 		return err
 	}),
 	"Write": withClient(func(ctx context.Context, c *thethings.Client) error {
-		return c.Write(ctx, numbered(0, 150)) // two requests
+		return c.Write(ctx, intValues("k", 0, 150)) // two requests
 	}),
 	"Writer": withClient(func(ctx context.Context, c *thethings.Client) error {
 		w, err := c.NewWriter(thethings.WithBatchSize(5), thethings.WithFlushInterval(0))
 		if err != nil {
 			return err
 		}
-		if err := w.Add(ctx, numbered(0, 12)...); err != nil {
+		if err := w.Add(ctx, intValues("k", 0, 12)...); err != nil {
 			return errors.Join(err, w.Close(ctx))
 		}
 		return w.Close(ctx)
@@ -146,7 +137,7 @@ var bodyOps = map[string]bodyOp{
 		onState := func(s thethings.State, _ error) {
 			if s == thethings.StateConnected && !wrote {
 				wrote = true
-				if writeErr = c.Write(ctx, numbered(0, 1)); writeErr != nil {
+				if writeErr = c.Write(ctx, intValues("k", 0, 1)); writeErr != nil {
 					cancel()
 				}
 			}
@@ -252,7 +243,7 @@ func TestResponseBodiesClosed(t *testing.T) {
 					t.Cleanup(hs.Close)
 					base = hs.URL + "/v2/"
 				} else {
-					srv = startEmulator(t, thethingstest.WithThingTokens("primer"),
+					srv, _ = setup(t, thethingstest.WithThingTokens("primer"),
 						thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: "code-1"}))
 					seedNumbers(t, srv, "seeded", 10)
 					prime(t, srv, sc.prime)
@@ -290,6 +281,6 @@ func prime(t testing.TB, srv *thethingstest.Server, n int) {
 	c, err := thethings.NewClient("primer", thethings.WithBaseURL(srv.URL()), thethings.WithRetry(thethings.NoRetries))
 	require.NoError(t, err)
 	for i := range n {
-		require.NoError(t, c.Write(context.Background(), numbered(i, 1)))
+		require.NoError(t, c.Write(context.Background(), intValues("k", i, 1)))
 	}
 }

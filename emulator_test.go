@@ -16,7 +16,7 @@ import (
 
 func TestActivateAgainstEmulator(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t, thethingstest.WithActivationCodes(
+	srv, _ := setup(t, thethingstest.WithActivationCodes(
 		thethingstest.ActivationCode{Code: "free-code"},
 		thethingstest.ActivationCode{Code: "product-code", ProductID: "prod-1"},
 	))
@@ -55,8 +55,8 @@ func TestActivateAgainstEmulator(t *testing.T) {
 func TestServerTimeAgainstEmulator(t *testing.T) {
 	t.Parallel()
 	frozen := time.Date(2017, 5, 12, 11, 7, 53, 176_000_000, time.UTC)
-	srv := startEmulator(t, thethingstest.WithClock(func() time.Time { return frozen }))
-	got, err := emulatorClient(t, srv).ServerTime(context.Background())
+	srv, _ := setup(t, thethingstest.WithClock(func() time.Time { return frozen }))
+	got, err := serverClient(t, srv.URL()).ServerTime(context.Background())
 	require.NoError(t, err)
 	assert.True(t, frozen.Equal(got), "got %s", got)
 
@@ -69,7 +69,7 @@ func TestServerTimeAgainstEmulator(t *testing.T) {
 
 func TestRootIsUnauthorized(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t)
+	srv, _ := setup(t)
 	resp, err := http.Get(srv.URL())
 	require.NoError(t, err)
 	resp.Body.Close()
@@ -80,7 +80,7 @@ func TestRootIsUnauthorized(t *testing.T) {
 func TestClientsShareHTTPClient(t *testing.T) {
 	t.Parallel()
 	tokens := []string{"thing-a", "thing-b", "thing-c", "thing-d"}
-	srv := startEmulator(t, thethingstest.WithThingTokens(tokens...))
+	srv, _ := setup(t, thethingstest.WithThingTokens(tokens...))
 	shared := &http.Client{Timeout: 5 * time.Second}
 	var wg sync.WaitGroup
 	for _, tok := range tokens {

@@ -52,7 +52,7 @@ func TestFailedValuesOfASplitWrite(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	c := serverClient(t, srv.URL, thethings.WithRetry(thethings.NoRetries))
-	err := c.Write(context.Background(), numbered(0, 250))
+	err := c.Write(context.Background(), intValues("k", 0, 250))
 	notWritten, unknown := thethings.FailedValues(err)
 	assert.Len(t, unknown, 100, "the second request's values")
 	assert.Len(t, notWritten, 50, "the third request's values")

@@ -49,7 +49,7 @@ type faultEnv struct {
 // the test instead of the suite).
 func runCell(t *testing.T, cell faultCell, op func(env faultEnv) error, opts ...thethingstest.Option) (faultEnv, error) {
 	t.Helper()
-	srv := startEmulator(t, append([]thethingstest.Option{thethingstest.WithThingTokens("primer"),
+	srv, _ := setup(t, append([]thethingstest.Option{thethingstest.WithThingTokens("primer"),
 		thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: "code-1"})}, opts...)...)
 	seedNumbers(t, srv, "seeded", 10)
 	prime(t, srv, cell.prime)
@@ -57,7 +57,7 @@ func runCell(t *testing.T, cell faultCell, op func(env faultEnv) error, opts ...
 	bc := newBodyCounter(t)
 	policy := fastRetryPolicy
 	policy.RetryWrites = cell.retryWrites
-	c := emulatorClient(t, srv, thethings.WithHTTPClient(bc.httpClient()), thethings.WithStreamHTTPClient(&http.Client{Transport: bc}),
+	c := serverClient(t, srv.URL(), thethings.WithHTTPClient(bc.httpClient()), thethings.WithStreamHTTPClient(&http.Client{Transport: bc}),
 		thethings.WithRetry(policy))
 	deadline := cell.deadline
 	if deadline == 0 {
@@ -226,7 +226,7 @@ func TestFaultMatrixWrite(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			env, err := runCell(t, tc.faultCell, func(env faultEnv) error {
-				return env.c.Write(env.ctx, numbered(0, n))
+				return env.c.Write(env.ctx, intValues("k", 0, n))
 			})
 			checkWriteFate(t, env.srv, n, err, tc.want)
 			assert.Equal(t, tc.requests, env.srv.Requests(thethingstest.RouteWrite)-tc.prime, "write requests")
@@ -272,7 +272,7 @@ func TestFaultMatrixWriter(t *testing.T) {
 			env, err := runCell(t, tc.faultCell, func(env faultEnv) error {
 				w := mustWriter(t, env.c, thethings.WithServerTimestamps(), thethings.WithBatchSize(10), thethings.WithFlushInterval(0),
 					thethings.WithErrorHandler(func(we *thethings.WriteError) { handled = append(handled, we) }))
-				if err := w.Add(env.ctx, numbered(0, n)...); err != nil {
+				if err := w.Add(env.ctx, intValues("k", 0, n)...); err != nil {
 					return errors.Join(err, w.Close(env.ctx))
 				}
 				return w.Close(env.ctx)

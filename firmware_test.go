@@ -188,8 +188,8 @@ func TestCallFunctionNeverRetriedOnceSent(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			srv := startEmulator(t, thethingstest.WithFunction("act", tc.f))
-			c := emulatorClient(t, srv, tc.opts...)
+			srv, _ := setup(t, thethingstest.WithFunction("act", tc.f))
+			c := serverClient(t, srv.URL(), tc.opts...)
 			_, err := c.CallFunction(context.Background(), "act", "x")
 			require.ErrorIs(t, err, thethings.ErrOutcomeUnknown)
 			assert.NotContains(t, err.Error(), sentinelToken)

@@ -254,7 +254,7 @@ func TestValuesBreakSendsNoFurtherRequest(t *testing.T) {
 func TestValuesErrorMidwayYieldedOnce(t *testing.T) {
 	t.Parallel()
 	srv, _ := setup(t)
-	c := emulatorClient(t, srv, thethings.WithRetry(thethings.NoRetries))
+	c := serverClient(t, srv.URL(), thethings.WithRetry(thethings.NoRetries))
 	seedNumbers(t, srv, "temp", 5000)
 	srv.SetFaults(thethingstest.Faults{Every503: 2})
 	n, errs := 0, 0
@@ -288,7 +288,7 @@ func TestReadCursorResumesInANewClient(t *testing.T) {
 	require.NotContains(t, saved, sentinelToken)
 
 	// A new client, as after a restart.
-	c2 := emulatorClient(t, srv)
+	c2 := serverClient(t, srv.URL())
 	p2, err := c2.Read(context.Background(), "temp", &thethings.ReadOptions{Limit: 10, Cursor: saved})
 	require.NoError(t, err)
 	require.Len(t, p2.Values, 10)

@@ -1,6 +1,6 @@
 // The tests' setup, in one place, as go-github's setup: a test server and
-// a client for it (setup; startEmulator and emulatorClient when the client
-// needs options), a client for a server of the test's own (serverClient,
+// a client for it (setup; serverClient(t, srv.URL(), opts...) when the
+// client needs options), a client for any other base URL (serverClient,
 // which every client above is), one fast retry policy, the httpmock client
 // for the tests that pin exact requests, and the one bounded wait
 // (eventually).
@@ -8,7 +8,9 @@ package thethings_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -48,15 +50,6 @@ func mockClient(t *testing.T, opts ...thethings.Option) (*thethings.Client, *htt
 	return c, mt
 }
 
-// startEmulator starts an emulator on loopback for the test and closes it
-// at the end. The thing sentinelToken is known to it.
-func startEmulator(t testing.TB, opts ...thethingstest.Option) *thethingstest.Server {
-	t.Helper()
-	srv := thethingstest.NewServer(t, append([]thethingstest.Option{thethingstest.WithThingTokens(sentinelToken)}, opts...)...)
-	t.Cleanup(func() { srv.Close() })
-	return srv
-}
-
 // fastRetryPolicy is the retry policy of the tests: the default number of
 // retries, millisecond waits.
 var fastRetryPolicy = thethings.RetryPolicy{MaxRetries: 3, MinWait: time.Millisecond, MaxWait: 5 * time.Millisecond}
@@ -64,10 +57,20 @@ var fastRetryPolicy = thethings.RetryPolicy{MaxRetries: 3, MinWait: time.Millise
 // fastRetry is WithRetry(fastRetryPolicy).
 var fastRetry = thethings.WithRetry(fastRetryPolicy)
 
-// emulatorClient is serverClient for the test server srv.
-func emulatorClient(t testing.TB, srv *thethingstest.Server, opts ...thethings.Option) *thethings.Client {
-	t.Helper()
-	return serverClient(t, srv.URL(), opts...)
+// offlineURL is a base URL on loopback where nothing listens: every
+// request to it fails to dial.
+const offlineURL = "http://127.0.0.1:1/v2/"
+
+// unreachable makes a client's every request fail at once as a refused
+// dial does, before anything is sent. A real refused dial takes a moment,
+// and a context that ends in it leaves the request's fate unknown: with
+// unreachable no request is ever in flight when a context ends.
+var unreachable = thethings.WithHTTPClient(&http.Client{Transport: refusedDial{}})
+
+type refusedDial struct{}
+
+func (refusedDial) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
 }
 
 // setup starts a test server that knows sentinelToken, closed when the
@@ -76,8 +79,8 @@ func emulatorClient(t testing.TB, srv *thethingstest.Server, opts ...thethings.O
 // are exact.
 func setup(t testing.TB, opts ...thethingstest.Option) (*thethingstest.Server, *thethings.Client) {
 	t.Helper()
-	srv := startEmulator(t, opts...)
-	return srv, emulatorClient(t, srv)
+	srv := thethingstest.NewServer(t, append([]thethingstest.Option{thethingstest.WithThingTokens(sentinelToken)}, opts...)...)
+	return srv, serverClient(t, srv.URL())
 }
 
 // eventually waits until cond holds, and fails the test if it does not

@@ -35,7 +35,7 @@ func TestSpoolHeaderlessLastSegmentOpens(t *testing.T) {
 			dir := t.TempDir()
 			spoolOffline(t, dir, 0, 30)
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "00000000000000000030.seg"), content, 0o600))
-			srv := startEmulator(t)
+			srv, _ := setup(t)
 			drain(t, srv, dir)
 			assertStoredOnce(t, srv, "n", 30)
 		})
@@ -54,7 +54,7 @@ func TestSpoolFlippedBitInLastRecordIsCorrupt(t *testing.T) {
 	require.NoError(t, err)
 	data[len(data)-10] ^= 0x04
 	require.NoError(t, os.WriteFile(seg, data, 0o600))
-	_, err = offlineClient(t).NewWriter(thethings.WithSpool(dir))
+	_, err = serverClient(t, offlineURL).NewWriter(thethings.WithSpool(dir))
 	assert.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
 	assert.ErrorContains(t, err, seg)
 }
@@ -81,7 +81,7 @@ func TestSpoolRefusesWhatIsNotARegularFile(t *testing.T) {
 		require.NoError(t, tc.make(p, target))
 		done := make(chan error, 1)
 		go func() {
-			w, err := offlineClient(t).NewWriter(thethings.WithSpool(dir))
+			w, err := serverClient(t, offlineURL).NewWriter(thethings.WithSpool(dir))
 			if err == nil {
 				ctx, cancel := context.WithCancel(context.Background())
 				cancel()
@@ -111,7 +111,7 @@ func TestSpoolRefusesAnUnsafeDir(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o700), st.Mode().Perm())
 	require.NoError(t, os.Chmod(dir, 0o777))
-	_, err = offlineClient(t).NewWriter(thethings.WithSpool(dir))
+	_, err = serverClient(t, offlineURL).NewWriter(thethings.WithSpool(dir))
 	assert.ErrorIs(t, err, thethings.ErrInvalidOption)
 	assert.ErrorContains(t, err, "writable by others")
 }
@@ -123,7 +123,7 @@ func TestSpoolOfAnotherThing(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	spoolOffline(t, dir, 0, 10)
-	srv := startEmulator(t)
+	srv, _ := setup(t)
 	other, err := thethings.NewClient("another-things-token", thethings.WithBaseURL(srv.URL()))
 	require.NoError(t, err)
 	_, err = other.NewWriter(thethings.WithSpool(dir))
@@ -182,7 +182,7 @@ func (s *slowStore) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // flight any more before reading back, and stores nothing twice.
 func TestSpoolReopenAfterAbandonedRequestStoresOnce(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t)
+	srv, _ := setup(t)
 	slow := &slowStore{target: strings.TrimSuffix(srv.URL(), "/v2/"), delay: 200 * time.Millisecond, writes: make(chan struct{}, 1)}
 	px := httptest.NewServer(slow)
 	defer px.Close()
@@ -196,7 +196,7 @@ func TestSpoolReopenAfterAbandonedRequestStoresOnce(t *testing.T) {
 	start := time.Now().Add(-time.Hour)
 	for r := range rounds {
 		w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithBatchSize(per), thethings.WithFlushInterval(0))
-		require.NoError(t, w.Add(context.Background(), datedValues("n", r*per, per, start.Add(time.Duration(r)*time.Minute))...))
+		require.NoError(t, w.Add(context.Background(), intValues("n", r*per, per, start.Add(time.Duration(r)*time.Minute))...))
 		select {
 		case <-slow.writes:
 		case <-time.After(10 * time.Second):

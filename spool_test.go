@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,23 +27,11 @@ import (
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
-// offlineClient is a client whose every request fails to dial.
-func offlineClient(t *testing.T) *thethings.Client {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	ln.Close()
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL("http://"+addr+"/v2/"), fastRetry)
-	require.NoError(t, err)
-	return c
-}
-
 // spoolOffline adds n values to a spooled writer that cannot reach the
 // platform and closes it: the values stay in dir.
 func spoolOffline(t *testing.T, dir string, from, n int) {
 	t.Helper()
-	w := mustWriter(t, offlineClient(t), thethings.WithSpool(dir), thethings.WithFlushInterval(0))
+	w := mustWriter(t, serverClient(t, offlineURL, unreachable), thethings.WithSpool(dir), thethings.WithFlushInterval(0))
 	for i := from; i < from+n; i += 10 {
 		require.NoError(t, w.Add(context.Background(), intValues("n", i, min(10, from+n-i))...))
 	}
@@ -60,7 +47,7 @@ func spoolOffline(t *testing.T, dir string, from, n int) {
 // sends what the spool holds.
 func drain(t *testing.T, srv *thethingstest.Server, dir string) thethings.WriterStats {
 	t.Helper()
-	w := mustWriter(t, emulatorClient(t, srv), thethings.WithSpool(dir))
+	w := mustWriter(t, serverClient(t, srv.URL()), thethings.WithSpool(dir))
 	require.NoError(t, w.Close(context.Background()))
 	return w.Stats()
 }
@@ -78,7 +65,7 @@ func TestSpoolKeepsValuesAcrossWriters(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	spoolOffline(t, dir, 0, 250)
-	srv := startEmulator(t)
+	srv, _ := setup(t)
 	st := drain(t, srv, dir)
 	assertStoredOnce(t, srv, "n", 250)
 	assert.Zero(t, st.Pending)
@@ -102,11 +89,12 @@ func TestSpoolCorruptionIsAnError(t *testing.T) {
 	require.Len(t, segs, 1)
 	data, err := os.ReadFile(segs[0])
 	require.NoError(t, err)
+	_, c := setup(t)
 	for _, at := range []int{len(data) / 2, len(data) / 3, 8 + 4} { // a payload, another, a header
 		bad := append([]byte(nil), data...)
 		bad[at] ^= 0x20
 		require.NoError(t, os.WriteFile(segs[0], bad, 0o600))
-		_, err = emulatorClient(t, startEmulator(t)).NewWriter(thethings.WithSpool(dir))
+		_, err = c.NewWriter(thethings.WithSpool(dir))
 		require.Error(t, err, "byte %d flipped", at)
 		assert.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
 		assert.Contains(t, err.Error(), segs[0])
@@ -115,7 +103,7 @@ func TestSpoolCorruptionIsAnError(t *testing.T) {
 
 	foreign := filepath.Join(dir, "notes.txt")
 	require.NoError(t, os.WriteFile(foreign, []byte("hello"), 0o600))
-	_, err = emulatorClient(t, startEmulator(t)).NewWriter(thethings.WithSpool(dir))
+	_, err = c.NewWriter(thethings.WithSpool(dir))
 	assert.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
 	assert.Contains(t, err.Error(), foreign)
 	require.NoError(t, os.Remove(foreign))
@@ -124,16 +112,16 @@ func TestSpoolCorruptionIsAnError(t *testing.T) {
 	good, err := os.ReadFile(ack)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(ack, []byte("garbage, not an acknowledgement record at all, nope!!!!!!!!!!!!!!"), 0o600))
-	_, err = emulatorClient(t, startEmulator(t)).NewWriter(thethings.WithSpool(dir))
+	_, err = c.NewWriter(thethings.WithSpool(dir))
 	assert.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
 	assert.Contains(t, err.Error(), ack)
 	require.NoError(t, os.Remove(ack))
-	_, err = emulatorClient(t, startEmulator(t)).NewWriter(thethings.WithSpool(dir))
+	_, err = c.NewWriter(thethings.WithSpool(dir))
 	assert.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
 	assert.Contains(t, err.Error(), ack)
 	require.NoError(t, os.WriteFile(ack, good, 0o600))
 
-	srv := startEmulator(t)
+	srv, _ := setup(t)
 	drain(t, srv, dir)
 	assertStoredOnce(t, srv, "n", 100)
 }
@@ -152,7 +140,7 @@ func TestSpoolTornTailIsRecovered(t *testing.T) {
 			st, err := os.Stat(segs[0])
 			require.NoError(t, err)
 			require.NoError(t, os.Truncate(segs[0], st.Size()-int64(cut)))
-			srv := startEmulator(t)
+			srv, _ := setup(t)
 			drain(t, srv, dir)
 			assertStoredOnce(t, srv, "n", 99)
 		})
@@ -166,7 +154,7 @@ func TestSpoolTornTailIsRecovered(t *testing.T) {
 		_, err = f.Write(make([]byte, 4096))
 		require.NoError(t, err)
 		require.NoError(t, f.Close())
-		srv := startEmulator(t)
+		srv, _ := setup(t)
 		drain(t, srv, dir)
 		assertStoredOnce(t, srv, "n", 50)
 	})
@@ -176,8 +164,7 @@ func TestSpoolTornTailIsRecovered(t *testing.T) {
 func TestSpoolSecondWriterIsAnError(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	srv := startEmulator(t)
-	c := emulatorClient(t, srv)
+	_, c := setup(t)
 	w := mustWriter(t, c, thethings.WithSpool(dir))
 	_, err := c.NewWriter(thethings.WithSpool(dir))
 	assert.ErrorIs(t, err, thethings.ErrSpoolLocked)
@@ -194,7 +181,7 @@ func TestSpoolSecondWriterIsAnError(t *testing.T) {
 func TestSpoolBoundBlocksAdd(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	w := mustWriter(t, offlineClient(t), thethings.WithSpool(dir), thethings.WithSpoolLimit(64<<10))
+	w := mustWriter(t, serverClient(t, offlineURL), thethings.WithSpool(dir), thethings.WithSpoolLimit(64<<10))
 	ctx := context.Background()
 	added := 0
 	for {
@@ -213,8 +200,7 @@ func TestSpoolBoundBlocksAdd(t *testing.T) {
 	defer cancel()
 	require.Error(t, w.Close(ctx2))
 
-	srv := startEmulator(t)
-	c := emulatorClient(t, srv)
+	srv, c := setup(t)
 	w = mustWriter(t, c, thethings.WithSpool(dir), thethings.WithSpoolLimit(64<<10), thethings.WithFlushInterval(0))
 	for i := added; i < added+5000; i += 100 {
 		require.NoError(t, w.Add(ctx, intValues("n", i, 100)...))
@@ -281,7 +267,7 @@ func TestSpoolCrash(t *testing.T) {
 		t.Skip("spawns processes")
 	}
 	t.Parallel()
-	srv := startEmulator(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 3, DropStores: true}))
+	srv, _ := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 3, DropStores: true}))
 	dir := t.TempDir()
 	acked, tried := -1, -1
 	cut := map[int]bool{}
@@ -341,7 +327,7 @@ func TestSpoolCrash(t *testing.T) {
 func TestSpoolCloseEndsBlockedAdd(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	w := mustWriter(t, offlineClient(t), thethings.WithSpool(dir), thethings.WithSpoolLimit(64<<10))
+	w := mustWriter(t, serverClient(t, offlineURL), thethings.WithSpool(dir), thethings.WithSpoolLimit(64<<10))
 	var refused []thethings.Value
 	for added := 0; refused == nil; added += 100 {
 		require.Less(t, added, 10000, "the bound holds")
@@ -374,7 +360,7 @@ func TestSpoolCloseEndsBlockedAdd(t *testing.T) {
 func TestSpoolRestartWithSmallerBatchVerifiesInFlight(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	vals := datedValues("n", 0, 100, time.Now())
+	vals := intValues("n", 0, 100, time.Now())
 	// The first writer's request reaches a server that never answers: it
 	// is in flight when the writer stops.
 	arrived := make(chan struct{}, 1)
@@ -433,7 +419,7 @@ func TestSpoolCloseWaitsForAddsBeingSynced(t *testing.T) {
 	t.Parallel()
 	for round := range 5 {
 		dir := t.TempDir()
-		w := mustWriter(t, offlineClient(t), thethings.WithSpool(dir), thethings.WithFlushInterval(0))
+		w := mustWriter(t, serverClient(t, offlineURL), thethings.WithSpool(dir), thethings.WithFlushInterval(0))
 		var taken atomic.Int64
 		errs := make(chan error, 8)
 		for g := range 8 {
@@ -455,7 +441,7 @@ func TestSpoolCloseWaitsForAddsBeingSynced(t *testing.T) {
 		for range 8 {
 			require.ErrorIs(t, <-errs, thethings.ErrWriterClosed)
 		}
-		w = mustWriter(t, offlineClient(t), thethings.WithSpool(dir), thethings.WithFlushInterval(0))
+		w = mustWriter(t, serverClient(t, offlineURL), thethings.WithSpool(dir), thethings.WithFlushInterval(0))
 		assert.Equal(t, taken.Load(), w.Stats().Pending, "the spool holds what Add took")
 		ctx, cancel = context.WithCancel(context.Background())
 		cancel()
@@ -469,7 +455,7 @@ func TestSpoolCloseWaitsForAddsBeingSynced(t *testing.T) {
 func TestSpoolLostFilesAreAnError(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	w := mustWriter(t, offlineClient(t), thethings.WithSpool(dir), thethings.WithSpoolLimit(1<<20), thethings.WithFlushInterval(0))
+	w := mustWriter(t, serverClient(t, offlineURL), thethings.WithSpool(dir), thethings.WithSpoolLimit(1<<20), thethings.WithFlushInterval(0))
 	for added := 0; len(segments(t, dir)) < 2; added += 100 {
 		require.Less(t, added, 10000)
 		require.NoError(t, w.Add(context.Background(), intValues("n", added, 100)...))
@@ -478,7 +464,7 @@ func TestSpoolLostFilesAreAnError(t *testing.T) {
 	cancel()
 	require.Error(t, w.Close(ctx))
 	open := func() error {
-		w, err := offlineClient(t).NewWriter(thethings.WithSpool(dir))
+		w, err := serverClient(t, offlineURL).NewWriter(thethings.WithSpool(dir))
 		if err == nil {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
@@ -531,7 +517,7 @@ func TestSpoolDamageWhileOpenStopsTheWriter(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			srv := startEmulator(t)
+			srv, _ := setup(t)
 			px := startProxy(t, srv.URL())
 			px.down()
 			c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(px.url), fastRetry)

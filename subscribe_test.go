@@ -211,7 +211,7 @@ func TestSubscribeNotRetried(t *testing.T) {
 	t.Run("unknown token", func(t *testing.T) {
 		t.Parallel()
 		srv := thethingstest.NewServer(t, thethingstest.WithThingTokens()) // knows no thing
-		c := emulatorClient(t, srv)
+		c := serverClient(t, srv.URL())
 		var log stateLog
 		var errs []error
 		for _, err := range c.Subscribe(testCtx(t, 15*time.Second), thethings.WithStateHandler(log.handler)) {
@@ -518,10 +518,10 @@ func TestSubscribeFrameTooLarge(t *testing.T) {
 func TestSubscribeManySubscriptions(t *testing.T) {
 	t.Parallel()
 	const n = 500
-	srv := startEmulator(t)
+	srv, _ := setup(t)
 	streamTr := &http.Transport{MaxIdleConnsPerHost: -1}
 	defer streamTr.CloseIdleConnections()
-	c := emulatorClient(t, srv, thethings.WithStreamHTTPClient(&http.Client{Transport: streamTr}))
+	c := serverClient(t, srv.URL(), thethings.WithStreamHTTPClient(&http.Client{Transport: streamTr}))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var connected, received sync.WaitGroup
@@ -591,9 +591,9 @@ func TestSubscribeBackfillAfterCut(t *testing.T) {
 	for name, withFields := range map[string]bool{"stream datetimes": true, "bare stream items": false} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			srv := startEmulator(t, thethingstest.WithStreamItemFields(withFields),
+			srv, _ := setup(t, thethingstest.WithStreamItemFields(withFields),
 				thethingstest.WithFaults(thethingstest.Faults{StreamCutAfter: 700 * time.Millisecond}))
-			c := emulatorClient(t, srv)
+			c := serverClient(t, srv.URL())
 			base := time.Now().UTC().Truncate(time.Millisecond)
 			gapWrite := func(key string, v any, i int) {
 				b, _ := json.Marshal(map[string]any{"values": []map[string]any{{
@@ -777,7 +777,7 @@ func TestSubscribeIdleTimeoutInBubble(t *testing.T) {
 			}
 			return pipeStream(req, true, subscribedFrame, `[{"key":"k","value":1}]`)
 		}}
-		c := serverClient(t, "http://127.0.0.1:1/v2/", thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 4 * time.Second}))
+		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 4 * time.Second}))
 		var log stateLog
 		var disconnectedAt time.Duration
 		log.hook = func(_ int, st thethings.State, _ error) {
@@ -806,7 +806,7 @@ func TestSubscribeSlowConsumerIsNotIdle(t *testing.T) {
 		s := &scriptedStreams{script: func(_ int, req *http.Request) *http.Response {
 			return pipeStream(req, true, subscribedFrame, `[{"key":"k","value":1}]`, `{}`, `[{"key":"k","value":2}]`)
 		}}
-		c := serverClient(t, "http://127.0.0.1:1/v2/", thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{}))
+		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{}))
 		var log stateLog
 		var got []any
 		for msg, err := range c.Subscribe(t.Context(), thethings.WithKeepAlive(time.Second), thethings.WithStateHandler(log.handler)) {
@@ -828,7 +828,7 @@ func TestSubscribeBackoffSchedule(t *testing.T) {
 		s := &scriptedStreams{script: func(_ int, req *http.Request) *http.Response {
 			return plainResponse(req, http.StatusInternalServerError, nil, `{"status":"error","message":"down"}`)
 		}}
-		c := serverClient(t, "http://127.0.0.1:1/v2/", thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 8 * time.Second}))
+		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 8 * time.Second}))
 		var errs []error
 		for _, err := range c.Subscribe(t.Context(), thethings.WithReconnect(10)) {
 			errs = append(errs, err)
@@ -857,7 +857,7 @@ func TestSubscribeRetryAfterOnReconnect(t *testing.T) {
 			}
 			return pipeStream(req, true, subscribedFrame, `[{"key":"k","value":"ok"}]`)
 		}}
-		c := serverClient(t, "http://127.0.0.1:1/v2/", thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 10 * time.Second}))
+		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 10 * time.Second}))
 		var log stateLog
 		for msg, err := range c.Subscribe(t.Context(), thethings.WithStateHandler(log.handler)) {
 			require.NoError(t, err, "errors while reconnecting go to the state handler")
@@ -890,7 +890,7 @@ func TestSubscribeBudgetResetsAfterHealthyFrame(t *testing.T) {
 			}
 			return plainResponse(req, http.StatusBadGateway, nil, "")
 		}}
-		c := serverClient(t, "http://127.0.0.1:1/v2/", thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 2 * time.Second}))
+		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 2 * time.Second}))
 		for msg, err := range c.Subscribe(t.Context(), thethings.WithReconnect(2)) {
 			require.NoError(t, err, "two failures in a row never exceed the budget of 2")
 			assert.Equal(t, "through", msg.Values[0].Value)
@@ -905,7 +905,7 @@ func TestSubscribeCancelDuringBackoff(t *testing.T) {
 		s := &scriptedStreams{script: func(_ int, req *http.Request) *http.Response {
 			return plainResponse(req, http.StatusServiceUnavailable, http.Header{"Retry-After": {"3600"}}, "")
 		}}
-		c := serverClient(t, "http://127.0.0.1:1/v2/", thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: time.Hour}))
+		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: time.Hour}))
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
 		start := time.Now()
@@ -932,7 +932,7 @@ func TestSubscribeNoReconnectStorm(t *testing.T) {
 			}
 			return pipeStream(req, false, subscribedFrame) // accepted, then EOF
 		}}
-		c := serverClient(t, "http://127.0.0.1:1/v2/", thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 8 * time.Second}))
+		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 8 * time.Second}))
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 		defer cancel()
 		var got int
@@ -964,7 +964,7 @@ func TestHostileSubscribeWatchdogCoversConnect(t *testing.T) {
 		// A stream transport without any header timeout: only the
 		// watchdog can end the attempt.
 		s := &scriptedStreams{script: func(int, *http.Request) *http.Response { return nil }}
-		c := serverClient(t, "http://127.0.0.1:1/v2/", thethings.WithStreamHTTPClient(&http.Client{Transport: s}))
+		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}))
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		defer cancel()
 		var log stateLog
@@ -995,7 +995,7 @@ func TestHostileSubscribeSlowStateHandler(t *testing.T) {
 			steps = append(steps, 500*time.Millisecond, frame)
 		}
 		s := &scriptedStreams{script: func(_ int, req *http.Request) *http.Response { return pipeStream(req, true, steps...) }}
-		c := serverClient(t, "http://127.0.0.1:1/v2/", thethings.WithStreamHTTPClient(&http.Client{Transport: s}))
+		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}))
 		slow := func(st thethings.State, _ error) {
 			if st == thethings.StateConnected {
 				time.Sleep(3500 * time.Millisecond) // keep-alive 1s: idle timeout 3s

@@ -165,8 +165,7 @@ func TestTokenWithSpaceIsRefused(t *testing.T) {
 
 func TestNilContextIsAnError(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t)
-	c := emulatorClient(t, srv)
+	srv, c := setup(t)
 	var ctx context.Context // nil
 	vals := []thethings.Value{{Key: "k", Value: 1}}
 	calls := map[string]func() error{

@@ -636,7 +636,7 @@ func TestWriteEmulatorErrors(t *testing.T) {
 	})
 
 	t.Run("refused magic value", func(t *testing.T) {
-		c := emulatorClient(t, srv)
+		c := serverClient(t, srv.URL())
 		vals := []thethings.Value{{Key: "ok", Value: 1}, {Key: "$geo", Value: "not a point"}}
 		err := c.Write(context.Background(), vals)
 		var we *thethings.WriteError

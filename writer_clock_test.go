@@ -26,9 +26,9 @@ import (
 // write is dropped unstored, which is the twin's: it must be sent again.
 func TestWriterNeverTwinsADatedValue(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 2}))
+	srv, _ := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 2}))
 	at := time.Now().UTC().Truncate(time.Millisecond)
-	c := emulatorClient(t, srv, thethings.WithClock(func() time.Time { return at }))
+	c := serverClient(t, srv.URL(), thethings.WithClock(func() time.Time { return at }))
 	w := mustWriter(t, c, thethings.WithBatchSize(1), thethings.WithFlushInterval(0))
 	ctx := context.Background()
 	for i := range 20 {
@@ -52,7 +52,7 @@ func TestWriterStampsOnThePlatformClock(t *testing.T) {
 			name = "spool"
 		}
 		t.Run(name, func(t *testing.T) {
-			srv := startEmulator(t)
+			srv, _ := setup(t)
 			ignore := goleak.IgnoreCurrent()
 			px := startProxy(t, srv.URL())
 			px.down()
@@ -70,7 +70,7 @@ func TestWriterStampsOnThePlatformClock(t *testing.T) {
 			fctx, cancel := context.WithCancel(ctx)
 			flushed := make(chan error, 1)
 			go func() { flushed <- w.Flush(fctx) }()
-			waitStats(t, w, func(st thethings.WriterStats) bool { return st.LastError != nil })
+			require.True(t, eventually(t, "the writer reports an error", func() bool { return w.Stats().LastError != nil }))
 			assert.False(t, w.Stats().Online)
 			cancel()
 			require.Error(t, <-flushed)
@@ -87,21 +87,6 @@ func TestWriterStampsOnThePlatformClock(t *testing.T) {
 			}
 			goleak.VerifyNone(t, ignore)
 		})
-	}
-}
-
-// waitStats waits until the writer's Stats satisfy ok, for at most 10s.
-func waitStats(t *testing.T, w *thethings.Writer, ok func(thethings.WriterStats) bool) {
-	t.Helper()
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(10 * time.Second)
-	for !ok(w.Stats()) {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("stats never got there: %+v", w.Stats())
-		}
 	}
 }
 
@@ -181,9 +166,9 @@ func TestWithClockNil(t *testing.T) {
 // looks right but is hours off is not used.
 func TestWriterWithPlatformClock(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t)
+	srv, _ := setup(t)
 	ahead := func() time.Time { return time.Now().Add(3 * time.Hour) }
-	c := emulatorClient(t, srv, thethings.WithClock(ahead), thethings.WithPlatformClock())
+	c := serverClient(t, srv.URL(), thethings.WithClock(ahead), thethings.WithPlatformClock())
 	w := mustWriter(t, c, thethings.WithFlushInterval(0))
 	ctx := context.Background()
 	start := time.Now()
@@ -203,7 +188,7 @@ func TestWriterWithPlatformClock(t *testing.T) {
 // that measured it. The next Writer on the spool sends them without a
 // Datetime, for the platform to stamp, never with the board's 1970 clock.
 func TestWriterSpoolFromEarlierBootGoesOutUndated(t *testing.T) {
-	srv := startEmulator(t)
+	srv, _ := setup(t)
 	px := startProxy(t, srv.URL())
 	px.down()
 	behind := func() time.Time { return time.Now().AddDate(-56, 0, 0) }

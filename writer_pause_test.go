@@ -160,7 +160,7 @@ func TestWriterPausesOnRefusalOfTheThing(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
-				srv := startEmulator(t)
+				srv, _ := setup(t)
 				rp := startRefuser(t, srv)
 				rp.set(tc.answer)
 				c := serverClient(t, rp.url, pausePolicy)
@@ -212,7 +212,7 @@ func TestWriterPausesOnRefusalOfTheThing(t *testing.T) {
 // (a platform restart forgot it); once it does, everything arrives.
 func TestWriterPausesForAnUnknownThing(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t)
+	srv, _ := setup(t)
 	const token = "thing-not-yet-known"
 	c, err := thethings.NewClient(token, thethings.WithBaseURL(srv.URL()), pausePolicy)
 	require.NoError(t, err)
@@ -237,7 +237,7 @@ func TestWriterPausesForAnUnknownThing(t *testing.T) {
 // context ends and names every value not sent, with the pause's reason.
 func TestWriterCloseDuringPauseReportsTheUnsent(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t)
+	srv, _ := setup(t)
 	rp := startRefuser(t, srv)
 	rp.set(jsonNoAuth)
 	c := serverClient(t, rp.url, pausePolicy)
@@ -261,12 +261,12 @@ func TestWriterCloseDuringPauseReportsTheUnsent(t *testing.T) {
 // the values of a refusal of the thing as not written.
 func TestWriteReturnsRefusalsOfTheThing(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t)
+	srv, _ := setup(t)
 	rp := startRefuser(t, srv)
 	c := serverClient(t, rp.url, pausePolicy)
 	for _, a := range []*canned{htmlNotFound, jsonThingGone, jsonNoAuth} {
 		rp.set(a)
-		vals := datedValues("n", 0, 3, time.Now())
+		vals := intValues("n", 0, 3, time.Now())
 		err := c.Write(context.Background(), vals)
 		var we *thethings.WriteError
 		require.ErrorAs(t, err, &we, "%d", a.status)
@@ -293,7 +293,7 @@ func TestWriterKeepsBatchOnPassingRefusals(t *testing.T) {
 				if onRead {
 					f = thethingstest.Faults{StoreThenFailEvery: 2}
 				}
-				srv := startEmulator(t, thethingstest.WithFaults(f))
+				srv, _ := setup(t, thethingstest.WithFaults(f))
 				rp := startRefuser(t, srv)
 				var n atomic.Int32
 				rp.setFunc(func(r *http.Request) *canned {
@@ -322,7 +322,7 @@ func TestWriterKeepsBatchOnPassingRefusals(t *testing.T) {
 // values behind flow.
 func TestWriterReportsValuesThePlatformRefused(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t)
+	srv, _ := setup(t)
 	rp := startRefuser(t, srv)
 	var n atomic.Int32
 	rp.setFunc(func(r *http.Request) *canned {
@@ -389,7 +389,7 @@ func TestWriterUnverifiableBatchDoesNotBlock(t *testing.T) {
 // reads are answered again, stored once.
 func TestWriterPausesOnReadBack(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t, thethingstest.WithFaults(thethingstest.Faults{StoreThenFailEvery: 1}))
+	srv, _ := setup(t, thethingstest.WithFaults(thethingstest.Faults{StoreThenFailEvery: 1}))
 	rp := startRefuser(t, srv)
 	rp.setFunc(func(r *http.Request) *canned {
 		if r.Method == http.MethodPost { // a write, not a read back
@@ -420,7 +420,7 @@ func TestWriterPausesOnReadBack(t *testing.T) {
 // answered, true from the first 2xx, false during an outage and true again
 // from the first 2xx after it; LastSuccess says when.
 func TestWriterOnlineFollowsAnswers(t *testing.T) {
-	srv := startEmulator(t)
+	srv, _ := setup(t)
 	ignore := goleak.IgnoreCurrent()
 	px := startProxy(t, srv.URL())
 	c := serverClient(t, px.url, pausePolicy)
@@ -442,7 +442,7 @@ func TestWriterOnlineFollowsAnswers(t *testing.T) {
 	fctx, cancel := context.WithCancel(ctx)
 	flushed := make(chan error, 1)
 	go func() { flushed <- w.Flush(fctx) }()
-	waitStats(t, w, func(st thethings.WriterStats) bool { return !st.Online })
+	require.True(t, eventually(t, "the writer goes offline", func() bool { return !w.Stats().Online }))
 	assert.Error(t, w.Stats().LastError)
 	cancel()
 	require.Error(t, <-flushed)

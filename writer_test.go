@@ -38,11 +38,15 @@ func assertUnknownThenUnsent(t *testing.T, err error, vals []thethings.Value, n 
 	return wes[1]
 }
 
-// intValues returns n values of key with the values from..from+n-1.
-func intValues(key string, from, n int) []thethings.Value {
+// intValues returns n values of key with the values from..from+n-1,
+// without a Datetime or, given at, one millisecond apart from at.
+func intValues(key string, from, n int, at ...time.Time) []thethings.Value {
 	vals := make([]thethings.Value, n)
 	for i := range vals {
 		vals[i] = thethings.Value{Key: key, Value: from + i}
+		if len(at) > 0 {
+			vals[i].Datetime = at[0].Add(time.Duration(i) * time.Millisecond)
+		}
 	}
 	return vals
 }

@@ -100,7 +100,7 @@ func TestWriteExactlyOnceUnderAmbiguousFaults(t *testing.T) {
 	for name, f := range ambiguousFaults {
 		t.Run(name, func(t *testing.T) {
 			srv, c := setup(t, thethingstest.WithFaults(every(f, 2)))
-			vals := datedValues("n", 0, 300, time.Now())
+			vals := intValues("n", 0, 300, time.Now())
 			require.NoError(t, c.Write(context.Background(), vals))
 			assertStoredOnce(t, srv, "n", 300)
 			assert.Equal(t, 3, srv.Requests(thethingstest.RouteWrite), "nothing sent again: each ambiguous batch was found whole")
@@ -114,7 +114,7 @@ func TestWriteExactlyOnceUnderAmbiguousFaults(t *testing.T) {
 func TestWriteResendsOnlyTheMissing(t *testing.T) {
 	t.Parallel()
 	srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 2}))
-	vals := datedValues("n", 0, 200, time.Now())
+	vals := intValues("n", 0, 200, time.Now())
 	require.NoError(t, c.Write(context.Background(), vals))
 	assertStoredOnce(t, srv, "n", 200)
 	assert.Equal(t, 3, srv.Requests(thethingstest.RouteWrite))
@@ -155,7 +155,7 @@ func TestWriteHappyPathSendsNothingElse(t *testing.T) {
 		require.NoError(t, w.Add(ctx, intValues("n", i, 100)...))
 	}
 	require.NoError(t, w.Close(ctx))
-	require.NoError(t, c.Write(ctx, datedValues("m", 0, 300, time.Now())))
+	require.NoError(t, c.Write(ctx, intValues("m", 0, 300, time.Now())))
 	assert.Equal(t, 13, srv.Requests(thethingstest.RouteWrite))
 	assert.Zero(t, srv.Requests(thethingstest.RouteRead))
 	st := w.Stats()
@@ -169,7 +169,7 @@ func TestWriteHappyPathSendsNothingElse(t *testing.T) {
 // without values; Close, when its context ends, reports them unsent.
 func TestWriterPermanentRefusalReachesHandler(t *testing.T) {
 	t.Parallel()
-	srv := startEmulator(t)
+	srv, _ := setup(t)
 	c, err := thethings.NewClient("unknown-thing-token", thethings.WithBaseURL(srv.URL()), fastRetry)
 	require.NoError(t, err)
 	h := newPauseHandler()
@@ -211,7 +211,7 @@ func TestWriterNilContext(t *testing.T) {
 // run. The writer says it is offline, keeps every value, and once the
 // platform is back delivers them all, once.
 func TestWriterOutage(t *testing.T) {
-	srv := startEmulator(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 9, DropStores: true}))
+	srv, _ := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 9, DropStores: true}))
 	ignore := goleak.IgnoreCurrent()
 	px := startProxy(t, srv.URL())
 	c := serverClient(t, px.url)
@@ -335,15 +335,6 @@ func (p *proxy) close() {
 	p.wg.Wait()
 }
 
-// datedValues are n int values from `from`, one millisecond apart from at.
-func datedValues(key string, from, n int, at time.Time) []thethings.Value {
-	vals := intValues(key, from, n)
-	for i := range vals {
-		vals[i].Datetime = at.Add(time.Duration(i) * time.Millisecond)
-	}
-	return vals
-}
-
 // TestWriterMixedBatch: in one ambiguous batch, the values with a Datetime
 // are read back and found; those without one, which cannot be, are
 // reported Unknown, and nothing is sent twice.
@@ -410,9 +401,9 @@ func TestWriteVerifiesAKeyNeverStored(t *testing.T) {
 	t.Parallel()
 	srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 2}))
 	ctx := context.Background()
-	require.NoError(t, c.Write(ctx, datedValues("a", 0, 3, time.Now())))
+	require.NoError(t, c.Write(ctx, intValues("a", 0, 3, time.Now())))
 	// Dropped unstored: key n does not exist when it is read back.
-	require.NoError(t, c.Write(ctx, datedValues("n", 0, 5, time.Now())))
+	require.NoError(t, c.Write(ctx, intValues("n", 0, 5, time.Now())))
 	assertStoredOnce(t, srv, "n", 5)
 	assert.Equal(t, 3, srv.Requests(thethingstest.RouteWrite))
 	assert.Equal(t, 1, srv.Requests(thethingstest.RouteRead))
