@@ -194,8 +194,9 @@ func (t *Transport) Do(ctx context.Context, r *Request, handle func(*http.Respon
 // not even the headers were written, proves it did not; a RoundTripper
 // that reports no trace events (a mock, a custom transport) proves nothing.
 func (t *Transport) send(ctx context.Context, r *Request) (resp *http.Response, sent bool, err error) {
-	var gotConn, wrote atomic.Bool
+	var getConn, gotConn, wrote atomic.Bool
 	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GetConn:      func(string) { getConn.Store(true) },
 		GotConn:      func(httptrace.GotConnInfo) { gotConn.Store(true) },
 		WroteHeaders: func() { wrote.Store(true) },
 	})
@@ -222,7 +223,11 @@ func (t *Transport) send(ctx context.Context, r *Request) (resp *http.Response, 
 	if errors.As(err, &op) && op.Op == "dial" || errors.As(err, &dns) {
 		return nil, false, err
 	}
-	return nil, !(gotConn.Load() && !wrote.Load()), err
+	// Nothing left this process when a connection was asked for and never
+	// got (a dial cut by ctx), or got and nothing written on it. A
+	// RoundTripper that reports no events (a mock) proves nothing.
+	notSent := getConn.Load() && !gotConn.Load() || gotConn.Load() && !wrote.Load()
+	return nil, !notSent, err
 }
 
 // badRequest is send's failure when r cannot be made into a request.

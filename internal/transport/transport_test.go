@@ -431,3 +431,28 @@ func TestSleep(t *testing.T) {
 		}
 	})
 }
+
+// A write whose context ends while its connection is still being dialled
+// never left the process: its outcome is known (not stored), unlike one cut
+// after it was written.
+func TestDoCutWhileDiallingWasNotSent(t *testing.T) {
+	t.Parallel()
+	dialing, release, dialed := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	tp := &http.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) {
+		defer close(dialed)
+		close(dialing)
+		<-release // net/http may go on dialling for its pool after the request gave up
+		return nil, errors.New("no connection")
+	}}
+	t.Cleanup(func() { close(release); <-dialed; tp.CloseIdleConnections() })
+	hc := &http.Client{Transport: tp}
+	tr := New(hc, Policy{MaxRetries: 3}, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-dialing; cancel() }()
+	maybe, err := tr.Do(ctx, &Request{Kind: Write, Method: "POST", URL: "http://127.0.0.1:1/v2/x", Path: "/v2/x", Body: []byte(`{}`)}, func(*http.Response) error { return nil })
+	require.ErrorIs(t, err, context.Canceled)
+	assert.False(t, maybe, "nothing was written")
+	var te *Error
+	require.ErrorAs(t, err, &te)
+	assert.False(t, te.MaybeSent)
+}
