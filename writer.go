@@ -581,12 +581,9 @@ func (w *Writer) deliver(d *delivery) bool {
 			w.stats.LastError = ackErr
 			w.errs = append(w.errs, ackErr)
 		}
-		if r.done {
-			w.resolved += int64(len(d.orig))
-			w.cur = nil
-		}
-		w.broadcastLocked()
 		w.mu.Unlock()
+		// The handler hears of the batch's failures before a Flush waiting
+		// for the batch returns them.
 		if h := w.cfg.onError; h != nil && len(failed) > 0 {
 			w.handling.Store(true)
 			for _, f := range failed {
@@ -594,6 +591,13 @@ func (w *Writer) deliver(d *delivery) bool {
 			}
 			w.handling.Store(false)
 		}
+		w.mu.Lock()
+		if r.done {
+			w.resolved += int64(len(d.orig))
+			w.cur = nil
+		}
+		w.broadcastLocked()
+		w.mu.Unlock()
 		if ackErr != nil {
 			// The spool can no longer record progress: stop rather than
 			// send values twice.
