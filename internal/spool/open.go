@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -276,4 +277,19 @@ func (l *Log) damaged(f File, name string, last bool, err error) (cut bool, _ er
 		return false, fileError(name, err)
 	}
 	return true, nil
+}
+
+// regular returns f, opened as name, if it is a regular file; else it
+// closes f and refuses it.
+func regular(f *os.File, name string) (*os.File, error) {
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, &fs.PathError{Op: "open", Path: name, Err: ErrNotRegular}
+	}
+	return f, nil
 }

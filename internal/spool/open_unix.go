@@ -20,16 +20,7 @@ func openRegular(name string, flag int, perm fs.FileMode) (*os.File, error) {
 		}
 		return nil, err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, &fs.PathError{Op: "open", Path: name, Err: ErrNotRegular}
-	}
-	return f, nil
+	return regular(f, name)
 }
 
 func isUnsupported(err error) bool {
