@@ -39,6 +39,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/thethings-go/thethings"
 	"github.com/thethings-go/thethings/thethingstest"
@@ -464,7 +466,7 @@ func (p *printer) printf(format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	el := time.Since(p.start).Truncate(10 * time.Millisecond).Seconds()
-	fmt.Fprintf(p.w, "%6.2fs  %s\n", el, fmt.Sprintf(format, args...))
+	fmt.Fprintf(p.w, "%6.2fs  %s\n", el, printable(fmt.Sprintf(format, args...)))
 }
 
 // redact shows the first four characters of a token: enough to tell
@@ -474,4 +476,23 @@ func redact(token string) string {
 		return strings.Repeat("*", len(token))
 	}
 	return token[:4] + "…"
+}
+
+// printable escapes what a device or the platform sent that a terminal
+// would act on: control characters but newline and tab (ESC starts the
+// sequences that retitle, clear or paste), C1 controls, bidi overrides
+// and bytes that are not UTF-8.
+func printable(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n' || r == '\t':
+			b.WriteRune(r)
+		case r == utf8.RuneError, unicode.IsControl(r), r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

@@ -28,9 +28,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/thethings-go/thethings"
 	"github.com/thethings-go/thethings/mqtt"
@@ -193,7 +196,7 @@ func drain(received <-chan thethings.Value, out io.Writer) {
 	for {
 		select {
 		case v := <-received:
-			fmt.Fprintf(out, "received %s=%v\n", v.Key, v.Value)
+			fmt.Fprintln(out, printable(fmt.Sprintf("received %s=%v", v.Key, v.Value)))
 		default:
 			return
 		}
@@ -207,9 +210,28 @@ func drainFor(received <-chan thethings.Value, out io.Writer, d time.Duration) {
 	for {
 		select {
 		case v := <-received:
-			fmt.Fprintf(out, "received %s=%v\n", v.Key, v.Value)
+			fmt.Fprintln(out, printable(fmt.Sprintf("received %s=%v", v.Key, v.Value)))
 		case <-t.C:
 			return
 		}
 	}
+}
+
+// printable escapes what a device or the platform sent that a terminal
+// would act on: control characters but newline and tab (ESC starts the
+// sequences that retitle, clear or paste), C1 controls, bidi overrides
+// and bytes that are not UTF-8.
+func printable(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n' || r == '\t':
+			b.WriteRune(r)
+		case r == utf8.RuneError, unicode.IsControl(r), r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

@@ -26,6 +26,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/thethings-go/thethings"
 	"github.com/thethings-go/thethings/thethingstest"
@@ -51,7 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	p := func(format string, a ...any) { fmt.Fprintf(stdout, format+"\n", a...) }
+	p := func(format string, a ...any) { fmt.Fprintln(stdout, printable(fmt.Sprintf(format, a...))) }
 
 	// 1. A client for a thing.
 	var opts []thethings.Option
@@ -281,4 +283,23 @@ func redact(secret string) string {
 		return strings.Repeat("*", len(secret))
 	}
 	return secret[:4] + "…"
+}
+
+// printable escapes what a device or the platform sent that a terminal
+// would act on: control characters but newline and tab (ESC starts the
+// sequences that retitle, clear or paste), C1 controls, bidi overrides
+// and bytes that are not UTF-8.
+func printable(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n' || r == '\t':
+			b.WriteRune(r)
+		case r == utf8.RuneError, unicode.IsControl(r), r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
