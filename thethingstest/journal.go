@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+
+	"github.com/thethings-go/thethings/internal/filelock"
 )
 
 // The data directory (WithDataDir) holds one append-only file:
@@ -62,16 +64,18 @@ func openJournal(dir string, replay func(payload []byte) error) (*journal, error
 	if err != nil {
 		return nil, fmt.Errorf("thethingstest: data directory: %w", err)
 	}
-	if err := lockFile(f); err != nil {
+	// Where the system has no lock, two servers on one directory go
+	// undetected.
+	switch err := filelock.Lock(f); {
+	case errors.Is(err, filelock.ErrLocked):
 		f.Close()
-		if !errors.Is(err, ErrDataDirInUse) {
-			err = fmt.Errorf("thethingstest: data directory: %w", err)
-		}
-		return nil, err
+		return nil, ErrDataDirInUse
+	case err != nil && !errors.Is(err, errors.ErrUnsupported):
+		f.Close()
+		return nil, fmt.Errorf("thethingstest: data directory: %w", err)
 	}
 	j := &journal{f: f}
 	if err := j.load(dir, replay); err != nil {
-		unlockFile(f)
 		f.Close()
 		return nil, err
 	}
@@ -201,8 +205,7 @@ func (j *journal) failure() error {
 
 // close syncs and closes the log.
 func (j *journal) close() error {
-	err := j.sync(j.size.Load())
-	unlockFile(j.f)
+	err := j.sync(j.size.Load()) // closing f ends its lock
 	if e := j.f.Close(); err == nil {
 		err = e
 	}

@@ -1,9 +1,12 @@
 package spool
 
 import (
+	"errors"
 	"io"
 	"io/fs"
 	"os"
+
+	"github.com/thethings-go/thethings/internal/filelock"
 )
 
 // FS is every file-system operation the spool makes: the real one ([OS])
@@ -54,7 +57,14 @@ func (osFS) Lock(f File) error {
 	if !ok {
 		return ErrNoLock
 	}
-	return lockFile(of)
+	switch err := filelock.Lock(of); {
+	case errors.Is(err, filelock.ErrLocked):
+		return ErrLocked
+	case errors.Is(err, errors.ErrUnsupported):
+		return ErrNoLock
+	default:
+		return err
+	}
 }
 
 func (osFS) SyncDir(name string) error {

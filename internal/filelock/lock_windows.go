@@ -1,6 +1,6 @@
 //go:build windows
 
-package spool
+package filelock
 
 import (
 	"errors"
@@ -20,12 +20,11 @@ const (
 	errorLockViolation      = syscall.Errno(33)
 )
 
-// lockFile takes an exclusive lock on f's first byte without waiting:
-// ErrLocked if another handle holds it, in this process or another. The
-// lock ends when the handle is closed.
-func lockFile(f *os.File) error {
+// lock takes an exclusive lock on f's first byte; it ends when the handle
+// is closed.
+func lock(f *os.File) error {
 	if err := procLockFileEx.Find(); err != nil {
-		return ErrNoLock
+		return errors.ErrUnsupported
 	}
 	var ol syscall.Overlapped
 	r, _, err := procLockFileEx.Call(f.Fd(), lockfileExclusiveLock|lockfileFailImmediately, 0, 1, 0, uintptr(unsafe.Pointer(&ol)))
