@@ -107,16 +107,6 @@ func (d *delivery) giveUp(failed []error, cause error) error {
 	return joinErrors(failed)
 }
 
-// refusal sorts err, the failure of a request that got an answer other
-// than 2xx or could not be sent, for the values of the batch.
-func refusal(err error) transport.Refusal {
-	var ae *APIError
-	if !errors.As(err, &ae) {
-		return transport.Refuse(0, false, false)
-	}
-	return transport.Refuse(ae.StatusCode, ae.Status != "", errors.Is(ae, ErrRateLimited))
-}
-
 // fromPlatform reports whether err is an answer in the platform's JSON
 // envelope, not a proxy's page that happens to say the same words.
 func fromPlatform(err error) bool {

@@ -250,11 +250,7 @@ func Retryable(err error) bool {
 	}
 	var ae *APIError
 	if errors.As(err, &ae) {
-		status := ae.StatusCode
-		if errors.Is(ae, ErrRateLimited) {
-			status = http.StatusTooManyRequests // a 403 that asks to slow down
-		}
-		return transport.Transient(status, nil)
+		return transport.Transient(ae.StatusCode, nil) || refusal(ae) == transport.Passing
 	}
 	var cause error
 	var te *transport.Error
@@ -272,4 +268,14 @@ func Retryable(err error) bool {
 		cause = err
 	}
 	return transport.Transient(0, cause)
+}
+
+// refusal sorts err, the failure of a request that got an answer other
+// than 2xx or could not be sent, for the values of the batch.
+func refusal(err error) transport.Refusal {
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		return transport.Refuse(0, false, false)
+	}
+	return transport.Refuse(ae.StatusCode, ae.Status != "", errors.Is(ae, ErrRateLimited))
 }
