@@ -136,16 +136,21 @@ func optionError(format string, args ...any) error {
 func (c *Client) apiError(resp *http.Response, method, path string) *APIError {
 	e := &APIError{StatusCode: resp.StatusCode, Method: method, Path: path, RetryAfter: transport.RetryAfterOf(resp, time.Now())}
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	// Redact before cutting: a token straddling the cut would leave its
-	// first part behind.
 	if env, ok := wire.ParseEnvelope(data); ok {
-		e.Status = cutText(c.redact(env.Status), maxQuote)
-		e.Code = env.Code
-		e.Message = cutText(c.redact(env.Message), maxMessage)
+		c.fromEnvelope(e, env)
 	} else {
 		e.Message = cutText(c.redact(strings.TrimSpace(string(data))), 200)
 	}
 	return e
+}
+
+// fromEnvelope gives e the platform's status, code and message, redacted
+// before they are cut: a token straddling the cut would leave its first
+// part behind.
+func (c *Client) fromEnvelope(e *APIError, env wire.Envelope) {
+	e.Status = cutText(c.redact(env.Status), maxQuote)
+	e.Code = env.Code
+	e.Message = cutText(c.redact(env.Message), maxMessage)
 }
 
 // WriteError reports values that were not written. Every failure of

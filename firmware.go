@@ -255,7 +255,7 @@ func (d *download) check(resp *http.Response, path string) error {
 	start, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
 	if !ok || start != d.n || d.total >= 0 && total != d.total {
 		return errorf("thethings: GET %s: resumed download answered Content-Range %q for bytes %d- of %d: %w",
-			path, cutText(resp.Header.Get("Content-Range"), maxQuote), d.n, d.total, ErrInvalidValue)
+			path, shorten(resp.Header.Get("Content-Range")), d.n, d.total, ErrInvalidValue)
 	}
 	if d.total < 0 && total >= 0 { // the first answer did not say
 		d.total = total

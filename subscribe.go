@@ -561,7 +561,8 @@ func (s *subscriber) statusFrame(frame []byte, httpStatus int) error {
 	if !ok || env.Status == "" || strings.EqualFold(env.Status, "success") {
 		return nil
 	}
-	e := &APIError{StatusCode: httpStatus, Status: cutText(s.c.redact(env.Status), maxQuote), Code: env.Code, Method: http.MethodGet, Path: s.path}
+	e := &APIError{StatusCode: httpStatus, Method: http.MethodGet, Path: s.path}
+	s.c.fromEnvelope(e, env)
 	if e.Code >= 400 && e.Code <= 599 {
 		// The platform's code says what kind of refusal this is; let
 		// errors.Is see it as it would an HTTP status.
@@ -569,7 +570,6 @@ func (s *subscriber) statusFrame(frame []byte, httpStatus int) error {
 	} else if lower := strings.ToLower(env.Message); strings.Contains(lower, "not found") || isThingMessage(lower) {
 		e.StatusCode = http.StatusNotFound
 	}
-	e.Message = cutText(s.c.redact(env.Message), maxMessage)
 	return e
 }
 
