@@ -102,18 +102,18 @@ func (b *spoolBuffer) sending() (time.Time, error) {
 	return b.log.Busy(), nil
 }
 
-func (b *spoolBuffer) next(k int) ([]Value, error) {
+func (b *spoolBuffer) next(k int) ([]Value, []byte, error) {
 	recs, err := b.log.Next(k)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := make([]Value, len(recs))
 	for i, p := range recs {
 		if out[i], err = decodeRecord(p); err != nil {
-			return nil, errorf("thethings: spool record: %v: %w", err, ErrSpoolCorrupt)
+			return nil, nil, errorf("thethings: spool record: %v: %w", err, ErrSpoolCorrupt)
 		}
 	}
-	return out, nil
+	return out, nil, nil
 }
 
 func (b *spoolBuffer) done(n int) error {
