@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/mqtt"
 )
 
@@ -40,7 +41,7 @@ func BenchmarkSingleWrites(b *testing.B) {
 		run(b, dial(b, srv, benchToken, mqtt.WithQoS(0)).Write)
 		// QoS 0 returns when the message is on the wire; let the server
 		// catch up before it closes.
-		eventually(b, "the server stored every value", func() bool { return srv.StoredCount(benchToken, "temp") >= b.N })
+		testkit.Eventually(b, "the server stored every value", func() bool { return srv.StoredCount(benchToken, "temp") >= b.N })
 	})
 	b.Run("rest", func(b *testing.B) {
 		srv := newServer(b, []string{benchToken})
@@ -69,7 +70,11 @@ func BenchmarkPublishToMessage(b *testing.B) {
 				received <- time.Now()
 			}
 		}()
-		eventually(b, "subscribed", func() bool { return srv.OpenSubscriptions() > 0 })
+		if !testkit.Eventually(b, "subscribed", func() bool { return srv.OpenSubscriptions() > 0 }) {
+			cancel()
+			<-done
+			return
+		}
 		vals := []thethings.Value{{Key: "latency", Value: 1}}
 		var lat []time.Duration
 		b.ReportAllocs()

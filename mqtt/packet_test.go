@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/mqtt"
 )
 
@@ -36,7 +37,7 @@ func TestHugePacketHeaderRefusedBeforeAllocation(t *testing.T) {
 		connack := append([]byte{2 << 4}, hugeLength...)
 		h.connack.Store(&connack)
 		before := memStats(false).TotalAlloc
-		_, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+		_, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(h.url()))
 		grew := memStats(false).TotalAlloc - before
 		if grew > most {
 			t.Errorf("Dial allocated %d MiB", grew>>20)
@@ -54,14 +55,14 @@ func TestHugePacketHeaderRefusedBeforeAllocation(t *testing.T) {
 			}
 			return true
 		})
-		c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+		c, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(h.url()))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
 		before := memStats(false).TotalAlloc
 		var got error
-		for _, err := range c.Subscribe(ctxT(t)) {
+		for _, err := range c.Subscribe(testkit.Ctx(t, 0)) {
 			got = err
 			break
 		}
@@ -109,12 +110,12 @@ func TestMaxPacketSizeBoundary(t *testing.T) {
 			}
 			return true
 		})
-		c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()), mqtt.WithMaxPacketSize(limit))
+		c, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(h.url()), mqtt.WithMaxPacketSize(limit))
 		if err != nil {
 			t.Fatal(err)
 		}
 		var got []string
-		for m, err := range c.Subscribe(ctxT(t)) {
+		for m, err := range c.Subscribe(testkit.Ctx(t, 0)) {
 			switch {
 			case errors.Is(err, mqtt.ErrPacketTooLarge):
 				got = append(got, "too large")
@@ -137,7 +138,7 @@ func TestMaxPacketSizeBoundary(t *testing.T) {
 // WithMaxPacketSize refuses a limit below 1 KiB or above the protocol's.
 func TestMaxPacketSizeOption(t *testing.T) {
 	for _, n := range []int{0, 1023, 256<<20 + 6} {
-		if _, err := mqtt.Dial(ctxT(t), token, mqtt.WithMaxPacketSize(n)); !errors.Is(err, thethings.ErrInvalidOption) {
+		if _, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithMaxPacketSize(n)); !errors.Is(err, thethings.ErrInvalidOption) {
 			t.Errorf("WithMaxPacketSize(%d): %v, want ErrInvalidOption", n, err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/mqtt"
 )
 
@@ -49,13 +50,13 @@ func TestSubscribeQueueBoundedInBytes(t *testing.T) {
 		}
 		return true
 	})
-	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+	c, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(h.url()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	base := int64(memStats(true).HeapAlloc)
-	ctx, cancel := context.WithCancel(ctxT(t))
+	ctx, cancel := context.WithCancel(testkit.Ctx(t, 0))
 	defer cancel()
 	var (
 		got     []string
@@ -104,7 +105,7 @@ func TestQueueBytesOption(t *testing.T) {
 	srv := newServer(t, []string{token})
 	c := dial(t, srv, token)
 	var errs []error
-	for _, err := range c.Subscribe(ctxT(t), mqtt.WithQueueBytes(1023)) {
+	for _, err := range c.Subscribe(testkit.Ctx(t, 0), mqtt.WithQueueBytes(1023)) {
 		errs = append(errs, err)
 	}
 	if len(errs) != 1 || !errors.Is(errs[0], thethings.ErrInvalidOption) {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/mqtt"
 )
 
@@ -26,7 +27,7 @@ func TestSubscribeStateHandler(t *testing.T) {
 	rest := restClient(t, srv, token)
 	states := make(chan report, 64)
 	msgs := make(chan thethings.Message, 8)
-	ctx, cancel := context.WithCancel(ctxT(t))
+	ctx, cancel := context.WithCancel(testkit.Ctx(t, 0))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -91,7 +92,7 @@ func TestSubscribeStateHandler(t *testing.T) {
 func TestSubscribeStateHandlerSecondLoop(t *testing.T) {
 	srv := newServer(t, []string{token})
 	c := dial(t, srv, token)
-	ctx, cancel := context.WithCancel(ctxT(t))
+	ctx, cancel := context.WithCancel(testkit.Ctx(t, 0))
 	defer cancel()
 	connected := make(chan int, 2)
 	done := make(chan struct{}, 2)
@@ -128,7 +129,7 @@ func TestStateHandlerOption(t *testing.T) {
 	c := dial(t, srv, token)
 	for _, opt := range []mqtt.SubscribeOption{mqtt.WithStateHandler(nil), nil} {
 		var errs []error
-		for _, err := range c.Subscribe(ctxT(t), opt) {
+		for _, err := range c.Subscribe(testkit.Ctx(t, 0), opt) {
 			errs = append(errs, err)
 		}
 		if len(errs) != 1 || !errors.Is(errs[0], thethings.ErrInvalidOption) {
