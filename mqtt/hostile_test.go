@@ -3,6 +3,7 @@ package mqtt_test
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -60,8 +61,18 @@ func newHostileBroker(t *testing.T, onPacket func(typ byte, body []byte, c net.C
 				defer c.Close()
 				r := bufio.NewReader(c)
 				for first := true; ; first = false {
-					typ, body, err := readPacket(r)
+					// A fixed header, its remaining length a varint as Go's,
+					// and the body.
+					head, err := r.ReadByte()
 					if err != nil {
+						return
+					}
+					size, err := binary.ReadUvarint(r)
+					if err != nil {
+						return
+					}
+					body := make([]byte, size)
+					if _, err := io.ReadFull(r, body); err != nil {
 						return
 					}
 					if first {
@@ -77,7 +88,7 @@ func newHostileBroker(t *testing.T, onPacket func(typ byte, body []byte, c net.C
 						}
 						continue
 					}
-					if !onPacket(typ, body, c) {
+					if !onPacket(head>>4, body, c) {
 						return
 					}
 				}
@@ -97,29 +108,6 @@ func newHostileBroker(t *testing.T, onPacket func(typ byte, body []byte, c net.C
 }
 
 func (h *hostileBroker) url() string { return "tcp://" + h.ln.Addr().String() }
-
-// readPacket reads one MQTT packet and returns its type and body.
-func readPacket(r *bufio.Reader) (byte, []byte, error) {
-	h, err := r.ReadByte()
-	if err != nil {
-		return 0, nil, err
-	}
-	n, mul := 0, 1
-	for {
-		b, err := r.ReadByte()
-		if err != nil {
-			return 0, nil, err
-		}
-		n += int(b&127) * mul
-		if b < 128 {
-			break
-		}
-		mul *= 128
-	}
-	body := make([]byte, n)
-	_, err = io.ReadFull(r, body)
-	return h >> 4, body, err
-}
 
 const (
 	publish         = 3
@@ -241,22 +229,12 @@ func TestSubscribeRefused(t *testing.T) {
 // pub encodes a PUBLISH: QoS 0 when id is 0, else QoS 1 with packet
 // identifier id.
 func pub(topic string, id uint16, payload string) []byte {
-	b := []byte{0x30}
-	rest := 2 + len(topic) + len(payload)
+	h, rest := byte(0x30), 2+len(topic)+len(payload)
 	if id != 0 {
-		b[0], rest = 0x32, rest+2
+		h, rest = 0x32, rest+2
 	}
-	for {
-		d := byte(rest & 0x7f)
-		rest >>= 7
-		if rest > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if rest == 0 {
-			break
-		}
-	}
+	// The remaining length is a varint as Go's.
+	b := binary.AppendUvarint([]byte{h}, uint64(rest))
 	b = append(b, byte(len(topic)>>8), byte(len(topic)))
 	b = append(b, topic...)
 	if id != 0 {

@@ -1,11 +1,12 @@
 package mqtt_test
 
 import (
-	"bufio"
 	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/mqtt"
@@ -47,7 +48,7 @@ func TestNoReconnectStorm(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				if _, _, err := readPacket(bufio.NewReader(c)); err != nil {
+				if _, err := packets.ReadPacket(c); err != nil { // CONNECT
 					return
 				}
 				if _, err := c.Write([]byte{0x20, 2, 0, 0}); err != nil { // CONNACK
