@@ -189,8 +189,7 @@ func TestDialHonoursCtx(t *testing.T) {
 // A Write whose ctx ended before anything was sent says so: its values
 // were certainly not written.
 func TestWriteWithEndedCtxSendsNothing(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, token)
+	srv, c, _ := setup(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	err := c.Write(ctx, []thethings.Value{{Key: "k", Value: 1}})

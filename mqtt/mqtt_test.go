@@ -1,7 +1,6 @@
 package mqtt_test
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,73 +20,11 @@ import (
 	"github.com/thethings-go/thethings"
 	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/mqtt"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
-const token = "tok-SENTINEL-7f3a9c"
-
-// dial connects as tok to srv's broker; the client closes when the test
-// or benchmark ends.
-func dial(tb testing.TB, srv *server, tok string, opts ...mqtt.Option) *mqtt.Client {
-	tb.Helper()
-	c, err := mqtt.Dial(testkit.Ctx(tb, 0), tok, append([]mqtt.Option{mqtt.WithBroker(srv.MQTTURL())}, opts...)...)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	return c
-}
-
-func restClient(t *testing.T, srv *server, tok string) *thethings.Client {
-	t.Helper()
-	c, err := thethings.NewClient(tok, thethings.WithBaseURL(srv.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// subscribe runs c.Subscribe in a goroutine until the test ends and
-// returns its messages; it returns once the broker holds the subscription.
-func subscribe(t *testing.T, srv *server, c *mqtt.Client) <-chan thethings.Message {
-	t.Helper()
-	before := srv.OpenSubscriptions()
-	ctx, cancel := context.WithCancel(context.Background())
-	out := make(chan thethings.Message, 16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for m, err := range c.Subscribe(ctx) {
-			if errors.Is(err, net.ErrClosed) {
-				return // the test closed the client
-			}
-			if err != nil {
-				t.Errorf("subscribe: %v", err)
-				continue
-			}
-			out <- m
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	if !testkit.Eventually(t, "subscribed", func() bool { return srv.OpenSubscriptions() > before }) {
-		t.FailNow()
-	}
-	return out
-}
-
-func receive(t *testing.T, ch <-chan thethings.Message) thethings.Message {
-	t.Helper()
-	select {
-	case m := <-ch:
-		return m
-	case <-time.After(testkit.Patience):
-		t.Fatal("no message")
-		return thethings.Message{}
-	}
-}
-
 func TestWriteThenReadOverREST(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, token)
+	srv, c, rest := setup(t)
 	at := time.Date(2026, 3, 4, 5, 6, 7, 890e6, time.UTC)
 	err := c.Write(testkit.Ctx(t, 0), []thethings.Value{
 		{Key: "temp", Value: 21.5, Geo: &thethings.Geo{Lat: 41.39, Long: 2.15}, Datetime: at},
@@ -97,7 +35,7 @@ func TestWriteThenReadOverREST(t *testing.T) {
 		t.Fatal(err)
 	}
 	// QoS 1: the broker acknowledged after the server stored the values.
-	page, err := restClient(t, srv, token).Read(testkit.Ctx(t, 0), "temp", &thethings.ReadOptions{Limit: 10})
+	page, err := rest.Read(testkit.Ctx(t, 0), "temp", &thethings.ReadOptions{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,8 +52,7 @@ func TestWriteThenReadOverREST(t *testing.T) {
 }
 
 func TestWriteQoS0(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, token, mqtt.WithQoS(0))
+	srv, c, _ := setup(t, mqtt.WithQoS(0))
 	if err := c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "n", Value: 1}}); err != nil {
 		t.Fatal(err)
 	}
@@ -124,8 +61,7 @@ func TestWriteQoS0(t *testing.T) {
 }
 
 func TestWriteSplitsBatches(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, token)
+	srv, c, _ := setup(t)
 	values := make([]thethings.Value, 250)
 	for i := range values {
 		values[i] = thethings.Value{Key: "n", Value: i, Datetime: time.UnixMilli(int64(1e12 + i)).UTC()}
@@ -139,24 +75,30 @@ func TestWriteSplitsBatches(t *testing.T) {
 }
 
 func TestSubscribeGetsRESTAndMQTTWrites(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, token)
-	msgs := subscribe(t, srv, c)
+	srv, c, rest := setup(t)
+	receive := subscribe(t, c.Subscribe)
+	if !testkit.Eventually(t, "subscribed", func() bool { return srv.OpenSubscriptions() == 1 }) {
+		return
+	}
 
-	if err := restClient(t, srv, token).Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "led", Value: "1"}, {Key: "x", Value: 2}}); err != nil {
+	if err := rest.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "led", Value: "1"}, {Key: "x", Value: 2}}); err != nil {
 		t.Fatal(err)
 	}
-	m := receive(t, msgs)
+	m := receive()
 	if len(m.Values) != 2 || m.Values[0].Key != "led" || m.Values[0].Value != "1" || m.Values[1].Key != "x" {
 		t.Fatalf("REST write arrived as %+v", m)
 	}
 
-	other := dial(t, srv, token)
+	other, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(srv.MQTTURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	if err := other.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "temp", Value: 19.25, Datetime: at, Geo: &thethings.Geo{Lat: 1, Long: 2}}}); err != nil {
 		t.Fatal(err)
 	}
-	m = receive(t, msgs)
+	m = receive()
 	if len(m.Values) != 1 || m.Values[0].Key != "temp" || !m.Values[0].Datetime.Equal(at) || m.Values[0].Geo == nil {
 		t.Fatalf("MQTT write arrived as %+v", m)
 	}
@@ -166,36 +108,27 @@ func TestSubscribeGetsRESTAndMQTTWrites(t *testing.T) {
 }
 
 func TestMQTTWriteReachesRESTSubscribers(t *testing.T) {
-	srv := newServer(t, []string{token})
-	rest := restClient(t, srv, token)
-	ctx, cancel := context.WithCancel(testkit.Ctx(t, 0))
-	got := make(chan thethings.Message, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for m, err := range rest.Subscribe(ctx) {
-			if err == nil {
-				got <- m
-				return
-			}
-		}
-	}()
-	defer func() { cancel(); <-done }()
+	srv, c, rest := setup(t)
+	receive := subscribe(t, rest.Subscribe)
 	if !testkit.Eventually(t, "REST subscription open", func() bool { return srv.OpenSubscriptions() == 1 }) {
 		return
 	}
-	if err := dial(t, srv, token).Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "k", Value: true}}); err != nil {
+	if err := c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "k", Value: true}}); err != nil {
 		t.Fatal(err)
 	}
-	m := receive(t, got)
+	m := receive()
 	if len(m.Values) != 1 || m.Values[0].Key != "k" || m.Values[0].Value != true {
 		t.Fatalf("got %+v", m)
 	}
 }
 
 func TestPublishToUnknownThingIsDropped(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, "not-a-thing")
+	srv, _, _ := setup(t)
+	c, err := mqtt.Dial(testkit.Ctx(t, 0), "not-a-thing", mqtt.WithBroker(srv.MQTTURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	if err := c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "k", Value: 1}}); err != nil {
 		t.Fatal(err) // the broker acknowledges: QoS 1 is not a read-back
 	}
@@ -210,7 +143,8 @@ func TestPublishToUnknownThingIsDropped(t *testing.T) {
 }
 
 func TestActivate(t *testing.T) {
-	srv := newServer(t, nil, "CODE-1")
+	srv, _, _ := setup(t)
+	srv.AddActivationCode(thethingstest.ActivationCode{Code: "CODE-1"})
 	url := srv.MQTTURL()
 	c, err := mqtt.Activate(testkit.Ctx(t, 0), "CODE-1", mqtt.WithBroker(url))
 	if err != nil {
@@ -218,8 +152,8 @@ func TestActivate(t *testing.T) {
 	}
 	defer c.Close()
 	tok := c.ThingToken()
-	if tok == "" || len(srv.Tokens()) != 1 || srv.Tokens()[0] != tok {
-		t.Fatalf("token %q, server knows %v", tok, srv.Tokens())
+	if known := srv.Tokens(); tok == "" || tok == token || len(known) != 2 || !slices.Contains(known, tok) {
+		t.Fatalf("token %q, server knows %v: want %q and the new thing's", tok, known, token)
 	}
 	if err := c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "hello", Value: 1}}); err != nil {
 		t.Fatal(err)
@@ -241,11 +175,12 @@ func TestActivate(t *testing.T) {
 }
 
 func TestReconnectAfterBrokerRestart(t *testing.T) {
-	srv := newServer(t, []string{token})
 	var logs syncBuffer
-	c := dial(t, srv, token, mqtt.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
-	msgs := subscribe(t, srv, c)
-	rest := restClient(t, srv, token)
+	srv, c, rest := setup(t, mqtt.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	receive := subscribe(t, c.Subscribe)
+	if !testkit.Eventually(t, "subscribed", func() bool { return srv.OpenSubscriptions() == 1 }) {
+		return
+	}
 
 	for round := range 2 {
 		if err := srv.RestartMQTT(); err != nil {
@@ -258,14 +193,14 @@ func TestReconnectAfterBrokerRestart(t *testing.T) {
 		if err := rest.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "round", Value: round}}); err != nil {
 			t.Fatal(err)
 		}
-		m := receive(t, msgs)
+		m := receive()
 		if len(m.Values) != 1 || m.Values[0].Key != "round" {
 			t.Fatalf("after restart %d: %+v", round, m)
 		}
 		if err := c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "after", Value: round}}); err != nil {
 			t.Fatal(err)
 		}
-		if got := receive(t, msgs); got.Values[0].Key != "after" {
+		if got := receive(); got.Values[0].Key != "after" {
 			t.Fatalf("own write after restart arrived as %+v", got)
 		}
 	}
@@ -275,9 +210,8 @@ func TestReconnectAfterBrokerRestart(t *testing.T) {
 }
 
 func TestWriteWaitsForTheConnection(t *testing.T) {
-	srv := newServer(t, []string{token})
 	var logs syncBuffer
-	c := dial(t, srv, token, mqtt.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	srv, c, _ := setup(t, mqtt.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	if err := srv.RestartMQTT(); err != nil {
 		t.Fatal(err)
 	}
@@ -296,8 +230,8 @@ func TestWriteWaitsForTheConnection(t *testing.T) {
 }
 
 func TestLastWill(t *testing.T) {
-	srv := newServer(t, []string{token})
-	dial(t, srv, token, mqtt.WithWill(thethings.Value{Key: "status", Value: "offline"}))
+	will := mqtt.WithWill(thethings.Value{Key: "status", Value: "offline"})
+	srv, _, _ := setup(t, will)
 	// A broker restart ends the connection without the client's DISCONNECT:
 	// the broker writes the will.
 	if err := srv.RestartMQTT(); err != nil {
@@ -308,10 +242,19 @@ func TestLastWill(t *testing.T) {
 	}
 
 	// A clean Close sends no will.
-	c := dial(t, srv, "tok-2", mqtt.WithWill(thethings.Value{Key: "status", Value: "offline"}))
+	broker := mqtt.WithBroker(srv.MQTTURL())
+	c, err := mqtt.Dial(testkit.Ctx(t, 0), "tok-2", broker, will)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv.AddThing("tok-2")
 	c.Close()
-	if err := dial(t, srv, "tok-2").Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "marker", Value: 1}}); err != nil {
+	c, err = mqtt.Dial(testkit.Ctx(t, 0), "tok-2", broker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "marker", Value: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	if n := srv.StoredCount("tok-2", "status"); n != 0 {
@@ -386,7 +329,7 @@ func (c counter) Write(b []byte) (int, error) {
 func (p *proxy) url() string { return "tcp://" + p.ln.Addr().String() }
 
 func TestBadInputRefusedBeforeIO(t *testing.T) {
-	srv := newServer(t, []string{token})
+	srv, _, _ := setup(t)
 	p := newProxy(t, nil, strings.TrimPrefix(srv.MQTTURL(), "tcp://"))
 	ctx := testkit.Ctx(t, 0)
 	broker := mqtt.WithBroker(p.url())
@@ -483,7 +426,7 @@ func TestBadInputRefusedBeforeIO(t *testing.T) {
 // TLS is the default and verifies the broker: a TLS front on the test
 // server's broker with a certificate for 127.0.0.1.
 func TestTLS(t *testing.T) {
-	srv := newServer(t, []string{token})
+	srv, _, _ := setup(t)
 	hs := httptest.NewUnstartedServer(nil)
 	hs.StartTLS()
 	certs, roots := hs.TLS.Certificates, x509.NewCertPool()
@@ -522,14 +465,16 @@ func TestTLS(t *testing.T) {
 
 // Close leaves no goroutine of the client, even mid-reconnect.
 func TestCloseLeavesNoGoroutine(t *testing.T) {
-	srv := newServer(t, []string{token})
 	for _, restart := range []bool{false, true} {
-		c := dial(t, srv, token)
-		msgs := subscribe(t, srv, c)
+		srv, c, _ := setup(t)
+		receive := subscribe(t, c.Subscribe)
+		if !testkit.Eventually(t, "subscribed", func() bool { return srv.OpenSubscriptions() == 1 }) {
+			return
+		}
 		if err := c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "k", Value: 1}}); err != nil {
 			t.Fatal(err)
 		}
-		receive(t, msgs)
+		receive()
 		if restart {
 			if err := srv.RestartMQTT(); err != nil {
 				t.Fatal(err)

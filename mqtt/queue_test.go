@@ -108,8 +108,7 @@ func TestSubscribeQueueBoundedInBytes(t *testing.T) {
 // WithQueueBytes refuses a bound below 1 KiB; the sequence yields the
 // error and ends.
 func TestQueueBytesOption(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, token)
+	_, c, _ := setup(t)
 	var errs []error
 	for _, err := range c.Subscribe(testkit.Ctx(t, 0), mqtt.WithQueueBytes(1023)) {
 		errs = append(errs, err)

@@ -40,9 +40,9 @@ func (s *syncBuffer) String() string {
 }
 
 func TestTokenNeverShown(t *testing.T) {
-	srv := newServer(t, []string{token})
 	var logs syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, c, _ := setup(t, mqtt.WithLogger(logger), mqtt.WithWill(thethings.Value{Key: "w", Value: 1}))
 	var errs []error
 	keep := func(err error) {
 		if err != nil {
@@ -50,7 +50,6 @@ func TestTokenNeverShown(t *testing.T) {
 		}
 	}
 
-	c := dial(t, srv, token, mqtt.WithLogger(logger), mqtt.WithWill(thethings.Value{Key: "w", Value: 1}))
 	keep(c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "bad key", Value: 1}}))
 	short, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -111,8 +110,7 @@ func TestTokenNeverShown(t *testing.T) {
 // A copy of a Client, as a struct holding one by value would make, prints
 // no token either: not under any fmt verb, nor through log, slog or JSON.
 func TestTokenNeverShownByAValue(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, token)
+	_, c, _ := setup(t)
 	type holder struct {
 		Name   string
 		Client any
