@@ -21,6 +21,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// answer is an answer of status code, with a Retry-After header unless
+// retryAfter is empty.
 func answer(code int, retryAfter string) *http.Response {
 	h := http.Header{}
 	if retryAfter != "" {
@@ -133,10 +135,13 @@ func TestBackoff(t *testing.T) {
 	assert.Equal(t, time.Duration(0), Wait(Policy{}, 4, 0))
 }
 
-// scripted is an in-memory RoundTripper answering from a script; inside a
-// synctest bubble its waits run on the fake clock.
+// scripted is an in-memory RoundTripper that fails every call with err,
+// if set, or gives the answers of steps in turn, the last one again and
+// again, each with a body of its own; inside a synctest bubble its waits
+// run on the fake clock.
 type scripted struct {
-	steps []func(*http.Request) (*http.Response, error)
+	steps []*http.Response
+	err   error
 	calls int
 	at    []time.Time
 }
@@ -147,18 +152,14 @@ func (s *scripted) RoundTrip(r *http.Request) (*http.Response, error) {
 		r.Body.Close()
 	}
 	s.at = append(s.at, time.Now())
-	step := s.steps[min(s.calls, len(s.steps)-1)]
 	s.calls++
-	return step(r)
-}
-
-func status(code int, retryAfter string) func(*http.Request) (*http.Response, error) {
-	return func(r *http.Request) (*http.Response, error) {
-		resp := answer(code, retryAfter)
-		resp.Body = io.NopCloser(strings.NewReader(`{"status":"error"}`))
-		resp.Request = r
-		return resp, nil
+	if s.err != nil {
+		return nil, s.err
 	}
+	resp := *s.steps[min(s.calls, len(s.steps))-1]
+	resp.Body = io.NopCloser(strings.NewReader(`{"status":"error"}`))
+	resp.Request = r
+	return &resp, nil
 }
 
 // errStatus is what do's handler makes of an answer other than 2xx.
@@ -181,9 +182,7 @@ func do(ctx context.Context, tr *Transport, r *Request) (status int, maybe bool,
 func TestDoWaitsInFakeTime(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		rt := &scripted{steps: []func(*http.Request) (*http.Response, error){
-			status(503, ""), status(429, "7"), status(500, ""), status(200, ""),
-		}}
+		rt := &scripted{steps: []*http.Response{answer(503, ""), answer(429, "7"), answer(500, ""), answer(200, "")}}
 		tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 5, MinWait: time.Second, MaxWait: 5 * time.Second}, nil, nil)
 		start := time.Now()
 		status, _, err := do(context.Background(), tr, &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/x", Path: "/v2/x"})
@@ -204,7 +203,7 @@ func TestDoWaitsInFakeTime(t *testing.T) {
 func TestDoGivesUpBeforeTheDeadline(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		rt := &scripted{steps: []func(*http.Request) (*http.Response, error){status(429, "4")}}
+		rt := &scripted{steps: []*http.Response{answer(429, "4")}}
 		tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 5, MinWait: time.Second, MaxWait: 10 * time.Second}, nil, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
@@ -220,7 +219,7 @@ func TestDoGivesUpBeforeTheDeadline(t *testing.T) {
 func TestDoCancelDuringWait(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		rt := &scripted{steps: []func(*http.Request) (*http.Response, error){status(503, "")}}
+		rt := &scripted{steps: []*http.Response{answer(503, "")}}
 		tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 5, MinWait: 10 * time.Second, MaxWait: 10 * time.Second}, nil, nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(time.Second, cancel)
@@ -238,7 +237,7 @@ func TestDoCancelDuringWait(t *testing.T) {
 
 func TestDoWriteNotRetriedWhenAmbiguous(t *testing.T) {
 	t.Parallel()
-	rt := &scripted{steps: []func(*http.Request) (*http.Response, error){status(500, ""), status(201, "")}}
+	rt := &scripted{steps: []*http.Response{answer(500, ""), answer(201, "")}}
 	tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 3}, nil, nil)
 	code, maybe, err := do(context.Background(), tr, &Request{Kind: Write, Method: "POST", URL: "http://h/v2/x", Path: "/v2/x", Body: []byte(`{}`)})
 	require.ErrorIs(t, err, errStatus)
@@ -246,7 +245,7 @@ func TestDoWriteNotRetriedWhenAmbiguous(t *testing.T) {
 	assert.Equal(t, 1, rt.calls)
 	assert.True(t, maybe)
 
-	rt = &scripted{steps: []func(*http.Request) (*http.Response, error){status(500, ""), status(201, "")}}
+	rt = &scripted{steps: []*http.Response{answer(500, ""), answer(201, "")}}
 	tr = New(&http.Client{Transport: rt}, Policy{MaxRetries: 3, RetryWrites: true}, nil, nil)
 	code, maybe, err = do(context.Background(), tr, &Request{Kind: Write, Method: "POST", URL: "http://h/v2/x", Path: "/v2/x", Body: []byte(`{}`)})
 	require.NoError(t, err)
@@ -258,11 +257,10 @@ func TestDoWriteNotRetriedWhenAmbiguous(t *testing.T) {
 func TestErrorIsRedacted(t *testing.T) {
 	t.Parallel()
 	const secret = "SECRET-TOKEN"
-	rt := &scripted{steps: []func(*http.Request) (*http.Response, error){func(r *http.Request) (*http.Response, error) {
-		return nil, fmt.Errorf("dial to %s failed: %w", r.URL, &net.OpError{Op: "dial", Err: errors.New("refused")})
-	}}}
+	url := "http://h/v2/things/" + secret
+	rt := &scripted{err: fmt.Errorf("dial to %s failed: %w", url, &net.OpError{Op: "dial", Err: errors.New("refused")})}
 	tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 1}, nil, func(s string) string { return strings.ReplaceAll(s, secret, "***") })
-	_, _, err := do(context.Background(), tr, &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/things/" + secret, Path: "/v2/things/***"})
+	_, _, err := do(context.Background(), tr, &Request{Kind: Idempotent, Method: "GET", URL: url, Path: "/v2/things/***"})
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), secret)
 	assert.NotContains(t, fmt.Sprintf("%+v", err), secret)
