@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -303,41 +304,24 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-// cutServer answers each request on a loopback listener: the first cut
-// answers promise 10 bytes and send 3 before closing; then whole answers.
-func cutServer(t *testing.T, cut int) (url string, hits func() int) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var n atomic.Int32
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			buf := make([]byte, 4096)
-			_, _ = c.Read(buf)
-			if int(n.Add(1)) <= cut {
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\n012")
-			} else {
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789")
-			}
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return "http://" + ln.Addr().String() + "/p", func() int { return int(n.Load()) }
-}
-
 // A body cut mid-way is a failed attempt: a read is sent again, activation
 // is not and may have been processed.
 func TestDoReadCutBody(t *testing.T) {
-	read := func(tr *Transport, url string, kind Kind) (string, bool, error) {
+	// The first cuts answers promise 10 bytes, send 3 and close; the
+	// answers after them are whole.
+	var cuts, hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "10")
+		if hits.Add(1) <= cuts.Load() {
+			_, _ = io.WriteString(w, "012")
+			return
+		}
+		_, _ = io.WriteString(w, "0123456789")
+	}))
+	t.Cleanup(srv.Close)
+	read := func(tr *Transport, kind Kind) (string, bool, error) {
 		var got []byte
-		maybe, err := tr.Do(context.Background(), &Request{Kind: kind, Method: "GET", URL: url, Path: "/p"}, func(resp *http.Response) error {
+		maybe, err := tr.Do(context.Background(), &Request{Kind: kind, Method: "GET", URL: srv.URL + "/p", Path: "/p"}, func(resp *http.Response) error {
 			var err error
 			got, err = io.ReadAll(resp.Body)
 			return err
@@ -348,21 +332,23 @@ func TestDoReadCutBody(t *testing.T) {
 	t.Cleanup(hc.CloseIdleConnections)
 	tr := New(hc, Policy{MaxRetries: 2}, nil, nil)
 
-	url, hits := cutServer(t, 2)
-	got, _, err := read(tr, url, Idempotent)
+	cuts.Store(2)
+	got, _, err := read(tr, Idempotent)
 	require.NoError(t, err)
 	assert.Equal(t, "0123456789", got)
-	assert.Equal(t, 3, hits())
+	assert.Equal(t, int32(3), hits.Load())
 
-	url, hits = cutServer(t, 3)
-	_, _, err = read(tr, url, Idempotent)
+	cuts.Store(3)
+	hits.Store(0)
+	_, _, err = read(tr, Idempotent)
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "retries spent: the last cut is the error")
-	assert.Equal(t, 3, hits())
+	assert.Equal(t, int32(3), hits.Load())
 
-	url, hits = cutServer(t, 1)
-	_, maybe, err := read(tr, url, Once)
+	cuts.Store(1)
+	hits.Store(0)
+	_, maybe, err := read(tr, Once)
 	assert.Error(t, err)
-	assert.Equal(t, 1, hits())
+	assert.Equal(t, int32(1), hits.Load())
 	assert.True(t, maybe)
 }
 
