@@ -12,10 +12,9 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/mqtt"
 )
-
-const benchToken = "bench-thing-token"
 
 // BenchmarkSingleWrites writes one value per call, one call after the
 // other: MQTT at QoS 1 (each waits for the broker's PUBACK), at QoS 0, and
@@ -33,22 +32,19 @@ func BenchmarkSingleWrites(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "values/s")
 	}
 	b.Run("mqtt-qos1", func(b *testing.B) {
-		run(b, dial(b, newServer(b, []string{benchToken}), benchToken).Write)
+		_, c, _ := setup(b)
+		run(b, c.Write)
 	})
 	b.Run("mqtt-qos0", func(b *testing.B) {
-		srv := newServer(b, []string{benchToken})
-		run(b, dial(b, srv, benchToken, mqtt.WithQoS(0)).Write)
+		srv, c, _ := setup(b, mqtt.WithQoS(0))
+		run(b, c.Write)
 		// QoS 0 returns when the message is on the wire; let the server
 		// catch up before it closes.
-		eventually(b, "the server stored every value", func() bool { return srv.StoredCount(benchToken, "temp") >= b.N })
+		testkit.Eventually(b, "the server stored every value", func() bool { return srv.StoredCount(token, "temp") >= b.N })
 	})
 	b.Run("rest", func(b *testing.B) {
-		srv := newServer(b, []string{benchToken})
-		c, err := thethings.NewClient(benchToken, thethings.WithBaseURL(srv.URL()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		run(b, func(ctx context.Context, v []thethings.Value) error { return c.Write(ctx, v) })
+		_, _, rest := setup(b)
+		run(b, func(ctx context.Context, v []thethings.Value) error { return rest.Write(ctx, v) })
 	})
 }
 
@@ -69,7 +65,11 @@ func BenchmarkPublishToMessage(b *testing.B) {
 				received <- time.Now()
 			}
 		}()
-		eventually(b, "subscribed", func() bool { return srv.OpenSubscriptions() > 0 })
+		if !testkit.Eventually(b, "subscribed", func() bool { return srv.OpenSubscriptions() > 0 }) {
+			cancel()
+			<-done
+			return
+		}
 		vals := []thethings.Value{{Key: "latency", Value: 1}}
 		var lat []time.Duration
 		b.ReportAllocs()
@@ -89,17 +89,12 @@ func BenchmarkPublishToMessage(b *testing.B) {
 		b.ReportMetric(0, "ns/op")
 	}
 	b.Run("mqtt", func(b *testing.B) {
-		srv := newServer(b, []string{benchToken})
-		c := dial(b, srv, benchToken)
+		srv, c, _ := setup(b)
 		measure(b, c.Write, func(ctx context.Context) func(func(thethings.Message, error) bool) { return c.Subscribe(ctx) }, srv)
 	})
 	b.Run("rest", func(b *testing.B) {
-		srv := newServer(b, []string{benchToken})
-		c, err := thethings.NewClient(benchToken, thethings.WithBaseURL(srv.URL()))
-		if err != nil {
-			b.Fatal(err)
-		}
-		measure(b, func(ctx context.Context, v []thethings.Value) error { return c.Write(ctx, v) },
-			func(ctx context.Context) func(func(thethings.Message, error) bool) { return c.Subscribe(ctx) }, srv)
+		srv, _, rest := setup(b)
+		measure(b, func(ctx context.Context, v []thethings.Value) error { return rest.Write(ctx, v) },
+			func(ctx context.Context) func(func(thethings.Message, error) bool) { return rest.Subscribe(ctx) }, srv)
 	})
 }

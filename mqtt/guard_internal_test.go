@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -21,18 +22,7 @@ func (m *memConn) Read(p []byte) (int, error) { return m.r.Read(p) }
 
 // packet encodes a PUBLISH whose remaining length is n (n >= 3).
 func packet(n int) []byte {
-	b := []byte{0x30}
-	for v := n; ; {
-		d := byte(v & 0x7f)
-		v >>= 7
-		if v > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if v == 0 {
-			break
-		}
-	}
+	b := binary.AppendUvarint([]byte{0x30}, uint64(n)) // MQTT's remaining length is a varint as Go's
 	b = append(b, 0, 1, 't')
 	return append(b, bytes.Repeat([]byte{'x'}, n-3)...)
 }

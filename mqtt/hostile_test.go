@@ -3,6 +3,7 @@ package mqtt_test
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/mqtt"
 )
 
@@ -59,8 +61,18 @@ func newHostileBroker(t *testing.T, onPacket func(typ byte, body []byte, c net.C
 				defer c.Close()
 				r := bufio.NewReader(c)
 				for first := true; ; first = false {
-					typ, body, err := readPacket(r)
+					// A fixed header, its remaining length a varint as Go's,
+					// and the body.
+					head, err := r.ReadByte()
 					if err != nil {
+						return
+					}
+					size, err := binary.ReadUvarint(r)
+					if err != nil {
+						return
+					}
+					body := make([]byte, size)
+					if _, err := io.ReadFull(r, body); err != nil {
 						return
 					}
 					if first {
@@ -76,7 +88,7 @@ func newHostileBroker(t *testing.T, onPacket func(typ byte, body []byte, c net.C
 						}
 						continue
 					}
-					if !onPacket(typ, body, c) {
+					if !onPacket(head>>4, body, c) {
 						return
 					}
 				}
@@ -97,29 +109,6 @@ func newHostileBroker(t *testing.T, onPacket func(typ byte, body []byte, c net.C
 
 func (h *hostileBroker) url() string { return "tcp://" + h.ln.Addr().String() }
 
-// readPacket reads one MQTT packet and returns its type and body.
-func readPacket(r *bufio.Reader) (byte, []byte, error) {
-	h, err := r.ReadByte()
-	if err != nil {
-		return 0, nil, err
-	}
-	n, mul := 0, 1
-	for {
-		b, err := r.ReadByte()
-		if err != nil {
-			return 0, nil, err
-		}
-		n += int(b&127) * mul
-		if b < 128 {
-			break
-		}
-		mul *= 128
-	}
-	body := make([]byte, n)
-	_, err = io.ReadFull(r, body)
-	return h >> 4, body, err
-}
-
 const (
 	publish         = 3
 	subscribePacket = 8
@@ -131,12 +120,12 @@ func TestWriteOutcomeUnknown(t *testing.T) {
 	values := []thethings.Value{{Key: "a", Value: 1}}
 	t.Run("connection dropped", func(t *testing.T) {
 		h := newHostileBroker(t, func(typ byte, _ []byte, _ net.Conn) bool { return typ != publish })
-		c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+		c, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(h.url()))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		err = c.Write(ctxT(t), values)
+		err = c.Write(testkit.Ctx(t, 0), values)
 		var we *thethings.WriteError
 		if !errors.Is(err, thethings.ErrOutcomeUnknown) || !errors.As(err, &we) || !we.Unknown || len(we.Values) != 1 {
 			t.Fatalf("Write = %v, want an unknown-outcome WriteError", err)
@@ -147,7 +136,7 @@ func TestWriteOutcomeUnknown(t *testing.T) {
 	})
 	t.Run("ctx ended", func(t *testing.T) {
 		h := newHostileBroker(t, func(byte, []byte, net.Conn) bool { return true }) // never acknowledges
-		c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+		c, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(h.url()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -200,8 +189,7 @@ func TestDialHonoursCtx(t *testing.T) {
 // A Write whose ctx ended before anything was sent says so: its values
 // were certainly not written.
 func TestWriteWithEndedCtxSendsNothing(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, token)
+	srv, c, _ := setup(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	err := c.Write(ctx, []thethings.Value{{Key: "k", Value: 1}})
@@ -223,13 +211,13 @@ func TestSubscribeRefused(t *testing.T) {
 		}
 		return true
 	})
-	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+	c, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(h.url()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	var errs []error
-	for _, err := range c.Subscribe(ctxT(t)) {
+	for _, err := range c.Subscribe(testkit.Ctx(t, 0)) {
 		errs = append(errs, err)
 	}
 	if len(errs) != 1 || errs[0] == nil || !strings.Contains(errs[0].Error(), "refused the subscription") {
@@ -240,22 +228,12 @@ func TestSubscribeRefused(t *testing.T) {
 // pub encodes a PUBLISH: QoS 0 when id is 0, else QoS 1 with packet
 // identifier id.
 func pub(topic string, id uint16, payload string) []byte {
-	b := []byte{0x30}
-	rest := 2 + len(topic) + len(payload)
+	h, rest := byte(0x30), 2+len(topic)+len(payload)
 	if id != 0 {
-		b[0], rest = 0x32, rest+2
+		h, rest = 0x32, rest+2
 	}
-	for {
-		d := byte(rest & 0x7f)
-		rest >>= 7
-		if rest > 0 {
-			d |= 0x80
-		}
-		b = append(b, d)
-		if rest == 0 {
-			break
-		}
-	}
+	// The remaining length is a varint as Go's.
+	b := binary.AppendUvarint([]byte{h}, uint64(rest))
 	b = append(b, byte(len(topic)>>8), byte(len(topic)))
 	b = append(b, topic...)
 	if id != 0 {
@@ -282,13 +260,13 @@ func TestSubscribeMalformedMessage(t *testing.T) {
 		_, err := c.Write(out)
 		return err == nil
 	})
-	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+	c, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(h.url()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	var got []string
-	for m, err := range c.Subscribe(ctxT(t)) {
+	for m, err := range c.Subscribe(testkit.Ctx(t, 0)) {
 		switch {
 		case err != nil:
 			if strings.Contains(err.Error(), token) || !strings.HasPrefix(err.Error(), "thethings: mqtt: message: ") {
@@ -318,13 +296,13 @@ func TestKeepAliveFindsADeadLink(t *testing.T) {
 		return true // takes PINGREQ, never answers it
 	})
 	var logs syncBuffer
-	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()), mqtt.WithKeepAlive(time.Second),
+	c, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(h.url()), mqtt.WithKeepAlive(time.Second),
 		mqtt.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	eventually(t, "a reconnect after the unanswered ping", func() bool {
+	testkit.Eventually(t, "a reconnect after the unanswered ping", func() bool {
 		return strings.Contains(logs.String(), "pingresp not received") && strings.Contains(logs.String(), "reconnected")
 	})
 }
@@ -344,7 +322,7 @@ func TestActivateKeepsTheTokenWhenTheThingCannotConnect(t *testing.T) {
 		return err == nil
 	})
 	h.refuseFrom.Store(2)
-	c, err := mqtt.Activate(ctxT(t), "CODE", mqtt.WithBroker(h.url()))
+	c, err := mqtt.Activate(testkit.Ctx(t, 0), "CODE", mqtt.WithBroker(h.url()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +330,7 @@ func TestActivateKeepsTheTokenWhenTheThingCannotConnect(t *testing.T) {
 	if c.ThingToken() != "new-thing-token" {
 		t.Fatalf("token %q", c.ThingToken())
 	}
-	eventually(t, "reconnect attempts", func() bool { return h.accepted.Load() >= 4 })
+	testkit.Eventually(t, "reconnect attempts", func() bool { return h.accepted.Load() >= 4 })
 }
 
 // A Write whose ctx has no deadline is bounded by the write timeout: a
@@ -360,7 +338,7 @@ func TestActivateKeepsTheTokenWhenTheThingCannotConnect(t *testing.T) {
 // WriteError matching DeadlineExceeded, not block until Close.
 func TestWriteTimeoutWithoutDeadline(t *testing.T) {
 	h := newHostileBroker(t, func(byte, []byte, net.Conn) bool { return true }) // never acknowledges
-	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()), mqtt.WithWriteTimeout(100*time.Millisecond))
+	c, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(h.url()), mqtt.WithWriteTimeout(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +347,7 @@ func TestWriteTimeoutWithoutDeadline(t *testing.T) {
 	go func() { done <- c.Write(context.Background(), []thethings.Value{{Key: "a", Value: 1}}) }()
 	select {
 	case err = <-done:
-	case <-ctxT(t).Done():
+	case <-testkit.Ctx(t, 0).Done():
 		t.Fatal("Write(context.Background()) without a PUBACK never returned")
 	}
 	var we *thethings.WriteError
@@ -382,7 +360,7 @@ func TestWriteTimeoutWithoutDeadline(t *testing.T) {
 // WithWriteTimeout refuses a duration that is not positive.
 func TestWriteTimeoutOption(t *testing.T) {
 	for _, d := range []time.Duration{0, -time.Second} {
-		if _, err := mqtt.Dial(ctxT(t), token, mqtt.WithWriteTimeout(d)); !errors.Is(err, thethings.ErrInvalidOption) {
+		if _, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithWriteTimeout(d)); !errors.Is(err, thethings.ErrInvalidOption) {
 			t.Errorf("WithWriteTimeout(%v): %v, want ErrInvalidOption", d, err)
 		}
 	}
@@ -406,7 +384,7 @@ func TestActivateRefusals(t *testing.T) {
 	}
 	t.Run("not found", func(t *testing.T) {
 		h := activationBroker(t, `{"status":"error","message":"activation code not found"}`)
-		_, err := mqtt.Activate(ctxT(t), "CODE", mqtt.WithBroker(h.url()))
+		_, err := mqtt.Activate(testkit.Ctx(t, 0), "CODE", mqtt.WithBroker(h.url()))
 		var ae *mqtt.ActivationError
 		if !errors.Is(err, thethings.ErrActivationCodeNotFound) || !errors.As(err, &ae) || ae.Message != "activation code not found" {
 			t.Fatalf("Activate = %v, want ErrActivationCodeNotFound", err)
@@ -416,7 +394,7 @@ func TestActivateRefusals(t *testing.T) {
 		hostile := "internal error, try again later \x1b]52;c;aGk=\x07\x1b[2J\u009b31m\xff" + strings.Repeat("x", 200_000)
 		answer, _ := json.Marshal(map[string]string{"status": "error", "message": hostile})
 		h := activationBroker(t, string(answer))
-		_, err := mqtt.Activate(ctxT(t), "CODE", mqtt.WithBroker(h.url()))
+		_, err := mqtt.Activate(testkit.Ctx(t, 0), "CODE", mqtt.WithBroker(h.url()))
 		var ae *mqtt.ActivationError
 		if err == nil || errors.Is(err, thethings.ErrActivationCodeNotFound) || !errors.As(err, &ae) {
 			t.Fatalf("Activate = %v, want an ActivationError that is not ErrActivationCodeNotFound", err)
@@ -443,7 +421,7 @@ func TestActivateHugeAnswer(t *testing.T) {
 		_, err := c.Write(append([]byte{0x90, 3, body[0], body[1], 1, publish << 4}, hugeLength...))
 		return err == nil
 	})
-	_, err := mqtt.Activate(ctxT(t), "CODE", mqtt.WithBroker(h.url()))
+	_, err := mqtt.Activate(testkit.Ctx(t, 0), "CODE", mqtt.WithBroker(h.url()))
 	if !errors.Is(err, mqtt.ErrPacketTooLarge) || errors.Is(err, thethings.ErrActivationCodeNotFound) {
 		t.Fatalf("Activate = %v, want ErrPacketTooLarge", err)
 	}
@@ -459,12 +437,12 @@ func TestWriteHugeAnswer(t *testing.T) {
 		}
 		return true
 	})
-	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+	c, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(h.url()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	err = c.Write(ctxT(t), []thethings.Value{{Key: "a", Value: 1}})
+	err = c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "a", Value: 1}})
 	var we *thethings.WriteError
 	if !errors.As(err, &we) || !we.Unknown || !errors.Is(err, mqtt.ErrPacketTooLarge) {
 		t.Fatalf("Write = %v, want an unknown-outcome WriteError matching ErrPacketTooLarge", err)

@@ -1,7 +1,6 @@
 package mqtt_test
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -11,6 +10,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,92 +18,15 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/mqtt"
+	"github.com/thethings-go/thethings/thethingstest"
 )
 
-const token = "tok-SENTINEL-7f3a9c"
-
-func ctxT(tb testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	tb.Cleanup(cancel)
-	return ctx
-}
-
-// dial connects as tok to srv's broker; the client closes when the test
-// or benchmark ends.
-func dial(tb testing.TB, srv *server, tok string, opts ...mqtt.Option) *mqtt.Client {
-	tb.Helper()
-	c, err := mqtt.Dial(ctxT(tb), tok, append([]mqtt.Option{mqtt.WithBroker(srv.MQTTURL())}, opts...)...)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	return c
-}
-
-func restClient(t *testing.T, srv *server, tok string) *thethings.Client {
-	t.Helper()
-	c, err := thethings.NewClient(tok, thethings.WithBaseURL(srv.URL()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// eventually polls cond until it holds or the test's patience ends.
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("never: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// subscribe runs c.Subscribe in a goroutine until the test ends and
-// returns its messages; it returns once the broker holds the subscription.
-func subscribe(t *testing.T, srv *server, c *mqtt.Client) <-chan thethings.Message {
-	t.Helper()
-	before := srv.OpenSubscriptions()
-	ctx, cancel := context.WithCancel(context.Background())
-	out := make(chan thethings.Message, 16)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for m, err := range c.Subscribe(ctx) {
-			if errors.Is(err, net.ErrClosed) {
-				return // the test closed the client
-			}
-			if err != nil {
-				t.Errorf("subscribe: %v", err)
-				continue
-			}
-			out <- m
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	eventually(t, "subscribed", func() bool { return srv.OpenSubscriptions() > before })
-	return out
-}
-
-func receive(t *testing.T, ch <-chan thethings.Message) thethings.Message {
-	t.Helper()
-	select {
-	case m := <-ch:
-		return m
-	case <-time.After(10 * time.Second):
-		t.Fatal("no message")
-		return thethings.Message{}
-	}
-}
-
 func TestWriteThenReadOverREST(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, token)
+	srv, c, rest := setup(t)
 	at := time.Date(2026, 3, 4, 5, 6, 7, 890e6, time.UTC)
-	err := c.Write(ctxT(t), []thethings.Value{
+	err := c.Write(testkit.Ctx(t, 0), []thethings.Value{
 		{Key: "temp", Value: 21.5, Geo: &thethings.Geo{Lat: 41.39, Long: 2.15}, Datetime: at},
 		{Key: "temp", Value: 22, Datetime: at.Add(time.Second)},
 		{Key: "door", Value: "open"},
@@ -112,7 +35,7 @@ func TestWriteThenReadOverREST(t *testing.T) {
 		t.Fatal(err)
 	}
 	// QoS 1: the broker acknowledged after the server stored the values.
-	page, err := restClient(t, srv, token).Read(ctxT(t), "temp", &thethings.ReadOptions{Limit: 10})
+	page, err := rest.Read(testkit.Ctx(t, 0), "temp", &thethings.ReadOptions{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,23 +52,21 @@ func TestWriteThenReadOverREST(t *testing.T) {
 }
 
 func TestWriteQoS0(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, token, mqtt.WithQoS(0))
-	if err := c.Write(ctxT(t), []thethings.Value{{Key: "n", Value: 1}}); err != nil {
+	srv, c, _ := setup(t, mqtt.WithQoS(0))
+	if err := c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "n", Value: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	// No acknowledgement: the value arrives when it arrives.
-	eventually(t, "stored", func() bool { return srv.StoredCount(token, "n") == 1 })
+	testkit.Eventually(t, "stored", func() bool { return srv.StoredCount(token, "n") == 1 })
 }
 
 func TestWriteSplitsBatches(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, token)
+	srv, c, _ := setup(t)
 	values := make([]thethings.Value, 250)
 	for i := range values {
 		values[i] = thethings.Value{Key: "n", Value: i, Datetime: time.UnixMilli(int64(1e12 + i)).UTC()}
 	}
-	if err := c.Write(ctxT(t), values); err != nil {
+	if err := c.Write(testkit.Ctx(t, 0), values); err != nil {
 		t.Fatal(err)
 	}
 	if got := srv.StoredCount(token, "n"); got != 250 {
@@ -154,24 +75,30 @@ func TestWriteSplitsBatches(t *testing.T) {
 }
 
 func TestSubscribeGetsRESTAndMQTTWrites(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, token)
-	msgs := subscribe(t, srv, c)
+	srv, c, rest := setup(t)
+	receive := subscribe(t, c.Subscribe)
+	if !testkit.Eventually(t, "subscribed", func() bool { return srv.OpenSubscriptions() == 1 }) {
+		return
+	}
 
-	if err := restClient(t, srv, token).Write(ctxT(t), []thethings.Value{{Key: "led", Value: "1"}, {Key: "x", Value: 2}}); err != nil {
+	if err := rest.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "led", Value: "1"}, {Key: "x", Value: 2}}); err != nil {
 		t.Fatal(err)
 	}
-	m := receive(t, msgs)
+	m := receive()
 	if len(m.Values) != 2 || m.Values[0].Key != "led" || m.Values[0].Value != "1" || m.Values[1].Key != "x" {
 		t.Fatalf("REST write arrived as %+v", m)
 	}
 
-	other := dial(t, srv, token)
-	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	if err := other.Write(ctxT(t), []thethings.Value{{Key: "temp", Value: 19.25, Datetime: at, Geo: &thethings.Geo{Lat: 1, Long: 2}}}); err != nil {
+	other, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(srv.MQTTURL()))
+	if err != nil {
 		t.Fatal(err)
 	}
-	m = receive(t, msgs)
+	defer other.Close()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := other.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "temp", Value: 19.25, Datetime: at, Geo: &thethings.Geo{Lat: 1, Long: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	m = receive()
 	if len(m.Values) != 1 || m.Values[0].Key != "temp" || !m.Values[0].Datetime.Equal(at) || m.Values[0].Geo == nil {
 		t.Fatalf("MQTT write arrived as %+v", m)
 	}
@@ -181,35 +108,28 @@ func TestSubscribeGetsRESTAndMQTTWrites(t *testing.T) {
 }
 
 func TestMQTTWriteReachesRESTSubscribers(t *testing.T) {
-	srv := newServer(t, []string{token})
-	rest := restClient(t, srv, token)
-	ctx, cancel := context.WithCancel(ctxT(t))
-	got := make(chan thethings.Message, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for m, err := range rest.Subscribe(ctx) {
-			if err == nil {
-				got <- m
-				return
-			}
-		}
-	}()
-	defer func() { cancel(); <-done }()
-	eventually(t, "REST subscription open", func() bool { return srv.OpenSubscriptions() == 1 })
-	if err := dial(t, srv, token).Write(ctxT(t), []thethings.Value{{Key: "k", Value: true}}); err != nil {
+	srv, c, rest := setup(t)
+	receive := subscribe(t, rest.Subscribe)
+	if !testkit.Eventually(t, "REST subscription open", func() bool { return srv.OpenSubscriptions() == 1 }) {
+		return
+	}
+	if err := c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "k", Value: true}}); err != nil {
 		t.Fatal(err)
 	}
-	m := receive(t, got)
+	m := receive()
 	if len(m.Values) != 1 || m.Values[0].Key != "k" || m.Values[0].Value != true {
 		t.Fatalf("got %+v", m)
 	}
 }
 
 func TestPublishToUnknownThingIsDropped(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, "not-a-thing")
-	if err := c.Write(ctxT(t), []thethings.Value{{Key: "k", Value: 1}}); err != nil {
+	srv, _, _ := setup(t)
+	c, err := mqtt.Dial(testkit.Ctx(t, 0), "not-a-thing", mqtt.WithBroker(srv.MQTTURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "k", Value: 1}}); err != nil {
 		t.Fatal(err) // the broker acknowledges: QoS 1 is not a read-back
 	}
 	if got := srv.StoredCount("not-a-thing", "k"); got != 0 {
@@ -223,18 +143,19 @@ func TestPublishToUnknownThingIsDropped(t *testing.T) {
 }
 
 func TestActivate(t *testing.T) {
-	srv := newServer(t, nil, "CODE-1")
+	srv, _, _ := setup(t)
+	srv.AddActivationCode(thethingstest.ActivationCode{Code: "CODE-1"})
 	url := srv.MQTTURL()
-	c, err := mqtt.Activate(ctxT(t), "CODE-1", mqtt.WithBroker(url))
+	c, err := mqtt.Activate(testkit.Ctx(t, 0), "CODE-1", mqtt.WithBroker(url))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	tok := c.ThingToken()
-	if tok == "" || len(srv.Tokens()) != 1 || srv.Tokens()[0] != tok {
-		t.Fatalf("token %q, server knows %v", tok, srv.Tokens())
+	if known := srv.Tokens(); tok == "" || tok == token || len(known) != 2 || !slices.Contains(known, tok) {
+		t.Fatalf("token %q, server knows %v: want %q and the new thing's", tok, known, token)
 	}
-	if err := c.Write(ctxT(t), []thethings.Value{{Key: "hello", Value: 1}}); err != nil {
+	if err := c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "hello", Value: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	if srv.StoredCount(tok, "hello") != 1 {
@@ -243,7 +164,7 @@ func TestActivate(t *testing.T) {
 
 	// The code is spent; another never existed.
 	for _, code := range []string{"CODE-1", "NO-SUCH-CODE"} {
-		_, err := mqtt.Activate(ctxT(t), code, mqtt.WithBroker(url))
+		_, err := mqtt.Activate(testkit.Ctx(t, 0), code, mqtt.WithBroker(url))
 		if !errors.Is(err, thethings.ErrActivationCodeNotFound) {
 			t.Fatalf("Activate(%q) = %v, want ErrActivationCodeNotFound", code, err)
 		}
@@ -254,29 +175,32 @@ func TestActivate(t *testing.T) {
 }
 
 func TestReconnectAfterBrokerRestart(t *testing.T) {
-	srv := newServer(t, []string{token})
 	var logs syncBuffer
-	c := dial(t, srv, token, mqtt.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
-	msgs := subscribe(t, srv, c)
-	rest := restClient(t, srv, token)
+	srv, c, rest := setup(t, mqtt.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	receive := subscribe(t, c.Subscribe)
+	if !testkit.Eventually(t, "subscribed", func() bool { return srv.OpenSubscriptions() == 1 }) {
+		return
+	}
 
 	for round := range 2 {
 		if err := srv.RestartMQTT(); err != nil {
 			t.Fatal(err)
 		}
 		// The broker forgot every subscription; the client restores its own.
-		eventually(t, "subscribed again", func() bool { return srv.OpenSubscriptions() == 1 })
-		if err := rest.Write(ctxT(t), []thethings.Value{{Key: "round", Value: round}}); err != nil {
+		if !testkit.Eventually(t, "subscribed again", func() bool { return srv.OpenSubscriptions() == 1 }) {
+			return
+		}
+		if err := rest.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "round", Value: round}}); err != nil {
 			t.Fatal(err)
 		}
-		m := receive(t, msgs)
+		m := receive()
 		if len(m.Values) != 1 || m.Values[0].Key != "round" {
 			t.Fatalf("after restart %d: %+v", round, m)
 		}
-		if err := c.Write(ctxT(t), []thethings.Value{{Key: "after", Value: round}}); err != nil {
+		if err := c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "after", Value: round}}); err != nil {
 			t.Fatal(err)
 		}
-		if got := receive(t, msgs); got.Values[0].Key != "after" {
+		if got := receive(); got.Values[0].Key != "after" {
 			t.Fatalf("own write after restart arrived as %+v", got)
 		}
 	}
@@ -286,17 +210,18 @@ func TestReconnectAfterBrokerRestart(t *testing.T) {
 }
 
 func TestWriteWaitsForTheConnection(t *testing.T) {
-	srv := newServer(t, []string{token})
 	var logs syncBuffer
-	c := dial(t, srv, token, mqtt.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	srv, c, _ := setup(t, mqtt.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	if err := srv.RestartMQTT(); err != nil {
 		t.Fatal(err)
 	}
 	// Once the client saw the loss, a write waits for the new connection
 	// and goes through. (Before, it may go out on the dead connection and
 	// come back with its outcome unknown, as Write documents.)
-	eventually(t, "the loss seen", func() bool { return strings.Contains(logs.String(), "connection lost") })
-	if err := c.Write(ctxT(t), []thethings.Value{{Key: "k", Value: 1}}); err != nil {
+	if !testkit.Eventually(t, "the loss seen", func() bool { return strings.Contains(logs.String(), "connection lost") }) {
+		return
+	}
+	if err := c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "k", Value: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	if srv.StoredCount(token, "k") != 1 {
@@ -305,20 +230,31 @@ func TestWriteWaitsForTheConnection(t *testing.T) {
 }
 
 func TestLastWill(t *testing.T) {
-	srv := newServer(t, []string{token})
-	dial(t, srv, token, mqtt.WithWill(thethings.Value{Key: "status", Value: "offline"}))
+	will := mqtt.WithWill(thethings.Value{Key: "status", Value: "offline"})
+	srv, _, _ := setup(t, will)
 	// A broker restart ends the connection without the client's DISCONNECT:
 	// the broker writes the will.
 	if err := srv.RestartMQTT(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "will written", func() bool { return srv.StoredCount(token, "status") == 1 })
+	if !testkit.Eventually(t, "will written", func() bool { return srv.StoredCount(token, "status") == 1 }) {
+		return
+	}
 
 	// A clean Close sends no will.
-	c := dial(t, srv, "tok-2", mqtt.WithWill(thethings.Value{Key: "status", Value: "offline"}))
+	broker := mqtt.WithBroker(srv.MQTTURL())
+	c, err := mqtt.Dial(testkit.Ctx(t, 0), "tok-2", broker, will)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv.AddThing("tok-2")
 	c.Close()
-	if err := dial(t, srv, "tok-2").Write(ctxT(t), []thethings.Value{{Key: "marker", Value: 1}}); err != nil {
+	c, err = mqtt.Dial(testkit.Ctx(t, 0), "tok-2", broker)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "marker", Value: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	if n := srv.StoredCount("tok-2", "status"); n != 0 {
@@ -393,9 +329,9 @@ func (c counter) Write(b []byte) (int, error) {
 func (p *proxy) url() string { return "tcp://" + p.ln.Addr().String() }
 
 func TestBadInputRefusedBeforeIO(t *testing.T) {
-	srv := newServer(t, []string{token})
+	srv, _, _ := setup(t)
 	p := newProxy(t, nil, strings.TrimPrefix(srv.MQTTURL(), "tcp://"))
-	ctx := ctxT(t)
+	ctx := testkit.Ctx(t, 0)
 	broker := mqtt.WithBroker(p.url())
 
 	bad := []struct {
@@ -490,7 +426,7 @@ func TestBadInputRefusedBeforeIO(t *testing.T) {
 // TLS is the default and verifies the broker: a TLS front on the test
 // server's broker with a certificate for 127.0.0.1.
 func TestTLS(t *testing.T) {
-	srv := newServer(t, []string{token})
+	srv, _, _ := setup(t)
 	hs := httptest.NewUnstartedServer(nil)
 	hs.StartTLS()
 	certs, roots := hs.TLS.Certificates, x509.NewCertPool()
@@ -504,11 +440,11 @@ func TestTLS(t *testing.T) {
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 
 	for _, scheme := range []string{"mqtts", "ssl"} {
-		c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(scheme+"://127.0.0.1:"+port), mqtt.WithTLSConfig(&tls.Config{RootCAs: roots}))
+		c, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(scheme+"://127.0.0.1:"+port), mqtt.WithTLSConfig(&tls.Config{RootCAs: roots}))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := c.Write(ctxT(t), []thethings.Value{{Key: scheme, Value: 1}}); err != nil {
+		if err := c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: scheme, Value: 1}}); err != nil {
 			t.Fatal(err)
 		}
 		c.Close()
@@ -517,7 +453,7 @@ func TestTLS(t *testing.T) {
 		}
 	}
 	// Without the test root the certificate is refused.
-	_, err = mqtt.Dial(ctxT(t), token, mqtt.WithBroker("mqtts://127.0.0.1:"+port))
+	_, err = mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker("mqtts://127.0.0.1:"+port))
 	var unknown x509.UnknownAuthorityError
 	if !errors.As(err, &unknown) || strings.Contains(err.Error(), token) {
 		t.Fatalf("Dial without the root = %v, want an unknown-authority error", err)
@@ -529,14 +465,16 @@ func TestTLS(t *testing.T) {
 
 // Close leaves no goroutine of the client, even mid-reconnect.
 func TestCloseLeavesNoGoroutine(t *testing.T) {
-	srv := newServer(t, []string{token})
 	for _, restart := range []bool{false, true} {
-		c := dial(t, srv, token)
-		msgs := subscribe(t, srv, c)
-		if err := c.Write(ctxT(t), []thethings.Value{{Key: "k", Value: 1}}); err != nil {
+		srv, c, _ := setup(t)
+		receive := subscribe(t, c.Subscribe)
+		if !testkit.Eventually(t, "subscribed", func() bool { return srv.OpenSubscriptions() == 1 }) {
+			return
+		}
+		if err := c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "k", Value: 1}}); err != nil {
 			t.Fatal(err)
 		}
-		receive(t, msgs)
+		receive()
 		if restart {
 			if err := srv.RestartMQTT(); err != nil {
 				t.Fatal(err)
@@ -559,6 +497,8 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 		if len(g) > 0 {
 			t.Fatalf("restart %v: %d goroutines left after Close:\n%s", restart, len(g), strings.Join(g, "\n\n"))
 		}
-		eventually(t, "the broker saw the client go", func() bool { return srv.OpenSubscriptions() == 0 })
+		if !testkit.Eventually(t, "the broker saw the client go", func() bool { return srv.OpenSubscriptions() == 0 }) {
+			return
+		}
 	}
 }

@@ -8,22 +8,13 @@ import (
 	"testing"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/mqtt"
 )
 
 // hugeLength is the protocol's largest remaining length, 256 MiB - 1: a
 // fixed header is the packet type's byte and these.
 var hugeLength = []byte{0xff, 0xff, 0xff, 0x7f}
-
-// memStats reads the memory statistics, after a collection if gc.
-func memStats(gc bool) runtime.MemStats {
-	if gc {
-		runtime.GC()
-	}
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m
-}
 
 // A broker's fixed header declaring 256 MiB is refused as it arrives:
 // the client allocates nothing of that size, and says why with an error
@@ -35,9 +26,11 @@ func TestHugePacketHeaderRefusedBeforeAllocation(t *testing.T) {
 		h := newHostileBroker(t, func(byte, []byte, net.Conn) bool { return true })
 		connack := append([]byte{2 << 4}, hugeLength...)
 		h.connack.Store(&connack)
-		before := memStats(false).TotalAlloc
-		_, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
-		grew := memStats(false).TotalAlloc - before
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(h.url()))
+		runtime.ReadMemStats(&after)
+		grew := after.TotalAlloc - before.TotalAlloc
 		if grew > most {
 			t.Errorf("Dial allocated %d MiB", grew>>20)
 		}
@@ -54,18 +47,20 @@ func TestHugePacketHeaderRefusedBeforeAllocation(t *testing.T) {
 			}
 			return true
 		})
-		c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+		c, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(h.url()))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		before := memStats(false).TotalAlloc
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
 		var got error
-		for _, err := range c.Subscribe(ctxT(t)) {
+		for _, err := range c.Subscribe(testkit.Ctx(t, 0)) {
 			got = err
 			break
 		}
-		grew := memStats(false).TotalAlloc - before
+		runtime.ReadMemStats(&after)
+		grew := after.TotalAlloc - before.TotalAlloc
 		if grew > most {
 			t.Errorf("the client allocated %d MiB", grew>>20)
 		}
@@ -109,12 +104,12 @@ func TestMaxPacketSizeBoundary(t *testing.T) {
 			}
 			return true
 		})
-		c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()), mqtt.WithMaxPacketSize(limit))
+		c, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(h.url()), mqtt.WithMaxPacketSize(limit))
 		if err != nil {
 			t.Fatal(err)
 		}
 		var got []string
-		for m, err := range c.Subscribe(ctxT(t)) {
+		for m, err := range c.Subscribe(testkit.Ctx(t, 0)) {
 			switch {
 			case errors.Is(err, mqtt.ErrPacketTooLarge):
 				got = append(got, "too large")
@@ -137,7 +132,7 @@ func TestMaxPacketSizeBoundary(t *testing.T) {
 // WithMaxPacketSize refuses a limit below 1 KiB or above the protocol's.
 func TestMaxPacketSizeOption(t *testing.T) {
 	for _, n := range []int{0, 1023, 256<<20 + 6} {
-		if _, err := mqtt.Dial(ctxT(t), token, mqtt.WithMaxPacketSize(n)); !errors.Is(err, thethings.ErrInvalidOption) {
+		if _, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithMaxPacketSize(n)); !errors.Is(err, thethings.ErrInvalidOption) {
 			t.Errorf("WithMaxPacketSize(%d): %v, want ErrInvalidOption", n, err)
 		}
 	}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"net"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/mqtt"
 )
 
@@ -49,13 +51,16 @@ func TestSubscribeQueueBoundedInBytes(t *testing.T) {
 		}
 		return true
 	})
-	c, err := mqtt.Dial(ctxT(t), token, mqtt.WithBroker(h.url()))
+	c, err := mqtt.Dial(testkit.Ctx(t, 0), token, mqtt.WithBroker(h.url()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	base := int64(memStats(true).HeapAlloc)
-	ctx, cancel := context.WithCancel(ctxT(t))
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	base := int64(ms.HeapAlloc)
+	ctx, cancel := context.WithCancel(testkit.Ctx(t, 0))
 	defer cancel()
 	var (
 		got     []string
@@ -69,7 +74,9 @@ func TestSubscribeQueueBoundedInBytes(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatal("the broker's messages were never all acknowledged")
 			}
-			queued = int64(memStats(true).HeapAlloc) - base
+			runtime.GC()
+			runtime.ReadMemStats(&ms)
+			queued = int64(ms.HeapAlloc) - base
 		}
 		var de *mqtt.DroppedError
 		switch {
@@ -101,10 +108,9 @@ func TestSubscribeQueueBoundedInBytes(t *testing.T) {
 // WithQueueBytes refuses a bound below 1 KiB; the sequence yields the
 // error and ends.
 func TestQueueBytesOption(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, token)
+	_, c, _ := setup(t)
 	var errs []error
-	for _, err := range c.Subscribe(ctxT(t), mqtt.WithQueueBytes(1023)) {
+	for _, err := range c.Subscribe(testkit.Ctx(t, 0), mqtt.WithQueueBytes(1023)) {
 		errs = append(errs, err)
 	}
 	if len(errs) != 1 || !errors.Is(errs[0], thethings.ErrInvalidOption) {

@@ -17,6 +17,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/mqtt"
 )
 
@@ -39,9 +40,9 @@ func (s *syncBuffer) String() string {
 }
 
 func TestTokenNeverShown(t *testing.T) {
-	srv := newServer(t, []string{token})
 	var logs syncBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, c, _ := setup(t, mqtt.WithLogger(logger), mqtt.WithWill(thethings.Value{Key: "w", Value: 1}))
 	var errs []error
 	keep := func(err error) {
 		if err != nil {
@@ -49,8 +50,7 @@ func TestTokenNeverShown(t *testing.T) {
 		}
 	}
 
-	c := dial(t, srv, token, mqtt.WithLogger(logger), mqtt.WithWill(thethings.Value{Key: "w", Value: 1}))
-	keep(c.Write(ctxT(t), []thethings.Value{{Key: "bad key", Value: 1}}))
+	keep(c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "bad key", Value: 1}}))
 	short, cancel := context.WithCancel(context.Background())
 	cancel()
 	keep(c.Write(short, []thethings.Value{{Key: "k", Value: 1}}))
@@ -60,16 +60,18 @@ func TestTokenNeverShown(t *testing.T) {
 	// A write racing the restart may go out on the dead connection (its
 	// outcome unknown) before the loss is seen and the reconnect logged: the
 	// test waits for the reconnect its logs are to show.
-	eventually(t, "a reconnect", func() bool { return strings.Contains(logs.String(), "reconnected") })
-	keep(c.Write(ctxT(t), []thethings.Value{{Key: "k", Value: 2}})) // after the reconnect: nil
+	if !testkit.Eventually(t, "a reconnect", func() bool { return strings.Contains(logs.String(), "reconnected") }) {
+		return
+	}
+	keep(c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "k", Value: 2}})) // after the reconnect: nil
 	// A broker that is gone: dial errors, reconnect logs.
 	dead, cancelDead := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancelDead()
 	_, err := mqtt.Dial(dead, token, mqtt.WithBroker("tcp://127.0.0.1:1"), mqtt.WithLogger(logger))
 	keep(err)
 	c.Close()
-	keep(c.Write(ctxT(t), []thethings.Value{{Key: "k", Value: 3}}))
-	for _, err := range c.Subscribe(ctxT(t)) {
+	keep(c.Write(testkit.Ctx(t, 0), []thethings.Value{{Key: "k", Value: 3}}))
+	for _, err := range c.Subscribe(testkit.Ctx(t, 0)) {
 		keep(err)
 	}
 	if len(errs) < 4 {
@@ -108,8 +110,7 @@ func TestTokenNeverShown(t *testing.T) {
 // A copy of a Client, as a struct holding one by value would make, prints
 // no token either: not under any fmt verb, nor through log, slog or JSON.
 func TestTokenNeverShownByAValue(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, token)
+	_, c, _ := setup(t)
 	type holder struct {
 		Name   string
 		Client any

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/mqtt"
 )
 
@@ -21,25 +22,11 @@ type report struct {
 // after the broker restarts, StateDisconnected with the cause,
 // StateReconnecting, and StateConnected again once resubscribed.
 func TestSubscribeStateHandler(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, token)
-	rest := restClient(t, srv, token)
+	srv, c, rest := setup(t)
 	states := make(chan report, 64)
-	msgs := make(chan thethings.Message, 8)
-	ctx, cancel := context.WithCancel(ctxT(t))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		onState := func(s thethings.State, cause error) { states <- report{s, cause} }
-		for m, err := range c.Subscribe(ctx, mqtt.WithStateHandler(onState)) {
-			if err != nil {
-				t.Errorf("subscribe: %v", err)
-				continue
-			}
-			msgs <- m
-		}
-	}()
-	defer func() { cancel(); <-done }()
+	onState := func(s thethings.State, cause error) { states <- report{s, cause} }
+	receive := subscribe(t, c.Subscribe, mqtt.WithStateHandler(onState))
+	ctx := testkit.Ctx(t, 0)
 	next := func() report {
 		t.Helper()
 		select {
@@ -57,7 +44,7 @@ func TestSubscribeStateHandler(t *testing.T) {
 	if err := rest.Write(ctx, []thethings.Value{{Key: "k", Value: 1}}); err != nil {
 		t.Fatal(err)
 	}
-	if m := receive(t, msgs); m.Values[0].Key != "k" {
+	if m := receive(); m.Values[0].Key != "k" {
 		t.Fatalf("message %v", m)
 	}
 
@@ -81,7 +68,7 @@ func TestSubscribeStateHandler(t *testing.T) {
 	if err := rest.Write(ctx, []thethings.Value{{Key: "after", Value: 2}}); err != nil {
 		t.Fatal(err)
 	}
-	if m := receive(t, msgs); m.Values[0].Key != "after" {
+	if m := receive(); m.Values[0].Key != "after" {
 		t.Fatalf("message %v", m)
 	}
 }
@@ -89,9 +76,8 @@ func TestSubscribeStateHandler(t *testing.T) {
 // A second loop on a connection already subscribed is told it is active
 // too, without a second SUBSCRIBE.
 func TestSubscribeStateHandlerSecondLoop(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, token)
-	ctx, cancel := context.WithCancel(ctxT(t))
+	_, c, _ := setup(t)
+	ctx, cancel := context.WithCancel(testkit.Ctx(t, 0))
 	defer cancel()
 	connected := make(chan int, 2)
 	done := make(chan struct{}, 2)
@@ -124,11 +110,10 @@ func TestSubscribeStateHandlerSecondLoop(t *testing.T) {
 
 // WithStateHandler refuses nil, and Subscribe a nil option.
 func TestStateHandlerOption(t *testing.T) {
-	srv := newServer(t, []string{token})
-	c := dial(t, srv, token)
+	_, c, _ := setup(t)
 	for _, opt := range []mqtt.SubscribeOption{mqtt.WithStateHandler(nil), nil} {
 		var errs []error
-		for _, err := range c.Subscribe(ctxT(t), opt) {
+		for _, err := range c.Subscribe(testkit.Ctx(t, 0), opt) {
 			errs = append(errs, err)
 		}
 		if len(errs) != 1 || !errors.Is(errs[0], thethings.ErrInvalidOption) {

@@ -284,7 +284,22 @@ func FuzzDecoder(f *testing.F) {
 		if !slices.Equal(whole, split) || !slices.Equal(whole, one) {
 			t.Fatalf("frames depend on the reads:\nwhole %q\nsplit %q\none   %q", whole, split, one)
 		}
-		if errClass(wholeErr) != errClass(splitErr) || errClass(wholeErr) != errClass(oneErr) {
+		// Nor must the kind of error that ends them.
+		class := func(err error) string {
+			var se *SyntaxError
+			switch {
+			case errors.As(err, &se):
+				return "syntax"
+			case errors.Is(err, ErrFrameTooLarge):
+				return "large"
+			case errors.Is(err, io.ErrUnexpectedEOF):
+				return "unexpected"
+			case errors.Is(err, io.EOF):
+				return "eof"
+			}
+			return err.Error()
+		}
+		if class(wholeErr) != class(splitErr) || class(wholeErr) != class(oneErr) {
 			t.Fatalf("errors depend on the reads: %v / %v / %v", wholeErr, splitErr, oneErr)
 		}
 		for _, fr := range whole {
@@ -317,21 +332,6 @@ func FuzzDecoder(f *testing.F) {
 			t.Fatalf("valid stream framed differently:\nours %q (%v)\njson %q", whole, wholeErr, ref)
 		}
 	})
-}
-
-func errClass(err error) string {
-	var se *SyntaxError
-	switch {
-	case errors.As(err, &se):
-		return "syntax"
-	case errors.Is(err, ErrFrameTooLarge):
-		return "large"
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "unexpected"
-	case errors.Is(err, io.EOF):
-		return "eof"
-	}
-	return err.Error()
 }
 
 // buffered is the size of the decoder's buffer.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// answer is an answer of status code, with a Retry-After header unless
+// retryAfter is empty.
 func answer(code int, retryAfter string) *http.Response {
 	h := http.Header{}
 	if retryAfter != "" {
@@ -133,10 +136,13 @@ func TestBackoff(t *testing.T) {
 	assert.Equal(t, time.Duration(0), Wait(Policy{}, 4, 0))
 }
 
-// scripted is an in-memory RoundTripper answering from a script; inside a
-// synctest bubble its waits run on the fake clock.
+// scripted is an in-memory RoundTripper that fails every call with err,
+// if set, or gives the answers of steps in turn, the last one again and
+// again, each with a body of its own; inside a synctest bubble its waits
+// run on the fake clock.
 type scripted struct {
-	steps []func(*http.Request) (*http.Response, error)
+	steps []*http.Response
+	err   error
 	calls int
 	at    []time.Time
 }
@@ -147,18 +153,14 @@ func (s *scripted) RoundTrip(r *http.Request) (*http.Response, error) {
 		r.Body.Close()
 	}
 	s.at = append(s.at, time.Now())
-	step := s.steps[min(s.calls, len(s.steps)-1)]
 	s.calls++
-	return step(r)
-}
-
-func status(code int, retryAfter string) func(*http.Request) (*http.Response, error) {
-	return func(r *http.Request) (*http.Response, error) {
-		resp := answer(code, retryAfter)
-		resp.Body = io.NopCloser(strings.NewReader(`{"status":"error"}`))
-		resp.Request = r
-		return resp, nil
+	if s.err != nil {
+		return nil, s.err
 	}
+	resp := *s.steps[min(s.calls, len(s.steps))-1]
+	resp.Body = io.NopCloser(strings.NewReader(`{"status":"error"}`))
+	resp.Request = r
+	return &resp, nil
 }
 
 // errStatus is what do's handler makes of an answer other than 2xx.
@@ -181,9 +183,7 @@ func do(ctx context.Context, tr *Transport, r *Request) (status int, maybe bool,
 func TestDoWaitsInFakeTime(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		rt := &scripted{steps: []func(*http.Request) (*http.Response, error){
-			status(503, ""), status(429, "7"), status(500, ""), status(200, ""),
-		}}
+		rt := &scripted{steps: []*http.Response{answer(503, ""), answer(429, "7"), answer(500, ""), answer(200, "")}}
 		tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 5, MinWait: time.Second, MaxWait: 5 * time.Second}, nil, nil)
 		start := time.Now()
 		status, _, err := do(context.Background(), tr, &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/x", Path: "/v2/x"})
@@ -204,7 +204,7 @@ func TestDoWaitsInFakeTime(t *testing.T) {
 func TestDoGivesUpBeforeTheDeadline(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		rt := &scripted{steps: []func(*http.Request) (*http.Response, error){status(429, "4")}}
+		rt := &scripted{steps: []*http.Response{answer(429, "4")}}
 		tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 5, MinWait: time.Second, MaxWait: 10 * time.Second}, nil, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
@@ -220,7 +220,7 @@ func TestDoGivesUpBeforeTheDeadline(t *testing.T) {
 func TestDoCancelDuringWait(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		rt := &scripted{steps: []func(*http.Request) (*http.Response, error){status(503, "")}}
+		rt := &scripted{steps: []*http.Response{answer(503, "")}}
 		tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 5, MinWait: 10 * time.Second, MaxWait: 10 * time.Second}, nil, nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(time.Second, cancel)
@@ -238,7 +238,7 @@ func TestDoCancelDuringWait(t *testing.T) {
 
 func TestDoWriteNotRetriedWhenAmbiguous(t *testing.T) {
 	t.Parallel()
-	rt := &scripted{steps: []func(*http.Request) (*http.Response, error){status(500, ""), status(201, "")}}
+	rt := &scripted{steps: []*http.Response{answer(500, ""), answer(201, "")}}
 	tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 3}, nil, nil)
 	code, maybe, err := do(context.Background(), tr, &Request{Kind: Write, Method: "POST", URL: "http://h/v2/x", Path: "/v2/x", Body: []byte(`{}`)})
 	require.ErrorIs(t, err, errStatus)
@@ -246,7 +246,7 @@ func TestDoWriteNotRetriedWhenAmbiguous(t *testing.T) {
 	assert.Equal(t, 1, rt.calls)
 	assert.True(t, maybe)
 
-	rt = &scripted{steps: []func(*http.Request) (*http.Response, error){status(500, ""), status(201, "")}}
+	rt = &scripted{steps: []*http.Response{answer(500, ""), answer(201, "")}}
 	tr = New(&http.Client{Transport: rt}, Policy{MaxRetries: 3, RetryWrites: true}, nil, nil)
 	code, maybe, err = do(context.Background(), tr, &Request{Kind: Write, Method: "POST", URL: "http://h/v2/x", Path: "/v2/x", Body: []byte(`{}`)})
 	require.NoError(t, err)
@@ -258,11 +258,10 @@ func TestDoWriteNotRetriedWhenAmbiguous(t *testing.T) {
 func TestErrorIsRedacted(t *testing.T) {
 	t.Parallel()
 	const secret = "SECRET-TOKEN"
-	rt := &scripted{steps: []func(*http.Request) (*http.Response, error){func(r *http.Request) (*http.Response, error) {
-		return nil, fmt.Errorf("dial to %s failed: %w", r.URL, &net.OpError{Op: "dial", Err: errors.New("refused")})
-	}}}
+	url := "http://h/v2/things/" + secret
+	rt := &scripted{err: fmt.Errorf("dial to %s failed: %w", url, &net.OpError{Op: "dial", Err: errors.New("refused")})}
 	tr := New(&http.Client{Transport: rt}, Policy{MaxRetries: 1}, nil, func(s string) string { return strings.ReplaceAll(s, secret, "***") })
-	_, _, err := do(context.Background(), tr, &Request{Kind: Idempotent, Method: "GET", URL: "http://h/v2/things/" + secret, Path: "/v2/things/***"})
+	_, _, err := do(context.Background(), tr, &Request{Kind: Idempotent, Method: "GET", URL: url, Path: "/v2/things/***"})
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), secret)
 	assert.NotContains(t, fmt.Sprintf("%+v", err), secret)
@@ -305,41 +304,24 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-// cutServer answers each request on a loopback listener: the first cut
-// answers promise 10 bytes and send 3 before closing; then whole answers.
-func cutServer(t *testing.T, cut int) (url string, hits func() int) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var n atomic.Int32
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			buf := make([]byte, 4096)
-			_, _ = c.Read(buf)
-			if int(n.Add(1)) <= cut {
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\n012")
-			} else {
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\n0123456789")
-			}
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return "http://" + ln.Addr().String() + "/p", func() int { return int(n.Load()) }
-}
-
 // A body cut mid-way is a failed attempt: a read is sent again, activation
 // is not and may have been processed.
 func TestDoReadCutBody(t *testing.T) {
-	read := func(tr *Transport, url string, kind Kind) (string, bool, error) {
+	// The first cuts answers promise 10 bytes, send 3 and close; the
+	// answers after them are whole.
+	var cuts, hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Length", "10")
+		if hits.Add(1) <= cuts.Load() {
+			_, _ = io.WriteString(w, "012")
+			return
+		}
+		_, _ = io.WriteString(w, "0123456789")
+	}))
+	t.Cleanup(srv.Close)
+	read := func(tr *Transport, kind Kind) (string, bool, error) {
 		var got []byte
-		maybe, err := tr.Do(context.Background(), &Request{Kind: kind, Method: "GET", URL: url, Path: "/p"}, func(resp *http.Response) error {
+		maybe, err := tr.Do(context.Background(), &Request{Kind: kind, Method: "GET", URL: srv.URL + "/p", Path: "/p"}, func(resp *http.Response) error {
 			var err error
 			got, err = io.ReadAll(resp.Body)
 			return err
@@ -350,21 +332,23 @@ func TestDoReadCutBody(t *testing.T) {
 	t.Cleanup(hc.CloseIdleConnections)
 	tr := New(hc, Policy{MaxRetries: 2}, nil, nil)
 
-	url, hits := cutServer(t, 2)
-	got, _, err := read(tr, url, Idempotent)
+	cuts.Store(2)
+	got, _, err := read(tr, Idempotent)
 	require.NoError(t, err)
 	assert.Equal(t, "0123456789", got)
-	assert.Equal(t, 3, hits())
+	assert.Equal(t, int32(3), hits.Load())
 
-	url, hits = cutServer(t, 3)
-	_, _, err = read(tr, url, Idempotent)
+	cuts.Store(3)
+	hits.Store(0)
+	_, _, err = read(tr, Idempotent)
 	assert.ErrorIs(t, err, io.ErrUnexpectedEOF, "retries spent: the last cut is the error")
-	assert.Equal(t, 3, hits())
+	assert.Equal(t, int32(3), hits.Load())
 
-	url, hits = cutServer(t, 1)
-	_, maybe, err := read(tr, url, Once)
+	cuts.Store(1)
+	hits.Store(0)
+	_, maybe, err := read(tr, Once)
 	assert.Error(t, err)
-	assert.Equal(t, 1, hits())
+	assert.Equal(t, int32(1), hits.Load())
 	assert.True(t, maybe)
 }
 

@@ -3,7 +3,6 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -67,70 +66,65 @@ func FuzzDecodeItems(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		got, err := DecodeFrame(frame)
-		if err != nil || !usualShape(frame) {
+		if err != nil {
 			return
 		}
-		if want, err := slowItems(frame); err == nil {
+		if want, ok := reference(frame); ok {
 			assert.Equal(t, want, got, "%q", frame)
 		}
 	})
 }
 
-// usualShape reports whether frame is an array of objects whose member
-// names are among the four, in lower case, each at most once, and whose geos
-// hold lat and long once each: where encoding/json's rules (case-insensitive
-// names, the first of a repeated null) and the platform's agree.
-func usualShape(frame []byte) bool {
-	var items []map[string]json.RawMessage
-	if json.Unmarshal(frame, &items) != nil {
-		return false
+// reference decodes frame with encoding/json, and reports false unless it
+// can and frame has the platform's usual shape, where encoding/json's rules
+// (case-insensitive names, the first of a repeated null) and the
+// platform's agree: an array of objects whose member names are among the
+// four, in lower case, each at most once, and whose geos hold lat and
+// long once each.
+func reference(frame []byte) ([]Item, bool) {
+	var shapes []map[string]json.RawMessage
+	if json.Unmarshal(frame, &shapes) != nil {
+		return nil, false
 	}
-	for _, it := range items {
+	for _, it := range shapes {
 		if it == nil {
-			return false
+			return nil, false
 		}
 		for name := range it {
 			switch name {
 			case "key", "value", "datetime", "geo":
 			default:
-				return false
+				return nil, false
 			}
 		}
 		if g, ok := it["geo"]; ok && string(g) != "null" {
 			var geo map[string]json.RawMessage
 			if json.Unmarshal(g, &geo) != nil || len(geo) != 2 || geo["lat"] == nil || geo["long"] == nil {
-				return false
+				return nil, false
 			}
 		}
 	}
 	// Repeated names collapse in the map: count them in the text.
-	return bytes.Count(frame, []byte(`"key"`)) <= len(items) &&
-		bytes.Count(frame, []byte(`"datetime"`)) <= len(items) &&
-		bytes.Count(frame, []byte(`"geo"`)) <= len(items) &&
-		bytes.Count(frame, []byte(`"value"`)) <= len(items)
-}
-
-// The encoding/json reference decoding of a frame.
-
-type wireItem struct {
-	Key      string    `json:"key"`
-	Value    itemValue `json:"value"`
-	Datetime itemTime  `json:"datetime"`
-	Geo      *Geo      `json:"geo"`
-}
-
-// slowItems decodes a data frame with encoding/json.
-func slowItems(frame []byte) ([]Item, error) {
-	var items0 []wireItem
-	if err := json.Unmarshal(frame, &items0); err != nil {
-		return nil, fmt.Errorf("stream: data frame: %w", err)
+	for _, name := range []string{`"key"`, `"datetime"`, `"geo"`, `"value"`} {
+		if bytes.Count(frame, []byte(name)) > len(shapes) {
+			return nil, false
+		}
 	}
-	items := make([]Item, len(items0))
-	for i := range items0 {
-		w := &items0[i]
+
+	var decoded []struct {
+		Key      string    `json:"key"`
+		Value    itemValue `json:"value"`
+		Datetime itemTime  `json:"datetime"`
+		Geo      *Geo      `json:"geo"`
+	}
+	if json.Unmarshal(frame, &decoded) != nil {
+		return nil, false
+	}
+	items := make([]Item, len(decoded))
+	for i, w := range decoded {
 		items[i] = Item{Key: w.Key, Value: w.Value.v, Time: w.Datetime.t, RawTime: w.Datetime.raw, Geo: w.Geo}
 	}
-	return items, nil
+	return items, true
 }
 
 // itemValue decodes a value as encoding/json with UseNumber would, without

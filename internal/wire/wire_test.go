@@ -42,16 +42,15 @@ func TestParseISOMillis(t *testing.T) {
 
 func TestScanPrimitives(t *testing.T) {
 	for _, c := range []struct {
-		in              string
-		end             int // -1: error
-		escaped, ascii  bool
-		skipEnd, numEnd int // -1: error; 0: not checked
+		in             string
+		end            int // -1: error
+		escaped, ascii bool
 	}{
-		{in: `"abc",`, end: 5, ascii: true, skipEnd: 5},
-		{in: `"a\"b"`, end: 6, escaped: true, ascii: true, skipEnd: 6},
-		{in: `"é"`, end: 4, skipEnd: 4},
-		{in: "\"a\x01\"", end: -1, skipEnd: -1},
-		{in: `"abc`, end: -1, skipEnd: -1},
+		{in: `"abc",`, end: 5, ascii: true},
+		{in: `"a\"b"`, end: 6, escaped: true, ascii: true},
+		{in: `"é"`, end: 4},
+		{in: "\"a\x01\"", end: -1},
+		{in: `"abc`, end: -1},
 	} {
 		end, escaped, ascii, err := ScanString([]byte(c.in), 0)
 		if c.end < 0 {
@@ -60,34 +59,37 @@ func TestScanPrimitives(t *testing.T) {
 			require.NoError(t, err, c.in)
 			assert.Equal(t, []any{c.end, c.escaped, c.ascii}, []any{end, escaped, ascii}, c.in)
 		}
-		checkEnd(t, SkipValue, c.in, c.skipEnd)
 	}
-	for in, want := range map[string]int{
-		`0`: 1, `-0`: 2, `12.5e+3,`: 7, `1E9]`: 3, `-`: -1, `01`: 1, `1.`: -1, `.5`: -1, `1e`: -1, `-a`: -1, `1.5e-2}`: 6,
+	// The end ScanNumber and SkipValue find: -1 for an error, 0 where the
+	// input is not one for that scanner.
+	for _, c := range []struct {
+		in            string
+		number, value int
+	}{
+		{`"abc",`, 0, 5}, {`"a\"b"`, 0, 6}, {`"é"`, 0, 4}, {"\"a\x01\"", 0, -1}, {`"abc`, 0, -1},
+		{`0`, 1, 1}, {`-0`, 2, 2}, {`12.5e+3,`, 7, 7}, {`1E9]`, 3, 3}, {`-`, -1, -1}, {`01`, 1, 1},
+		{`1.`, -1, -1}, {`.5`, -1, -1}, {`1e`, -1, -1}, {`-a`, -1, -1}, {`1.5e-2}`, 6, 6},
+		{`true,`, 0, 4}, {`false`, 0, 5}, {`null]`, 0, 4}, {`nul`, 0, -1}, {`tru`, 0, -1}, {`fals`, 0, -1},
+		{`{"a":[1,"}"]},`, 0, 13}, {`[[],{}] `, 0, 7}, {`{"a":"\"}"}`, 0, 11}, {`{"a":1`, 0, -1}, {`[`, 0, -1},
+		{`{"a":"` + "\x02" + `"}`, 0, -1}, {``, 0, -1},
 	} {
-		checkEnd(t, ScanNumber, in, want)
-		checkEnd(t, SkipValue, in, want)
+		for _, scan := range []struct {
+			name string
+			f    func([]byte, int) (int, error)
+			want int
+		}{{"ScanNumber", ScanNumber, c.number}, {"SkipValue", SkipValue, c.value}} {
+			if scan.want == 0 {
+				continue
+			}
+			end, err := scan.f([]byte(c.in), 0)
+			if scan.want < 0 {
+				assert.ErrorIs(t, err, ErrSyntax, "%s(%q)", scan.name, c.in)
+				continue
+			}
+			assert.NoError(t, err, "%s(%q)", scan.name, c.in)
+			assert.Equal(t, scan.want, end, "%s(%q)", scan.name, c.in)
+		}
 	}
-	for in, want := range map[string]int{
-		`true,`: 4, `false`: 5, `null]`: 4, `nul`: -1, `tru`: -1, `fals`: -1,
-		`{"a":[1,"}"]},`: 13, `[[],{}] `: 7, `{"a":"\"}"}`: 11, `{"a":1`: -1, `[`: -1, `{"a":"` + "\x02" + `"}`: -1, ``: -1,
-	} {
-		checkEnd(t, SkipValue, in, want)
-	}
-}
-
-func checkEnd(t *testing.T, f func([]byte, int) (int, error), in string, want int) {
-	t.Helper()
-	if want == 0 {
-		return
-	}
-	end, err := f([]byte(in), 0)
-	if want < 0 {
-		assert.ErrorIs(t, err, ErrSyntax, in)
-		return
-	}
-	assert.NoError(t, err, in)
-	assert.Equal(t, want, end, in)
 }
 
 // TestScannerPieces feeds values to a Scanner cut at every place: the end
