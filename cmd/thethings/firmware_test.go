@@ -128,7 +128,7 @@ func TestFirmwareLatestDownloadAgainstEmulator(t *testing.T) {
 }
 
 func TestFirmwareLatestNone(t *testing.T) {
-	srv, tok := newServer(t)
+	srv, tok := setup(t)
 	r := cli(t, srv.URL(), tok, "", "firmware", "latest")
 	assert.Equal(t, 3, r.code, "nothing there")
 	assert.Contains(t, r.stderr, "no firmware")
