@@ -590,15 +590,7 @@ func TestEmulator(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no SIGTERM")
 	}
-	p := start(t, "", "", "emulator", "-addr", "127.0.0.1:0", "-json", "-tokens", "tok-a,tok-b", "-codes", "c1,c2:prod", "-mqtt", "-control")
-	var info struct {
-		URL     string
-		Tokens  []string
-		Codes   []struct{ Code, Product string }
-		MQTT    string
-		Control string
-	}
-	require.NoError(t, json.Unmarshal([]byte(p.next(t)), &info))
+	p, info := startEmulator(t, "-tokens", "tok-a,tok-b", "-codes", "c1,c2:prod", "-mqtt", "-control")
 	assert.Equal(t, []string{"tok-a", "tok-b"}, info.Tokens)
 	assert.Equal(t, []struct{ Code, Product string }{{"c1", ""}, {"c2", "prod"}}, info.Codes)
 	require.True(t, strings.HasPrefix(info.URL, "http://127.0.0.1:"), info.URL)
