@@ -23,7 +23,7 @@ func bigWrite(key string, n int) string {
 }
 
 func TestRequestSizeBoundedOnEveryRoute(t *testing.T) {
-	e := start(t, WithThingTokens("tok"), WithControlAPI(), WithMaxBodyBytes(1000))
+	e := setup(t, nil, WithThingTokens("tok"), WithControlAPI(), WithMaxBodyBytes(1000))
 	for _, c := range []struct{ method, path string }{
 		{"POST", "things/tok"},
 		{"POST", "things"},
@@ -43,7 +43,7 @@ func TestRequestSizeBoundedOnEveryRoute(t *testing.T) {
 }
 
 func TestMQTTPublishBoundedLikeARESTBody(t *testing.T) {
-	e := start(t, WithMQTT(), WithThingTokens("tok"), WithMaxBodyBytes(1000))
+	e := setup(t, nil, WithMQTT(), WithThingTokens("tok"), WithMaxBodyBytes(1000))
 	c := dialMQTT(t, e.srv.MQTTURL())
 	sub := c.subscribe("v2/things/tok")
 	c.publish("v2/things/tok", bigWrite("big", 1500)) // under the packet limit, over the body limit
@@ -54,7 +54,7 @@ func TestMQTTPublishBoundedLikeARESTBody(t *testing.T) {
 }
 
 func TestMQTTPacketOverTheLimitRefusedBeforeItIsRead(t *testing.T) {
-	e := start(t, WithMQTT(), WithThingTokens("tok")) // the default limit, 1 MiB
+	e := setup(t, nil, WithMQTT(), WithThingTokens("tok")) // the default limit, 1 MiB
 	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.MQTTURL(), "tcp://"))
 	require.NoError(t, err)
 	defer conn.Close()
@@ -105,7 +105,7 @@ func TestMQTTPacketOverTheLimitRefusedBeforeItIsRead(t *testing.T) {
 }
 
 func TestSettingsPathDepthBounded(t *testing.T) {
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	path := func(n int) string { return "$settings" + strings.Repeat(".a", n) }
 	e.mustWrite("tok", `{"values":[{"key":"`+path(maxDepth)+`","value":1}]}`)
 	r := e.post("things/tok", `{"values":[{"key":"`+path(maxDepth+1)+`","value":1}]}`)
@@ -123,7 +123,7 @@ func TestSettingsPathDepthBounded(t *testing.T) {
 }
 
 func TestValueNestingBounded(t *testing.T) {
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	nested := func(n int) string { return strings.Repeat(`{"a":[`, n/2) + `"x"` + strings.Repeat(`]}`, n/2) }
 	e.mustWrite("tok", `{"values":[{"key":"k","value":`+nested(maxDepth)+`},{"key":"$settings","value":`+nested(maxDepth)+`}]}`)
 	for _, key := range []string{"k", "$settings", "$settings.b"} {
@@ -173,7 +173,7 @@ func TestMemoryBoundedPerRequest(t *testing.T) {
 		{"deep settings path", `{"values":[{"key":"$settings` + strings.Repeat(".a", limit/2-40) + `","value":1}]}`, "$settings", http.StatusBadRequest},
 		{"many values", `{"values":[` + strings.Repeat(`{"key":"k","value":1},`, limit/22-2) + `{"key":"k","value":1}]}`, "k?limit=1000", http.StatusCreated},
 	}
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	for _, c := range cases {
 		require.LessOrEqual(t, len(c.body), limit, c.name)
 		n := allocated(func() {
@@ -216,7 +216,7 @@ func TestSettingsDocumentPaths(t *testing.T) {
 }
 
 func TestErrorMessagesQuoteInputShort(t *testing.T) {
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	long := strings.Repeat("x", 40<<10)
 	for _, r := range []response{
 		e.post("things/tok", `{"values":[{"key":"`+long+` y","value":1}]}`),
