@@ -17,19 +17,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// body of n bytes or a little more: one write of a string value.
-func bigWrite(key string, n int) string {
-	return `{"values":[{"key":"` + key + `","value":"` + strings.Repeat("x", n) + `"}]}`
-}
-
 func TestRequestSizeBoundedOnEveryRoute(t *testing.T) {
 	e := setup(t, nil, WithThingTokens("tok"), WithControlAPI(), WithMaxBodyBytes(1000))
+	big := `{"values":[{"key":"k","value":"` + strings.Repeat("x", 2000) + `"}]}`
 	for _, c := range []struct{ method, path string }{
 		{"POST", "things/tok"},
 		{"POST", "things"},
 		{"PUT", ControlPrefix + "faults"},
 	} {
-		r := e.do(c.method, c.path, bigWrite("k", 2000), "Content-Type", "application/json")
+		r := e.do(c.method, c.path, big, "Content-Type", "application/json")
 		assert.Equal(t, http.StatusRequestEntityTooLarge, r.status, "%s %s: %s", c.method, c.path, r.body)
 	}
 	// The request line and headers are bounded too, far below net/http's
@@ -46,8 +42,8 @@ func TestMQTTPublishBoundedLikeARESTBody(t *testing.T) {
 	e := setup(t, nil, WithMQTT(), WithThingTokens("tok"), WithMaxBodyBytes(1000))
 	c := dialMQTT(t, e.srv.MQTTURL())
 	sub := c.subscribe("v2/things/tok")
-	c.publish("v2/things/tok", bigWrite("big", 1500)) // under the packet limit, over the body limit
-	c.publish("v2/things/tok", bigWrite("small", 900))
+	c.publish("v2/things/tok", `{"values":[{"key":"big","value":"`+strings.Repeat("x", 1500)+`"}]}`) // under the packet limit, over the body limit
+	c.publish("v2/things/tok", `{"values":[{"key":"small","value":"`+strings.Repeat("x", 900)+`"}]}`)
 	assert.Contains(t, sub(), `"key":"small"`, "the larger write went to no one")
 	assert.Equal(t, 0, e.srv.StoredCount("tok", "big"))
 	assert.Equal(t, 1, e.srv.StoredCount("tok", "small"))
@@ -89,7 +85,7 @@ func TestMQTTPacketOverTheLimitRefusedBeforeItIsRead(t *testing.T) {
 	require.Equal(t, []byte{0x20, 2, 0, 0}, connack)
 
 	// A 3 MB PUBLISH (QoS 0) holding a valid write.
-	payload := bigWrite("big", 3<<20)
+	payload := `{"values":[{"key":"big","value":"` + strings.Repeat("x", 3<<20) + `"}]}`
 	pk := mqttString("v2/things/tok")
 	header := append([]byte{0x30}, mqttLength(len(pk)+len(payload))...)
 	_, err = conn.Write(append(header, pk...))
