@@ -32,23 +32,21 @@ const (
 		"<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 )
 
-// assertNoRaw fails if r's stdout or stderr holds a control character
-// other than the newlines ending its lines, a C1 control, a bidirectional
-// override or a byte that is not UTF-8.
-func assertNoRaw(t *testing.T, r result, what ...any) {
-	t.Helper()
-	for name, out := range map[string]string{"stdout": r.stdout, "stderr": r.stderr} {
-		for i := 0; i < len(out); {
-			c, n := utf8.DecodeRuneInString(out[i:])
-			bad := c < 0x20 && c != '\n' || c == 0x7f || c >= 0x80 && c <= 0x9f ||
-				c >= 0x202a && c <= 0x202e || c >= 0x2066 && c <= 0x2069 || c == utf8.RuneError && n == 1
-			if bad {
-				t.Errorf("%v %s: raw %q at byte %d of %q", fmt.Sprint(what...), name, out[i:i+n], i, out)
-				break
-			}
-			i += n
+// rawAt returns the index of the first character of s a terminal must not
+// get raw: any C0 control (but a newline when s is lines of output), DEL,
+// a C1 control (U+0080–U+009F), a bidirectional override or isolate, or a
+// byte that is not UTF-8; -1 if none.
+func rawAt(s string, lines bool) int {
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r < 0x20 && (r != '\n' || !lines) || r == 0x7f || r >= 0x80 && r <= 0x9f ||
+			r >= 0x202a && r <= 0x202e || r >= 0x2066 && r <= 0x2069 ||
+			r == utf8.RuneError && n == 1 {
+			return i
 		}
+		i += n
 	}
+	return -1
 }
 
 // TestNothingRawReachesTheTerminal writes values holding ESC sequences
@@ -72,7 +70,7 @@ func TestNothingRawReachesTheTerminal(t *testing.T) {
 		tail = append(tail, p.next(t))
 	}
 	assert.Equal(t, 0, p.wait(t), p.stderr.String())
-	assertNoRaw(t, result{stdout: strings.Join(tail, "\n")}, "tail")
+	assert.Equal(t, -1, rawAt(strings.Join(tail, "\n"), true), "tail: %q", tail)
 	var first valueLine
 	require.NoError(t, json.Unmarshal([]byte(tail[0]), &first))
 	var got string
@@ -81,13 +79,13 @@ func TestNothingRawReachesTheTerminal(t *testing.T) {
 
 	r := cli(t, srv.URL(), tok, "", "read", "evil")
 	require.Equal(t, 0, r.code, r.stderr)
-	assertNoRaw(t, r, "read csv")
+	assert.Equal(t, -1, rawAt(r.stdout+r.stderr, true), "read csv: %q", r.stdout+r.stderr)
 	assert.Contains(t, r.stdout, `\u001b]52;c;`)
 	assert.Contains(t, r.stdout, `\u009b31m`)
 
 	r = cli(t, srv.URL(), tok, "", "read", "evil", "-format", "jsonl")
 	require.Equal(t, 0, r.code, r.stderr)
-	assertNoRaw(t, r, "read jsonl")
+	assert.Equal(t, -1, rawAt(r.stdout+r.stderr, true), "read jsonl: %q", r.stdout+r.stderr)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	require.Len(t, lines, 2)
 	var l valueLine
@@ -98,7 +96,7 @@ func TestNothingRawReachesTheTerminal(t *testing.T) {
 
 	for _, args := range [][]string{{"settings"}, {"settings", "get", "name"}} {
 		r = cli(t, srv.URL(), tok, "", args...)
-		assertNoRaw(t, r, args)
+		assert.Equal(t, -1, rawAt(r.stdout+r.stderr, true), "%v: %q", args, r.stdout+r.stderr)
 	}
 	r = cli(t, srv.URL(), tok, "", "settings")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -154,7 +152,7 @@ func TestHostilePlatformReachesNoTerminalRaw(t *testing.T) {
 			{"write", "k", "1"},
 		} {
 			r := cli(t, url, "tok", "", args...)
-			assertNoRaw(t, r, args)
+			assert.Equal(t, -1, rawAt(r.stdout+r.stderr, true), "%v: %q", args, r.stdout+r.stderr)
 		}
 		r := cli(t, url, "tok", "", "read", "k-x")
 		assert.Contains(t, r.stdout, `k-\x1b]52;c;cm0gLXJmIH4K\x07`, "keys are escaped visibly")
@@ -173,7 +171,7 @@ func TestHostilePlatformReachesNoTerminalRaw(t *testing.T) {
 		assert.Equal(t, 1, strings.Count(r.stderr, "\n"), "%q", r.stderr)
 		assert.Contains(t, r.stderr, "502 Bad Gateway: <html> <head>")
 		assert.LessOrEqual(t, utf8.RuneCountInString(r.stderr), maxErrorLine+len("thethings time: \n"))
-		assertNoRaw(t, r)
+		assert.Equal(t, -1, rawAt(r.stdout+r.stderr, true), "%q", r.stdout+r.stderr)
 
 		long := strings.Repeat("x", 5000) + "\nthe end"
 		assert.Equal(t, maxErrorLine+utf8.RuneCountInString(" … "), utf8.RuneCountInString(errorLine(long)))
