@@ -40,7 +40,8 @@ func BenchmarkWriteStore(b *testing.B) {
 			parallel bool
 		}{{"1-value", one, 1, false}, {"1-value-16-writers", one, 1, true}, {"100-values", batch, 100, false}} {
 			b.Run(st.name+"/"+c.name, func(b *testing.B) {
-				s := mustNew(b, append(st.opts(), WithThingTokens("tok"))...)
+				s, err := New(append(st.opts(), WithThingTokens("tok"))...)
+				require.NoError(b, err)
 				defer s.Close()
 				h := s.Handler()
 				write := func() {
@@ -84,7 +85,8 @@ func BenchmarkStart1M(b *testing.B) {
 		recs[i] = Record{Value: json.RawMessage(fmt.Sprintf("%d.5", i%1000)), Datetime: base.Add(time.Duration(i) * time.Second)}
 	}
 	dir := b.TempDir()
-	s := mustNew(b, WithDataDir(dir), WithThingTokens("tok"))
+	s, err := New(WithDataDir(dir), WithThingTokens("tok"))
+	require.NoError(b, err)
 	require.NoError(b, s.Seed("tok", "temperature", recs...))
 	require.NoError(b, s.Close())
 	fi, err := os.Stat(filepath.Join(dir, logName))
@@ -101,7 +103,8 @@ func BenchmarkStart1M(b *testing.B) {
 		empty := heap(b)
 		var live float64
 		for b.Loop() {
-			s := mustNew(b, WithThingTokens("tok"))
+			s, err := New(WithThingTokens("tok"))
+			require.NoError(b, err)
 			require.NoError(b, s.Seed("tok", "temperature", recs...))
 			b.StopTimer()
 			live = heap(b) - empty
@@ -115,7 +118,8 @@ func BenchmarkStart1M(b *testing.B) {
 		empty := heap(b)
 		var live float64
 		for b.Loop() {
-			s := mustNew(b, WithDataDir(dir))
+			s, err := New(WithDataDir(dir))
+			require.NoError(b, err)
 			b.StopTimer()
 			if s.StoredCount("tok", "temperature") != n {
 				b.Fatal("values missing")

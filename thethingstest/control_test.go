@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func (e *env) ctlAs(host, method, path, body, contentType string) response {
 }
 
 func TestControlAPIAnswersOnlyItsOwnAddress(t *testing.T) {
-	e := start(t, WithThingTokens("secret-token"), WithControlAPI())
+	e := setup(t, nil, WithThingTokens("secret-token"), WithControlAPI())
 	_, port, err := net.SplitHostPort(e.addr)
 	require.NoError(t, err)
 	for _, host := range []string{e.addr, "localhost:" + port, "LOCALHOST:" + port, "[::1]:" + port} {
@@ -72,7 +73,7 @@ func TestControlAPIAnswersOnlyItsOwnAddress(t *testing.T) {
 }
 
 func TestControlAPITakesOnlyJSON(t *testing.T) {
-	e := start(t, WithThingTokens("tok"), WithControlAPI())
+	e := setup(t, nil, WithThingTokens("tok"), WithControlAPI())
 	for _, ct := range []string{"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx"} {
 		r := e.ctlAs(e.addr, "PUT", "faults", `{"every503":1}`, ct)
 		assert.Equal(t, http.StatusUnsupportedMediaType, r.status, "Content-Type %q", ct)
@@ -84,7 +85,7 @@ func TestControlAPITakesOnlyJSON(t *testing.T) {
 }
 
 func TestControlAPIOffByDefault(t *testing.T) {
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	r := e.ctl("GET", "", "")
 	assert.Equal(t, http.StatusNotFound, r.status)
 	assert.Equal(t, 404, e.ctl("PUT", "faults", `{"every503":1}`).status)
@@ -93,7 +94,7 @@ func TestControlAPIOffByDefault(t *testing.T) {
 }
 
 func TestControlAPI(t *testing.T) {
-	e := start(t, WithThingTokens("tok", "other"), WithControlAPI())
+	e := setup(t, nil, WithThingTokens("tok", "other"), WithControlAPI())
 	sub := e.subscribe("tok", "?keepAlive=10000")
 	sub.mustChunk(5 * time.Second)
 	e.mustWrite("tok", `{"values":[{"key":"t","value":1,"datetime":"2020-01-01T00:00:00Z","geo":{"lat":1.5,"long":2}},{"key":"t","value":{"a":[1]},"datetime":"2020-01-01T00:00:01Z"},{"key":"h","value":"x","datetime":"2020-01-01T00:00:01Z"}]}`)
@@ -179,7 +180,8 @@ func TestControlAPI(t *testing.T) {
 // TestControlStoredCostsItsAnswer: the ground truth of a long series is
 // encoded from the store, not copied record by record first.
 func TestControlStoredCostsItsAnswer(t *testing.T) {
-	s := mustNew(t, WithThingTokens("tok"), WithControlAPI())
+	s, err := New(WithThingTokens("tok"), WithControlAPI())
+	require.NoError(t, err)
 	defer s.Close()
 	recs := make([]Record, 100_000)
 	for i := range recs {
@@ -189,7 +191,12 @@ func TestControlStoredCostsItsAnswer(t *testing.T) {
 	req := httptest.NewRequest("GET", "http://127.0.0.1:80"+ControlPrefix+"stored?token=tok&key=k", nil)
 	req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80}))
 	w := httptest.NewRecorder()
-	n := allocated(func() { s.Handler().ServeHTTP(w, req) })
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s.Handler().ServeHTTP(w, req)
+	runtime.ReadMemStats(&after)
+	n := after.TotalAlloc - before.TotalAlloc
 	require.Equal(t, http.StatusOK, w.Code, w.Body.String())
 	var got struct {
 		Count  int

@@ -19,7 +19,7 @@ import (
 var urlSafe43 = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
 
 func TestDocSmokeTest(t *testing.T) {
-	e := start(t)
+	e := setup(t, nil)
 	r := e.do("GET", "", "", "Content-Type", "application/json")
 	assert.Equal(t, http.StatusUnauthorized, r.status)
 	assert.Equal(t, "application/json", r.header.Get("Content-Type"))
@@ -27,7 +27,7 @@ func TestDocSmokeTest(t *testing.T) {
 }
 
 func TestDocActivate(t *testing.T) {
-	e := start(t, WithThingTokens(), WithActivationCodes(ActivationCode{Code: "code-1", ProductID: "prod-1"}))
+	e := setup(t, nil, WithThingTokens(), WithActivationCodes(ActivationCode{Code: "code-1", ProductID: "prod-1"}))
 	body := `{"activationCode" : "code-1", "productId":"prod-1"}`
 	r := e.post("things/", body)
 	require.Equal(t, http.StatusCreated, r.status, string(r.body))
@@ -65,7 +65,7 @@ func TestDocWrite(t *testing.T) {
 		{"legacy", true, `{"status":"Success","message":"Created"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := start(t, WithThingTokens("TOKEN"), WithLegacyWriteResponse(tc.legacy))
+			e := setup(t, nil, WithThingTokens("TOKEN"), WithLegacyWriteResponse(tc.legacy))
 			r := e.post("things/TOKEN", body)
 			assert.Equal(t, http.StatusCreated, r.status)
 			assert.JSONEq(t, tc.want, string(r.body))
@@ -75,7 +75,7 @@ func TestDocWrite(t *testing.T) {
 }
 
 func TestDocGeolocatedWrite(t *testing.T) {
-	e := start(t, WithThingTokens("TOKEN"))
+	e := setup(t, nil, WithThingTokens("TOKEN"))
 	e.mustWrite("TOKEN", `{
     "values":
     [{
@@ -97,7 +97,7 @@ func TestDocGeolocatedWrite(t *testing.T) {
 }
 
 func TestDocBatchWithDatetimes(t *testing.T) {
-	e := start(t, WithThingTokens("TOKEN"))
+	e := setup(t, nil, WithThingTokens("TOKEN"))
 	e.mustWrite("TOKEN", `{
     "values":
     [{
@@ -131,8 +131,8 @@ func TestDocBatchWithDatetimes(t *testing.T) {
 }
 
 func TestDocRead(t *testing.T) {
-	clk := newClock("2015-01-30T15:35:33Z")
-	e := start(t, WithThingTokens("TOKEN"), WithClock(clk.Now))
+	clk := &clock{t: time.Date(2015, 1, 30, 15, 35, 33, 0, time.UTC)}
+	e := setup(t, nil, WithThingTokens("TOKEN"), WithClock(clk.Now))
 	e.mustWrite("TOKEN", `{"values":[{"key":"fun","value":"9000"}]}`)
 
 	r := e.do("GET", "things/TOKEN/resources/fun?limit=10", "", "Accept", "application/json")
@@ -151,7 +151,7 @@ func TestDocRead(t *testing.T) {
 // TestDocPagination walks 2300 values one minute apart with limit=1000,
 // using each page's last datetime as the next endDate, as the guide does.
 func TestDocPagination(t *testing.T) {
-	e := start(t, WithThingTokens("TOKEN"))
+	e := setup(t, nil, WithThingTokens("TOKEN"))
 	// Newest value at 2017-01-16T10:25:10.644Z as in the guide; each step
 	// back is a minute plus a few ms of jitter.
 	newest := time.Date(2017, 1, 16, 10, 25, 10, 644e6, time.UTC)
@@ -193,7 +193,7 @@ func TestDocPagination(t *testing.T) {
 }
 
 func TestDocGeoMagic(t *testing.T) {
-	e := start(t, WithThingTokens("THING_TOKEN"))
+	e := setup(t, nil, WithThingTokens("THING_TOKEN"))
 	r := e.do("POST", "things/THING_TOKEN",
 		`{"values":[{"key": "$geo","value" : {"type": "Point","coordinates": [2.154007, 41.390205]}}]}`,
 		"Content-Type", "application/json")
@@ -207,7 +207,7 @@ func TestDocGeoMagic(t *testing.T) {
 }
 
 func TestDocSettingsMagic(t *testing.T) {
-	e := start(t, WithThingTokens("THING_TOKEN"))
+	e := setup(t, nil, WithThingTokens("THING_TOKEN"))
 	r := e.do("POST", "things/THING_TOKEN", `{"values":
       [{
           "key": "$settings",
@@ -237,7 +237,7 @@ func TestDocSettingsMagic(t *testing.T) {
 }
 
 func TestDocSubscribe(t *testing.T) {
-	e := start(t, WithThingTokens("THING_TOKEN"))
+	e := setup(t, nil, WithThingTokens("THING_TOKEN"))
 	s := e.subscribe("THING_TOKEN", "")
 	assert.Equal(t, http.StatusOK, s.status)
 	assert.Equal(t, "chunked", s.header.Get("Transfer-Encoding"))
@@ -250,8 +250,8 @@ func TestDocSubscribe(t *testing.T) {
 }
 
 func TestDocServerDate(t *testing.T) {
-	clk := newClock("2017-05-12T11:07:53.176Z")
-	e := start(t, WithThingTokens("THING_TOKEN"), WithClock(clk.Now))
+	clk := &clock{t: time.Date(2017, 5, 12, 11, 7, 53, 176e6, time.UTC)}
+	e := setup(t, nil, WithThingTokens("THING_TOKEN"), WithClock(clk.Now))
 	r := e.do("GET", "utils/date?thingToken=THING_TOKEN&format=UTC", "", "Accept", "application/json")
 	assert.Equal(t, http.StatusOK, r.status)
 	assert.JSONEq(t, `{"date":"2017-05-12T11:07:53.176Z","values":[{"value":"2017-05-12T11:07:53.176Z"}]}`, string(r.body))

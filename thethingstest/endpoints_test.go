@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/thethings-go/thethings/internal/testkit"
 )
 
 // TestStatusAndBodies checks every endpoint's answers, errors included.
@@ -106,8 +108,8 @@ func TestStatusAndBodies(t *testing.T) {
 		{name: "date unknown thing", method: "GET", path: "utils/date?thingToken=nope", status: 404, wantBody: `{"status":"error","message":"Thing token doesn't exist"}`},
 		{name: "date wrong method", method: "DELETE", path: "utils/date", status: 405, allow: "GET"},
 	}
-	clk := newClock("2021-06-07T08:09:10.123456Z")
-	e := start(t, WithThingTokens("tok"), WithClock(clk.Now), WithMaxBodyBytes(1024),
+	clk := &clock{t: time.Date(2021, 6, 7, 8, 9, 10, 123456e3, time.UTC)}
+	e := setup(t, nil, WithThingTokens("tok"), WithClock(clk.Now), WithMaxBodyBytes(1024),
 		WithActivationCodes(ActivationCode{Code: "bound", ProductID: "prod"}, ActivationCode{Code: "free"}))
 	require.NoError(t, e.srv.Seed("tok", "temp", Record{Value: json.RawMessage(`21.5`), Datetime: time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)}))
 	for _, tc := range tests {
@@ -165,7 +167,7 @@ func TestStatusAndBodies(t *testing.T) {
 }
 
 func TestActivation(t *testing.T) {
-	e := start(t, WithThingTokens(), WithActivationCodes(
+	e := setup(t, nil, WithThingTokens(), WithActivationCodes(
 		ActivationCode{Code: "any"}, ActivationCode{Code: "any2"},
 		ActivationCode{Code: "bound", ProductID: "p1"}, ActivationCode{Code: "bound2", ProductID: "p1"}))
 	activate := func(body string) response { return e.post("things", body) }
@@ -191,7 +193,7 @@ func TestActivation(t *testing.T) {
 }
 
 func TestWriteIsAllOrNothing(t *testing.T) {
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	sub := e.subscribe("tok", "?keepAlive=10000")
 	sub.mustChunk(5 * time.Second)
 	r := e.post("things/tok", `{"values":[
@@ -214,7 +216,7 @@ func TestWriteIsAllOrNothing(t *testing.T) {
 }
 
 func TestValueTypesRoundTrip(t *testing.T) {
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	values := []string{`"9000"`, `9000`, `23.5`, `-1e-7`, `true`, `null`, `[1,"a",{"b":null}]`, `{"nested":{"x":[1,2]}}`, `"ünïcødé \"q\""`}
 	for i, v := range values {
 		e.mustWrite("tok", fmt.Sprintf(`{"values":[{"key":"v","value": %s ,"datetime":"2020-01-01T00:00:%02dZ"}]}`, v, i))
@@ -229,8 +231,8 @@ func TestValueTypesRoundTrip(t *testing.T) {
 }
 
 func TestDatetimeForms(t *testing.T) {
-	clk := newClock("2022-03-04T05:06:07.891234567Z")
-	e := start(t, WithThingTokens("tok"), WithClock(clk.Now))
+	clk := &clock{t: time.Date(2022, 3, 4, 5, 6, 7, 891234567, time.UTC)}
+	e := setup(t, nil, WithThingTokens("tok"), WithClock(clk.Now))
 	tests := []struct{ in, want string }{
 		{"20150520130000", "2015-05-20T13:00:00.000Z"},
 		{"20150520T130000", "2015-05-20T13:00:00.000Z"},
@@ -288,20 +290,20 @@ func TestReadWindowAndOrder(t *testing.T) {
 	}
 
 	t.Run("endDate exclusive by default", func(t *testing.T) {
-		e := start(t, WithThingTokens("tok"))
+		e := setup(t, nil, WithThingTokens("tok"))
 		seed(e)
 		assert.Equal(t, "9", values(e.readItems("tok", "k", "")), "limit defaults to 1")
 		assert.Equal(t, "4,3,2", values(e.readItems("tok", "k", "?limit=10&startDate=20200101000002&endDate=20200101000005")))
 		assert.Equal(t, "4,3", values(e.readItems("tok", "k", "?limit=2&endDate=2020-01-01T00:00:05.000Z")))
 	})
 	t.Run("endDate inclusive switch", func(t *testing.T) {
-		e := start(t, WithThingTokens("tok"), WithEndDateInclusive(true))
+		e := setup(t, nil, WithThingTokens("tok"), WithEndDateInclusive(true))
 		seed(e)
 		assert.Equal(t, "5,4,3,2", values(e.readItems("tok", "k", "?limit=10&startDate=20200101000002&endDate=20200101000005")))
 		assert.Equal(t, "5,4", values(e.readItems("tok", "k", "?limit=2&endDate=2020-01-01T00:00:05.000Z")))
 	})
 	t.Run("limit clamp", func(t *testing.T) {
-		e := start(t, WithThingTokens("tok"))
+		e := setup(t, nil, WithThingTokens("tok"))
 		var recs []Record
 		for i := 0; i < 1500; i++ {
 			recs = append(recs, Record{Value: json.RawMessage(`1`), Datetime: base.Add(time.Duration(i) * time.Millisecond)})
@@ -312,7 +314,7 @@ func TestReadWindowAndOrder(t *testing.T) {
 		assert.Len(t, e.readItems("tok", "k", "?limit=999"), 999)
 	})
 	t.Run("ties newest inserted first", func(t *testing.T) {
-		e := start(t, WithThingTokens("tok"))
+		e := setup(t, nil, WithThingTokens("tok"))
 		e.mustWrite("tok", `{"values":[{"key":"k","value":"a","datetime":"20200101000000"},{"key":"k","value":"b","datetime":"20200101000000"}]}`)
 		e.mustWrite("tok", `{"values":[{"key":"k","value":"c","datetime":"2020-01-01T00:00:00.000Z"},{"key":"k","value":"z","datetime":"2019-01-01T00:00:00Z"}]}`)
 		for i := 0; i < 3; i++ { // deterministic
@@ -325,7 +327,7 @@ func TestReadWindowAndOrder(t *testing.T) {
 		assert.Equal(t, []string{`"c"`, `"b"`, `"a"`, `"z"`}, stored, "newest first like a read, ties most recently stored first")
 	})
 	t.Run("out of order writes", func(t *testing.T) {
-		e := start(t, WithThingTokens("tok"))
+		e := setup(t, nil, WithThingTokens("tok"))
 		for _, i := range []int{5, 1, 9, 3, 7, 0, 8, 2, 6, 4} {
 			e.mustWrite("tok", fmt.Sprintf(`{"values":[{"key":"k","value":%d,"datetime":"2020010100000%d"}]}`, i, i))
 		}
@@ -335,7 +337,7 @@ func TestReadWindowAndOrder(t *testing.T) {
 }
 
 func TestMagicResources(t *testing.T) {
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	geo := func() string { return string(e.get("things/tok/resources/$geo").body) }
 
 	e.mustWrite("tok", `{"values":[{"key":"$geo","value":[2.1,41.3]}]}`)
@@ -372,7 +374,7 @@ func TestMagicResources(t *testing.T) {
 }
 
 func TestStoreAndBroadcastSwitches(t *testing.T) {
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	sub := e.subscribe("tok", "?keepAlive=10000")
 	sub.mustChunk(5 * time.Second)
 
@@ -395,7 +397,7 @@ func TestStoreAndBroadcastSwitches(t *testing.T) {
 
 func TestStreamFrames(t *testing.T) {
 	t.Run("items carry datetime and geo", func(t *testing.T) {
-		e := start(t, WithThingTokens("tok"))
+		e := setup(t, nil, WithThingTokens("tok"))
 		sub := e.subscribe("tok", "?keepAlive=10000")
 		sub.mustChunk(5 * time.Second)
 		e.mustWrite("tok", `{"values":[{"key":"b","value":2,"datetime":"20200101000000","geo":{"lat":1.5,"long":-2}},{"key":"a","value":"x","datetime":"20200101000001"},{"key":"$geo","value":[3,4],"datetime":"20200101000002"}]}`)
@@ -404,7 +406,7 @@ func TestStreamFrames(t *testing.T) {
 			`{"key":"$geo","value":[3,4],"datetime":"2020-01-01T00:00:02.000Z"}]`, sub.data(5*time.Second), "one frame, request order")
 	})
 	t.Run("key and value only", func(t *testing.T) {
-		e := start(t, WithThingTokens("tok"), WithStreamItemFields(false))
+		e := setup(t, nil, WithThingTokens("tok"), WithStreamItemFields(false))
 		sub := e.subscribe("tok", "?keepAlive=10000")
 		sub.mustChunk(5 * time.Second)
 		e.mustWrite("tok", `{"values":[{"key":"b","value":2,"geo":{"lat":1.5,"long":-2}},{"key":"a","value":"x"}]}`)
@@ -414,7 +416,7 @@ func TestStreamFrames(t *testing.T) {
 		// On the fake clock of a bubble, in memory: the intervals are
 		// exact, however loaded the machine.
 		synctest.Test(t, func(t *testing.T) {
-			e := serve(t, &pipeListener{}, WithThingTokens("tok"), WithDefaultKeepAlive(40*time.Millisecond))
+			e := setup(t, &pipeListener{}, WithThingTokens("tok"), WithDefaultKeepAlive(40*time.Millisecond))
 			for _, c := range []struct {
 				q     string
 				every time.Duration
@@ -439,7 +441,7 @@ func TestStreamFrames(t *testing.T) {
 		})
 	})
 	t.Run("many subscribers", func(t *testing.T) {
-		e := start(t, WithThingTokens("tok", "other"))
+		e := setup(t, nil, WithThingTokens("tok", "other"))
 		var subs []*rawSub
 		for i := 0; i < 25; i++ {
 			s := e.subscribe("tok", "?keepAlive=10000")
@@ -456,16 +458,15 @@ func TestStreamFrames(t *testing.T) {
 		assert.Equal(t, "{}", otherSub.mustChunk(2*time.Second), "other things' subscribers get nothing")
 	})
 	t.Run("ends when the client leaves and on Close", func(t *testing.T) {
-		s := mustNew(t, WithThingTokens("tok"))
-		require.NoError(t, s.Start())
-		e := newEnv(t, s, s.URL())
+		e := setup(t, nil, WithThingTokens("tok"))
+		s := e.srv
 		a := e.subscribe("tok", "?keepAlive=10000")
 		b := e.subscribe("tok", "?keepAlive=10000")
 		a.mustChunk(5 * time.Second)
 		b.mustChunk(5 * time.Second)
 		assert.Equal(t, 2, s.OpenSubscriptions())
 		a.conn.Close()
-		require.Eventually(t, func() bool { return s.OpenSubscriptions() == 1 }, 10*time.Second, 5*time.Millisecond, "one subscription")
+		require.True(t, testkit.Eventually(t, "one subscription", func() bool { return s.OpenSubscriptions() == 1 }))
 		require.NoError(t, s.Close())
 		assert.Equal(t, 0, s.OpenSubscriptions())
 		_, err := b.chunk(2 * time.Second)
@@ -491,7 +492,7 @@ func TestSubscriptionQueueOverflow(t *testing.T) {
 }
 
 func TestCounters(t *testing.T) {
-	e := start(t, WithThingTokens("tok"), WithActivationCodes(ActivationCode{Code: "c"}))
+	e := setup(t, nil, WithThingTokens("tok"), WithActivationCodes(ActivationCode{Code: "c"}))
 	e.get("")
 	e.post("things", `{"activationCode":"c"}`)
 	e.mustWrite("tok", `{"values":[{"key":"k","value":1,"datetime":"20200101000000"}]}`)
@@ -518,12 +519,13 @@ func TestCounters(t *testing.T) {
 	assert.Equal(t, 3, e.srv.Duplicates(), "Seed counts duplicates too")
 	assert.Equal(t, 1, e.srv.OpenSubscriptions())
 	s.conn.Close()
-	require.Eventually(t, func() bool { return e.srv.OpenSubscriptions() == 0 }, 10*time.Second, 5*time.Millisecond, "no subscriptions")
+	require.True(t, testkit.Eventually(t, "no subscriptions", func() bool { return e.srv.OpenSubscriptions() == 0 }))
 }
 
 func TestSeed(t *testing.T) {
-	clk := newClock("2020-01-01T00:00:00.123456Z")
-	s := mustNew(t, WithThingTokens("tok"), WithClock(clk.Now))
+	clk := &clock{t: time.Date(2020, 1, 1, 0, 0, 0, 123456e3, time.UTC)}
+	s, err := New(WithThingTokens("tok"), WithClock(clk.Now))
+	require.NoError(t, err)
 	defer s.Close()
 	assert.Error(t, s.Seed("nope", "k", Record{Value: json.RawMessage(`1`)}))
 	assert.Error(t, s.Seed("tok", "$geo", Record{Value: json.RawMessage(`1`)}))
@@ -547,7 +549,8 @@ func TestSeed(t *testing.T) {
 }
 
 func TestPanicsAnswer500(t *testing.T) {
-	s := mustNew(t, WithThingTokens("tok"), WithClock(func() time.Time { panic("clock broke") }))
+	s, err := New(WithThingTokens("tok"), WithClock(func() time.Time { panic("clock broke") }))
+	require.NoError(t, err)
 	defer s.Close()
 	ts := httptest.NewServer(s.Handler())
 	defer ts.Close()
@@ -562,26 +565,22 @@ func TestPanicsAnswer500(t *testing.T) {
 }
 
 func TestServeAndHandler(t *testing.T) {
-	s := mustNew(t, WithThingTokens("tok"))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ln) }()
-	require.Eventually(t, func() bool { return s.URL() != "" }, 10*time.Second, 5*time.Millisecond, "URL")
+	e := setup(t, ln, WithThingTokens("tok")) // which checks that Serve returns nil after Close
+	s := e.srv
 	assert.Equal(t, "http://"+ln.Addr().String()+"/v2/", s.URL())
-	e := newEnv(t, s, s.URL())
 	assert.Equal(t, 401, e.get("").status)
 	assert.Error(t, s.Start(), "already serving")
 	require.NoError(t, s.Close())
-	require.NoError(t, <-done, "Serve returns nil after Close")
 	assert.Error(t, s.Start(), "closed")
 
 	// Handler mounted elsewhere: streams still end on Close.
-	s2 := mustNew(t, WithThingTokens("tok"))
+	s2, err := New(WithThingTokens("tok"))
+	require.NoError(t, err)
 	ts := httptest.NewServer(s2.Handler())
 	defer ts.Close()
-	e2 := newEnv(t, s2, ts.URL+"/v2/")
-	sub := e2.subscribe("tok", "?keepAlive=10000")
+	sub := (&env{t: t, addr: strings.TrimPrefix(ts.URL, "http://")}).subscribe("tok", "?keepAlive=10000")
 	sub.mustChunk(5 * time.Second)
 	require.NoError(t, s2.Close())
 	_, err = sub.chunk(5 * time.Second)

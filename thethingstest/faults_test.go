@@ -14,10 +14,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/thethings-go/thethings/internal/testkit"
 )
 
 func TestFaultEvery503And429(t *testing.T) {
-	e := start(t, WithThingTokens("tok"), WithFaults(Faults{Every503: 2, Every429: 3}))
+	e := setup(t, nil, WithThingTokens("tok"), WithFaults(Faults{Every503: 2, Every429: 3}))
 	s := e.subscribe("tok", "?keepAlive=10000") // streams are not counted
 	s.mustChunk(5 * time.Second)
 	want := []int{201, 503, 429, 503, 201, 503, 201, 503, 429}
@@ -62,7 +64,7 @@ func TestFaultEvery503And429(t *testing.T) {
 func TestFaultDropEvery(t *testing.T) {
 	for _, stores := range []bool{false, true} {
 		t.Run(fmt.Sprintf("DropStores=%v", stores), func(t *testing.T) {
-			e := start(t, WithThingTokens("tok"), WithFaults(Faults{DropEvery: 2, DropStores: stores}))
+			e := setup(t, nil, WithThingTokens("tok"), WithFaults(Faults{DropEvery: 2, DropStores: stores}))
 			sub := e.subscribe("tok", "?keepAlive=10000")
 			sub.mustChunk(5 * time.Second)
 			e.mustWrite("tok", `{"values":[{"key":"k","value":1}]}`)
@@ -85,7 +87,7 @@ func TestFaultDropEvery(t *testing.T) {
 
 func TestFaultLatency(t *testing.T) {
 	const lat = 120 * time.Millisecond
-	e := start(t, WithThingTokens("tok"), WithFaults(Faults{Latency: lat}))
+	e := setup(t, nil, WithThingTokens("tok"), WithFaults(Faults{Latency: lat}))
 	t0 := time.Now()
 	assert.Equal(t, 401, e.get("").status)
 	assert.GreaterOrEqual(t, time.Since(t0), lat)
@@ -103,7 +105,7 @@ func TestFaultLatency(t *testing.T) {
 
 func TestFaultStreamCutAfter(t *testing.T) {
 	const cut = 150 * time.Millisecond
-	e := start(t, WithThingTokens("tok"), WithFaults(Faults{StreamCutAfter: cut}))
+	e := setup(t, nil, WithThingTokens("tok"), WithFaults(Faults{StreamCutAfter: cut}))
 	t0 := time.Now()
 	s := e.subscribe("tok", "?keepAlive=40")
 	assert.JSONEq(t, `{"status":"success","message":"subscribed"}`, s.mustChunk(5*time.Second))
@@ -121,11 +123,11 @@ func TestFaultStreamCutAfter(t *testing.T) {
 	assert.GreaterOrEqual(t, keepAlives, 1, "the stream was alive before the cut")
 	assert.NotErrorIs(t, err, errCleanEnd, "abrupt: no final chunk")
 	assert.True(t, errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF), err.Error())
-	require.Eventually(t, func() bool { return e.srv.OpenSubscriptions() == 0 }, 10*time.Second, 5*time.Millisecond, "subscription closed")
+	require.True(t, testkit.Eventually(t, "subscription closed", func() bool { return e.srv.OpenSubscriptions() == 0 }))
 }
 
 func TestFaultStopKeepAlives(t *testing.T) {
-	e := start(t, WithThingTokens("tok"), WithFaults(Faults{StopKeepAlives: true}))
+	e := setup(t, nil, WithThingTokens("tok"), WithFaults(Faults{StopKeepAlives: true}))
 	s := e.subscribe("tok", "?keepAlive=50")
 	s.mustChunk(5 * time.Second)
 	_, err := s.chunk(150 * time.Millisecond) // 3 keep-alive intervals
@@ -140,7 +142,7 @@ func TestFaultStopKeepAlives(t *testing.T) {
 }
 
 func TestFaultSplitFrames(t *testing.T) {
-	e := start(t, WithThingTokens("tok"), WithFaults(Faults{SplitFrames: true}))
+	e := setup(t, nil, WithThingTokens("tok"), WithFaults(Faults{SplitFrames: true}))
 	s := e.subscribe("tok", "?keepAlive=10000")
 	readFrame := func(n int) string {
 		var sb strings.Builder
@@ -165,7 +167,7 @@ func TestFaultCoalesceFrames(t *testing.T) {
 	for _, coalesce := range []bool{false, true} {
 		t.Run(fmt.Sprintf("CoalesceFrames=%v", coalesce), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				e := serve(t, &pipeListener{}, WithThingTokens("tok"), WithFaults(Faults{CoalesceFrames: coalesce}))
+				e := setup(t, &pipeListener{}, WithThingTokens("tok"), WithFaults(Faults{CoalesceFrames: coalesce}))
 				s := e.subscribe("tok", "?keepAlive=10000")
 				assert.Equal(t, string(frameSubscribed), s.mustChunk(5*time.Second), "flushed within the interval")
 				th := e.srv.thing("tok")
@@ -202,7 +204,7 @@ func TestFaultCoalesceFrames(t *testing.T) {
 }
 
 func TestFaultDropBeforeBody(t *testing.T) {
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	e.mustWrite("tok", `{"values":[{"key":"k","value":1}]}`)
 	e.srv.SetFaults(Faults{DropBeforeBodyEvery: 1})
 	_, err := e.try("POST", "things/tok", `{"values":[{"key":"k","value":2}]}`, "Content-Type", "application/json")
@@ -216,7 +218,7 @@ func TestFaultDropBeforeBody(t *testing.T) {
 }
 
 func TestFaultNoRetryAfter(t *testing.T) {
-	e := start(t, WithThingTokens("tok"), WithFaults(Faults{Every503: 1, NoRetryAfter: true}))
+	e := setup(t, nil, WithThingTokens("tok"), WithFaults(Faults{Every503: 1, NoRetryAfter: true}))
 	r := e.post("things/tok", `{"values":[{"key":"k","value":1}]}`)
 	assert.Equal(t, 503, r.status)
 	assert.NotContains(t, r.header, "Retry-After")
@@ -245,7 +247,7 @@ func TestFaultStoreThenFail(t *testing.T) {
 		{504, 504, 0, "", true},
 	} {
 		t.Run(fmt.Sprintf("%d,%v", tc.status, tc.retryAfter), func(t *testing.T) {
-			e := start(t, WithThingTokens("tok"))
+			e := setup(t, nil, WithThingTokens("tok"))
 			sub := e.subscribe("tok", "?keepAlive=10000")
 			sub.mustChunk(5 * time.Second)
 			// Switched on at run time, counted from the first write.
@@ -280,7 +282,7 @@ func TestFaultStoreThenFail(t *testing.T) {
 
 // DropEvery and StoreThenFailEvery count the same writes; a drop wins.
 func TestFaultDropAndStoreThenFailOrder(t *testing.T) {
-	e := start(t, WithThingTokens("tok"), WithFaults(Faults{DropEvery: 2, DropStores: true, StoreThenFailEvery: 3, Every503: 5}))
+	e := setup(t, nil, WithThingTokens("tok"), WithFaults(Faults{DropEvery: 2, DropStores: true, StoreThenFailEvery: 3, Every503: 5}))
 	var got []int
 	for i := 1; i <= 10; i++ {
 		r, err := e.try("POST", "things/tok", fmt.Sprintf(`{"values":[{"key":"k","value":%d}]}`, i), "Content-Type", "application/json")
@@ -305,7 +307,7 @@ func TestFaultsValidate(t *testing.T) {
 		assert.Error(t, f.Validate(), "%+v", f)
 	}
 	// SetFaults does what is nearest.
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	e.srv.SetFaults(Faults{StoreThenFailEvery: 1, StoreThenFailStatus: 418, Every503: -1})
 	assert.Equal(t, 502, e.post("things/tok", `{"values":[{"key":"k","value":1}]}`).status)
 }

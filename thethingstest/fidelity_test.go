@@ -53,7 +53,7 @@ func TestAnswerArrivesInOneRead(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	rec := &recordingListener{Listener: ln}
-	e := serve(t, rec, WithThingTokens("tok"))
+	e := setup(t, rec, WithThingTokens("tok"))
 	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	recs := make([]Record, 1000)
 	for i := range recs {
@@ -160,7 +160,7 @@ func TestStreamFrameIsOneChunkInOneRead(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	rec := &recordingListener{Listener: ln}
-	e := serve(t, rec, WithThingTokens("tok"))
+	e := setup(t, rec, WithThingTokens("tok"))
 
 	conn, err := net.Dial("tcp", e.addr)
 	require.NoError(t, err)
@@ -232,7 +232,8 @@ func TestStreamFrameIsOneChunkInOneRead(t *testing.T) {
 // one write (Start) and as net/http writes it (Handler mounted on an
 // httptest server): the cost of the one write.
 func BenchmarkReadPageLoopback(b *testing.B) {
-	s := mustNew(b, WithThingTokens("tok"))
+	s, err := New(WithThingTokens("tok"))
+	require.NoError(b, err)
 	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 	recs := make([]Record, 1000)
 	for i := range recs {

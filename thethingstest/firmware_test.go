@@ -11,7 +11,7 @@ import (
 )
 
 func TestFirmwareList(t *testing.T) {
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	r := e.get("things/tok/firmwares/latest")
 	require.Equal(t, 200, r.status)
 	assert.JSONEq(t, `{"status":"success","firmwares":[]}`, string(r.body))
@@ -25,7 +25,7 @@ func TestFirmwareList(t *testing.T) {
 }
 
 func TestFirmwareDownloadRange(t *testing.T) {
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	id := e.srv.AddFirmware("3", []byte("0123456789"))
 	r := e.get("things/tok/firmwares/download/" + id)
 	require.Equal(t, 200, r.status)
@@ -47,7 +47,7 @@ func TestFirmwareDownloadRange(t *testing.T) {
 }
 
 func TestFirmwareDownloadCut(t *testing.T) {
-	e := start(t, WithThingTokens("tok"), WithFirmwareFaults(FirmwareFaults{CutAfter: 4}))
+	e := setup(t, nil, WithThingTokens("tok"), WithFirmwareFaults(FirmwareFaults{CutAfter: 4}))
 	id := e.srv.AddFirmware("3", []byte("0123456789"))
 	_, err := e.try("GET", "things/tok/firmwares/download/"+id, "")
 	require.Error(t, err, "the body is cut")
@@ -60,7 +60,7 @@ func TestFirmwareDownloadCut(t *testing.T) {
 }
 
 func TestFunctions(t *testing.T) {
-	e := start(t, WithThingTokens("tok"),
+	e := setup(t, nil, WithThingTokens("tok"),
 		WithFunction("echo", func(_ context.Context, p json.RawMessage) (any, error) { return p, nil }),
 		WithFunction("fail", func(context.Context, json.RawMessage) (any, error) { return nil, errors.New("no luck") }))
 	r := e.post("things/tok/code/functions/echo", `{"params":{"a":[1,2]}}`)
@@ -82,7 +82,7 @@ func TestFunctions(t *testing.T) {
 }
 
 func TestResourcesList(t *testing.T) {
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	e.mustWrite("tok", `{"values":[{"key":"b","value":1},{"key":"a","value":2},{"key":"$settings.x","value":3}]}`)
 	r := e.get("things/tok/resources")
 	require.Equal(t, 200, r.status)

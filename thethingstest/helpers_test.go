@@ -18,6 +18,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/thethings-go/thethings/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -32,49 +34,32 @@ type env struct {
 	pipe   *pipeListener // when set, subscriptions connect through it
 }
 
-// mustNew is New for tests: an option error fails the test.
-func mustNew(t testing.TB, opts ...Option) *Server {
+// setup is the test setup: a server made with opts, serving ln (nil: a
+// loopback port of its own, as Start does), and a client of it, all
+// closed when the test ends. On a pipeListener, made inside a synctest
+// bubble, subscriptions connect through it.
+func setup(t testing.TB, ln net.Listener, opts ...Option) *env {
 	t.Helper()
 	s, err := New(opts...)
 	require.NoError(t, err)
-	return s
-}
-
-// start is the test setup: a started emulator and a client of it, both
-// closed when the test ends.
-func start(t testing.TB, opts ...Option) *env {
-	t.Helper()
-	s := mustNew(t, opts...)
-	require.NoError(t, s.Start())
-	t.Cleanup(func() { assert.NoError(t, s.Close()) })
-	return newEnv(t, s, s.URL())
-}
-
-// serve is start on a listener of the test's own: one that records what
-// the server writes, or a pipeListener for a synctest bubble (then
-// subscriptions connect through it).
-func serve(t *testing.T, ln net.Listener, opts ...Option) *env {
-	t.Helper()
-	s := mustNew(t, opts...)
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		assert.NoError(t, s.Close())
-		assert.NoError(t, <-served)
-	})
-	require.Eventually(t, func() bool { return s.URL() != "" }, 10*time.Second, 5*time.Millisecond, "URL")
-	e := newEnv(t, s, s.URL())
-	e.pipe, _ = ln.(*pipeListener)
-	return e
-}
-
-// newEnv is a client of s served at base (".../v2/"), for a test that
-// starts s itself; its connections close when the test ends.
-func newEnv(t testing.TB, s *Server, base string) *env {
+	if ln == nil {
+		require.NoError(t, s.Start())
+		t.Cleanup(func() { assert.NoError(t, s.Close()) })
+	} else {
+		served := make(chan error, 1)
+		go func() { served <- s.Serve(ln) }()
+		t.Cleanup(func() {
+			assert.NoError(t, s.Close())
+			assert.NoError(t, <-served, "Serve returns nil after Close")
+		})
+		require.True(t, testkit.Eventually(t, "the server serves", func() bool { return s.URL() != "" }))
+	}
 	tr := &http.Transport{MaxIdleConnsPerHost: 32, DisableCompression: true}
 	t.Cleanup(tr.CloseIdleConnections)
-	addr := strings.TrimSuffix(strings.TrimPrefix(base, "http://"), "/v2/")
-	return &env{t: t, srv: s, base: base, addr: addr, client: &http.Client{Transport: tr, Timeout: 20 * time.Second}}
+	e := &env{t: t, srv: s, base: s.URL(), client: &http.Client{Transport: tr, Timeout: 20 * time.Second}}
+	e.addr = strings.TrimSuffix(strings.TrimPrefix(e.base, "http://"), "/v2/")
+	e.pipe, _ = ln.(*pipeListener)
+	return e
 }
 
 type response struct {
@@ -304,14 +289,6 @@ func (l *pipeListener) dial() net.Conn {
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
-}
-
-func newClock(s string) *clock {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		panic(err)
-	}
-	return &clock{t: t}
 }
 
 func (c *clock) Now() time.Time {

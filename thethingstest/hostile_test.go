@@ -17,19 +17,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// body of n bytes or a little more: one write of a string value.
-func bigWrite(key string, n int) string {
-	return `{"values":[{"key":"` + key + `","value":"` + strings.Repeat("x", n) + `"}]}`
-}
-
 func TestRequestSizeBoundedOnEveryRoute(t *testing.T) {
-	e := start(t, WithThingTokens("tok"), WithControlAPI(), WithMaxBodyBytes(1000))
+	e := setup(t, nil, WithThingTokens("tok"), WithControlAPI(), WithMaxBodyBytes(1000))
+	big := `{"values":[{"key":"k","value":"` + strings.Repeat("x", 2000) + `"}]}`
 	for _, c := range []struct{ method, path string }{
 		{"POST", "things/tok"},
 		{"POST", "things"},
 		{"PUT", ControlPrefix + "faults"},
 	} {
-		r := e.do(c.method, c.path, bigWrite("k", 2000), "Content-Type", "application/json")
+		r := e.do(c.method, c.path, big, "Content-Type", "application/json")
 		assert.Equal(t, http.StatusRequestEntityTooLarge, r.status, "%s %s: %s", c.method, c.path, r.body)
 	}
 	// The request line and headers are bounded too, far below net/http's
@@ -43,18 +39,18 @@ func TestRequestSizeBoundedOnEveryRoute(t *testing.T) {
 }
 
 func TestMQTTPublishBoundedLikeARESTBody(t *testing.T) {
-	e := start(t, WithMQTT(), WithThingTokens("tok"), WithMaxBodyBytes(1000))
+	e := setup(t, nil, WithMQTT(), WithThingTokens("tok"), WithMaxBodyBytes(1000))
 	c := dialMQTT(t, e.srv.MQTTURL())
 	sub := c.subscribe("v2/things/tok")
-	c.publish("v2/things/tok", bigWrite("big", 1500)) // under the packet limit, over the body limit
-	c.publish("v2/things/tok", bigWrite("small", 900))
+	c.publish("v2/things/tok", `{"values":[{"key":"big","value":"`+strings.Repeat("x", 1500)+`"}]}`) // under the packet limit, over the body limit
+	c.publish("v2/things/tok", `{"values":[{"key":"small","value":"`+strings.Repeat("x", 900)+`"}]}`)
 	assert.Contains(t, sub(), `"key":"small"`, "the larger write went to no one")
 	assert.Equal(t, 0, e.srv.StoredCount("tok", "big"))
 	assert.Equal(t, 1, e.srv.StoredCount("tok", "small"))
 }
 
 func TestMQTTPacketOverTheLimitRefusedBeforeItIsRead(t *testing.T) {
-	e := start(t, WithMQTT(), WithThingTokens("tok")) // the default limit, 1 MiB
+	e := setup(t, nil, WithMQTT(), WithThingTokens("tok")) // the default limit, 1 MiB
 	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.MQTTURL(), "tcp://"))
 	require.NoError(t, err)
 	defer conn.Close()
@@ -89,7 +85,7 @@ func TestMQTTPacketOverTheLimitRefusedBeforeItIsRead(t *testing.T) {
 	require.Equal(t, []byte{0x20, 2, 0, 0}, connack)
 
 	// A 3 MB PUBLISH (QoS 0) holding a valid write.
-	payload := bigWrite("big", 3<<20)
+	payload := `{"values":[{"key":"big","value":"` + strings.Repeat("x", 3<<20) + `"}]}`
 	pk := mqttString("v2/things/tok")
 	header := append([]byte{0x30}, mqttLength(len(pk)+len(payload))...)
 	_, err = conn.Write(append(header, pk...))
@@ -105,7 +101,7 @@ func TestMQTTPacketOverTheLimitRefusedBeforeItIsRead(t *testing.T) {
 }
 
 func TestSettingsPathDepthBounded(t *testing.T) {
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	path := func(n int) string { return "$settings" + strings.Repeat(".a", n) }
 	e.mustWrite("tok", `{"values":[{"key":"`+path(maxDepth)+`","value":1}]}`)
 	r := e.post("things/tok", `{"values":[{"key":"`+path(maxDepth+1)+`","value":1}]}`)
@@ -123,7 +119,7 @@ func TestSettingsPathDepthBounded(t *testing.T) {
 }
 
 func TestValueNestingBounded(t *testing.T) {
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	nested := func(n int) string { return strings.Repeat(`{"a":[`, n/2) + `"x"` + strings.Repeat(`]}`, n/2) }
 	e.mustWrite("tok", `{"values":[{"key":"k","value":`+nested(maxDepth)+`},{"key":"$settings","value":`+nested(maxDepth)+`}]}`)
 	for _, key := range []string{"k", "$settings", "$settings.b"} {
@@ -134,16 +130,6 @@ func TestValueNestingBounded(t *testing.T) {
 	// Brackets inside strings do not count.
 	e.mustWrite("tok", `{"values":[{"key":"k","value":"`+strings.Repeat("[{", 100)+`"}]}`)
 	assert.Equal(t, 2, e.srv.StoredCount("tok", "k"))
-}
-
-// allocated returns the bytes the process allocated while fn ran.
-func allocated(fn func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	fn()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
 }
 
 // TestMemoryBoundedPerRequest sends 1 MiB writes shaped to be expensive to
@@ -173,17 +159,20 @@ func TestMemoryBoundedPerRequest(t *testing.T) {
 		{"deep settings path", `{"values":[{"key":"$settings` + strings.Repeat(".a", limit/2-40) + `","value":1}]}`, "$settings", http.StatusBadRequest},
 		{"many values", `{"values":[` + strings.Repeat(`{"key":"k","value":1},`, limit/22-2) + `{"key":"k","value":1}]}`, "k?limit=1000", http.StatusCreated},
 	}
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	for _, c := range cases {
 		require.LessOrEqual(t, len(c.body), limit, c.name)
-		n := allocated(func() {
-			r := e.post("things/tok", c.body)
-			require.Equal(t, c.status, r.status, "%s: %.200s", c.name, r.body)
-			for range 5 {
-				r := e.get("things/tok/resources/" + c.read)
-				require.Equal(t, http.StatusOK, r.status, "%s: %.200s", c.name, r.body)
-			}
-		})
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		r := e.post("things/tok", c.body)
+		require.Equal(t, c.status, r.status, "%s: %.200s", c.name, r.body)
+		for range 5 {
+			r := e.get("things/tok/resources/" + c.read)
+			require.Equal(t, http.StatusOK, r.status, "%s: %.200s", c.name, r.body)
+		}
+		runtime.ReadMemStats(&after)
+		n := after.TotalAlloc - before.TotalAlloc
 		t.Logf("%s: %d MiB allocated", c.name, n>>20)
 		assert.Less(t, n, uint64(64<<20), "%s: allocated %d MiB", c.name, n>>20)
 	}
@@ -216,7 +205,7 @@ func TestSettingsDocumentPaths(t *testing.T) {
 }
 
 func TestErrorMessagesQuoteInputShort(t *testing.T) {
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	long := strings.Repeat("x", 40<<10)
 	for _, r := range []response{
 		e.post("things/tok", `{"values":[{"key":"`+long+` y","value":1}]}`),

@@ -13,6 +13,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/thethings-go/thethings/internal/testkit"
 )
 
 // rawMQTT is a plain MQTT client on the test server's broker, to check
@@ -63,14 +65,16 @@ func (c *rawMQTT) publish(topic, body string) {
 }
 
 func TestMQTTURL(t *testing.T) {
-	assert.Empty(t, mustNew(t).MQTTURL(), "without WithMQTT")
-	assert.Error(t, mustNew(t).RestartMQTT())
-	e := start(t, WithMQTT())
+	s, err := New()
+	require.NoError(t, err)
+	assert.Empty(t, s.MQTTURL(), "without WithMQTT")
+	assert.Error(t, s.RestartMQTT())
+	e := setup(t, nil, WithMQTT())
 	assert.True(t, strings.HasPrefix(e.srv.MQTTURL(), "tcp://127.0.0.1:"), e.srv.MQTTURL())
 }
 
 func TestMQTTPublishIsAWrite(t *testing.T) {
-	e := start(t, WithMQTT(), WithThingTokens("tok"))
+	e := setup(t, nil, WithMQTT(), WithThingTokens("tok"))
 	c := dialMQTT(t, e.srv.MQTTURL())
 	mqttSub := c.subscribe("v2/things/tok")
 	restSub := e.subscribe("tok", "")
@@ -92,7 +96,7 @@ func TestMQTTPublishIsAWrite(t *testing.T) {
 }
 
 func TestMQTTDropsWhatTheRESTAPIRefuses(t *testing.T) {
-	e := start(t, WithMQTT(), WithThingTokens("tok"))
+	e := setup(t, nil, WithMQTT(), WithThingTokens("tok"))
 	c := dialMQTT(t, e.srv.MQTTURL())
 	sub := c.subscribe("v2/things/tok")
 	c.publish("v2/things/unknown", `{"values":[{"key":"a","value":1}]}`)
@@ -113,7 +117,7 @@ func TestMQTTDropsWhatTheRESTAPIRefuses(t *testing.T) {
 }
 
 func TestMQTTActivation(t *testing.T) {
-	e := start(t, WithMQTT(), WithThingTokens(), WithActivationCodes(ActivationCode{Code: "C1"}))
+	e := setup(t, nil, WithMQTT(), WithThingTokens(), WithActivationCodes(ActivationCode{Code: "C1"}))
 	c := dialMQTT(t, e.srv.MQTTURL())
 	answer := c.subscribe("v2/activations/C1/r4nd0m")()
 	assert.Contains(t, answer, `"status":"created"`)
@@ -130,14 +134,14 @@ func TestMQTTActivation(t *testing.T) {
 }
 
 func TestMQTTRestartAndSubscriptionCount(t *testing.T) {
-	e := start(t, WithMQTT(), WithThingTokens("tok"))
+	e := setup(t, nil, WithMQTT(), WithThingTokens("tok"))
 	url := e.srv.MQTTURL()
 	c := dialMQTT(t, url)
 	c.subscribe("v2/things/tok")
 	c.subscribe("v2/things/tok/data") // not a thing topic: not counted
 	assert.Equal(t, 1, e.srv.OpenSubscriptions())
 	require.NoError(t, e.srv.RestartMQTT())
-	require.Eventually(t, func() bool { return !c.IsConnectionOpen() }, 10*time.Second, 5*time.Millisecond, "the broker to drop the client")
+	require.True(t, testkit.Eventually(t, "the broker to drop the client", func() bool { return !c.IsConnectionOpen() }))
 	assert.Equal(t, 0, e.srv.OpenSubscriptions())
 	assert.Equal(t, url, e.srv.MQTTURL(), "same address after a restart")
 	c2 := dialMQTT(t, url)
@@ -153,8 +157,7 @@ func TestMQTTRestartAndSubscriptionCount(t *testing.T) {
 // and wait for every connection's goroutine, including one accepted while
 // the broker closes (the race detector checks that wait).
 func TestMQTTCloseEndsConnectionsBeingSetUp(t *testing.T) {
-	s := mustNew(t, WithThingTokens("tok"), WithMQTT())
-	require.NoError(t, s.Start())
+	s := setup(t, nil, WithThingTokens("tok"), WithMQTT()).srv
 	addr := strings.TrimPrefix(s.MQTTURL(), "tcp://")
 
 	// silent dials the broker and sends half a CONNECT; its read ends
@@ -231,11 +234,11 @@ func TestMQTTListenerCloseEndsConnectionsItself(t *testing.T) {
 	c, err := net.Dial("tcp", l.Address())
 	require.NoError(t, err)
 	defer c.Close()
-	require.Eventually(t, func() bool {
+	require.True(t, testkit.Eventually(t, "the connection to be served", func() bool {
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		return len(l.conns) == 1
-	}, 10*time.Second, 5*time.Millisecond, "the connection to be served")
+	}))
 	l.Close(func(string) { t.Error("Close called the broker's callback") })
 	<-served
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))

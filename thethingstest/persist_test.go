@@ -41,8 +41,8 @@ func stateOf(s *Server, keys ...string) state {
 
 func TestDataDirKeepsEverything(t *testing.T) {
 	dir := t.TempDir()
-	clock := newClock("2024-05-01T10:00:00Z")
-	e := start(t, WithDataDir(dir), WithThingTokens("tok"), WithClock(clock.Now),
+	clk := &clock{t: time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)}
+	e := setup(t, nil, WithDataDir(dir), WithThingTokens("tok"), WithClock(clk.Now),
 		WithActivationCodes(ActivationCode{Code: "used"}, ActivationCode{Code: "kept", ProductID: "p"}))
 	e.mustWrite("tok", `{"values":[{"key":"t","value":21.5},{"key":"t","value":{"a":[1,"<&>"]},"datetime":"2024-05-01T09:00:00.123Z","geo":{"lat":41.39,"long":2.17}}]}`)
 	e.mustWrite("tok", `{"values":[{"key":"t","value":21.5},{"key":"t","value":22}]}`) // same ms: order kept; one duplicate
@@ -68,7 +68,7 @@ func TestDataDirKeepsEverything(t *testing.T) {
 
 	// Started again with the same options: the codes of the options are
 	// not handed out again.
-	e2 := start(t, WithDataDir(dir), WithThingTokens("tok"),
+	e2 := setup(t, nil, WithDataDir(dir), WithThingTokens("tok"),
 		WithActivationCodes(ActivationCode{Code: "used"}, ActivationCode{Code: "kept", ProductID: "p"}))
 	assert.Equal(t, before, stateOf(e2.srv, "t", "h", "seeded"))
 	assert.Equal(t, []string{"tok", act.ThingToken, "added"}, e2.srv.Tokens())
@@ -81,7 +81,8 @@ func TestDataDirKeepsEverything(t *testing.T) {
 	require.NoError(t, e2.srv.Close())
 
 	// Without options: no token is made up when the directory has things.
-	s3 := mustNew(t, WithDataDir(dir))
+	s3, err := New(WithDataDir(dir))
+	require.NoError(t, err)
 	defer s3.Close()
 	assert.Len(t, s3.Tokens(), 4)
 	assert.Equal(t, len(before.Stored["tok/t"])+1, s3.StoredCount("tok", "t"))
@@ -89,11 +90,13 @@ func TestDataDirKeepsEverything(t *testing.T) {
 
 func TestDataDirUsedByOneServerAtATime(t *testing.T) {
 	dir := t.TempDir()
-	s := mustNew(t, WithDataDir(dir))
-	_, err := New(WithDataDir(dir))
+	s, err := New(WithDataDir(dir))
+	require.NoError(t, err)
+	_, err = New(WithDataDir(dir))
 	assert.ErrorIs(t, err, ErrDataDirInUse)
 	require.NoError(t, s.Close())
-	s2 := mustNew(t, WithDataDir(dir))
+	s2, err := New(WithDataDir(dir))
+	require.NoError(t, err)
 	assert.Equal(t, s.Tokens(), s2.Tokens(), "the made-up token is kept")
 	require.NoError(t, s2.Close())
 	_, err = New(WithDataDir(""))
@@ -125,7 +128,7 @@ func TestDataDirTornTail(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			e := start(t, WithDataDir(dir), WithThingTokens("tok"))
+			e := setup(t, nil, WithDataDir(dir), WithThingTokens("tok"))
 			e.mustWrite("tok", `{"values":[{"key":"k","value":1}]}`)
 			e.mustWrite("tok", `{"values":[{"key":"k","value":2}]}`)
 			require.NoError(t, e.srv.Close())
@@ -135,14 +138,15 @@ func TestDataDirTornTail(t *testing.T) {
 			cut := lastRecord(t, b)
 			require.NoError(t, os.WriteFile(path, tear(b), 0o600))
 
-			e2 := start(t, WithDataDir(dir))
+			e2 := setup(t, nil, WithDataDir(dir))
 			assert.Equal(t, 1, e2.srv.StoredCount("tok", "k"), "the torn record is dropped")
 			fi, err := os.Stat(path)
 			require.NoError(t, err)
 			assert.Equal(t, int64(cut), fi.Size(), "and cut off")
 			e2.mustWrite("tok", `{"values":[{"key":"k","value":3}]}`)
 			require.NoError(t, e2.srv.Close())
-			s3 := mustNew(t, WithDataDir(dir))
+			s3, err := New(WithDataDir(dir))
+			require.NoError(t, err)
 			defer s3.Close()
 			assert.Equal(t, 2, s3.StoredCount("tok", "k"))
 		})
@@ -156,7 +160,8 @@ func TestDataDirRefusesWhatItCannotRead(t *testing.T) {
 	assert.ErrorContains(t, err, "not a thethingstest data log")
 
 	dir = t.TempDir()
-	s := mustNew(t, WithDataDir(dir))
+	s, err := New(WithDataDir(dir))
+	require.NoError(t, err)
 	s.logMu.Lock()
 	_, err = s.journal.append(recordPayload("hologram", []byte(`{}`)))
 	s.logMu.Unlock()
@@ -167,7 +172,7 @@ func TestDataDirRefusesWhatItCannotRead(t *testing.T) {
 }
 
 func TestDataDirFailureAnswers500(t *testing.T) {
-	e := start(t, WithDataDir(t.TempDir()), WithThingTokens("tok"), WithActivationCodes(ActivationCode{Code: "c"}))
+	e := setup(t, nil, WithDataDir(t.TempDir()), WithThingTokens("tok"), WithActivationCodes(ActivationCode{Code: "c"}))
 	e.mustWrite("tok", `{"values":[{"key":"k","value":1}]}`)
 	require.NoError(t, e.srv.journal.f.Close()) // the disk goes away
 	for _, c := range []struct{ path, body string }{
@@ -190,29 +195,33 @@ func TestDataDirFailureAnswers500(t *testing.T) {
 // order they were applied, whatever the interleaving of writers.
 func TestDataDirKeepsOrderUnderConcurrency(t *testing.T) {
 	dir := t.TempDir()
-	clock := newClock("2024-05-01T10:00:00Z") // every value at the same ms
-	e := start(t, WithDataDir(dir), WithThingTokens("a", "b"), WithClock(clock.Now))
+	clk := &clock{t: time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)} // every value at the same ms
+	e := setup(t, nil, WithDataDir(dir), WithThingTokens("a", "b"), WithClock(clk.Now))
 	parallel(200, 8, func(i int) {
 		tok := []string{"a", "b"}[i%2]
 		e.mustWrite(tok, `{"values":[{"key":"k","value":`+strconv.Itoa(i)+`},{"key":"$settings.last","value":`+strconv.Itoa(i)+`}]}`)
 	})
 	before := stateOf(e.srv, "k")
 	require.NoError(t, e.srv.Close())
-	s2 := mustNew(t, WithDataDir(dir))
+	s2, err := New(WithDataDir(dir))
+	require.NoError(t, err)
 	defer s2.Close()
 	assert.Equal(t, before, stateOf(s2, "k"))
 }
 
 func TestDataDirKeepsFirmwares(t *testing.T) {
 	dir := t.TempDir()
-	s := mustNew(t, WithDataDir(dir), WithThingTokens("tok"))
+	s, err := New(WithDataDir(dir), WithThingTokens("tok"))
+	require.NoError(t, err)
 	id := s.AddFirmware("2", []byte("firmware two"))
 	assert.Equal(t, id, s.AddFirmware("2", []byte("firmware two")), "the same file again keeps its id")
 	other := s.AddFirmware("2", []byte("rebuilt"))
 	assert.NotEqual(t, id, other, "another file of the same version is another firmware")
 	require.NoError(t, s.Close())
 
-	s2 := mustNew(t, WithDataDir(dir))
+	s2, err := New(WithDataDir(dir))
+
+	require.NoError(t, err)
 	defer s2.Close()
 	f, ok := s2.fw.get(id)
 	require.True(t, ok, "firmware kept across the restart")

@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/thethings-go/thethings/internal/testkit"
 )
 
 // parallel runs fn(i) for i in [0,n) on at most workers goroutines.
@@ -41,7 +43,7 @@ func parallel(n, workers int, fn func(i int)) {
 // broadcasts one write to all of them and checks they all go away again.
 func TestManySubscriptions(t *testing.T) {
 	const n = 2000
-	e := start(t, WithThingTokens("tok"))
+	e := setup(t, nil, WithThingTokens("tok"))
 	subs := make([]*rawSub, n)
 	var ms runtime.MemStats
 	runtime.GC()
@@ -87,14 +89,14 @@ func TestManySubscriptions(t *testing.T) {
 		s.conn.Close()
 		subs[i] = nil
 	}
-	require.Eventually(t, func() bool { return e.srv.OpenSubscriptions() == 0 }, 10*time.Second, 5*time.Millisecond, "all subscriptions closed")
+	require.True(t, testkit.Eventually(t, "all subscriptions closed", func() bool { return e.srv.OpenSubscriptions() == 0 }))
 }
 
 // TestConcurrentWritersAndReaders hammers one thing from many goroutines
 // (run it with -race) while the fault settings change underneath.
 func TestConcurrentWritersAndReaders(t *testing.T) {
 	const writers, perWriter, readers = 8, 40, 4
-	e := start(t, WithThingTokens("tok", "tok2"))
+	e := setup(t, nil, WithThingTokens("tok", "tok2"))
 	sub := e.subscribe("tok", "?keepAlive=10000")
 	sub.mustChunk(5 * time.Second)
 	stop := make(chan struct{})
@@ -194,7 +196,8 @@ func BenchmarkReadPage(b *testing.B) {
 		n    int
 	}{{"1k", 1000}, {"1M", 1_000_000}} {
 		// Seed once per size: b.Run calls the function several times.
-		s := mustNew(b, WithThingTokens("tok"))
+		s, err := New(WithThingTokens("tok"))
+		require.NoError(b, err)
 		base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
 		recs := make([]Record, size.n)
 		for i := range recs {
@@ -225,7 +228,8 @@ func BenchmarkReadPage(b *testing.B) {
 
 // BenchmarkWrite measures one single-value write through the handler.
 func BenchmarkWrite(b *testing.B) {
-	s := mustNew(b, WithThingTokens("tok"))
+	s, err := New(WithThingTokens("tok"))
+	require.NoError(b, err)
 	defer s.Close()
 	h := s.Handler()
 	b.ReportAllocs()

@@ -10,38 +10,6 @@ import (
 	"testing"
 )
 
-// refDepth is how deeply arrays and objects nest in the valid JSON b, as
-// encoding/json's tokenizer sees it.
-func refDepth(t *testing.T, b []byte) int {
-	d := json.NewDecoder(bytes.NewReader(b))
-	depth, deepest := 0, 0
-	for {
-		tok, err := d.Token()
-		if errors.Is(err, io.EOF) {
-			return deepest
-		}
-		if err != nil {
-			t.Fatalf("tokenizing valid JSON %s: %v", b, err)
-		}
-		switch tok {
-		case json.Delim('['), json.Delim('{'):
-			depth++
-			deepest = max(deepest, depth)
-		case json.Delim(']'), json.Delim('}'):
-			depth--
-		}
-	}
-}
-
-// compacted is b compact, or nil if b is not valid JSON.
-func compacted(b []byte) []byte {
-	var buf bytes.Buffer
-	if json.Compact(&buf, b) != nil {
-		return nil
-	}
-	return buf.Bytes()
-}
-
 // decodeJSON decodes the valid JSON b, numbers kept exact.
 func decodeJSON(t *testing.T, b []byte) any {
 	t.Helper()
@@ -94,13 +62,33 @@ func FuzzSettings(f *testing.F) {
 			t.Fatalf("settingsPath(%q) accepted a path tooDeepPath refuses", key)
 		}
 
-		for _, b := range [][]byte{doc, v} {
+		var compact [2][]byte // doc and v compacted; nil if not valid JSON
+		for n, b := range [][]byte{doc, v} {
 			d := jsonDepth(b)
 			if d < 0 || d > bytes.Count(b, []byte("["))+bytes.Count(b, []byte("{")) {
 				t.Fatalf("jsonDepth(%q) = %d", b, d)
 			}
 			if json.Valid(b) {
-				if want := refDepth(t, b); d != want {
+				// The nesting encoding/json's tokenizer sees.
+				dec := json.NewDecoder(bytes.NewReader(b))
+				depth, want := 0, 0
+				for {
+					tok, err := dec.Token()
+					if errors.Is(err, io.EOF) {
+						break
+					}
+					if err != nil {
+						t.Fatalf("tokenizing valid JSON %s: %v", b, err)
+					}
+					switch tok {
+					case json.Delim('['), json.Delim('{'):
+						depth++
+						want = max(want, depth)
+					case json.Delim(']'), json.Delim('}'):
+						depth--
+					}
+				}
+				if d != want {
 					t.Fatalf("jsonDepth(%s) = %d, encoding/json nests %d", b, d, want)
 				}
 			}
@@ -109,7 +97,10 @@ func FuzzSettings(f *testing.F) {
 					t.Fatalf("skipValue(%q, %d) = %d", b, i, e)
 				}
 			}
-			if c := compacted(b); c != nil {
+			var buf bytes.Buffer
+			if json.Compact(&buf, b) == nil {
+				c := buf.Bytes()
+				compact[n] = c
 				if e := skipValue(c, 0); e != len(c) {
 					t.Fatalf("skipValue(%s, 0) = %d, the value is %d bytes", c, e, len(c))
 				}
@@ -119,12 +110,13 @@ func FuzzSettings(f *testing.F) {
 			}
 		}
 
-		cd, cv := compacted(doc), compacted(v)
+		cd, cv := compact[0], compact[1]
 		if !ok || cd == nil || cv == nil || jsonDepth(cv) > maxDepth {
 			return // what the server refuses before it gets here
 		}
 		nd := setPath(cd, path, cv)
-		if !bytes.Equal(compacted(nd), nd) {
+		var buf bytes.Buffer
+		if json.Compact(&buf, nd) != nil || !bytes.Equal(buf.Bytes(), nd) {
 			t.Fatalf("setPath(%s, %q, %s) = %s: not compact JSON", cd, path, cv, nd)
 		}
 		if got, found := getPath(nd, path); !found || !bytes.Equal(got, cv) {

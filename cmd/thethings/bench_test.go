@@ -18,7 +18,7 @@ const benchValues = 100_000
 // BenchmarkReadCSV measures read's throughput: the whole history of one key
 // (100,000 values) from the test server over loopback to CSV.
 func BenchmarkReadCSV(b *testing.B) {
-	srv, tok := newServer(b)
+	srv, tok := setup(b)
 	seed(b, srv, tok, "bench", benchValues)
 	_, env := cliEnv(srv.URL(), tok)
 	start := time.Now()
@@ -62,7 +62,7 @@ func TestReadMemoryFlat(t *testing.T) {
 	if testing.Short() {
 		t.Skip("seeds 110,000 values")
 	}
-	srv, tok := newServer(t)
+	srv, tok := setup(t)
 	seed(t, srv, tok, "small", benchValues/10)
 	seed(t, srv, tok, "large", benchValues)
 	_, env := cliEnv(srv.URL(), tok)

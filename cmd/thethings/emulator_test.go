@@ -21,11 +21,14 @@ import (
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
+// emulatorStarted is what the emulator prints with -json.
 type emulatorStarted struct {
-	URL    string
-	Tokens []string
-	Codes  []struct{ Code, Product string }
-	Data   string
+	URL     string
+	Tokens  []string
+	Codes   []struct{ Code, Product string }
+	Data    string
+	MQTT    string
+	Control string
 }
 
 // startEmulator starts the binary's emulator with -json and returns its

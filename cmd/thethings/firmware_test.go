@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -15,28 +14,21 @@ import (
 	"github.com/thethings-go/thethings"
 )
 
-// firmwareFiles makes a key pair and a program in a temporary directory.
-func firmwareFiles(t *testing.T) (dir, key, pub, program string) {
-	t.Helper()
-	dir = t.TempDir()
+func TestFirmwareKeygenSignVerify(t *testing.T) {
+	dir := t.TempDir()
 	r := cli(t, "", "", "", "firmware", "keygen", "-o", filepath.Join(dir, "vendor"))
 	require.Equal(t, 0, r.code, r.stderr)
-	key, pub = filepath.Join(dir, "vendor.key"), filepath.Join(dir, "vendor.pub")
-	program = filepath.Join(dir, "program")
-	require.NoError(t, os.WriteFile(program, []byte("#!/bin/sh\necho v2\n"), 0o755))
-	return dir, key, pub, program
-}
-
-func TestFirmwareKeygenSignVerify(t *testing.T) {
-	dir, key, pub, program := firmwareFiles(t)
+	key, pub := filepath.Join(dir, "vendor.key"), filepath.Join(dir, "vendor.pub")
 	info, err := os.Stat(key)
 	require.NoError(t, err)
 	if runtime.GOOS != "windows" {
 		assert.Equal(t, os.FileMode(0o600), info.Mode().Perm(), "the secret key is private")
 	}
-	r := cli(t, "", "", "", "firmware", "keygen", "-o", filepath.Join(dir, "vendor"))
+	r = cli(t, "", "", "", "firmware", "keygen", "-o", filepath.Join(dir, "vendor"))
 	assert.Equal(t, 2, r.code, "an existing key is never replaced")
 	assert.Contains(t, r.stderr, "exists")
+	program := filepath.Join(dir, "program")
+	require.NoError(t, os.WriteFile(program, []byte("#!/bin/sh\necho v2\n"), 0o755))
 
 	r = cli(t, "", "", "", "firmware", "sign", "-key", key, "-version", "2", program)
 	require.Equal(t, 0, r.code, r.stderr)
@@ -68,8 +60,9 @@ func TestFirmwareKeygenSignVerify(t *testing.T) {
 	assert.NoFileExists(t, out2)
 
 	// Another key: refused.
-	_, _, otherPub, _ := firmwareFiles(t)
-	r = cli(t, "", "", "", "firmware", "verify", "-pub", otherPub, bundle)
+	r = cli(t, "", "", "", "firmware", "keygen", "-o", filepath.Join(dir, "other"))
+	require.Equal(t, 0, r.code, r.stderr)
+	r = cli(t, "", "", "", "firmware", "verify", "-pub", filepath.Join(dir, "other.pub"), bundle)
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stderr, "signature")
 
@@ -82,14 +75,16 @@ func TestFirmwareLatestDownloadAgainstEmulator(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no SIGTERM")
 	}
-	dir, key, _, program := firmwareFiles(t)
-	r := cli(t, "", "", "", "firmware", "sign", "-key", key, "-version", "2", "-o", filepath.Join(dir, "b"), program)
+	dir := t.TempDir()
+	r := cli(t, "", "", "", "firmware", "keygen", "-o", filepath.Join(dir, "vendor"))
+	require.Equal(t, 0, r.code, r.stderr)
+	program := filepath.Join(dir, "program")
+	require.NoError(t, os.WriteFile(program, []byte("#!/bin/sh\necho v2\n"), 0o755))
+	r = cli(t, "", "", "", "firmware", "sign", "-key", filepath.Join(dir, "vendor.key"), "-version", "2", "-o", filepath.Join(dir, "b"), program)
 	require.Equal(t, 0, r.code, r.stderr)
 
-	p := start(t, "", "", "emulator", "-addr", "127.0.0.1:0", "-json", "-tokens", "tok",
-		"-firmware", "2="+filepath.Join(dir, "b"), "-firmware", "1="+program, "-function", "hello=echo", "-function", "broken=fail")
-	var info struct{ URL string }
-	require.NoError(t, json.Unmarshal([]byte(p.next(t)), &info))
+	p, info := startEmulator(t, "-tokens", "tok", "-firmware", "2="+filepath.Join(dir, "b"), "-firmware", "1="+program,
+		"-function", "hello=echo", "-function", "broken=fail")
 
 	r = cli(t, info.URL, "tok", "", "firmware", "latest")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -114,10 +109,10 @@ func TestFirmwareLatestDownloadAgainstEmulator(t *testing.T) {
 
 	c, err := thethings.NewClient("tok", thethings.WithBaseURL(info.URL))
 	require.NoError(t, err)
-	answer, err := c.CallFunction(context.Background(), "hello", map[string]int{"a": 1})
+	answer, err := c.CallFunction(t.Context(), "hello", map[string]int{"a": 1})
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"a":1}`, string(answer))
-	_, err = c.CallFunction(context.Background(), "broken", nil)
+	_, err = c.CallFunction(t.Context(), "broken", nil)
 	assert.ErrorIs(t, err, thethings.ErrOutcomeUnknown)
 
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
@@ -128,7 +123,7 @@ func TestFirmwareLatestDownloadAgainstEmulator(t *testing.T) {
 }
 
 func TestFirmwareLatestNone(t *testing.T) {
-	srv, tok := newServer(t)
+	srv, tok := setup(t)
 	r := cli(t, srv.URL(), tok, "", "firmware", "latest")
 	assert.Equal(t, 3, r.code, "nothing there")
 	assert.Contains(t, r.stderr, "no firmware")

@@ -7,7 +7,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,7 +14,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +23,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/mqtt"
 	"github.com/thethings-go/thethings/thethingstest"
 )
@@ -69,9 +68,7 @@ type result struct {
 // and stdin, and waits for it.
 func cli(t *testing.T, baseURL, token, stdin string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := exec.CommandContext(testkit.Ctx(t, 30*time.Second), bin, args...)
 	cmd.Env, _ = cliEnv(baseURL, token)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr bytes.Buffer
@@ -181,40 +178,23 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// noServer is a base URL where nobody may connect: it counts connections.
-func noServer(t *testing.T) (baseURL string, connections func() int64) {
+// refused runs args against a test server and checks exit status 2, a
+// message containing want, nothing on stdout and that no request was made.
+func refused(t *testing.T, stdin, want string, args ...string) result {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var n atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() { ln.Close() })
-	return "http://" + ln.Addr().String() + "/v2/", n.Load
-}
-
-// refused runs args against noServer and checks exit status 2, a message
-// containing want and that no request was made.
-func refused(t *testing.T, stdin, want string, args ...string) {
-	t.Helper()
-	url, conns := noServer(t)
-	r := cli(t, url, "tok-refused", stdin, args...)
+	srv, tok := setup(t)
+	r := cli(t, srv.URL(), tok, stdin, args...)
 	assert.Equal(t, 2, r.code, "%v: stderr %q", args, r.stderr)
 	assert.Contains(t, r.stderr, want, "%v", args)
 	assert.Empty(t, r.stdout, "%v", args)
-	assert.Zero(t, conns(), "%v: a request was made", args)
+	for _, route := range thethingstest.Routes() {
+		assert.Zero(t, srv.Requests(route), "%v: a request was made (%s)", args, route)
+	}
+	return r
 }
 
-// newServer is the test server the CLI talks to, and its thing token.
-func newServer(t testing.TB) (*thethingstest.Server, string) {
+// setup is the test server the CLI talks to, and its thing token.
+func setup(t testing.TB) (*thethingstest.Server, string) {
 	srv := thethingstest.NewServer(t)
 	return srv, srv.Tokens()[0]
 }
@@ -252,16 +232,18 @@ func TestUsage(t *testing.T) {
 	assert.Equal(t, 2, r.code)
 	assert.Contains(t, r.stderr, "no thing token")
 
-	url, conns := noServer(t)
-	r = cli(t, url, "two words", "", "time")
+	srv, _ := setup(t)
+	r = cli(t, srv.URL(), "two words", "", "time")
 	assert.Equal(t, 2, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "invalid thing token")
 	assert.NotContains(t, r.stderr, "two words")
-	assert.Zero(t, conns())
+	for _, route := range thethingstest.Routes() {
+		assert.Zero(t, srv.Requests(route), "a request was made (%s)", route)
+	}
 }
 
 func TestWrite(t *testing.T) {
-	srv, tok := newServer(t)
+	srv, tok := setup(t)
 	ok := func(args ...string) {
 		t.Helper()
 		r := cli(t, srv.URL(), tok, "", append([]string{"write"}, args...)...)
@@ -322,7 +304,7 @@ func TestWriteRefusesBadInput(t *testing.T) {
 }
 
 func TestWriteStdin(t *testing.T) {
-	srv, tok := newServer(t)
+	srv, tok := setup(t)
 	var in strings.Builder
 	for i := range 250 {
 		fmt.Fprintf(&in, `{"key":"lines","value":%d}`+"\n", i)
@@ -394,7 +376,7 @@ func csvValues(t *testing.T, out string, header bool) []string {
 }
 
 func TestRead(t *testing.T) {
-	srv, tok := newServer(t)
+	srv, tok := setup(t)
 	want := seed(t, srv, tok, "temp", 2500)
 
 	r := cli(t, srv.URL(), tok, "", "read", "temp")
@@ -415,7 +397,9 @@ func TestRead(t *testing.T) {
 	r = cli(t, srv.URL(), tok, "", "read", "temp", "-limit", "1500")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, want[:1500], csvValues(t, r.stdout, true))
-	cursor := resumeCursor(t, r.stderr)
+	_, cursor, found := strings.Cut(r.stderr, "-resume ")
+	require.True(t, found, r.stderr)
+	cursor = strings.Fields(cursor)[0]
 	r = cli(t, srv.URL(), tok, "", "read", "temp", "-resume", cursor)
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, want[1500:], csvValues(t, r.stdout, false), "a resumed read prints no second header")
@@ -426,14 +410,6 @@ func TestRead(t *testing.T) {
 	assert.Empty(t, r.stdout, "no header for a key that is not there")
 	assert.Contains(t, r.stderr, "resource not found")
 	assert.NotContains(t, r.stderr, "-resume")
-}
-
-// resumeCursor returns the cursor read printed on stderr.
-func resumeCursor(t *testing.T, stderr string) string {
-	t.Helper()
-	_, after, found := strings.Cut(stderr, "-resume ")
-	require.True(t, found, stderr)
-	return strings.Fields(after)[0]
 }
 
 func TestReadRefusesBadInput(t *testing.T) {
@@ -453,7 +429,7 @@ func TestReadResumesAfterInterrupt(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no SIGINT")
 	}
-	srv, tok := newServer(t)
+	srv, tok := setup(t)
 	want := seed(t, srv, tok, "slow", 3500)
 	srv.SetFaults(thethingstest.Faults{Latency: 500 * time.Millisecond})
 
@@ -475,7 +451,9 @@ func TestReadResumesAfterInterrupt(t *testing.T) {
 		first = append(first, rec[2])
 	}
 	assert.Equal(t, 1, p.wait(t), "an interrupted read is not a success")
-	cursor := resumeCursor(t, p.stderr.String())
+	_, cursor, found := strings.Cut(p.stderr.String(), "-resume ")
+	require.True(t, found, p.stderr.String())
+	cursor = strings.Fields(cursor)[0]
 
 	srv.SetFaults(thethingstest.Faults{})
 	r := cli(t, srv.URL(), tok, "", "read", "slow", "-resume", cursor)
@@ -484,13 +462,13 @@ func TestReadResumesAfterInterrupt(t *testing.T) {
 }
 
 func TestTail(t *testing.T) {
-	srv, tok := newServer(t)
+	srv, tok := setup(t)
 	c, err := thethings.NewClient(tok, thethings.WithBaseURL(srv.URL()))
 	require.NoError(t, err)
 	ctx := context.Background()
 
 	p := start(t, srv.URL(), tok, "tail", "-keys", "a,c", "-n", "3")
-	require.Eventually(t, func() bool { return srv.OpenSubscriptions() == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.True(t, testkit.Eventually(t, "the tail subscribed", func() bool { return srv.OpenSubscriptions() == 1 }))
 	require.NoError(t, c.Write(ctx, []thethings.Value{{Key: "a", Value: 1}, {Key: "b", Value: 2}}))
 	require.NoError(t, c.Write(ctx, []thethings.Value{{Key: "c", Value: "x", Geo: &thethings.Geo{Lat: 1, Long: 2}}}))
 	require.NoError(t, c.Write(ctx, []thethings.Value{{Key: "a", Value: map[string]any{"z": true}}}))
@@ -509,9 +487,9 @@ func TestTail(t *testing.T) {
 	assert.Equal(t, 0, p.wait(t), p.stderr.String())
 
 	// Without -n it runs until interrupted, which is a normal end.
-	require.Eventually(t, func() bool { return srv.OpenSubscriptions() == 0 }, 10*time.Second, 10*time.Millisecond, "the first tail's stream closes")
+	require.True(t, testkit.Eventually(t, "the first tail's stream closes", func() bool { return srv.OpenSubscriptions() == 0 }))
 	p = start(t, srv.URL(), tok, "tail")
-	require.Eventually(t, func() bool { return srv.OpenSubscriptions() == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.True(t, testkit.Eventually(t, "the tail subscribed", func() bool { return srv.OpenSubscriptions() == 1 }))
 	require.NoError(t, c.Write(ctx, []thethings.Value{{Key: "b", Value: 7}}))
 	assert.Contains(t, p.next(t), `"value":7`)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGINT))
@@ -531,7 +509,7 @@ func TestTailRefusesBadInput(t *testing.T) {
 }
 
 func TestSettings(t *testing.T) {
-	srv, tok := newServer(t)
+	srv, tok := setup(t)
 	run := func(args ...string) result {
 		return cli(t, srv.URL(), tok, "", append([]string{"settings"}, args...)...)
 	}
@@ -561,7 +539,7 @@ func TestSettingsRefusesBadInput(t *testing.T) {
 }
 
 func TestGeo(t *testing.T) {
-	srv, tok := newServer(t)
+	srv, tok := setup(t)
 	r := cli(t, srv.URL(), tok, "", "geo", "-33.86,151.21")
 	require.Equal(t, 0, r.code, r.stderr)
 	g, ok := srv.Location(tok)
@@ -577,7 +555,7 @@ func TestGeo(t *testing.T) {
 }
 
 func TestTime(t *testing.T) {
-	srv, tok := newServer(t)
+	srv, tok := setup(t)
 	r := cli(t, srv.URL(), tok, "", "time")
 	require.Equal(t, 0, r.code, r.stderr)
 	got, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(r.stdout))
@@ -592,7 +570,7 @@ func TestTime(t *testing.T) {
 }
 
 func TestActivate(t *testing.T) {
-	srv, _ := newServer(t)
+	srv, _ := setup(t)
 	srv.AddActivationCode(thethingstest.ActivationCode{Code: "code-1", ProductID: "p1"})
 	r := cli(t, srv.URL(), "", "", "activate", "code-1", "-product", "p1")
 	require.Equal(t, 0, r.code, r.stderr)
@@ -612,15 +590,7 @@ func TestEmulator(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("no SIGTERM")
 	}
-	p := start(t, "", "", "emulator", "-addr", "127.0.0.1:0", "-json", "-tokens", "tok-a,tok-b", "-codes", "c1,c2:prod", "-mqtt", "-control")
-	var info struct {
-		URL     string
-		Tokens  []string
-		Codes   []struct{ Code, Product string }
-		MQTT    string
-		Control string
-	}
-	require.NoError(t, json.Unmarshal([]byte(p.next(t)), &info))
+	p, info := startEmulator(t, "-tokens", "tok-a,tok-b", "-codes", "c1,c2:prod", "-mqtt", "-control")
 	assert.Equal(t, []string{"tok-a", "tok-b"}, info.Tokens)
 	assert.Equal(t, []struct{ Code, Product string }{{"c1", ""}, {"c2", "prod"}}, info.Codes)
 	require.True(t, strings.HasPrefix(info.URL, "http://127.0.0.1:"), info.URL)
@@ -701,7 +671,7 @@ func TestEmulator(t *testing.T) {
 // TestRunInProcess covers run itself, as a program embedding the CLI would
 // call it: the token stays out of every output.
 func TestRunInProcess(t *testing.T) {
-	srv, tok := newServer(t)
+	srv, tok := setup(t)
 	seed(t, srv, tok, "k", 3)
 	var stdout, stderr bytes.Buffer
 	_, getenv := cliEnv(srv.URL(), tok)
@@ -759,14 +729,14 @@ func TestLibraryDoesNotLinkTheCLI(t *testing.T) {
 // every value of -keys arrives once, live or recovered, and the reconnects
 // are reported on stderr.
 func TestTailBackfill(t *testing.T) {
-	srv, tok := newServer(t)
+	srv, tok := setup(t)
 	c, err := thethings.NewClient(tok, thethings.WithBaseURL(srv.URL()))
 	require.NoError(t, err)
 	srv.SetFaults(thethingstest.Faults{StreamCutAfter: 300 * time.Millisecond})
 
 	const n = 8
 	p := start(t, srv.URL(), tok, "tail", "-keys", "a", "-backfill", "-n", fmt.Sprint(n))
-	require.Eventually(t, func() bool { return srv.OpenSubscriptions() == 1 }, 10*time.Second, 10*time.Millisecond)
+	require.True(t, testkit.Eventually(t, "the tail subscribed", func() bool { return srv.OpenSubscriptions() == 1 }))
 	write := func(i int) {
 		t.Helper()
 		require.NoError(t, c.Write(context.Background(), []thethings.Value{{Key: "a", Value: i}, {Key: "b", Value: i}}))
@@ -776,7 +746,7 @@ func TestTailBackfill(t *testing.T) {
 	for i := range n / 2 {
 		write(i)
 	}
-	require.Eventually(t, func() bool { return srv.Requests(thethingstest.RouteSubscribe) >= 2 }, 10*time.Second, 10*time.Millisecond, "the tail reconnects after the cut")
+	require.True(t, testkit.Eventually(t, "the tail reconnects after the cut", func() bool { return srv.Requests(thethingstest.RouteSubscribe) >= 2 }))
 	for i := n / 2; i < n; i++ {
 		write(i)
 	}

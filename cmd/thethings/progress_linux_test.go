@@ -18,7 +18,7 @@ import (
 // TestReadProgressOnTerminal: with stderr a terminal, read redraws a
 // progress line there; stdout carries the values only.
 func TestReadProgressOnTerminal(t *testing.T) {
-	srv, tok := newServer(t)
+	srv, tok := setup(t)
 	seed(t, srv, tok, "p", 2500)
 	// A pseudo-terminal's two ends.
 	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)

@@ -24,37 +24,33 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func noEnv(string) string { return "" }
 
-// expectedRows is the embedded data set as CSV rows, newest first, within
-// [from, to) (zero: open).
-func expectedRows(from, to time.Time) [][]string {
-	var rows [][]string
+// assertRows checks that the CSV data holds a header and the embedded
+// data set's rows, newest first, within [from, to) (zero: open).
+func assertRows(t *testing.T, data []byte, from, to time.Time) {
+	t.Helper()
+	var want [][]string
 	for i := demoCount - 1; i >= 0; i-- {
-		t := demoStart.Add(time.Duration(i) * time.Minute)
-		if !from.IsZero() && t.Before(from) || !to.IsZero() && !t.Before(to) {
+		at := demoStart.Add(time.Duration(i) * time.Minute)
+		if !from.IsZero() && at.Before(from) || !to.IsZero() && !at.Before(to) {
 			continue
 		}
 		lat, long := "", ""
 		if i%10 == 0 {
 			lat, long = "41.3874", "2.1686"
 		}
-		rows = append(rows, []string{t.Format("2006-01-02T15:04:05.000Z"), "temperature", fmt.Sprintf("%.1f", 20+float64(i%100)/10), lat, long})
+		want = append(want, []string{at.Format("2006-01-02T15:04:05.000Z"), "temperature", fmt.Sprintf("%.1f", 20+float64(i%100)/10), lat, long})
 	}
-	return rows
-}
-
-func readCSV(t *testing.T, data []byte) [][]string {
-	t.Helper()
 	rows, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
 	require.NoError(t, err)
 	require.NotEmpty(t, rows)
 	require.Equal(t, []string{"datetime", "key", "value", "lat", "long"}, rows[0])
-	return rows[1:]
+	assert.Equal(t, want, rows[1:])
 }
 
 func TestExportWholeHistoryCSV(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	require.NoError(t, run(context.Background(), nil, &stdout, &stderr, noEnv))
-	assert.Equal(t, expectedRows(time.Time{}, time.Time{}), readCSV(t, stdout.Bytes()))
+	assertRows(t, stdout.Bytes(), time.Time{}, time.Time{})
 	assert.Contains(t, stderr.String(), "embedded emulator")
 	assert.Contains(t, stderr.String(), "export: 1000 values, back to 2024-05-03T18:40:00Z")
 	assert.Contains(t, stderr.String(), "export: done, 5000 values")
@@ -133,8 +129,7 @@ func TestExportResumesExactly(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, ref.String(), string(got), "interrupted + resumed export equals an uninterrupted one")
 			if format == "csv" {
-				rows := readCSV(t, got)
-				assert.Equal(t, expectedRows(time.Date(2024, 5, 1, 6, 0, 0, 0, time.UTC), time.Time{}), rows)
+				assertRows(t, got, time.Date(2024, 5, 1, 6, 0, 0, 0, time.UTC), time.Time{})
 			} else {
 				assert.Len(t, strings.Split(strings.TrimSpace(string(got)), "\n"), demoCount-6*60)
 			}
@@ -170,7 +165,7 @@ func TestExportInSlices(t *testing.T) {
 	assert.Contains(t, logs[4], "already complete: 5000 values")
 	got, err := os.ReadFile(out)
 	require.NoError(t, err)
-	assert.Equal(t, expectedRows(time.Time{}, time.Time{}), readCSV(t, got))
+	assertRows(t, got, time.Time{}, time.Time{})
 }
 
 func TestExportStateOfAnotherExportIsRefused(t *testing.T) {

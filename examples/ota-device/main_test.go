@@ -22,30 +22,6 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// build builds this program as version v (broken: its health check fails).
-func build(t *testing.T, dir, v string, broken bool) string {
-	t.Helper()
-	out := filepath.Join(dir, "device-"+v)
-	flags := "-X main.version=" + v
-	if broken {
-		flags += " -X main.broken=yes"
-	}
-	b, err := exec.Command("go", "build", "-o", out, "-ldflags", flags, ".").CombinedOutput()
-	require.NoError(t, err, "%s", b)
-	return out
-}
-
-// bundle signs the program file as version v.
-func bundle(t *testing.T, program, v string, priv []byte) []byte {
-	t.Helper()
-	f, err := os.Open(program)
-	require.NoError(t, err)
-	defer f.Close()
-	var b bytes.Buffer
-	require.NoError(t, ota.Sign(&b, f, v, priv))
-	return b.Bytes()
-}
-
 func TestDeviceUpdatesAndSurvivesABadUpdate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds three programs")
@@ -53,16 +29,30 @@ func TestDeviceUpdatesAndSurvivesABadUpdate(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("no go tool")
 	}
-	builds := t.TempDir()
-	v1, v2, v3 := build(t, builds, "1", false), build(t, builds, "2", false), build(t, builds, "3", true)
 	pub, priv, err := ota.GenerateKey()
 	require.NoError(t, err)
+	// This program as versions 1 to 3 (3's health check fails), each
+	// signed as a bundle.
+	builds := t.TempDir()
+	programs, bundles := map[string][]byte{}, map[string][]byte{}
+	for _, v := range []string{"1", "2", "3"} {
+		out := filepath.Join(builds, "device-"+v)
+		flags := "-X main.version=" + v
+		if v == "3" {
+			flags += " -X main.broken=yes"
+		}
+		b, err := exec.Command("go", "build", "-o", out, "-ldflags", flags, ".").CombinedOutput()
+		require.NoError(t, err, "%s", b)
+		programs[v], err = os.ReadFile(out)
+		require.NoError(t, err)
+		var bundle bytes.Buffer
+		require.NoError(t, ota.Sign(&bundle, bytes.NewReader(programs[v]), v, priv))
+		bundles[v] = bundle.Bytes()
+	}
 
 	srv := thethingstest.NewServer(t, thethingstest.WithThingTokens("device"))
 	device := filepath.Join(t.TempDir(), "device")
-	program, err := os.ReadFile(v1)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(device, program, 0o755))
+	require.NoError(t, os.WriteFile(device, programs["1"], 0o755))
 	// start runs the device as its supervisor would, once.
 	start := func() (string, bool) {
 		cmd := exec.Command(device, "-once")
@@ -77,13 +67,13 @@ func TestDeviceUpdatesAndSurvivesABadUpdate(t *testing.T) {
 	assert.Equal(t, "version 1 started\nversion 1 is healthy\n", out, "nothing offered yet")
 
 	// Version 2: applied, restarted into, healthy, committed.
-	srv.AddFirmware("2", bundle(t, v2, "2", priv))
+	srv.AddFirmware("2", bundles["2"])
 	out, ok = start()
 	require.True(t, ok, out)
 	assert.Equal(t, "version 1 started\nversion 1 is healthy\nupdate applied, restarting\nversion 2 started\nversion 2 is healthy\n", out)
 
 	// Version 3 is broken: its trial run fails, and the next start rolls it back.
-	srv.AddFirmware("3", bundle(t, v3, "3", priv))
+	srv.AddFirmware("3", bundles["3"])
 	out, ok = start()
 	require.False(t, ok, out)
 	assert.Contains(t, out, "update applied, restarting\nversion 3 started\n")
@@ -96,15 +86,15 @@ func TestDeviceUpdatesAndSurvivesABadUpdate(t *testing.T) {
 	// A bundle signed by someone else is refused; version 2 keeps running.
 	_, otherPriv, err := ota.GenerateKey()
 	require.NoError(t, err)
-	srv.AddFirmware("4", bundle(t, v3, "4", otherPriv))
+	var other bytes.Buffer
+	require.NoError(t, ota.Sign(&other, bytes.NewReader(programs["3"]), "4", otherPriv))
+	srv.AddFirmware("4", other.Bytes())
 	out, ok = start()
 	require.True(t, ok, out)
 	assert.Contains(t, out, "update failed: thethings: ota: the manifest's signature does not verify")
 	got, err := os.ReadFile(device)
 	require.NoError(t, err)
-	want, err := os.ReadFile(v2)
-	require.NoError(t, err)
-	assert.True(t, bytes.Equal(want, got), "version 2 is in place")
+	assert.True(t, bytes.Equal(programs["2"], got), "version 2 is in place")
 
 	var states []string
 	recs := srv.Stored("device", "firmware")

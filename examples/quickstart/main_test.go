@@ -15,12 +15,10 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-
 // The README's first command: no configuration, the embedded emulator.
 func TestQuickstartEmbedded(t *testing.T) {
 	var out, errOut bytes.Buffer
-	require.NoError(t, run(context.Background(), nil, &out, &errOut, env(nil)))
+	require.NoError(t, run(context.Background(), nil, &out, &errOut, func(string) string { return "" }))
 	s := out.String()
 	t.Log("\n" + s)
 	for _, line := range []string{
@@ -57,8 +55,9 @@ func TestQuickstartWithToken(t *testing.T) {
 	other, err := thethings.NewClient(token, thethings.WithBaseURL(srv.URL()))
 	require.NoError(t, err)
 	require.NoError(t, other.SetSetting(context.Background(), "interval", 25))
+	env := map[string]string{"THETHINGS_TOKEN": token, "THETHINGS_BASE_URL": srv.URL()}
 	var out bytes.Buffer
-	require.NoError(t, run(context.Background(), nil, &out, &bytes.Buffer{}, env(map[string]string{"THETHINGS_TOKEN": token, "THETHINGS_BASE_URL": srv.URL()})))
+	require.NoError(t, run(context.Background(), nil, &out, &bytes.Buffer{}, func(k string) string { return env[k] }))
 	s := out.String()
 	assert.Contains(t, s, "1. Thing token a-re… from THETHINGS_TOKEN: activation skipped")
 	assert.Contains(t, s, "Wrote 1500 quickstart.counter values")
@@ -82,9 +81,10 @@ func TestQuickstartWithActivationCode(t *testing.T) {
 	const code = "MY-ACTIVATION-CODE-42"
 	srv := thethingstest.NewServer(t, thethingstest.WithThingTokens(), thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: code, ProductID: "p1"}))
 	defer srv.Close()
-	e := env(map[string]string{"THETHINGS_ACTIVATION_CODE": code, "THETHINGS_PRODUCT_ID": "p1", "THETHINGS_BASE_URL": srv.URL()})
+	env := map[string]string{"THETHINGS_ACTIVATION_CODE": code, "THETHINGS_PRODUCT_ID": "p1", "THETHINGS_BASE_URL": srv.URL()}
+	getenv := func(k string) string { return env[k] }
 	var out bytes.Buffer
-	require.NoError(t, run(context.Background(), nil, &out, &bytes.Buffer{}, e))
+	require.NoError(t, run(context.Background(), nil, &out, &bytes.Buffer{}, getenv))
 	s := out.String()
 	assert.Contains(t, s, "1. Activated a thing with code MY-A…")
 	require.Len(t, srv.Tokens(), 1)
@@ -94,12 +94,12 @@ func TestQuickstartWithActivationCode(t *testing.T) {
 	assert.Equal(t, 1500, srv.StoredCount(tok, "quickstart.counter"))
 
 	// The code is spent: a second run fails plainly.
-	err := run(context.Background(), nil, &bytes.Buffer{}, &bytes.Buffer{}, e)
+	err := run(context.Background(), nil, &bytes.Buffer{}, &bytes.Buffer{}, getenv)
 	require.ErrorIs(t, err, thethings.ErrActivationCodeNotFound)
 }
 
 func TestQuickstartRefusesArguments(t *testing.T) {
 	var errOut bytes.Buffer
-	require.Error(t, run(context.Background(), []string{"-v"}, &bytes.Buffer{}, &errOut, env(nil)))
+	require.Error(t, run(context.Background(), []string{"-v"}, &bytes.Buffer{}, &errOut, func(string) string { return "" }))
 	assert.Contains(t, errOut.String(), "usage: quickstart")
 }
