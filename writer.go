@@ -92,6 +92,7 @@ type Writer struct {
 
 	mu       sync.Mutex
 	taken    int64         // values ever accepted
+	idle     bool          // the sender waits for a kick
 	resolved int64         // values written or reported
 	adding   int           // Adds put in the buffer, not yet committed
 	flushTo  int64         // send partial batches until resolved reaches this
@@ -243,21 +244,25 @@ func (w *Writer) Add(ctx context.Context, values ...Value) error {
 			}
 		}
 		w.queueLocked(st.wait, len(values))
-		w.adding++
-		w.mu.Unlock()
-		err = w.buf.commit(ticket)
-		w.mu.Lock()
-		w.adding--
+		if ticket != 0 {
+			// The buffer keeps them (durably) outside the lock.
+			w.adding++
+			w.mu.Unlock()
+			err = w.buf.commit(ticket)
+			w.mu.Lock()
+			w.adding--
+		}
 		if err == nil {
 			w.taken += int64(len(values))
 		}
-		// Wake the sender for a full batch; and once the last Add a Close
-		// waits for is in, both of them.
-		wake := w.taken-w.resolved >= int64(w.cfg.batchSize)
+		// Wake the sender, if it waits, for a full batch; and once the last
+		// Add a Close waits for is in, both of them.
+		wake := w.idle && w.taken-w.resolved >= int64(w.cfg.batchSize)
 		if w.closing && w.adding == 0 {
 			wake = true
 			w.broadcastLocked()
 		}
+		w.idle = w.idle && !wake
 		w.mu.Unlock()
 		if wake {
 			w.wake()
@@ -286,7 +291,8 @@ type buffer interface {
 	// put takes t unless there is no room: then room is closed when there
 	// may be some. The writer's lock is held.
 	put(t taking) (ticket int64, room <-chan struct{}, err error)
-	// commit waits until what put took with ticket is kept (durable).
+	// commit waits until what put took with ticket is kept (durable). A
+	// ticket of 0 is kept already: commit is not called.
 	commit(ticket int64) error
 	// next returns the next batch: up to k of the oldest values not yet in
 	// one (a batch is done before the next is taken), and its request
@@ -480,6 +486,7 @@ func (w *Writer) run() {
 		if pending > 0 && (pending >= int64(w.cfg.batchSize) || w.resolved < w.flushTo || w.closing) {
 			k = int(min(pending, int64(w.cfg.batchSize)))
 		}
+		w.idle = k == 0
 		w.mu.Unlock()
 		if k > 0 {
 			if !w.stampWaiting() {
