@@ -76,7 +76,8 @@ type memBuffer struct {
 	// While a batch is out, the one after it is copied and encoded ahead,
 	// off the sender's path, and next hands it out if it is still the
 	// next. One batch is out at a time and whatever keeps its values
-	// copies them, so two slices take turns: out, and free or ahead's.
+	// copies them, so two slices take turns: out, and free or ahead's
+	// (they keep the values of at most two batches until reused).
 	dropped   int64 // values removed since the start
 	out, free []Value
 	ahead     chan encoded // the batch being encoded ahead, or nil
@@ -167,7 +168,6 @@ func (b *memBuffer) done(n int) error {
 	defer b.mu.Unlock()
 	b.ring.drop(n)
 	b.dropped += int64(n)
-	clear(b.out)
 	close(b.room)
 	b.room = make(chan struct{})
 	return nil
