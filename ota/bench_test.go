@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/fsys"
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
@@ -237,14 +238,14 @@ func BenchmarkBoot(b *testing.B) {
 			if err := os.WriteFile(target, make([]byte, tc.size), 0o755); err != nil {
 				b.Fatal(err)
 			}
-			sum, err := fileSHA256(osFS{}, target)
+			sum, err := fileSHA256(fsys.OS, target)
 			if err != nil {
 				b.Fatal(err)
 			}
 			for b.Loop() {
 				if tc.trial {
 					b.StopTimer()
-					if err := writeState(osFS{}, target, state{Phase: phaseTrial, From: "1", To: "2", SHA256: sum}); err != nil {
+					if err := writeState(fsys.OS, target, state{Phase: phaseTrial, From: "1", To: "2", SHA256: sum}); err != nil {
 						b.Fatal(err)
 					}
 					b.StartTimer()

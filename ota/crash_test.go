@@ -13,10 +13,11 @@ import (
 	"testing"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/fsys/crashfs"
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
-// The crash tests run Apply, Boot and Commit on a memFS, then cut the
+// The crash tests run Apply, Boot and Commit on a crashfs.FS, then cut the
 // power after every operation, keeping every prefix of the directory
 // changes not yet fsync'd and every file's data as of its last fsync (or
 // kill -9 it, which keeps everything), and start the device on each image
@@ -78,9 +79,9 @@ type device struct {
 
 // check asserts what must hold in any image: the target runs, and while
 // a new version is on trial the previous version is there, whole.
-func (d *device) check(m *memFS, what string) {
+func (d *device) check(m *crashfs.FS, what string) {
 	d.t.Helper()
-	content, mode, ok := m.file(crashTarget)
+	content, mode, ok := m.Content(crashTarget)
 	if _, known := programs[content]; !ok || !known || mode&0o100 == 0 {
 		d.t.Fatalf("%s: the target is %q (mode %o, exists %v): it does not run", what, content, mode, ok)
 	}
@@ -89,7 +90,7 @@ func (d *device) check(m *memFS, what string) {
 		d.t.Fatalf("%s: %v", what, err)
 	}
 	if hasState && st.Phase == phaseTrial && content == "program v"+st.To {
-		prev, mode, ok := m.file(previousPath(crashTarget))
+		prev, mode, ok := m.Content(previousPath(crashTarget))
 		if _, known := programs[prev]; !ok || !known || mode&0o100 == 0 || prev == content {
 			d.t.Fatalf("%s: version %s is on trial, and the previous version is %q (mode %o, exists %v)", what, st.To, prev, mode, ok)
 		}
@@ -107,15 +108,15 @@ func (d *device) check(m *memFS, what string) {
 // settles: the trial ends, the same version runs at the last starts, a
 // version that ran uncommitted was rolled back with a report, and the old
 // one runs again.
-func (d *device) run(m *memFS, what string) {
+func (d *device) run(m *crashfs.FS, what string) {
 	d.t.Helper()
 	d.check(m, what)
 	*d.images++
 	var ran []string
 	for start := range 5 {
-		rec := m.clone()
+		rec := m.Clone()
 		if d.depth > 0 {
-			rec.record()
+			rec.Record()
 		}
 		rolledBack, err := boot(rec, crashTarget)
 		if err != nil {
@@ -127,12 +128,12 @@ func (d *device) run(m *memFS, what string) {
 		if rolledBack {
 			continue // the caller exits or re-executes
 		}
-		content, _, _ := m.file(crashTarget)
+		content, _, _ := m.Content(crashTarget)
 		ran = append(ran, programs[content])
 		if d.commit {
-			rec := m.clone()
+			rec := m.Clone()
 			if d.depth > 0 {
-				rec.record()
+				rec.Record()
 			}
 			u := &Updater{c: d.c, pub: crashPub, current: programs[content],
 				cfg: config{target: crashTarget, reportKey: DefaultReportKey}, fs: rec}
@@ -164,15 +165,15 @@ func (d *device) run(m *memFS, what string) {
 
 // deeper runs the device on every image a power cut during rec's
 // recording leaves.
-func (d *device) deeper(rec *memFS, what string) {
+func (d *device) deeper(rec *crashfs.FS, what string) {
 	d.t.Helper()
 	if d.depth == 0 {
 		return
 	}
 	inner := *d
 	inner.depth--
-	for _, img := range rec.crashImages() {
-		inner.run(img.fs, what+": "+img.what)
+	for _, c := range crashfs.Distinct(rec.Crashes()) {
+		inner.run(c.FS, what+": "+c.What)
 	}
 }
 
@@ -193,8 +194,11 @@ func TestCrashDuringApplyBootCommit(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := crashClient(t, tc.offer)
-			m := newMemFS(tc.files)
-			m.noLinks = tc.noLinks
+			m := crashfs.New()
+			for name, data := range tc.files {
+				m.Put(name, data, 0o755)
+			}
+			m.NoLinks = tc.noLinks
 			var keep []report
 			if tc.state != nil {
 				if err := writeState(m, crashTarget, *tc.state); err != nil {
@@ -206,20 +210,21 @@ func TestCrashDuringApplyBootCommit(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			u.fs = m.record()
+			u.fs = m.Record()
+			before := m.Ops()
 			applied, err := u.Apply(context.Background())
 			if err != nil || !applied {
 				t.Fatalf("Apply: %v, %v", applied, err)
 			}
-			images, started := m.crashImages(), 0
+			images, started := crashfs.Distinct(m.Crashes()), 0
 			for _, commit := range []bool{false, true} {
 				d := &device{t: t, c: c, commit: commit, old: "1", keep: keep, depth: 1, images: &started}
 				for _, img := range images {
-					d.run(img.fs, "during Apply: "+img.what)
+					d.run(img.FS, "during Apply: "+img.What)
 				}
 			}
 			t.Logf("%d operations, %d distinct power-cut images of Apply; the device started on %d images, those of Boot and Commit included",
-				len(m.log), len(images), started)
+				m.Ops()-before, len(images), started)
 		})
 	}
 }
@@ -229,10 +234,9 @@ func TestCrashDuringApplyBootCommit(t *testing.T) {
 // file (unless removing it was what failed).
 func TestApplyFailingFileOperation(t *testing.T) {
 	c := crashClient(t, "2")
-	files := map[string]string{crashTarget: "program v1"}
-	run := func(failAt int) (*memFS, bool, error) {
-		m := newMemFS(files)
-		m.failAt = failAt
+	run := func(failAt int) (*crashfs.FS, bool, error) {
+		m := crashfs.New().Put(crashTarget, "program v1", 0o755)
+		m.FailAt = failAt
 		u, err := NewUpdater(c, crashPub, "1", WithTarget(crashTarget))
 		if err != nil {
 			t.Fatal(err)
@@ -245,9 +249,10 @@ func TestApplyFailingFileOperation(t *testing.T) {
 	if err != nil || !applied {
 		t.Fatalf("Apply: %v, %v", applied, err)
 	}
-	for i := 1; i <= m.ops; i++ {
+	t.Logf("%d operations of Apply, each failed in turn", m.Ops())
+	for i := 1; i <= m.Ops(); i++ {
 		m, applied, err := run(i)
-		what := fmt.Sprintf("operation %d of %d fails", i, m.ops)
+		what := fmt.Sprintf("operation %d of %d fails", i, m.Ops())
 		if err == nil {
 			if !applied {
 				t.Fatalf("%s: Apply says nothing was applied, without an error", what)
@@ -259,15 +264,15 @@ func TestApplyFailingFileOperation(t *testing.T) {
 		}
 		d := &device{t: t, c: c, old: "1", images: new(int)}
 		d.check(m, what)
-		content, _, _ := m.file(crashTarget)
+		content, _, _ := m.Content(crashTarget)
 		st, hasState, _ := readState(m, crashTarget)
 		if onTrial := hasState && st.Phase == phaseTrial; onTrial != (content == "program v2") {
 			t.Fatalf("%s (%v): target %q, state %+v", what, err, content, st)
 		}
-		names, _ := m.ReadDir(crashDir)
-		for _, name := range names {
-			if strings.HasPrefix(name, ".") && !strings.Contains(err.Error(), "remove") {
-				t.Fatalf("%s (%v): %s left behind", what, err, name)
+		entries, _ := m.ReadDir(crashDir)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".") && !strings.Contains(err.Error(), "remove") {
+				t.Fatalf("%s (%v): %s left behind", what, err, e.Name())
 			}
 		}
 	}

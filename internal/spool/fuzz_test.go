@@ -9,14 +9,16 @@ import (
 	"path"
 	"runtime"
 	"testing"
+
+	"github.com/thethings-go/thethings/internal/fsys/crashfs"
 )
 
 const fuzzDir = "/spool"
 
 // fuzzSpool is the content of a spool of three records, one acknowledged,
-// made by Open and Append on a memFS: its one segment and its ACKED.
+// made by Open and Append on a crashfs.FS: its one segment and its ACKED.
 func fuzzSpool(f *testing.F) (seg, acked []byte) {
-	m := newMemFS()
+	m := crashfs.New()
 	l, err := Open(fuzzDir, Options{Limit: 1 << 20, Batch: 2, FS: m})
 	if err != nil {
 		f.Fatal(err)
@@ -44,11 +46,11 @@ func fuzzSpool(f *testing.F) (seg, acked []byte) {
 		f.Fatal(err)
 	}
 	read := func(name string) []byte {
-		n, _, ok := m.lookup(path.Join(fuzzDir, name))
+		data, _, ok := m.Content(path.Join(fuzzDir, name))
 		if !ok {
 			f.Fatalf("no %s", name)
 		}
-		return bytes.Clone(n.data)
+		return []byte(data)
 	}
 	return read("00000000000000000000.seg"), read(ackName)
 }
@@ -113,7 +115,7 @@ func FuzzOpen(f *testing.F) {
 	intact := seg
 
 	f.Fuzz(func(t *testing.T, seg, ack []byte, first, ackN uint64, which uint8) {
-		m := newMemFS()
+		m := crashfs.New()
 		if err := m.Mkdir(fuzzDir, 0o700); err != nil {
 			t.Fatal(err)
 		}

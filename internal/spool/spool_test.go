@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/thethings-go/thethings/internal/fsys/crashfs"
 )
 
 // fill opens a spool in dir (on m; nil: the OS) and appends records
@@ -23,7 +25,7 @@ func fill(t *testing.T, m FS, dir string, n, acked int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := newJournal(newMemFS())
+	j := newJournal(crashfs.New())
 	for id := 0; id < n; id += 10 {
 		j.add(t, l, id, min(id+10, n), true)
 	}
@@ -153,9 +155,9 @@ func TestOpenLostSegmentBeforeAnEmptyOne(t *testing.T) {
 // nothing; once there is room the spool takes records again, and every
 // record whose Sync returned is there once.
 func TestFullDisk(t *testing.T) {
-	m := newMemFS()
+	m := crashfs.New()
 	fill(t, m, "/spool", 20, 0)
-	m.free = m.used + 1000 // three more records
+	m.SetFree(1000) // three more records
 	l, err := Open("/spool", Options{Limit: 1 << 20, Batch: 10, FS: m})
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +173,7 @@ func TestFullDisk(t *testing.T) {
 	if _, _, err := l.Append(b, 10); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("append to a full disk: %v", err)
 	}
-	m.free = -1 // room again
+	m.SetFree(-1) // room again
 	j.add(t, l, 22, 32, true)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -300,14 +302,14 @@ func TestOpenV02Spool(t *testing.T) {
 }
 
 // noLockFS is a file system that cannot lock, as some systems are.
-type noLockFS struct{ *memFS }
+type noLockFS struct{ *crashfs.FS }
 
-func (noLockFS) Lock(File) error { return ErrNoLock }
+func (noLockFS) Lock(File) error { return errors.ErrUnsupported }
 
 // TestOpenWithoutALock: where the directory cannot be locked, the spool is
 // not opened: a second writer could not be kept out.
 func TestOpenWithoutALock(t *testing.T) {
-	_, err := Open("/spool", Options{Limit: 1 << 20, FS: noLockFS{newMemFS()}})
+	_, err := Open("/spool", Options{Limit: 1 << 20, FS: noLockFS{crashfs.New()}})
 	if !errors.Is(err, ErrNoLock) {
 		t.Fatalf("%v", err)
 	}
@@ -317,7 +319,7 @@ func TestOpenWithoutALock(t *testing.T) {
 // started leaves no half-made segment, and the spool goes on once there is
 // room.
 func TestFullDiskAtSegmentRoll(t *testing.T) {
-	m := newMemFS()
+	m := crashfs.New()
 	l, err := Open("/spool", Options{Limit: 1 << 20, Batch: 10, FS: m})
 	if err != nil {
 		t.Fatal(err)
@@ -327,7 +329,7 @@ func TestFullDiskAtSegmentRoll(t *testing.T) {
 	for ; l.size+10*312 <= l.segMax(); id += 10 {
 		j.add(t, l, id, id+10, true)
 	}
-	m.free = m.used + 4 // not even a segment header
+	m.SetFree(4) // not even a segment header
 	var b []byte
 	for i := id; i < id+10; i++ {
 		at := len(b)
@@ -340,7 +342,7 @@ func TestFullDiskAtSegmentRoll(t *testing.T) {
 	if entries, _ := m.ReadDir("/spool"); len(entries) != 3 { // LOCK, ACKED, one segment
 		t.Fatalf("left behind: %v", entries)
 	}
-	m.free = -1
+	m.SetFree(-1)
 	j.add(t, l, id, id+10, true)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
