@@ -60,15 +60,6 @@ func readAll(t *testing.T, m FS, dir string) ([]int, error) {
 	}
 }
 
-func segFiles(t *testing.T, dir string) []string {
-	t.Helper()
-	segs, err := filepath.Glob(filepath.Join(dir, "*.seg"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return segs
-}
-
 // TestOpenHeaderlessLastSegment: a crash (or a full disk) between creating
 // a segment and its header leaves it empty or headerless: it opens, and
 // every record is kept.
@@ -100,7 +91,8 @@ func TestOpenDamageACrashCannotExplain(t *testing.T) {
 		for _, back := range []int{1, 100, 300, 305, 311} { // payload bytes, then the header
 			dir := t.TempDir()
 			fill(t, nil, dir, 20, 0)
-			seg := segFiles(t, dir)[0]
+			segs, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+			seg := segs[0]
 			data, err := os.ReadFile(seg)
 			if err != nil {
 				t.Fatal(err)
@@ -118,7 +110,8 @@ func TestOpenDamageACrashCannotExplain(t *testing.T) {
 	t.Run("fewer records than acknowledged", func(t *testing.T) {
 		dir := t.TempDir()
 		fill(t, nil, dir, 40, 30)
-		seg := segFiles(t, dir)[0]
+		segs, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+		seg := segs[0]
 		st, err := os.Stat(seg)
 		if err != nil {
 			t.Fatal(err)
@@ -138,7 +131,8 @@ func TestOpenDamageACrashCannotExplain(t *testing.T) {
 func TestOpenLostSegmentBeforeAnEmptyOne(t *testing.T) {
 	dir := t.TempDir()
 	fill(t, nil, dir, 40, 30)
-	for _, seg := range segFiles(t, dir) {
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.seg")) // a valid pattern: no error
+	for _, seg := range segs {
 		if err := os.Remove(seg); err != nil {
 			t.Fatal(err)
 		}
