@@ -20,11 +20,12 @@ type journal struct {
 	acked  map[int]int // record → operations done when its Ack returned
 }
 
-func newJournal(m *crashfs.FS) *journal {
-	return &journal{fs: m, synced: map[int]int{}, acking: map[int]int{}, acked: map[int]int{}}
+func (j *journal) now() int {
+	if j.fs == nil {
+		return 0 // not on a crashfs.FS: no crash states to check
+	}
+	return j.fs.Ops()
 }
-
-func (j *journal) now() int { return j.fs.Ops() }
 
 // payload is record id's payload: 300 bytes, no zero byte.
 func payload(id int) []byte {
@@ -84,13 +85,45 @@ func (j *journal) ack(t *testing.T, l *Log, k int) {
 	}
 }
 
-func open(t *testing.T, m *crashfs.FS) *Log {
+// open opens the spool in dir on m (nil: the OS), and a journal of what
+// it tells, timed by m's operations when m is a crashfs.FS.
+func open(t *testing.T, m FS, dir string) (*Log, *journal) {
 	t.Helper()
-	l, err := Open(crashDir, Options{Limit: 1 << 20, Batch: 10, FS: m})
+	l, err := Open(dir, Options{Limit: 1 << 20, Batch: 10, FS: m})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return l
+	j := &journal{synced: map[int]int{}, acking: map[int]int{}, acked: map[int]int{}}
+	j.fs, _ = m.(*crashfs.FS)
+	return l, j
+}
+
+// readAll opens the spool in dir (on m; nil: the OS), returns the ids of
+// the records it holds, and closes it.
+func readAll(t *testing.T, m FS, dir string) ([]int, error) {
+	t.Helper()
+	l, err := Open(dir, Options{Limit: 1 << 20, Batch: 10, FS: m})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := l.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	var got []int
+	for {
+		recs, err := l.Next(100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			return got, nil
+		}
+		for _, p := range recs {
+			got = append(got, idOf(t, p))
+		}
+	}
 }
 
 // check opens every state a crash could leave during the run recorded in
@@ -105,23 +138,10 @@ func (j *journal) check(t *testing.T, atLeast int) {
 	}
 	for _, st := range states {
 		done := st.Done
-		l, err := Open(crashDir, Options{Limit: 1 << 20, Batch: 10, FS: st.FS})
+		got, err := readAll(t, st.FS, crashDir)
 		if err != nil {
 			t.Errorf("state after %d operations (%s): open: %v", st.Done, st.What, err)
 			continue
-		}
-		var got []int
-		for {
-			recs, err := l.Next(1000)
-			if err != nil {
-				t.Fatalf("state after %d operations (%s): next: %v", st.Done, st.What, err)
-			}
-			if len(recs) == 0 {
-				break
-			}
-			for _, p := range recs {
-				got = append(got, idOf(t, p))
-			}
 		}
 		if !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) {
 			t.Errorf("state after %d operations (%s): records out of order or twice: %v", st.Done, st.What, got)
@@ -137,9 +157,6 @@ func (j *journal) check(t *testing.T, atLeast int) {
 				t.Errorf("state after %d operations (%s): acknowledged record %d back", st.Done, st.What, id)
 			}
 		}
-		if err := l.Close(); err != nil {
-			t.Fatal(err)
-		}
 	}
 	t.Logf("%d crash states opened (distinct at each crash point), %d distinct file systems", len(states), len(crashfs.Distinct(states)))
 }
@@ -148,8 +165,7 @@ func (j *journal) check(t *testing.T, atLeast int) {
 // that roll segments, acknowledgements that delete them, Close.
 func TestCrashStatesAddRollAck(t *testing.T) {
 	m := crashfs.New().Record()
-	j := newJournal(m)
-	l := open(t, m)
+	l, j := open(t, m, crashDir)
 	id := 0
 	for range 30 { // 300 records of 312 bytes: two segment rolls
 		j.add(t, l, id, id+10, true)
@@ -175,8 +191,7 @@ func TestCrashStatesAddRollAck(t *testing.T) {
 // done on its word.
 func TestCrashStatesReopen(t *testing.T) {
 	m := crashfs.New()
-	j := newJournal(m)
-	l := open(t, m)
+	l, j := open(t, m, crashDir)
 	j.add(t, l, 0, 10, true)
 	j.add(t, l, 10, 20, false) // written, not synced: the process dies
 	m.Kill()
@@ -193,12 +208,12 @@ func TestCrashStatesReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.Record()
-	l = open(t, m)
+	l, _ = open(t, m, crashDir)
 	j.ack(t, l, 10)
 	j.ack(t, l, 10) // the records the dead process never synced
 	j.add(t, l, 20, 30, true)
 	m.Kill()
-	l = open(t, m)
+	l, _ = open(t, m, crashDir)
 	j.ack(t, l, 10)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -213,8 +228,7 @@ func TestCrashStatesReopen(t *testing.T) {
 // come back.
 func TestCrashStatesUnsyncedAck(t *testing.T) {
 	m := crashfs.New()
-	j := newJournal(m)
-	l := open(t, m)
+	l, j := open(t, m, crashDir)
 	j.add(t, l, 0, 30, true)
 	j.ack(t, l, 10)
 	// What Ack of the next 10 writes, without its sync: the process dies.
@@ -228,7 +242,7 @@ func TestCrashStatesUnsyncedAck(t *testing.T) {
 	m.Kill()
 	m.Record()
 	start := m.Ops()
-	l = open(t, m)
+	l, _ = open(t, m, crashDir)
 	recs, err := l.Next(100)
 	if err != nil || len(recs) != 10 || idOf(t, recs[0]) != 20 {
 		t.Fatalf("reopened: %d records, %v", len(recs), err)

@@ -21,11 +21,7 @@ import (
 // 0..n-1, synced, in batches of 10; it acknowledges the first acked.
 func fill(t *testing.T, m FS, dir string, n, acked int) {
 	t.Helper()
-	l, err := Open(dir, Options{Limit: 1 << 20, Batch: 10, FS: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	j := newJournal(crashfs.New())
+	l, j := open(t, m, dir)
 	for id := 0; id < n; id += 10 {
 		j.add(t, l, id, min(id+10, n), true)
 	}
@@ -34,29 +30,6 @@ func fill(t *testing.T, m FS, dir string, n, acked int) {
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// readAll opens the spool in dir and returns the ids of the records it holds.
-func readAll(t *testing.T, m FS, dir string) ([]int, error) {
-	t.Helper()
-	l, err := Open(dir, Options{Limit: 1 << 20, Batch: 10, FS: m})
-	if err != nil {
-		return nil, err
-	}
-	defer l.Close()
-	var got []int
-	for {
-		recs, err := l.Next(100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(recs) == 0 {
-			return got, nil
-		}
-		for _, p := range recs {
-			got = append(got, idOf(t, p))
-		}
 	}
 }
 
@@ -152,11 +125,7 @@ func TestFullDisk(t *testing.T) {
 	m := crashfs.New()
 	fill(t, m, "/spool", 20, 0)
 	m.SetFree(1000) // three more records
-	l, err := Open("/spool", Options{Limit: 1 << 20, Batch: 10, FS: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	j := newJournal(m)
+	l, j := open(t, m, "/spool")
 	j.add(t, l, 20, 22, true)
 	var b []byte
 	for id := 22; id < 32; id++ {
@@ -314,11 +283,7 @@ func TestOpenWithoutALock(t *testing.T) {
 // room.
 func TestFullDiskAtSegmentRoll(t *testing.T) {
 	m := crashfs.New()
-	l, err := Open("/spool", Options{Limit: 1 << 20, Batch: 10, FS: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	j := newJournal(m)
+	l, j := open(t, m, "/spool")
 	id := 0
 	for ; l.size+10*312 <= l.segMax(); id += 10 {
 		j.add(t, l, id, id+10, true)
