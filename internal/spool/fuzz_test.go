@@ -15,9 +15,41 @@ import (
 
 const fuzzDir = "/spool"
 
-// fuzzSpool is the content of a spool of three records, one acknowledged,
-// made by Open and Append on a crashfs.FS: its one segment and its ACKED.
-func fuzzSpool(f *testing.F) (seg, acked []byte) {
+// fuzzRecords is what a correct reader finds in a segment's content: the
+// payloads of the intact records after the header, up to the first that
+// is not.
+func fuzzRecords(seg []byte) [][]byte {
+	if !bytes.HasPrefix(seg, []byte(segMagic)) {
+		return nil
+	}
+	var out [][]byte
+	for b := seg[len(segMagic):]; len(b) >= HeaderSize; {
+		h := b[:HeaderSize]
+		size := uint64(binary.LittleEndian.Uint32(h[0:4]))
+		if crc32.Checksum(h[:8], castagnoli) != binary.LittleEndian.Uint32(h[8:12]) ||
+			size == 0 || size > MaxRecord || uint64(len(b)-HeaderSize) < size {
+			break
+		}
+		p := b[HeaderSize : HeaderSize+size]
+		if crc32.Checksum(p, castagnoli) != binary.LittleEndian.Uint32(h[4:8]) {
+			break
+		}
+		out = append(out, p)
+		b = b[HeaderSize+size:]
+	}
+	return out
+}
+
+// FuzzOpen opens a spool directory whose segment and ACKED files hold
+// arbitrary bytes (each there or not, the segment alone or followed by an
+// intact one; the ACKED made well-formed, acknowledging any number). Open either fails with ErrCorrupt or opens a Log from
+// which every record not acknowledged reads back, intact and in order,
+// exactly as they stand in the segment; such a spool opens again, holding
+// the same. Whatever a length field says, Open allocates no more than a
+// record's bound.
+func FuzzOpen(f *testing.F) {
+	// The seeds start from a spool of three records, one acknowledged,
+	// made by Open and Append: its one segment and its ACKED.
 	m := crashfs.New()
 	l, err := Open(fuzzDir, Options{Limit: 1 << 20, Batch: 2, FS: m})
 	if err != nil {
@@ -52,43 +84,7 @@ func fuzzSpool(f *testing.F) (seg, acked []byte) {
 		}
 		return []byte(data)
 	}
-	return read("00000000000000000000.seg"), read(ackName)
-}
-
-// fuzzRecords is what a correct reader finds in a segment's content: the
-// payloads of the intact records after the header, up to the first that
-// is not.
-func fuzzRecords(seg []byte) [][]byte {
-	if !bytes.HasPrefix(seg, []byte(segMagic)) {
-		return nil
-	}
-	var out [][]byte
-	for b := seg[len(segMagic):]; len(b) >= HeaderSize; {
-		h := b[:HeaderSize]
-		size := uint64(binary.LittleEndian.Uint32(h[0:4]))
-		if crc32.Checksum(h[:8], castagnoli) != binary.LittleEndian.Uint32(h[8:12]) ||
-			size == 0 || size > MaxRecord || uint64(len(b)-HeaderSize) < size {
-			break
-		}
-		p := b[HeaderSize : HeaderSize+size]
-		if crc32.Checksum(p, castagnoli) != binary.LittleEndian.Uint32(h[4:8]) {
-			break
-		}
-		out = append(out, p)
-		b = b[HeaderSize+size:]
-	}
-	return out
-}
-
-// FuzzOpen opens a spool directory whose segment and ACKED files hold
-// arbitrary bytes (each there or not, the segment alone or followed by an
-// intact one; the ACKED made well-formed, acknowledging any number). Open either fails with ErrCorrupt or opens a Log from
-// which every record not acknowledged reads back, intact and in order,
-// exactly as they stand in the segment; such a spool opens again, holding
-// the same. Whatever a length field says, Open allocates no more than a
-// record's bound.
-func FuzzOpen(f *testing.F) {
-	seg, acked := fuzzSpool(f)
+	seg, acked := read("00000000000000000000.seg"), read(ackName)
 	f.Add(seg, acked, uint64(0), uint64(0), uint8(3))
 	f.Add(seg, acked, uint64(0), uint64(0), uint8(1))                                           // no ACKED beside a segment
 	f.Add(seg, acked, uint64(0), uint64(0), uint8(2))                                           // ACKED alone
