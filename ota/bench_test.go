@@ -2,7 +2,6 @@ package ota
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -15,15 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thethings-go/thethings"
 	"github.com/thethings-go/thethings/internal/fsys"
-	"github.com/thethings-go/thethings/thethingstest"
 )
-
-// benchPriv signs the benchmarks' bundles.
-var benchPriv = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
-
-const benchToken = "bench-thing"
 
 // zeroes is a payload reader of n bytes that holds none of them.
 type zeroes struct{ n int64 }
@@ -37,26 +29,6 @@ func (z *zeroes) Read(p []byte) (int, error) {
 	z.n -= k
 	return int(k), nil
 }
-
-// benchServer serves a signed bundle of a size-byte payload.
-func benchServer(b *testing.B, size int64) (*thethingstest.Server, *thethings.Client, string) {
-	b.Helper()
-	var bundle bytesWriter
-	if err := Sign(&bundle, &zeroes{size}, "2", benchPriv); err != nil {
-		b.Fatal(err)
-	}
-	srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
-	id := srv.AddFirmware("2", bundle.b)
-	c, err := thethings.NewClient(benchToken, thethings.WithBaseURL(srv.URL()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	return srv, c, id
-}
-
-type bytesWriter struct{ b []byte }
-
-func (w *bytesWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
 
 // peakHeap samples the heap while the benchmark runs and reports its peak
 // above what was in use when it started (the server's copy of the bundle
@@ -89,10 +61,10 @@ func peakHeap(b *testing.B) (stop func()) {
 // BenchmarkDownloadVerify is DownloadFirmware into the verifier, as
 // Updater.Apply does, without the disk: the payload goes to io.Discard.
 func BenchmarkDownloadVerify(b *testing.B) {
-	pub := benchPriv.Public().(ed25519.PublicKey)
+	pub := verifyKey
 	for _, size := range []int64{64 << 20, 8 << 20} {
 		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
-			_, c, id := benchServer(b, size)
+			_, c, id := serve(b, "2", &zeroes{size})
 			b.SetBytes(size)
 			b.ReportAllocs()
 			stop := peakHeap(b)
@@ -116,7 +88,7 @@ func BenchmarkDownloadVerify(b *testing.B) {
 func BenchmarkDownloadPipeVerify(b *testing.B) {
 	for _, size := range []int64{64 << 20} {
 		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
-			_, c, id := benchServer(b, size)
+			_, c, id := serve(b, "2", &zeroes{size})
 			b.SetBytes(size)
 			b.ReportAllocs()
 			stop := peakHeap(b)
@@ -127,7 +99,7 @@ func BenchmarkDownloadPipeVerify(b *testing.B) {
 					_, err := c.DownloadFirmware(context.Background(), id, pw, size+1<<20)
 					pw.CloseWithError(err)
 				}()
-				if _, err := Verify(pr, benchPriv.Public().(ed25519.PublicKey), io.Discard); err != nil {
+				if _, err := Verify(pr, verifyKey, io.Discard); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -141,14 +113,14 @@ func BenchmarkDownloadPipeVerify(b *testing.B) {
 func BenchmarkCopySHA256(b *testing.B) {
 	for _, size := range []int64{64 << 20, 8 << 20} {
 		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
-			srv, _, id := benchServer(b, size)
+			srv, _, id := serve(b, "2", &zeroes{size})
 			hc := &http.Client{}
 			b.SetBytes(size)
 			b.ReportAllocs()
 			stop := peakHeap(b)
 			for b.Loop() {
 				collect(b)
-				resp, err := hc.Get(srv.URL() + "things/" + benchToken + "/firmwares/download/" + id)
+				resp, err := hc.Get(srv.URL() + "things/" + testToken + "/firmwares/download/" + id)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -181,8 +153,8 @@ func collect(b *testing.B) {
 // holds.
 func BenchmarkDownloadVerifyRatio(b *testing.B) {
 	const size = 64 << 20
-	pub := benchPriv.Public().(ed25519.PublicKey)
-	srv, c, id := benchServer(b, size)
+	pub := verifyKey
+	srv, c, id := serve(b, "2", &zeroes{size})
 	hc := &http.Client{}
 	defer hc.CloseIdleConnections()
 	sdk := func() {
@@ -195,7 +167,7 @@ func BenchmarkDownloadVerifyRatio(b *testing.B) {
 		}
 	}
 	floor := func() {
-		resp, err := hc.Get(srv.URL() + "things/" + benchToken + "/firmwares/download/" + id)
+		resp, err := hc.Get(srv.URL() + "things/" + testToken + "/firmwares/download/" + id)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -18,10 +19,10 @@ import (
 )
 
 // The crash tests run Apply, Boot and Commit on a crashfs.FS, then cut the
-// power after every operation, keeping every prefix of the directory
-// changes not yet fsync'd and every file's data as of its last fsync (or
-// kill -9 it, which keeps everything), and start the device on each image
-// left: the target must run, a trial must
+// power after every operation, keeping any subset of the directory
+// changes not yet fsync'd and every file's data as of its last fsync, the
+// last write whole or torn (or kill -9 it, which keeps everything), and
+// start the device on each state left: the target must run, a trial must
 // end, the previous version must be there while a trial runs, and no
 // report may be lost.
 
@@ -29,8 +30,8 @@ const crashDir = "/dev0"
 
 var (
 	crashTarget = crashDir + "/app"
-	crashPriv   = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
-	crashPub    = crashPriv.Public().(ed25519.PublicKey)
+	signKey     = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize)) // signs the bundles serve offers
+	verifyKey   = signKey.Public().(ed25519.PublicKey)
 	programs    = map[string]string{"program v0": "0", "program v1": "1", "program v2": "2", "program v3": "3"}
 )
 
@@ -45,24 +46,28 @@ func (n noWrites) RoundTrip(r *http.Request) (*http.Response, error) {
 	return n.base.RoundTrip(r)
 }
 
-// crashClient is a client of a server offering version v, whose report
-// writes all fail.
-func crashClient(t *testing.T, v string) *thethings.Client {
-	t.Helper()
-	srv := thethingstest.NewServer(t, thethingstest.WithThingTokens("crash-thing"))
+const testToken = "ota-thing"
+
+// serve starts a test server offering payload as firmware version v,
+// signed by signKey, and returns it, a client of it that does not retry
+// and whose report writes all fail (the benchmarks only download), and
+// the firmware's id.
+func serve(tb testing.TB, v string, payload io.Reader) (*thethingstest.Server, *thethings.Client, string) {
+	tb.Helper()
 	var bundle bytes.Buffer
-	if err := Sign(&bundle, bytes.NewReader([]byte("program v"+v)), v, crashPriv); err != nil {
-		t.Fatal(err)
+	if err := Sign(&bundle, payload, v, signKey); err != nil {
+		tb.Fatal(err)
 	}
-	srv.AddFirmware(v, bundle.Bytes())
+	srv := thethingstest.NewServer(tb, thethingstest.WithThingTokens(testToken))
+	id := srv.AddFirmware(v, bundle.Bytes())
 	tr := noWrites{http.DefaultTransport.(*http.Transport).Clone()}
-	t.Cleanup(tr.base.CloseIdleConnections)
-	c, err := thethings.NewClient("crash-thing", thethings.WithBaseURL(srv.URL()),
+	tb.Cleanup(tr.base.CloseIdleConnections)
+	c, err := thethings.NewClient(testToken, thethings.WithBaseURL(srv.URL()),
 		thethings.WithHTTPClient(&http.Client{Transport: tr}), thethings.WithRetry(thethings.NoRetries))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	return c
+	return srv, c, id
 }
 
 // device starts the program of an image again and again, as a supervisor
@@ -135,7 +140,7 @@ func (d *device) run(m *crashfs.FS, what string) {
 			if d.depth > 0 {
 				rec.Record()
 			}
-			u := &Updater{c: d.c, pub: crashPub, current: programs[content],
+			u := &Updater{c: d.c, pub: verifyKey, current: programs[content],
 				cfg: config{target: crashTarget, reportKey: DefaultReportKey}, fs: rec}
 			if err := u.Commit(); err != nil {
 				d.t.Fatalf("%s, start %d: Commit: %v", what, start, err)
@@ -193,7 +198,7 @@ func TestCrashDuringApplyBootCommit(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			c := crashClient(t, tc.offer)
+			_, c, _ := serve(t, tc.offer, strings.NewReader("program v"+tc.offer))
 			m := crashfs.New()
 			for name, data := range tc.files {
 				m.Put(name, data, 0o755)
@@ -206,7 +211,7 @@ func TestCrashDuringApplyBootCommit(t *testing.T) {
 				}
 				keep = tc.state.Unsent
 			}
-			u, err := NewUpdater(c, crashPub, "1", WithTarget(crashTarget))
+			u, err := NewUpdater(c, verifyKey, "1", WithTarget(crashTarget))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -233,11 +238,11 @@ func TestCrashDuringApplyBootCommit(t *testing.T) {
 // leaves the target whole, consistent with the state, and no temporary
 // file (unless removing it was what failed).
 func TestApplyFailingFileOperation(t *testing.T) {
-	c := crashClient(t, "2")
+	_, c, _ := serve(t, "2", strings.NewReader("program v2"))
 	run := func(failAt int) (*crashfs.FS, bool, error) {
 		m := crashfs.New().Put(crashTarget, "program v1", 0o755)
 		m.FailAt = failAt
-		u, err := NewUpdater(c, crashPub, "1", WithTarget(crashTarget))
+		u, err := NewUpdater(c, verifyKey, "1", WithTarget(crashTarget))
 		if err != nil {
 			t.Fatal(err)
 		}
