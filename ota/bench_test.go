@@ -30,10 +30,13 @@ func (z *zeroes) Read(p []byte) (int, error) {
 	return int(k), nil
 }
 
-// peakHeap samples the heap while the benchmark runs and reports its peak
-// above what was in use when it started (the server's copy of the bundle
-// included), in MiB.
-func peakHeap(b *testing.B) (stop func()) {
+// peakHeap runs iteration as the benchmark's loop, sampling the heap, and
+// reports its peak above what was in use when it started (the server's
+// copy of the bundle included), in MiB. Each iteration starts after a GC
+// outside the timed part, so that the heap sampled during it is what it
+// holds, not the garbage of the previous ones that the GC's pacing lets
+// pile up.
+func peakHeap(b *testing.B, iteration func()) {
 	runtime.GC()
 	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	read := func() uint64 { metrics.Read(sample); return sample[0].Value.Uint64() }
@@ -51,11 +54,15 @@ func peakHeap(b *testing.B) (stop func()) {
 			}
 		}
 	})
-	return func() {
-		close(done)
-		wg.Wait()
-		b.ReportMetric(float64(peak-min(peak, base))/(1<<20), "peak-heap-MiB")
+	for b.Loop() {
+		b.StopTimer()
+		runtime.GC()
+		b.StartTimer()
+		iteration()
 	}
+	close(done)
+	wg.Wait()
+	b.ReportMetric(float64(peak-min(peak, base))/(1<<20), "peak-heap-MiB")
 }
 
 // BenchmarkDownloadVerify is DownloadFirmware into the verifier, as
@@ -67,9 +74,7 @@ func BenchmarkDownloadVerify(b *testing.B) {
 			_, c, id := serve(b, "2", &zeroes{size})
 			b.SetBytes(size)
 			b.ReportAllocs()
-			stop := peakHeap(b)
-			for b.Loop() {
-				collect(b)
+			peakHeap(b, func() {
 				v, _ := newVerifier(pub, io.Discard, nil)
 				if _, err := c.DownloadFirmware(context.Background(), id, v, size+maxBundleExtra); err != nil {
 					b.Fatal(err)
@@ -77,8 +82,7 @@ func BenchmarkDownloadVerify(b *testing.B) {
 				if _, err := v.finish(); err != nil {
 					b.Fatal(err)
 				}
-			}
-			stop()
+			})
 		})
 	}
 }
@@ -91,9 +95,7 @@ func BenchmarkDownloadPipeVerify(b *testing.B) {
 			_, c, id := serve(b, "2", &zeroes{size})
 			b.SetBytes(size)
 			b.ReportAllocs()
-			stop := peakHeap(b)
-			for b.Loop() {
-				collect(b)
+			peakHeap(b, func() {
 				pr, pw := io.Pipe()
 				go func() {
 					_, err := c.DownloadFirmware(context.Background(), id, pw, size+1<<20)
@@ -102,8 +104,7 @@ func BenchmarkDownloadPipeVerify(b *testing.B) {
 				if _, err := Verify(pr, verifyKey, io.Discard); err != nil {
 					b.Fatal(err)
 				}
-			}
-			stop()
+			})
 		})
 	}
 }
@@ -117,9 +118,7 @@ func BenchmarkCopySHA256(b *testing.B) {
 			hc := &http.Client{}
 			b.SetBytes(size)
 			b.ReportAllocs()
-			stop := peakHeap(b)
-			for b.Loop() {
-				collect(b)
+			peakHeap(b, func() {
 				resp, err := hc.Get(srv.URL() + "things/" + testToken + "/firmwares/download/" + id)
 				if err != nil {
 					b.Fatal(err)
@@ -130,20 +129,10 @@ func BenchmarkCopySHA256(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-			}
-			stop()
+			})
 			hc.CloseIdleConnections()
 		})
 	}
-}
-
-// collect runs a GC outside the timed part, so that the heap sampled
-// during an iteration is what that iteration holds, not the garbage of the
-// previous ones that the GC's pacing lets pile up.
-func collect(b *testing.B) {
-	b.StopTimer()
-	runtime.GC()
-	b.StartTimer()
 }
 
 // BenchmarkDownloadVerifyRatio times DownloadFirmware into the verifier and
@@ -185,7 +174,9 @@ func BenchmarkDownloadVerifyRatio(b *testing.B) {
 			runs[0], runs[1], times[0], times[1] = floor, sdk, &tFloor, &tSDK
 		}
 		for k, run := range runs {
-			collect(b)
+			b.StopTimer() // a GC outside the timed part, as peakHeap does
+			runtime.GC()
+			b.StartTimer()
 			start := time.Now()
 			run()
 			*times[k] += time.Since(start)
