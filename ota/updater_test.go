@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -27,23 +26,11 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if builds.dir != "" {
-		os.RemoveAll(builds.dir)
-	}
 	if err := goleak.Find(); code == 0 && err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		code = 1
 	}
 	os.Exit(code)
-}
-
-// The end-to-end tests (e2e_test.go) update real programs: testdata/app
-// built as version 1 and version 2, once for all tests.
-var builds struct {
-	once   sync.Once
-	dir    string
-	v1, v2 []byte
-	err    error
 }
 
 const token = "ota-test-thing"
