@@ -2,7 +2,6 @@ package ota
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -217,7 +216,7 @@ func TestCrashDuringApplyBootCommit(t *testing.T) {
 			}
 			u.fs = m.Record()
 			before := m.Ops()
-			applied, err := u.Apply(context.Background())
+			applied, err := u.Apply(t.Context())
 			if err != nil || !applied {
 				t.Fatalf("Apply: %v, %v", applied, err)
 			}
@@ -247,7 +246,7 @@ func TestApplyFailingFileOperation(t *testing.T) {
 			t.Fatal(err)
 		}
 		u.fs = m
-		applied, err := u.Apply(context.Background())
+		applied, err := u.Apply(t.Context())
 		return m, applied, err
 	}
 	m, applied, err := run(0)
