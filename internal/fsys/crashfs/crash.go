@@ -54,8 +54,8 @@ type Crash struct {
 }
 
 // Crashes returns every state a crash after each recorded operation can
-// leave: a kill, and a power cut keeping each subset (Ordered: each
-// prefix) of the directory changes not synced, with the last write, if
+// leave: a kill, and a power cut keeping each subset of the directory
+// changes not synced, with the last write, if
 // the operation was one, whole or torn. A state appears once per
 // operation; the same state after two operations appears twice, since
 // what a test expects of it depends on when the crash came (see
@@ -77,10 +77,10 @@ func (m *FS) Crashes() []Crash {
 			}
 		}
 		add(m.restore(img.names, img.nodes, true), "kill")
-		if len(img.pending) > 12 && !m.Ordered {
+		if len(img.pending) > 12 {
 			panic("crashfs: too many directory changes not synced to try every subset")
 		}
-		for _, keep := range m.keeps(len(img.pending)) {
+		for keep := range 1 << len(img.pending) {
 			names := maps.Clone(img.durable)
 			kept := 0
 			for k, c := range img.pending {
@@ -99,18 +99,6 @@ func (m *FS) Crashes() []Crash {
 		}
 	}
 	return out
-}
-
-// keeps is the sets (bit k: change k) of n changes not synced a power cut
-// may keep.
-func (m *FS) keeps(n int) []int {
-	var sets []int
-	for set := 0; set < 1<<n; set++ {
-		if !m.Ordered || set&(set+1) == 0 { // a prefix: ones from bit 0 up
-			sets = append(sets, set)
-		}
-	}
-	return sets
 }
 
 // tear returns nodes with w's file as a power cut during w leaves it.
@@ -143,7 +131,7 @@ func splice(d []byte, off int64, b []byte) []byte {
 // saw them or as a power cut left them.
 func (m *FS) restore(names map[string]int, nodes map[int]node, process bool) *FS {
 	c := New()
-	c.NoLinks, c.Ordered, c.temps = m.NoLinks, m.Ordered, m.temps
+	c.NoLinks, c.temps = m.NoLinks, m.temps
 	for p, id := range names {
 		if !reachable(p, names) {
 			continue

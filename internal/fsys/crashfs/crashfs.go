@@ -6,8 +6,7 @@
 // the process sees, and what a power cut leaves. A power cut keeps a
 // file's data and mode as of its last Sync, and a directory's entries as
 // of its last SyncDir plus any subset of the entry changes made since (a
-// file system without a journal writes them in any order; with Ordered,
-// a journaling one, only a prefix of them). The last write, not synced,
+// file system may write them in any order). The last write, not synced,
 // may also be torn: half of it reached the disk, or zeros did, or it did
 // alone while the unsynced writes before it were lost. A kill keeps what
 // the process saw. Recording (Record), it keeps both states after every
@@ -42,9 +41,6 @@ type FS struct {
 	FailAt int
 	// NoLinks makes Link fail, as on a file system without hard links.
 	NoLinks bool
-	// Ordered keeps the directory changes not synced in order: a power cut
-	// keeps a prefix of them, as a journaling file system does.
-	Ordered bool
 
 	mu      sync.Mutex
 	nodes   map[int]node
@@ -154,7 +150,7 @@ func (m *FS) Kill() {
 func (m *FS) Clone() *FS {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return &FS{NoLinks: m.NoLinks, Ordered: m.Ordered, nodes: maps.Clone(m.nodes), names: maps.Clone(m.names),
+	return &FS{NoLinks: m.NoLinks, nodes: maps.Clone(m.nodes), names: maps.Clone(m.names),
 		durable: maps.Clone(m.durable), pending: slices.Clone(m.pending), next: m.next, temps: m.temps,
 		free: -1, locked: map[int]bool{}}
 }
