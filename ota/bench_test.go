@@ -2,7 +2,6 @@ package ota
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -15,14 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/thethings-go/thethings"
-	"github.com/thethings-go/thethings/thethingstest"
+	"github.com/thethings-go/thethings/internal/fsys"
 )
-
-// benchPriv signs the benchmarks' bundles.
-var benchPriv = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))
-
-const benchToken = "bench-thing"
 
 // zeroes is a payload reader of n bytes that holds none of them.
 type zeroes struct{ n int64 }
@@ -37,30 +30,13 @@ func (z *zeroes) Read(p []byte) (int, error) {
 	return int(k), nil
 }
 
-// benchServer serves a signed bundle of a size-byte payload.
-func benchServer(b *testing.B, size int64) (*thethingstest.Server, *thethings.Client, string) {
-	b.Helper()
-	var bundle bytesWriter
-	if err := Sign(&bundle, &zeroes{size}, "2", benchPriv); err != nil {
-		b.Fatal(err)
-	}
-	srv := thethingstest.NewServer(b, thethingstest.WithThingTokens(benchToken))
-	id := srv.AddFirmware("2", bundle.b)
-	c, err := thethings.NewClient(benchToken, thethings.WithBaseURL(srv.URL()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	return srv, c, id
-}
-
-type bytesWriter struct{ b []byte }
-
-func (w *bytesWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
-
-// peakHeap samples the heap while the benchmark runs and reports its peak
-// above what was in use when it started (the server's copy of the bundle
-// included), in MiB.
-func peakHeap(b *testing.B) (stop func()) {
+// peakHeap runs iteration as the benchmark's loop, sampling the heap, and
+// reports its peak above what was in use when it started (the server's
+// copy of the bundle included), in MiB. Each iteration starts after a GC
+// outside the timed part, so that the heap sampled during it is what it
+// holds, not the garbage of the previous ones that the GC's pacing lets
+// pile up.
+func peakHeap(b *testing.B, iteration func()) {
 	runtime.GC()
 	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
 	read := func() uint64 { metrics.Read(sample); return sample[0].Value.Uint64() }
@@ -78,25 +54,27 @@ func peakHeap(b *testing.B) (stop func()) {
 			}
 		}
 	})
-	return func() {
-		close(done)
-		wg.Wait()
-		b.ReportMetric(float64(peak-min(peak, base))/(1<<20), "peak-heap-MiB")
+	for b.Loop() {
+		b.StopTimer()
+		runtime.GC()
+		b.StartTimer()
+		iteration()
 	}
+	close(done)
+	wg.Wait()
+	b.ReportMetric(float64(peak-min(peak, base))/(1<<20), "peak-heap-MiB")
 }
 
 // BenchmarkDownloadVerify is DownloadFirmware into the verifier, as
 // Updater.Apply does, without the disk: the payload goes to io.Discard.
 func BenchmarkDownloadVerify(b *testing.B) {
-	pub := benchPriv.Public().(ed25519.PublicKey)
+	pub := verifyKey
 	for _, size := range []int64{64 << 20, 8 << 20} {
 		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
-			_, c, id := benchServer(b, size)
+			_, c, id := serve(b, "2", &zeroes{size})
 			b.SetBytes(size)
 			b.ReportAllocs()
-			stop := peakHeap(b)
-			for b.Loop() {
-				collect(b)
+			peakHeap(b, func() {
 				v, _ := newVerifier(pub, io.Discard, nil)
 				if _, err := c.DownloadFirmware(context.Background(), id, v, size+maxBundleExtra); err != nil {
 					b.Fatal(err)
@@ -104,8 +82,7 @@ func BenchmarkDownloadVerify(b *testing.B) {
 				if _, err := v.finish(); err != nil {
 					b.Fatal(err)
 				}
-			}
-			stop()
+			})
 		})
 	}
 }
@@ -115,22 +92,19 @@ func BenchmarkDownloadVerify(b *testing.B) {
 func BenchmarkDownloadPipeVerify(b *testing.B) {
 	for _, size := range []int64{64 << 20} {
 		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
-			_, c, id := benchServer(b, size)
+			_, c, id := serve(b, "2", &zeroes{size})
 			b.SetBytes(size)
 			b.ReportAllocs()
-			stop := peakHeap(b)
-			for b.Loop() {
-				collect(b)
+			peakHeap(b, func() {
 				pr, pw := io.Pipe()
 				go func() {
 					_, err := c.DownloadFirmware(context.Background(), id, pw, size+1<<20)
 					pw.CloseWithError(err)
 				}()
-				if _, err := Verify(pr, benchPriv.Public().(ed25519.PublicKey), io.Discard); err != nil {
+				if _, err := Verify(pr, verifyKey, io.Discard); err != nil {
 					b.Fatal(err)
 				}
-			}
-			stop()
+			})
 		})
 	}
 }
@@ -140,14 +114,12 @@ func BenchmarkDownloadPipeVerify(b *testing.B) {
 func BenchmarkCopySHA256(b *testing.B) {
 	for _, size := range []int64{64 << 20, 8 << 20} {
 		b.Run(fmt.Sprintf("%dMiB", size>>20), func(b *testing.B) {
-			srv, _, id := benchServer(b, size)
+			srv, _, id := serve(b, "2", &zeroes{size})
 			hc := &http.Client{}
 			b.SetBytes(size)
 			b.ReportAllocs()
-			stop := peakHeap(b)
-			for b.Loop() {
-				collect(b)
-				resp, err := hc.Get(srv.URL() + "things/" + benchToken + "/firmwares/download/" + id)
+			peakHeap(b, func() {
+				resp, err := hc.Get(srv.URL() + "things/" + testToken + "/firmwares/download/" + id)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -157,20 +129,10 @@ func BenchmarkCopySHA256(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-			}
-			stop()
+			})
 			hc.CloseIdleConnections()
 		})
 	}
-}
-
-// collect runs a GC outside the timed part, so that the heap sampled
-// during an iteration is what that iteration holds, not the garbage of the
-// previous ones that the GC's pacing lets pile up.
-func collect(b *testing.B) {
-	b.StopTimer()
-	runtime.GC()
-	b.StartTimer()
 }
 
 // BenchmarkDownloadVerifyRatio times DownloadFirmware into the verifier and
@@ -180,8 +142,8 @@ func collect(b *testing.B) {
 // holds.
 func BenchmarkDownloadVerifyRatio(b *testing.B) {
 	const size = 64 << 20
-	pub := benchPriv.Public().(ed25519.PublicKey)
-	srv, c, id := benchServer(b, size)
+	pub := verifyKey
+	srv, c, id := serve(b, "2", &zeroes{size})
 	hc := &http.Client{}
 	defer hc.CloseIdleConnections()
 	sdk := func() {
@@ -194,7 +156,7 @@ func BenchmarkDownloadVerifyRatio(b *testing.B) {
 		}
 	}
 	floor := func() {
-		resp, err := hc.Get(srv.URL() + "things/" + benchToken + "/firmwares/download/" + id)
+		resp, err := hc.Get(srv.URL() + "things/" + testToken + "/firmwares/download/" + id)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -212,7 +174,9 @@ func BenchmarkDownloadVerifyRatio(b *testing.B) {
 			runs[0], runs[1], times[0], times[1] = floor, sdk, &tFloor, &tSDK
 		}
 		for k, run := range runs {
-			collect(b)
+			b.StopTimer() // a GC outside the timed part, as peakHeap does
+			runtime.GC()
+			b.StartTimer()
 			start := time.Now()
 			run()
 			*times[k] += time.Since(start)
@@ -237,14 +201,14 @@ func BenchmarkBoot(b *testing.B) {
 			if err := os.WriteFile(target, make([]byte, tc.size), 0o755); err != nil {
 				b.Fatal(err)
 			}
-			sum, err := fileSHA256(osFS{}, target)
+			sum, err := fileSHA256(fsys.OS, target)
 			if err != nil {
 				b.Fatal(err)
 			}
 			for b.Loop() {
 				if tc.trial {
 					b.StopTimer()
-					if err := writeState(osFS{}, target, state{Phase: phaseTrial, From: "1", To: "2", SHA256: sum}); err != nil {
+					if err := writeState(fsys.OS, target, state{Phase: phaseTrial, From: "1", To: "2", SHA256: sum}); err != nil {
 						b.Fatal(err)
 					}
 					b.StartTimer()

@@ -2,10 +2,10 @@ package ota
 
 import (
 	"bytes"
-	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -13,14 +13,15 @@ import (
 	"testing"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/fsys/crashfs"
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
-// The crash tests run Apply, Boot and Commit on a memFS, then cut the
-// power after every operation, keeping every prefix of the directory
-// changes not yet fsync'd and every file's data as of its last fsync (or
-// kill -9 it, which keeps everything), and start the device on each image
-// left: the target must run, a trial must
+// The crash tests run Apply, Boot and Commit on a crashfs.FS, then cut the
+// power after every operation, keeping any subset of the directory
+// changes not yet fsync'd and every file's data as of its last fsync, the
+// last write whole or torn (or kill -9 it, which keeps everything), and
+// start the device on each state left: the target must run, a trial must
 // end, the previous version must be there while a trial runs, and no
 // report may be lost.
 
@@ -28,8 +29,8 @@ const crashDir = "/dev0"
 
 var (
 	crashTarget = crashDir + "/app"
-	crashPriv   = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize))
-	crashPub    = crashPriv.Public().(ed25519.PublicKey)
+	signKey     = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{9}, ed25519.SeedSize)) // signs the bundles serve offers
+	verifyKey   = signKey.Public().(ed25519.PublicKey)
 	programs    = map[string]string{"program v0": "0", "program v1": "1", "program v2": "2", "program v3": "3"}
 )
 
@@ -44,24 +45,28 @@ func (n noWrites) RoundTrip(r *http.Request) (*http.Response, error) {
 	return n.base.RoundTrip(r)
 }
 
-// crashClient is a client of a server offering version v, whose report
-// writes all fail.
-func crashClient(t *testing.T, v string) *thethings.Client {
-	t.Helper()
-	srv := thethingstest.NewServer(t, thethingstest.WithThingTokens("crash-thing"))
+const testToken = "ota-thing"
+
+// serve starts a test server offering payload as firmware version v,
+// signed by signKey, and returns it, a client of it that does not retry
+// and whose report writes all fail (the benchmarks only download), and
+// the firmware's id.
+func serve(tb testing.TB, v string, payload io.Reader) (*thethingstest.Server, *thethings.Client, string) {
+	tb.Helper()
 	var bundle bytes.Buffer
-	if err := Sign(&bundle, bytes.NewReader([]byte("program v"+v)), v, crashPriv); err != nil {
-		t.Fatal(err)
+	if err := Sign(&bundle, payload, v, signKey); err != nil {
+		tb.Fatal(err)
 	}
-	srv.AddFirmware(v, bundle.Bytes())
+	srv := thethingstest.NewServer(tb, thethingstest.WithThingTokens(testToken))
+	id := srv.AddFirmware(v, bundle.Bytes())
 	tr := noWrites{http.DefaultTransport.(*http.Transport).Clone()}
-	t.Cleanup(tr.base.CloseIdleConnections)
-	c, err := thethings.NewClient("crash-thing", thethings.WithBaseURL(srv.URL()),
+	tb.Cleanup(tr.base.CloseIdleConnections)
+	c, err := thethings.NewClient(testToken, thethings.WithBaseURL(srv.URL()),
 		thethings.WithHTTPClient(&http.Client{Transport: tr}), thethings.WithRetry(thethings.NoRetries))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	return c
+	return srv, c, id
 }
 
 // device starts the program of an image again and again, as a supervisor
@@ -78,9 +83,9 @@ type device struct {
 
 // check asserts what must hold in any image: the target runs, and while
 // a new version is on trial the previous version is there, whole.
-func (d *device) check(m *memFS, what string) {
+func (d *device) check(m *crashfs.FS, what string) {
 	d.t.Helper()
-	content, mode, ok := m.file(crashTarget)
+	content, mode, ok := m.Content(crashTarget)
 	if _, known := programs[content]; !ok || !known || mode&0o100 == 0 {
 		d.t.Fatalf("%s: the target is %q (mode %o, exists %v): it does not run", what, content, mode, ok)
 	}
@@ -89,7 +94,7 @@ func (d *device) check(m *memFS, what string) {
 		d.t.Fatalf("%s: %v", what, err)
 	}
 	if hasState && st.Phase == phaseTrial && content == "program v"+st.To {
-		prev, mode, ok := m.file(previousPath(crashTarget))
+		prev, mode, ok := m.Content(previousPath(crashTarget))
 		if _, known := programs[prev]; !ok || !known || mode&0o100 == 0 || prev == content {
 			d.t.Fatalf("%s: version %s is on trial, and the previous version is %q (mode %o, exists %v)", what, st.To, prev, mode, ok)
 		}
@@ -107,15 +112,15 @@ func (d *device) check(m *memFS, what string) {
 // settles: the trial ends, the same version runs at the last starts, a
 // version that ran uncommitted was rolled back with a report, and the old
 // one runs again.
-func (d *device) run(m *memFS, what string) {
+func (d *device) run(m *crashfs.FS, what string) {
 	d.t.Helper()
 	d.check(m, what)
 	*d.images++
 	var ran []string
 	for start := range 5 {
-		rec := m.clone()
+		rec := m.Clone()
 		if d.depth > 0 {
-			rec.record()
+			rec.Record()
 		}
 		rolledBack, err := boot(rec, crashTarget)
 		if err != nil {
@@ -127,14 +132,14 @@ func (d *device) run(m *memFS, what string) {
 		if rolledBack {
 			continue // the caller exits or re-executes
 		}
-		content, _, _ := m.file(crashTarget)
+		content, _, _ := m.Content(crashTarget)
 		ran = append(ran, programs[content])
 		if d.commit {
-			rec := m.clone()
+			rec := m.Clone()
 			if d.depth > 0 {
-				rec.record()
+				rec.Record()
 			}
-			u := &Updater{c: d.c, pub: crashPub, current: programs[content],
+			u := &Updater{c: d.c, pub: verifyKey, current: programs[content],
 				cfg: config{target: crashTarget, reportKey: DefaultReportKey}, fs: rec}
 			if err := u.Commit(); err != nil {
 				d.t.Fatalf("%s, start %d: Commit: %v", what, start, err)
@@ -164,15 +169,15 @@ func (d *device) run(m *memFS, what string) {
 
 // deeper runs the device on every image a power cut during rec's
 // recording leaves.
-func (d *device) deeper(rec *memFS, what string) {
+func (d *device) deeper(rec *crashfs.FS, what string) {
 	d.t.Helper()
 	if d.depth == 0 {
 		return
 	}
 	inner := *d
 	inner.depth--
-	for _, img := range rec.crashImages() {
-		inner.run(img.fs, what+": "+img.what)
+	for _, c := range crashfs.Distinct(rec.Crashes()) {
+		inner.run(c.FS, what+": "+c.What)
 	}
 }
 
@@ -192,9 +197,12 @@ func TestCrashDuringApplyBootCommit(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			c := crashClient(t, tc.offer)
-			m := newMemFS(tc.files)
-			m.noLinks = tc.noLinks
+			_, c, _ := serve(t, tc.offer, strings.NewReader("program v"+tc.offer))
+			m := crashfs.New()
+			for name, data := range tc.files {
+				m.Put(name, data, 0o755)
+			}
+			m.NoLinks = tc.noLinks
 			var keep []report
 			if tc.state != nil {
 				if err := writeState(m, crashTarget, *tc.state); err != nil {
@@ -202,24 +210,25 @@ func TestCrashDuringApplyBootCommit(t *testing.T) {
 				}
 				keep = tc.state.Unsent
 			}
-			u, err := NewUpdater(c, crashPub, "1", WithTarget(crashTarget))
+			u, err := NewUpdater(c, verifyKey, "1", WithTarget(crashTarget))
 			if err != nil {
 				t.Fatal(err)
 			}
-			u.fs = m.record()
-			applied, err := u.Apply(context.Background())
+			u.fs = m.Record()
+			before := m.Ops()
+			applied, err := u.Apply(t.Context())
 			if err != nil || !applied {
 				t.Fatalf("Apply: %v, %v", applied, err)
 			}
-			images, started := m.crashImages(), 0
+			images, started := crashfs.Distinct(m.Crashes()), 0
 			for _, commit := range []bool{false, true} {
 				d := &device{t: t, c: c, commit: commit, old: "1", keep: keep, depth: 1, images: &started}
 				for _, img := range images {
-					d.run(img.fs, "during Apply: "+img.what)
+					d.run(img.FS, "during Apply: "+img.What)
 				}
 			}
 			t.Logf("%d operations, %d distinct power-cut images of Apply; the device started on %d images, those of Boot and Commit included",
-				len(m.log), len(images), started)
+				m.Ops()-before, len(images), started)
 		})
 	}
 }
@@ -228,26 +237,26 @@ func TestCrashDuringApplyBootCommit(t *testing.T) {
 // leaves the target whole, consistent with the state, and no temporary
 // file (unless removing it was what failed).
 func TestApplyFailingFileOperation(t *testing.T) {
-	c := crashClient(t, "2")
-	files := map[string]string{crashTarget: "program v1"}
-	run := func(failAt int) (*memFS, bool, error) {
-		m := newMemFS(files)
-		m.failAt = failAt
-		u, err := NewUpdater(c, crashPub, "1", WithTarget(crashTarget))
+	_, c, _ := serve(t, "2", strings.NewReader("program v2"))
+	run := func(failAt int) (*crashfs.FS, bool, error) {
+		m := crashfs.New().Put(crashTarget, "program v1", 0o755)
+		m.FailAt = failAt
+		u, err := NewUpdater(c, verifyKey, "1", WithTarget(crashTarget))
 		if err != nil {
 			t.Fatal(err)
 		}
 		u.fs = m
-		applied, err := u.Apply(context.Background())
+		applied, err := u.Apply(t.Context())
 		return m, applied, err
 	}
 	m, applied, err := run(0)
 	if err != nil || !applied {
 		t.Fatalf("Apply: %v, %v", applied, err)
 	}
-	for i := 1; i <= m.ops; i++ {
+	t.Logf("%d operations of Apply, each failed in turn", m.Ops())
+	for i := 1; i <= m.Ops(); i++ {
 		m, applied, err := run(i)
-		what := fmt.Sprintf("operation %d of %d fails", i, m.ops)
+		what := fmt.Sprintf("operation %d of %d fails", i, m.Ops())
 		if err == nil {
 			if !applied {
 				t.Fatalf("%s: Apply says nothing was applied, without an error", what)
@@ -259,15 +268,15 @@ func TestApplyFailingFileOperation(t *testing.T) {
 		}
 		d := &device{t: t, c: c, old: "1", images: new(int)}
 		d.check(m, what)
-		content, _, _ := m.file(crashTarget)
+		content, _, _ := m.Content(crashTarget)
 		st, hasState, _ := readState(m, crashTarget)
 		if onTrial := hasState && st.Phase == phaseTrial; onTrial != (content == "program v2") {
 			t.Fatalf("%s (%v): target %q, state %+v", what, err, content, st)
 		}
-		names, _ := m.ReadDir(crashDir)
-		for _, name := range names {
-			if strings.HasPrefix(name, ".") && !strings.Contains(err.Error(), "remove") {
-				t.Fatalf("%s (%v): %s left behind", what, err, name)
+		entries, _ := m.ReadDir(crashDir)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".") && !strings.Contains(err.Error(), "remove") {
+				t.Fatalf("%s (%v): %s left behind", what, err, e.Name())
 			}
 		}
 	}

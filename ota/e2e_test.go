@@ -19,59 +19,12 @@ import (
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
-func buildApps(t *testing.T) (v1, v2 []byte) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds two programs")
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool to build the test programs")
-	}
-	builds.once.Do(func() {
-		builds.dir, builds.err = os.MkdirTemp("", "ota-e2e-")
-		for _, v := range []struct {
-			name string
-			dst  *[]byte
-		}{{"1", &builds.v1}, {"2", &builds.v2}} {
-			if builds.err != nil {
-				return
-			}
-			out := filepath.Join(builds.dir, "app"+v.name)
-			cmd := exec.Command(goTool, "build", "-o", out, "-ldflags", "-X main.version="+v.name, "./testdata/app")
-			if b, err := cmd.CombinedOutput(); err != nil {
-				builds.err = &buildError{err, string(b)}
-				return
-			}
-			*v.dst, builds.err = os.ReadFile(out)
-		}
-	})
-	require.NoError(t, builds.err)
-	return builds.v1, builds.v2
-}
-
-type buildError struct {
-	err error
-	out string
-}
-
-func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
-
 // device is a directory holding the program, and the environment it runs
 // with.
 type device struct {
 	t      *testing.T
 	target string
 	env    []string
-}
-
-func newDevice(t *testing.T, srv *thethingstest.Server, program []byte) *device {
-	t.Helper()
-	target := filepath.Join(t.TempDir(), "app")
-	require.NoError(t, os.WriteFile(target, program, 0o755))
-	return &device{t: t, target: target, env: append(os.Environ(),
-		"THETHINGS_BASE_URL="+srv.URL(), "THETHINGS_TOKEN="+token,
-		"OTA_PUBLIC_KEY="+base64.StdEncoding.EncodeToString(testPub))}
 }
 
 func (d *device) command(args ...string) *exec.Cmd {
@@ -95,72 +48,102 @@ func (d *device) mustRun(args ...string) string {
 	return out
 }
 
-func TestE2EUpdateCommitRollback(t *testing.T) {
-	v1, v2 := buildApps(t)
-	srv := newFixture(t).srv
-	srv.AddFirmware("2", sign(t, v2, "2"))
-
-	// v1 updates to v2, which commits after its first start.
-	d := newDevice(t, srv, v1)
-	assert.Equal(t, "applied: true", d.mustRun("update"))
-	d.env = append(d.env, "OTA_COMMIT=1")
-	assert.Equal(t, "2", d.mustRun("run"))
-	assert.Equal(t, "2", d.mustRun("run"), "committed: v2 stays")
-
-	// A v2 that does not commit is rolled back at the next start.
-	d = newDevice(t, srv, v1)
-	assert.Equal(t, "applied: true", d.mustRun("update"))
-	assert.Equal(t, "2", d.mustRun("run"), "the trial run")
-	assert.Equal(t, "1", d.mustRun("run"), "rolled back, and re-executed as v1")
-	assert.Equal(t, "1", d.mustRun("version"))
-	assert.Equal(t, "applied: false", d.mustRun("update"), "the rolled-back version is not taken again")
-}
-
-func TestE2ERefusesTamperedBundle(t *testing.T) {
-	v1, v2 := buildApps(t)
-	bundle := sign(t, v2, "2")
-	bundle[len(bundle)/2] ^= 0x01
-	srv := newFixture(t).srv
-	srv.AddFirmware("2", bundle)
-	d := newDevice(t, srv, v1)
-	out, failed := d.run("update")
-	require.True(t, failed)
-	assert.Contains(t, out, "does not match its signed digest")
-	got, err := os.ReadFile(d.target)
-	require.NoError(t, err)
-	assert.True(t, bytes.Equal(v1, got), "the target is untouched")
-	assert.Equal(t, "1", d.mustRun("run"))
-}
-
-// A kill -9 at any moment of Apply leaves a target that starts: v1 or v2,
-// whole.
-func TestE2EKilledDuringApply(t *testing.T) {
-	v1, v2 := buildApps(t)
-	srv := newFixture(t).srv
-	srv.AddFirmware("2", sign(t, v2, "2"))
-
-	// How long one update takes here sets the range of kill moments.
-	d := newDevice(t, srv, v1)
-	start := time.Now()
-	d.mustRun("update")
-	span := time.Since(start)
-
-	rng := rand.New(rand.NewPCG(21, 21))
-	outcomes := map[string]int{}
-	for i := range 10 {
-		d := newDevice(t, srv, v1)
-		cmd := d.command("update")
-		require.NoError(t, cmd.Start())
-		kill := time.AfterFunc(time.Duration(rng.Int64N(int64(span))), func() { _ = cmd.Process.Kill() })
-		_ = cmd.Wait()
-		kill.Stop()
-
-		got, err := os.ReadFile(d.target)
-		require.NoError(t, err, "kill %d: the target exists", i)
-		require.True(t, bytes.Equal(got, v1) || bytes.Equal(got, v2), "kill %d: the target is v1 or v2, whole", i)
-		version := d.mustRun("run")
-		require.Contains(t, []string{"1", "2"}, version, "kill %d", i)
-		outcomes[version]++
+// TestE2E updates real programs: testdata/app built as version 1 and
+// version 2.
+func TestE2E(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two programs")
 	}
-	t.Logf("after 10 kills during an update of %s: %v", span, outcomes)
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool to build the test programs")
+	}
+	dir := t.TempDir()
+	var v1, v2 []byte
+	for v, dst := range map[string]*[]byte{"1": &v1, "2": &v2} {
+		out := filepath.Join(dir, "app"+v)
+		cmd := exec.Command(goTool, "build", "-o", out, "-ldflags", "-X main.version="+v, "./testdata/app")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build version %s: %v: %s", v, err, b)
+		}
+		if *dst, err = os.ReadFile(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// newDevice is a directory holding v1, run with srv's address.
+	newDevice := func(t *testing.T, srv *thethingstest.Server) *device {
+		t.Helper()
+		target := filepath.Join(t.TempDir(), "app")
+		require.NoError(t, os.WriteFile(target, v1, 0o755))
+		return &device{t: t, target: target, env: append(os.Environ(),
+			"THETHINGS_BASE_URL="+srv.URL(), "THETHINGS_TOKEN="+token,
+			"OTA_PUBLIC_KEY="+base64.StdEncoding.EncodeToString(testPub))}
+	}
+
+	t.Run("UpdateCommitRollback", func(t *testing.T) {
+		srv := newFixture(t).srv
+		srv.AddFirmware("2", sign(t, v2, "2"))
+
+		// v1 updates to v2, which commits after its first start.
+		d := newDevice(t, srv)
+		assert.Equal(t, "applied: true", d.mustRun("update"))
+		d.env = append(d.env, "OTA_COMMIT=1")
+		assert.Equal(t, "2", d.mustRun("run"))
+		assert.Equal(t, "2", d.mustRun("run"), "committed: v2 stays")
+
+		// A v2 that does not commit is rolled back at the next start.
+		d = newDevice(t, srv)
+		assert.Equal(t, "applied: true", d.mustRun("update"))
+		assert.Equal(t, "2", d.mustRun("run"), "the trial run")
+		assert.Equal(t, "1", d.mustRun("run"), "rolled back, and re-executed as v1")
+		assert.Equal(t, "1", d.mustRun("version"))
+		assert.Equal(t, "applied: false", d.mustRun("update"), "the rolled-back version is not taken again")
+	})
+
+	t.Run("RefusesTamperedBundle", func(t *testing.T) {
+		bundle := sign(t, v2, "2")
+		bundle[len(bundle)/2] ^= 0x01
+		srv := newFixture(t).srv
+		srv.AddFirmware("2", bundle)
+		d := newDevice(t, srv)
+		out, failed := d.run("update")
+		require.True(t, failed)
+		assert.Contains(t, out, "does not match its signed digest")
+		got, err := os.ReadFile(d.target)
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(v1, got), "the target is untouched")
+		assert.Equal(t, "1", d.mustRun("run"))
+	})
+
+	// A kill -9 at any moment of Apply leaves a target that starts: v1 or v2,
+	// whole.
+	t.Run("KilledDuringApply", func(t *testing.T) {
+		srv := newFixture(t).srv
+		srv.AddFirmware("2", sign(t, v2, "2"))
+
+		// How long one update takes here sets the range of kill moments.
+		d := newDevice(t, srv)
+		start := time.Now()
+		d.mustRun("update")
+		span := time.Since(start)
+
+		rng := rand.New(rand.NewPCG(21, 21))
+		outcomes := map[string]int{}
+		for i := range 10 {
+			d := newDevice(t, srv)
+			cmd := d.command("update")
+			require.NoError(t, cmd.Start())
+			kill := time.AfterFunc(time.Duration(rng.Int64N(int64(span))), func() { _ = cmd.Process.Kill() })
+			_ = cmd.Wait()
+			kill.Stop()
+
+			got, err := os.ReadFile(d.target)
+			require.NoError(t, err, "kill %d: the target exists", i)
+			require.True(t, bytes.Equal(got, v1) || bytes.Equal(got, v2), "kill %d: the target is v1 or v2, whole", i)
+			version := d.mustRun("run")
+			require.Contains(t, []string{"1", "2"}, version, "kill %d", i)
+			outcomes[version]++
+		}
+		t.Logf("after 10 kills during an update of %s: %v", span, outcomes)
+	})
 }

@@ -9,6 +9,8 @@ import (
 	"io"
 	"io/fs"
 	"path/filepath"
+
+	"github.com/thethings-go/thethings/internal/fsys"
 )
 
 // Phases of the trial state; see the package documentation.
@@ -50,7 +52,7 @@ func previousPath(target string) string { return target + ".previous" }
 const errDamaged = "the update state file was damaged; an update on trial, if any, stays"
 
 // readState returns the target's state; ok is false when there is none.
-func readState(fsys fileSystem, target string) (st state, ok bool, err error) {
+func readState(fsys fsys.FS, target string) (st state, ok bool, err error) {
 	f, err := fsys.Open(statePath(target))
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, false, nil
@@ -74,7 +76,7 @@ func readState(fsys fileSystem, target string) (st state, ok bool, err error) {
 
 // writeState replaces the target's state durably; an idle state with no
 // report to send is removed instead.
-func writeState(fsys fileSystem, target string, st state) error {
+func writeState(fsys fsys.FS, target string, st state) error {
 	if st.Phase == phaseIdle && len(st.Unsent) == 0 {
 		return removeState(fsys, target)
 	}
@@ -86,7 +88,7 @@ func writeState(fsys fileSystem, target string, st state) error {
 }
 
 // removeState removes the target's state durably.
-func removeState(fsys fileSystem, target string) error {
+func removeState(fsys fsys.FS, target string) error {
 	if err := fsys.Remove(statePath(target)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("thethings: ota: %w", err)
 	}
@@ -96,7 +98,7 @@ func removeState(fsys fileSystem, target string) error {
 // writeFileAtomic replaces path with data: a temporary file in the same
 // directory, fsync'd, renamed over path, then the directory fsync'd. A
 // crash leaves the old content or the new, whole.
-func writeFileAtomic(fsys fileSystem, path string, data []byte) error {
+func writeFileAtomic(fsys fsys.FS, path string, data []byte) error {
 	dir := filepath.Dir(path)
 	f, err := fsys.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -119,7 +121,7 @@ func writeFileAtomic(fsys fileSystem, path string, data []byte) error {
 	return syncDir(fsys, dir)
 }
 
-func syncDir(fsys fileSystem, dir string) error {
+func syncDir(fsys fsys.FS, dir string) error {
 	if err := fsys.SyncDir(dir); err != nil {
 		return fmt.Errorf("thethings: ota: %w", err)
 	}
@@ -127,7 +129,7 @@ func syncDir(fsys fileSystem, dir string) error {
 }
 
 // fileSHA256 is the hex SHA-256 of a file's content.
-func fileSHA256(fsys fileSystem, path string) (string, error) {
+func fileSHA256(fsys fsys.FS, path string) (string, error) {
 	f, err := fsys.Open(path)
 	if err != nil {
 		return "", err
@@ -154,10 +156,10 @@ func fileSHA256(fsys fileSystem, path string) (string, error) {
 // systemd ExecStartPre command that calls Boot(target) before every start.
 // One or the other, not both: every call counts a start.
 func Boot(target string) (rolledBack bool, err error) {
-	return boot(osFS{}, target)
+	return boot(fsys.OS, target)
 }
 
-func boot(fsys fileSystem, target string) (bool, error) {
+func boot(fsys fsys.FS, target string) (bool, error) {
 	st, ok, err := readState(fsys, target)
 	if err != nil || !ok || st.Phase != phaseTrial {
 		return false, err
@@ -199,7 +201,7 @@ const errNotCommitted = "not committed by its trial run"
 
 // rejected ends the trial of st, which is not applied again, and keeps a
 // report of it to send.
-func rejected(fsys fileSystem, target string, st state, reportState, why string) error {
+func rejected(fsys fsys.FS, target string, st state, reportState, why string) error {
 	st.queue(report{Version: st.To, State: reportState, Error: why})
 	return writeState(fsys, target, state{Phase: phaseRejected, To: st.To, Unsent: st.Unsent})
 }

@@ -3,12 +3,14 @@ package ota
 import (
 	"strings"
 	"testing"
+
+	"github.com/thethings-go/thethings/internal/fsys/crashfs"
 )
 
 // However many reports wait, and however long their errors, the state
 // stays readable: the 16 newest are kept, their errors cut short.
 func TestStateKeepsReportsBounded(t *testing.T) {
-	m := newMemFS(map[string]string{crashTarget: "program v1"})
+	m := crashfs.New().Put(crashTarget, "program v1", 0o755)
 	st := state{Phase: phaseTrial, From: "1", To: "2", SHA256: strings.Repeat("a", 64)}
 	for range 40 {
 		st.queue(report{Version: strings.Repeat("<", maxVersionLen), State: StateFailed, Error: strings.Repeat("é<\x01", 5000)})

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/fsys"
 	"github.com/thethings-go/thethings/internal/version"
 )
 
@@ -78,7 +79,7 @@ type Updater struct {
 	pub     ed25519.PublicKey
 	current string
 	cfg     config
-	fs      fileSystem
+	fs      fsys.FS
 }
 
 // NewUpdater returns an Updater for the program running version current,
@@ -109,7 +110,7 @@ func NewUpdater(c *thethings.Client, pub ed25519.PublicKey, current string, opts
 		}
 		cfg.target = exe
 	}
-	return &Updater{c: c, pub: pub, current: current, cfg: cfg, fs: osFS{}}, nil
+	return &Updater{c: c, pub: pub, current: current, cfg: cfg, fs: fsys.OS}, nil
 }
 
 // Check asks the platform for its latest firmware and reports whether it
@@ -268,7 +269,7 @@ func (u *Updater) apply(ctx context.Context, fw thethings.Firmware) error {
 }
 
 // checkFiles applies checkRuns to two files.
-func checkFiles(fsys fileSystem, target, payload string) error {
+func checkFiles(fsys fsys.FS, target, payload string) error {
 	t, err := fsys.Open(target)
 	if err != nil {
 		return fmt.Errorf("thethings: ota: target: %w", err)
@@ -283,7 +284,7 @@ func checkFiles(fsys fileSystem, target, payload string) error {
 }
 
 // closeSynced gives f the mode, fsyncs and closes it.
-func closeSynced(f tempFile, mode fs.FileMode) error {
+func closeSynced(f fsys.File, mode fs.FileMode) error {
 	err := f.Chmod(mode)
 	if err == nil {
 		err = f.Sync()
@@ -327,7 +328,7 @@ func (u *Updater) fetch(ctx context.Context, fw thethings.Firmware, dst io.Write
 // keepPrevious makes target+".previous" the target's current content, by
 // a hard link or else an fsync'd copy of the given mode, placed by a
 // rename.
-func keepPrevious(fsys fileSystem, target string, mode fs.FileMode) error {
+func keepPrevious(fsys fsys.FS, target string, mode fs.FileMode) error {
 	dir := filepath.Dir(target)
 	tmp := filepath.Join(dir, "."+filepath.Base(target)+".previous-link")
 	fsys.Remove(tmp)
@@ -345,7 +346,7 @@ func keepPrevious(fsys fileSystem, target string, mode fs.FileMode) error {
 
 // copyFile copies src to an fsync'd temporary file beside it, for a file
 // system without hard links.
-func copyFile(fsys fileSystem, src string, mode fs.FileMode) (string, error) {
+func copyFile(fsys fsys.FS, src string, mode fs.FileMode) (string, error) {
 	in, err := fsys.Open(src)
 	if err != nil {
 		return "", fmt.Errorf("thethings: ota: keep previous: %w", err)
@@ -368,11 +369,11 @@ func copyFile(fsys fileSystem, src string, mode fs.FileMode) (string, error) {
 }
 
 // removeLeftovers removes temporary files a killed Apply left in dir.
-func removeLeftovers(fsys fileSystem, dir, prefix string) {
-	names, _ := fsys.ReadDir(dir)
-	for _, name := range names {
-		if strings.HasPrefix(name, prefix) {
-			fsys.Remove(filepath.Join(dir, name))
+func removeLeftovers(fsys fsys.FS, dir, prefix string) {
+	entries, _ := fsys.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) {
+			fsys.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
 }

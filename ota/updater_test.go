@@ -2,7 +2,6 @@ package ota_test
 
 import (
 	"bytes"
-	"context"
 	"debug/elf"
 	"encoding/binary"
 	"encoding/json"
@@ -12,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -27,23 +25,11 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if builds.dir != "" {
-		os.RemoveAll(builds.dir)
-	}
 	if err := goleak.Find(); code == 0 && err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		code = 1
 	}
 	os.Exit(code)
-}
-
-// The end-to-end tests (e2e_test.go) update real programs: testdata/app
-// built as version 1 and version 2, once for all tests.
-var builds struct {
-	once   sync.Once
-	dir    string
-	v1, v2 []byte
-	err    error
 }
 
 const token = "ota-test-thing"
@@ -107,7 +93,7 @@ func (f *fixture) dirNames(t *testing.T) []string {
 
 func TestUpdaterApplyCommit(t *testing.T) {
 	f := newFixture(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	u := f.updater(t, "1")
 	applied, err := u.Apply(ctx)
 	require.NoError(t, err)
@@ -148,7 +134,7 @@ func TestUpdaterApplyCommit(t *testing.T) {
 
 func TestUpdaterRollsBackUncommittedTrial(t *testing.T) {
 	f := newFixture(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	f.srv.AddFirmware("2", sign(t, []byte("program v2"), "2"))
 	applied, err := f.updater(t, "1").Apply(ctx)
 	require.NoError(t, err)
@@ -214,7 +200,7 @@ func TestUpdaterRefusesBadBundles(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t)
 			f.srv.AddFirmware("2", tc.bundle)
-			applied, err := f.updater(t, "1", tc.opts...).Apply(context.Background())
+			applied, err := f.updater(t, "1", tc.opts...).Apply(t.Context())
 			require.ErrorIs(t, err, tc.want)
 			assert.False(t, applied)
 			assert.Equal(t, "program v1", f.content(t), "the target is untouched")
@@ -231,7 +217,7 @@ func TestUpdaterResumesCutDownload(t *testing.T) {
 	f := newFixture(t, thethingstest.WithFirmwareFaults(thethingstest.FirmwareFaults{CutAfter: 4000}))
 	payload := bytes.Repeat([]byte("v2 "), 5000)
 	f.srv.AddFirmware("2", sign(t, payload, "2"))
-	applied, err := f.updater(t, "1").Apply(context.Background())
+	applied, err := f.updater(t, "1").Apply(t.Context())
 	require.NoError(t, err)
 	assert.True(t, applied)
 	assert.Equal(t, string(payload), f.content(t))
@@ -275,7 +261,7 @@ func (f *failingWrites) RoundTrip(r *http.Request) (*http.Response, error) {
 // meanwhile the rolled-back version is not taken again.
 func TestUpdaterKeepsRollbackReportUntilSent(t *testing.T) {
 	f := newFixture(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	f.srv.AddFirmware("2", sign(t, []byte("program v2"), "2"))
 	applied, err := f.updater(t, "1").Apply(ctx)
 	require.NoError(t, err)
@@ -317,7 +303,7 @@ func TestUpdaterCommitByOldVersionKeepsTrial(t *testing.T) {
 	f := newFixture(t)
 	f.srv.AddFirmware("2", sign(t, []byte("program v2"), "2"))
 	u := f.updater(t, "1")
-	applied, err := u.Apply(context.Background())
+	applied, err := u.Apply(t.Context())
 	require.NoError(t, err)
 	require.True(t, applied)
 	require.NoError(t, u.Commit(), "version 1 calls Commit, as a health signal, before it restarts")
@@ -334,7 +320,7 @@ func TestUpdaterCommitByOldVersionKeepsTrial(t *testing.T) {
 // start, and a newer version can still be applied.
 func TestBootWithoutPreviousEndsTrial(t *testing.T) {
 	f := newFixture(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	f.srv.AddFirmware("2", sign(t, []byte("program v2"), "2"))
 	applied, err := f.updater(t, "1").Apply(ctx)
 	require.NoError(t, err)
@@ -361,7 +347,7 @@ func TestBootWithoutPreviousEndsTrial(t *testing.T) {
 func TestUpdaterRefusesSignedVersionNotNewer(t *testing.T) {
 	f := newFixture(t)
 	f.srv.AddFirmware("v1.0.0", sign(t, []byte("program x"), "1.0.0"))
-	applied, err := f.updater(t, "1.0.0-").Apply(context.Background())
+	applied, err := f.updater(t, "1.0.0-").Apply(t.Context())
 	require.ErrorIs(t, err, ota.ErrVersion)
 	assert.False(t, applied)
 	assert.Equal(t, "program v1", f.content(t))
@@ -371,7 +357,7 @@ func TestUpdaterRefusesSignedVersionNotNewer(t *testing.T) {
 func TestUpdaterErrorsHoldNoToken(t *testing.T) {
 	f := newFixture(t)
 	f.srv.AddFirmware("2", sign(t, []byte("x"), "3"))
-	_, err := f.updater(t, "1").Apply(context.Background())
+	_, err := f.updater(t, "1").Apply(t.Context())
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), token)
 	for _, r := range f.srv.Stored(token, "firmware") {
@@ -386,7 +372,7 @@ func TestUpdaterErrorsHoldNoToken(t *testing.T) {
 	require.NoError(t, err)
 	u, err := ota.NewUpdater(c, testPub, "1", ota.WithTarget(f.target))
 	require.NoError(t, err)
-	_, err = u.Apply(context.Background())
+	_, err = u.Apply(t.Context())
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), token)
 }
@@ -396,7 +382,7 @@ func TestUpdaterErrorsHoldNoToken(t *testing.T) {
 // once the platform is reachable, it gets them all, in order.
 func TestUpdaterReportsSurviveNewerUpdate(t *testing.T) {
 	f := newFixture(t)
-	ctx := context.Background()
+	ctx := t.Context()
 	f.srv.AddFirmware("2", sign(t, []byte("program v2"), "2"))
 	applied, err := f.updater(t, "1").Apply(ctx)
 	require.NoError(t, err)
@@ -465,7 +451,7 @@ func TestUpdaterRefusesPayloadThatCannotRun(t *testing.T) {
 			program := elfProgram(elf.EM_X86_64, "v1")
 			require.NoError(t, os.WriteFile(f.target, program, 0o755))
 			f.srv.AddFirmware("2", sign(t, tc.payload, "2"))
-			applied, err := f.updater(t, "1").Apply(context.Background())
+			applied, err := f.updater(t, "1").Apply(t.Context())
 			if tc.want == nil {
 				require.NoError(t, err)
 				assert.True(t, applied)
@@ -502,7 +488,7 @@ func TestUpdaterDoesNotRefetchRefusedBundle(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			f := newFixture(t)
-			ctx := context.Background()
+			ctx := t.Context()
 			f.srv.AddFirmware("2", tc.bundle)
 			u := f.updater(t, "1")
 			_, err := u.Apply(ctx)
@@ -535,7 +521,7 @@ func TestDamagedStateIsReportedAndReplaced(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, rolledBack)
 	f.srv.AddFirmware("2", sign(t, []byte("program v2"), "2"))
-	applied, err := f.updater(t, "1").Apply(context.Background())
+	applied, err := f.updater(t, "1").Apply(t.Context())
 	require.NoError(t, err)
 	assert.True(t, applied)
 	assert.Equal(t, []string{":failed", "2:applied"}, f.reports(t))

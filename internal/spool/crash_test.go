@@ -6,23 +6,26 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/thethings-go/thethings/internal/fsys/crashfs"
 )
 
 const crashDir = "/var/lib/thing/spool" // made by Open, parents included
 
 // journal is what a run told its caller, and when (in recorded operations).
 type journal struct {
-	fs     *memFS
+	fs     *crashfs.FS
 	synced map[int]int // record → operations done when its Sync returned
 	acking map[int]int // record → operations done when its Ack began
 	acked  map[int]int // record → operations done when its Ack returned
 }
 
-func newJournal(m *memFS) *journal {
-	return &journal{fs: m, synced: map[int]int{}, acking: map[int]int{}, acked: map[int]int{}}
+func (j *journal) now() int {
+	if j.fs == nil {
+		return 0 // not on a crashfs.FS: no crash states to check
+	}
+	return j.fs.Ops()
 }
-
-func (j *journal) now() int { return len(j.fs.images) }
 
 // payload is record id's payload: 300 bytes, no zero byte.
 func payload(id int) []byte {
@@ -82,13 +85,45 @@ func (j *journal) ack(t *testing.T, l *Log, k int) {
 	}
 }
 
-func open(t *testing.T, m *memFS) *Log {
+// open opens the spool in dir on m (nil: the OS), and a journal of what
+// it tells, timed by m's operations when m is a crashfs.FS.
+func open(t *testing.T, m FS, dir string) (*Log, *journal) {
 	t.Helper()
-	l, err := Open(crashDir, Options{Limit: 1 << 20, Batch: 10, FS: m})
+	l, err := Open(dir, Options{Limit: 1 << 20, Batch: 10, FS: m})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return l
+	j := &journal{synced: map[int]int{}, acking: map[int]int{}, acked: map[int]int{}}
+	j.fs, _ = m.(*crashfs.FS)
+	return l, j
+}
+
+// readAll opens the spool in dir (on m; nil: the OS), returns the ids of
+// the records it holds, and closes it.
+func readAll(t *testing.T, m FS, dir string) ([]int, error) {
+	t.Helper()
+	l, err := Open(dir, Options{Limit: 1 << 20, Batch: 10, FS: m})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := l.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	var got []int
+	for {
+		recs, err := l.Next(100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(recs) == 0 {
+			return got, nil
+		}
+		for _, p := range recs {
+			got = append(got, idOf(t, p))
+		}
+	}
 }
 
 // check opens every state a crash could leave during the run recorded in
@@ -97,59 +132,40 @@ func open(t *testing.T, m *memFS) *Log {
 // returned.
 func (j *journal) check(t *testing.T, atLeast int) {
 	t.Helper()
-	states := j.fs.crashImages()
+	states := j.fs.Crashes()
 	if len(states) < atLeast {
 		t.Fatalf("only %d crash states", len(states))
 	}
 	for _, st := range states {
-		done := st.at + 1 // operations done before the crash
-		m := fromImage(st.img, st.process)
-		l, err := Open(crashDir, Options{Limit: 1 << 20, Batch: 10, FS: m})
+		done := st.Done
+		got, err := readAll(t, st.FS, crashDir)
 		if err != nil {
-			t.Errorf("state %d (%s): open: %v", st.at, st.what, err)
+			t.Errorf("state after %d operations (%s): open: %v", st.Done, st.What, err)
 			continue
 		}
-		var got []int
-		for {
-			recs, err := l.Next(1000)
-			if err != nil {
-				t.Fatalf("state %d (%s): next: %v", st.at, st.what, err)
-			}
-			if len(recs) == 0 {
-				break
-			}
-			for _, p := range recs {
-				got = append(got, idOf(t, p))
-			}
-		}
 		if !slices.IsSorted(got) || len(slices.Compact(slices.Clone(got))) != len(got) {
-			t.Errorf("state %d (%s): records out of order or twice: %v", st.at, st.what, got)
+			t.Errorf("state after %d operations (%s): records out of order or twice: %v", st.Done, st.What, got)
 		}
 		for id, at := range j.synced {
 			began, acking := j.acking[id]
 			if at <= done && (!acking || began >= done) && !slices.Contains(got, id) {
-				t.Errorf("state %d (%s): synced record %d lost", st.at, st.what, id)
+				t.Errorf("state after %d operations (%s): synced record %d lost", st.Done, st.What, id)
 			}
 		}
 		for id, at := range j.acked {
 			if at <= done && slices.Contains(got, id) {
-				t.Errorf("state %d (%s): acknowledged record %d back", st.at, st.what, id)
+				t.Errorf("state after %d operations (%s): acknowledged record %d back", st.Done, st.What, id)
 			}
 		}
-		if err := l.Close(); err != nil {
-			t.Fatal(err)
-		}
 	}
-	t.Logf("%d crash states opened", len(states))
+	t.Logf("%d crash states opened (distinct at each crash point), %d distinct file systems", len(states), len(crashfs.Distinct(states)))
 }
 
 // TestCrashStatesAddRollAck: a new spool (its dir and parents made), Adds
 // that roll segments, acknowledgements that delete them, Close.
 func TestCrashStatesAddRollAck(t *testing.T) {
-	m := newMemFS()
-	m.record = true
-	j := newJournal(m)
-	l := open(t, m)
+	m := crashfs.New().Record()
+	l, j := open(t, m, crashDir)
 	id := 0
 	for range 30 { // 300 records of 312 bytes: two segment rolls
 		j.add(t, l, id, id+10, true)
@@ -174,12 +190,11 @@ func TestCrashStatesAddRollAck(t *testing.T) {
 // at any point after: opening syncs what it trusts before anything is
 // done on its word.
 func TestCrashStatesReopen(t *testing.T) {
-	m := newMemFS()
-	j := newJournal(m)
-	l := open(t, m)
+	m := crashfs.New()
+	l, j := open(t, m, crashDir)
 	j.add(t, l, 0, 10, true)
 	j.add(t, l, 10, 20, false) // written, not synced: the process dies
-	m.kill()
+	m.Kill()
 	// ... in the middle of writing a record, which opening cuts off.
 	seg := crashDir + "/00000000000000000000.seg"
 	f, err := m.OpenFile(seg, osRDWR, 0)
@@ -192,13 +207,13 @@ func TestCrashStatesReopen(t *testing.T) {
 	if _, err := f.WriteAt(rec[:100], st.Size()); err != nil {
 		t.Fatal(err)
 	}
-	m.record = true
-	l = open(t, m)
+	m.Record()
+	l, _ = open(t, m, crashDir)
 	j.ack(t, l, 10)
 	j.ack(t, l, 10) // the records the dead process never synced
 	j.add(t, l, 20, 30, true)
-	m.kill()
-	l = open(t, m)
+	m.Kill()
+	l, _ = open(t, m, crashDir)
 	j.ack(t, l, 10)
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -212,9 +227,8 @@ func TestCrashStatesReopen(t *testing.T) {
 // first: after a power cut at any point of the reopening, they must not
 // come back.
 func TestCrashStatesUnsyncedAck(t *testing.T) {
-	m := newMemFS()
-	j := newJournal(m)
-	l := open(t, m)
+	m := crashfs.New()
+	l, j := open(t, m, crashDir)
 	j.add(t, l, 0, 30, true)
 	j.ack(t, l, 10)
 	// What Ack of the next 10 writes, without its sync: the process dies.
@@ -225,15 +239,16 @@ func TestCrashStatesUnsyncedAck(t *testing.T) {
 	if _, err := l.ack.f.WriteAt(slot[:], int64(mk.gen%2)*ackSlot); err != nil {
 		t.Fatal(err)
 	}
-	m.kill()
-	m.record = true
-	l = open(t, m)
+	m.Kill()
+	m.Record()
+	start := m.Ops()
+	l, _ = open(t, m, crashDir)
 	recs, err := l.Next(100)
 	if err != nil || len(recs) != 10 || idOf(t, recs[0]) != 20 {
 		t.Fatalf("reopened: %d records, %v", len(recs), err)
 	}
 	for id := 10; id < 20; id++ {
-		j.acked[id] = 0 // trusted as acknowledged from the start
+		j.acked[id] = start + 1 // trusted as acknowledged from the first operation of the reopening
 	}
 	j.synced = map[int]int{}
 	if err := l.Close(); err != nil {

@@ -9,49 +9,11 @@ import (
 	"path"
 	"runtime"
 	"testing"
+
+	"github.com/thethings-go/thethings/internal/fsys/crashfs"
 )
 
 const fuzzDir = "/spool"
-
-// fuzzSpool is the content of a spool of three records, one acknowledged,
-// made by Open and Append on a memFS: its one segment and its ACKED.
-func fuzzSpool(f *testing.F) (seg, acked []byte) {
-	m := newMemFS()
-	l, err := Open(fuzzDir, Options{Limit: 1 << 20, Batch: 2, FS: m})
-	if err != nil {
-		f.Fatal(err)
-	}
-	var b []byte
-	for _, p := range []string{`{"a":1}`, `{"b":"two"}`, `[3]`} {
-		at := len(b)
-		b = append(append(b, make([]byte, HeaderSize)...), p...)
-		Frame(b, at)
-	}
-	ticket, _, err := l.Append(b, 3)
-	if err == nil {
-		err = l.Sync(ticket)
-	}
-	if err != nil {
-		f.Fatal(err)
-	}
-	if _, err := l.Next(1); err != nil {
-		f.Fatal(err)
-	}
-	if err := l.Ack(1); err != nil {
-		f.Fatal(err)
-	}
-	if err := l.Close(); err != nil {
-		f.Fatal(err)
-	}
-	read := func(name string) []byte {
-		n, _, ok := m.lookup(path.Join(fuzzDir, name))
-		if !ok {
-			f.Fatalf("no %s", name)
-		}
-		return bytes.Clone(n.data)
-	}
-	return read("00000000000000000000.seg"), read(ackName)
-}
 
 // fuzzRecords is what a correct reader finds in a segment's content: the
 // payloads of the intact records after the header, up to the first that
@@ -86,7 +48,43 @@ func fuzzRecords(seg []byte) [][]byte {
 // the same. Whatever a length field says, Open allocates no more than a
 // record's bound.
 func FuzzOpen(f *testing.F) {
-	seg, acked := fuzzSpool(f)
+	// The seeds start from a spool of three records, one acknowledged,
+	// made by Open and Append: its one segment and its ACKED.
+	m := crashfs.New()
+	l, err := Open(fuzzDir, Options{Limit: 1 << 20, Batch: 2, FS: m})
+	if err != nil {
+		f.Fatal(err)
+	}
+	var b []byte
+	for _, p := range []string{`{"a":1}`, `{"b":"two"}`, `[3]`} {
+		at := len(b)
+		b = append(append(b, make([]byte, HeaderSize)...), p...)
+		Frame(b, at)
+	}
+	ticket, _, err := l.Append(b, 3)
+	if err == nil {
+		err = l.Sync(ticket)
+	}
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := l.Next(1); err != nil {
+		f.Fatal(err)
+	}
+	if err := l.Ack(1); err != nil {
+		f.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		f.Fatal(err)
+	}
+	read := func(name string) []byte {
+		data, _, ok := m.Content(path.Join(fuzzDir, name))
+		if !ok {
+			f.Fatalf("no %s", name)
+		}
+		return []byte(data)
+	}
+	seg, acked := read("00000000000000000000.seg"), read(ackName)
 	f.Add(seg, acked, uint64(0), uint64(0), uint8(3))
 	f.Add(seg, acked, uint64(0), uint64(0), uint8(1))                                           // no ACKED beside a segment
 	f.Add(seg, acked, uint64(0), uint64(0), uint8(2))                                           // ACKED alone
@@ -113,7 +111,7 @@ func FuzzOpen(f *testing.F) {
 	intact := seg
 
 	f.Fuzz(func(t *testing.T, seg, ack []byte, first, ackN uint64, which uint8) {
-		m := newMemFS()
+		m := crashfs.New()
 		if err := m.Mkdir(fuzzDir, 0o700); err != nil {
 			t.Fatal(err)
 		}

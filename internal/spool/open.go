@@ -5,12 +5,12 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/thethings-go/thethings/internal/fsys"
 	"github.com/thethings-go/thethings/internal/wire"
 )
 
@@ -34,10 +34,12 @@ func Open(dir string, o Options) (_ *Log, err error) {
 	if l.lock, err = l.fs.OpenFile(lockPath, osRDWR|osCREATE, 0o600); err != nil {
 		return nil, fileError(lockPath, err)
 	}
-	if err := l.fs.Lock(l.lock); err != nil {
-		if errors.Is(err, ErrLocked) || errors.Is(err, ErrNoLock) {
-			return nil, wire.Errorf("thethings: spool %s: %w", dir, err)
-		}
+	switch err := l.fs.Lock(l.lock); {
+	case errors.Is(err, fsys.ErrLocked):
+		return nil, wire.Errorf("thethings: spool %s: %w", dir, ErrLocked)
+	case errors.Is(err, errors.ErrUnsupported):
+		return nil, wire.Errorf("thethings: spool %s: %w", dir, ErrNoLock)
+	case err != nil:
 		return nil, fileError(lockPath, err)
 	}
 	if err := l.list(); err != nil {
@@ -69,10 +71,10 @@ func Open(dir string, o Options) (_ *Log, err error) {
 
 // mkdirAll makes dir and its missing parents, syncing each parent that
 // got a new entry, and checks that only its owner may write in it.
-func mkdirAll(fsys FS, dir string) error {
+func mkdirAll(files FS, dir string) error {
 	var missing []string
 	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
-		st, err := fsys.Stat(d)
+		st, err := files.Stat(d)
 		if err == nil {
 			if !st.IsDir() {
 				return wire.Errorf("thethings: spool %s: %s is not a directory", dir, d)
@@ -85,18 +87,18 @@ func mkdirAll(fsys FS, dir string) error {
 		missing = append(missing, d)
 	}
 	for _, d := range slices.Backward(missing) {
-		if err := fsys.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := files.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return wire.Errorf("thethings: spool: %w", err)
 		}
-		if err := fsys.SyncDir(filepath.Dir(d)); err != nil {
+		if err := files.SyncDir(filepath.Dir(d)); err != nil {
 			return wire.Errorf("thethings: spool: sync %s: %w", filepath.Dir(d), err)
 		}
 	}
-	st, err := fsys.Stat(dir)
+	st, err := files.Stat(dir)
 	if err != nil {
 		return wire.Errorf("thethings: spool: %w", err)
 	}
-	if checkPerm && st.Mode().Perm()&0o022 != 0 {
+	if fsys.PermBits && st.Mode().Perm()&0o022 != 0 {
 		return wire.Errorf("thethings: spool %s: mode %04o: %w", dir, st.Mode().Perm(), ErrUnsafeDir)
 	}
 	return nil
@@ -277,19 +279,4 @@ func (l *Log) damaged(f File, name string, last bool, err error) (cut bool, _ er
 		return false, fileError(name, err)
 	}
 	return true, nil
-}
-
-// regular returns f, opened as name, if it is a regular file; else it
-// closes f and refuses it.
-func regular(f *os.File, name string) (*os.File, error) {
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, &fs.PathError{Op: "open", Path: name, Err: ErrNotRegular}
-	}
-	return f, nil
 }

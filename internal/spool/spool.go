@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/thethings-go/thethings/internal/fsys"
 	"github.com/thethings-go/thethings/internal/wire"
 )
 
@@ -52,7 +53,7 @@ var (
 	// ErrUnsafeDir: others than the owner may write in the directory.
 	ErrUnsafeDir = errors.New("thethings: spool directory writable by others")
 	// ErrNotRegular: a name in the directory is a symlink, FIFO or device.
-	ErrNotRegular = errors.New("not a regular file")
+	ErrNotRegular = fsys.ErrNotRegular
 )
 
 func corrupt(name, format string, args ...any) error {

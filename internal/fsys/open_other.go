@@ -1,6 +1,6 @@
 //go:build !unix
 
-package spool
+package fsys
 
 import (
 	"io/fs"
@@ -24,5 +24,6 @@ func openRegular(name string, flag int, perm fs.FileMode) (*os.File, error) {
 // FlushFileBuffers on one; NTFS journals its entries).
 func isUnsupported(error) bool { return true }
 
-// checkPerm: permission bits say nothing here.
-const checkPerm = false
+// PermBits tells whether a file's permission bits say who may write it:
+// not here.
+const PermBits = false

@@ -1,6 +1,6 @@
 //go:build unix
 
-package spool
+package fsys
 
 import (
 	"errors"
@@ -27,4 +27,5 @@ func isUnsupported(err error) bool {
 	return errors.Is(err, errors.ErrUnsupported) || errors.Is(err, syscall.EINVAL)
 }
 
-const checkPerm = true
+// PermBits tells whether a file's permission bits say who may write it.
+const PermBits = true
