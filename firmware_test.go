@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -62,8 +63,9 @@ func TestLatestFirmwareSemver(t *testing.T) {
 }
 
 func TestFirmwaresHostileAnswer(t *testing.T) {
-	srv, _ := countingServer(t, http.StatusOK, `{"status":"success","firmwares":[{"_id":{"$oid":1},"version":1}]}`)
-	c := serverClient(t, srv.URL)
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, `{"status":"success","firmwares":[{"_id":{"$oid":1},"version":1}]}`)
+	}))
 	_, err := c.Firmwares(context.Background())
 	require.ErrorIs(t, err, thethings.ErrInvalidValue)
 	assert.NotContains(t, err.Error(), sentinelToken)
@@ -124,7 +126,7 @@ func TestDownloadFirmwareMaxBytes(t *testing.T) {
 	}
 	hs := httptest.NewServer(http.HandlerFunc(chunked))
 	t.Cleanup(hs.Close)
-	c2 := serverClient(t, hs.URL)
+	_, c2 := setup(t, hs.URL)
 	got.Reset()
 	_, err = c2.DownloadFirmware(context.Background(), "x", &got, 25_000)
 	require.ErrorIs(t, err, thethings.ErrInvalidValue)
@@ -172,7 +174,7 @@ func TestCallFunction(t *testing.T) {
 func TestCallFunctionNeverRetriedOnceSent(t *testing.T) {
 	cases := map[string]struct {
 		f    thethingstest.Function
-		opts []thethings.Option
+		opts []any // of the client
 	}{
 		"500": {f: func(context.Context, json.RawMessage) (any, error) { return nil, errors.New("boom") }},
 		"cut connection": {f: func(context.Context, json.RawMessage) (any, error) {
@@ -183,13 +185,12 @@ func TestCallFunctionNeverRetriedOnceSent(t *testing.T) {
 				<-ctx.Done() // until the client gives up and closes the connection
 				return nil, ctx.Err()
 			},
-			opts: []thethings.Option{thethings.WithHTTPClient(&http.Client{Timeout: 50 * time.Millisecond})},
+			opts: []any{thethings.WithHTTPClient(&http.Client{Timeout: 50 * time.Millisecond})},
 		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			srv, _ := setup(t, thethingstest.WithFunction("act", tc.f))
-			c := serverClient(t, srv.URL(), tc.opts...)
+			srv, c := setup(t, append(tc.opts, thethingstest.WithFunction("act", tc.f))...)
 			_, err := c.CallFunction(context.Background(), "act", "x")
 			require.ErrorIs(t, err, thethings.ErrOutcomeUnknown)
 			assert.NotContains(t, err.Error(), sentinelToken)
@@ -246,7 +247,7 @@ func TestDownloadFirmwareStalledResumeIsBounded(t *testing.T) {
 		panic(http.ErrAbortHandler)
 	}))
 	t.Cleanup(hs.Close)
-	c := serverClient(t, hs.URL)
+	_, c := setup(t, hs.URL)
 	var got bytes.Buffer
 	n, err := c.DownloadFirmware(context.Background(), "x", &got, 1000)
 	require.Error(t, err)
@@ -273,7 +274,7 @@ func TestDownloadFirmwareChunkedThenResumed(t *testing.T) {
 		_, _ = w.Write(file[10:])
 	}))
 	t.Cleanup(hs.Close)
-	c := serverClient(t, hs.URL)
+	_, c := setup(t, hs.URL)
 	var got bytes.Buffer
 	n, err := c.DownloadFirmware(context.Background(), "x", &got, 100)
 	require.NoError(t, err)

@@ -35,6 +35,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 )
 
 // endless writes prefix, then unit until the client goes away.
@@ -104,8 +105,8 @@ func TestHostileAnswersAreBounded(t *testing.T) {
 		t.Cleanup(ts.Close)
 		for name, op := range magicOps {
 			t.Run(fmt.Sprintf("%s/gzip=%v", name, compressed), func(t *testing.T) {
-				c := serverClient(t, ts.URL)
-				err := op(testCtx(t, 20*time.Second), c, ts.URL)
+				_, c := setup(t, ts.URL)
+				err := op(testkit.Ctx(t, 0), c, ts.URL)
 				require.Error(t, err)
 				assert.ErrorIs(t, err, thethings.ErrInvalidValue)
 				assert.NotErrorIs(t, err, context.DeadlineExceeded)
@@ -129,8 +130,8 @@ func TestHostileErrorBodyIsBounded(t *testing.T) {
 		}
 	}))
 	t.Cleanup(ts.Close)
-	c := serverClient(t, ts.URL)
-	_, err := c.Read(testCtx(t, 10*time.Second), "k", nil)
+	_, c := setup(t, ts.URL)
+	_, err := c.Read(testkit.Ctx(t, 0), "k", nil)
 	var ae *thethings.APIError
 	require.ErrorAs(t, err, &ae)
 	assert.NotContains(t, err.Error(), sentinelToken)
@@ -145,8 +146,8 @@ func TestHostileReadStopsAtTheLimit(t *testing.T) {
 		endless(w, `[`, `{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`)
 	}))
 	t.Cleanup(ts.Close)
-	c := serverClient(t, ts.URL)
-	page, err := c.Read(testCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 10})
+	_, c := setup(t, ts.URL)
+	page, err := c.Read(testkit.Ctx(t, 0), "k", &thethings.ReadOptions{Limit: 10})
 	require.NoError(t, err)
 	assert.Len(t, page.Values, 10)
 
@@ -155,7 +156,8 @@ func TestHostileReadStopsAtTheLimit(t *testing.T) {
 		endless(w, `[{"key":"k","datetime":"2015-01-30T15:35:33.000Z","value":"`, "x")
 	}))
 	t.Cleanup(big.Close)
-	_, err = serverClient(t, big.URL).Read(testCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 10})
+	_, bigc := setup(t, big.URL)
+	_, err = bigc.Read(testkit.Ctx(t, 0), "k", &thethings.ReadOptions{Limit: 10})
 	assert.ErrorIs(t, err, thethings.ErrInvalidValue)
 }
 
@@ -252,7 +254,7 @@ func TestHostileAnswerMemory(t *testing.T) {
 	}
 	for name, tc := range cases {
 		ts := httptest.NewServer(tc.handler)
-		c := serverClient(t, ts.URL)
+		_, c := setup(t, ts.URL)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		// The peak growth of the heap in use, sampled while the call runs.
 		runtime.GC()
@@ -299,7 +301,8 @@ func TestHostileErrorMessagesQuoteAShortPrefix(t *testing.T) {
 		_, _ = io.WriteString(w, `{"date":"`+strings.Repeat("x", 512<<10)+`"}`)
 	}))
 	t.Cleanup(ts.Close)
-	_, err = serverClient(t, ts.URL).ServerTime(testCtx(t, 10*time.Second))
+	_, c := setup(t, ts.URL)
+	_, err = c.ServerTime(testkit.Ctx(t, 0))
 	require.ErrorIs(t, err, thethings.ErrInvalidValue)
 	assert.Less(t, len(err.Error()), 200)
 }
@@ -321,9 +324,9 @@ func TestHostileTokenInNoPrintedForm(t *testing.T) {
 		_, _ = fmt.Fprintf(w, `{"status":"error %[1]s","code":404,"message":"thing %[1]s not found"}`, sentinelToken)
 	}))
 	t.Cleanup(ts.Close)
-	c := serverClient(t, ts.URL)
+	_, c := setup(t, ts.URL)
 	var subErr error
-	for _, err := range c.Subscribe(testCtx(t, 10*time.Second), thethings.WithReconnect(0)) {
+	for _, err := range c.Subscribe(testkit.Ctx(t, 0), thethings.WithReconnect(0)) {
 		subErr = err
 	}
 	var ae *thethings.APIError
@@ -391,7 +394,7 @@ func TestHostileCausesKept(t *testing.T) {
 		for _, cause := range []error{context.DeadlineExceeded, context.Canceled} {
 			t.Run(name+"/"+cause.Error(), func(t *testing.T) {
 				t.Parallel()
-				c := serverClient(t, ts.URL)
+				_, c := setup(t, ts.URL)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				if cause == context.DeadlineExceeded {
@@ -431,8 +434,8 @@ func TestHostileReadBodyCutIsRetried(t *testing.T) {
 		_, _ = io.WriteString(w, body)
 	}))
 	t.Cleanup(ts.Close)
-	c := serverClient(t, ts.URL)
-	page, err := c.Read(testCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 2})
+	_, c := setup(t, ts.URL)
+	page, err := c.Read(testkit.Ctx(t, 0), "k", &thethings.ReadOptions{Limit: 2})
 	require.NoError(t, err)
 	assert.Len(t, page.Values, 2)
 	assert.Equal(t, int32(2), calls.Load())
@@ -482,7 +485,8 @@ func TestHostileValuesFollowShortPages(t *testing.T) {
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
 	got := map[int64]int{}
-	for v, err := range serverClient(t, ts.URL).Values(testCtx(t, 20*time.Second), "k", nil) {
+	_, c := setup(t, ts.URL)
+	for v, err := range c.Values(testkit.Ctx(t, 0), "k", nil) {
 		require.NoError(t, err)
 		i, _ := v.Int64()
 		got[i]++
@@ -499,10 +503,10 @@ func TestHostileValuesResumeAfterAnError(t *testing.T) {
 	h.fail = func(call int32) bool { return call >= 2 }
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
-	c := serverClient(t, ts.URL, thethings.WithRetry(thethings.NoRetries))
+	_, c := setup(t, ts.URL, thethings.WithRetry(thethings.NoRetries))
 	var seen []int64
 	var failed error
-	for v, err := range c.Values(testCtx(t, 20*time.Second), "k", nil) {
+	for v, err := range c.Values(testkit.Ctx(t, 0), "k", nil) {
 		if err != nil {
 			failed = err
 			break
@@ -520,7 +524,8 @@ func TestHostileValuesResumeAfterAnError(t *testing.T) {
 	// Another process, a healthy server: the rest, nothing twice.
 	ok := httptest.NewServer(&history{n: 2500, perPage: 1000})
 	t.Cleanup(ok.Close)
-	for v, err := range serverClient(t, ok.URL).Values(testCtx(t, 20*time.Second), "k", &thethings.ReadOptions{Cursor: re.Cursor}) {
+	_, okc := setup(t, ok.URL)
+	for v, err := range okc.Values(testkit.Ctx(t, 0), "k", &thethings.ReadOptions{Cursor: re.Cursor}) {
 		require.NoError(t, err)
 		i, _ := v.Int64()
 		seen = append(seen, i)
@@ -539,7 +544,8 @@ func TestHostileServerTimeOutOfRange(t *testing.T) {
 		`{"date":"9999-12-31T23:59:59-01:00"}`,
 	} {
 		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, body) }))
-		_, err := serverClient(t, ts.URL).ServerTime(testCtx(t, 10*time.Second))
+		_, c := setup(t, ts.URL)
+		_, err := c.ServerTime(testkit.Ctx(t, 0))
 		ts.Close()
 		assert.ErrorIs(t, err, thethings.ErrInvalidValue, body)
 	}
@@ -551,7 +557,8 @@ func TestHostileLocationOffTheGlobe(t *testing.T) {
 		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, `[{"key":"$geo","value":`+v+`}]`)
 		}))
-		_, err := serverClient(t, ts.URL).Location(testCtx(t, 10*time.Second))
+		_, c := setup(t, ts.URL)
+		_, err := c.Location(testkit.Ctx(t, 0))
 		ts.Close()
 		assert.ErrorIs(t, err, thethings.ErrInvalidValue, v)
 	}
@@ -568,12 +575,12 @@ func TestHostileCursorAtTheLastInstant(t *testing.T) {
 		_, _ = io.WriteString(w, `[{"key":"k","value":1,"datetime":"9999-12-31T23:59:59.999Z"}]`)
 	}))
 	t.Cleanup(ts.Close)
-	c := serverClient(t, ts.URL)
-	page, err := c.Read(testCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 1})
+	_, c := setup(t, ts.URL)
+	page, err := c.Read(testkit.Ctx(t, 0), "k", &thethings.ReadOptions{Limit: 1})
 	require.NoError(t, err)
 	require.Len(t, page.Values, 1)
 	require.NotEmpty(t, page.Next)
-	page, err = c.Read(testCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 1, Cursor: page.Next})
+	page, err = c.Read(testkit.Ctx(t, 0), "k", &thethings.ReadOptions{Limit: 1, Cursor: page.Next})
 	require.NoError(t, err)
 	assert.Empty(t, page.Values, "the value is not delivered twice")
 	assert.Empty(t, page.Next)
@@ -591,9 +598,9 @@ func TestHostileRetryAfterZeroStillWaits(t *testing.T) {
 			}
 			_, _ = io.WriteString(w, `[]`)
 		}))
-		c := serverClient(t, ts.URL, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 3, MinWait: 100 * time.Millisecond, MaxWait: time.Second}))
+		_, c := setup(t, ts.URL, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 3, MinWait: 100 * time.Millisecond, MaxWait: time.Second}))
 		start := time.Now()
-		_, err := c.Read(testCtx(t, 10*time.Second), "k", nil)
+		_, err := c.Read(testkit.Ctx(t, 0), "k", nil)
 		elapsed := time.Since(start)
 		ts.Close()
 		require.NoError(t, err)
@@ -610,7 +617,7 @@ func TestHostileWriterCloseInsideErrorHandler(t *testing.T) {
 		_, _ = io.WriteString(w, `{"status":"error","message":"invalid value"}`)
 	}))
 	t.Cleanup(ts.Close)
-	c := serverClient(t, ts.URL)
+	_, c := setup(t, ts.URL)
 	var w *thethings.Writer
 	returned := make(chan error, 1)
 	var once sync.Once
@@ -622,7 +629,7 @@ func TestHostileWriterCloseInsideErrorHandler(t *testing.T) {
 		})
 	}))
 	require.NoError(t, err)
-	require.NoError(t, w.Add(testCtx(t, 5*time.Second), thethings.Value{Key: "k", Value: 1}))
+	require.NoError(t, w.Add(testkit.Ctx(t, 0), thethings.Value{Key: "k", Value: 1}))
 	select {
 	case <-returned:
 	case <-time.After(5 * time.Second):

@@ -253,8 +253,7 @@ func TestValuesBreakSendsNoFurtherRequest(t *testing.T) {
 
 func TestValuesErrorMidwayYieldedOnce(t *testing.T) {
 	t.Parallel()
-	srv, _ := setup(t)
-	c := serverClient(t, srv.URL(), thethings.WithRetry(thethings.NoRetries))
+	srv, c := setup(t, thethings.WithRetry(thethings.NoRetries))
 	seedNumbers(t, srv, "temp", 5000)
 	srv.SetFaults(thethingstest.Faults{Every503: 2})
 	n, errs := 0, 0
@@ -288,7 +287,7 @@ func TestReadCursorResumesInANewClient(t *testing.T) {
 	require.NotContains(t, saved, sentinelToken)
 
 	// A new client, as after a restart.
-	c2 := serverClient(t, srv.URL())
+	_, c2 := setup(t, srv.URL())
 	p2, err := c2.Read(context.Background(), "temp", &thethings.ReadOptions{Limit: 10, Cursor: saved})
 	require.NoError(t, err)
 	require.Len(t, p2.Values, 10)
@@ -510,7 +509,8 @@ func TestReadDecodesWhatThePlatformSends(t *testing.T) {
 	 {"key":"k","value":[1,2],"datetime":"2015-01-30T15:35:26.000+01:00"},
 	 {"datetime":"2015-01-30T15:35:25.000Z","key":"k","value":-0.5e-3}
 	]`
-	c, mt := mockClient(t, thethings.WithRetry(thethings.NoRetries))
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt, thethings.WithRetry(thethings.NoRetries))
 	mt.RegisterRegexpResponder(http.MethodGet, regexp.MustCompile(`/resources/k(\?|$)`), httpmock.NewStringResponder(200, body))
 	p, err := c.Read(context.Background(), "k", &thethings.ReadOptions{Limit: 9})
 	require.NoError(t, err)
@@ -547,7 +547,8 @@ func TestReadRejectsMalformedAnswers(t *testing.T) {
 		`[{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z","geo":{"lat":1}}]`, `[{"key":"k","value":tru,"datetime":"2015-01-30T15:35:33.000Z"}]`,
 		`[{"key":"k","value":"a` + "\n" + `b","datetime":"2015-01-30T15:35:33.000Z"}]`,
 	} {
-		c, mt := mockClient(t, thethings.WithRetry(thethings.NoRetries))
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt, thethings.WithRetry(thethings.NoRetries))
 		mt.RegisterRegexpResponder(http.MethodGet, regexp.MustCompile(`/resources/k(\?|$)`), httpmock.NewStringResponder(200, body))
 		_, err := c.Read(context.Background(), "k", &thethings.ReadOptions{Limit: 10})
 		require.Error(t, err, "body %q", body)
@@ -558,7 +559,8 @@ func TestReadRejectsMalformedAnswers(t *testing.T) {
 
 func TestReadQuery(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	var got []string
 	mt.RegisterRegexpResponder(http.MethodGet, regexp.MustCompile(`/resources/k(\?|$)`), func(r *http.Request) (*http.Response, error) {
 		got = append(got, r.URL.RawQuery)

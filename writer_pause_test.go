@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
@@ -163,7 +164,7 @@ func TestWriterPausesOnRefusalOfTheThing(t *testing.T) {
 				srv, _ := setup(t)
 				rp := startRefuser(t, srv)
 				rp.set(tc.answer)
-				c := serverClient(t, rp.url, pausePolicy)
+				_, c := setup(t, rp.url, pausePolicy)
 				h := newPauseHandler()
 				opts := []thethings.WriterOption{thethings.WithBatchSize(10), thethings.WithFlushInterval(0), thethings.WithErrorHandler(h.handle)}
 				dir := t.TempDir()
@@ -240,7 +241,7 @@ func TestWriterCloseDuringPauseReportsTheUnsent(t *testing.T) {
 	srv, _ := setup(t)
 	rp := startRefuser(t, srv)
 	rp.set(jsonNoAuth)
-	c := serverClient(t, rp.url, pausePolicy)
+	_, c := setup(t, rp.url, pausePolicy)
 	w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithBatchSize(10))
 	vals := intValues("n", 0, 25)
 	require.NoError(t, w.Add(context.Background(), vals...))
@@ -263,7 +264,7 @@ func TestWriteReturnsRefusalsOfTheThing(t *testing.T) {
 	t.Parallel()
 	srv, _ := setup(t)
 	rp := startRefuser(t, srv)
-	c := serverClient(t, rp.url, pausePolicy)
+	_, c := setup(t, rp.url, pausePolicy)
 	for _, a := range []*canned{htmlNotFound, jsonThingGone, jsonNoAuth} {
 		rp.set(a)
 		vals := intValues("n", 0, 3, time.Now())
@@ -302,7 +303,7 @@ func TestWriterKeepsBatchOnPassingRefusals(t *testing.T) {
 					}
 					return a
 				})
-				c := serverClient(t, rp.url, pausePolicy)
+				_, c := setup(t, rp.url, pausePolicy)
 				h := newPauseHandler()
 				w := mustWriter(t, c, thethings.WithBatchSize(10), thethings.WithFlushInterval(0), thethings.WithErrorHandler(h.handle))
 				ctx := context.Background()
@@ -331,7 +332,7 @@ func TestWriterReportsValuesThePlatformRefused(t *testing.T) {
 		}
 		return nil
 	})
-	c := serverClient(t, rp.url, pausePolicy)
+	_, c := setup(t, rp.url, pausePolicy)
 	h := newPauseHandler()
 	w := mustWriter(t, c, thethings.WithBatchSize(10), thethings.WithFlushInterval(0), thethings.WithErrorHandler(h.handle))
 	ctx := context.Background()
@@ -397,7 +398,7 @@ func TestWriterPausesOnReadBack(t *testing.T) {
 		}
 		return htmlNotFound
 	})
-	c := serverClient(t, rp.url, pausePolicy)
+	_, c := setup(t, rp.url, pausePolicy)
 	h := newPauseHandler()
 	w := mustWriter(t, c, thethings.WithBatchSize(10), thethings.WithFlushInterval(0), thethings.WithErrorHandler(h.handle))
 	ctx := context.Background()
@@ -423,7 +424,7 @@ func TestWriterOnlineFollowsAnswers(t *testing.T) {
 	srv, _ := setup(t)
 	ignore := goleak.IgnoreCurrent()
 	px := startProxy(t, srv.URL())
-	c := serverClient(t, px.url, pausePolicy)
+	_, c := setup(t, px.url, pausePolicy)
 	w := mustWriter(t, c, thethings.WithFlushInterval(0))
 	ctx := context.Background()
 	st := w.Stats()
@@ -442,7 +443,7 @@ func TestWriterOnlineFollowsAnswers(t *testing.T) {
 	fctx, cancel := context.WithCancel(ctx)
 	flushed := make(chan error, 1)
 	go func() { flushed <- w.Flush(fctx) }()
-	require.True(t, eventually(t, "the writer goes offline", func() bool { return !w.Stats().Online }))
+	require.True(t, testkit.Eventually(t, "the writer goes offline", func() bool { return !w.Stats().Online }))
 	assert.Error(t, w.Stats().LastError)
 	cancel()
 	require.Error(t, <-flushed)

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
@@ -86,7 +87,8 @@ func seq(from, n int) []int {
 func TestWriterFlushesOnBatchSize(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c, mt := mockClient(t)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
 		var rec recorded
 		mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{"status":"created"}`))
 		w := mustWriter(t, c, thethings.WithBatchSize(10), thethings.WithFlushInterval(0))
@@ -108,7 +110,8 @@ func TestWriterFlushesOnBatchSize(t *testing.T) {
 func TestWriterFlushesOnInterval(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c, mt := mockClient(t)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
 		var rec recorded
 		mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{"status":"created"}`))
 		w := mustWriter(t, c, thethings.WithFlushInterval(500*time.Millisecond))
@@ -137,7 +140,8 @@ func TestWriterFlushesOnInterval(t *testing.T) {
 
 func TestWriterFlush(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	var rec recorded
 	mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{"status":"created"}`))
 	w := mustWriter(t, c, thethings.WithFlushInterval(0), thethings.WithBatchSize(4))
@@ -155,7 +159,8 @@ func TestWriterFlush(t *testing.T) {
 
 func TestWriterWriteOptions(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	var rec recorded
 	mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{}`))
 	w := mustWriter(t, c, thethings.WithWriteOptions(thethings.WithBroadcast(false)))
@@ -187,7 +192,8 @@ func TestWriterRetriesRefusedBatches(t *testing.T) {
 	for name, refuse := range refusals {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				c, mt := mockClient(t, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 1, MinWait: 10 * time.Millisecond, MaxWait: 100 * time.Millisecond}))
+				mt := httpmock.NewMockTransport()
+				_, c := setup(t, mt, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 1, MinWait: 10 * time.Millisecond, MaxWait: 100 * time.Millisecond}))
 				var rec recorded
 				ok := rec.responder(201, `{"status":"created"}`)
 				var mu sync.Mutex
@@ -229,7 +235,8 @@ func TestWriterRetriesRefusedBatches(t *testing.T) {
 func TestWriterBackoffGrowsWithJitter(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c, mt := mockClient(t, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: -1, MinWait: 8 * time.Millisecond, MaxWait: time.Second}))
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: -1, MinWait: 8 * time.Millisecond, MaxWait: time.Second}))
 		var mu sync.Mutex
 		var at []time.Time
 		mt.RegisterResponder(http.MethodPost, writeURL, func(*http.Request) (*http.Response, error) {
@@ -256,7 +263,8 @@ func TestWriterBackoffGrowsWithJitter(t *testing.T) {
 
 func TestWriterReportsPermanentAndUnknown(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	var n atomic.Int32
 	mt.RegisterResponder(http.MethodPost, writeURL, func(*http.Request) (*http.Response, error) {
 		switch n.Add(1) {
@@ -304,7 +312,8 @@ func TestWriterReportsPermanentAndUnknown(t *testing.T) {
 
 func TestWriterCloseReturnsUnflushedErrors(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	mt.RegisterResponder(http.MethodPost, writeURL, httpmock.NewStringResponder(404, `{"status":"error","message":"Thing token doesn't exist"}`))
 	w := mustWriter(t, c, thethings.WithServerTimestamps())
 	vals := intValues("n", 0, 150)
@@ -330,7 +339,8 @@ func TestWriterCloseReturnsUnflushedErrors(t *testing.T) {
 func TestWriterBoundedBuffer(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c, mt := mockClient(t)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
 		release := make(chan struct{})
 		var rec recorded
 		ok := rec.responder(201, `{"status":"created"}`)
@@ -381,7 +391,8 @@ func TestWriterBoundedBuffer(t *testing.T) {
 
 func TestWriterAddValidation(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	w := mustWriter(t, c, thethings.WithMaxBuffered(100))
 	ctx := context.Background()
 	vals := intValues("n", 0, 3)
@@ -406,7 +417,8 @@ func TestWriterAddValidation(t *testing.T) {
 
 func TestWriterCopiesGeo(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	var rec recorded
 	mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{}`))
 	w := mustWriter(t, c, thethings.WithServerTimestamps())
@@ -422,7 +434,8 @@ func TestWriterCopiesGeo(t *testing.T) {
 func TestWriterClosed(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c, mt := mockClient(t)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
 		release := make(chan struct{})
 		mt.RegisterResponder(http.MethodPost, writeURL, func(*http.Request) (*http.Response, error) {
 			<-release
@@ -459,7 +472,8 @@ func TestWriterClosed(t *testing.T) {
 func TestWriterCloseCancelledListsUnsent(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c, mt := mockClient(t)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
 		release := make(chan struct{})
 		mt.RegisterResponder(http.MethodPost, writeURL, func(*http.Request) (*http.Response, error) {
 			<-release
@@ -489,7 +503,7 @@ func TestWriterCloseCancelledInFlightIsUnknown(t *testing.T) {
 	w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithBatchSize(2))
 	vals := intValues("n", 0, 5)
 	require.NoError(t, w.Add(context.Background(), vals...))
-	require.True(t, eventually(t, "a write in flight", func() bool { return srv.Requests(thethingstest.RouteWrite) > 0 }))
+	require.True(t, testkit.Eventually(t, "a write in flight", func() bool { return srv.Requests(thethingstest.RouteWrite) > 0 }))
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	err := w.Close(ctx)
@@ -500,7 +514,8 @@ func TestWriterCloseCancelledInFlightIsUnknown(t *testing.T) {
 
 func TestWriterInvalidOptions(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	cases := map[string][]thethings.WriterOption{
 		"batch 0":            {thethings.WithBatchSize(0)},
 		"batch 1001":         {thethings.WithBatchSize(1001)},
@@ -529,7 +544,8 @@ func TestWriterInvalidOptions(t *testing.T) {
 // before and after.
 func TestWriterLeavesNoGoroutine(t *testing.T) {
 	before := goleak.IgnoreCurrent()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	mt.RegisterResponder(http.MethodPost, writeURL, httpmock.NewStringResponder(201, `{}`))
 	w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithFlushInterval(time.Millisecond))
 	require.NoError(t, w.Add(context.Background(), intValues("n", 0, 250)...))
@@ -722,7 +738,8 @@ func TestWriterDropsAreReported(t *testing.T) {
 func TestWriterFlushTimeoutKeepsValues(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c, mt := mockClient(t)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
 		var refusing atomic.Bool
 		refusing.Store(true)
 		var rec recorded

@@ -214,7 +214,7 @@ func TestWriterOutage(t *testing.T) {
 	srv, _ := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 9, DropStores: true}))
 	ignore := goleak.IgnoreCurrent()
 	px := startProxy(t, srv.URL())
-	c := serverClient(t, px.url)
+	_, c := setup(t, px.url)
 	w := mustWriter(t, c, thethings.WithBatchSize(50), thethings.WithFlushInterval(20*time.Millisecond))
 	ctx := context.Background()
 	const n = 3000
@@ -434,7 +434,7 @@ func TestVerifyNegativeZero(t *testing.T) {
 		fmt.Fprintf(w, `[{"value":0,"datetime":%q},{"value":[0],"datetime":%q}]`, d, d)
 	}))
 	defer srv.Close()
-	c := serverClient(t, srv.URL+"/v2/")
+	_, c := setup(t, srv.URL+"/v2/")
 	negZero := math.Copysign(0, -1)
 	vals := []thethings.Value{{Key: "z", Value: negZero, Datetime: at}, {Key: "z", Value: []any{negZero}, Datetime: at}}
 	require.NoError(t, c.Write(context.Background(), vals))
