@@ -139,9 +139,7 @@ func walkWriteErrors(err error) (wes []*thethings.WriteError, others []error) {
 func checkWriteFate(t *testing.T, srv *thethingstest.Server, n int, err error, want writeFate) {
 	t.Helper()
 	stored := map[int]int{}
-	for _, r := range srv.Stored(sentinelToken, "k") {
-		i, convErr := strconv.Atoi(string(r.Value))
-		require.NoError(t, convErr)
+	for _, i := range ints(t, srv.Stored(sentinelToken, "k")) {
 		stored[i]++
 	}
 	fate := map[int]string{}

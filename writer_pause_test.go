@@ -254,7 +254,7 @@ func TestWriterCloseDuringPauseReportsTheUnsent(t *testing.T) {
 	// A request Close cut short may have been stored: its values are
 	// reported with an unknown fate, the others as not written.
 	notWritten, unknown := thethings.FailedValues(err)
-	assert.ElementsMatch(t, valueInts(vals), valueInts(append(notWritten, unknown...)))
+	assert.ElementsMatch(t, ints(t, vals), ints(t, append(notWritten, unknown...)))
 	assert.Zero(t, srv.StoredCount(sentinelToken, "n"))
 }
 

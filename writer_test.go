@@ -6,7 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -52,34 +52,36 @@ func intValues(key string, from, n int, at ...time.Time) []thethings.Value {
 	return vals
 }
 
-// bodyInts decodes a write body into its integer values.
-func bodyInts(t *testing.T, body string) []int {
+// ints is the integer values of a write body (a string), of values, or of
+// stored records, in order; records, which the store keeps newest first,
+// come sorted.
+func ints(t *testing.T, of any) []int {
 	t.Helper()
-	var b struct {
-		Values []struct {
-			Value int `json:"value"`
-		} `json:"values"`
-	}
-	require.NoError(t, json.Unmarshal([]byte(body), &b))
-	out := make([]int, len(b.Values))
-	for i, v := range b.Values {
-		out[i] = v.Value
-	}
-	return out
-}
-
-func valueInts(vals []thethings.Value) []int {
-	out := make([]int, len(vals))
-	for i, v := range vals {
-		out[i] = v.Value.(int)
-	}
-	return out
-}
-
-func seq(from, n int) []int {
-	out := make([]int, n)
-	for i := range out {
-		out[i] = from + i
+	out := []int{}
+	switch of := of.(type) {
+	case string:
+		var b struct {
+			Values []struct {
+				Value int `json:"value"`
+			} `json:"values"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(of), &b))
+		for _, v := range b.Values {
+			out = append(out, v.Value)
+		}
+	case []thethings.Value:
+		for _, v := range of {
+			out = append(out, v.Value.(int))
+		}
+	case []thethingstest.Record:
+		for _, r := range of {
+			n, err := strconv.Atoi(string(r.Value))
+			require.NoError(t, err)
+			out = append(out, n)
+		}
+		slices.Sort(out)
+	default:
+		t.Fatalf("ints of %T", of)
 	}
 	return out
 }
@@ -100,10 +102,10 @@ func TestWriterFlushesOnBatchSize(t *testing.T) {
 		require.NoError(t, w.Add(ctx, intValues("n", 9, 3)...))
 		synctest.Wait()
 		require.Len(t, rec.Bodies(), 1)
-		assert.Equal(t, seq(0, 10), bodyInts(t, rec.Bodies()[0]))
+		assert.Equal(t, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, ints(t, rec.Bodies()[0]))
 		require.NoError(t, w.Close(ctx))
 		require.Len(t, rec.Bodies(), 2)
-		assert.Equal(t, seq(10, 2), bodyInts(t, rec.Bodies()[1]))
+		assert.Equal(t, []int{10, 11}, ints(t, rec.Bodies()[1]))
 	})
 }
 
@@ -123,7 +125,7 @@ func TestWriterFlushesOnInterval(t *testing.T) {
 		time.Sleep(time.Millisecond)
 		synctest.Wait()
 		require.Len(t, rec.Bodies(), 1)
-		assert.Equal(t, seq(0, 3), bodyInts(t, rec.Bodies()[0]))
+		assert.Equal(t, []int{0, 1, 2}, ints(t, rec.Bodies()[0]))
 
 		// The default interval is one second.
 		w2 := mustWriter(t, c)
@@ -151,8 +153,8 @@ func TestWriterFlush(t *testing.T) {
 	require.NoError(t, w.Flush(ctx))
 	bodies := rec.Bodies()
 	require.Len(t, bodies, 2)
-	assert.Equal(t, seq(0, 4), bodyInts(t, bodies[0]))
-	assert.Equal(t, seq(4, 2), bodyInts(t, bodies[1]))
+	assert.Equal(t, []int{0, 1, 2, 3}, ints(t, bodies[0]))
+	assert.Equal(t, []int{4, 5}, ints(t, bodies[1]))
 	require.NoError(t, w.Close(ctx))
 	assert.Len(t, rec.Bodies(), 2, "Close has nothing left to send")
 }
@@ -219,8 +221,8 @@ func TestWriterRetriesRefusedBatches(t *testing.T) {
 				assert.Empty(t, handled)
 				bodies := rec.Bodies()
 				require.Len(t, bodies, 2)
-				assert.Equal(t, seq(0, 3), bodyInts(t, bodies[0]))
-				assert.Equal(t, seq(3, 2), bodyInts(t, bodies[1]))
+				assert.Equal(t, []int{0, 1, 2}, ints(t, bodies[0]))
+				assert.Equal(t, []int{3, 4}, ints(t, bodies[1]))
 				// 7 refusals: 2 per call (MaxRetries 1) and the writer's own
 				// backoff between calls, never above MaxWait.
 				require.Len(t, attempts, 9)
@@ -383,9 +385,9 @@ func TestWriterBoundedBuffer(t *testing.T) {
 		require.NoError(t, w.Close(ctx))
 		var got []int
 		for _, b := range rec.Bodies() {
-			got = append(got, bodyInts(t, b)...)
+			got = append(got, ints(t, b)...)
 		}
-		assert.Equal(t, seq(0, 6), got, "refused Adds took nothing")
+		assert.Equal(t, []int{0, 1, 2, 3, 4, 5}, got, "refused Adds took nothing")
 	})
 }
 
@@ -596,22 +598,8 @@ func TestWriterEmulatorConcurrentAdds(t *testing.T) {
 	}
 	wg.Wait()
 	require.NoError(t, w.Close(context.Background()))
-	assert.Zero(t, srv.Duplicates(), "duplicates")
-	assert.Equal(t, seq(0, producers*each), storedInts(t, srv, "n"))
+	assertStoredOnce(t, srv, "n", producers*each)
 	assert.Equal(t, producers*each/100, srv.Requests(thethingstest.RouteWrite), "full batches only")
-}
-
-func storedInts(t *testing.T, srv *thethingstest.Server, key string) []int {
-	t.Helper()
-	recs := srv.Stored(sentinelToken, key)
-	got := make([]int, len(recs))
-	for i, r := range recs {
-		n, err := strconv.Atoi(string(r.Value))
-		require.NoError(t, err)
-		got[i] = n
-	}
-	sort.Ints(got)
-	return got
 }
 
 // TestWriterFaultsLoseNothing: 100,000 values through a Writer while the
@@ -663,8 +651,7 @@ func TestWriterFaultsLoseNothing(t *testing.T) {
 	defer cancel()
 	require.NoError(t, w.Close(ctx))
 	assert.Zero(t, reported.Load())
-	assert.Zero(t, srv.Duplicates(), "duplicates")
-	assert.Equal(t, seq(0, producers*each), storedInts(t, srv, "n"))
+	assertStoredOnce(t, srv, "n", producers*each)
 	total := srv.Requests(thethingstest.RouteWrite)
 	t.Logf("%d write requests for %d values", total, producers*each)
 	assert.Greater(t, total, 200, "faults were met and retried")
@@ -707,13 +694,13 @@ func TestWriterDropsAreReported(t *testing.T) {
 			mu.Unlock()
 
 			assert.Zero(t, srv.Duplicates())
-			stored := storedInts(t, srv, "n")
+			stored := ints(t, srv.Stored(sentinelToken, "n"))
 			isStored := make(map[int]bool, len(stored))
 			for _, v := range stored {
 				isStored[v] = true
 			}
 			isReported := map[int]bool{}
-			for _, v := range valueInts(reported) {
+			for _, v := range ints(t, reported) {
 				assert.False(t, isReported[v], "reported once")
 				isReported[v] = true
 			}
@@ -763,7 +750,7 @@ func TestWriterFlushTimeoutKeepsValues(t *testing.T) {
 		refusing.Store(false)
 		require.NoError(t, w.Close(context.Background()))
 		require.Len(t, rec.Bodies(), 1)
-		assert.Equal(t, seq(0, 3), bodyInts(t, rec.Bodies()[0]))
+		assert.Equal(t, []int{0, 1, 2}, ints(t, rec.Bodies()[0]))
 	})
 }
 
