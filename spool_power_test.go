@@ -192,8 +192,7 @@ func TestSpoolReopenAfterAbandonedRequestStoresOnce(t *testing.T) {
 	defer slow.wg.Wait()
 	hc := &http.Client{Timeout: time.Second}
 	defer hc.CloseIdleConnections()
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(px.URL+"/v2/"), thethings.WithHTTPClient(hc), fastRetry)
-	require.NoError(t, err)
+	_, c := setup(t, px.URL+"/v2/", thethings.WithHTTPClient(hc))
 	dir := t.TempDir()
 	const rounds, per = 8, 20
 	start := time.Now().Add(-time.Hour)

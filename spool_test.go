@@ -526,8 +526,7 @@ func TestSpoolDamageWhileOpenStopsTheWriter(t *testing.T) {
 			srv, _ := setup(t)
 			px := startProxy(t, srv.URL())
 			px.down()
-			c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(px.url), fastRetry)
-			require.NoError(t, err)
+			_, c := setup(t, px.url)
 			dir := t.TempDir()
 			w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithBatchSize(10), thethings.WithFlushInterval(0))
 			for i := 0; i < 3000; i += 100 {

@@ -192,8 +192,7 @@ func TestWriterSpoolFromEarlierBootGoesOutUndated(t *testing.T) {
 	px := startProxy(t, srv.URL())
 	px.down()
 	behind := func() time.Time { return time.Now().AddDate(-56, 0, 0) }
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(px.url), fastRetry, thethings.WithClock(behind))
-	require.NoError(t, err)
+	_, c := setup(t, px.url, thethings.WithClock(behind))
 	dir := t.TempDir()
 	w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithFlushInterval(0))
 	require.NoError(t, w.Add(context.Background(), intValues("n", 0, 5)...))
