@@ -381,34 +381,21 @@ func TestWriteSplitsIntoBatches(t *testing.T) {
 	}
 }
 
-// splitFailure answers the nth request (from 1) with status and body and
-// every other with 201.
-func splitFailure(mt *httpmock.MockTransport, n int, status int, body string) *int {
-	calls := new(int)
-	var mu sync.Mutex
-	mt.RegisterResponder(http.MethodPost, writeURL, func(*http.Request) (*http.Response, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		*calls++
-		if *calls == n {
-			return httpmock.NewStringResponse(status, body), nil
-		}
-		return httpmock.NewStringResponse(201, `{"status":"created"}`), nil
-	})
-	return calls
-}
-
 func TestWriteSplitFailureFates(t *testing.T) {
 	t.Parallel()
 	vals := make([]thethings.Value, 350)
 	for i := range vals {
 		vals[i] = thethings.Value{Key: "n", Value: i}
 	}
+	// Each case answers one of the four requests with a failure, every
+	// other with 201.
+	created := httpmock.NewStringResponder(201, `{"status":"created"}`)
 
 	t.Run("refused: failed request and later ones not written", func(t *testing.T) {
 		mt := httpmock.NewMockTransport()
 		_, c := setup(t, mt)
-		calls := splitFailure(mt, 2, 400, `{"status":"error","code":400,"message":"bad"}`)
+		mt.RegisterResponder(http.MethodPost, writeURL,
+			created.Then(httpmock.NewStringResponder(400, `{"status":"error","code":400,"message":"bad"}`)).Then(created))
 		err := c.Write(context.Background(), vals)
 		var we *thethings.WriteError
 		require.ErrorAs(t, err, &we)
@@ -419,14 +406,15 @@ func TestWriteSplitFailureFates(t *testing.T) {
 		require.ErrorAs(t, err, &ae)
 		assert.Equal(t, 400, ae.StatusCode)
 		assert.Equal(t, "/v2/things/***", ae.Path)
-		assert.Equal(t, 2, *calls, "nothing sent after the failure")
+		assert.Equal(t, 2, mt.GetTotalCallCount(), "nothing sent after the failure")
 		assert.NotContains(t, err.Error(), sentinelToken)
 	})
 
 	t.Run("unknown: two fates joined", func(t *testing.T) {
 		mt := httpmock.NewMockTransport()
 		_, c := setup(t, mt)
-		calls := splitFailure(mt, 3, 500, `{"status":"error","code":500,"message":"boom"}`)
+		mt.RegisterResponder(http.MethodPost, writeURL,
+			created.Then(created).Then(httpmock.NewStringResponder(500, `{"status":"error","code":500,"message":"boom"}`)).Then(created))
 		err := c.Write(context.Background(), vals)
 		require.Error(t, err)
 		assert.ErrorIs(t, err, thethings.ErrOutcomeUnknown)
@@ -446,13 +434,14 @@ func TestWriteSplitFailureFates(t *testing.T) {
 		var as *thethings.WriteError
 		require.ErrorAs(t, err, &as)
 		assert.Same(t, first, as, "errors.As finds the first")
-		assert.Equal(t, 3, *calls, "an ambiguous write is not retried")
+		assert.Equal(t, 3, mt.GetTotalCallCount(), "an ambiguous write is not retried")
 	})
 
 	t.Run("unknown on the last request: one error", func(t *testing.T) {
 		mt := httpmock.NewMockTransport()
 		_, c := setup(t, mt)
-		splitFailure(mt, 4, 502, `bad gateway`)
+		mt.RegisterResponder(http.MethodPost, writeURL,
+			created.Then(created).Then(created).Then(httpmock.NewStringResponder(502, `bad gateway`)).Then(created))
 		err := c.Write(context.Background(), vals)
 		var we *thethings.WriteError
 		require.ErrorAs(t, err, &we)
@@ -465,21 +454,22 @@ func TestWriteSplitFailureFates(t *testing.T) {
 	t.Run("503 without Retry-After is unknown", func(t *testing.T) {
 		mt := httpmock.NewMockTransport()
 		_, c := setup(t, mt)
-		calls := splitFailure(mt, 1, 503, `{"status":"error","message":"overloaded"}`)
+		mt.RegisterResponder(http.MethodPost, writeURL,
+			httpmock.NewStringResponder(503, `{"status":"error","message":"overloaded"}`).Then(created))
 		err := c.Write(context.Background(), vals[:10])
 		var we *thethings.WriteError
 		require.ErrorAs(t, err, &we)
 		assert.True(t, we.Unknown)
 		assert.Equal(t, vals[:10], we.Values)
-		assert.Equal(t, 1, *calls)
+		assert.Equal(t, 1, mt.GetTotalCallCount())
 	})
 
 	t.Run("RetryWrites repeats an ambiguous write", func(t *testing.T) {
 		mt := httpmock.NewMockTransport()
 		_, c := setup(t, mt, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 2, MinWait: time.Millisecond, MaxWait: time.Millisecond, RetryWrites: true}))
-		calls := splitFailure(mt, 1, 500, `{}`)
+		mt.RegisterResponder(http.MethodPost, writeURL, httpmock.NewStringResponder(500, `{}`).Then(created))
 		require.NoError(t, c.Write(context.Background(), vals[:10]))
-		assert.Equal(t, 2, *calls)
+		assert.Equal(t, 2, mt.GetTotalCallCount())
 	})
 
 	t.Run("rate limited then accepted", func(t *testing.T) {
