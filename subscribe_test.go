@@ -23,6 +23,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/jarcoal/httpmock"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -757,13 +758,6 @@ func pipeStream(req *http.Request, hold bool, steps ...any) *http.Response {
 	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: pr, Request: req}
 }
 
-func plainResponse(req *http.Request, status int, header http.Header, body string) *http.Response {
-	if header == nil {
-		header = http.Header{}
-	}
-	return &http.Response{StatusCode: status, Header: header, Body: io.NopCloser(strings.NewReader(body)), Request: req}
-}
-
 const subscribedFrame = `{"status":"success","message":"subscribed"}`
 
 func TestSubscribeIdleTimeoutInBubble(t *testing.T) {
@@ -825,7 +819,7 @@ func TestSubscribeSlowConsumerIsNotIdle(t *testing.T) {
 func TestSubscribeBackoffSchedule(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := &scriptedStreams{script: func(_ int, req *http.Request) *http.Response {
-			return plainResponse(req, http.StatusInternalServerError, nil, `{"status":"error","message":"down"}`)
+			return httpmock.NewStringResponse(http.StatusInternalServerError, `{"status":"error","message":"down"}`)
 		}}
 		_, c := setup(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 8 * time.Second}))
 		var errs []error
@@ -850,9 +844,13 @@ func TestSubscribeRetryAfterOnReconnect(t *testing.T) {
 			case 1:
 				return pipeStream(req, false, subscribedFrame) // then EOF
 			case 2:
-				return plainResponse(req, http.StatusServiceUnavailable, http.Header{"Retry-After": {"3"}}, `{"status":"error","message":"busy"}`)
+				resp := httpmock.NewStringResponse(http.StatusServiceUnavailable, `{"status":"error","message":"busy"}`)
+				resp.Header.Set("Retry-After", "3")
+				return resp
 			case 3:
-				return plainResponse(req, http.StatusTooManyRequests, http.Header{"Retry-After": {"120"}}, `{"status":"error","message":"slow down"}`)
+				resp := httpmock.NewStringResponse(http.StatusTooManyRequests, `{"status":"error","message":"slow down"}`)
+				resp.Header.Set("Retry-After", "120")
+				return resp
 			}
 			return pipeStream(req, true, subscribedFrame, `[{"key":"k","value":"ok"}]`)
 		}}
@@ -887,7 +885,7 @@ func TestSubscribeBudgetResetsAfterHealthyFrame(t *testing.T) {
 			case n%2 == 1:
 				return pipeStream(req, false, subscribedFrame, `{}`) // healthy, then EOF
 			}
-			return plainResponse(req, http.StatusBadGateway, nil, "")
+			return httpmock.NewStringResponse(http.StatusBadGateway, "")
 		}}
 		_, c := setup(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 2 * time.Second}))
 		for msg, err := range c.Subscribe(t.Context(), thethings.WithReconnect(2)) {
@@ -902,7 +900,9 @@ func TestSubscribeBudgetResetsAfterHealthyFrame(t *testing.T) {
 func TestSubscribeCancelDuringBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := &scriptedStreams{script: func(_ int, req *http.Request) *http.Response {
-			return plainResponse(req, http.StatusServiceUnavailable, http.Header{"Retry-After": {"3600"}}, "")
+			resp := httpmock.NewStringResponse(http.StatusServiceUnavailable, "")
+			resp.Header.Set("Retry-After", "3600")
+			return resp
 		}}
 		_, c := setup(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: time.Hour}))
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
