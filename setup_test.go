@@ -54,8 +54,9 @@ func (refusedDial) RoundTrip(*http.Request) (*http.Response, error) {
 //     it may replace;
 //   - a base URL (string): the client talks to it instead, and no test
 //     server is started (the server returned is nil);
-//   - an http.Handler: the client talks to an httptest server that runs it
-//     instead, closed when the test ends;
+//   - an http.Handler: the client talks instead to an httptest server that
+//     runs it, at the platform's root /v2/ as the test server, closed when
+//     the test ends;
 //   - an *httpmock.MockTransport: the client's calls go to it instead, and
 //     a request it does not match fails the test. The client's clock then
 //     reads 26 years late in a synctest bubble, where time starts in 2000,
@@ -80,7 +81,7 @@ func setup(t testing.TB, opts ...any) (*thethingstest.Server, *thethings.Client)
 		case http.Handler:
 			ts := httptest.NewServer(o)
 			t.Cleanup(ts.Close)
-			baseURL = ts.URL
+			baseURL = ts.URL + "/v2/"
 		default:
 			t.Fatalf("setup: an option of type %T", o)
 		}

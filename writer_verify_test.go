@@ -169,7 +169,7 @@ func TestWriterPermanentRefusalReachesHandler(t *testing.T) {
 	srv, _ := setup(t)
 	c, err := thethings.NewClient("unknown-thing-token", thethings.WithBaseURL(srv.URL()), fastRetry)
 	require.NoError(t, err)
-	h := newPauseHandler()
+	h := new(pauseHandler)
 	w := mustWriter(t, c, thethings.WithErrorHandler(h.handle))
 	vals := intValues("n", 0, 3)
 	require.NoError(t, w.Add(context.Background(), vals...))
