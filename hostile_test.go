@@ -38,11 +38,19 @@ import (
 	"github.com/thethings-go/thethings/internal/testkit"
 )
 
-// endless writes prefix, then unit until the client goes away.
-func endless(w http.ResponseWriter, prefix, unit string) {
+// endless answers prefix, then unit until the client goes away;
+// compressed, gzipped: a small answer that decodes to a large one.
+func endless(w http.ResponseWriter, compressed bool, prefix, unit string) {
 	w.Header().Set("Content-Type", "application/json")
+	var out io.Writer = w
+	if compressed {
+		w.Header().Set("Content-Encoding", "gzip")
+		gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+		defer gz.Close()
+		out = gz
+	}
 	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 64<<10)
+	bw := bufio.NewWriterSize(out, 64<<10)
 	_, _ = bw.WriteString(prefix)
 	u := []byte(strings.Repeat(unit, max(1, (32<<10)/len(unit))))
 	for {
@@ -50,24 +58,6 @@ func endless(w http.ResponseWriter, prefix, unit string) {
 			return
 		}
 	}
-}
-
-// gzipped writes prefix, then unit repeated to n bytes, then suffix, gzip
-// compressed: a small answer that decodes to a large one.
-func gzipped(w http.ResponseWriter, prefix, unit, suffix string, n int) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Encoding", "gzip")
-	w.WriteHeader(http.StatusOK)
-	gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
-	_, _ = gz.Write([]byte(prefix))
-	chunk := []byte(strings.Repeat(unit, (1<<20)/len(unit)))
-	for written := 0; written < n; written += len(chunk) {
-		if _, err := gz.Write(chunk); err != nil {
-			return
-		}
-	}
-	_, _ = gz.Write([]byte(suffix))
-	_ = gz.Close()
 }
 
 // magicOps are the calls that read one small answer.
@@ -96,11 +86,7 @@ func TestHostileAnswersAreBounded(t *testing.T) {
 	t.Parallel()
 	for _, compressed := range []bool{false, true} {
 		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if compressed {
-				gzipped(w, `[{"key":"$settings","value":{"a":"`, "a", `"}}]`, 64<<20)
-				return
-			}
-			endless(w, `[{"key":"$settings","value":{"a":"`, "a")
+			endless(w, compressed, `[{"key":"$settings","value":{"a":"`, "a")
 		}))
 		t.Cleanup(ts.Close)
 		for name, op := range magicOps {
@@ -143,7 +129,7 @@ func TestHostileErrorBodyIsBounded(t *testing.T) {
 func TestHostileReadStopsAtTheLimit(t *testing.T) {
 	t.Parallel()
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		endless(w, `[`, `{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`)
+		endless(w, false, `[`, `{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`)
 	}))
 	t.Cleanup(ts.Close)
 	_, c := setup(t, ts.URL)
@@ -153,7 +139,7 @@ func TestHostileReadStopsAtTheLimit(t *testing.T) {
 
 	// One value larger than a page may be: a typed error.
 	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		endless(w, `[{"key":"k","datetime":"2015-01-30T15:35:33.000Z","value":"`, "x")
+		endless(w, false, `[{"key":"k","datetime":"2015-01-30T15:35:33.000Z","value":"`, "x")
 	}))
 	t.Cleanup(big.Close)
 	_, bigc := setup(t, big.URL)
@@ -201,10 +187,10 @@ func TestHostileAnswerMemory(t *testing.T) {
 		call    func(ctx context.Context, c *thethings.Client) error
 		bound   uint64
 	}{
-		// 256 MiB of settings in a gzip answer of about 1 MiB.
+		// Endless settings in a gzip answer, about 1 MiB for each 256 MiB.
 		"Settings/gzip": {
 			handler: func(w http.ResponseWriter, r *http.Request) {
-				gzipped(w, `[{"key":"$settings","value":{"a":"`, "a", `"}}]`, 256*mib)
+				endless(w, true, `[{"key":"$settings","value":{"a":"`, "a")
 			},
 			call: func(ctx context.Context, c *thethings.Client) error {
 				_, err := c.Settings(ctx)
@@ -235,7 +221,7 @@ func TestHostileAnswerMemory(t *testing.T) {
 		// Values (pages of 1000) against an endless array.
 		"Values/endless": {
 			handler: func(w http.ResponseWriter, r *http.Request) {
-				endless(w, `[`, `{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`)
+				endless(w, false, `[`, `{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`)
 			},
 			call: func(ctx context.Context, c *thethings.Client) error {
 				n := 0
