@@ -138,26 +138,6 @@ func (e *soakEmulator) get(t *testing.T, path string, out any) {
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(out))
 }
 
-// randomFaults is one step of the fault schedule. Every step cuts the
-// streams it opens, after 0.2s to 2s (StreamCutAfter is read when a stream
-// opens); some also drop writes (stored or not) and answer 503.
-func randomFaults(r *rand.Rand) thethingstest.Faults {
-	f := thethingstest.Faults{StreamCutAfter: 200*time.Millisecond + time.Duration(r.Int64N(int64(1800*time.Millisecond)))}
-	drop := func() { f.DropEvery, f.DropStores = 2+r.IntN(6), r.IntN(2) == 0 }
-	busy := func() { f.Every503 = 3 + r.IntN(5) }
-	switch r.IntN(4) {
-	case 0: // cuts only
-	case 1:
-		drop()
-	case 2:
-		busy()
-	default:
-		drop()
-		busy()
-	}
-	return f
-}
-
 func TestSoak(t *testing.T) {
 	dur := *soakDuration
 	seed := *soakSeed
@@ -198,7 +178,27 @@ func TestSoak(t *testing.T) {
 		emu.hc.CloseIdleConnections()
 	})
 	faultRand := rand.New(rand.NewPCG(seed, 1))
-	emu.setFaults(t, randomFaults(faultRand))
+	// randomFaults is one step of the fault schedule. Every step cuts the
+	// streams it opens, after 0.2s to 2s (StreamCutAfter is read when a
+	// stream opens); some also drop writes (stored or not) and answer 503.
+	randomFaults := func() thethingstest.Faults {
+		r := faultRand
+		f := thethingstest.Faults{StreamCutAfter: 200*time.Millisecond + time.Duration(r.Int64N(int64(1800*time.Millisecond)))}
+		drop := func() { f.DropEvery, f.DropStores = 2+r.IntN(6), r.IntN(2) == 0 }
+		busy := func() { f.Every503 = 3 + r.IntN(5) }
+		switch r.IntN(4) {
+		case 0: // cuts only
+		case 1:
+			drop()
+		case 2:
+			busy()
+		default:
+			drop()
+			busy()
+		}
+		return f
+	}
+	emu.setFaults(t, randomFaults())
 	emu.hc.CloseIdleConnections()
 	testkit.Eventually(t, "the admin connection's goroutines end", func() bool {
 		buf := make([]byte, 1<<20)
@@ -319,7 +319,7 @@ func TestSoak(t *testing.T) {
 				faultsDone <- steps
 				return
 			case <-time.After(300*time.Millisecond + time.Duration(r.Int64N(int64(700*time.Millisecond)))):
-				emu.setFaults(t, randomFaults(r))
+				emu.setFaults(t, randomFaults())
 				steps++
 			}
 		}
