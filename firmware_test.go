@@ -21,15 +21,6 @@ import (
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
-func randomBytes(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, seed))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
 func TestFirmwaresAndLatest(t *testing.T) {
 	srv, c := setup(t)
 	ctx := context.Background()
@@ -73,7 +64,8 @@ func TestFirmwaresHostileAnswer(t *testing.T) {
 
 func TestDownloadFirmware(t *testing.T) {
 	srv, c := setup(t)
-	data := randomBytes(300<<10, 1)
+	data := make([]byte, 300<<10)
+	rand.NewChaCha8([32]byte{1}).Read(data) // the same random bytes every run
 	id := srv.AddFirmware("3", data)
 	var got bytes.Buffer
 	n, err := c.DownloadFirmware(context.Background(), id, &got, int64(len(data)))
@@ -85,7 +77,8 @@ func TestDownloadFirmware(t *testing.T) {
 
 func TestDownloadFirmwareResumesCutDownload(t *testing.T) {
 	srv, c := setup(t, thethingstest.WithFirmwareFaults(thethingstest.FirmwareFaults{CutAfter: 70_000}))
-	data := randomBytes(200_000, 2)
+	data := make([]byte, 200_000)
+	rand.NewChaCha8([32]byte{2}).Read(data)
 	id := srv.AddFirmware("3", data)
 	var got bytes.Buffer
 	n, err := c.DownloadFirmware(context.Background(), id, &got, 1<<20)
@@ -97,7 +90,8 @@ func TestDownloadFirmwareResumesCutDownload(t *testing.T) {
 
 func TestDownloadFirmwareWithoutRangeFailsClearly(t *testing.T) {
 	srv, c := setup(t, thethingstest.WithFirmwareFaults(thethingstest.FirmwareFaults{CutAfter: 70_000, IgnoreRange: true}))
-	data := randomBytes(200_000, 3)
+	data := make([]byte, 200_000)
+	rand.NewChaCha8([32]byte{3}).Read(data)
 	id := srv.AddFirmware("3", data)
 	var got bytes.Buffer
 	n, err := c.DownloadFirmware(context.Background(), id, &got, 1<<20)
@@ -110,7 +104,8 @@ func TestDownloadFirmwareWithoutRangeFailsClearly(t *testing.T) {
 
 func TestDownloadFirmwareMaxBytes(t *testing.T) {
 	srv, c := setup(t)
-	data := randomBytes(100_000, 4)
+	data := make([]byte, 100_000)
+	rand.NewChaCha8([32]byte{4}).Read(data)
 	id := srv.AddFirmware("3", data)
 	var got bytes.Buffer
 	_, err := c.DownloadFirmware(context.Background(), id, &got, 99_999)
@@ -260,7 +255,8 @@ func TestDownloadFirmwareStalledResumeIsBounded(t *testing.T) {
 // A first answer without Content-Length, cut, then resumed: the 206 tells
 // the file's length, which bounds the rest.
 func TestDownloadFirmwareChunkedThenResumed(t *testing.T) {
-	file := randomBytes(20, 5)
+	file := make([]byte, 20)
+	rand.NewChaCha8([32]byte{5}).Read(file)
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Range") == "" {
 			_, _ = w.Write(file[:10]) // chunked: no length
