@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -43,15 +42,13 @@ func TestFailedValuesWalksJoinedErrors(t *testing.T) {
 func TestFailedValuesOfASplitWrite(t *testing.T) {
 	t.Parallel()
 	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n.Add(1) == 2 {
 			w.WriteHeader(http.StatusInternalServerError)
 			return
 		}
 		w.WriteHeader(http.StatusCreated)
-	}))
-	t.Cleanup(srv.Close)
-	_, c := setup(t, srv.URL, thethings.WithRetry(thethings.NoRetries))
+	}), thethings.WithRetry(thethings.NoRetries))
 	err := c.Write(context.Background(), intValues("k", 0, 250))
 	notWritten, unknown := thethings.FailedValues(err)
 	assert.Len(t, unknown, 100, "the second request's values")

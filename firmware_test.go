@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -119,9 +118,7 @@ func TestDownloadFirmwareMaxBytes(t *testing.T) {
 			http.NewResponseController(w).Flush()
 		}
 	}
-	hs := httptest.NewServer(http.HandlerFunc(chunked))
-	t.Cleanup(hs.Close)
-	_, c2 := setup(t, hs.URL)
+	_, c2 := setup(t, http.HandlerFunc(chunked))
 	got.Reset()
 	_, err = c2.DownloadFirmware(context.Background(), "x", &got, 25_000)
 	require.ErrorIs(t, err, thethings.ErrInvalidValue)
@@ -229,7 +226,7 @@ func TestResources(t *testing.T) {
 // progress: the download gives up after MaxRetries such attempts.
 func TestDownloadFirmwareStalledResumeIsBounded(t *testing.T) {
 	var requests atomic.Int32
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
 		w.Header().Set("Content-Length", "100")
 		if r.Header.Get("Range") != "" {
@@ -241,8 +238,6 @@ func TestDownloadFirmwareStalledResumeIsBounded(t *testing.T) {
 		http.NewResponseController(w).Flush()
 		panic(http.ErrAbortHandler)
 	}))
-	t.Cleanup(hs.Close)
-	_, c := setup(t, hs.URL)
 	var got bytes.Buffer
 	n, err := c.DownloadFirmware(context.Background(), "x", &got, 1000)
 	require.Error(t, err)
@@ -257,7 +252,7 @@ func TestDownloadFirmwareStalledResumeIsBounded(t *testing.T) {
 func TestDownloadFirmwareChunkedThenResumed(t *testing.T) {
 	file := make([]byte, 20)
 	rand.NewChaCha8([32]byte{5}).Read(file)
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Range") == "" {
 			_, _ = w.Write(file[:10]) // chunked: no length
 			http.NewResponseController(w).Flush()
@@ -269,8 +264,6 @@ func TestDownloadFirmwareChunkedThenResumed(t *testing.T) {
 		w.WriteHeader(http.StatusPartialContent)
 		_, _ = w.Write(file[10:])
 	}))
-	t.Cleanup(hs.Close)
-	_, c := setup(t, hs.URL)
 	var got bytes.Buffer
 	n, err := c.DownloadFirmware(context.Background(), "x", &got, 100)
 	require.NoError(t, err)

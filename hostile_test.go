@@ -283,11 +283,9 @@ func TestHostileErrorMessagesQuoteAShortPrefix(t *testing.T) {
 	require.ErrorIs(t, err, thethings.ErrInvalidValue)
 	assert.Less(t, len(err.Error()), 200)
 
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, `{"date":"`+strings.Repeat("x", 512<<10)+`"}`)
 	}))
-	t.Cleanup(ts.Close)
-	_, c := setup(t, ts.URL)
 	_, err = c.ServerTime(testkit.Ctx(t, 0))
 	require.ErrorIs(t, err, thethings.ErrInvalidValue)
 	assert.Less(t, len(err.Error()), 200)
@@ -305,12 +303,10 @@ type holder struct {
 func TestHostileTokenInNoPrintedForm(t *testing.T) {
 	t.Parallel()
 	// A stream whose status frame echoes the token in every field.
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = fmt.Fprintf(w, `{"status":"error %[1]s","code":404,"message":"thing %[1]s not found"}`, sentinelToken)
 	}))
-	t.Cleanup(ts.Close)
-	_, c := setup(t, ts.URL)
 	var subErr error
 	for _, err := range c.Subscribe(testkit.Ctx(t, 0), thethings.WithReconnect(0)) {
 		subErr = err
@@ -468,10 +464,8 @@ func (h *history) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestHostileValuesFollowShortPages(t *testing.T) {
 	t.Parallel()
 	h := &history{n: 2500, perPage: 500}
-	ts := httptest.NewServer(h)
-	t.Cleanup(ts.Close)
 	got := map[int64]int{}
-	_, c := setup(t, ts.URL)
+	_, c := setup(t, h)
 	for v, err := range c.Values(testkit.Ctx(t, 0), "k", nil) {
 		require.NoError(t, err)
 		i, _ := v.Int64()
@@ -487,9 +481,7 @@ func TestHostileValuesResumeAfterAnError(t *testing.T) {
 	t.Parallel()
 	h := &history{n: 2500, perPage: 1000}
 	h.fail = func(call int32) bool { return call >= 2 }
-	ts := httptest.NewServer(h)
-	t.Cleanup(ts.Close)
-	_, c := setup(t, ts.URL, thethings.WithRetry(thethings.NoRetries))
+	_, c := setup(t, h, thethings.WithRetry(thethings.NoRetries))
 	var seen []int64
 	var failed error
 	for v, err := range c.Values(testkit.Ctx(t, 0), "k", nil) {
@@ -508,9 +500,7 @@ func TestHostileValuesResumeAfterAnError(t *testing.T) {
 	assert.Len(t, seen, 1000)
 
 	// Another process, a healthy server: the rest, nothing twice.
-	ok := httptest.NewServer(&history{n: 2500, perPage: 1000})
-	t.Cleanup(ok.Close)
-	_, okc := setup(t, ok.URL)
+	_, okc := setup(t, &history{n: 2500, perPage: 1000})
 	for v, err := range okc.Values(testkit.Ctx(t, 0), "k", &thethings.ReadOptions{Cursor: re.Cursor}) {
 		require.NoError(t, err)
 		i, _ := v.Int64()
@@ -554,14 +544,12 @@ func TestHostileCursorAtTheLastInstant(t *testing.T) {
 	t.Parallel()
 	var queries []string
 	var mu sync.Mutex
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		queries = append(queries, r.URL.RawQuery)
 		mu.Unlock()
 		_, _ = io.WriteString(w, `[{"key":"k","value":1,"datetime":"9999-12-31T23:59:59.999Z"}]`)
 	}))
-	t.Cleanup(ts.Close)
-	_, c := setup(t, ts.URL)
 	page, err := c.Read(testkit.Ctx(t, 0), "k", &thethings.ReadOptions{Limit: 1})
 	require.NoError(t, err)
 	require.Len(t, page.Values, 1)
@@ -598,12 +586,10 @@ func TestHostileRetryAfterZeroStillWaits(t *testing.T) {
 
 func TestHostileWriterCloseInsideErrorHandler(t *testing.T) {
 	t.Parallel()
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = io.WriteString(w, `{"status":"error","message":"invalid value"}`)
 	}))
-	t.Cleanup(ts.Close)
-	_, c := setup(t, ts.URL)
 	var w *thethings.Writer
 	returned := make(chan error, 1)
 	var once sync.Once

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"runtime"
 	"slices"
@@ -133,13 +132,11 @@ func TestSubscribeDeliversWrites(t *testing.T) {
 func TestSubscribeRequest(t *testing.T) {
 	t.Parallel()
 	var seen atomic.Pointer[http.Request]
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen.Store(r)
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, `{"status":"success","message":"streaming"}[{"key":"a","value":1}]`)
-	}))
-	defer ts.Close()
-	_, c := setup(t, ts.URL, thethings.WithUserAgent("valve-ctl/2"))
+	}), thethings.WithUserAgent("valve-ctl/2"))
 	for msg, err := range c.Subscribe(testkit.Ctx(t, 0), thethings.WithKeepAlive(1500*time.Millisecond)) {
 		require.NoError(t, err, "any success message text is a subscription")
 		assert.Equal(t, "a", msg.Values[0].Key)
@@ -243,13 +240,11 @@ func TestSubscribeNotRetried(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			var calls atomic.Int32
-			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				calls.Add(1)
 				w.WriteHeader(h.status)
 				_, _ = io.WriteString(w, h.body)
 			}))
-			defer ts.Close()
-			_, c := setup(t, ts.URL)
 			var errs []error
 			for _, err := range c.Subscribe(testkit.Ctx(t, 0)) {
 				errs = append(errs, err)
@@ -273,7 +268,8 @@ func TestSubscribeCutMidFrame(t *testing.T) {
 	// frame. The fourth gets a whole frame.
 	const cuts = 3
 	var calls atomic.Int32
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var logged bytes.Buffer
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := calls.Add(1)
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, `{"status":"success","message":"subscribed"}`)
@@ -291,10 +287,7 @@ func TestSubscribeCutMidFrame(t *testing.T) {
 			return
 		}
 		_ = conn.Close()
-	}))
-	t.Cleanup(ts.Close)
-	var logged bytes.Buffer
-	_, c := setup(t, ts.URL, thethings.WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
+	}), thethings.WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
 	var log stateLog
 	for msg, err := range c.Subscribe(testkit.Ctx(t, 0), thethings.WithStateHandler(log.handler), thethings.WithReconnect(1)) {
 		require.NoError(t, err, "the budget resets on every established connection")
@@ -327,13 +320,11 @@ func TestSubscribeReconnectBudget(t *testing.T) {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			t.Parallel()
 			var calls atomic.Int32
-			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				calls.Add(1)
 				w.WriteHeader(http.StatusInternalServerError)
 				_, _ = io.WriteString(w, `{"status":"error","message":"boom"}`)
 			}))
-			defer ts.Close()
-			_, c := setup(t, ts.URL)
 			var log stateLog
 			var errs []error
 			for _, err := range c.Subscribe(testkit.Ctx(t, 0), thethings.WithReconnect(n), thethings.WithStateHandler(log.handler)) {
@@ -484,7 +475,7 @@ func TestSubscribeContextCancelClosesAtOnce(t *testing.T) {
 func TestSubscribeFrameTooLarge(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		w.WriteHeader(http.StatusOK)
 		bw := bufio.NewWriter(w)
@@ -497,8 +488,6 @@ func TestSubscribeFrameTooLarge(t *testing.T) {
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 	}))
-	defer ts.Close()
-	_, c := setup(t, ts.URL)
 	var errs []error
 	var got []thethings.Message
 	for msg, err := range c.Subscribe(testkit.Ctx(t, 0), thethings.WithMaxFrameSize(1<<20)) {
@@ -1016,7 +1005,7 @@ func TestHostileSubscribeSlowStateHandler(t *testing.T) {
 func TestHostileSubscribeFramesGoOn(t *testing.T) {
 	t.Parallel()
 	var conns atomic.Int32
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conns.Add(1)
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, `{"status":"success","message":"subscribed"}`)
@@ -1027,8 +1016,6 @@ func TestHostileSubscribeFramesGoOn(t *testing.T) {
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 	}))
-	t.Cleanup(ts.Close)
-	_, c := setup(t, ts.URL)
 	var keys []string
 	var errs []error
 	for msg, err := range c.Subscribe(testkit.Ctx(t, 0), thethings.WithMaxFrameSize(4<<10)) {
@@ -1067,7 +1054,7 @@ func TestHostileBackfillBookkeepingIsBounded(t *testing.T) {
 		return
 	}
 	const n, size = 5000, 16 << 10
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		bw := bufio.NewWriterSize(w, 64<<10)
 		_, _ = bw.WriteString(`{"status":"success","message":"subscribed"}`)
@@ -1080,8 +1067,6 @@ func TestHostileBackfillBookkeepingIsBounded(t *testing.T) {
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 	}))
-	defer ts.Close()
-	_, c := setup(t, ts.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	got := 0
