@@ -86,6 +86,9 @@ func setup(t testing.TB, opts ...any) (*thethingstest.Server, *thethings.Client)
 			t.Fatalf("setup: an option of type %T", o)
 		}
 	}
+	if len(srvOpts) > 0 && (baseURL != "" || mt != nil) {
+		t.Fatal("setup: test server options without a test server")
+	}
 	if mt != nil {
 		mt.RegisterNoResponder(httpmock.NewNotFoundResponder(t.Fatal))
 		c, err := thethings.NewClient(sentinelToken, append([]thethings.Option{
@@ -105,8 +108,6 @@ func setup(t testing.TB, opts ...any) (*thethingstest.Server, *thethings.Client)
 	if baseURL == "" {
 		srv = thethingstest.NewServer(t, append([]thethingstest.Option{thethingstest.WithThingTokens(sentinelToken)}, srvOpts...)...)
 		baseURL = srv.URL()
-	} else if len(srvOpts) > 0 {
-		t.Fatal("setup: test server options without a test server")
 	}
 	unary := &http.Transport{}
 	streamTr := &http.Transport{ResponseHeaderTimeout: 10 * time.Second}
