@@ -107,7 +107,8 @@ func TestActivateErrors(t *testing.T) {
 
 func TestAPIErrorFields(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	mt.RegisterResponder(http.MethodGet, "=~^https://api.thethings.io/v2/utils/date",
 		httpmock.NewStringResponder(429, `{"status":"error","code":429,"message":"Too many requests"}`).HeaderSet(http.Header{"Retry-After": {"1"}}))
 	_, err := c.ServerTime(context.Background())
@@ -124,7 +125,8 @@ func TestAPIErrorFields(t *testing.T) {
 	assert.Regexp(t, `^thethings: GET /v2/utils/date: 429 Too Many Requests: Too many requests`, err.Error())
 
 	// A huge non-JSON error body is read only up to a bound and summarised.
-	c2, mt2 := mockClient(t, thethings.WithRetry(thethings.NoRetries))
+	mt2 := httpmock.NewMockTransport()
+	_, c2 := setup(t, mt2, thethings.WithRetry(thethings.NoRetries))
 	big := make([]byte, 1<<20)
 	for i := range big {
 		big[i] = 'x'

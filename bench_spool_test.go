@@ -20,20 +20,19 @@ import (
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
-// cpuTime is the CPU time (user and system) this process has used.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkSpooledWriter: 4 goroutines each Add 100 values at a time to one
 // Writer, in memory or spooled, against the test server in this process.
 // One op is one value. cpu-ns/value counts the whole process, test server
 // included, so the two variants are compared on the same terms.
 func BenchmarkSpooledWriter(b *testing.B) {
+	// cpuTime is the CPU time (user and system) this process has used.
+	cpuTime := func(b *testing.B) time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			b.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
 	for _, spooled := range []bool{false, true} {
 		name := "memory"
 		if spooled {

@@ -153,6 +153,14 @@ func BenchmarkSubscribeLatency(b *testing.B) {
 // Run it with -benchtime=1x.
 func BenchmarkSubscriptions5000(b *testing.B) {
 	const n = 5000
+	// memInUse is heap in use plus goroutine stacks, after a GC.
+	memInUse := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse + ms.StackInuse
+	}
 	for b.Loop() {
 		// The emulator's side: n subscriptions on raw connections that read
 		// nothing past the subscribed frame, plus a negligible net.Conn each.
@@ -259,13 +267,4 @@ func BenchmarkSubscriptions5000(b *testing.B) {
 		b.ReportMetric(float64(fanout.Milliseconds()), "broadcast-ms")
 		b.ReportMetric(float64(got.Load()), "received")
 	}
-}
-
-// memInUse is heap in use plus goroutine stacks, after a GC.
-func memInUse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapInuse + ms.StackInuse
 }

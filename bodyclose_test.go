@@ -29,13 +29,6 @@ type bodyCounter struct {
 	returned, closed atomic.Int64
 }
 
-func newBodyCounter(t testing.TB) *bodyCounter {
-	t.Helper()
-	bc := &bodyCounter{rt: http.DefaultTransport.(*http.Transport).Clone()}
-	t.Cleanup(bc.rt.CloseIdleConnections)
-	return bc
-}
-
 func (bc *bodyCounter) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := bc.rt.RoundTrip(r)
 	if resp != nil && resp.Body != nil {
@@ -68,7 +61,8 @@ func (b *countedBody) Close() error {
 func TestBodyCounterCounts(t *testing.T) {
 	t.Parallel()
 	srv, _ := setup(t)
-	bc := newBodyCounter(t)
+	bc := &bodyCounter{rt: http.DefaultTransport.(*http.Transport).Clone()}
+	t.Cleanup(bc.rt.CloseIdleConnections)
 	resp, err := bc.httpClient().Get(srv.URL())
 	require.NoError(t, err)
 	assert.EqualValues(t, 1, bc.open())
@@ -78,23 +72,24 @@ func TestBodyCounterCounts(t *testing.T) {
 	assert.EqualValues(t, 1, bc.returned.Load())
 }
 
-// bodyOp is one SDK operation, run with the given client options against
-// a thing token (or, for activation, a code).
-type bodyOp func(ctx context.Context, opts []thethings.Option, token string) error
+// bodyOp is one SDK operation, run with a client for a thing token, made
+// with opts. Activation makes a client of its own, with opts and the
+// code the test made c's token.
+type bodyOp func(ctx context.Context, c *thethings.Client, opts []thethings.Option) error
 
 var bodyOps = map[string]bodyOp{
-	"Activate": func(ctx context.Context, opts []thethings.Option, token string) error {
-		_, err := thethings.Activate(ctx, token, "", opts...)
+	"Activate": func(ctx context.Context, c *thethings.Client, opts []thethings.Option) error {
+		_, err := thethings.Activate(ctx, c.ThingToken(), "", opts...)
 		return err
 	},
-	"ServerTime": withClient(func(ctx context.Context, c *thethings.Client) error {
+	"ServerTime": func(ctx context.Context, c *thethings.Client, _ []thethings.Option) error {
 		_, err := c.ServerTime(ctx)
 		return err
-	}),
-	"Write": withClient(func(ctx context.Context, c *thethings.Client) error {
+	},
+	"Write": func(ctx context.Context, c *thethings.Client, _ []thethings.Option) error {
 		return c.Write(ctx, intValues("k", 0, 150)) // two requests
-	}),
-	"Writer": withClient(func(ctx context.Context, c *thethings.Client) error {
+	},
+	"Writer": func(ctx context.Context, c *thethings.Client, _ []thethings.Option) error {
 		w, err := c.NewWriter(thethings.WithBatchSize(5), thethings.WithFlushInterval(0))
 		if err != nil {
 			return err
@@ -103,24 +98,24 @@ var bodyOps = map[string]bodyOp{
 			return errors.Join(err, w.Close(ctx))
 		}
 		return w.Close(ctx)
-	}),
-	"Read": withClient(func(ctx context.Context, c *thethings.Client) error {
+	},
+	"Read": func(ctx context.Context, c *thethings.Client, _ []thethings.Option) error {
 		_, err := c.Read(ctx, "seeded", &thethings.ReadOptions{Limit: 3})
 		return err
-	}),
-	"ReadUnknownKey": withClient(func(ctx context.Context, c *thethings.Client) error {
+	},
+	"ReadUnknownKey": func(ctx context.Context, c *thethings.Client, _ []thethings.Option) error {
 		_, err := c.Read(ctx, "never-written", nil)
 		return err
-	}),
-	"Values": withClient(func(ctx context.Context, c *thethings.Client) error {
+	},
+	"Values": func(ctx context.Context, c *thethings.Client, _ []thethings.Option) error {
 		for _, err := range c.Values(ctx, "seeded", &thethings.ReadOptions{Limit: 4}) {
 			if err != nil {
 				return err
 			}
 		}
 		return nil
-	}),
-	"ValuesBreak": withClient(func(ctx context.Context, c *thethings.Client) error {
+	},
+	"ValuesBreak": func(ctx context.Context, c *thethings.Client, _ []thethings.Option) error {
 		for _, err := range c.Values(ctx, "seeded", &thethings.ReadOptions{Limit: 4}) {
 			if err != nil {
 				return err
@@ -128,8 +123,8 @@ var bodyOps = map[string]bodyOp{
 			break
 		}
 		return nil
-	}),
-	"Subscribe": withClient(func(ctx context.Context, c *thethings.Client) error {
+	},
+	"Subscribe": func(ctx context.Context, c *thethings.Client, _ []thethings.Option) error {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		wrote := false
@@ -150,15 +145,15 @@ var bodyOps = map[string]bodyOp{
 			break // the first message
 		}
 		return writeErr
-	}),
-	"Location": withClient(func(ctx context.Context, c *thethings.Client) error {
+	},
+	"Location": func(ctx context.Context, c *thethings.Client, _ []thethings.Option) error {
 		if err := c.SetLocation(ctx, thethings.Geo{Lat: 41.39, Long: 2.15}); err != nil {
 			return err
 		}
 		_, err := c.Location(ctx)
 		return err
-	}),
-	"Settings": withClient(func(ctx context.Context, c *thethings.Client) error {
+	},
+	"Settings": func(ctx context.Context, c *thethings.Client, _ []thethings.Option) error {
 		if err := c.SetSettings(ctx, map[string]any{"a": map[string]any{"b": 1}}); err != nil {
 			return err
 		}
@@ -171,23 +166,13 @@ var bodyOps = map[string]bodyOp{
 		}
 		_, err := c.Settings(ctx)
 		return err
-	}),
-}
-
-func withClient(f func(ctx context.Context, c *thethings.Client) error) bodyOp {
-	return func(ctx context.Context, opts []thethings.Option, token string) error {
-		c, err := thethings.NewClient(token, opts...)
-		if err != nil {
-			return err
-		}
-		return f(ctx, c)
-	}
+	},
 }
 
 // bodyScenario is a way for the platform to answer.
 type bodyScenario struct {
 	faults thethingstest.Faults
-	// prime writes this many values to another thing before the faults
+	// prime writes this many values to another key before the faults
 	// are set, so that every-Nth faults hit the operation's first request.
 	prime int
 	// token and code replace the known thing token and activation code.
@@ -243,22 +228,32 @@ func TestResponseBodiesClosed(t *testing.T) {
 					t.Cleanup(hs.Close)
 					base = hs.URL + "/v2/"
 				} else {
-					srv, _ = setup(t, thethingstest.WithThingTokens("primer"),
-						thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: "code-1"}))
+					var primer *thethings.Client
+					srv, primer = setup(t, thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: "code-1"}),
+						thethings.WithRetry(thethings.NoRetries))
 					seedNumbers(t, srv, "seeded", 10)
-					prime(t, srv, sc.prime)
+					// Writes before the faults are set advance the
+					// emulator's every-Nth counters, so that they hit the
+					// operation's first request.
+					for i := range sc.prime {
+						require.NoError(t, primer.Write(context.Background(), intValues("primer", i, 1)))
+					}
 					srv.SetFaults(sc.faults)
 					base = srv.URL()
 				}
-				bc := newBodyCounter(t)
+				bc := &bodyCounter{rt: http.DefaultTransport.(*http.Transport).Clone()}
+				t.Cleanup(bc.rt.CloseIdleConnections)
 				timeout := sc.timeout
 				if timeout == 0 {
 					timeout = 5 * time.Second
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), timeout)
 				defer cancel()
-				err := op(ctx, []thethings.Option{thethings.WithBaseURL(base), thethings.WithHTTPClient(bc.httpClient()),
-					thethings.WithStreamHTTPClient(&http.Client{Transport: bc}), fastRetry}, token)
+				opts := []thethings.Option{thethings.WithBaseURL(base), thethings.WithHTTPClient(bc.httpClient()),
+					thethings.WithStreamHTTPClient(&http.Client{Transport: bc}), fastRetry}
+				c, err := thethings.NewClient(token, opts...)
+				require.NoError(t, err)
+				err = op(ctx, c, opts)
 				if err != nil {
 					assert.True(t, strings.HasPrefix(err.Error(), "thethings:"), "%v", err)
 				}
@@ -268,19 +263,5 @@ func TestResponseBodiesClosed(t *testing.T) {
 				}
 			})
 		}
-	}
-}
-
-// prime sends n writes for the thing "primer" before faults are set, to
-// advance the emulator's every-Nth counters (requests and writes) by n.
-func prime(t testing.TB, srv *thethingstest.Server, n int) {
-	t.Helper()
-	if n == 0 {
-		return
-	}
-	c, err := thethings.NewClient("primer", thethings.WithBaseURL(srv.URL()), thethings.WithRetry(thethings.NoRetries))
-	require.NoError(t, err)
-	for i := range n {
-		require.NoError(t, c.Write(context.Background(), intValues("k", i, 1)))
 	}
 }

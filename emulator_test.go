@@ -55,8 +55,8 @@ func TestActivateAgainstEmulator(t *testing.T) {
 func TestServerTimeAgainstEmulator(t *testing.T) {
 	t.Parallel()
 	frozen := time.Date(2017, 5, 12, 11, 7, 53, 176_000_000, time.UTC)
-	srv, _ := setup(t, thethingstest.WithClock(func() time.Time { return frozen }))
-	got, err := serverClient(t, srv.URL()).ServerTime(context.Background())
+	srv, c := setup(t, thethingstest.WithClock(func() time.Time { return frozen }))
+	got, err := c.ServerTime(context.Background())
 	require.NoError(t, err)
 	assert.True(t, frozen.Equal(got), "got %s", got)
 

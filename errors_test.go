@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -43,15 +42,13 @@ func TestFailedValuesWalksJoinedErrors(t *testing.T) {
 func TestFailedValuesOfASplitWrite(t *testing.T) {
 	t.Parallel()
 	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n.Add(1) == 2 {
 			w.WriteHeader(http.StatusInternalServerError)
 			return
 		}
 		w.WriteHeader(http.StatusCreated)
-	}))
-	t.Cleanup(srv.Close)
-	c := serverClient(t, srv.URL, thethings.WithRetry(thethings.NoRetries))
+	}), thethings.WithRetry(thethings.NoRetries))
 	err := c.Write(context.Background(), intValues("k", 0, 250))
 	notWritten, unknown := thethings.FailedValues(err)
 	assert.Len(t, unknown, 100, "the second request's values")
@@ -61,8 +58,9 @@ func TestFailedValuesOfASplitWrite(t *testing.T) {
 // Every error says "thethings:" once, not once per layer.
 func TestErrorsSayPrefixOnce(t *testing.T) {
 	t.Parallel()
-	srv, _ := countingServer(t, http.StatusOK, `{"date":"not a date"}`)
-	c := serverClient(t, srv.URL, thethings.WithRetry(thethings.NoRetries))
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, `{"date":"not a date"}`)
+	}), thethings.WithRetry(thethings.NoRetries))
 	ctx := context.Background()
 	var errs []error
 	add := func(err error) {
@@ -82,8 +80,9 @@ func TestErrorsSayPrefixOnce(t *testing.T) {
 	_, err = thethings.NewClient(sentinelToken, thethings.WithBaseURL("ftp://x"))
 	add(err)
 	add(c.SetSetting(ctx, "a..b", 1))
-	bad, _ := countingServer(t, http.StatusOK, `{"status":"success","message":"subscribed"}[{"key":5}]`)
-	sub := serverClient(t, bad.URL)
+	_, sub := setup(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, `{"status":"success","message":"subscribed"}[{"key":5}]`)
+	}))
 	before := len(errs)
 	for _, err := range sub.Subscribe(ctx, thethings.WithReconnect(0)) {
 		add(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
@@ -27,7 +28,7 @@ type faultCell struct {
 	name   string
 	faults thethingstest.Faults
 	// prime advances the emulator's every-Nth counters by this many
-	// writes of another thing before the faults are set: with prime 1 and
+	// writes of another key before the faults are set: with prime 1 and
 	// an every-2nd fault, the operation's first request is hit.
 	prime       int
 	retryWrites bool
@@ -44,20 +45,23 @@ type faultEnv struct {
 }
 
 // runCell starts an emulator for the cell, with the values 0..9 under
-// "seeded", and runs op under the cell's
+// "seeded" and cell.prime values under "primer", and runs op under the cell's
 // deadline; once the deadline has passed, op must return (a hang fails
 // the test instead of the suite).
-func runCell(t *testing.T, cell faultCell, op func(env faultEnv) error, opts ...thethingstest.Option) (faultEnv, error) {
+func runCell(t *testing.T, cell faultCell, op func(env faultEnv) error) (faultEnv, error) {
 	t.Helper()
-	srv, _ := setup(t, append([]thethingstest.Option{thethingstest.WithThingTokens("primer"),
-		thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: "code-1"})}, opts...)...)
+	srv, primer := setup(t, thethingstest.WithActivationCodes(thethingstest.ActivationCode{Code: "code-1"}),
+		thethings.WithRetry(thethings.NoRetries))
 	seedNumbers(t, srv, "seeded", 10)
-	prime(t, srv, cell.prime)
+	for i := range cell.prime {
+		require.NoError(t, primer.Write(context.Background(), intValues("primer", i, 1)))
+	}
 	srv.SetFaults(cell.faults)
-	bc := newBodyCounter(t)
+	bc := &bodyCounter{rt: http.DefaultTransport.(*http.Transport).Clone()}
+	t.Cleanup(bc.rt.CloseIdleConnections)
 	policy := fastRetryPolicy
 	policy.RetryWrites = cell.retryWrites
-	c := serverClient(t, srv.URL(), thethings.WithHTTPClient(bc.httpClient()), thethings.WithStreamHTTPClient(&http.Client{Transport: bc}),
+	_, c := setup(t, srv.URL(), thethings.WithHTTPClient(bc.httpClient()), thethings.WithStreamHTTPClient(&http.Client{Transport: bc}),
 		thethings.WithRetry(policy))
 	deadline := cell.deadline
 	if deadline == 0 {
@@ -75,7 +79,7 @@ func runCell(t *testing.T, cell faultCell, op func(env faultEnv) error, opts ...
 	select {
 	case <-returned:
 	case <-ctx.Done():
-		if !eventually(t, "the call returns once its deadline has passed", func() bool {
+		if !testkit.Eventually(t, "the call returns once its deadline has passed", func() bool {
 			select {
 			case <-returned:
 				return true
@@ -135,9 +139,7 @@ func walkWriteErrors(err error) (wes []*thethings.WriteError, others []error) {
 func checkWriteFate(t *testing.T, srv *thethingstest.Server, n int, err error, want writeFate) {
 	t.Helper()
 	stored := map[int]int{}
-	for _, r := range srv.Stored(sentinelToken, "k") {
-		i, convErr := strconv.Atoi(string(r.Value))
-		require.NoError(t, convErr)
+	for _, i := range ints(t, srv.Stored(sentinelToken, "k")) {
 		stored[i]++
 	}
 	fate := map[int]string{}
@@ -194,7 +196,7 @@ func TestFaultMatrixWrite(t *testing.T) {
 	for _, tc := range []struct {
 		faultCell
 		want     writeFate
-		requests int // write requests the emulator saw, the primer's excluded
+		requests int // write requests the emulator saw, the primer writes excluded
 	}{
 		{faultCell: faultCell{name: "no fault"}, requests: 2},
 		{faultCell: faultCell{name: "503 every 2nd: retried", faults: thethingstest.Faults{Every503: 2}, prime: 1}, requests: 4},

@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,15 +19,6 @@ import (
 	"github.com/thethings-go/thethings"
 	"github.com/thethings-go/thethings/thethingstest"
 )
-
-func randomBytes(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, seed))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
 
 func TestFirmwaresAndLatest(t *testing.T) {
 	srv, c := setup(t)
@@ -62,8 +53,9 @@ func TestLatestFirmwareSemver(t *testing.T) {
 }
 
 func TestFirmwaresHostileAnswer(t *testing.T) {
-	srv, _ := countingServer(t, http.StatusOK, `{"status":"success","firmwares":[{"_id":{"$oid":1},"version":1}]}`)
-	c := serverClient(t, srv.URL)
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, `{"status":"success","firmwares":[{"_id":{"$oid":1},"version":1}]}`)
+	}))
 	_, err := c.Firmwares(context.Background())
 	require.ErrorIs(t, err, thethings.ErrInvalidValue)
 	assert.NotContains(t, err.Error(), sentinelToken)
@@ -71,7 +63,8 @@ func TestFirmwaresHostileAnswer(t *testing.T) {
 
 func TestDownloadFirmware(t *testing.T) {
 	srv, c := setup(t)
-	data := randomBytes(300<<10, 1)
+	data := make([]byte, 300<<10)
+	rand.NewChaCha8([32]byte{1}).Read(data) // the same random bytes every run
 	id := srv.AddFirmware("3", data)
 	var got bytes.Buffer
 	n, err := c.DownloadFirmware(context.Background(), id, &got, int64(len(data)))
@@ -83,7 +76,8 @@ func TestDownloadFirmware(t *testing.T) {
 
 func TestDownloadFirmwareResumesCutDownload(t *testing.T) {
 	srv, c := setup(t, thethingstest.WithFirmwareFaults(thethingstest.FirmwareFaults{CutAfter: 70_000}))
-	data := randomBytes(200_000, 2)
+	data := make([]byte, 200_000)
+	rand.NewChaCha8([32]byte{2}).Read(data)
 	id := srv.AddFirmware("3", data)
 	var got bytes.Buffer
 	n, err := c.DownloadFirmware(context.Background(), id, &got, 1<<20)
@@ -95,7 +89,8 @@ func TestDownloadFirmwareResumesCutDownload(t *testing.T) {
 
 func TestDownloadFirmwareWithoutRangeFailsClearly(t *testing.T) {
 	srv, c := setup(t, thethingstest.WithFirmwareFaults(thethingstest.FirmwareFaults{CutAfter: 70_000, IgnoreRange: true}))
-	data := randomBytes(200_000, 3)
+	data := make([]byte, 200_000)
+	rand.NewChaCha8([32]byte{3}).Read(data)
 	id := srv.AddFirmware("3", data)
 	var got bytes.Buffer
 	n, err := c.DownloadFirmware(context.Background(), id, &got, 1<<20)
@@ -108,7 +103,8 @@ func TestDownloadFirmwareWithoutRangeFailsClearly(t *testing.T) {
 
 func TestDownloadFirmwareMaxBytes(t *testing.T) {
 	srv, c := setup(t)
-	data := randomBytes(100_000, 4)
+	data := make([]byte, 100_000)
+	rand.NewChaCha8([32]byte{4}).Read(data)
 	id := srv.AddFirmware("3", data)
 	var got bytes.Buffer
 	_, err := c.DownloadFirmware(context.Background(), id, &got, 99_999)
@@ -122,9 +118,7 @@ func TestDownloadFirmwareMaxBytes(t *testing.T) {
 			http.NewResponseController(w).Flush()
 		}
 	}
-	hs := httptest.NewServer(http.HandlerFunc(chunked))
-	t.Cleanup(hs.Close)
-	c2 := serverClient(t, hs.URL)
+	_, c2 := setup(t, http.HandlerFunc(chunked))
 	got.Reset()
 	_, err = c2.DownloadFirmware(context.Background(), "x", &got, 25_000)
 	require.ErrorIs(t, err, thethings.ErrInvalidValue)
@@ -172,7 +166,7 @@ func TestCallFunction(t *testing.T) {
 func TestCallFunctionNeverRetriedOnceSent(t *testing.T) {
 	cases := map[string]struct {
 		f    thethingstest.Function
-		opts []thethings.Option
+		opts []any // of the client
 	}{
 		"500": {f: func(context.Context, json.RawMessage) (any, error) { return nil, errors.New("boom") }},
 		"cut connection": {f: func(context.Context, json.RawMessage) (any, error) {
@@ -183,13 +177,12 @@ func TestCallFunctionNeverRetriedOnceSent(t *testing.T) {
 				<-ctx.Done() // until the client gives up and closes the connection
 				return nil, ctx.Err()
 			},
-			opts: []thethings.Option{thethings.WithHTTPClient(&http.Client{Timeout: 50 * time.Millisecond})},
+			opts: []any{thethings.WithHTTPClient(&http.Client{Timeout: 50 * time.Millisecond})},
 		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			srv, _ := setup(t, thethingstest.WithFunction("act", tc.f))
-			c := serverClient(t, srv.URL(), tc.opts...)
+			srv, c := setup(t, append(tc.opts, thethingstest.WithFunction("act", tc.f))...)
 			_, err := c.CallFunction(context.Background(), "act", "x")
 			require.ErrorIs(t, err, thethings.ErrOutcomeUnknown)
 			assert.NotContains(t, err.Error(), sentinelToken)
@@ -233,7 +226,7 @@ func TestResources(t *testing.T) {
 // progress: the download gives up after MaxRetries such attempts.
 func TestDownloadFirmwareStalledResumeIsBounded(t *testing.T) {
 	var requests atomic.Int32
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
 		w.Header().Set("Content-Length", "100")
 		if r.Header.Get("Range") != "" {
@@ -245,8 +238,6 @@ func TestDownloadFirmwareStalledResumeIsBounded(t *testing.T) {
 		http.NewResponseController(w).Flush()
 		panic(http.ErrAbortHandler)
 	}))
-	t.Cleanup(hs.Close)
-	c := serverClient(t, hs.URL)
 	var got bytes.Buffer
 	n, err := c.DownloadFirmware(context.Background(), "x", &got, 1000)
 	require.Error(t, err)
@@ -259,8 +250,9 @@ func TestDownloadFirmwareStalledResumeIsBounded(t *testing.T) {
 // A first answer without Content-Length, cut, then resumed: the 206 tells
 // the file's length, which bounds the rest.
 func TestDownloadFirmwareChunkedThenResumed(t *testing.T) {
-	file := randomBytes(20, 5)
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	file := make([]byte, 20)
+	rand.NewChaCha8([32]byte{5}).Read(file)
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Range") == "" {
 			_, _ = w.Write(file[:10]) // chunked: no length
 			http.NewResponseController(w).Flush()
@@ -272,8 +264,6 @@ func TestDownloadFirmwareChunkedThenResumed(t *testing.T) {
 		w.WriteHeader(http.StatusPartialContent)
 		_, _ = w.Write(file[10:])
 	}))
-	t.Cleanup(hs.Close)
-	c := serverClient(t, hs.URL)
 	var got bytes.Buffer
 	n, err := c.DownloadFirmware(context.Background(), "x", &got, 100)
 	require.NoError(t, err)

@@ -35,13 +35,22 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 )
 
-// endless writes prefix, then unit until the client goes away.
-func endless(w http.ResponseWriter, prefix, unit string) {
+// endless answers prefix, then unit until the client goes away;
+// compressed, gzipped: a small answer that decodes to a large one.
+func endless(w http.ResponseWriter, compressed bool, prefix, unit string) {
 	w.Header().Set("Content-Type", "application/json")
+	var out io.Writer = w
+	if compressed {
+		w.Header().Set("Content-Encoding", "gzip")
+		gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+		defer gz.Close()
+		out = gz
+	}
 	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 64<<10)
+	bw := bufio.NewWriterSize(out, 64<<10)
 	_, _ = bw.WriteString(prefix)
 	u := []byte(strings.Repeat(unit, max(1, (32<<10)/len(unit))))
 	for {
@@ -49,24 +58,6 @@ func endless(w http.ResponseWriter, prefix, unit string) {
 			return
 		}
 	}
-}
-
-// gzipped writes prefix, then unit repeated to n bytes, then suffix, gzip
-// compressed: a small answer that decodes to a large one.
-func gzipped(w http.ResponseWriter, prefix, unit, suffix string, n int) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Encoding", "gzip")
-	w.WriteHeader(http.StatusOK)
-	gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
-	_, _ = gz.Write([]byte(prefix))
-	chunk := []byte(strings.Repeat(unit, (1<<20)/len(unit)))
-	for written := 0; written < n; written += len(chunk) {
-		if _, err := gz.Write(chunk); err != nil {
-			return
-		}
-	}
-	_, _ = gz.Write([]byte(suffix))
-	_ = gz.Close()
 }
 
 // magicOps are the calls that read one small answer.
@@ -95,17 +86,13 @@ func TestHostileAnswersAreBounded(t *testing.T) {
 	t.Parallel()
 	for _, compressed := range []bool{false, true} {
 		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if compressed {
-				gzipped(w, `[{"key":"$settings","value":{"a":"`, "a", `"}}]`, 64<<20)
-				return
-			}
-			endless(w, `[{"key":"$settings","value":{"a":"`, "a")
+			endless(w, compressed, `[{"key":"$settings","value":{"a":"`, "a")
 		}))
 		t.Cleanup(ts.Close)
 		for name, op := range magicOps {
 			t.Run(fmt.Sprintf("%s/gzip=%v", name, compressed), func(t *testing.T) {
-				c := serverClient(t, ts.URL)
-				err := op(testCtx(t, 20*time.Second), c, ts.URL)
+				_, c := setup(t, ts.URL)
+				err := op(testkit.Ctx(t, 0), c, ts.URL)
 				require.Error(t, err)
 				assert.ErrorIs(t, err, thethings.ErrInvalidValue)
 				assert.NotErrorIs(t, err, context.DeadlineExceeded)
@@ -129,8 +116,8 @@ func TestHostileErrorBodyIsBounded(t *testing.T) {
 		}
 	}))
 	t.Cleanup(ts.Close)
-	c := serverClient(t, ts.URL)
-	_, err := c.Read(testCtx(t, 10*time.Second), "k", nil)
+	_, c := setup(t, ts.URL)
+	_, err := c.Read(testkit.Ctx(t, 0), "k", nil)
 	var ae *thethings.APIError
 	require.ErrorAs(t, err, &ae)
 	assert.NotContains(t, err.Error(), sentinelToken)
@@ -142,20 +129,21 @@ func TestHostileErrorBodyIsBounded(t *testing.T) {
 func TestHostileReadStopsAtTheLimit(t *testing.T) {
 	t.Parallel()
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		endless(w, `[`, `{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`)
+		endless(w, false, `[`, `{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`)
 	}))
 	t.Cleanup(ts.Close)
-	c := serverClient(t, ts.URL)
-	page, err := c.Read(testCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 10})
+	_, c := setup(t, ts.URL)
+	page, err := c.Read(testkit.Ctx(t, 0), "k", &thethings.ReadOptions{Limit: 10})
 	require.NoError(t, err)
 	assert.Len(t, page.Values, 10)
 
 	// One value larger than a page may be: a typed error.
 	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		endless(w, `[{"key":"k","datetime":"2015-01-30T15:35:33.000Z","value":"`, "x")
+		endless(w, false, `[{"key":"k","datetime":"2015-01-30T15:35:33.000Z","value":"`, "x")
 	}))
 	t.Cleanup(big.Close)
-	_, err = serverClient(t, big.URL).Read(testCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 10})
+	_, bigc := setup(t, big.URL)
+	_, err = bigc.Read(testkit.Ctx(t, 0), "k", &thethings.ReadOptions{Limit: 10})
 	assert.ErrorIs(t, err, thethings.ErrInvalidValue)
 }
 
@@ -199,10 +187,10 @@ func TestHostileAnswerMemory(t *testing.T) {
 		call    func(ctx context.Context, c *thethings.Client) error
 		bound   uint64
 	}{
-		// 256 MiB of settings in a gzip answer of about 1 MiB.
+		// Endless settings in a gzip answer, about 1 MiB for each 256 MiB.
 		"Settings/gzip": {
 			handler: func(w http.ResponseWriter, r *http.Request) {
-				gzipped(w, `[{"key":"$settings","value":{"a":"`, "a", `"}}]`, 256*mib)
+				endless(w, true, `[{"key":"$settings","value":{"a":"`, "a")
 			},
 			call: func(ctx context.Context, c *thethings.Client) error {
 				_, err := c.Settings(ctx)
@@ -233,7 +221,7 @@ func TestHostileAnswerMemory(t *testing.T) {
 		// Values (pages of 1000) against an endless array.
 		"Values/endless": {
 			handler: func(w http.ResponseWriter, r *http.Request) {
-				endless(w, `[`, `{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`)
+				endless(w, false, `[`, `{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z"},`)
 			},
 			call: func(ctx context.Context, c *thethings.Client) error {
 				n := 0
@@ -252,7 +240,7 @@ func TestHostileAnswerMemory(t *testing.T) {
 	}
 	for name, tc := range cases {
 		ts := httptest.NewServer(tc.handler)
-		c := serverClient(t, ts.URL)
+		_, c := setup(t, ts.URL)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		// The peak growth of the heap in use, sampled while the call runs.
 		runtime.GC()
@@ -295,11 +283,10 @@ func TestHostileErrorMessagesQuoteAShortPrefix(t *testing.T) {
 	require.ErrorIs(t, err, thethings.ErrInvalidValue)
 	assert.Less(t, len(err.Error()), 200)
 
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, `{"date":"`+strings.Repeat("x", 512<<10)+`"}`)
 	}))
-	t.Cleanup(ts.Close)
-	_, err = serverClient(t, ts.URL).ServerTime(testCtx(t, 10*time.Second))
+	_, err = c.ServerTime(testkit.Ctx(t, 0))
 	require.ErrorIs(t, err, thethings.ErrInvalidValue)
 	assert.Less(t, len(err.Error()), 200)
 }
@@ -316,14 +303,12 @@ type holder struct {
 func TestHostileTokenInNoPrintedForm(t *testing.T) {
 	t.Parallel()
 	// A stream whose status frame echoes the token in every field.
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = fmt.Fprintf(w, `{"status":"error %[1]s","code":404,"message":"thing %[1]s not found"}`, sentinelToken)
 	}))
-	t.Cleanup(ts.Close)
-	c := serverClient(t, ts.URL)
 	var subErr error
-	for _, err := range c.Subscribe(testCtx(t, 10*time.Second), thethings.WithReconnect(0)) {
+	for _, err := range c.Subscribe(testkit.Ctx(t, 0), thethings.WithReconnect(0)) {
 		subErr = err
 	}
 	var ae *thethings.APIError
@@ -391,7 +376,7 @@ func TestHostileCausesKept(t *testing.T) {
 		for _, cause := range []error{context.DeadlineExceeded, context.Canceled} {
 			t.Run(name+"/"+cause.Error(), func(t *testing.T) {
 				t.Parallel()
-				c := serverClient(t, ts.URL)
+				_, c := setup(t, ts.URL)
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
 				if cause == context.DeadlineExceeded {
@@ -431,8 +416,8 @@ func TestHostileReadBodyCutIsRetried(t *testing.T) {
 		_, _ = io.WriteString(w, body)
 	}))
 	t.Cleanup(ts.Close)
-	c := serverClient(t, ts.URL)
-	page, err := c.Read(testCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 2})
+	_, c := setup(t, ts.URL)
+	page, err := c.Read(testkit.Ctx(t, 0), "k", &thethings.ReadOptions{Limit: 2})
 	require.NoError(t, err)
 	assert.Len(t, page.Values, 2)
 	assert.Equal(t, int32(2), calls.Load())
@@ -479,10 +464,9 @@ func (h *history) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestHostileValuesFollowShortPages(t *testing.T) {
 	t.Parallel()
 	h := &history{n: 2500, perPage: 500}
-	ts := httptest.NewServer(h)
-	t.Cleanup(ts.Close)
 	got := map[int64]int{}
-	for v, err := range serverClient(t, ts.URL).Values(testCtx(t, 20*time.Second), "k", nil) {
+	_, c := setup(t, h)
+	for v, err := range c.Values(testkit.Ctx(t, 0), "k", nil) {
 		require.NoError(t, err)
 		i, _ := v.Int64()
 		got[i]++
@@ -497,12 +481,10 @@ func TestHostileValuesResumeAfterAnError(t *testing.T) {
 	t.Parallel()
 	h := &history{n: 2500, perPage: 1000}
 	h.fail = func(call int32) bool { return call >= 2 }
-	ts := httptest.NewServer(h)
-	t.Cleanup(ts.Close)
-	c := serverClient(t, ts.URL, thethings.WithRetry(thethings.NoRetries))
+	_, c := setup(t, h, thethings.WithRetry(thethings.NoRetries))
 	var seen []int64
 	var failed error
-	for v, err := range c.Values(testCtx(t, 20*time.Second), "k", nil) {
+	for v, err := range c.Values(testkit.Ctx(t, 0), "k", nil) {
 		if err != nil {
 			failed = err
 			break
@@ -518,9 +500,8 @@ func TestHostileValuesResumeAfterAnError(t *testing.T) {
 	assert.Len(t, seen, 1000)
 
 	// Another process, a healthy server: the rest, nothing twice.
-	ok := httptest.NewServer(&history{n: 2500, perPage: 1000})
-	t.Cleanup(ok.Close)
-	for v, err := range serverClient(t, ok.URL).Values(testCtx(t, 20*time.Second), "k", &thethings.ReadOptions{Cursor: re.Cursor}) {
+	_, okc := setup(t, &history{n: 2500, perPage: 1000})
+	for v, err := range okc.Values(testkit.Ctx(t, 0), "k", &thethings.ReadOptions{Cursor: re.Cursor}) {
 		require.NoError(t, err)
 		i, _ := v.Int64()
 		seen = append(seen, i)
@@ -539,7 +520,8 @@ func TestHostileServerTimeOutOfRange(t *testing.T) {
 		`{"date":"9999-12-31T23:59:59-01:00"}`,
 	} {
 		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, body) }))
-		_, err := serverClient(t, ts.URL).ServerTime(testCtx(t, 10*time.Second))
+		_, c := setup(t, ts.URL)
+		_, err := c.ServerTime(testkit.Ctx(t, 0))
 		ts.Close()
 		assert.ErrorIs(t, err, thethings.ErrInvalidValue, body)
 	}
@@ -551,7 +533,8 @@ func TestHostileLocationOffTheGlobe(t *testing.T) {
 		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			_, _ = io.WriteString(w, `[{"key":"$geo","value":`+v+`}]`)
 		}))
-		_, err := serverClient(t, ts.URL).Location(testCtx(t, 10*time.Second))
+		_, c := setup(t, ts.URL)
+		_, err := c.Location(testkit.Ctx(t, 0))
 		ts.Close()
 		assert.ErrorIs(t, err, thethings.ErrInvalidValue, v)
 	}
@@ -561,19 +544,17 @@ func TestHostileCursorAtTheLastInstant(t *testing.T) {
 	t.Parallel()
 	var queries []string
 	var mu sync.Mutex
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		queries = append(queries, r.URL.RawQuery)
 		mu.Unlock()
 		_, _ = io.WriteString(w, `[{"key":"k","value":1,"datetime":"9999-12-31T23:59:59.999Z"}]`)
 	}))
-	t.Cleanup(ts.Close)
-	c := serverClient(t, ts.URL)
-	page, err := c.Read(testCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 1})
+	page, err := c.Read(testkit.Ctx(t, 0), "k", &thethings.ReadOptions{Limit: 1})
 	require.NoError(t, err)
 	require.Len(t, page.Values, 1)
 	require.NotEmpty(t, page.Next)
-	page, err = c.Read(testCtx(t, 10*time.Second), "k", &thethings.ReadOptions{Limit: 1, Cursor: page.Next})
+	page, err = c.Read(testkit.Ctx(t, 0), "k", &thethings.ReadOptions{Limit: 1, Cursor: page.Next})
 	require.NoError(t, err)
 	assert.Empty(t, page.Values, "the value is not delivered twice")
 	assert.Empty(t, page.Next)
@@ -591,9 +572,9 @@ func TestHostileRetryAfterZeroStillWaits(t *testing.T) {
 			}
 			_, _ = io.WriteString(w, `[]`)
 		}))
-		c := serverClient(t, ts.URL, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 3, MinWait: 100 * time.Millisecond, MaxWait: time.Second}))
+		_, c := setup(t, ts.URL, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 3, MinWait: 100 * time.Millisecond, MaxWait: time.Second}))
 		start := time.Now()
-		_, err := c.Read(testCtx(t, 10*time.Second), "k", nil)
+		_, err := c.Read(testkit.Ctx(t, 0), "k", nil)
 		elapsed := time.Since(start)
 		ts.Close()
 		require.NoError(t, err)
@@ -605,12 +586,10 @@ func TestHostileRetryAfterZeroStillWaits(t *testing.T) {
 
 func TestHostileWriterCloseInsideErrorHandler(t *testing.T) {
 	t.Parallel()
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = io.WriteString(w, `{"status":"error","message":"invalid value"}`)
 	}))
-	t.Cleanup(ts.Close)
-	c := serverClient(t, ts.URL)
 	var w *thethings.Writer
 	returned := make(chan error, 1)
 	var once sync.Once
@@ -622,7 +601,7 @@ func TestHostileWriterCloseInsideErrorHandler(t *testing.T) {
 		})
 	}))
 	require.NoError(t, err)
-	require.NoError(t, w.Add(testCtx(t, 5*time.Second), thethings.Value{Key: "k", Value: 1}))
+	require.NoError(t, w.Add(testkit.Ctx(t, 0), thethings.Value{Key: "k", Value: 1}))
 	select {
 	case <-returned:
 	case <-time.After(5 * time.Second):

@@ -43,7 +43,8 @@ func TestLocationRoundTrip(t *testing.T) {
 
 func TestSetLocationWireFormat(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	var body string
 	mt.RegisterResponder(http.MethodPost, "https://api.thethings.io/v2/things/"+sentinelToken, func(r *http.Request) (*http.Response, error) {
 		b, _ := io.ReadAll(r.Body)
@@ -65,7 +66,8 @@ func TestLocationForms(t *testing.T) {
 		`[{"key":"$geo","value":{"type":"Point","coordinates":[1]}}]`:       thethings.ErrInvalidValue,
 		`[{"key":"$geo","value":"here"}]`:                                   thethings.ErrInvalidValue,
 	} {
-		c, mt := mockClient(t)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
 		mt.RegisterResponder(http.MethodGet, "https://api.thethings.io/v2/things/"+sentinelToken+"/resources/$geo",
 			httpmock.NewStringResponder(200, body))
 		g, err := c.Location(context.Background())
@@ -153,7 +155,8 @@ func TestMagicWriteOutcome(t *testing.T) {
 	})
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			c, mt := mockClient(t, thethings.WithRetry(thethings.NoRetries))
+			mt := httpmock.NewMockTransport()
+			_, c := setup(t, mt, thethings.WithRetry(thethings.NoRetries))
 			mt.RegisterResponder(http.MethodPost, "https://api.thethings.io/v2/things/"+sentinelToken, tc.responder)
 			for _, err := range []error{
 				c.SetLocation(context.Background(), thethings.Geo{Lat: 1, Long: 2}),

@@ -170,7 +170,7 @@ func TestSilentByDefault(t *testing.T) {
 	require.NoError(t, err)
 	oldErr, oldOut := os.Stderr, os.Stdout
 	os.Stderr, os.Stdout = w, w
-	c := serverClient(t, srv.URL,
+	_, c := setup(t, srv.URL,
 		thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 2, MinWait: time.Millisecond, MaxWait: time.Millisecond}))
 	for name, op := range operations {
 		require.Error(t, op(context.Background(), c), name)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"math/rand"
 	"net/http"
 	"regexp"
@@ -33,21 +34,31 @@ func seedNumbers(t testing.TB, srv *thethingstest.Server, key string, n int) {
 	require.NoError(t, srv.Seed(sentinelToken, key, recs...))
 }
 
-// collect drains a Values sequence; it fails the test on an error.
-func collect(t testing.TB, seq func(func(thethings.Value, error) bool)) []thethings.Value {
+// canon is values in a comparable form, sorted: millisecond, canonical
+// JSON, geo. The values are a slice, a Values sequence (which must yield
+// no error), or stored records.
+func canon(t testing.TB, values any) []string {
 	t.Helper()
-	var out []thethings.Value
-	for v, err := range seq {
-		require.NoError(t, err)
-		out = append(out, v)
+	var vals []thethings.Value
+	switch values := values.(type) {
+	case []thethings.Value:
+		vals = values
+	case iter.Seq2[thethings.Value, error]:
+		for v, err := range values {
+			require.NoError(t, err)
+			vals = append(vals, v)
+		}
+	case []thethingstest.Record:
+		for _, r := range values {
+			v := thethings.Value{Value: r.Value, Datetime: r.Datetime}
+			if r.Geo != nil {
+				v.Geo = &thethings.Geo{Lat: r.Geo.Lat, Long: r.Geo.Long}
+			}
+			vals = append(vals, v)
+		}
+	default:
+		t.Fatalf("canon of %T", values)
 	}
-	return out
-}
-
-// canonValues is vals in a comparable form, sorted: millisecond,
-// canonical JSON, geo.
-func canonValues(t testing.TB, vals []thethings.Value) []string {
-	t.Helper()
 	out := make([]string, len(vals))
 	for i, v := range vals {
 		raw, ok := v.Value.(json.RawMessage)
@@ -70,24 +81,6 @@ func canonValues(t testing.TB, vals []thethings.Value) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// canonRecords is canonValues of the records in [start, end) (a zero
-// bound is none).
-func canonRecords(t testing.TB, recs []thethingstest.Record, start, end time.Time) []string {
-	t.Helper()
-	var vals []thethings.Value
-	for _, r := range recs {
-		if !start.IsZero() && r.Datetime.Before(start) || !end.IsZero() && !r.Datetime.Before(end) {
-			continue
-		}
-		v := thethings.Value{Value: r.Value, Datetime: r.Datetime}
-		if r.Geo != nil {
-			v.Geo = &thethings.Geo{Lat: r.Geo.Lat, Long: r.Geo.Long}
-		}
-		vals = append(vals, v)
-	}
-	return canonValues(t, vals)
 }
 
 func TestValuesSmoke(t *testing.T) {
@@ -177,13 +170,20 @@ func TestValuesExactlyOnceProperty(t *testing.T) {
 				if rng.Intn(4) == 0 && !start.IsZero() {
 					start = start.Add(time.Duration(rng.Intn(1e6))) // sub-millisecond bound
 				}
-				want := canonRecords(t, stored, start, end)
+				// The stored values in [start, end) (a zero bound is none).
+				want := canon(t, slices.DeleteFunc(stored, func(r thethingstest.Record) bool {
+					return !start.IsZero() && r.Datetime.Before(start) || !end.IsZero() && !r.Datetime.Before(end)
+				}))
 				limit := []int{0, 0, 1000, 997, 300}[rng.Intn(5)]
 				opts := &thethings.ReadOptions{Limit: limit, Start: start, End: end}
 
-				got := collect(t, c.Values(context.Background(), key, opts))
+				var got []thethings.Value
+				for v, err := range c.Values(context.Background(), key, opts) {
+					require.NoError(t, err)
+					got = append(got, v)
+				}
 				require.True(t, slices.IsSortedFunc(got, func(a, b thethings.Value) int { return b.Datetime.Compare(a.Datetime) }), "newest first")
-				require.Equal(t, want, canonValues(t, got), "iteration %d: Values window [%s, %s) limit %d", iter, start, end, limit)
+				require.Equal(t, want, canon(t, got), "iteration %d: Values window [%s, %s) limit %d", iter, start, end, limit)
 
 				// The same window through a chain of Reads of random sizes.
 				var chain []thethings.Value
@@ -200,7 +200,7 @@ func TestValuesExactlyOnceProperty(t *testing.T) {
 					o.Cursor = p.Next
 				}
 				require.True(t, slices.IsSortedFunc(chain, func(a, b thethings.Value) int { return b.Datetime.Compare(a.Datetime) }), "newest first")
-				require.Equal(t, want, canonValues(t, chain), "iteration %d: Read chain", iter)
+				require.Equal(t, want, canon(t, chain), "iteration %d: Read chain", iter)
 			}
 		})
 	}
@@ -253,8 +253,7 @@ func TestValuesBreakSendsNoFurtherRequest(t *testing.T) {
 
 func TestValuesErrorMidwayYieldedOnce(t *testing.T) {
 	t.Parallel()
-	srv, _ := setup(t)
-	c := serverClient(t, srv.URL(), thethings.WithRetry(thethings.NoRetries))
+	srv, c := setup(t, thethings.WithRetry(thethings.NoRetries))
 	seedNumbers(t, srv, "temp", 5000)
 	srv.SetFaults(thethingstest.Faults{Every503: 2})
 	n, errs := 0, 0
@@ -288,20 +287,22 @@ func TestReadCursorResumesInANewClient(t *testing.T) {
 	require.NotContains(t, saved, sentinelToken)
 
 	// A new client, as after a restart.
-	c2 := serverClient(t, srv.URL())
+	_, c2 := setup(t, srv.URL())
 	p2, err := c2.Read(context.Background(), "temp", &thethings.ReadOptions{Limit: 10, Cursor: saved})
 	require.NoError(t, err)
 	require.Len(t, p2.Values, 10)
 	first, _ := p2.Values[0].Int64()
 	assert.EqualValues(t, 1499, first)
 
-	rest := collect(t, c2.Values(context.Background(), "temp", &thethings.ReadOptions{Cursor: saved}))
-	require.Len(t, rest, 1500)
-	for i, v := range rest {
+	rest := 0
+	for v, err := range c2.Values(context.Background(), "temp", &thethings.ReadOptions{Cursor: saved}) {
+		require.NoError(t, err)
 		got, err := v.Int64()
 		require.NoError(t, err)
-		require.EqualValues(t, 1499-i, got)
+		require.EqualValues(t, 1499-rest, got)
+		rest++
 	}
+	require.Equal(t, 1500, rest)
 
 	// The last page says there is nothing older.
 	last, err := c2.Read(context.Background(), "temp", &thethings.ReadOptions{Limit: 1000, Cursor: saved})
@@ -362,7 +363,7 @@ func TestReadDefaultsAndWindow(t *testing.T) {
 			}
 			o.Cursor = p.Next
 		}
-		assert.Equal(t, canonRecords(t, srv.Stored(sentinelToken, "ties"), time.Time{}, time.Time{}), canonValues(t, got))
+		assert.Equal(t, canon(t, srv.Stored(sentinelToken, "ties")), canon(t, got))
 	}
 }
 
@@ -469,8 +470,8 @@ func TestValuesStalls(t *testing.T) {
 		require.NoError(t, srv.Seed(sentinelToken, "few", recs[:7]...))
 		seedNumbers(t, srv, "few", 3)
 		for key, limit := range map[string]int{"ties": 0, "few": 5} {
-			got := collect(t, c.Values(context.Background(), key, &thethings.ReadOptions{Limit: limit}))
-			assert.Equal(t, canonRecords(t, srv.Stored(sentinelToken, key), time.Time{}, time.Time{}), canonValues(t, got))
+			got := c.Values(context.Background(), key, &thethings.ReadOptions{Limit: limit})
+			assert.Equal(t, canon(t, srv.Stored(sentinelToken, key)), canon(t, got))
 		}
 	}
 }
@@ -510,7 +511,8 @@ func TestReadDecodesWhatThePlatformSends(t *testing.T) {
 	 {"key":"k","value":[1,2],"datetime":"2015-01-30T15:35:26.000+01:00"},
 	 {"datetime":"2015-01-30T15:35:25.000Z","key":"k","value":-0.5e-3}
 	]`
-	c, mt := mockClient(t, thethings.WithRetry(thethings.NoRetries))
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt, thethings.WithRetry(thethings.NoRetries))
 	mt.RegisterRegexpResponder(http.MethodGet, regexp.MustCompile(`/resources/k(\?|$)`), httpmock.NewStringResponder(200, body))
 	p, err := c.Read(context.Background(), "k", &thethings.ReadOptions{Limit: 9})
 	require.NoError(t, err)
@@ -547,7 +549,8 @@ func TestReadRejectsMalformedAnswers(t *testing.T) {
 		`[{"key":"k","value":1,"datetime":"2015-01-30T15:35:33.000Z","geo":{"lat":1}}]`, `[{"key":"k","value":tru,"datetime":"2015-01-30T15:35:33.000Z"}]`,
 		`[{"key":"k","value":"a` + "\n" + `b","datetime":"2015-01-30T15:35:33.000Z"}]`,
 	} {
-		c, mt := mockClient(t, thethings.WithRetry(thethings.NoRetries))
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt, thethings.WithRetry(thethings.NoRetries))
 		mt.RegisterRegexpResponder(http.MethodGet, regexp.MustCompile(`/resources/k(\?|$)`), httpmock.NewStringResponder(200, body))
 		_, err := c.Read(context.Background(), "k", &thethings.ReadOptions{Limit: 10})
 		require.Error(t, err, "body %q", body)
@@ -558,7 +561,8 @@ func TestReadRejectsMalformedAnswers(t *testing.T) {
 
 func TestReadQuery(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	var got []string
 	mt.RegisterRegexpResponder(http.MethodGet, regexp.MustCompile(`/resources/k(\?|$)`), func(r *http.Request) (*http.Response, error) {
 		got = append(got, r.URL.RawQuery)

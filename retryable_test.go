@@ -32,7 +32,7 @@ func TestRetryable(t *testing.T) {
 		return ts.URL
 	}
 	read := func(base string) error {
-		c := serverClient(t, base, thethings.WithRetry(thethings.NoRetries))
+		_, c := setup(t, base, thethings.WithRetry(thethings.NoRetries))
 		_, err := c.Read(t.Context(), "temperature", nil)
 		require.Error(t, err)
 		return err
@@ -66,7 +66,7 @@ func TestRetryable(t *testing.T) {
 	// A write refused for a passing reason is a *WriteError that is
 	// retryable; one refused for good is not.
 	write := func(base string) error {
-		c := serverClient(t, base, thethings.WithRetry(thethings.NoRetries))
+		_, c := setup(t, base, thethings.WithRetry(thethings.NoRetries))
 		err = c.Write(t.Context(), []thethings.Value{{Key: "k", Value: 1}})
 		var we *thethings.WriteError
 		require.ErrorAs(t, err, &we)

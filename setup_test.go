@@ -1,19 +1,14 @@
-// The tests' setup, in one place, as go-github's setup: a test server and
-// a client for it (setup; serverClient(t, srv.URL(), opts...) when the
-// client needs options), a client for any other base URL (serverClient,
-// which every client above is), one fast retry policy, the httpmock client
-// for the tests that pin exact requests, and the one bounded wait
-// (eventually).
+// The tests' setup, in one place, as go-github's setup: setup builds what
+// a test talks to (a test server by default, or a server for a handler, any
+// base URL, an httpmock transport) and a client for it, with one fast retry
+// policy.
 package thethings_test
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,30 +20,6 @@ import (
 )
 
 const sentinelToken = "TKN-SENTINEL-a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7"
-
-// mockClient returns a client whose unary calls go to a fresh httpmock
-// transport; unmatched requests fail the call. Its device clock reads 26
-// years late in a synctest bubble, where time starts in 2000, which a
-// Writer would take for a board whose clock was never set (and wait for
-// the platform's clock, which a mock does not send).
-func mockClient(t *testing.T, opts ...thethings.Option) (*thethings.Client, *httpmock.MockTransport) {
-	t.Helper()
-	mt := httpmock.NewMockTransport()
-	mt.RegisterNoResponder(httpmock.NewNotFoundResponder(t.Fatal))
-	opts = append([]thethings.Option{
-		thethings.WithHTTPClient(&http.Client{Transport: mt}),
-		fastRetry,
-		thethings.WithClock(func() time.Time {
-			if now := time.Now(); now.Year() < 2025 {
-				return now.AddDate(26, 0, 0)
-			}
-			return time.Now()
-		}),
-	}, opts...)
-	c, err := thethings.NewClient(sentinelToken, opts...)
-	require.NoError(t, err)
-	return c, mt
-}
 
 // fastRetryPolicy is the retry policy of the tests: the default number of
 // retries, millisecond waits.
@@ -73,69 +44,81 @@ func (refusedDial) RoundTrip(*http.Request) (*http.Response, error) {
 	return nil, &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
 }
 
-// setup starts a test server that knows sentinelToken, closed when the
-// test ends, and returns it with a client for that thing with
-// fastRetryPolicy. Without faults no request is retried, so request counts
-// are exact.
-func setup(t testing.TB, opts ...thethingstest.Option) (*thethingstest.Server, *thethings.Client) {
+// setup returns a client for sentinelToken with fastRetryPolicy and
+// connections of its own, closed when the test ends, and the test server it
+// talks to: a fresh one that knows sentinelToken, closed when the test ends.
+// Without faults no request is retried, so request counts are exact. Each of
+// opts is one of:
+//   - a thethingstest.Option, for the test server;
+//   - a thethings.Option, for the client, after the defaults above, which
+//     it may replace;
+//   - a base URL (string): the client talks to it instead, and no test
+//     server is started (the server returned is nil);
+//   - an http.Handler: the client talks instead to an httptest server that
+//     runs it, at the platform's root /v2/ as the test server, closed when
+//     the test ends;
+//   - an *httpmock.MockTransport: the client's calls go to it instead, and
+//     a request it does not match fails the test. The client's clock then
+//     reads 26 years late in a synctest bubble, where time starts in 2000,
+//     which a Writer would take for a board whose clock was never set (and
+//     wait for the platform's clock, which a mock does not send).
+func setup(t testing.TB, opts ...any) (*thethingstest.Server, *thethings.Client) {
 	t.Helper()
-	srv := thethingstest.NewServer(t, append([]thethingstest.Option{thethingstest.WithThingTokens(sentinelToken)}, opts...)...)
-	return srv, serverClient(t, srv.URL())
-}
-
-// eventually waits until cond holds, and fails the test if it does not
-// within 10 seconds: a wait for an event, with a deadline, never an
-// unbounded loop. It may be called from any goroutine (it reports with
-// Errorf); it returns whether cond held.
-func eventually(t testing.TB, what string, cond func() bool) bool {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Errorf("never happened within 10s: %s", what)
-			return false
+	var srvOpts []thethingstest.Option
+	var clientOpts []thethings.Option
+	var baseURL string
+	var mt *httpmock.MockTransport
+	for _, o := range opts {
+		switch o := o.(type) {
+		case thethingstest.Option:
+			srvOpts = append(srvOpts, o)
+		case thethings.Option:
+			clientOpts = append(clientOpts, o)
+		case string:
+			baseURL = o
+		case *httpmock.MockTransport:
+			mt = o
+		case http.Handler:
+			ts := httptest.NewServer(o)
+			t.Cleanup(ts.Close)
+			baseURL = ts.URL + "/v2/"
+		default:
+			t.Fatalf("setup: an option of type %T", o)
 		}
-		time.Sleep(time.Millisecond)
 	}
-	return true
-}
-
-// serverClient returns a client for sentinelToken at baseURL with
-// fastRetryPolicy and connections of its own, closed when the test ends.
-// opts come after those and may replace them.
-func serverClient(t testing.TB, baseURL string, opts ...thethings.Option) *thethings.Client {
-	t.Helper()
+	if len(srvOpts) > 0 && (baseURL != "" || mt != nil) {
+		t.Fatal("setup: test server options without a test server")
+	}
+	if mt != nil {
+		mt.RegisterNoResponder(httpmock.NewNotFoundResponder(t.Fatal))
+		c, err := thethings.NewClient(sentinelToken, append([]thethings.Option{
+			thethings.WithHTTPClient(&http.Client{Transport: mt}),
+			fastRetry,
+			thethings.WithClock(func() time.Time {
+				if now := time.Now(); now.Year() < 2025 {
+					return now.AddDate(26, 0, 0)
+				}
+				return time.Now()
+			}),
+		}, clientOpts...)...)
+		require.NoError(t, err)
+		return nil, c
+	}
+	var srv *thethingstest.Server
+	if baseURL == "" {
+		srv = thethingstest.NewServer(t, append([]thethingstest.Option{thethingstest.WithThingTokens(sentinelToken)}, srvOpts...)...)
+		baseURL = srv.URL()
+	}
 	unary := &http.Transport{}
 	streamTr := &http.Transport{ResponseHeaderTimeout: 10 * time.Second}
 	t.Cleanup(unary.CloseIdleConnections)
 	t.Cleanup(streamTr.CloseIdleConnections)
-	opts = append([]thethings.Option{
+	c, err := thethings.NewClient(sentinelToken, append([]thethings.Option{
 		thethings.WithBaseURL(baseURL),
 		thethings.WithHTTPClient(&http.Client{Transport: unary, Timeout: 10 * time.Second}),
 		thethings.WithStreamHTTPClient(&http.Client{Transport: streamTr}),
 		fastRetry,
-	}, opts...)
-	c, err := thethings.NewClient(sentinelToken, opts...)
+	}, clientOpts...)...)
 	require.NoError(t, err)
-	return c
-}
-
-// testCtx is a context that ends after d, or when the test ends.
-func testCtx(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// countingServer answers every request with status and counts them.
-func countingServer(t *testing.T, status int, body string) (*httptest.Server, *atomic.Int32) {
-	t.Helper()
-	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		n.Add(1)
-		w.WriteHeader(status)
-		fmt.Fprint(w, body)
-	}))
-	t.Cleanup(srv.Close)
-	return srv, &n
+	return srv, c
 }

@@ -37,6 +37,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
@@ -137,26 +138,6 @@ func (e *soakEmulator) get(t *testing.T, path string, out any) {
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(out))
 }
 
-// randomFaults is one step of the fault schedule. Every step cuts the
-// streams it opens, after 0.2s to 2s (StreamCutAfter is read when a stream
-// opens); some also drop writes (stored or not) and answer 503.
-func randomFaults(r *rand.Rand) thethingstest.Faults {
-	f := thethingstest.Faults{StreamCutAfter: 200*time.Millisecond + time.Duration(r.Int64N(int64(1800*time.Millisecond)))}
-	drop := func() { f.DropEvery, f.DropStores = 2+r.IntN(6), r.IntN(2) == 0 }
-	busy := func() { f.Every503 = 3 + r.IntN(5) }
-	switch r.IntN(4) {
-	case 0: // cuts only
-	case 1:
-		drop()
-	case 2:
-		busy()
-	default:
-		drop()
-		busy()
-	}
-	return f
-}
-
 func TestSoak(t *testing.T) {
 	dur := *soakDuration
 	seed := *soakSeed
@@ -172,7 +153,7 @@ func TestSoak(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
 	emu := &soakEmulator{cmd: cmd, stdin: stdin, hc: &http.Client{Transport: &http.Transport{}, Timeout: 30 * time.Second}}
-	if !eventually(t, "the emulator process says where it listens", func() bool {
+	if !testkit.Eventually(t, "the emulator process says where it listens", func() bool {
 		for line := range strings.Lines(out.String()) {
 			if f := strings.Fields(line); len(f) == 3 && f[0] == "SOAK-EMULATOR" {
 				emu.url, emu.admin = f[1], f[2]
@@ -197,9 +178,29 @@ func TestSoak(t *testing.T) {
 		emu.hc.CloseIdleConnections()
 	})
 	faultRand := rand.New(rand.NewPCG(seed, 1))
-	emu.setFaults(t, randomFaults(faultRand))
+	// randomFaults is one step of the fault schedule. Every step cuts the
+	// streams it opens, after 0.2s to 2s (StreamCutAfter is read when a
+	// stream opens); some also drop writes (stored or not) and answer 503.
+	randomFaults := func() thethingstest.Faults {
+		r := faultRand
+		f := thethingstest.Faults{StreamCutAfter: 200*time.Millisecond + time.Duration(r.Int64N(int64(1800*time.Millisecond)))}
+		drop := func() { f.DropEvery, f.DropStores = 2+r.IntN(6), r.IntN(2) == 0 }
+		busy := func() { f.Every503 = 3 + r.IntN(5) }
+		switch r.IntN(4) {
+		case 0: // cuts only
+		case 1:
+			drop()
+		case 2:
+			busy()
+		default:
+			drop()
+			busy()
+		}
+		return f
+	}
+	emu.setFaults(t, randomFaults())
 	emu.hc.CloseIdleConnections()
-	eventually(t, "the admin connection's goroutines end", func() bool {
+	testkit.Eventually(t, "the admin connection's goroutines end", func() bool {
 		buf := make([]byte, 1<<20)
 		return !bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("net/http.(*persistConn)"))
 	})
@@ -318,7 +319,7 @@ func TestSoak(t *testing.T) {
 				faultsDone <- steps
 				return
 			case <-time.After(300*time.Millisecond + time.Duration(r.Int64N(int64(700*time.Millisecond)))):
-				emu.setFaults(t, randomFaults(r))
+				emu.setFaults(t, randomFaults())
 				steps++
 			}
 		}
@@ -403,13 +404,13 @@ func TestSoak(t *testing.T) {
 	// a marker written after them all: a duplicate would have arrived
 	// before it. The marker's key is backfilled, so a cut stream does not
 	// lose it.
-	eventually(t, "the subscriber has seen every stored value", func() bool {
+	testkit.Eventually(t, "the subscriber has seen every stored value", func() bool {
 		seenMu.Lock()
 		defer seenMu.Unlock()
 		return liveValues+backfillValues >= storedN
 	})
 	require.NoError(t, c.Write(context.Background(), []thethings.Value{{Key: soakKeys[0], Value: soakMarker}}))
-	eventually(t, "the subscriber has seen the marker", func() bool {
+	testkit.Eventually(t, "the subscriber has seen the marker", func() bool {
 		select {
 		case <-markerSeen:
 			return true
@@ -490,7 +491,7 @@ func TestSoak(t *testing.T) {
 	streamBC.rt.CloseIdleConnections()
 	emu.hc.CloseIdleConnections()
 	var goroutines int
-	eventually(t, "the goroutines go back to the baseline after the soak", func() bool {
+	testkit.Eventually(t, "the goroutines go back to the baseline after the soak", func() bool {
 		goroutines = runtime.NumGoroutine()
 		return goroutines <= baseline
 	})

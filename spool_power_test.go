@@ -54,7 +54,8 @@ func TestSpoolFlippedBitInLastRecordIsCorrupt(t *testing.T) {
 	require.NoError(t, err)
 	data[len(data)-10] ^= 0x04
 	require.NoError(t, os.WriteFile(seg, data, 0o600))
-	_, err = serverClient(t, offlineURL).NewWriter(thethings.WithSpool(dir))
+	_, c := setup(t, offlineURL)
+	_, err = c.NewWriter(thethings.WithSpool(dir))
 	assert.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
 	assert.ErrorContains(t, err, seg)
 }
@@ -80,8 +81,9 @@ func TestSpoolRefusesWhatIsNotARegularFile(t *testing.T) {
 		require.NoError(t, os.Remove(p))
 		require.NoError(t, tc.make(p, target))
 		done := make(chan error, 1)
+		_, c := setup(t, offlineURL)
 		go func() {
-			w, err := serverClient(t, offlineURL).NewWriter(thethings.WithSpool(dir))
+			w, err := c.NewWriter(thethings.WithSpool(dir))
 			if err == nil {
 				ctx, cancel := context.WithCancel(context.Background())
 				cancel()
@@ -111,7 +113,8 @@ func TestSpoolRefusesAnUnsafeDir(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o700), st.Mode().Perm())
 	require.NoError(t, os.Chmod(dir, 0o777))
-	_, err = serverClient(t, offlineURL).NewWriter(thethings.WithSpool(dir))
+	_, c := setup(t, offlineURL)
+	_, err = c.NewWriter(thethings.WithSpool(dir))
 	assert.ErrorIs(t, err, thethings.ErrInvalidOption)
 	assert.ErrorContains(t, err, "writable by others")
 }
@@ -189,8 +192,7 @@ func TestSpoolReopenAfterAbandonedRequestStoresOnce(t *testing.T) {
 	defer slow.wg.Wait()
 	hc := &http.Client{Timeout: time.Second}
 	defer hc.CloseIdleConnections()
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(px.URL+"/v2/"), thethings.WithHTTPClient(hc), fastRetry)
-	require.NoError(t, err)
+	_, c := setup(t, px.URL+"/v2/", thethings.WithHTTPClient(hc))
 	dir := t.TempDir()
 	const rounds, per = 8, 20
 	start := time.Now().Add(-time.Hour)

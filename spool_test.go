@@ -31,7 +31,8 @@ import (
 // platform and closes it: the values stay in dir.
 func spoolOffline(t *testing.T, dir string, from, n int) {
 	t.Helper()
-	w := mustWriter(t, serverClient(t, offlineURL, unreachable), thethings.WithSpool(dir), thethings.WithFlushInterval(0))
+	_, c := setup(t, offlineURL, unreachable)
+	w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithFlushInterval(0))
 	for i := from; i < from+n; i += 10 {
 		require.NoError(t, w.Add(context.Background(), intValues("n", i, min(10, from+n-i))...))
 	}
@@ -47,7 +48,8 @@ func spoolOffline(t *testing.T, dir string, from, n int) {
 // sends what the spool holds.
 func drain(t *testing.T, srv *thethingstest.Server, dir string) thethings.WriterStats {
 	t.Helper()
-	w := mustWriter(t, serverClient(t, srv.URL()), thethings.WithSpool(dir))
+	_, c := setup(t, srv.URL())
+	w := mustWriter(t, c, thethings.WithSpool(dir))
 	require.NoError(t, w.Close(context.Background()))
 	return w.Stats()
 }
@@ -181,7 +183,8 @@ func TestSpoolSecondWriterIsAnError(t *testing.T) {
 func TestSpoolBoundBlocksAdd(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	w := mustWriter(t, serverClient(t, offlineURL), thethings.WithSpool(dir), thethings.WithSpoolLimit(64<<10))
+	_, c := setup(t, offlineURL)
+	w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithSpoolLimit(64<<10))
 	ctx := context.Background()
 	added := 0
 	for {
@@ -305,7 +308,7 @@ func TestSpoolCrash(t *testing.T) {
 
 	assert.Zero(t, srv.Duplicates())
 	count := map[int]int{}
-	for _, v := range storedInts(t, srv, "n") {
+	for _, v := range ints(t, srv.Stored(sentinelToken, "n")) {
 		count[v]++
 	}
 	for v := 0; v <= tried; v++ {
@@ -327,7 +330,8 @@ func TestSpoolCrash(t *testing.T) {
 func TestSpoolCloseEndsBlockedAdd(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	w := mustWriter(t, serverClient(t, offlineURL), thethings.WithSpool(dir), thethings.WithSpoolLimit(64<<10))
+	_, c := setup(t, offlineURL)
+	w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithSpoolLimit(64<<10))
 	var refused []thethings.Value
 	for added := 0; refused == nil; added += 100 {
 		require.Less(t, added, 10000, "the bound holds")
@@ -373,7 +377,7 @@ func TestSpoolRestartWithSmallerBatchVerifiesInFlight(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	defer hang.Close()
-	c0 := serverClient(t, hang.URL+"/v2/", thethings.WithHTTPClient(&http.Client{Timeout: 200 * time.Millisecond}))
+	_, c0 := setup(t, hang.URL+"/v2/", thethings.WithHTTPClient(&http.Client{Timeout: 200 * time.Millisecond}))
 	w := mustWriter(t, c0, thethings.WithSpool(dir), thethings.WithBatchSize(100), thethings.WithFlushInterval(0))
 	require.NoError(t, w.Add(context.Background(), vals...))
 	go func() { _ = w.Flush(context.Background()) }()
@@ -419,7 +423,8 @@ func TestSpoolCloseWaitsForAddsBeingSynced(t *testing.T) {
 	t.Parallel()
 	for round := range 5 {
 		dir := t.TempDir()
-		w := mustWriter(t, serverClient(t, offlineURL), thethings.WithSpool(dir), thethings.WithFlushInterval(0))
+		_, c := setup(t, offlineURL)
+		w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithFlushInterval(0))
 		var taken atomic.Int64
 		errs := make(chan error, 8)
 		for g := range 8 {
@@ -441,7 +446,7 @@ func TestSpoolCloseWaitsForAddsBeingSynced(t *testing.T) {
 		for range 8 {
 			require.ErrorIs(t, <-errs, thethings.ErrWriterClosed)
 		}
-		w = mustWriter(t, serverClient(t, offlineURL), thethings.WithSpool(dir), thethings.WithFlushInterval(0))
+		w = mustWriter(t, c, thethings.WithSpool(dir), thethings.WithFlushInterval(0))
 		assert.Equal(t, taken.Load(), w.Stats().Pending, "the spool holds what Add took")
 		ctx, cancel = context.WithCancel(context.Background())
 		cancel()
@@ -455,7 +460,8 @@ func TestSpoolCloseWaitsForAddsBeingSynced(t *testing.T) {
 func TestSpoolLostFilesAreAnError(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	w := mustWriter(t, serverClient(t, offlineURL), thethings.WithSpool(dir), thethings.WithSpoolLimit(1<<20), thethings.WithFlushInterval(0))
+	_, c := setup(t, offlineURL)
+	w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithSpoolLimit(1<<20), thethings.WithFlushInterval(0))
 	for added := 0; len(segments(t, dir)) < 2; added += 100 {
 		require.Less(t, added, 10000)
 		require.NoError(t, w.Add(context.Background(), intValues("n", added, 100)...))
@@ -464,7 +470,7 @@ func TestSpoolLostFilesAreAnError(t *testing.T) {
 	cancel()
 	require.Error(t, w.Close(ctx))
 	open := func() error {
-		w, err := serverClient(t, offlineURL).NewWriter(thethings.WithSpool(dir))
+		w, err := c.NewWriter(thethings.WithSpool(dir))
 		if err == nil {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
@@ -520,8 +526,7 @@ func TestSpoolDamageWhileOpenStopsTheWriter(t *testing.T) {
 			srv, _ := setup(t)
 			px := startProxy(t, srv.URL())
 			px.down()
-			c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(px.url), fastRetry)
-			require.NoError(t, err)
+			_, c := setup(t, px.url)
 			dir := t.TempDir()
 			w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithBatchSize(10), thethings.WithFlushInterval(0))
 			for i := 0; i < 3000; i += 100 {
@@ -547,8 +552,7 @@ func TestSpoolDamageWhileOpenStopsTheWriter(t *testing.T) {
 			require.ErrorIs(t, err, thethings.ErrSpoolCorrupt)
 			assert.ErrorContains(t, err, segs[0])
 			assert.NotErrorIs(t, err, context.DeadlineExceeded, "Close waited for its context")
-			assert.Zero(t, srv.Duplicates())
-			assert.Equal(t, seq(0, srv.StoredCount(sentinelToken, "n")), storedInts(t, srv, "n"), "nothing skipped")
+			assertStoredOnce(t, srv, "n", srv.StoredCount(sentinelToken, "n")) // nothing skipped
 			assert.Less(t, srv.StoredCount(sentinelToken, "n"), 2300)
 		})
 	}

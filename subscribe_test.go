@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"runtime"
 	"slices"
@@ -23,10 +22,12 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/jarcoal/httpmock"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
@@ -124,21 +125,19 @@ func TestSubscribeDeliversWrites(t *testing.T) {
 
 	states, _ := log.snapshot()
 	assert.Equal(t, []thethings.State{thethings.StateConnected}, states, "break reports no state")
-	eventually(t, "no subscription left open on the emulator", func() bool { return srv.OpenSubscriptions() == 0 })
+	testkit.Eventually(t, "no subscription left open on the emulator", func() bool { return srv.OpenSubscriptions() == 0 })
 	assert.Equal(t, 1, srv.Requests(thethingstest.RouteSubscribe))
 }
 
 func TestSubscribeRequest(t *testing.T) {
 	t.Parallel()
 	var seen atomic.Pointer[http.Request]
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen.Store(r)
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, `{"status":"success","message":"streaming"}[{"key":"a","value":1}]`)
-	}))
-	defer ts.Close()
-	c := serverClient(t, ts.URL, thethings.WithUserAgent("valve-ctl/2"))
-	for msg, err := range c.Subscribe(testCtx(t, 15*time.Second), thethings.WithKeepAlive(1500*time.Millisecond)) {
+	}), thethings.WithUserAgent("valve-ctl/2"))
+	for msg, err := range c.Subscribe(testkit.Ctx(t, 0), thethings.WithKeepAlive(1500*time.Millisecond)) {
 		require.NoError(t, err, "any success message text is a subscription")
 		assert.Equal(t, "a", msg.Values[0].Key)
 		break
@@ -169,7 +168,7 @@ func TestSubscribeInvalidOptions(t *testing.T) {
 	for name, opt := range bad {
 		t.Run(name, func(t *testing.T) {
 			n := 0
-			for msg, err := range c.Subscribe(testCtx(t, 15*time.Second), opt) {
+			for msg, err := range c.Subscribe(testkit.Ctx(t, 0), opt) {
 				n++
 				assert.Empty(t, msg.Values)
 				assert.ErrorIs(t, err, thethings.ErrInvalidOption)
@@ -203,7 +202,7 @@ func TestSubscribeSingleUse(t *testing.T) {
 	require.Len(t, errs, 1)
 	assert.ErrorContains(t, errs[0], "only once")
 	assert.Equal(t, 1, srv.Requests(thethingstest.RouteSubscribe))
-	eventually(t, "no subscription left open on the emulator", func() bool { return srv.OpenSubscriptions() == 0 })
+	testkit.Eventually(t, "no subscription left open on the emulator", func() bool { return srv.OpenSubscriptions() == 0 })
 }
 
 func TestSubscribeNotRetried(t *testing.T) {
@@ -211,10 +210,10 @@ func TestSubscribeNotRetried(t *testing.T) {
 	t.Run("unknown token", func(t *testing.T) {
 		t.Parallel()
 		srv := thethingstest.NewServer(t, thethingstest.WithThingTokens()) // knows no thing
-		c := serverClient(t, srv.URL())
+		_, c := setup(t, srv.URL())
 		var log stateLog
 		var errs []error
-		for _, err := range c.Subscribe(testCtx(t, 15*time.Second), thethings.WithStateHandler(log.handler)) {
+		for _, err := range c.Subscribe(testkit.Ctx(t, 0), thethings.WithStateHandler(log.handler)) {
 			errs = append(errs, err)
 		}
 		require.Len(t, errs, 1)
@@ -241,15 +240,13 @@ func TestSubscribeNotRetried(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			var calls atomic.Int32
-			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				calls.Add(1)
 				w.WriteHeader(h.status)
 				_, _ = io.WriteString(w, h.body)
 			}))
-			defer ts.Close()
-			c := serverClient(t, ts.URL)
 			var errs []error
-			for _, err := range c.Subscribe(testCtx(t, 15*time.Second)) {
+			for _, err := range c.Subscribe(testkit.Ctx(t, 0)) {
 				errs = append(errs, err)
 			}
 			require.Len(t, errs, 1)
@@ -271,7 +268,8 @@ func TestSubscribeCutMidFrame(t *testing.T) {
 	// frame. The fourth gets a whole frame.
 	const cuts = 3
 	var calls atomic.Int32
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	var logged bytes.Buffer
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := calls.Add(1)
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, `{"status":"success","message":"subscribed"}`)
@@ -289,12 +287,9 @@ func TestSubscribeCutMidFrame(t *testing.T) {
 			return
 		}
 		_ = conn.Close()
-	}))
-	t.Cleanup(ts.Close)
-	var logged bytes.Buffer
-	c := serverClient(t, ts.URL, thethings.WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
+	}), thethings.WithLogger(slog.New(slog.NewTextHandler(&logged, nil))))
 	var log stateLog
-	for msg, err := range c.Subscribe(testCtx(t, 15*time.Second), thethings.WithStateHandler(log.handler), thethings.WithReconnect(1)) {
+	for msg, err := range c.Subscribe(testkit.Ctx(t, 0), thethings.WithStateHandler(log.handler), thethings.WithReconnect(1)) {
 		require.NoError(t, err, "the budget resets on every established connection")
 		require.Len(t, msg.Values, 1)
 		assert.Equal(t, "after", msg.Values[0].Key, "a half frame is never delivered")
@@ -325,16 +320,14 @@ func TestSubscribeReconnectBudget(t *testing.T) {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			t.Parallel()
 			var calls atomic.Int32
-			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 				calls.Add(1)
 				w.WriteHeader(http.StatusInternalServerError)
 				_, _ = io.WriteString(w, `{"status":"error","message":"boom"}`)
 			}))
-			defer ts.Close()
-			c := serverClient(t, ts.URL)
 			var log stateLog
 			var errs []error
-			for _, err := range c.Subscribe(testCtx(t, 15*time.Second), thethings.WithReconnect(n), thethings.WithStateHandler(log.handler)) {
+			for _, err := range c.Subscribe(testkit.Ctx(t, 0), thethings.WithReconnect(n), thethings.WithStateHandler(log.handler)) {
 				errs = append(errs, err)
 			}
 			require.Len(t, errs, 1)
@@ -370,7 +363,7 @@ func TestSubscribeEmulatorStreamCut(t *testing.T) {
 	require.Equal(t, []thethings.State{thethings.StateConnected, thethings.StateDisconnected, thethings.StateReconnecting, thethings.StateConnected}, states)
 	assert.Error(t, causes[1])
 	assert.Equal(t, 2, srv.Requests(thethingstest.RouteSubscribe))
-	eventually(t, "no subscription left open on the emulator", func() bool { return srv.OpenSubscriptions() == 0 })
+	testkit.Eventually(t, "no subscription left open on the emulator", func() bool { return srv.OpenSubscriptions() == 0 })
 }
 
 func TestSubscribeIdleTimeoutOnEmulator(t *testing.T) {
@@ -401,7 +394,7 @@ func TestSubscribeIdleTimeoutOnEmulator(t *testing.T) {
 	require.Equal(t, []thethings.State{thethings.StateConnected, thethings.StateDisconnected, thethings.StateReconnecting, thethings.StateConnected}, states)
 	assert.ErrorIs(t, causes[1], thethings.ErrIdleTimeout, "the cause is the watchdog, not a read error")
 	assert.GreaterOrEqual(t, time.Duration(idleAt.Load()), 3*time.Second, "keepAlive + 2s")
-	eventually(t, "no subscription left open on the emulator", func() bool { return srv.OpenSubscriptions() == 0 })
+	testkit.Eventually(t, "no subscription left open on the emulator", func() bool { return srv.OpenSubscriptions() == 0 })
 }
 
 func TestSubscribeSplitAndCoalescedFrames(t *testing.T) {
@@ -439,7 +432,7 @@ func TestSubscribeSplitAndCoalescedFrames(t *testing.T) {
 			}
 			assert.Equal(t, n, i)
 			assert.Equal(t, 1, log.count(thethings.StateConnected), "no reconnect")
-			eventually(t, "no subscription left open on the emulator", func() bool { return srv.OpenSubscriptions() == 0 })
+			testkit.Eventually(t, "no subscription left open on the emulator", func() bool { return srv.OpenSubscriptions() == 0 })
 		})
 	}
 }
@@ -447,7 +440,7 @@ func TestSubscribeSplitAndCoalescedFrames(t *testing.T) {
 func TestSubscribeContextCancelClosesAtOnce(t *testing.T) {
 	t.Parallel()
 	srv, c := setup(t)
-	ctx, cancel := context.WithCancel(testCtx(t, 10*time.Second))
+	ctx, cancel := context.WithCancel(testkit.Ctx(t, 0))
 	var log stateLog
 	log.hook = func(_ int, s thethings.State, _ error) {
 		if s == thethings.StateConnected {
@@ -463,7 +456,7 @@ func TestSubscribeContextCancelClosesAtOnce(t *testing.T) {
 		}
 	}()
 	<-ctx.Done()
-	if !eventually(t, "the loop ends once ctx is cancelled", func() bool {
+	if !testkit.Eventually(t, "the loop ends once ctx is cancelled", func() bool {
 		select {
 		case <-ended:
 			return true
@@ -476,13 +469,13 @@ func TestSubscribeContextCancelClosesAtOnce(t *testing.T) {
 	assert.Empty(t, errs, "the caller's cancel is no error")
 	assert.Equal(t, 1, log.count(thethings.StateConnected))
 	assert.Zero(t, log.count(thethings.StateReconnecting))
-	eventually(t, "no subscription left open on the emulator", func() bool { return srv.OpenSubscriptions() == 0 })
+	testkit.Eventually(t, "no subscription left open on the emulator", func() bool { return srv.OpenSubscriptions() == 0 })
 }
 
 func TestSubscribeFrameTooLarge(t *testing.T) {
 	t.Parallel()
 	var calls atomic.Int32
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		w.WriteHeader(http.StatusOK)
 		bw := bufio.NewWriter(w)
@@ -495,11 +488,9 @@ func TestSubscribeFrameTooLarge(t *testing.T) {
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 	}))
-	defer ts.Close()
-	c := serverClient(t, ts.URL)
 	var errs []error
 	var got []thethings.Message
-	for msg, err := range c.Subscribe(testCtx(t, 15*time.Second), thethings.WithMaxFrameSize(1<<20)) {
+	for msg, err := range c.Subscribe(testkit.Ctx(t, 0), thethings.WithMaxFrameSize(1<<20)) {
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -518,10 +509,9 @@ func TestSubscribeFrameTooLarge(t *testing.T) {
 func TestSubscribeManySubscriptions(t *testing.T) {
 	t.Parallel()
 	const n = 500
-	srv, _ := setup(t)
 	streamTr := &http.Transport{MaxIdleConnsPerHost: -1}
 	defer streamTr.CloseIdleConnections()
-	c := serverClient(t, srv.URL(), thethings.WithStreamHTTPClient(&http.Client{Transport: streamTr}))
+	srv, c := setup(t, thethings.WithStreamHTTPClient(&http.Client{Transport: streamTr}))
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var connected, received sync.WaitGroup
@@ -548,7 +538,7 @@ func TestSubscribeManySubscriptions(t *testing.T) {
 	subPost(t, srv, `{"values":[{"key":"broadcast","value":"all"}]}`)
 	received.Wait()
 	assert.Zero(t, bad.Load())
-	eventually(t, "no subscription left open on the emulator", func() bool { return srv.OpenSubscriptions() == 0 })
+	testkit.Eventually(t, "no subscription left open on the emulator", func() bool { return srv.OpenSubscriptions() == 0 })
 }
 
 func TestSubscribeErrorsAreRedacted(t *testing.T) {
@@ -567,10 +557,10 @@ func TestSubscribeErrorsAreRedacted(t *testing.T) {
 			_ = conn.Close()
 		}
 	}()
-	c := serverClient(t, "http://"+ln.Addr().String())
+	_, c := setup(t, "http://"+ln.Addr().String())
 	var log stateLog
 	var errs []error
-	for _, err := range c.Subscribe(testCtx(t, 15*time.Second), thethings.WithReconnect(1), thethings.WithStateHandler(log.handler)) {
+	for _, err := range c.Subscribe(testkit.Ctx(t, 0), thethings.WithReconnect(1), thethings.WithStateHandler(log.handler)) {
 		errs = append(errs, err)
 	}
 	require.Len(t, errs, 1)
@@ -591,9 +581,8 @@ func TestSubscribeBackfillAfterCut(t *testing.T) {
 	for name, withFields := range map[string]bool{"stream datetimes": true, "bare stream items": false} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			srv, _ := setup(t, thethingstest.WithStreamItemFields(withFields),
+			srv, c := setup(t, thethingstest.WithStreamItemFields(withFields),
 				thethingstest.WithFaults(thethingstest.Faults{StreamCutAfter: 700 * time.Millisecond}))
-			c := serverClient(t, srv.URL())
 			base := time.Now().UTC().Truncate(time.Millisecond)
 			gapWrite := func(key string, v any, i int) {
 				b, _ := json.Marshal(map[string]any{"values": []map[string]any{{
@@ -631,7 +620,7 @@ func TestSubscribeBackfillAfterCut(t *testing.T) {
 				backfill bool
 			}
 			var msgs []got
-			for msg, err := range c.Subscribe(testCtx(t, 15*time.Second), thethings.WithBackfill("temp", "valve"), thethings.WithStateHandler(log.handler)) {
+			for msg, err := range c.Subscribe(testkit.Ctx(t, 0), thethings.WithBackfill("temp", "valve"), thethings.WithStateHandler(log.handler)) {
 				require.NoError(t, err)
 				for _, v := range msg.Values {
 					value := v.Value
@@ -663,7 +652,7 @@ func TestSubscribeBackfillAfterCut(t *testing.T) {
 			assert.Equal(t, want, msgs)
 			states, _ := log.snapshot()
 			assert.Equal(t, []thethings.State{thethings.StateConnected, thethings.StateDisconnected, thethings.StateReconnecting, thethings.StateConnected}, states)
-			eventually(t, "no subscription left open on the emulator", func() bool { return srv.OpenSubscriptions() == 0 })
+			testkit.Eventually(t, "no subscription left open on the emulator", func() bool { return srv.OpenSubscriptions() == 0 })
 		})
 	}
 }
@@ -682,7 +671,7 @@ func TestSubscribeBackfillReadFailure(t *testing.T) {
 			go subPost(t, srv, `{"values":[{"key":"temp","value":"live"}]}`)
 		}
 	}
-	for msg, err := range c.Subscribe(testCtx(t, 15*time.Second), thethings.WithBackfill("temp"), thethings.WithStateHandler(log.handler)) {
+	for msg, err := range c.Subscribe(testkit.Ctx(t, 0), thethings.WithBackfill("temp"), thethings.WithStateHandler(log.handler)) {
 		require.NoError(t, err, "a failed backfill does not end the subscription")
 		assert.False(t, msg.Backfill)
 		assert.Equal(t, "live", msg.Values[0].Value)
@@ -758,13 +747,6 @@ func pipeStream(req *http.Request, hold bool, steps ...any) *http.Response {
 	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: pr, Request: req}
 }
 
-func plainResponse(req *http.Request, status int, header http.Header, body string) *http.Response {
-	if header == nil {
-		header = http.Header{}
-	}
-	return &http.Response{StatusCode: status, Header: header, Body: io.NopCloser(strings.NewReader(body)), Request: req}
-}
-
 const subscribedFrame = `{"status":"success","message":"subscribed"}`
 
 func TestSubscribeIdleTimeoutInBubble(t *testing.T) {
@@ -777,7 +759,7 @@ func TestSubscribeIdleTimeoutInBubble(t *testing.T) {
 			}
 			return pipeStream(req, true, subscribedFrame, `[{"key":"k","value":1}]`)
 		}}
-		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 4 * time.Second}))
+		_, c := setup(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 4 * time.Second}))
 		var log stateLog
 		var disconnectedAt time.Duration
 		log.hook = func(_ int, st thethings.State, _ error) {
@@ -806,7 +788,7 @@ func TestSubscribeSlowConsumerIsNotIdle(t *testing.T) {
 		s := &scriptedStreams{script: func(_ int, req *http.Request) *http.Response {
 			return pipeStream(req, true, subscribedFrame, `[{"key":"k","value":1}]`, `{}`, `[{"key":"k","value":2}]`)
 		}}
-		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{}))
+		_, c := setup(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{}))
 		var log stateLog
 		var got []any
 		for msg, err := range c.Subscribe(t.Context(), thethings.WithKeepAlive(time.Second), thethings.WithStateHandler(log.handler)) {
@@ -826,9 +808,9 @@ func TestSubscribeSlowConsumerIsNotIdle(t *testing.T) {
 func TestSubscribeBackoffSchedule(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := &scriptedStreams{script: func(_ int, req *http.Request) *http.Response {
-			return plainResponse(req, http.StatusInternalServerError, nil, `{"status":"error","message":"down"}`)
+			return httpmock.NewStringResponse(http.StatusInternalServerError, `{"status":"error","message":"down"}`)
 		}}
-		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 8 * time.Second}))
+		_, c := setup(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 8 * time.Second}))
 		var errs []error
 		for _, err := range c.Subscribe(t.Context(), thethings.WithReconnect(10)) {
 			errs = append(errs, err)
@@ -851,13 +833,17 @@ func TestSubscribeRetryAfterOnReconnect(t *testing.T) {
 			case 1:
 				return pipeStream(req, false, subscribedFrame) // then EOF
 			case 2:
-				return plainResponse(req, http.StatusServiceUnavailable, http.Header{"Retry-After": {"3"}}, `{"status":"error","message":"busy"}`)
+				resp := httpmock.NewStringResponse(http.StatusServiceUnavailable, `{"status":"error","message":"busy"}`)
+				resp.Header.Set("Retry-After", "3")
+				return resp
 			case 3:
-				return plainResponse(req, http.StatusTooManyRequests, http.Header{"Retry-After": {"120"}}, `{"status":"error","message":"slow down"}`)
+				resp := httpmock.NewStringResponse(http.StatusTooManyRequests, `{"status":"error","message":"slow down"}`)
+				resp.Header.Set("Retry-After", "120")
+				return resp
 			}
 			return pipeStream(req, true, subscribedFrame, `[{"key":"k","value":"ok"}]`)
 		}}
-		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 10 * time.Second}))
+		_, c := setup(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 10 * time.Second}))
 		var log stateLog
 		for msg, err := range c.Subscribe(t.Context(), thethings.WithStateHandler(log.handler)) {
 			require.NoError(t, err, "errors while reconnecting go to the state handler")
@@ -888,9 +874,9 @@ func TestSubscribeBudgetResetsAfterHealthyFrame(t *testing.T) {
 			case n%2 == 1:
 				return pipeStream(req, false, subscribedFrame, `{}`) // healthy, then EOF
 			}
-			return plainResponse(req, http.StatusBadGateway, nil, "")
+			return httpmock.NewStringResponse(http.StatusBadGateway, "")
 		}}
-		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 2 * time.Second}))
+		_, c := setup(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 2 * time.Second}))
 		for msg, err := range c.Subscribe(t.Context(), thethings.WithReconnect(2)) {
 			require.NoError(t, err, "two failures in a row never exceed the budget of 2")
 			assert.Equal(t, "through", msg.Values[0].Value)
@@ -903,9 +889,11 @@ func TestSubscribeBudgetResetsAfterHealthyFrame(t *testing.T) {
 func TestSubscribeCancelDuringBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := &scriptedStreams{script: func(_ int, req *http.Request) *http.Response {
-			return plainResponse(req, http.StatusServiceUnavailable, http.Header{"Retry-After": {"3600"}}, "")
+			resp := httpmock.NewStringResponse(http.StatusServiceUnavailable, "")
+			resp.Header.Set("Retry-After", "3600")
+			return resp
 		}}
-		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: time.Hour}))
+		_, c := setup(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: time.Hour}))
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		defer cancel()
 		start := time.Now()
@@ -932,7 +920,7 @@ func TestSubscribeNoReconnectStorm(t *testing.T) {
 			}
 			return pipeStream(req, false, subscribedFrame) // accepted, then EOF
 		}}
-		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 8 * time.Second}))
+		_, c := setup(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}), thethings.WithRetry(thethings.RetryPolicy{MinWait: time.Second, MaxWait: 8 * time.Second}))
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 		defer cancel()
 		var got int
@@ -964,7 +952,7 @@ func TestHostileSubscribeWatchdogCoversConnect(t *testing.T) {
 		// A stream transport without any header timeout: only the
 		// watchdog can end the attempt.
 		s := &scriptedStreams{script: func(int, *http.Request) *http.Response { return nil }}
-		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}))
+		_, c := setup(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}))
 		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 		defer cancel()
 		var log stateLog
@@ -995,7 +983,7 @@ func TestHostileSubscribeSlowStateHandler(t *testing.T) {
 			steps = append(steps, 500*time.Millisecond, frame)
 		}
 		s := &scriptedStreams{script: func(_ int, req *http.Request) *http.Response { return pipeStream(req, true, steps...) }}
-		c := serverClient(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}))
+		_, c := setup(t, offlineURL, thethings.WithStreamHTTPClient(&http.Client{Transport: s}))
 		slow := func(st thethings.State, _ error) {
 			if st == thethings.StateConnected {
 				time.Sleep(3500 * time.Millisecond) // keep-alive 1s: idle timeout 3s
@@ -1017,7 +1005,7 @@ func TestHostileSubscribeSlowStateHandler(t *testing.T) {
 func TestHostileSubscribeFramesGoOn(t *testing.T) {
 	t.Parallel()
 	var conns atomic.Int32
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		conns.Add(1)
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, `{"status":"success","message":"subscribed"}`)
@@ -1028,11 +1016,9 @@ func TestHostileSubscribeFramesGoOn(t *testing.T) {
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 	}))
-	t.Cleanup(ts.Close)
-	c := serverClient(t, ts.URL)
 	var keys []string
 	var errs []error
-	for msg, err := range c.Subscribe(testCtx(t, 10*time.Second), thethings.WithMaxFrameSize(4<<10)) {
+	for msg, err := range c.Subscribe(testkit.Ctx(t, 0), thethings.WithMaxFrameSize(4<<10)) {
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -1053,7 +1039,7 @@ func TestHostileSubscribeFramesGoOn(t *testing.T) {
 
 func TestHostileSubscribeInvalidMaxFrameSize(t *testing.T) {
 	t.Parallel()
-	c := serverClient(t, "http://127.0.0.1:1")
+	_, c := setup(t, "http://127.0.0.1:1")
 	for _, n := range []int{-1, 0, 100, 2 << 30} {
 		for _, err := range c.Subscribe(context.Background(), thethings.WithMaxFrameSize(n)) {
 			assert.ErrorIs(t, err, thethings.ErrInvalidOption, n)
@@ -1068,7 +1054,7 @@ func TestHostileBackfillBookkeepingIsBounded(t *testing.T) {
 		return
 	}
 	const n, size = 5000, 16 << 10
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		bw := bufio.NewWriterSize(w, 64<<10)
 		_, _ = bw.WriteString(`{"status":"success","message":"subscribed"}`)
@@ -1081,8 +1067,6 @@ func TestHostileBackfillBookkeepingIsBounded(t *testing.T) {
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
 	}))
-	defer ts.Close()
-	c := serverClient(t, ts.URL)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	got := 0

@@ -3,7 +3,10 @@ package thethings_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,7 +66,8 @@ func TestServerTimeBothFormats(t *testing.T) {
 		"unix_timestamp": `{"date":1494587273,"values":[{"value":1494587273}]}`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			c, mt := mockClient(t)
+			mt := httpmock.NewMockTransport()
+			_, c := setup(t, mt)
 			mt.RegisterResponder(http.MethodGet, "https://api.thethings.io/v2/utils/date",
 				func(r *http.Request) (*http.Response, error) {
 					assert.Equal(t, sentinelToken, r.URL.Query().Get("thingToken"))
@@ -133,8 +137,12 @@ func TestRetryPolicyZeroFieldsAreDefaults(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			srv, n := countingServer(t, http.StatusBadGateway, `{"status":"error"}`)
-			c := serverClient(t, srv.URL, thethings.WithRetry(tc.policy))
+			var n atomic.Int32
+			_, c := setup(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				n.Add(1)
+				w.WriteHeader(http.StatusBadGateway)
+				fmt.Fprint(w, `{"status":"error"}`)
+			}), thethings.WithRetry(tc.policy))
 			_, err := c.ServerTime(context.Background())
 			var ae *thethings.APIError
 			require.ErrorAs(t, err, &ae)
@@ -157,7 +165,11 @@ func TestTokenWithSpaceIsRefused(t *testing.T) {
 	assert.ErrorIs(t, err, thethings.ErrNoToken)
 
 	// A token answered by activation is checked too.
-	srv, _ := countingServer(t, http.StatusCreated, `{"status":"created","thingToken":"tok\n","thingId":"x"}`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprint(w, `{"status":"created","thingToken":"tok\n","thingId":"x"}`)
+	}))
+	t.Cleanup(srv.Close)
 	c, err := thethings.Activate(context.Background(), "code", "", thethings.WithBaseURL(srv.URL))
 	assert.Nil(t, c)
 	assert.ErrorIs(t, err, thethings.ErrInvalidToken)

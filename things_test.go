@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
@@ -54,7 +55,8 @@ func (r *recorded) Bodies() []string {
 
 func TestWriteRequestShape(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	var rec recorded
 	mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{"status":"created"}`))
 
@@ -92,7 +94,8 @@ func TestWriteStoreAndBroadcastQuery(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c, mt := mockClient(t)
+			mt := httpmock.NewMockTransport()
+			_, c := setup(t, mt)
 			var rec recorded
 			mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{"status":"created"}`))
 			require.NoError(t, c.Write(context.Background(), []thethings.Value{{Key: "a", Value: 1}}, tc.opts...))
@@ -102,7 +105,8 @@ func TestWriteStoreAndBroadcastQuery(t *testing.T) {
 	}
 
 	t.Run("both off", func(t *testing.T) {
-		c, mt := mockClient(t)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
 		vals := []thethings.Value{{Key: "a", Value: 1}}
 		err := c.Write(context.Background(), vals, thethings.WithStore(false), thethings.WithBroadcast(false))
 		assert.ErrorIs(t, err, thethings.ErrInvalidOption)
@@ -113,7 +117,7 @@ func TestWriteStoreAndBroadcastQuery(t *testing.T) {
 		assert.Zero(t, mt.GetTotalCallCount())
 	})
 	t.Run("nil option", func(t *testing.T) {
-		c, _ := mockClient(t)
+		_, c := setup(t, httpmock.NewMockTransport())
 		err := c.Write(context.Background(), []thethings.Value{{Key: "a", Value: 1}}, nil)
 		assert.ErrorIs(t, err, thethings.ErrInvalidOption)
 	})
@@ -172,7 +176,9 @@ func TestWriteGoldenEncoding(t *testing.T) {
 	)
 	require.Less(t, len(in), 100, "one request")
 
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+
+	_, c := setup(t, mt)
 	var rec recorded
 	mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{"status":"created"}`))
 	require.NoError(t, c.Write(context.Background(), in))
@@ -218,7 +224,8 @@ func TestWriteDatetimeForms(t *testing.T) {
 		{time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), "99991231235959"},
 	}
 	for _, tc := range cases {
-		c, mt := mockClient(t)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
 		var rec recorded
 		mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{}`))
 		require.NoError(t, c.Write(context.Background(), []thethings.Value{{Key: "a", Value: 1, Datetime: tc.t}}))
@@ -265,7 +272,8 @@ func TestWriteValidation(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c, mt := mockClient(t)
+			mt := httpmock.NewMockTransport()
+			_, c := setup(t, mt)
 			// The bad value sits in the third request of a split write:
 			// nothing may be sent at all.
 			vals := make([]thethings.Value, 250)
@@ -321,7 +329,8 @@ func TestWriteValidationEmulator(t *testing.T) {
 
 func TestWriteMagicKeysAccepted(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	var rec recorded
 	mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{"status":"created"}`))
 	require.NoError(t, c.Write(context.Background(), []thethings.Value{
@@ -335,7 +344,8 @@ func TestWriteMagicKeysAccepted(t *testing.T) {
 
 func TestWriteEmptyIsNoop(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	assert.NoError(t, c.Write(context.Background(), nil))
 	assert.NoError(t, c.Write(context.Background(), []thethings.Value{}))
 	assert.Zero(t, mt.GetTotalCallCount())
@@ -343,7 +353,8 @@ func TestWriteEmptyIsNoop(t *testing.T) {
 
 func TestWriteSplitsIntoBatches(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	var rec recorded
 	mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{"status":"created"}`))
 	vals := make([]thethings.Value, 250)
@@ -370,33 +381,21 @@ func TestWriteSplitsIntoBatches(t *testing.T) {
 	}
 }
 
-// splitFailure answers the nth request (from 1) with status and body and
-// every other with 201.
-func splitFailure(mt *httpmock.MockTransport, n int, status int, body string) *int {
-	calls := new(int)
-	var mu sync.Mutex
-	mt.RegisterResponder(http.MethodPost, writeURL, func(*http.Request) (*http.Response, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		*calls++
-		if *calls == n {
-			return httpmock.NewStringResponse(status, body), nil
-		}
-		return httpmock.NewStringResponse(201, `{"status":"created"}`), nil
-	})
-	return calls
-}
-
 func TestWriteSplitFailureFates(t *testing.T) {
 	t.Parallel()
 	vals := make([]thethings.Value, 350)
 	for i := range vals {
 		vals[i] = thethings.Value{Key: "n", Value: i}
 	}
+	// Each case answers one of the four requests with a failure, every
+	// other with 201.
+	created := httpmock.NewStringResponder(201, `{"status":"created"}`)
 
 	t.Run("refused: failed request and later ones not written", func(t *testing.T) {
-		c, mt := mockClient(t)
-		calls := splitFailure(mt, 2, 400, `{"status":"error","code":400,"message":"bad"}`)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
+		mt.RegisterResponder(http.MethodPost, writeURL,
+			created.Then(httpmock.NewStringResponder(400, `{"status":"error","code":400,"message":"bad"}`)).Then(created))
 		err := c.Write(context.Background(), vals)
 		var we *thethings.WriteError
 		require.ErrorAs(t, err, &we)
@@ -407,13 +406,15 @@ func TestWriteSplitFailureFates(t *testing.T) {
 		require.ErrorAs(t, err, &ae)
 		assert.Equal(t, 400, ae.StatusCode)
 		assert.Equal(t, "/v2/things/***", ae.Path)
-		assert.Equal(t, 2, *calls, "nothing sent after the failure")
+		assert.Equal(t, 2, mt.GetTotalCallCount(), "nothing sent after the failure")
 		assert.NotContains(t, err.Error(), sentinelToken)
 	})
 
 	t.Run("unknown: two fates joined", func(t *testing.T) {
-		c, mt := mockClient(t)
-		calls := splitFailure(mt, 3, 500, `{"status":"error","code":500,"message":"boom"}`)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
+		mt.RegisterResponder(http.MethodPost, writeURL,
+			created.Then(created).Then(httpmock.NewStringResponder(500, `{"status":"error","code":500,"message":"boom"}`)).Then(created))
 		err := c.Write(context.Background(), vals)
 		require.Error(t, err)
 		assert.ErrorIs(t, err, thethings.ErrOutcomeUnknown)
@@ -433,12 +434,14 @@ func TestWriteSplitFailureFates(t *testing.T) {
 		var as *thethings.WriteError
 		require.ErrorAs(t, err, &as)
 		assert.Same(t, first, as, "errors.As finds the first")
-		assert.Equal(t, 3, *calls, "an ambiguous write is not retried")
+		assert.Equal(t, 3, mt.GetTotalCallCount(), "an ambiguous write is not retried")
 	})
 
 	t.Run("unknown on the last request: one error", func(t *testing.T) {
-		c, mt := mockClient(t)
-		splitFailure(mt, 4, 502, `bad gateway`)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
+		mt.RegisterResponder(http.MethodPost, writeURL,
+			created.Then(created).Then(created).Then(httpmock.NewStringResponder(502, `bad gateway`)).Then(created))
 		err := c.Write(context.Background(), vals)
 		var we *thethings.WriteError
 		require.ErrorAs(t, err, &we)
@@ -449,25 +452,29 @@ func TestWriteSplitFailureFates(t *testing.T) {
 	})
 
 	t.Run("503 without Retry-After is unknown", func(t *testing.T) {
-		c, mt := mockClient(t)
-		calls := splitFailure(mt, 1, 503, `{"status":"error","message":"overloaded"}`)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
+		mt.RegisterResponder(http.MethodPost, writeURL,
+			httpmock.NewStringResponder(503, `{"status":"error","message":"overloaded"}`).Then(created))
 		err := c.Write(context.Background(), vals[:10])
 		var we *thethings.WriteError
 		require.ErrorAs(t, err, &we)
 		assert.True(t, we.Unknown)
 		assert.Equal(t, vals[:10], we.Values)
-		assert.Equal(t, 1, *calls)
+		assert.Equal(t, 1, mt.GetTotalCallCount())
 	})
 
 	t.Run("RetryWrites repeats an ambiguous write", func(t *testing.T) {
-		c, mt := mockClient(t, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 2, MinWait: time.Millisecond, MaxWait: time.Millisecond, RetryWrites: true}))
-		calls := splitFailure(mt, 1, 500, `{}`)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 2, MinWait: time.Millisecond, MaxWait: time.Millisecond, RetryWrites: true}))
+		mt.RegisterResponder(http.MethodPost, writeURL, httpmock.NewStringResponder(500, `{}`).Then(created))
 		require.NoError(t, c.Write(context.Background(), vals[:10]))
-		assert.Equal(t, 2, *calls)
+		assert.Equal(t, 2, mt.GetTotalCallCount())
 	})
 
 	t.Run("rate limited then accepted", func(t *testing.T) {
-		c, mt := mockClient(t)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
 		var n int
 		var rec recorded
 		ok := rec.responder(201, `{"status":"created"}`)
@@ -486,7 +493,8 @@ func TestWriteSplitFailureFates(t *testing.T) {
 	})
 
 	t.Run("rate limited for good", func(t *testing.T) {
-		c, mt := mockClient(t)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
 		mt.RegisterResponder(http.MethodPost, writeURL, httpmock.NewStringResponder(429, `{"status":"error","message":"Too Many Requests"}`))
 		err := c.Write(context.Background(), vals[:3])
 		var we *thethings.WriteError
@@ -497,7 +505,7 @@ func TestWriteSplitFailureFates(t *testing.T) {
 	})
 
 	t.Run("cancelled context", func(t *testing.T) {
-		c, _ := mockClient(t)
+		_, c := setup(t, httpmock.NewMockTransport())
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		err := c.Write(ctx, vals)
@@ -523,7 +531,8 @@ func TestWriteAnySuccessBody(t *testing.T) {
 		"huge garbage": {201, strings.Repeat("x", 200<<10)},
 	} {
 		t.Run(name, func(t *testing.T) {
-			c, mt := mockClient(t)
+			mt := httpmock.NewMockTransport()
+			_, c := setup(t, mt)
 			mt.RegisterResponder(http.MethodPost, writeURL, httpmock.NewStringResponder(resp.status, resp.body))
 			assert.NoError(t, c.Write(context.Background(), []thethings.Value{{Key: "a", Value: 1}}))
 		})
@@ -636,7 +645,7 @@ func TestWriteEmulatorErrors(t *testing.T) {
 	})
 
 	t.Run("refused magic value", func(t *testing.T) {
-		c := serverClient(t, srv.URL())
+		_, c := setup(t, srv.URL())
 		vals := []thethings.Value{{Key: "ok", Value: 1}, {Key: "$geo", Value: "not a point"}}
 		err := c.Write(context.Background(), vals)
 		var we *thethings.WriteError
@@ -667,7 +676,7 @@ func TestWriteEmulatorErrors(t *testing.T) {
 		srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{Every503: 1}))
 		go func() {
 			// Let the first attempts fail, then heal.
-			eventually(t, "two write attempts", func() bool { return srv.Requests(thethingstest.RouteWrite) >= 2 })
+			testkit.Eventually(t, "two write attempts", func() bool { return srv.Requests(thethingstest.RouteWrite) >= 2 })
 			srv.SetFaults(thethingstest.Faults{})
 		}()
 		require.NoError(t, c.Write(context.Background(), []thethings.Value{{Key: "r", Value: 1}}))
@@ -680,7 +689,7 @@ func TestWriteEmulatorStoreAndBroadcast(t *testing.T) {
 	t.Parallel()
 	srv, c := setup(t)
 	// The thing's raw stream; next yields its frames, keep-alives skipped.
-	req, err := http.NewRequestWithContext(testCtx(t, 10*time.Second), http.MethodGet, srv.URL()+"things/"+sentinelToken+"?keepAlive=60000", nil)
+	req, err := http.NewRequestWithContext(testkit.Ctx(t, 0), http.MethodGet, srv.URL()+"things/"+sentinelToken+"?keepAlive=60000", nil)
 	require.NoError(t, err)
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
@@ -26,9 +27,8 @@ import (
 // write is dropped unstored, which is the twin's: it must be sent again.
 func TestWriterNeverTwinsADatedValue(t *testing.T) {
 	t.Parallel()
-	srv, _ := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 2}))
 	at := time.Now().UTC().Truncate(time.Millisecond)
-	c := serverClient(t, srv.URL(), thethings.WithClock(func() time.Time { return at }))
+	srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 2}), thethings.WithClock(func() time.Time { return at }))
 	w := mustWriter(t, c, thethings.WithBatchSize(1), thethings.WithFlushInterval(0))
 	ctx := context.Background()
 	for i := range 20 {
@@ -70,7 +70,7 @@ func TestWriterStampsOnThePlatformClock(t *testing.T) {
 			fctx, cancel := context.WithCancel(ctx)
 			flushed := make(chan error, 1)
 			go func() { flushed <- w.Flush(fctx) }()
-			require.True(t, eventually(t, "the writer reports an error", func() bool { return w.Stats().LastError != nil }))
+			require.True(t, testkit.Eventually(t, "the writer reports an error", func() bool { return w.Stats().LastError != nil }))
 			assert.False(t, w.Stats().Online)
 			cancel()
 			require.Error(t, <-flushed)
@@ -99,7 +99,8 @@ func TestWriterStampsWaitingValuesByTheirAge(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		offset := 26*365*24*time.Hour + 1234*time.Millisecond
 		platform := func() time.Time { return time.Now().Add(offset).UTC() }
-		c, mt := mockClient(t, thethings.WithClock(func() time.Time { return time.Unix(0, 0) }),
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt, thethings.WithClock(func() time.Time { return time.Unix(0, 0) }),
 			thethings.WithRetry(thethings.RetryPolicy{MaxRetries: -1, MinWait: time.Second, MaxWait: time.Minute}))
 		var reachable atomic.Bool
 		answer := func(status int, body string) (*http.Response, error) {
@@ -166,9 +167,8 @@ func TestWithClockNil(t *testing.T) {
 // looks right but is hours off is not used.
 func TestWriterWithPlatformClock(t *testing.T) {
 	t.Parallel()
-	srv, _ := setup(t)
 	ahead := func() time.Time { return time.Now().Add(3 * time.Hour) }
-	c := serverClient(t, srv.URL(), thethings.WithClock(ahead), thethings.WithPlatformClock())
+	srv, c := setup(t, thethings.WithClock(ahead), thethings.WithPlatformClock())
 	w := mustWriter(t, c, thethings.WithFlushInterval(0))
 	ctx := context.Background()
 	start := time.Now()
@@ -192,8 +192,7 @@ func TestWriterSpoolFromEarlierBootGoesOutUndated(t *testing.T) {
 	px := startProxy(t, srv.URL())
 	px.down()
 	behind := func() time.Time { return time.Now().AddDate(-56, 0, 0) }
-	c, err := thethings.NewClient(sentinelToken, thethings.WithBaseURL(px.url), fastRetry, thethings.WithClock(behind))
-	require.NoError(t, err)
+	_, c := setup(t, px.url, thethings.WithClock(behind))
 	dir := t.TempDir()
 	w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithFlushInterval(0))
 	require.NoError(t, w.Add(context.Background(), intValues("n", 0, 5)...))

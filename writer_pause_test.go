@@ -3,8 +3,8 @@ package thethings_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"sync"
@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
@@ -37,44 +38,40 @@ var (
 	jsonBadRequest = &canned{400, "application/json", `{"status":"error","code":400,"message":"invalid value"}`}
 )
 
-// refuser is a reverse proxy on loopback in front of a test server that
-// answers some requests itself, as a broken proxy, a wrong URL or a
-// platform that refuses the thing would: decide picks the answer of each
-// request (nil: forward it). Every canned answer is signalled on refused.
+// refuser is a reverse proxy in front of the test server to, served by
+// setup, that answers some requests itself, as a broken proxy, a wrong URL
+// or a platform that refuses the thing would: decide picks the answer of
+// each request (nil: forward it). It counts the canned answers it gives.
 type refuser struct {
-	url     string
-	refused chan *http.Request
+	to *thethingstest.Server
+
 	mu      sync.Mutex
 	decide  func(r *http.Request) *canned
+	refused int // canned answers given
+	waited  int // of those, the ones waitRefused waited for
 }
 
-func startRefuser(t *testing.T, srv *thethingstest.Server) *refuser {
-	t.Helper()
-	target, err := url.Parse(srv.URL())
-	require.NoError(t, err)
-	rp := &refuser{refused: make(chan *http.Request, 1000)}
-	fwd := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host})
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rp.mu.Lock()
-		decide := rp.decide
-		rp.mu.Unlock()
-		if decide != nil {
-			if a := decide(r); a != nil {
-				w.Header().Set("Content-Type", a.ctype)
-				w.WriteHeader(a.status)
-				_, _ = w.Write([]byte(a.body))
-				select {
-				case rp.refused <- r:
-				default:
-				}
-				return
-			}
+func (rp *refuser) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rp.mu.Lock()
+	decide := rp.decide
+	rp.mu.Unlock()
+	if decide != nil {
+		if a := decide(r); a != nil {
+			w.Header().Set("Content-Type", a.ctype)
+			w.WriteHeader(a.status)
+			_, _ = w.Write([]byte(a.body))
+			rp.mu.Lock()
+			rp.refused++
+			rp.mu.Unlock()
+			return
 		}
-		fwd.ServeHTTP(w, r)
-	}))
-	t.Cleanup(hs.Close)
-	rp.url = hs.URL + "/v2/"
-	return rp
+	}
+	target, err := url.Parse(rp.to.URL())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	httputil.NewSingleHostReverseProxy(&url.URL{Scheme: target.Scheme, Host: target.Host}).ServeHTTP(w, r)
 }
 
 // set makes every request get a (nil: forward all).
@@ -91,38 +88,45 @@ func (rp *refuser) setFunc(f func(*http.Request) *canned) {
 // waitRefused waits for n more canned answers.
 func (rp *refuser) waitRefused(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for range n {
-		select {
-		case <-rp.refused:
-		case <-deadline:
-			t.Fatalf("fewer than %d requests refused in 10s", n)
+	if !testkit.Eventually(t, fmt.Sprintf("%d more requests refused", n), func() bool {
+		rp.mu.Lock()
+		defer rp.mu.Unlock()
+		if rp.refused < rp.waited+n {
+			return false
 		}
+		rp.waited += n
+		return true
+	}) {
+		t.FailNow()
 	}
 }
 
-// pauseHandler collects the errors the writer reports and signals each.
+// pauseHandler collects the errors the writer reports; wait waits for
+// each.
 type pauseHandler struct {
-	mu   sync.Mutex
-	errs []*thethings.WriteError
-	ch   chan struct{}
+	mu     sync.Mutex
+	errs   []*thethings.WriteError
+	waited int // errors wait has returned for
 }
-
-func newPauseHandler() *pauseHandler { return &pauseHandler{ch: make(chan struct{}, 100)} }
 
 func (h *pauseHandler) handle(we *thethings.WriteError) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	h.errs = append(h.errs, we)
-	h.mu.Unlock()
-	h.ch <- struct{}{}
 }
 
 func (h *pauseHandler) wait(t *testing.T) {
 	t.Helper()
-	select {
-	case <-h.ch:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the error handler was not called in 10s")
+	if !testkit.Eventually(t, "the error handler is called", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if len(h.errs) == h.waited {
+			return false
+		}
+		h.waited++
+		return true
+	}) {
+		t.FailNow()
 	}
 }
 
@@ -161,10 +165,10 @@ func TestWriterPausesOnRefusalOfTheThing(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
 				srv, _ := setup(t)
-				rp := startRefuser(t, srv)
+				rp := &refuser{to: srv}
 				rp.set(tc.answer)
-				c := serverClient(t, rp.url, pausePolicy)
-				h := newPauseHandler()
+				_, c := setup(t, rp, pausePolicy)
+				h := new(pauseHandler)
 				opts := []thethings.WriterOption{thethings.WithBatchSize(10), thethings.WithFlushInterval(0), thethings.WithErrorHandler(h.handle)}
 				dir := t.TempDir()
 				if spooled {
@@ -216,7 +220,7 @@ func TestWriterPausesForAnUnknownThing(t *testing.T) {
 	const token = "thing-not-yet-known"
 	c, err := thethings.NewClient(token, thethings.WithBaseURL(srv.URL()), pausePolicy)
 	require.NoError(t, err)
-	h := newPauseHandler()
+	h := new(pauseHandler)
 	w := mustWriter(t, c, thethings.WithBatchSize(10), thethings.WithFlushInterval(0), thethings.WithErrorHandler(h.handle))
 	ctx := context.Background()
 	require.NoError(t, w.Add(ctx, intValues("n", 0, 25)...))
@@ -238,9 +242,9 @@ func TestWriterPausesForAnUnknownThing(t *testing.T) {
 func TestWriterCloseDuringPauseReportsTheUnsent(t *testing.T) {
 	t.Parallel()
 	srv, _ := setup(t)
-	rp := startRefuser(t, srv)
+	rp := &refuser{to: srv}
 	rp.set(jsonNoAuth)
-	c := serverClient(t, rp.url, pausePolicy)
+	_, c := setup(t, rp, pausePolicy)
 	w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithBatchSize(10))
 	vals := intValues("n", 0, 25)
 	require.NoError(t, w.Add(context.Background(), vals...))
@@ -253,7 +257,7 @@ func TestWriterCloseDuringPauseReportsTheUnsent(t *testing.T) {
 	// A request Close cut short may have been stored: its values are
 	// reported with an unknown fate, the others as not written.
 	notWritten, unknown := thethings.FailedValues(err)
-	assert.ElementsMatch(t, valueInts(vals), valueInts(append(notWritten, unknown...)))
+	assert.ElementsMatch(t, ints(t, vals), ints(t, append(notWritten, unknown...)))
 	assert.Zero(t, srv.StoredCount(sentinelToken, "n"))
 }
 
@@ -262,8 +266,8 @@ func TestWriterCloseDuringPauseReportsTheUnsent(t *testing.T) {
 func TestWriteReturnsRefusalsOfTheThing(t *testing.T) {
 	t.Parallel()
 	srv, _ := setup(t)
-	rp := startRefuser(t, srv)
-	c := serverClient(t, rp.url, pausePolicy)
+	rp := &refuser{to: srv}
+	_, c := setup(t, rp, pausePolicy)
 	for _, a := range []*canned{htmlNotFound, jsonThingGone, jsonNoAuth} {
 		rp.set(a)
 		vals := intValues("n", 0, 3, time.Now())
@@ -294,7 +298,7 @@ func TestWriterKeepsBatchOnPassingRefusals(t *testing.T) {
 					f = thethingstest.Faults{StoreThenFailEvery: 2}
 				}
 				srv, _ := setup(t, thethingstest.WithFaults(f))
-				rp := startRefuser(t, srv)
+				rp := &refuser{to: srv}
 				var n atomic.Int32
 				rp.setFunc(func(r *http.Request) *canned {
 					if (r.Method == http.MethodPost) == onRead || n.Add(1) > 4 {
@@ -302,8 +306,8 @@ func TestWriterKeepsBatchOnPassingRefusals(t *testing.T) {
 					}
 					return a
 				})
-				c := serverClient(t, rp.url, pausePolicy)
-				h := newPauseHandler()
+				_, c := setup(t, rp, pausePolicy)
+				h := new(pauseHandler)
 				w := mustWriter(t, c, thethings.WithBatchSize(10), thethings.WithFlushInterval(0), thethings.WithErrorHandler(h.handle))
 				ctx := context.Background()
 				require.NoError(t, w.Add(ctx, intValues("n", 0, 30)...))
@@ -323,7 +327,7 @@ func TestWriterKeepsBatchOnPassingRefusals(t *testing.T) {
 func TestWriterReportsValuesThePlatformRefused(t *testing.T) {
 	t.Parallel()
 	srv, _ := setup(t)
-	rp := startRefuser(t, srv)
+	rp := &refuser{to: srv}
 	var n atomic.Int32
 	rp.setFunc(func(r *http.Request) *canned {
 		if r.Method == http.MethodPost && n.Add(1) == 1 {
@@ -331,8 +335,8 @@ func TestWriterReportsValuesThePlatformRefused(t *testing.T) {
 		}
 		return nil
 	})
-	c := serverClient(t, rp.url, pausePolicy)
-	h := newPauseHandler()
+	_, c := setup(t, rp, pausePolicy)
+	h := new(pauseHandler)
 	w := mustWriter(t, c, thethings.WithBatchSize(10), thethings.WithFlushInterval(0), thethings.WithErrorHandler(h.handle))
 	ctx := context.Background()
 	require.NoError(t, w.Add(ctx, intValues("n", 0, 30)...))
@@ -362,7 +366,7 @@ func TestWriterUnverifiableBatchDoesNotBlock(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			srv, c := setup(t, thethingstest.WithFaults(thethingstest.Faults{StoreThenFailEvery: 1}))
-			h := newPauseHandler()
+			h := new(pauseHandler)
 			w := mustWriter(t, c, thethings.WithBatchSize(1), thethings.WithFlushInterval(0), thethings.WithErrorHandler(h.handle))
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -390,15 +394,15 @@ func TestWriterUnverifiableBatchDoesNotBlock(t *testing.T) {
 func TestWriterPausesOnReadBack(t *testing.T) {
 	t.Parallel()
 	srv, _ := setup(t, thethingstest.WithFaults(thethingstest.Faults{StoreThenFailEvery: 1}))
-	rp := startRefuser(t, srv)
+	rp := &refuser{to: srv}
 	rp.setFunc(func(r *http.Request) *canned {
 		if r.Method == http.MethodPost { // a write, not a read back
 			return nil
 		}
 		return htmlNotFound
 	})
-	c := serverClient(t, rp.url, pausePolicy)
-	h := newPauseHandler()
+	_, c := setup(t, rp, pausePolicy)
+	h := new(pauseHandler)
 	w := mustWriter(t, c, thethings.WithBatchSize(10), thethings.WithFlushInterval(0), thethings.WithErrorHandler(h.handle))
 	ctx := context.Background()
 	require.NoError(t, w.Add(ctx, intValues("n", 0, 10)...))
@@ -423,7 +427,7 @@ func TestWriterOnlineFollowsAnswers(t *testing.T) {
 	srv, _ := setup(t)
 	ignore := goleak.IgnoreCurrent()
 	px := startProxy(t, srv.URL())
-	c := serverClient(t, px.url, pausePolicy)
+	_, c := setup(t, px.url, pausePolicy)
 	w := mustWriter(t, c, thethings.WithFlushInterval(0))
 	ctx := context.Background()
 	st := w.Stats()
@@ -442,7 +446,7 @@ func TestWriterOnlineFollowsAnswers(t *testing.T) {
 	fctx, cancel := context.WithCancel(ctx)
 	flushed := make(chan error, 1)
 	go func() { flushed <- w.Flush(fctx) }()
-	require.True(t, eventually(t, "the writer goes offline", func() bool { return !w.Stats().Online }))
+	require.True(t, testkit.Eventually(t, "the writer goes offline", func() bool { return !w.Stats().Online }))
 	assert.Error(t, w.Stats().LastError)
 	cancel()
 	require.Error(t, <-flushed)

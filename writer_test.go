@@ -6,7 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"sort"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,23 +20,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/thethingstest"
 )
-
-// assertUnknownThenUnsent checks that err holds exactly two WriteErrors:
-// vals[:n], the batch in flight, whose fate is unknown, then the rest, not
-// written. It returns the second.
-func assertUnknownThenUnsent(t *testing.T, err error, vals []thethings.Value, n int) *thethings.WriteError {
-	t.Helper()
-	wes, others := walkWriteErrors(err)
-	require.Empty(t, others)
-	require.Len(t, wes, 2)
-	assert.True(t, wes[0].Unknown)
-	assert.Equal(t, vals[:n], wes[0].Values)
-	assert.False(t, wes[1].Unknown)
-	assert.Equal(t, vals[n:], wes[1].Values)
-	return wes[1]
-}
 
 // intValues returns n values of key with the values from..from+n-1,
 // without a Datetime or, given at, one millisecond apart from at.
@@ -51,34 +37,36 @@ func intValues(key string, from, n int, at ...time.Time) []thethings.Value {
 	return vals
 }
 
-// bodyInts decodes a write body into its integer values.
-func bodyInts(t *testing.T, body string) []int {
+// ints is the integer values of a write body (a string), of values, or of
+// stored records, in order; records, which the store keeps newest first,
+// come sorted.
+func ints(t *testing.T, of any) []int {
 	t.Helper()
-	var b struct {
-		Values []struct {
-			Value int `json:"value"`
-		} `json:"values"`
-	}
-	require.NoError(t, json.Unmarshal([]byte(body), &b))
-	out := make([]int, len(b.Values))
-	for i, v := range b.Values {
-		out[i] = v.Value
-	}
-	return out
-}
-
-func valueInts(vals []thethings.Value) []int {
-	out := make([]int, len(vals))
-	for i, v := range vals {
-		out[i] = v.Value.(int)
-	}
-	return out
-}
-
-func seq(from, n int) []int {
-	out := make([]int, n)
-	for i := range out {
-		out[i] = from + i
+	out := []int{}
+	switch of := of.(type) {
+	case string:
+		var b struct {
+			Values []struct {
+				Value int `json:"value"`
+			} `json:"values"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(of), &b))
+		for _, v := range b.Values {
+			out = append(out, v.Value)
+		}
+	case []thethings.Value:
+		for _, v := range of {
+			out = append(out, v.Value.(int))
+		}
+	case []thethingstest.Record:
+		for _, r := range of {
+			n, err := strconv.Atoi(string(r.Value))
+			require.NoError(t, err)
+			out = append(out, n)
+		}
+		slices.Sort(out)
+	default:
+		t.Fatalf("ints of %T", of)
 	}
 	return out
 }
@@ -86,7 +74,8 @@ func seq(from, n int) []int {
 func TestWriterFlushesOnBatchSize(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c, mt := mockClient(t)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
 		var rec recorded
 		mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{"status":"created"}`))
 		w := mustWriter(t, c, thethings.WithBatchSize(10), thethings.WithFlushInterval(0))
@@ -98,17 +87,18 @@ func TestWriterFlushesOnBatchSize(t *testing.T) {
 		require.NoError(t, w.Add(ctx, intValues("n", 9, 3)...))
 		synctest.Wait()
 		require.Len(t, rec.Bodies(), 1)
-		assert.Equal(t, seq(0, 10), bodyInts(t, rec.Bodies()[0]))
+		assert.Equal(t, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, ints(t, rec.Bodies()[0]))
 		require.NoError(t, w.Close(ctx))
 		require.Len(t, rec.Bodies(), 2)
-		assert.Equal(t, seq(10, 2), bodyInts(t, rec.Bodies()[1]))
+		assert.Equal(t, []int{10, 11}, ints(t, rec.Bodies()[1]))
 	})
 }
 
 func TestWriterFlushesOnInterval(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c, mt := mockClient(t)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
 		var rec recorded
 		mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{"status":"created"}`))
 		w := mustWriter(t, c, thethings.WithFlushInterval(500*time.Millisecond))
@@ -120,7 +110,7 @@ func TestWriterFlushesOnInterval(t *testing.T) {
 		time.Sleep(time.Millisecond)
 		synctest.Wait()
 		require.Len(t, rec.Bodies(), 1)
-		assert.Equal(t, seq(0, 3), bodyInts(t, rec.Bodies()[0]))
+		assert.Equal(t, []int{0, 1, 2}, ints(t, rec.Bodies()[0]))
 
 		// The default interval is one second.
 		w2 := mustWriter(t, c)
@@ -137,7 +127,8 @@ func TestWriterFlushesOnInterval(t *testing.T) {
 
 func TestWriterFlush(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	var rec recorded
 	mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{"status":"created"}`))
 	w := mustWriter(t, c, thethings.WithFlushInterval(0), thethings.WithBatchSize(4))
@@ -147,15 +138,16 @@ func TestWriterFlush(t *testing.T) {
 	require.NoError(t, w.Flush(ctx))
 	bodies := rec.Bodies()
 	require.Len(t, bodies, 2)
-	assert.Equal(t, seq(0, 4), bodyInts(t, bodies[0]))
-	assert.Equal(t, seq(4, 2), bodyInts(t, bodies[1]))
+	assert.Equal(t, []int{0, 1, 2, 3}, ints(t, bodies[0]))
+	assert.Equal(t, []int{4, 5}, ints(t, bodies[1]))
 	require.NoError(t, w.Close(ctx))
 	assert.Len(t, rec.Bodies(), 2, "Close has nothing left to send")
 }
 
 func TestWriterWriteOptions(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	var rec recorded
 	mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{}`))
 	w := mustWriter(t, c, thethings.WithWriteOptions(thethings.WithBroadcast(false)))
@@ -187,7 +179,8 @@ func TestWriterRetriesRefusedBatches(t *testing.T) {
 	for name, refuse := range refusals {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				c, mt := mockClient(t, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 1, MinWait: 10 * time.Millisecond, MaxWait: 100 * time.Millisecond}))
+				mt := httpmock.NewMockTransport()
+				_, c := setup(t, mt, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: 1, MinWait: 10 * time.Millisecond, MaxWait: 100 * time.Millisecond}))
 				var rec recorded
 				ok := rec.responder(201, `{"status":"created"}`)
 				var mu sync.Mutex
@@ -213,8 +206,8 @@ func TestWriterRetriesRefusedBatches(t *testing.T) {
 				assert.Empty(t, handled)
 				bodies := rec.Bodies()
 				require.Len(t, bodies, 2)
-				assert.Equal(t, seq(0, 3), bodyInts(t, bodies[0]))
-				assert.Equal(t, seq(3, 2), bodyInts(t, bodies[1]))
+				assert.Equal(t, []int{0, 1, 2}, ints(t, bodies[0]))
+				assert.Equal(t, []int{3, 4}, ints(t, bodies[1]))
 				// 7 refusals: 2 per call (MaxRetries 1) and the writer's own
 				// backoff between calls, never above MaxWait.
 				require.Len(t, attempts, 9)
@@ -229,7 +222,8 @@ func TestWriterRetriesRefusedBatches(t *testing.T) {
 func TestWriterBackoffGrowsWithJitter(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c, mt := mockClient(t, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: -1, MinWait: 8 * time.Millisecond, MaxWait: time.Second}))
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt, thethings.WithRetry(thethings.RetryPolicy{MaxRetries: -1, MinWait: 8 * time.Millisecond, MaxWait: time.Second}))
 		var mu sync.Mutex
 		var at []time.Time
 		mt.RegisterResponder(http.MethodPost, writeURL, func(*http.Request) (*http.Response, error) {
@@ -256,7 +250,8 @@ func TestWriterBackoffGrowsWithJitter(t *testing.T) {
 
 func TestWriterReportsPermanentAndUnknown(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	var n atomic.Int32
 	mt.RegisterResponder(http.MethodPost, writeURL, func(*http.Request) (*http.Response, error) {
 		switch n.Add(1) {
@@ -304,7 +299,8 @@ func TestWriterReportsPermanentAndUnknown(t *testing.T) {
 
 func TestWriterCloseReturnsUnflushedErrors(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	mt.RegisterResponder(http.MethodPost, writeURL, httpmock.NewStringResponder(404, `{"status":"error","message":"Thing token doesn't exist"}`))
 	w := mustWriter(t, c, thethings.WithServerTimestamps())
 	vals := intValues("n", 0, 150)
@@ -330,7 +326,8 @@ func TestWriterCloseReturnsUnflushedErrors(t *testing.T) {
 func TestWriterBoundedBuffer(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c, mt := mockClient(t)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
 		release := make(chan struct{})
 		var rec recorded
 		ok := rec.responder(201, `{"status":"created"}`)
@@ -373,15 +370,16 @@ func TestWriterBoundedBuffer(t *testing.T) {
 		require.NoError(t, w.Close(ctx))
 		var got []int
 		for _, b := range rec.Bodies() {
-			got = append(got, bodyInts(t, b)...)
+			got = append(got, ints(t, b)...)
 		}
-		assert.Equal(t, seq(0, 6), got, "refused Adds took nothing")
+		assert.Equal(t, []int{0, 1, 2, 3, 4, 5}, got, "refused Adds took nothing")
 	})
 }
 
 func TestWriterAddValidation(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	w := mustWriter(t, c, thethings.WithMaxBuffered(100))
 	ctx := context.Background()
 	vals := intValues("n", 0, 3)
@@ -406,7 +404,8 @@ func TestWriterAddValidation(t *testing.T) {
 
 func TestWriterCopiesGeo(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	var rec recorded
 	mt.RegisterResponder(http.MethodPost, writeURL, rec.responder(201, `{}`))
 	w := mustWriter(t, c, thethings.WithServerTimestamps())
@@ -422,7 +421,8 @@ func TestWriterCopiesGeo(t *testing.T) {
 func TestWriterClosed(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c, mt := mockClient(t)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
 		release := make(chan struct{})
 		mt.RegisterResponder(http.MethodPost, writeURL, func(*http.Request) (*http.Response, error) {
 			<-release
@@ -459,7 +459,8 @@ func TestWriterClosed(t *testing.T) {
 func TestWriterCloseCancelledListsUnsent(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c, mt := mockClient(t)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
 		release := make(chan struct{})
 		mt.RegisterResponder(http.MethodPost, writeURL, func(*http.Request) (*http.Response, error) {
 			<-release
@@ -476,7 +477,13 @@ func TestWriterCloseCancelledListsUnsent(t *testing.T) {
 		// A transport that reports no connection events cannot prove the
 		// in-flight batch never reached the server: it is unknown; the
 		// batches never sent are not.
-		assertUnknownThenUnsent(t, err, vals, 2)
+		wes, others := walkWriteErrors(err)
+		require.Empty(t, others)
+		require.Len(t, wes, 2)
+		assert.True(t, wes[0].Unknown)
+		assert.Equal(t, vals[:2], wes[0].Values)
+		assert.False(t, wes[1].Unknown)
+		assert.Equal(t, vals[2:], wes[1].Values)
 		assert.Equal(t, err, w.Close(context.Background()))
 		assert.Zero(t, w.Stats().Pending, "every value reported")
 		close(release)
@@ -489,18 +496,26 @@ func TestWriterCloseCancelledInFlightIsUnknown(t *testing.T) {
 	w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithBatchSize(2))
 	vals := intValues("n", 0, 5)
 	require.NoError(t, w.Add(context.Background(), vals...))
-	require.True(t, eventually(t, "a write in flight", func() bool { return srv.Requests(thethingstest.RouteWrite) > 0 }))
+	require.True(t, testkit.Eventually(t, "a write in flight", func() bool { return srv.Requests(thethingstest.RouteWrite) > 0 }))
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	err := w.Close(ctx)
-	unsent := assertUnknownThenUnsent(t, err, vals, 2)
-	assert.ErrorIs(t, unsent, context.DeadlineExceeded)
+	// The batch in flight is unknown, the rest not written.
+	wes, others := walkWriteErrors(err)
+	require.Empty(t, others)
+	require.Len(t, wes, 2)
+	assert.True(t, wes[0].Unknown)
+	assert.Equal(t, vals[:2], wes[0].Values)
+	assert.False(t, wes[1].Unknown)
+	assert.Equal(t, vals[2:], wes[1].Values)
+	assert.ErrorIs(t, wes[1], context.DeadlineExceeded)
 	assert.NotContains(t, err.Error(), sentinelToken)
 }
 
 func TestWriterInvalidOptions(t *testing.T) {
 	t.Parallel()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	cases := map[string][]thethings.WriterOption{
 		"batch 0":            {thethings.WithBatchSize(0)},
 		"batch 1001":         {thethings.WithBatchSize(1001)},
@@ -529,7 +544,8 @@ func TestWriterInvalidOptions(t *testing.T) {
 // before and after.
 func TestWriterLeavesNoGoroutine(t *testing.T) {
 	before := goleak.IgnoreCurrent()
-	c, mt := mockClient(t)
+	mt := httpmock.NewMockTransport()
+	_, c := setup(t, mt)
 	mt.RegisterResponder(http.MethodPost, writeURL, httpmock.NewStringResponder(201, `{}`))
 	w := mustWriter(t, c, thethings.WithServerTimestamps(), thethings.WithFlushInterval(time.Millisecond))
 	require.NoError(t, w.Add(context.Background(), intValues("n", 0, 250)...))
@@ -580,22 +596,8 @@ func TestWriterEmulatorConcurrentAdds(t *testing.T) {
 	}
 	wg.Wait()
 	require.NoError(t, w.Close(context.Background()))
-	assert.Zero(t, srv.Duplicates(), "duplicates")
-	assert.Equal(t, seq(0, producers*each), storedInts(t, srv, "n"))
+	assertStoredOnce(t, srv, "n", producers*each)
 	assert.Equal(t, producers*each/100, srv.Requests(thethingstest.RouteWrite), "full batches only")
-}
-
-func storedInts(t *testing.T, srv *thethingstest.Server, key string) []int {
-	t.Helper()
-	recs := srv.Stored(sentinelToken, key)
-	got := make([]int, len(recs))
-	for i, r := range recs {
-		n, err := strconv.Atoi(string(r.Value))
-		require.NoError(t, err)
-		got[i] = n
-	}
-	sort.Ints(got)
-	return got
 }
 
 // TestWriterFaultsLoseNothing: 100,000 values through a Writer while the
@@ -647,8 +649,7 @@ func TestWriterFaultsLoseNothing(t *testing.T) {
 	defer cancel()
 	require.NoError(t, w.Close(ctx))
 	assert.Zero(t, reported.Load())
-	assert.Zero(t, srv.Duplicates(), "duplicates")
-	assert.Equal(t, seq(0, producers*each), storedInts(t, srv, "n"))
+	assertStoredOnce(t, srv, "n", producers*each)
 	total := srv.Requests(thethingstest.RouteWrite)
 	t.Logf("%d write requests for %d values", total, producers*each)
 	assert.Greater(t, total, 200, "faults were met and retried")
@@ -691,13 +692,13 @@ func TestWriterDropsAreReported(t *testing.T) {
 			mu.Unlock()
 
 			assert.Zero(t, srv.Duplicates())
-			stored := storedInts(t, srv, "n")
+			stored := ints(t, srv.Stored(sentinelToken, "n"))
 			isStored := make(map[int]bool, len(stored))
 			for _, v := range stored {
 				isStored[v] = true
 			}
 			isReported := map[int]bool{}
-			for _, v := range valueInts(reported) {
+			for _, v := range ints(t, reported) {
 				assert.False(t, isReported[v], "reported once")
 				isReported[v] = true
 			}
@@ -722,7 +723,8 @@ func TestWriterDropsAreReported(t *testing.T) {
 func TestWriterFlushTimeoutKeepsValues(t *testing.T) {
 	t.Parallel()
 	synctest.Test(t, func(t *testing.T) {
-		c, mt := mockClient(t)
+		mt := httpmock.NewMockTransport()
+		_, c := setup(t, mt)
 		var refusing atomic.Bool
 		refusing.Store(true)
 		var rec recorded
@@ -746,7 +748,7 @@ func TestWriterFlushTimeoutKeepsValues(t *testing.T) {
 		refusing.Store(false)
 		require.NoError(t, w.Close(context.Background()))
 		require.Len(t, rec.Bodies(), 1)
-		assert.Equal(t, seq(0, 3), bodyInts(t, rec.Bodies()[0]))
+		assert.Equal(t, []int{0, 1, 2}, ints(t, rec.Bodies()[0]))
 	})
 }
 

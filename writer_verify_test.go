@@ -47,21 +47,18 @@ func every(f thethingstest.Faults, n int) thethingstest.Faults {
 func assertStoredOnce(t *testing.T, srv *thethingstest.Server, key string, n int) {
 	t.Helper()
 	assert.Zero(t, srv.Duplicates(), "duplicates")
-	got := storedInts(t, srv, key)
-	if !assert.Len(t, got, n) {
-		seen := map[int]int{}
-		for _, v := range got {
-			seen[v]++
-		}
-		for v := range n {
-			if seen[v] != 1 {
-				t.Errorf("value %d stored %d times", v, seen[v])
-				break
-			}
-		}
-		return
+	got := ints(t, srv.Stored(sentinelToken, key))
+	assert.Len(t, got, n)
+	seen := map[int]int{}
+	for _, v := range got {
+		seen[v]++
 	}
-	assert.Equal(t, seq(0, n), got)
+	for v := range n {
+		if seen[v] != 1 {
+			t.Errorf("value %d stored %d times", v, seen[v])
+			break
+		}
+	}
 }
 
 // TestWriterExactlyOnceUnderAmbiguousFaults: 20,000 values through a Writer
@@ -172,7 +169,7 @@ func TestWriterPermanentRefusalReachesHandler(t *testing.T) {
 	srv, _ := setup(t)
 	c, err := thethings.NewClient("unknown-thing-token", thethings.WithBaseURL(srv.URL()), fastRetry)
 	require.NoError(t, err)
-	h := newPauseHandler()
+	h := new(pauseHandler)
 	w := mustWriter(t, c, thethings.WithErrorHandler(h.handle))
 	vals := intValues("n", 0, 3)
 	require.NoError(t, w.Add(context.Background(), vals...))
@@ -186,7 +183,7 @@ func TestWriterPermanentRefusalReachesHandler(t *testing.T) {
 	err = w.Close(ctx)
 	assert.ErrorIs(t, err, thethings.ErrThingNotFound)
 	notWritten, unknown := thethings.FailedValues(err)
-	assert.ElementsMatch(t, valueInts(vals), valueInts(append(notWritten, unknown...)))
+	assert.ElementsMatch(t, ints(t, vals), ints(t, append(notWritten, unknown...)))
 	handled := h.all()
 	require.Len(t, handled, 1)
 	assert.Empty(t, handled[0].Values)
@@ -214,7 +211,7 @@ func TestWriterOutage(t *testing.T) {
 	srv, _ := setup(t, thethingstest.WithFaults(thethingstest.Faults{DropEvery: 9, DropStores: true}))
 	ignore := goleak.IgnoreCurrent()
 	px := startProxy(t, srv.URL())
-	c := serverClient(t, px.url)
+	_, c := setup(t, px.url)
 	w := mustWriter(t, c, thethings.WithBatchSize(50), thethings.WithFlushInterval(20*time.Millisecond))
 	ctx := context.Background()
 	const n = 3000
@@ -361,9 +358,9 @@ func TestWriterMixedBatch(t *testing.T) {
 	err := w.Close(context.Background())
 	assert.ErrorIs(t, err, thethings.ErrOutcomeUnknown)
 	mu.Lock()
-	assert.Equal(t, []int{1, 3, 5, 7, 9}, valueInts(unknown))
+	assert.Equal(t, []int{1, 3, 5, 7, 9}, ints(t, unknown))
 	mu.Unlock()
-	assert.Equal(t, seq(0, 10), storedInts(t, srv, "n"))
+	assert.Equal(t, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, ints(t, srv.Stored(sentinelToken, "n")))
 	assert.Equal(t, 1, srv.Requests(thethingstest.RouteWrite))
 	st := w.Stats()
 	assert.Equal(t, int64(5), st.Verified)
@@ -382,7 +379,7 @@ func TestWriterStampsIdenticalValuesApart(t *testing.T) {
 	ctx := context.Background()
 	require.NoError(t, w.Add(ctx, thethings.Value{Key: "n", Value: 5}, thethings.Value{Key: "n", Value: 5.0}, thethings.Value{Key: "n", Value: 6}))
 	require.NoError(t, w.Close(ctx))
-	assert.Equal(t, []int{5, 5, 6}, storedInts(t, srv, "n"))
+	assert.Equal(t, []int{5, 5, 6}, ints(t, srv.Stored(sentinelToken, "n")))
 	assert.Zero(t, srv.Duplicates())
 	var fives []time.Time
 	for _, r := range srv.Stored(sentinelToken, "n") {
@@ -434,7 +431,7 @@ func TestVerifyNegativeZero(t *testing.T) {
 		fmt.Fprintf(w, `[{"value":0,"datetime":%q},{"value":[0],"datetime":%q}]`, d, d)
 	}))
 	defer srv.Close()
-	c := serverClient(t, srv.URL+"/v2/")
+	_, c := setup(t, srv.URL+"/v2/")
 	negZero := math.Copysign(0, -1)
 	vals := []thethings.Value{{Key: "z", Value: negZero, Datetime: at}, {Key: "z", Value: []any{negZero}, Datetime: at}}
 	require.NoError(t, c.Write(context.Background(), vals))
