@@ -19,7 +19,7 @@ type ring struct {
 func (r *ring) push(values []Value, geos []Geo, stamps []time.Time) {
 	if r.n+len(values) > len(r.buf) {
 		grown := make([]Value, max(2*len(r.buf), r.n+len(values), 64))
-		r.copyTo(grown, 0, r.n)
+		r.copyTo(grown, r.n)
 		r.buf, r.head = grown, 0
 	}
 	for i := range values {
@@ -36,21 +36,20 @@ func (r *ring) push(values []Value, geos []Geo, stamps []time.Time) {
 	}
 }
 
-// copyTo copies k values to dst, from the from-th oldest.
-func (r *ring) copyTo(dst []Value, from, k int) {
+// copyTo copies the k oldest values to dst.
+func (r *ring) copyTo(dst []Value, k int) {
 	if k == 0 {
 		return
 	}
-	start := (r.head + from) % len(r.buf)
-	end := min(start+k, len(r.buf))
-	c := copy(dst, r.buf[start:end])
+	end := min(r.head+k, len(r.buf))
+	c := copy(dst, r.buf[r.head:end])
 	copy(dst[c:k], r.buf)
 }
 
 // first returns a copy of the k oldest values.
 func (r *ring) first(k int) []Value {
 	out := make([]Value, k)
-	r.copyTo(out, 0, k)
+	r.copyTo(out, k)
 	return out
 }
 
@@ -73,23 +72,10 @@ type memBuffer struct {
 	ring ring
 	room chan struct{} // closed and replaced when values leave
 
-	// While a batch is out, the one after it is copied and encoded ahead,
-	// off the sender's path, and next hands it out if it is still the
-	// next. One batch is out at a time and whatever keeps its values
-	// copies them, so two slices take turns: out, and free or ahead's
-	// (they keep the values of at most two batches until reused).
-	dropped   int64 // values removed since the start
-	out, free []Value
-	ahead     chan encoded // the batch being encoded ahead, or nil
-}
-
-// encoded is a batch encoded ahead: its values, from the seq-th value
-// since the start, and their request body (nil if some value no longer
-// encodes: the sender encodes them again and reports those).
-type encoded struct {
-	seq    int64
-	values []Value
-	body   []byte
+	// out holds the batch next returned. One batch is out at a time, and
+	// whatever keeps its values copies them: the slice is reused (it keeps
+	// one batch's values until then).
+	out []Value
 }
 
 func newMemBuffer(max int) *memBuffer { return &memBuffer{max: max, room: make(chan struct{})} }
@@ -116,58 +102,22 @@ func (b *memBuffer) held() int                             { return 0 }
 func (b *memBuffer) inFlight(context.Context) (int, error) { return 0, nil }
 func (b *memBuffer) sending() (time.Time, error)           { return time.Time{}, nil }
 
-func (b *memBuffer) next(k int) ([]Value, []byte, error) {
+func (b *memBuffer) next(k int) ([]Value, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	k = min(k, b.ring.n)
-	e := b.waitAhead()
-	if e.values != nil && e.seq == b.dropped && len(e.values) == k {
-		b.out, b.free = e.values, b.out
-	} else {
-		b.free, e.body = e.values, nil
-		b.out = grow(b.out, k)
-		b.ring.copyTo(b.out, 0, k)
+	if cap(b.out) < k {
+		b.out = make([]Value, k)
 	}
-	if k > 0 && b.ring.n >= 2*k {
-		vals := grow(b.free, k)
-		b.free = nil
-		b.ring.copyTo(vals, k, k)
-		seq, ahead := b.dropped+int64(k), make(chan encoded, 1)
-		b.ahead = ahead
-		go func() {
-			body, bad := encodeBatch(vals)
-			if bad != nil {
-				body = nil
-			}
-			ahead <- encoded{seq: seq, values: vals, body: body}
-		}()
-	}
-	return b.out, e.body, nil
-}
-
-// waitAhead returns the batch encoded ahead, if any, once it is.
-func (b *memBuffer) waitAhead() encoded {
-	if b.ahead == nil {
-		return encoded{}
-	}
-	e := <-b.ahead
-	b.ahead = nil
-	return e
-}
-
-// grow returns s with length k, reallocated if too small.
-func grow(s []Value, k int) []Value {
-	if cap(s) < k {
-		return make([]Value, k)
-	}
-	return s[:k]
+	b.out = b.out[:k]
+	b.ring.copyTo(b.out, k)
+	return b.out, nil
 }
 
 func (b *memBuffer) done(n int) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.ring.drop(n)
-	b.dropped += int64(n)
 	close(b.room)
 	b.room = make(chan struct{})
 	return nil
@@ -178,7 +128,6 @@ func (b *memBuffer) done(n int) error {
 func (b *memBuffer) close(cause error, cur *delivery) (errs []error, reported int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.waitAhead()
 	reported = b.ring.n
 	if cur != nil && cur.maybe {
 		if vals := cur.unresolved(); len(vals) > 0 {

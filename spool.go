@@ -102,18 +102,18 @@ func (b *spoolBuffer) sending() (time.Time, error) {
 	return b.log.Busy(), nil
 }
 
-func (b *spoolBuffer) next(k int) ([]Value, []byte, error) {
+func (b *spoolBuffer) next(k int) ([]Value, error) {
 	recs, err := b.log.Next(k)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	out := make([]Value, len(recs))
 	for i, p := range recs {
 		if out[i], err = decodeRecord(p); err != nil {
-			return nil, nil, errorf("thethings: spool record: %v: %w", err, ErrSpoolCorrupt)
+			return nil, errorf("thethings: spool record: %v: %w", err, ErrSpoolCorrupt)
 		}
 	}
-	return out, nil, nil
+	return out, nil
 }
 
 func (b *spoolBuffer) done(n int) error {

@@ -224,8 +224,8 @@ func (w *Writer) settle() error {
 }
 
 // applyStamps gives the values of batch, numbered from start, the stamps
-// settle gave them, forgets those stamps, and reports whether it gave any.
-func (w *Writer) applyStamps(batch []Value, start int64) (stamped bool) {
+// settle gave them, and forgets those stamps.
+func (w *Writer) applyStamps(batch []Value, start int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	end := start + int64(len(batch))
@@ -233,14 +233,12 @@ func (w *Writer) applyStamps(batch []Value, start int64) (stamped bool) {
 	for ; i < len(w.waiting) && w.waiting[i].seq < end && w.waiting[i].settled; i++ {
 		if ws := w.waiting[i]; ws.seq >= start {
 			batch[ws.seq-start].Datetime = time.UnixMilli(ws.ms).UTC()
-			stamped = true
 		}
 	}
 	w.waiting = w.waiting[i:]
 	if len(w.waiting) == 0 {
 		w.waiting = nil
 	}
-	return stamped
 }
 
 // stampWaiting stamps the values waiting for the platform's clock (see

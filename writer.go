@@ -295,9 +295,8 @@ type buffer interface {
 	// ticket of 0 is kept already: commit is not called.
 	commit(ticket int64) error
 	// next returns the next batch: up to k of the oldest values not yet in
-	// one (a batch is done before the next is taken), and its request
-	// body if it was encoded ahead.
-	next(k int) ([]Value, []byte, error)
+	// one (a batch is done before the next is taken).
+	next(k int) ([]Value, error)
 	// done removes the n oldest values: they are resolved.
 	done(n int) error
 	// held is how many values it held when opened: a previous writer's.
@@ -516,11 +515,9 @@ func (w *Writer) next(k int, verify bool) *delivery {
 	w.mu.Lock()
 	start := w.resolved
 	w.mu.Unlock()
-	batch, body, err := w.buf.next(k)
-	if w.applyStamps(batch, start) {
-		body = nil // encoded before its stamps
-	}
-	d := &delivery{c: w.c, wc: w.wc, orig: batch, body: body, retryWrites: w.c.retry.RetryWrites}
+	batch, err := w.buf.next(k)
+	w.applyStamps(batch, start)
+	d := &delivery{c: w.c, wc: w.wc, orig: batch, retryWrites: w.c.retry.RetryWrites}
 	d.start(verify)
 	if err != nil {
 		d.broken = err
