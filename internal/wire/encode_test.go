@@ -1,7 +1,10 @@
 package wire
 
 import (
+	"encoding/json"
 	"errors"
+	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -46,5 +49,39 @@ func TestAppendBatchChecksOnce(t *testing.T) {
 	body, err := AppendBatch(nil, 1, 0, item, false)
 	if err != nil || string(body) != `{"values":[{"key":"a","value":1}]}` {
 		t.Fatalf("%s %v", body, err)
+	}
+}
+
+// TestWholeNumbersEncodeAsEncodingJSON: the integer fast path of
+// appendFloat writes what encoding/json writes, at the edges of exactness
+// (2^24 for float32, 2^53 for float64), for -0, and for random values.
+func TestWholeNumbersEncodeAsEncodingJSON(t *testing.T) {
+	t.Parallel()
+	vals := []float64{0, math.Copysign(0, -1), 1, -1, 1e15, 1e20, 1e21, -1e21, 123456789}
+	for _, edge := range []float64{1 << 24, 1 << 53} {
+		for d := -3.0; d <= 3; d++ {
+			vals = append(vals, edge+d, -(edge + d))
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 10000 {
+		vals = append(vals, math.Trunc(r.NormFloat64()*math.Pow(10, float64(r.IntN(18)))))
+	}
+	for _, f := range vals {
+		want, err := json.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendFloat(nil, f, 64); string(got) != string(want) {
+			t.Fatalf("float64 %v: %s, encoding/json %s", f, got, want)
+		}
+		f32 := float32(f)
+		if math.IsInf(float64(f32), 0) {
+			continue
+		}
+		want, _ = json.Marshal(f32)
+		if got := appendFloat(nil, float64(f32), 32); string(got) != string(want) {
+			t.Fatalf("float32 %v: %s, encoding/json %s", f32, got, want)
+		}
 	}
 }
