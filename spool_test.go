@@ -18,12 +18,14 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/thethings-go/thethings"
+	"github.com/thethings-go/thethings/internal/testkit"
 	"github.com/thethings-go/thethings/thethingstest"
 )
 
@@ -329,32 +331,39 @@ func TestSpoolCrash(t *testing.T) {
 // closed, as it does with a buffer in memory.
 func TestSpoolCloseEndsBlockedAdd(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	_, c := setup(t, offlineURL)
-	w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithSpoolLimit(64<<10))
-	var refused []thethings.Value
-	for added := 0; refused == nil; added += 100 {
-		require.Less(t, added, 10000, "the bound holds")
-		vals := intValues("n", added, 100)
-		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-		if err := w.Add(ctx, vals...); err != nil {
-			require.ErrorIs(t, err, context.DeadlineExceeded)
-			refused = vals
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		_, c := setup(t, offlineURL)
+		w := mustWriter(t, c, thethings.WithSpool(dir), thethings.WithSpoolLimit(64<<10))
+		var refused []thethings.Value
+		for added := 0; refused == nil; added += 100 {
+			require.Less(t, added, 10000, "the bound holds")
+			vals := intValues("n", added, 100)
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			if err := w.Add(ctx, vals...); err != nil {
+				require.ErrorIs(t, err, context.DeadlineExceeded)
+				refused = vals
+			}
+			cancel()
 		}
-		cancel()
-	}
-	blocked := make(chan error, 1)
-	go func() { blocked <- w.Add(context.Background(), refused...) }()
-	time.Sleep(100 * time.Millisecond) // let it block: no signal tells
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	require.Error(t, w.Close(ctx))
-	select {
-	case err := <-blocked:
-		assert.ErrorIs(t, err, thethings.ErrWriterClosed)
-	case <-time.After(5 * time.Second):
-		t.Fatal("Add still blocked after Close")
-	}
+		blocked := make(chan error, 1)
+		go func() { blocked <- w.Add(context.Background(), refused...) }()
+		synctest.Wait() // the Add waits for room, the writer for its next attempt
+		select {
+		case err := <-blocked:
+			t.Fatalf("Add returned %v with no room", err)
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		require.Error(t, w.Close(ctx))
+		select {
+		case err := <-blocked:
+			assert.ErrorIs(t, err, thethings.ErrWriterClosed)
+		case <-time.After(5 * time.Second):
+			t.Fatal("Add still blocked after Close")
+		}
+	})
 }
 
 // TestSpoolRestartWithSmallerBatchVerifiesInFlight: a writer with batches of
@@ -439,7 +448,8 @@ func TestSpoolCloseWaitsForAddsBeingSynced(t *testing.T) {
 				}
 			}()
 		}
-		time.Sleep(time.Duration(round+1) * 10 * time.Millisecond)
+		// Close at a different point of the Adds in each round.
+		testkit.Eventually(t, "adds under way", func() bool { return taken.Load() >= int64(round+1)*200 })
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		require.Error(t, w.Close(ctx))
