@@ -91,6 +91,9 @@ func eachMember(obj []byte, fn func(name []byte, start, end int)) {
 	}
 	for i := 1; i < len(obj) && obj[i] == '"'; {
 		k := skipValue(obj, i)
+		if k >= len(obj) || obj[k] != ':' {
+			return // not compact JSON: no member here
+		}
 		vs := k + 1 // after ':'
 		ve := skipValue(obj, vs)
 		fn(obj[i:k], vs, ve)

@@ -37,6 +37,7 @@ func FuzzSettings(f *testing.F) {
 	f.Add("$settings"+deep+".a", []byte(`{}`), []byte(`1`))
 	f.Add("$settings.a", []byte(`{"\u0061":{"b":1},"a":2}`), []byte(`"v"`))
 	f.Add("$settings.a.b", []byte(`{"a":"}\"{[[","b":{"a":[]}}`), []byte(`{"q":"\\"}`))
+	f.Add("$settings.a", []byte(`{"`), []byte(`1`)) // not JSON: the scan must stop, not panic
 	f.Add("$settings.x", []byte(`[1,2]`), []byte(`null`))
 	f.Add("$settings.x.y", []byte(`{"x":1.50e+10}`), []byte(strings.Repeat("[", maxDepth)+strings.Repeat("]", maxDepth)))
 	f.Add("$settings..a", []byte(`{"a"`), []byte(`{"`))
@@ -104,9 +105,10 @@ func FuzzSettings(f *testing.F) {
 				if e := skipValue(c, 0); e != len(c) {
 					t.Fatalf("skipValue(%s, 0) = %d, the value is %d bytes", c, e, len(c))
 				}
-				if ok {
-					getPath(b, path) // valid, even if not compact: no panic
-				}
+			}
+			if ok {
+				getPath(b, path) // whatever the bytes: no panic
+				setPath(b, path, []byte("1"))
 			}
 		}
 
