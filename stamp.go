@@ -69,8 +69,18 @@ func (w *Writer) needsPlatformClock() bool {
 // with the monotonic clock they were measured on, so they go out without
 // a Datetime, for the platform to stamp.
 func (w *Writer) stamps(values []Value) stamped {
-	undated := slices.ContainsFunc(values, func(v Value) bool { return v.Datetime.IsZero() })
-	if !undated && !w.datedAhead(values) {
+	// Only a value dated at or after the latest clock reading (every one,
+	// until the clock was read) can be twinned by a later stamp.
+	undated, ahead, seen := false, false, w.seen.Load()
+	for i := range values {
+		t := &values[i].Datetime
+		if t.IsZero() {
+			undated = true
+			break
+		}
+		ahead = ahead || t.UnixMilli() >= seen
+	}
+	if !undated && !ahead {
 		return stamped{} // no stamp to give, none that a later one could twin
 	}
 	now, ok := w.clockNow()
@@ -108,14 +118,6 @@ func (w *Writer) stamps(values []Value) stamped {
 		}
 	}
 	return st
-}
-
-// datedAhead reports whether a value carries a Datetime at or after the
-// latest clock reading: only such a value can be twinned by a later stamp.
-// Every value is, until the clock was read.
-func (w *Writer) datedAhead(values []Value) bool {
-	seen := w.seen.Load()
-	return slices.ContainsFunc(values, func(v Value) bool { return v.Datetime.UnixMilli() >= seen })
 }
 
 // noteDated remembers the values the caller dated at or after now (or
