@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -197,10 +198,16 @@ func TestDataDirKeepsOrderUnderConcurrency(t *testing.T) {
 	dir := t.TempDir()
 	clk := &clock{t: time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)} // every value at the same ms
 	e := setup(t, nil, WithDataDir(dir), WithThingTokens("a", "b"), WithClock(clk.Now))
+	var failed atomic.Int64 // require may not stop the test from these goroutines
 	parallel(200, 8, func(i int) {
 		tok := []string{"a", "b"}[i%2]
-		e.mustWrite(tok, `{"values":[{"key":"k","value":`+strconv.Itoa(i)+`},{"key":"$settings.last","value":`+strconv.Itoa(i)+`}]}`)
+		r, err := e.try("POST", "things/"+tok, `{"values":[{"key":"k","value":`+strconv.Itoa(i)+`},{"key":"$settings.last","value":`+strconv.Itoa(i)+`}]}`,
+			"Content-Type", "application/json")
+		if err != nil || r.status != http.StatusCreated {
+			failed.Add(1)
+		}
 	})
+	require.Zero(t, failed.Load(), "writes not stored")
 	before := stateOf(e.srv, "k")
 	require.NoError(t, e.srv.Close())
 	s2, err := New(WithDataDir(dir))
