@@ -52,8 +52,8 @@ func previousPath(target string) string { return target + ".previous" }
 const errDamaged = "the update state file was damaged; an update on trial, if any, stays"
 
 // readState returns the target's state; ok is false when there is none.
-func readState(fsys fsys.FS, target string) (st state, ok bool, err error) {
-	f, err := fsys.Open(statePath(target))
+func readState(files fsys.FS, target string) (st state, ok bool, err error) {
+	f, err := files.Open(statePath(target))
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, false, nil
 	}
@@ -76,31 +76,31 @@ func readState(fsys fsys.FS, target string) (st state, ok bool, err error) {
 
 // writeState replaces the target's state durably; an idle state with no
 // report to send is removed instead.
-func writeState(fsys fsys.FS, target string, st state) error {
+func writeState(files fsys.FS, target string, st state) error {
 	if st.Phase == phaseIdle && len(st.Unsent) == 0 {
-		return removeState(fsys, target)
+		return removeState(files, target)
 	}
 	b, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(fsys, statePath(target), b)
+	return writeFileAtomic(files, statePath(target), b)
 }
 
 // removeState removes the target's state durably.
-func removeState(fsys fsys.FS, target string) error {
-	if err := fsys.Remove(statePath(target)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+func removeState(files fsys.FS, target string) error {
+	if err := files.Remove(statePath(target)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("thethings: ota: %w", err)
 	}
-	return syncDir(fsys, filepath.Dir(target))
+	return syncDir(files, filepath.Dir(target))
 }
 
 // writeFileAtomic replaces path with data: a temporary file in the same
 // directory, fsync'd, renamed over path, then the directory fsync'd. A
 // crash leaves the old content or the new, whole.
-func writeFileAtomic(fsys fsys.FS, path string, data []byte) error {
+func writeFileAtomic(files fsys.FS, path string, data []byte) error {
 	dir := filepath.Dir(path)
-	f, err := fsys.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	f, err := files.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("thethings: ota: %w", err)
 	}
@@ -112,25 +112,25 @@ func writeFileAtomic(fsys fsys.FS, path string, data []byte) error {
 		err = e
 	}
 	if err == nil {
-		err = fsys.Rename(f.Name(), path)
+		err = files.Rename(f.Name(), path)
 	}
 	if err != nil {
-		fsys.Remove(f.Name())
+		files.Remove(f.Name())
 		return fmt.Errorf("thethings: ota: %w", err)
 	}
-	return syncDir(fsys, dir)
+	return syncDir(files, dir)
 }
 
-func syncDir(fsys fsys.FS, dir string) error {
-	if err := fsys.SyncDir(dir); err != nil {
+func syncDir(files fsys.FS, dir string) error {
+	if err := files.SyncDir(dir); err != nil {
 		return fmt.Errorf("thethings: ota: %w", err)
 	}
 	return nil
 }
 
 // fileSHA256 is the hex SHA-256 of a file's content.
-func fileSHA256(fsys fsys.FS, path string) (string, error) {
-	f, err := fsys.Open(path)
+func fileSHA256(files fsys.FS, path string) (string, error) {
+	f, err := files.Open(path)
 	if err != nil {
 		return "", err
 	}
@@ -159,12 +159,12 @@ func Boot(target string) (rolledBack bool, err error) {
 	return boot(fsys.OS, target)
 }
 
-func boot(fsys fsys.FS, target string) (bool, error) {
-	st, ok, err := readState(fsys, target)
+func boot(files fsys.FS, target string) (bool, error) {
+	st, ok, err := readState(files, target)
 	if err != nil || !ok || st.Phase != phaseTrial {
 		return false, err
 	}
-	sum, err := fileSHA256(fsys, target)
+	sum, err := fileSHA256(files, target)
 	if err != nil {
 		return false, fmt.Errorf("thethings: ota: boot: %w", err)
 	}
@@ -172,36 +172,36 @@ func boot(fsys fsys.FS, target string) (bool, error) {
 	case sum != st.SHA256 && st.Boots == 0:
 		// Apply was cut before its rename: the old version is in place.
 		st.queue(report{Version: st.To, State: StateFailed, Error: "update interrupted before it took effect"})
-		return false, writeState(fsys, target, state{Phase: phaseIdle, Unsent: st.Unsent})
+		return false, writeState(files, target, state{Phase: phaseIdle, Unsent: st.Unsent})
 	case sum != st.SHA256:
 		// A rollback was cut after its rename: finish recording it.
-		return false, rejected(fsys, target, st, StateRolledBack, errNotCommitted)
+		return false, rejected(files, target, st, StateRolledBack, errNotCommitted)
 	case st.Boots == 0:
 		st.Boots = 1 // this is the trial run
-		return false, writeState(fsys, target, st)
+		return false, writeState(files, target, st)
 	}
 	// The trial run did not commit: the previous version comes back.
-	if _, err := fsys.Stat(previousPath(target)); errors.Is(err, fs.ErrNotExist) {
+	if _, err := files.Stat(previousPath(target)); errors.Is(err, fs.ErrNotExist) {
 		// Nothing to go back to: this version stays, and the trial ends,
 		// so that a newer version can be applied.
-		return false, rejected(fsys, target, st, StateFailed, errNotCommitted+"; no previous version to roll back to")
+		return false, rejected(files, target, st, StateFailed, errNotCommitted+"; no previous version to roll back to")
 	} else if err != nil {
 		return false, fmt.Errorf("thethings: ota: boot: cannot roll back: %w", err)
 	}
-	if err := fsys.Rename(previousPath(target), target); err != nil {
+	if err := files.Rename(previousPath(target), target); err != nil {
 		return false, fmt.Errorf("thethings: ota: boot: roll back: %w", err)
 	}
-	if err := syncDir(fsys, filepath.Dir(target)); err != nil {
+	if err := syncDir(files, filepath.Dir(target)); err != nil {
 		return true, err
 	}
-	return true, rejected(fsys, target, st, StateRolledBack, errNotCommitted)
+	return true, rejected(files, target, st, StateRolledBack, errNotCommitted)
 }
 
 const errNotCommitted = "not committed by its trial run"
 
 // rejected ends the trial of st, which is not applied again, and keeps a
 // report of it to send.
-func rejected(fsys fsys.FS, target string, st state, reportState, why string) error {
+func rejected(files fsys.FS, target string, st state, reportState, why string) error {
 	st.queue(report{Version: st.To, State: reportState, Error: why})
-	return writeState(fsys, target, state{Phase: phaseRejected, To: st.To, Unsent: st.Unsent})
+	return writeState(files, target, state{Phase: phaseRejected, To: st.To, Unsent: st.Unsent})
 }

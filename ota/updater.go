@@ -213,16 +213,16 @@ func replaceable(target, goos string) error {
 }
 
 func (u *Updater) apply(ctx context.Context, fw thethings.Firmware) error {
-	fsys, target := u.fs, u.cfg.target
+	files, target := u.fs, u.cfg.target
 	dir, base := filepath.Dir(target), filepath.Base(target)
-	info, err := fsys.Stat(target)
+	info, err := files.Stat(target)
 	if err != nil {
 		return fmt.Errorf("thethings: ota: target: %w", err)
 	}
 	for _, p := range []string{".new-", ".previous-", ".ota-state.tmp-"} {
-		removeLeftovers(fsys, dir, "."+base+p)
+		removeLeftovers(files, dir, "."+base+p)
 	}
-	tmp, err := fsys.CreateTemp(dir, "."+base+".new-*")
+	tmp, err := files.CreateTemp(dir, "."+base+".new-*")
 	if err != nil {
 		return fmt.Errorf("thethings: ota: %w", err)
 	}
@@ -230,7 +230,7 @@ func (u *Updater) apply(ctx context.Context, fw thethings.Firmware) error {
 	defer func() {
 		if !keep {
 			tmp.Close()
-			fsys.Remove(tmp.Name())
+			files.Remove(tmp.Name())
 		}
 	}()
 	m, err := u.fetch(ctx, fw, tmp)
@@ -240,14 +240,14 @@ func (u *Updater) apply(ctx context.Context, fw thethings.Firmware) error {
 	if err := closeSynced(tmp, info.Mode().Perm()); err != nil {
 		return err
 	}
-	if err := checkFiles(fsys, target, tmp.Name()); err != nil {
+	if err := checkFiles(files, target, tmp.Name()); err != nil {
 		return err
 	}
-	if err := keepPrevious(fsys, target, info.Mode().Perm()); err != nil {
+	if err := keepPrevious(files, target, info.Mode().Perm()); err != nil {
 		return err
 	}
 	// The reports of the state it replaces stay in it.
-	old, hadState, err := readState(fsys, target)
+	old, hadState, err := readState(files, target)
 	if err != nil {
 		return err
 	}
@@ -255,27 +255,27 @@ func (u *Updater) apply(ctx context.Context, fw thethings.Firmware) error {
 		old.Phase = phaseIdle
 	}
 	st := state{Phase: phaseTrial, From: u.current, To: fw.Version, SHA256: m.SHA256, Unsent: old.Unsent}
-	if err = writeState(fsys, target, st); err == nil {
-		if err = fsys.Rename(tmp.Name(), target); err != nil {
+	if err = writeState(files, target, st); err == nil {
+		if err = files.Rename(tmp.Name(), target); err != nil {
 			err = fmt.Errorf("thethings: ota: swap: %w", err)
 		}
 	}
 	if err != nil {
-		_ = writeState(fsys, target, old) // no trial: the old version stays
+		_ = writeState(files, target, old) // no trial: the old version stays
 		return err
 	}
 	keep = true
-	return syncDir(fsys, dir)
+	return syncDir(files, dir)
 }
 
 // checkFiles applies checkRuns to two files.
-func checkFiles(fsys fsys.FS, target, payload string) error {
-	t, err := fsys.Open(target)
+func checkFiles(files fsys.FS, target, payload string) error {
+	t, err := files.Open(target)
 	if err != nil {
 		return fmt.Errorf("thethings: ota: target: %w", err)
 	}
 	defer t.Close()
-	p, err := fsys.Open(payload)
+	p, err := files.Open(payload)
 	if err != nil {
 		return fmt.Errorf("thethings: ota: %w", err)
 	}
@@ -328,52 +328,52 @@ func (u *Updater) fetch(ctx context.Context, fw thethings.Firmware, dst io.Write
 // keepPrevious makes target+".previous" the target's current content, by
 // a hard link or else an fsync'd copy of the given mode, placed by a
 // rename.
-func keepPrevious(fsys fsys.FS, target string, mode fs.FileMode) error {
+func keepPrevious(files fsys.FS, target string, mode fs.FileMode) error {
 	dir := filepath.Dir(target)
 	tmp := filepath.Join(dir, "."+filepath.Base(target)+".previous-link")
-	fsys.Remove(tmp)
-	if err := fsys.Link(target, tmp); err != nil {
-		if tmp, err = copyFile(fsys, target, mode); err != nil {
+	files.Remove(tmp)
+	if err := files.Link(target, tmp); err != nil {
+		if tmp, err = copyFile(files, target, mode); err != nil {
 			return err
 		}
 	}
-	if err := fsys.Rename(tmp, previousPath(target)); err != nil {
-		fsys.Remove(tmp)
+	if err := files.Rename(tmp, previousPath(target)); err != nil {
+		files.Remove(tmp)
 		return fmt.Errorf("thethings: ota: keep previous: %w", err)
 	}
-	return syncDir(fsys, dir)
+	return syncDir(files, dir)
 }
 
 // copyFile copies src to an fsync'd temporary file beside it, for a file
 // system without hard links.
-func copyFile(fsys fsys.FS, src string, mode fs.FileMode) (string, error) {
-	in, err := fsys.Open(src)
+func copyFile(files fsys.FS, src string, mode fs.FileMode) (string, error) {
+	in, err := files.Open(src)
 	if err != nil {
 		return "", fmt.Errorf("thethings: ota: keep previous: %w", err)
 	}
 	defer in.Close()
-	out, err := fsys.CreateTemp(filepath.Dir(src), "."+filepath.Base(src)+".previous-*")
+	out, err := files.CreateTemp(filepath.Dir(src), "."+filepath.Base(src)+".previous-*")
 	if err != nil {
 		return "", fmt.Errorf("thethings: ota: keep previous: %w", err)
 	}
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
-		fsys.Remove(out.Name())
+		files.Remove(out.Name())
 		return "", fmt.Errorf("thethings: ota: keep previous: %w", err)
 	}
 	if err := closeSynced(out, mode); err != nil {
-		fsys.Remove(out.Name())
+		files.Remove(out.Name())
 		return "", err
 	}
 	return out.Name(), nil
 }
 
 // removeLeftovers removes temporary files a killed Apply left in dir.
-func removeLeftovers(fsys fsys.FS, dir, prefix string) {
-	entries, _ := fsys.ReadDir(dir)
+func removeLeftovers(files fsys.FS, dir, prefix string) {
+	entries, _ := files.ReadDir(dir)
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), prefix) {
-			fsys.Remove(filepath.Join(dir, e.Name()))
+			files.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
 }
