@@ -44,28 +44,32 @@ func tooDeepPath(key string) bool {
 // jsonDepth returns how deeply arrays and objects nest in the valid JSON b.
 func jsonDepth(b []byte) int {
 	depth, deepest := 0, 0
-	inString, escaped := false, false
-	for _, c := range b {
-		switch {
-		case escaped:
-			escaped = false
-		case inString:
-			switch c {
-			case '\\':
-				escaped = true
-			case '"':
-				inString = false
-			}
-		case c == '"':
-			inString = true
-		case c == '[' || c == '{':
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			i = stringEnd(b, i) - 1
+		case '[', '{':
 			depth++
 			deepest = max(deepest, depth)
-		case c == ']' || c == '}':
+		case ']', '}':
 			depth--
 		}
 	}
 	return deepest
+}
+
+// stringEnd returns the index just past the JSON string that starts at
+// b[i] (a quote), or len(b) if it does not end.
+func stringEnd(b []byte, i int) int {
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return len(b)
 }
 
 // The stored document is compact JSON (no whitespace), so its members can
@@ -113,27 +117,17 @@ func unquoted(b []byte) string {
 
 // skipValue returns the index just past the compact JSON value at b[i].
 func skipValue(b []byte, i int) int {
-	depth, inString, escaped := 0, false, false
+	depth := 0
 	for ; i < len(b); i++ {
-		c := b[i]
-		switch {
-		case escaped:
-			escaped = false
-		case inString:
-			switch c {
-			case '\\':
-				escaped = true
-			case '"':
-				inString = false
-				if depth == 0 {
-					return i + 1
-				}
+		switch b[i] {
+		case '"':
+			i = stringEnd(b, i) - 1
+			if depth == 0 {
+				return i + 1
 			}
-		case c == '"':
-			inString = true
-		case c == '[' || c == '{':
+		case '[', '{':
 			depth++
-		case c == ']' || c == '}':
+		case ']', '}':
 			if depth == 0 {
 				return i // the end of the enclosing value
 			}
@@ -141,8 +135,10 @@ func skipValue(b []byte, i int) int {
 			if depth == 0 {
 				return i + 1
 			}
-		case c == ',' && depth == 0:
-			return i
+		case ',':
+			if depth == 0 {
+				return i
+			}
 		}
 	}
 	return i
