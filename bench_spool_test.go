@@ -93,12 +93,17 @@ func BenchmarkSpooledWriter(b *testing.B) {
 // from before the client was made) after 100,000 and after 1,000,000 values
 // shows that the spool is on disk, not in memory.
 func BenchmarkSpoolOfflineHeap(b *testing.B) {
-	for range b.N {
+	live := func() float64 {
+		// Two collections: sync.Pool frees its caches (Add's pooled copy
+		// of the last 1,000 values) at the second.
+		runtime.GC()
+		runtime.GC()
 		var ms runtime.MemStats
-		runtime.GC()
-		runtime.GC()
 		runtime.ReadMemStats(&ms)
-		base := float64(ms.HeapAlloc) / (1 << 20) // the test binary's own heap
+		return float64(ms.HeapAlloc) / (1 << 20)
+	}
+	for range b.N {
+		base := live() // the test binary's own heap
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			b.Fatal(err)
@@ -115,15 +120,6 @@ func BenchmarkSpoolOfflineHeap(b *testing.B) {
 		}
 		ctx := context.Background()
 		vals := make([]Value, 1000)
-		heap := func() float64 {
-			// Two collections: sync.Pool frees its caches (Add's pooled
-			// copy of the last 1,000 values) at the second.
-			runtime.GC()
-			runtime.GC()
-			var ms runtime.MemStats
-			runtime.ReadMemStats(&ms)
-			return float64(ms.HeapAlloc)/(1<<20) - base
-		}
 		var at100k float64
 		for a := range 1000 {
 			for i := range vals {
@@ -133,10 +129,10 @@ func BenchmarkSpoolOfflineHeap(b *testing.B) {
 				b.Fatal(err)
 			}
 			if a == 99 {
-				at100k = heap()
+				at100k = live() - base
 			}
 		}
-		at1m := heap()
+		at1m := live() - base
 		if p := w.Stats().Pending; p != 1_000_000 {
 			b.Fatalf("pending %d", p)
 		}
