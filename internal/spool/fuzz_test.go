@@ -115,8 +115,11 @@ func FuzzOpen(f *testing.F) {
 		if err := m.Mkdir(fuzzDir, 0o700); err != nil {
 			t.Fatal(err)
 		}
+		// write makes b the whole content of name. With no record in the
+		// segment, the intact one after it has the segment's own name: it
+		// replaces the segment, leaving nothing of it behind.
 		write := func(name string, b []byte) {
-			w, err := m.OpenFile(path.Join(fuzzDir, name), osRDWR|osCREATE, 0o600)
+			w, err := m.OpenFile(path.Join(fuzzDir, name), osRDWR|osCREATE|osTRUNC, 0o600)
 			if err == nil {
 				_, err = w.WriteAt(b, 0)
 			}
