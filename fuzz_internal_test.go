@@ -217,7 +217,8 @@ func checkPage(t *testing.T, b []byte, items []rawItem, vals []Value) {
 // must never panic or let the thing token through; the error keeps the
 // status code and starts with "thethings:", Retry-After is only taken from
 // 429 and 503 answers and stays in 0..24h, and a well-formed envelope's
-// message is kept as the platform sent it.
+// message (a string, beside a string status if any) is kept as the
+// platform sent it.
 func FuzzAPIError(f *testing.F) {
 	f.Add(404, "", []byte(`{"status":"error","message":"resource not found"}`), uint16(0))
 	f.Add(404, "", []byte(`{"status":"error","message":"Thing with thing token '' not found."}`), uint16(38))
@@ -256,8 +257,11 @@ func FuzzAPIError(f *testing.F) {
 		if e.RetryAfter != 0 && status != http.StatusTooManyRequests && status != http.StatusServiceUnavailable {
 			t.Fatalf("RetryAfter %s on a %d", e.RetryAfter, status)
 		}
-		// A well-formed envelope's message is kept, token redacted.
+		// A well-formed envelope's message is kept, token redacted. As for
+		// wire.Envelope, a "status" that is not a string makes the body
+		// something other than the platform's envelope.
 		var env struct {
+			Status  string  `json:"status"`
 			Message *string `json:"message"`
 		}
 		if len(body) <= maxErrorBody && json.Unmarshal(body, &env) == nil && env.Message != nil {

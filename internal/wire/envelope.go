@@ -16,7 +16,8 @@ type Envelope struct {
 }
 
 // ParseEnvelope reads b as an Envelope; ok is false when b is not a JSON
-// object.
+// object, or its "status" is not a string (then b is not the platform's
+// envelope, whatever else it holds).
 func ParseEnvelope(b []byte) (env Envelope, ok bool) {
 	var raw struct {
 		Status  string          `json:"status"`
